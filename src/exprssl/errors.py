@@ -1,0 +1,67 @@
+"""One exception family, so the CLI can turn any user-facing problem into one line and exit 2.
+
+Every message names the thing at fault (file, gene, column, sample) so users can fix it
+without reading a traceback.
+"""
+
+from __future__ import annotations
+
+
+class ExprsslError(Exception):
+    """Base class: a problem with the user's input or configuration, not a bug."""
+
+
+class DataFileError(ExprsslError):
+    """File missing, empty or unreadable."""
+
+
+class UnknownFormatError(ExprsslError):
+    """File extension / content not recognised as a supported expression format."""
+
+
+class TruncatedFileError(DataFileError):
+    """A container (HDF5, h5ad, parquet, gzip) that ends early or is corrupt."""
+
+
+class InvalidValuesError(ExprsslError):
+    """NaN or infinite values in an expression matrix."""
+
+
+class NonNumericError(ExprsslError):
+    """Cells that are not numbers in an expression matrix."""
+
+
+class NegativeCountsError(ExprsslError):
+    """Negative values where raw counts (or a log-transform) are expected."""
+
+
+class DuplicateSamplesError(ExprsslError):
+    """The same sample id appears more than once."""
+
+
+class DuplicateGenesError(ExprsslError):
+    """The same gene id appears more than once and the policy is 'error'."""
+
+
+class LabelColumnError(ExprsslError):
+    """A label / id / group column is missing, or has too few classes to learn from."""
+
+
+class SingleClassError(LabelColumnError):
+    """A label column with only one class (nothing to predict)."""
+
+
+class LabelMatchError(ExprsslError):
+    """A sample sheet whose ids match no (or too few) expression samples."""
+
+
+class GeneOverlapError(ExprsslError):
+    """Too few of the reference genes are present in the data."""
+
+
+class ConfigError(ExprsslError):
+    """An invalid option or configuration value (unknown method, bad fraction, ...)."""
+
+
+class ModelNotFoundError(ExprsslError):
+    """A saved model directory that does not exist or lacks its files."""
