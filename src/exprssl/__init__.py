@@ -1,1 +1,42 @@
-"""exprssl."""
+"""exprssl: self-supervised representation learning on bulk gene-expression data.
+
+Pretrain an encoder on unlabeled profiles (SCARF, BYOL, VIME, Barlow Twins, masked autoencoder),
+embed new data, and measure honestly whether it beats supervised learning on raw genes.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Heavy modules (torch, lightning) load only when first used, so `import exprssl` and the CLI's
+# help stay fast.
+_LAZY = {
+    "read": ("exprssl.io", "read"),
+    "load_data": ("exprssl.io", "load_data"),
+    "add_labels": ("exprssl.io", "add_labels"),
+    "align_genes": ("exprssl.genes", "align_genes"),
+    "Preprocessor": ("exprssl.preprocessing", "Preprocessor"),
+    "SSLModel": ("exprssl.model", "SSLModel"),
+    "datasets": ("exprssl.datasets", None),
+    "methods": ("exprssl.methods", None),
+    "errors": ("exprssl.errors", None),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        mod = import_module(module)
+        value = mod if attr is None else getattr(mod, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'exprssl' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -59,7 +59,8 @@ def load(name: str) -> ad.AnnData:
     entry = _entry(name)
     adata = _read(name).copy()
     adata.uns["exprssl"] = {"source": f"bundled:{name}", "format": "h5ad"}
-    adata.uns["dataset"] = info(name)
+    # label counts stay out of uns: class names like "BCR/ABL" are not valid HDF5 keys
+    adata.uns["dataset"] = {"name": name, **{k: entry[k] for k in ("description", "license", "citation", "source")}}
     return adata
 
 

@@ -1,0 +1,339 @@
+"""The `exprssl` command line. Every user-facing problem is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ConfigError, ExprsslError
+
+app = typer.Typer(
+    name="exprssl",
+    help="Self-supervised representation learning on bulk gene-expression data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DataOpt = Annotated[str, typer.Option("--data", "-d", help="Expression file (h5ad, csv/tsv[.gz], parquet, gct, "
+                                      "ARCHS4 .h5) or a bundled dataset name (see `exprssl datasets`).")]
+LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="Sample sheet (csv/tsv/parquet) joined on sample id.")]
+LabelIdOpt = Annotated[str | None, typer.Option("--label-id-column", help="Sample-id column of --labels "
+                                                "(default: its first column).")]
+OrientOpt = Annotated[str, typer.Option("--orientation", help="For csv/tsv/parquet: auto, samples_in_rows "
+                                        "or genes_in_rows.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML file with any of this "
+                                                "command's options; flags given on the command line win.")]
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]exprssl: error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def user_errors(fn):
+    """Turn exprssl's own exceptions (and missing files) into one line and exit 2, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ExprsslError as e:
+            _fail(str(e))
+        except FileNotFoundError as e:
+            _fail(f"{e.filename or e}: no such file")
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)])
+    logging.getLogger("exprssl").setLevel(logging.INFO)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")] = False):
+    _setup_logging(verbose)
+
+
+def read_config(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}: {e})") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value at the top level")
+    return {str(k).replace("-", "_"): v for k, v in cfg.items()}
+
+
+def merge(config: dict, **flags: Any) -> dict:
+    """Config-file values overridden by the flags that were actually given (not None)."""
+    out = dict(config)
+    out.update({k: v for k, v in flags.items() if v is not None})
+    return out
+
+
+def parse_sets(pairs: list[str] | None) -> dict:
+    """`--set key=value` pairs, values parsed as YAML scalars/lists (0.3, true, [512, 256])."""
+    import yaml
+
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got '{pair}'")
+        key, value = pair.split("=", 1)
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def _load(data: str, labels: Path | None = None, label_id_column: str | None = None,
+          orientation: str = "auto"):
+    from .io import load_data
+
+    return load_data(data, labels=str(labels) if labels else None, label_id_column=label_id_column,
+                     orientation=orientation)
+
+
+# --------------------------------------------------------------------------- datasets / info
+@app.command()
+@user_errors
+def datasets():
+    """List the bundled datasets (they load offline by name with --data NAME)."""
+    from . import datasets as ds
+
+    table = Table(title="Bundled datasets", show_lines=False)
+    for col in ("name", "samples x features", "labels (classes)", "licence"):
+        table.add_column(col)
+    for name in ds.names():
+        info = ds.info(name)
+        labels = ", ".join(f"{c} ({len(v)})" for c, v in info.get("label_columns", {}).items())
+        table.add_row(name, f"{info['n_samples']} x {info['n_genes']} {info.get('feature_kind', 'genes')}",
+                      labels, str(info.get("license", "")))
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def info(
+    data: Annotated[str, typer.Argument(help="A file or a bundled dataset name.")],
+    labels: LabelsOpt = None,
+    label_id_column: LabelIdOpt = None,
+    orientation: OrientOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+):
+    """Shape, value range and scale, and label columns with class counts."""
+    from .io import summarize
+
+    adata = _load(data, labels, label_id_column, orientation)
+    s = summarize(adata)
+    if as_json:
+        console.print_json(json.dumps(s, default=str))
+        return
+    console.print(f"[bold]{data}[/]: {s['n_samples']} samples x {s['n_genes']} genes")
+    console.print(f"values: min {s['min']:.4g}, median {s['median']:.4g}, max {s['max']:.4g}, "
+                  f"{100 * s['fraction_zeros']:.1f}% zeros; {s.get('scale_description', s['scale'])}")
+    for col, counts in s.get("label_columns", {}).items():
+        parts = ", ".join(f"{k} {v}" for k, v in counts.items())
+        console.print(f"label [cyan]{col}[/] ({len(counts)} classes): {parts}", highlight=False)
+
+
+# --------------------------------------------------------------------------- pretrain / embed
+PREPROCESS_KEYS = ("library_size", "log", "min_mean", "top_k_variance", "quantile", "standardize", "clip")
+
+
+@app.command()
+@user_errors
+def pretrain(
+    method: Annotated[str | None, typer.Option("--method", "-m", help="scarf, byol, vime, barlow or mae.")] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="Expression file or bundled dataset name.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Model directory to write.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Samples per batch.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the method's).")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adam, adamw, sgd or rmsprop.")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Weight decay.")] = None,
+    val_fraction: Annotated[float | None, typer.Option(help="Held-out fraction for early stopping.")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs (0: off).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    top_genes: Annotated[int | None, typer.Option(help="Keep the N most variable genes.")] = None,
+    devices: Annotated[str | None, typer.Option(help="Lightning devices (auto, 1, 2, ...).")] = None,
+    num_nodes: Annotated[int | None, typer.Option(help="Lightning nodes.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="Lightning strategy (auto, ddp, ...).")] = None,
+    precision: Annotated[str | None, typer.Option(help="Lightning precision, e.g. bf16-mixed on GPU.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Method option key=value, repeatable "
+                                                   "(e.g. --set corruption_rate=0.5).")] = None,
+    config: ConfigOpt = None,
+    orientation: OrientOpt = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+):
+    """Pretrain an encoder with a self-supervised method and save it to a model directory."""
+    from .model import SSLModel
+
+    cfg = merge(read_config(config), method=method, data=data, out=str(out) if out else None, epochs=epochs,
+                batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+                val_fraction=val_fraction, patience=patience, seed=seed, devices=_devices(devices),
+                num_nodes=num_nodes, strategy=strategy, precision=precision)
+    cfg.update(parse_sets(set_))
+    for key in ("method", "data", "out"):
+        if not cfg.get(key):
+            raise ConfigError(f"--{key} is required (on the command line or in --config)")
+    prep = dict(cfg.pop("preprocessing", None) or {})
+    if top_genes is not None:
+        prep["top_k_variance"] = top_genes
+    unknown_prep = set(prep) - set(PREPROCESS_KEYS)
+    if unknown_prep:
+        raise ConfigError(f"unknown preprocessing option(s): {', '.join(sorted(unknown_prep))}; "
+                          f"accepted: {', '.join(PREPROCESS_KEYS)}")
+    name, data_path, out_dir = cfg.pop("method"), cfg.pop("data"), Path(cfg.pop("out"))
+    cfg.update(cfg.pop("method_config", None) or {})
+    model = SSLModel(name, preprocessor=prep or None, progress=progress, **cfg)
+    adata = _load(data_path, orientation=orientation)
+    console.print(f"pretraining [bold]{name}[/] on {adata.n_obs} samples x {adata.n_vars} genes "
+                  f"from {data_path}", highlight=False)
+    model.fit(adata)
+    model.save(out_dir)
+    h = model.history
+    last = h.iloc[-1] if len(h) else None
+    summary = f"saved {model!r} to {out_dir}"
+    if last is not None:
+        summary += f" after {int(last['epoch'])} epochs (train loss {last['train_loss']:.4f}"
+        summary += f", val loss {last['val_loss']:.4f})" if last["val_loss"] == last["val_loss"] else ")"
+    console.print(summary, highlight=False)
+
+
+def _devices(value: str | None):
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+@app.command()
+@user_errors
+def embed(
+    model: Annotated[Path, typer.Option("--model", help="Model directory written by `exprssl pretrain`.")],
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .h5ad (input obs kept, "
+                                      "embeddings in obsm['X_<method>']).")],
+    labels: LabelsOpt = None,
+    label_id_column: LabelIdOpt = None,
+    orientation: OrientOpt = "auto",
+    key: Annotated[str | None, typer.Option(help="obsm key (default X_<method>).")] = None,
+):
+    """Embed expression data with a pretrained model (genes aligned by name)."""
+    import anndata as ad
+
+    from .io import write_h5ad
+    from .model import SSLModel
+
+    if out.suffix != ".h5ad":
+        raise ConfigError(f"{out}: --out must end in .h5ad")
+    m = SSLModel.load(model)
+    adata = _load(data, labels, label_id_column, orientation)
+    key = key or f"X_{m.method_name}"
+    Z = m.transform(adata)
+    result = ad.AnnData(obs=adata.obs.copy(), obsm={key: Z})
+    result.uns["exprssl"] = {"model": str(model), "method": m.method_name, "source": str(data),
+                             "n_model_genes": len(m.genes)}
+    write_h5ad(result, out)
+    console.print(f"wrote {Z.shape[0]} x {Z.shape[1]} embeddings to {out} (obsm['{key}'])", highlight=False)
+
+
+# --------------------------------------------------------------------------- benchmark / demo
+@app.command()
+@user_errors
+def benchmark(
+    data: Annotated[str | None, typer.Option("--data", "-d", help="Expression file or bundled dataset.")] = None,
+    label: Annotated[str | None, typer.Option("--label", "-l", help="obs / sample-sheet column to predict.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (reruns resume).")] = None,
+    labels: LabelsOpt = None,
+    methods: Annotated[str | None, typer.Option(help="Comma-separated SSL methods (default: all).")] = None,
+    baselines: Annotated[str | None, typer.Option(help="Comma-separated baselines (default: all).")] = None,
+    fractions: Annotated[str | None, typer.Option(help="Comma-separated label fractions in (0, 1].")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Seeds per fraction.")] = None,
+    group: Annotated[str | None, typer.Option(help="Column grouping samples (patient, study).")] = None,
+    pretrain_data: Annotated[str | None, typer.Option(help="Pretrain on this dataset instead (transfer).")] = None,
+    protocol: Annotated[str | None, typer.Option(help="default or paper.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Pretraining epochs.")] = None,
+    config: ConfigOpt = None,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+):
+    """Label-efficiency benchmark: SSL methods vs supervised baselines, with a report."""
+    from .evaluation.protocol import BenchmarkConfig
+
+    cfg = merge(read_config(config), data=data, label=label, out=str(out) if out else None,
+                labels=str(labels) if labels else None, methods=_csv(methods), baselines=_csv(baselines),
+                fractions=_csv(fractions, float), seeds=seeds, group=group, pretrain_data=pretrain_data,
+                protocol=protocol, epochs=epochs)
+    for key in ("data", "label", "out"):
+        if not cfg.get(key):
+            raise ConfigError(f"--{key} is required (on the command line or in --config)")
+    _run_benchmark(BenchmarkConfig.from_dict(cfg), progress)
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("demo_report"),
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+):
+    """The benchmark on the bundled real dataset (all_leukemia, molecular subtype), in minutes on a CPU."""
+    from .evaluation.protocol import demo_config
+
+    _run_benchmark(demo_config(str(out)), progress)
+
+
+def _csv(value: str | None, cast=str):
+    if value is None:
+        return None
+    try:
+        return [cast(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"could not parse '{value}' as a comma-separated list of numbers") from None
+
+
+def _run_benchmark(cfg, progress: bool) -> None:
+    from .evaluation.protocol import run_benchmark, summary_table
+
+    results = run_benchmark(cfg, progress=progress)
+    table = summary_table(results)
+    t = Table(title=f"{cfg.data}: {cfg.label} — balanced accuracy on the test set (mean ± 95% CI)")
+    for col in table.columns:
+        t.add_column(str(col))
+    for _, row in table.iterrows():
+        t.add_row(*[str(v) for v in row.values])
+    console.print(t)
+    out = Path(cfg.out)
+    console.print(f"report: {out / 'report.html'} (also report.md, results.csv, plots)", highlight=False)
+
+
+def main() -> None:  # pragma: no cover - console-script entry
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,241 @@
+"""Lightning training loop for any registered SSL method.
+
+The method (``exprssl.methods``) owns its networks, augmentations and loss; this module owns
+everything around it: batching tensors, optimisers, early stopping on a held-out SSL loss,
+collapse monitoring, checkpoints, progress bars and the per-epoch history.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .errors import ConfigError
+
+log = logging.getLogger("exprssl")
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
+              "rmsprop": torch.optim.RMSprop}
+
+
+@dataclass
+class TrainConfig:
+    """Options of the training loop (not of the method); every field is a CLI/YAML option."""
+
+    epochs: int = 50
+    batch_size: int = 256
+    optimizer: str | None = None  # None: the method's own default
+    lr: float | None = None
+    weight_decay: float | None = None
+    val_fraction: float = 0.1
+    patience: int = 10
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str | None = None
+    progress: bool = True
+    log_dir: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ConfigError(f"batch_size must be >= 2 (BatchNorm needs 2 samples), got {self.batch_size}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.optimizer is not None and self.optimizer.lower() not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer '{self.optimizer}'; available: {', '.join(OPTIMIZERS)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TensorRows(Dataset):
+    """Rows of an in-memory tensor, fetched a whole batch at a time (one gather, no per-sample collate)."""
+
+    def __init__(self, X: torch.Tensor):
+        self.X = X
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    def __getitem__(self, i):
+        return self.X[i]
+
+    def __getitems__(self, indices):
+        return self.X[torch.as_tensor(indices)]
+
+
+def _identity(batch):
+    return batch
+
+
+def tensor_loader(X: torch.Tensor, batch_size: int, *, shuffle: bool, seed: int = 0) -> DataLoader:
+    n = X.shape[0]
+    bs = max(2, min(batch_size, n))
+    # drop the last incomplete batch in training so BatchNorm never sees a batch of one
+    drop_last = shuffle and n > bs
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(TensorRows(X), batch_size=bs, shuffle=shuffle, drop_last=drop_last,
+                      collate_fn=_identity, generator=gen if shuffle else None)
+
+
+def effective_rank(Z: torch.Tensor) -> float:
+    """RankMe (Garrido et al. 2023): exp of the entropy of normalised singular values; ~1 means collapse."""
+    Z = Z.double() - Z.double().mean(0, keepdim=True)
+    s = torch.linalg.svdvals(Z)
+    if s.sum() <= 0:
+        return 0.0
+    p = s / s.sum() + 1e-12
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def embedding_std(Z: torch.Tensor) -> float:
+    """Mean per-dimension std of L2-normalised embeddings: 1/sqrt(d) when spread, 0 when collapsed."""
+    Zn = torch.nn.functional.normalize(Z.double(), dim=1)
+    return float(Zn.std(0).mean())
+
+
+class SSLLightningModule(L.LightningModule):
+    def __init__(self, method: torch.nn.Module, cfg: TrainConfig, total_steps: int):
+        super().__init__()
+        self.method = method
+        self.cfg = cfg
+        self.total_steps = max(1, total_steps)
+        self.history: list[dict] = []
+        self.best_val = math.inf
+        self.best_state: dict | None = None
+        self._train_losses: list[float] = []
+        self._val_losses: list[float] = []
+        self._val_emb: list[torch.Tensor] = []
+        self._last_val: dict = {}
+
+    def training_step(self, batch, batch_idx):
+        loss, parts = self.method.loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{self.method.name}: training loss became {loss.item()} "
+                                     f"at step {self.global_step}; lower the learning rate")
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch.shape[0])
+        self._train_losses.append(float(loss.detach()))
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.method.on_train_batch_end(self.global_step, self.total_steps)
+
+    def validation_step(self, batch, batch_idx):
+        loss, _ = self.method.loss(batch)
+        self._val_losses.append(float(loss) * batch.shape[0])
+        self._val_emb.append(self.method.embed(batch).detach().float().cpu())
+        return loss
+
+    def on_validation_epoch_end(self):
+        if not self._val_emb:
+            return
+        Z = torch.cat(self._val_emb)
+        val_loss = sum(self._val_losses) / Z.shape[0]
+        self._last_val = {"val_loss": val_loss, "emb_std": embedding_std(Z), "eff_rank": effective_rank(Z)}
+        self._val_losses.clear()
+        self._val_emb.clear()
+        self.log("val_loss", val_loss, prog_bar=True)
+        if val_loss < self.best_val:
+            self.best_val = val_loss
+            self.best_state = copy.deepcopy(self.method.state_dict())
+
+    def on_train_epoch_end(self):
+        rec = {"epoch": self.current_epoch + 1,
+               "train_loss": float(np.mean(self._train_losses)) if self._train_losses else math.nan,
+               "val_loss": math.nan, "emb_std": math.nan, "eff_rank": math.nan}
+        rec.update(self._last_val)
+        self._last_val = {}
+        self._train_losses.clear()
+        self.history.append(rec)
+        if rec["eff_rank"] == rec["eff_rank"] and rec["eff_rank"] < 1.5:
+            warnings.warn(f"{self.method.name}: embeddings look collapsed at epoch {rec['epoch']} "
+                          f"(effective rank {rec['eff_rank']:.2f}, std {rec['emb_std']:.2e})",
+                          stacklevel=1)
+
+    def configure_optimizers(self):
+        opt_cfg = dict(self.method.optimizer_defaults)
+        for key in ("optimizer", "lr", "weight_decay"):
+            if getattr(self.cfg, key) is not None:
+                opt_cfg[key] = getattr(self.cfg, key)
+        name = str(opt_cfg.pop("optimizer", "adam")).lower()
+        if name not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer '{name}'; available: {', '.join(OPTIMIZERS)}")
+        kwargs = {"lr": opt_cfg.get("lr", 1e-3), "weight_decay": opt_cfg.get("weight_decay", 0.0)}
+        if name == "sgd":
+            kwargs["momentum"] = opt_cfg.get("momentum", 0.9)
+        params = [p for p in self.method.trainable_parameters() if p.requires_grad]
+        return OPTIMIZERS[name](params, **kwargs)
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*isinstance.*treespec.*")
+
+
+def train_method(method: torch.nn.Module, X: torch.Tensor, cfg: TrainConfig) -> list[dict]:
+    """Pretrain ``method`` on the preprocessed matrix ``X`` (samples x features); return the history.
+
+    A seeded ``val_fraction`` of rows is held out: its SSL loss drives early stopping and the
+    best-scoring weights are restored at the end, and its embeddings feed the collapse monitor.
+    """
+    cfg.validate()
+    _quiet_lightning()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    n = X.shape[0]
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
+    n_val = int(round(cfg.val_fraction * n)) if n >= 20 else 0
+    if 0 < n_val < 2:
+        n_val = 2
+    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+    X_train = X[train_idx]
+    method.fit_augmentations(X_train)
+    train_dl = tensor_loader(X_train, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    val_dl = tensor_loader(X[val_idx], 1024, shuffle=False) if n_val else None
+    total_steps = len(train_dl) * cfg.epochs
+    module = SSLLightningModule(method, cfg, total_steps)
+
+    callbacks: list[L.Callback] = []
+    if val_dl is not None and cfg.patience > 0:
+        callbacks.append(L.pytorch.callbacks.EarlyStopping("val_loss", patience=cfg.patience, mode="min"))
+    if cfg.progress:
+        callbacks.append(L.pytorch.callbacks.RichProgressBar(leave=False))
+    logger: Any = False
+    if cfg.log_dir:
+        Path(cfg.log_dir).mkdir(parents=True, exist_ok=True)
+        logger = L.pytorch.loggers.CSVLogger(cfg.log_dir, name="", version="")
+        callbacks.append(L.pytorch.callbacks.ModelCheckpoint(
+            dirpath=Path(cfg.log_dir) / "checkpoints", monitor="val_loss" if val_dl else None,
+            save_last=True))
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy, precision=cfg.precision, logger=logger, callbacks=callbacks,
+        enable_progress_bar=cfg.progress, enable_model_summary=False, enable_checkpointing=bool(cfg.log_dir),
+        num_sanity_val_steps=0, deterministic=True, log_every_n_steps=max(1, min(50, len(train_dl))),
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
+        warnings.filterwarnings("ignore", category=UserWarning, module="torch.utils.data")
+        trainer.fit(module, train_dataloaders=train_dl, val_dataloaders=val_dl)
+    if module.best_state is not None:
+        method.load_state_dict(module.best_state)
+    method.eval()
+    return module.history
