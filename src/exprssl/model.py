@@ -23,6 +23,7 @@ from .errors import ConfigError, ModelNotFoundError
 from .methods import build_method, get_method
 from .preprocessing import Preprocessor
 from .training import TrainConfig, train_method
+from .utils import seed_everything
 
 _TRAIN_KEYS = set(TrainConfig.__dataclass_fields__) - {"extra"}
 FORMAT_VERSION = 1
@@ -82,6 +83,7 @@ class SSLModel:
         if not self.preprocessor.is_fitted:
             self.preprocessor.fit(adata)
         X = torch.from_numpy(np.ascontiguousarray(self.preprocessor.transform(adata), dtype=np.float32))
+        seed_everything(self.train_config.seed)  # weight init is part of the seeded run
         self.method = build_method(self.method_name, X.shape[1], **self.method_config)
         history = train_method(self.method, X, self.train_config)
         self.history = pd.DataFrame(history, columns=self.history.columns)

@@ -95,8 +95,7 @@ def tensor_loader(X: torch.Tensor, batch_size: int, *, shuffle: bool, seed: int 
 
 def effective_rank(Z: torch.Tensor) -> float:
     """RankMe (Garrido et al. 2023): exp of the entropy of normalised singular values; ~1 means collapse."""
-    Z = Z.double() - Z.double().mean(0, keepdim=True)
-    s = torch.linalg.svdvals(Z)
+    s = torch.linalg.svdvals(Z.double())
     if s.sum() <= 0:
         return 0.0
     p = s / s.sum() + 1e-12
