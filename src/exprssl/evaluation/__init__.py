@@ -1,0 +1,1 @@
+"""Evaluation: metrics, supervised baselines, probe / fine-tune heads, and the benchmark protocol."""

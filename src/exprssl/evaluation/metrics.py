@@ -1,0 +1,83 @@
+"""Test-set metrics and the summary statistics of the label-efficiency benchmark."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auroc")
+
+
+def classification_metrics(y_true: Sequence, proba: np.ndarray, classes: Sequence) -> dict[str, float]:
+    """Accuracy, balanced accuracy, macro-F1 and macro one-vs-rest AUROC from class probabilities.
+
+    ``classes`` orders the columns of ``proba``. AUROC is computed over the classes present in
+    ``y_true`` (renormalising their probabilities), NaN when fewer than two are present.
+    """
+    y_true = np.asarray(y_true).astype(str)
+    classes = np.asarray(classes).astype(str)
+    proba = np.asarray(proba, dtype=np.float64)
+    y_pred = classes[proba.argmax(1)]
+    out = {"accuracy": accuracy_score(y_true, y_pred),
+           "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
+           "macro_f1": f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true), zero_division=0)}
+    present = [c for c in classes if c in set(y_true)]
+    if len(present) < 2:
+        out["auroc"] = math.nan
+    else:
+        cols = [int(np.flatnonzero(classes == c)[0]) for c in present]
+        p = proba[:, cols]
+        p = p / np.clip(p.sum(1, keepdims=True), 1e-12, None)
+        if len(present) == 2:
+            out["auroc"] = roc_auc_score((y_true == present[1]).astype(int), p[:, 1])
+        else:
+            out["auroc"] = roc_auc_score(y_true, p, multi_class="ovr", average="macro", labels=present)
+    return {k: float(v) for k, v in out.items()}
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and t-interval over seeds; with one value the interval collapses to the mean."""
+    v = np.asarray([x for x in values if x == x], dtype=float)
+    if v.size == 0:
+        return math.nan, math.nan, math.nan
+    m = float(v.mean())
+    if v.size == 1:
+        return m, m, m
+    half = float(stats.t.ppf((1 + level) / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return m, m - half, m + half
+
+
+def curves(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Mean and CI per approach (method + head) and fraction, for one metric."""
+    r = results[results["metric"] == metric]
+    rows = []
+    for (method, kind, head, frac), g in r.groupby(["method", "kind", "head", "fraction"], sort=True):
+        m, lo, hi = mean_ci(g["value"])
+        rows.append({"approach": approach_name(method, head, kind), "method": method, "kind": kind,
+                     "head": head, "fraction": frac, "n_labelled": float(g["n_labelled"].mean()),
+                     "mean": m, "lo": lo, "hi": hi, "n_seeds": len(g)})
+    return pd.DataFrame(rows)
+
+
+def approach_name(method: str, head: str, kind: str) -> str:
+    return f"{method}+{head}" if kind == "ssl" else method
+
+
+def labels_to_reach(results: pd.DataFrame, metric: str = "balanced_accuracy") -> dict[str, float]:
+    """The paper's summary: the smallest label fraction at which each SSL approach's mean score
+    reaches the best baseline's best mean score (NaN: never)."""
+    c = curves(results, metric)
+    base = c[c["kind"] == "baseline"]
+    if base.empty:
+        return {}
+    target = base["mean"].max()
+    out = {}
+    for name, g in c[c["kind"] == "ssl"].groupby("approach"):
+        hit = g[g["mean"] >= target - 1e-12].sort_values("fraction")
+        out[name] = float(hit["fraction"].iloc[0]) if len(hit) else math.nan
+    return out

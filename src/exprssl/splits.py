@@ -1,0 +1,121 @@
+"""Deterministic, stratified, optionally grouped splits and nested label-fraction subsets."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError
+
+
+def _labels(labels) -> np.ndarray:
+    return np.asarray(pd.Series(labels).astype(str).to_numpy())
+
+
+def drop_rare_classes(labels, min_count: int) -> tuple[np.ndarray, dict[str, int]]:
+    """Boolean mask of samples whose class has at least ``min_count`` members, and the dropped classes."""
+    y = _labels(labels)
+    counts = pd.Series(y).value_counts()
+    dropped = {str(k): int(v) for k, v in counts.items() if v < min_count}
+    return ~np.isin(y, list(dropped)), dropped
+
+
+def _allocate(n: int, fractions: np.ndarray) -> np.ndarray:
+    """Split ``n`` items into parts by largest remainder, every part >= 1 when n allows."""
+    raw = fractions * n
+    sizes = np.floor(raw).astype(int)
+    for i in np.argsort(-(raw - sizes))[: n - sizes.sum()]:
+        sizes[i] += 1
+    for i in np.flatnonzero(sizes == 0):  # take from the largest part so each part sees the class
+        j = int(np.argmax(sizes))
+        if sizes[j] > 1:
+            sizes[j] -= 1
+            sizes[i] += 1
+    return sizes
+
+
+def split_indices(labels, parts: Mapping[str, float], *, groups=None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Stratified split of sample positions into named parts (e.g. pretrain / finetune / test).
+
+    Within each class, samples (or, with ``groups``, whole groups such as patients or studies)
+    are shuffled with ``seed`` and dealt to the parts by their fractions, so every class appears
+    in every part and no group ever crosses parts. A group spanning classes is assigned by its
+    most frequent class. Returns sorted index arrays.
+    """
+    y = _labels(labels)
+    names = list(parts)
+    frac = np.array([float(parts[k]) for k in names])
+    if (frac <= 0).any() or not math.isclose(frac.sum(), 1.0, abs_tol=1e-6):
+        raise ConfigError(f"split fractions must be positive and sum to 1, got {dict(parts)}")
+    rng = np.random.default_rng(seed)
+    g = np.arange(len(y)).astype(str) if groups is None else _labels(groups)
+    if len(g) != len(y):
+        raise ConfigError(f"{len(g)} group values for {len(y)} samples")
+    # one class per group: its most frequent label
+    frame = pd.DataFrame({"g": g, "y": y})
+    group_class = frame.groupby("g")["y"].agg(lambda s: s.value_counts().index[0])
+    out: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    what = "groups" if groups is not None else "samples"
+    for cls in sorted(group_class.unique()):
+        members = np.array(sorted(group_class.index[group_class == cls]))
+        if len(members) < len(names):
+            raise ConfigError(f"class '{cls}' has {len(members)} {what}, fewer than the {len(names)} parts "
+                              f"({', '.join(names)}) the split needs; drop rare classes first "
+                              f"(e.g. a minimum class size)")
+        members = members[rng.permutation(len(members))]
+        sizes = _allocate(len(members), frac)
+        for name, chunk in zip(names, np.split(members, np.cumsum(sizes)[:-1]), strict=True):
+            out[name].append(chunk)
+    result = {}
+    for name in names:
+        chosen = np.concatenate(out[name]) if out[name] else np.array([], dtype=str)
+        result[name] = np.flatnonzero(np.isin(g, chosen))
+    return result
+
+
+def train_val_test_split(labels, *, fractions: Sequence[float] = (0.6, 0.2, 0.2), groups=None,
+                         seed: int = 0) -> dict[str, np.ndarray]:
+    return split_indices(labels, dict(zip(("train", "val", "test"), fractions, strict=True)),
+                         groups=groups, seed=seed)
+
+
+def label_fraction_subsets(labels, fractions: Sequence[float], *, seed: int = 0,
+                           min_per_class: int = 1) -> dict[float, np.ndarray]:
+    """Nested, stratified subsets: for p1 < p2, subset(p1) is contained in subset(p2).
+
+    Each class is shuffled once with ``seed``; the subset for fraction p takes the first
+    ceil(p * n_class) of it (at least ``min_per_class``), so nesting and per-class proportions
+    hold by construction.
+    """
+    fr = [float(p) for p in fractions]
+    bad = [p for p in fr if not 0 < p <= 1]
+    if bad:
+        raise ConfigError(f"label fractions must be in (0, 1], got {bad[0]}")
+    y = _labels(labels)
+    rng = np.random.default_rng(seed)
+    orders = {c: rng.permutation(np.flatnonzero(y == c)) for c in sorted(set(y))}
+    out = {}
+    for p in sorted(set(fr)):
+        take = [order[: min(len(order), max(min_per_class, math.ceil(p * len(order))))]
+                for order in orders.values()]
+        out[p] = np.sort(np.concatenate(take))
+    return out
+
+
+def log_fraction_grid(n_labelled: int, n_classes: int, n_points: int = 6) -> list[float]:
+    """Log-spaced fractions from ~one sample per class up to 1.0, without duplicate subset sizes."""
+    if n_labelled < 1:
+        raise ConfigError("no labelled samples to build a fraction grid from")
+    lo = min(1.0, max(n_classes / n_labelled, 0.01))
+    grid = np.geomspace(lo, 1.0, n_points)
+    out, seen = [], set()
+    for p in grid:
+        size = math.ceil(p * n_labelled)
+        if size not in seen:
+            seen.add(size)
+            out.append(float(round(p, 4)))
+    out[-1] = 1.0
+    return out
