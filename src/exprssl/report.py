@@ -83,38 +83,55 @@ def verdicts(results: pd.DataFrame, metric: str = "balanced_accuracy") -> list[s
 
 
 # ----------------------------------------------------------------------------- plots
+def _shown_approaches(c: pd.DataFrame) -> list[str]:
+    """Baselines plus, per SSL method, its better head (mean over fractions): readable at a glance."""
+    keep = list(c[c["kind"] == "baseline"]["approach"].unique())
+    ssl = c[c["kind"] == "ssl"]
+    for _, g in ssl.groupby("method"):
+        keep.append(g.groupby("approach")["mean"].mean().idxmax())
+    return keep
+
+
 def plot_label_efficiency(results: pd.DataFrame, metric: str, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
 
     metrics = [metric] + [m for m in ("accuracy", "balanced_accuracy", "macro_f1", "auroc")
                           if m != metric and m in set(results["metric"])]
-    fig = plt.figure(figsize=(13, 6.2))
-    grid = fig.add_gridspec(3, 2, width_ratios=[2.2, 1], hspace=0.55, wspace=0.18)
+    fig = plt.figure(figsize=(13, 6.4))
+    grid = fig.add_gridspec(3, 2, width_ratios=[2.2, 1], hspace=0.6, wspace=0.18)
     axes = [fig.add_subplot(grid[:, 0])] + [fig.add_subplot(grid[i, 1]) for i in range(min(3, len(metrics) - 1))]
+    shown = _shown_approaches(curves(results, metric))
     for ax, m in zip(axes, metrics, strict=False):
         c = curves(results, m)
-        for approach, g in c.groupby("approach"):
-            g = g.sort_values("n_labelled")
+        main = ax is axes[0]
+        for approach in shown:
+            g = c[c["approach"] == approach].sort_values("n_labelled")
+            if g.empty:
+                continue
             row = g.iloc[0]
             ssl = row["kind"] == "ssl"
-            style = "-" if row["head"] == "finetune" or not ssl else ":"
-            if not ssl:
-                style = "--"
-            ax.plot(g["n_labelled"], g["mean"], style, marker="o" if ssl else None, ms=3.5,
-                    lw=2.0 if ssl else 1.4, color=_color(row["method"]), label=approach)
-            ax.fill_between(g["n_labelled"], g["lo"], g["hi"], color=_color(row["method"]), alpha=0.12, lw=0)
+            ax.plot(g["n_labelled"], g["mean"], "-" if ssl else "--", marker="o" if ssl else None, ms=4,
+                    lw=2.2 if ssl else 1.5, color=_color(row["method"]), label=approach)
+            if main:
+                ax.fill_between(g["n_labelled"], g["lo"].clip(0, 1), g["hi"].clip(0, 1),
+                                color=_color(row["method"]), alpha=0.10, lw=0)
         ax.set_xscale("log")
-        ax.set_title(m.replace("_", " "), fontsize=13 if ax is axes[0] else 10)
-        ax.grid(alpha=0.3, which="both")
-        ax.tick_params(labelsize=8 if ax is not axes[0] else 10)
+        ticks = sorted(c["n_labelled"].round().astype(int).unique())
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([str(t) for t in ticks])
+        ax.set_title(m.replace("_", " "), fontsize=13 if main else 10)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=10 if main else 8)
     axes[0].set_xlabel("labelled training samples (log scale)")
     axes[0].set_ylabel(f"{metric.replace('_', ' ')} on the held-out test set")
-    axes[0].legend(loc="upper left", bbox_to_anchor=(0, -0.1), ncol=5, fontsize=8, frameon=False)
-    fig.suptitle("Label efficiency: SSL (solid: fine-tuned, dotted: linear probe) vs baselines (dashed); "
-                 "bands = 95% CI over seeds", fontsize=11)
+    axes[0].legend(loc="upper left", bbox_to_anchor=(0, -0.1), ncol=5, fontsize=9, frameon=False)
+    fig.suptitle("Label efficiency: SSL methods (solid, best head each) vs supervised baselines (dashed); "
+                 "bands: 95% CI over seeds", fontsize=11)
     return _savefig(fig, path)
 
 
@@ -226,21 +243,23 @@ def plot_confusion(pred_file: Path, path: Path) -> Path | None:
 
 # ----------------------------------------------------------------------------- documents
 def _fmt_table(results: pd.DataFrame, metric: str) -> tuple[list[str], list[list[str]]]:
+    """Rows: approaches (SSL first); columns: label fractions; best per column in bold."""
     c = curves(results, metric)
-    approaches = list(c.sort_values("kind", ascending=False)["approach"].unique())
-    header = ["labels (n)"] + approaches
+    fracs = sorted(c["fraction"].unique())
+    n = c.groupby("fraction")["n_labelled"].mean().round().astype(int)
+    header = ["approach"] + [f"{f:.0%} (n={n[f]})" for f in fracs]
+    best = c.groupby("fraction")["mean"].max()
     rows = []
-    for frac, g in c.groupby("fraction"):
-        by = g.set_index("approach")
-        best = by["mean"].max()
-        row = [f"{frac:.0%} ({int(round(g['n_labelled'].mean()))})"]
-        for a in approaches:
-            if a not in by.index:
+    for approach, g in sorted(c.groupby("approach"), key=lambda kv: (kv[1]["kind"].iloc[0] != "ssl", kv[0])):
+        by = g.set_index("fraction")
+        row = [approach]
+        for f in fracs:
+            if f not in by.index:
                 row.append("")
                 continue
-            m, hi = by.loc[a, "mean"], by.loc[a, "hi"]
+            m, hi = by.loc[f, "mean"], by.loc[f, "hi"]
             cell = f"{m:.3f}" + (f" ± {hi - m:.3f}" if hi == hi and hi > m else "")
-            row.append(f"**{cell}**" if math.isclose(m, best) else cell)
+            row.append(f"**{cell}**" if math.isclose(m, best[f]) else cell)
         rows.append(row)
     return header, rows
 
@@ -290,7 +309,7 @@ def write_report(out_dir: str | Path, *, main_metric: str = "balanced_accuracy")
     if not results.empty:
         header, rows = _fmt_table(results, main_metric)
         md += [f"## Headline: {main_metric.replace('_', ' ')} on the test set (mean ± 95% CI over seeds; "
-               "best per row in bold)", "",
+               "best per column in bold)", "",
                "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         md += ["| " + " | ".join(r) + " |" for r in rows]
         verdict_lines = verdicts(results, main_metric)

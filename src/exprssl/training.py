@@ -109,8 +109,10 @@ def embedding_std(Z: torch.Tensor) -> float:
 
 
 class SSLLightningModule(L.LightningModule):
-    def __init__(self, method: torch.nn.Module, cfg: TrainConfig, total_steps: int):
+    def __init__(self, method: torch.nn.Module, cfg: TrainConfig, total_steps: int,
+                 monitor_rows: torch.Tensor | None = None):
         super().__init__()
+        self.monitor_rows = monitor_rows
         self.method = method
         self.cfg = cfg
         self.total_steps = max(1, total_steps)
@@ -119,7 +121,7 @@ class SSLLightningModule(L.LightningModule):
         self.best_state: dict | None = None
         self._train_losses: list[float] = []
         self._val_losses: list[float] = []
-        self._val_emb: list[torch.Tensor] = []
+        self._val_n = 0
         self._last_val: dict = {}
 
     def training_step(self, batch, batch_idx):
@@ -137,27 +139,39 @@ class SSLLightningModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         loss, _ = self.method.loss(batch)
         self._val_losses.append(float(loss) * batch.shape[0])
-        self._val_emb.append(self.method.embed(batch).detach().float().cpu())
+        self._val_n += batch.shape[0]
         return loss
 
     def on_validation_epoch_end(self):
-        if not self._val_emb:
+        if not self._val_n:
             return
-        Z = torch.cat(self._val_emb)
-        val_loss = sum(self._val_losses) / Z.shape[0]
-        self._last_val = {"val_loss": val_loss, "emb_std": embedding_std(Z), "eff_rank": effective_rank(Z)}
+        val_loss = sum(self._val_losses) / self._val_n
+        self._last_val = {"val_loss": val_loss}
         self._val_losses.clear()
-        self._val_emb.clear()
+        self._val_n = 0
         self.log("val_loss", val_loss, prog_bar=True)
         if val_loss < self.best_val:
             self.best_val = val_loss
             self.best_state = copy.deepcopy(self.method.state_dict())
+
+    def _collapse_monitors(self) -> dict:
+        """Embedding spread on a fixed sample of training rows, in eval mode: a small validation
+        set would cap the effective rank at its own size."""
+        if self.monitor_rows is None or self.monitor_rows.shape[0] < 2:
+            return {}
+        was = self.method.training
+        self.method.eval()
+        with torch.no_grad():
+            Z = self.method.embed(self.monitor_rows.to(self.device)).float().cpu()
+        self.method.train(was)
+        return {"emb_std": embedding_std(Z), "eff_rank": effective_rank(Z)}
 
     def on_train_epoch_end(self):
         rec = {"epoch": self.current_epoch + 1,
                "train_loss": float(np.mean(self._train_losses)) if self._train_losses else math.nan,
                "val_loss": math.nan, "emb_std": math.nan, "eff_rank": math.nan}
         rec.update(self._last_val)
+        rec.update(self._collapse_monitors())
         self._last_val = {}
         self._train_losses.clear()
         self.history.append(rec)
@@ -210,7 +224,8 @@ def train_method(method: torch.nn.Module, X: torch.Tensor, cfg: TrainConfig) -> 
     train_dl = tensor_loader(X_train, cfg.batch_size, shuffle=True, seed=cfg.seed)
     val_dl = tensor_loader(X[val_idx], 1024, shuffle=False) if n_val else None
     total_steps = len(train_dl) * cfg.epochs
-    module = SSLLightningModule(method, cfg, total_steps)
+    monitor = X_train[torch.randperm(X_train.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[:1024]]
+    module = SSLLightningModule(method, cfg, total_steps, monitor_rows=monitor)
 
     callbacks: list[L.Callback] = []
     if val_dl is not None and cfg.patience > 0:

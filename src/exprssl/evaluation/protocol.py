@@ -105,8 +105,8 @@ def demo_config(out: str = "demo_report") -> BenchmarkConfig:
     """The bundled leukemia cohort, molecular subtype (classes with >= 5 patients): a real task on
     which PCA + logistic regression is a strong baseline. Sized to finish in minutes on 2 cores."""
     return BenchmarkConfig(
-        data="all_leukemia", label="mol.biol", out=out, min_class_size=5, seeds=3, n_fractions=5,
-        split={"pretrain": 0.5, "finetune": 0.25, "test": 0.25}, epochs=60, batch_size=32, patience=15,
+        data="all_leukemia", label="mol.biol", out=out, min_class_size=5, seeds=5, n_fractions=5,
+        split={"pretrain": 0.5, "finetune": 0.25, "test": 0.25}, epochs=100, batch_size=32, patience=15,
         preprocessing={"top_k_variance": 5000},
         finetune={"epochs": 60, "lr": 1e-3, "encoder_lr": 1e-4, "batch_size": 16, "patience": 10},
     )
@@ -164,7 +164,8 @@ class ResultStore:
     def add(self, rows: list[dict]) -> None:
         if not rows:
             return
-        self.df = pd.concat([self.df, pd.DataFrame(rows, columns=RESULT_COLUMNS)], ignore_index=True)
+        new = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+        self.df = new if self.df.empty else pd.concat([self.df, new], ignore_index=True)
         for r in rows:
             self.done.add(self._key(r["method"], r["head"], r["fraction"], r["seed"]))
         atomic_write_text(self.path, self.df.to_csv(index=False))

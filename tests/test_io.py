@@ -1,0 +1,300 @@
+"""Readers, label joins and every bad input of the data layer."""
+
+from __future__ import annotations
+
+import gzip
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from exprssl import io
+from exprssl.errors import (
+    DataFileError,
+    DuplicateGenesError,
+    DuplicateSamplesError,
+    InvalidValuesError,
+    LabelColumnError,
+    LabelMatchError,
+    NegativeCountsError,
+    NonNumericError,
+    SingleClassError,
+    TruncatedFileError,
+    UnknownFormatError,
+)
+
+GENES = [f"GENE{i}" for i in range(40)]
+SAMPLES = [f"S{i}" for i in range(6)]
+
+
+@pytest.fixture
+def frame():
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(rng.poisson(50, (6, 40)).astype(float), index=SAMPLES, columns=GENES)
+
+
+def _check(a: ad.AnnData, frame: pd.DataFrame):
+    assert a.shape == frame.shape
+    assert list(a.obs_names) == list(frame.index) and list(a.var_names) == list(frame.columns)
+    assert a.X.dtype == np.float32
+    np.testing.assert_allclose(a.X, frame.to_numpy())
+
+
+@pytest.mark.parametrize("name,writer", [
+    ("x.csv", lambda df, p: df.to_csv(p)),
+    ("x.tsv", lambda df, p: df.to_csv(p, sep="\t")),
+    ("x.tsv.gz", lambda df, p: df.to_csv(p, sep="\t", compression="gzip")),
+    ("x.txt", lambda df, p: df.to_csv(p, sep="\t")),
+    ("x.parquet", lambda df, p: df.to_parquet(p)),
+    ("x.h5ad", lambda df, p: ad.AnnData(df.astype(np.float32)).write_h5ad(p)),
+])
+def test_readers_samples_in_rows(tmp_path, frame, name, writer):
+    p = tmp_path / name
+    writer(frame, p)
+    a = io.read(p)
+    _check(a, frame)
+    assert a.uns["exprssl"]["source"] == str(p)
+
+
+@pytest.mark.parametrize("name,writer", [
+    ("g.csv", lambda df, p: df.to_csv(p)),
+    ("g.tsv.gz", lambda df, p: df.to_csv(p, sep="\t", compression="gzip")),
+    ("g.parquet", lambda df, p: df.to_parquet(p)),
+])
+def test_readers_genes_in_rows_auto_and_explicit(tmp_path, frame, name, writer):
+    p = tmp_path / name
+    writer(frame.T, p)  # 40 genes x 6 samples on disk
+    _check(io.read(p), frame)  # auto: the longer axis is genes
+    _check(io.read(p, orientation="genes_in_rows"), frame)
+    wrong = io.read(p, orientation="samples_in_rows")
+    assert wrong.shape == (40, 6)
+
+
+def test_gct(tmp_path, frame):
+    p = tmp_path / "x.gct"
+    body = frame.T.copy()
+    body.insert(0, "Description", "desc")
+    with open(p, "w") as fh:
+        fh.write(f"#1.2\n{body.shape[0]}\t{frame.shape[0]}\n")
+        body.to_csv(fh, sep="\t", index_label="Name")
+    _check(io.read(p), frame)
+
+
+def _write_archs4(path, n_genes=30, n_samples=50, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 1000, (n_genes, n_samples)).astype(np.uint32)  # genes x samples, like ARCHS4
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data/expression", data=X, chunks=(n_genes, 5), compression="gzip")
+        f.create_dataset("meta/genes/symbol", data=np.array([f"G{i}" for i in range(n_genes)], dtype="S"))
+        f.create_dataset("meta/samples/geo_accession", data=np.array([f"GSM{i}" for i in range(n_samples)], dtype="S"))
+        f.create_dataset("meta/samples/series_id", data=np.array([f"GSE{i // 10}" for i in range(n_samples)], dtype="S"))
+        f.create_dataset("meta/samples/title", data=np.array([f"t{i}" for i in range(n_samples)], dtype="S"))
+    return X
+
+
+def test_archs4_full_and_partial(tmp_path):
+    p = tmp_path / "human_gene_v2.h5"
+    X = _write_archs4(p)
+    a = io.read(p)
+    assert a.shape == (50, 30)
+    np.testing.assert_array_equal(a.X, X.T)
+    assert a.obs["series_id"].iloc[12] == "GSE1"
+    part = io.read(p, samples=["GSM7", "GSM2", "GSM40"], genes=["G5", "G0"])
+    assert list(part.obs_names) == ["GSM7", "GSM2", "GSM40"] and list(part.var_names) == ["G5", "G0"]
+    np.testing.assert_array_equal(part.X, X[[5, 0]][:, [7, 2, 40]].T)
+    assert list(part.obs["title"]) == ["t7", "t2", "t40"]
+
+
+def test_archs4_reads_only_requested_columns(tmp_path, monkeypatch):
+    """The selection is read from disk, never the whole matrix."""
+    p = tmp_path / "a.h5"
+    _write_archs4(p)
+    seen = []
+    orig = h5py.Dataset.__getitem__
+
+    def spy(self, key):
+        seen.append(key)
+        return orig(self, key)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    io.read(p, samples=[3, 1])
+    data_reads = [k for k in seen if isinstance(k, tuple)]
+    assert data_reads and all(not (isinstance(k[1], slice) and k[1] == slice(None)) for k in data_reads)
+
+
+def test_version_stripping_and_duplicate_policies(tmp_path):
+    df = pd.DataFrame([[1.0, 2.0, 3.0, 4.0]] * 3, index=["a", "b", "c"],
+                      columns=["ENSG00000141510.16", "ENSG00000141510.2", "HLA-A", "1000_at"])
+    p = tmp_path / "d.csv"
+    df.to_csv(p)
+    a = io.read(p)
+    assert list(a.var_names) == ["ENSG00000141510", "HLA-A", "1000_at"]
+    np.testing.assert_array_equal(a.X[0], [3.0, 3.0, 4.0])
+    assert io.read(p, duplicate_genes="mean").X[0, 0] == 1.5
+    assert io.read(p, duplicate_genes="first").X[0, 0] == 1.0
+    with pytest.raises(DuplicateGenesError, match="ENSG00000141510"):
+        io.read(p, duplicate_genes="error")
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_missing_and_empty_file(tmp_path):
+    with pytest.raises(DataFileError, match="nope.csv"):
+        io.read(tmp_path / "nope.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataFileError, match="empty.csv: file is empty"):
+        io.read(tmp_path / "empty.csv")
+
+
+def test_unknown_format(tmp_path):
+    (tmp_path / "x.xlsx").write_text("x")
+    with pytest.raises(UnknownFormatError, match=r"x\.xlsx.*supported"):
+        io.read(tmp_path / "x.xlsx")
+
+
+def test_nan_and_inf(tmp_path, frame):
+    frame.iloc[2, 5] = np.nan
+    p = tmp_path / "nan.csv"
+    frame.to_csv(p)
+    with pytest.raises(InvalidValuesError, match=r"nan.csv: 1 NaN/inf values \(first at sample S2, gene GENE5\)"):
+        io.read(p)
+    frame.iloc[2, 5] = np.inf
+    frame.to_parquet(tmp_path / "inf.parquet")
+    with pytest.raises(InvalidValuesError, match="inf.parquet"):
+        io.read(tmp_path / "inf.parquet")
+
+
+def test_non_numeric_cell(tmp_path, frame):
+    frame = frame.astype(object)
+    frame.iloc[1, 3] = "high"
+    p = tmp_path / "t.csv"
+    frame.to_csv(p)
+    with pytest.raises(NonNumericError, match=r"t.csv: non-numeric value 'high' at row 'S1', column 'GENE3'"):
+        io.read(p)
+
+
+def test_negative_counts(tmp_path, frame):
+    frame.iloc[0, 0] = -3
+    p = tmp_path / "neg.csv"
+    frame.to_csv(p)
+    with pytest.raises(NegativeCountsError, match=r"neg.csv: 1 negative values.*sample S0, gene GENE0"):
+        io.read(p, counts_expected=True)
+    assert io.read(p).X[0, 0] == -3  # allowed when counts are not expected (e.g. z-scores)
+
+
+def test_duplicate_sample_ids(tmp_path, frame):
+    frame.index = ["S0", "S1", "S1", "S3", "S4", "S4"]
+    p = tmp_path / "dup.csv"
+    frame.to_csv(p)
+    with pytest.raises(DuplicateSamplesError, match="dup.csv: 2 duplicated sample ids, e.g. S1, S4"):
+        io.read(p)
+
+
+def test_truncated_hdf5_h5ad_parquet_gzip(tmp_path, frame):
+    cases = {}
+    _write_archs4(tmp_path / "a.h5")
+    cases["a.h5"] = tmp_path / "a.h5"
+    ad.AnnData(frame.astype(np.float32)).write_h5ad(tmp_path / "b.h5ad")
+    cases["b.h5ad"] = tmp_path / "b.h5ad"
+    frame.to_parquet(tmp_path / "c.parquet")
+    cases["c.parquet"] = tmp_path / "c.parquet"
+    big = pd.DataFrame(np.random.default_rng(0).random((200, 300)))
+    big.to_csv(tmp_path / "d.csv.gz", compression="gzip")
+    cases["d.csv.gz"] = tmp_path / "d.csv.gz"
+    for name, p in cases.items():
+        data = p.read_bytes()
+        p.write_bytes(data[: len(data) // 2])
+        with pytest.raises(TruncatedFileError, match=name.replace(".", r"\.")):
+            io.read(p)
+
+
+# ----------------------------------------------------------------------------- labels
+@pytest.fixture
+def expr():
+    a = ad.AnnData(np.ones((4, 3), dtype=np.float32))
+    a.obs_names = ["TCGA-A1-A0SB-01A-11R-A144-07", "TCGA-A1-A0SD-01A-11R-A115-07",
+                   "TCGA-A1-A0SD-11A-11R-A115-07", "TCGA-ZZ-0000-01A-11R-A000-07"]
+    a.var_names = ["a", "b", "c"]
+    return a
+
+
+def test_add_labels_exact_and_report(tmp_path):
+    a = ad.AnnData(np.ones((3, 2), dtype=np.float32))
+    a.obs_names = ["s1", "s2", "s3"]
+    sheet = tmp_path / "labels.tsv"
+    pd.DataFrame({"id": ["s3", "s1", "x9"], "tissue": ["lung", "liver", "skin"]}).to_csv(sheet, sep="\t", index=False)
+    out = io.add_labels(a, sheet)
+    assert list(out.obs["tissue"].fillna("NA")) == ["liver", "NA", "lung"]
+    assert out.uns["exprssl"]["label_match"] == {"matched": 2, "n_samples": 3, "n_label_rows": 3}
+    assert "tissue" not in a.obs  # input untouched
+
+
+def test_add_labels_tcga_levels(expr):
+    patients = pd.DataFrame({"case": ["TCGA-A1-A0SB", "TCGA-A1-A0SD"], "stage": ["I", "II"]})
+    out = io.add_labels(expr, patients, match="tcga_patient")
+    assert list(out.obs["stage"].fillna("NA")) == ["I", "II", "II", "NA"]
+    samples = pd.DataFrame({"sample": ["TCGA-A1-A0SD-11", "TCGA-A1-A0SB-01"], "type": ["normal", "tumour"]})
+    out = io.add_labels(expr, samples, match="tcga_sample")
+    assert list(out.obs["type"].fillna("NA")) == ["tumour", "NA", "normal", "NA"]
+    pairs = pd.DataFrame({"id": ["TCGA-A1-A0SB|TCGA-A1-A0SB-01A"], "x": ["y"]})
+    assert io.add_labels(expr, pairs, match="tcga_sample").uns["exprssl"]["label_match"]["matched"] == 1
+    assert io.tcga_id("TCGA-A1-A0SB-01A-11R-A144-07", "sample") == "TCGA-A1-A0SB-01"
+    assert io.tcga_id("TCGA-A1-A0SB-01A-11R-A144-07", "patient") == "TCGA-A1-A0SB"
+
+
+def test_label_file_matching_nothing(tmp_path, expr):
+    sheet = tmp_path / "clin.csv"
+    pd.DataFrame({"case": ["TCGA-A1-A0SB"], "stage": ["I"]}).to_csv(sheet, index=False)
+    with pytest.raises(LabelMatchError, match=r"clin.csv: no sample id matches.*tcga_patient"):
+        io.add_labels(expr, sheet)
+
+
+def test_label_column_missing_and_single_class(tmp_path, expr):
+    with pytest.raises(LabelColumnError, match="column 'subtype' not found"):
+        io.add_labels(expr, pd.DataFrame({"id": ["x"], "stage": ["I"]}), columns=["subtype"])
+    with pytest.raises(LabelColumnError, match="label column 'stage' not found"):
+        io.require_label(expr, "stage")
+    expr.obs["stage"] = ["I"] * 4
+    with pytest.raises(SingleClassError, match=r"'stage' has 1 class \(I\)"):
+        io.require_label(expr, "stage")
+
+
+def test_load_data_bundled_name_and_unknown():
+    a = io.load_data("all_leukemia")
+    assert a.shape == (128, 12625)
+    with pytest.raises(DataFileError, match="neither an existing file nor a bundled dataset.*all_leukemia"):
+        io.load_data("tcga_everything")
+
+
+def test_summarize_scale_and_labels():
+    s = io.summarize(io.load_data("all_leukemia"))
+    assert (s["n_samples"], s["n_genes"]) == (128, 12625)
+    assert s["scale"] == "log" and 1.9 < s["min"] < 2.1 and 14 < s["max"] < 14.2
+    assert s["label_columns"]["mol.biol"]["BCR/ABL"] == 37
+    counts = ad.AnnData(np.random.default_rng(0).poisson(500, (5, 20)).astype(np.float32))
+    assert io.summarize(counts)["scale"] == "counts"
+
+
+def test_write_h5ad_atomic(tmp_path, monkeypatch):
+    target = tmp_path / "out.h5ad"
+    target.write_text("precious")
+    a = ad.AnnData(np.ones((2, 2), dtype=np.float32))
+
+    def boom(self, path, **kw):
+        with open(path, "w") as fh:
+            fh.write("half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ad.AnnData, "write_h5ad", boom)
+    with pytest.raises(RuntimeError):
+        io.write_h5ad(a, target)
+    assert target.read_text() == "precious"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.h5ad"]
+
+
+def test_gzip_csv_roundtrip_values(tmp_path, frame):
+    p = tmp_path / "x.csv.gz"
+    with gzip.open(p, "wt") as fh:
+        frame.to_csv(fh)
+    _check(io.read(p), frame)

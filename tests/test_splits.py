@@ -1,0 +1,81 @@
+"""Splits are stratified, grouped, deterministic; label-fraction subsets are nested."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exprssl.errors import ConfigError
+from exprssl.splits import (
+    drop_rare_classes,
+    label_fraction_subsets,
+    log_fraction_grid,
+    split_indices,
+    train_val_test_split,
+)
+
+
+@pytest.fixture
+def labels():
+    return np.array(["a"] * 60 + ["b"] * 30 + ["c"] * 10)
+
+
+def test_parts_disjoint_cover_and_stratified(labels):
+    parts = train_val_test_split(labels, seed=0)
+    allidx = np.concatenate(list(parts.values()))
+    assert len(allidx) == len(labels) == len(set(allidx))
+    for name, frac in zip(("train", "val", "test"), (0.6, 0.2, 0.2), strict=True):
+        for cls, n in (("a", 60), ("b", 30), ("c", 10)):
+            assert (labels[parts[name]] == cls).sum() == round(frac * n)
+
+
+def test_deterministic_from_seed(labels):
+    a = split_indices(labels, {"x": 0.5, "y": 0.5}, seed=3)
+    b = split_indices(labels, {"x": 0.5, "y": 0.5}, seed=3)
+    c = split_indices(labels, {"x": 0.5, "y": 0.5}, seed=4)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["x"], c["x"])
+
+
+def test_groups_never_cross_parts(labels):
+    groups = np.repeat(np.arange(50), 2)  # 2 samples per patient, patients nested in classes
+    parts = split_indices(labels, {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}, groups=groups, seed=1)
+    seen = [set(groups[idx]) for idx in parts.values()]
+    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+    assert all(set(labels[idx]) == {"a", "b", "c"} for idx in parts.values())
+
+
+def test_rare_class_is_a_clear_error(labels):
+    y = np.append(labels, ["d", "d"])
+    with pytest.raises(ConfigError, match=r"class 'd' has 2 samples, fewer than the 3 parts"):
+        train_val_test_split(y)
+    mask, dropped = drop_rare_classes(y, 3)
+    assert dropped == {"d": 2} and mask.sum() == 100
+    with pytest.raises(ConfigError, match="sum to 1"):
+        split_indices(labels, {"a": 0.5, "b": 0.6})
+
+
+def test_fraction_subsets_nested_stratified_min_one(labels):
+    subsets = label_fraction_subsets(labels, [0.01, 0.1, 0.5, 1.0], seed=2)
+    fr = sorted(subsets)
+    for p, q in zip(fr[:-1], fr[1:], strict=True):
+        assert set(subsets[p]) <= set(subsets[q])
+    assert all((labels[subsets[0.01]] == c).sum() == 1 for c in "abc")  # >= 1 per class
+    s = subsets[0.5]
+    assert [(labels[s] == c).sum() for c in "abc"] == [30, 15, 5]
+    assert np.array_equal(subsets[1.0], np.arange(len(labels)))
+    again = label_fraction_subsets(labels, [0.1], seed=2)
+    assert np.array_equal(again[0.1], subsets[0.1])
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])
+def test_fraction_outside_unit_interval(labels, bad):
+    with pytest.raises(ConfigError, match=f"outside|in \\(0, 1\\], got {bad}"):
+        label_fraction_subsets(labels, [0.5, bad])
+
+
+def test_log_grid():
+    g = log_fraction_grid(100, 4, n_points=6)
+    assert g[0] == pytest.approx(0.04) and g[-1] == 1.0 and g == sorted(g)
+    sizes = [int(np.ceil(p * 100)) for p in g]
+    assert len(set(sizes)) == len(sizes)
