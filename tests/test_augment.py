@@ -1,0 +1,104 @@
+"""Corruption draws the stated number of genes, from the stated source, anew every batch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from exprssl.augment import Corruptor, binomial_thinning, corruption_mask, gaussian_noise, zero_mask
+from exprssl.errors import ConfigError
+
+
+def test_fixed_mode_exact_count_per_row():
+    for d, rate in ((100, 0.3), (37, 0.5), (20_000, 0.3), (10, 0.05)):
+        m = corruption_mask(64, d, rate, "fixed")
+        assert (m.sum(1) == math.floor(rate * d)).all()
+    assert not corruption_mask(4, 10, 0.0).any() and corruption_mask(4, 10, 1.0).all()
+
+
+def test_bernoulli_mode_rate():
+    m = corruption_mask(500, 400, 0.3, "bernoulli", generator=torch.Generator().manual_seed(0))
+    assert abs(m.float().mean().item() - 0.3) < 0.01
+    assert m.sum(1).float().std() > 0  # not a fixed count
+
+
+def test_fixed_mode_is_uniform_over_genes():
+    m = corruption_mask(20_000, 10, 0.3, "fixed", generator=torch.Generator().manual_seed(1))
+    freq = m.float().mean(0)
+    assert torch.allclose(freq, torch.full((10,), 0.3), atol=0.015)
+
+
+@pytest.fixture
+def pool():
+    torch.manual_seed(0)
+    return torch.randn(50, 30) * torch.arange(1, 31) + 100 * torch.arange(30)  # gene j lives near 100*j
+
+
+def test_marginal_values_come_from_same_gene_in_pool(pool):
+    c = Corruptor(0.3, "marginal").fit(pool)
+    x = torch.randn(16, 30)
+    xc, mask = c(x)
+    assert (mask.sum(1) == 9).all()
+    assert torch.equal(xc[~mask], x[~mask])
+    rows, cols = mask.nonzero(as_tuple=True)
+    # each corrupted value equals that gene's value in some pool row (the gene's empirical marginal)
+    hits = (pool[:, cols] == xc[rows, cols]).any(0)
+    assert hits.all()
+
+
+def test_uniform_values_within_gene_range(pool):
+    c = Corruptor(0.5, "uniform").fit(pool)
+    xc, mask = c(torch.zeros(32, 30))
+    lo, hi = pool.min(0).values, pool.max(0).values
+    rows, cols = mask.nonzero(as_tuple=True)
+    v = xc[rows, cols]
+    assert ((v >= lo[cols]) & (v <= hi[cols])).all()
+
+
+def test_batch_permute_values_from_same_gene_column():
+    x = torch.arange(8 * 6, dtype=torch.float32).reshape(8, 6)
+    c = Corruptor(0.5, "batch_permute")
+    xc, mask = c(x)
+    for j in range(6):
+        assert set(xc[:, j].tolist()) <= set(x[:, j].tolist())
+
+
+def test_redrawn_every_call_and_seedable(pool):
+    c = Corruptor(0.3, "marginal").fit(pool)
+    x = torch.randn(8, 30)
+    _, m1 = c(x)
+    _, m2 = c(x)
+    assert not torch.equal(m1, m2)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    a, _ = c(x, generator=g1)
+    b, _ = c(x, generator=g2)
+    assert torch.equal(a, b)
+
+
+def test_pool_is_capped_and_not_saved(pool):
+    c = Corruptor(0.3, "marginal", max_pool=20).fit(pool)
+    assert c.pool.shape == (20, 30)
+    assert c.state_dict() == {}
+
+
+def test_errors():
+    with pytest.raises(ConfigError, match="unknown replacement source 'noise'"):
+        Corruptor(0.3, "noise")
+    with pytest.raises(ConfigError, match="rate"):
+        Corruptor(1.3)
+    with pytest.raises(RuntimeError, match="fit"):
+        Corruptor(0.3, "marginal")(torch.zeros(2, 3))
+
+
+def test_other_augmentations():
+    torch.manual_seed(0)
+    x = torch.zeros(1000, 50)
+    assert abs(gaussian_noise(x, 0.5).std().item() - 0.5) < 0.01
+    z, m = zero_mask(torch.ones(1000, 50), 0.2)
+    assert abs(m.float().mean().item() - 0.2) < 0.01 and torch.equal(z[m], torch.zeros(int(m.sum())))
+    counts = torch.full((2000, 5), 100.0)
+    thinned = binomial_thinning(counts, 0.25)
+    assert (thinned <= counts).all() and abs(thinned.mean().item() - 25) < 0.5
+    assert torch.equal(thinned, thinned.round())
