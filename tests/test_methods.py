@@ -22,9 +22,9 @@ def test_registry_lists_the_five_methods():
 
 def test_default_encoder_is_the_papers():
     m = build_method("scarf", 100)
-    linears = [l for l in m.encoder if isinstance(l, torch.nn.Linear)]
-    assert [l.out_features for l in linears] == [256] * 4 and m.encoder.out_dim == 256
-    assert any(isinstance(l, torch.nn.Dropout) and l.p == 0.2 for l in m.encoder)
+    linears = [layer for layer in m.encoder if isinstance(layer, torch.nn.Linear)]
+    assert [layer.out_features for layer in linears] == [256] * 4 and m.encoder.out_dim == 256
+    assert any(isinstance(layer, torch.nn.Dropout) and layer.p == 0.2 for layer in m.encoder)
     assert m.config["temperature"] == 1.0 and m.config["corruption_rate"] == 0.3
 
 

@@ -12,7 +12,12 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from exprssl.datasets import synthetic
 from exprssl.errors import ConfigError, LabelColumnError
 from exprssl.evaluation.metrics import classification_metrics, labels_to_reach, mean_ci
-from exprssl.evaluation.protocol import RESULT_COLUMNS, BenchmarkConfig, run_benchmark, summary_table
+from exprssl.evaluation.protocol import (
+    RESULT_COLUMNS,
+    BenchmarkConfig,
+    run_benchmark,
+    summary_table,
+)
 from exprssl.io import write_h5ad
 from exprssl.methods import available
 from exprssl.splits import label_fraction_subsets

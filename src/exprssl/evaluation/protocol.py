@@ -287,13 +287,14 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> pd.DataFram
                 fit_i, val_i = _carve_validation(y[lab], seed)
                 tr, va = lab[fit_i], lab[val_i]
 
-                def record(method, kind, head, clf, inputs):
+                cell = {"fraction": frac, "n_labelled": len(lab), "seed": seed}
+
+                def record(method, kind, head, clf, inputs, cell=cell):
                     proba = clf.predict_proba(inputs[test])
                     scores = classification_metrics(y[test], proba, clf.classes_)
-                    store.add([{"method": method, "kind": kind, "head": head, "fraction": frac,
-                                "n_labelled": len(lab), "seed": seed, "metric": k, "value": v}
+                    store.add([{"method": method, "kind": kind, "head": head, **cell, "metric": k, "value": v}
                                for k, v in scores.items()])
-                    if frac == fractions[-1] and scores[cfg.main_metric] > best["score"]:
+                    if cell["fraction"] == fractions[-1] and scores[cfg.main_metric] > best["score"]:
                         best.update(score=scores[cfg.main_metric], title=f"{method} {head}",
                                     y_pred=np.asarray(clf.classes_)[proba.argmax(1)])
 
