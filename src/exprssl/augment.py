@@ -9,40 +9,71 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
 from .errors import ConfigError
 
-Source = Literal["marginal", "uniform", "batch_permute"]
+Source = Literal["marginal", "uniform", "batch_permute", "zero"]
 Mode = Literal["fixed", "bernoulli"]
-SOURCES = ("marginal", "uniform", "batch_permute")
+SOURCES = ("marginal", "uniform", "batch_permute", "zero")
 MODES = ("fixed", "bernoulli")
+
+
+def _numpy_rng(generator: torch.Generator | None) -> np.random.Generator:
+    """A PCG64 stream seeded from torch's RNG: about twice as fast as torch's CPU generator for
+    bulk draws, and still reproducible under ``torch.manual_seed`` or an explicit generator."""
+    return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+
+
+def corruption_indices(batch: int, n_genes: int, rate: float, mode: Mode = "fixed", *,
+                       generator: torch.Generator | None = None, device=None):
+    """Row and column indices (flat, equal length) of the entries to corrupt.
+
+    ``fixed``: exactly floor(rate * n_genes) genes in every row (the SCARF definition), the k
+    smallest of per-entry uniform keys: a linear-time ``argpartition`` on CPU, ``topk`` on GPU.
+    ``bernoulli``: each entry independently with probability ``rate`` (the VIME definition).
+    Returning indices rather than a dense mask lets callers draw replacement values for the
+    corrupted entries only (30% of them at the default rate).
+    """
+    if not 0 <= rate <= 1:
+        raise ConfigError(f"corruption rate must be in [0, 1], got {rate}")
+    if mode not in MODES:
+        raise ConfigError(f"unknown corruption mode '{mode}'; available: {', '.join(MODES)}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    on_cpu = device.type == "cpu"
+    if mode == "bernoulli":
+        if on_cpu:
+            hit = torch.from_numpy(_numpy_rng(generator).random((batch, n_genes), dtype=np.float32) < rate)
+        else:
+            hit = torch.rand(batch, n_genes, generator=generator, device=device) < rate
+        rows, cols = hit.nonzero(as_tuple=True)
+        return rows, cols
+    k = int(rate * n_genes)
+    if k == 0:
+        empty = torch.empty(0, dtype=torch.long, device=device)
+        return empty, empty
+    if on_cpu:
+        if k == n_genes:
+            cols = torch.arange(n_genes).repeat(batch)
+        else:
+            keys = _numpy_rng(generator).random((batch, n_genes), dtype=np.float32)
+            cols = torch.from_numpy(np.argpartition(keys, k - 1, axis=1)[:, :k].astype(np.int64).ravel())
+    else:
+        noise = torch.rand(batch, n_genes, generator=generator, device=device)
+        cols = noise.topk(k, dim=1, largest=False, sorted=False).indices.reshape(-1)
+    rows = torch.arange(batch, device=device).repeat_interleave(k)
+    return rows, cols.to(device)
 
 
 def corruption_mask(batch: int, n_genes: int, rate: float, mode: Mode = "fixed", *,
                     generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-    """Boolean (batch, n_genes) mask of entries to corrupt.
-
-    ``fixed``: exactly floor(rate * n_genes) genes in every row (the SCARF definition), drawn as
-    the k smallest of uniform noise, via one ``topk`` per batch. ``bernoulli``: each entry
-    independently with probability ``rate`` (the VIME definition).
-    """
-    if not 0 <= rate <= 1:
-        raise ConfigError(f"corruption rate must be in [0, 1], got {rate}")
-    noise = torch.rand(batch, n_genes, generator=generator, device=device)
-    if mode == "bernoulli":
-        return noise < rate
-    if mode != "fixed":
-        raise ConfigError(f"unknown corruption mode '{mode}'; available: {', '.join(MODES)}")
-    k = int(rate * n_genes)
-    mask = torch.zeros(batch, n_genes, dtype=torch.bool, device=noise.device)
-    if k == 0:
-        return mask
-    if k == n_genes:
-        return ~mask
-    idx = noise.topk(k, dim=1, largest=False, sorted=False).indices
-    return mask.scatter_(1, idx, True)
+    """Boolean (batch, n_genes) mask of entries to corrupt (see ``corruption_indices``)."""
+    rows, cols = corruption_indices(batch, n_genes, rate, mode, generator=generator, device=device)
+    mask = torch.zeros(batch, n_genes, dtype=torch.bool, device=rows.device)
+    mask[rows, cols] = True
+    return mask
 
 
 class Corruptor(nn.Module):
@@ -51,7 +82,8 @@ class Corruptor(nn.Module):
     Sources: ``marginal`` — the same gene's value in a random training sample (the original
     SCARF: a draw from the gene's empirical marginal); ``uniform`` — uniform between the gene's
     training min and max (the paper's code); ``batch_permute`` — the same gene's value in another
-    sample of the batch (the paper's VIME/BYOL code).
+    sample of the batch (the paper's VIME/BYOL code); ``zero`` — 0, i.e. masking (on z-scored
+    data, the gene's training mean).
 
     Training statistics are non-persistent buffers: they follow ``.to(device)`` but are not saved
     with the model (embedding never needs them).
@@ -87,28 +119,50 @@ class Corruptor(nn.Module):
 
     @property
     def is_fitted(self) -> bool:
-        return self.source == "batch_permute" or self.pool.numel() > 0 or self.low.numel() > 0
+        return self.source in ("batch_permute", "zero") or self.pool.numel() > 0 or self.low.numel() > 0
 
-    def replacement(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """A full (batch, genes) matrix of candidate replacement values."""
-        n, d = x.shape
+    def _randint(self, high: int, n: int, generator, device) -> torch.Tensor:
+        if device.type == "cpu":
+            return torch.from_numpy(_numpy_rng(generator).integers(0, high, n))
+        return torch.randint(0, high, (n,), generator=generator, device=device)
+
+    def replacement(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """Replacement values for the entries (rows[i], cols[i]) only."""
+        n, d = rows.numel(), x.shape[1]
+        if self.source == "zero":
+            return torch.zeros(n, dtype=x.dtype, device=x.device)
         if self.source == "batch_permute":
-            # an independent permutation of the rows per gene column (VIME's column shuffle)
-            rows = torch.rand(n, d, generator=generator, device=x.device).argsort(dim=0)
-            return x.gather(0, rows)
+            # the same gene in a uniformly random row of the batch: per entry, the same law as
+            # VIME's per-column permutation, without sorting a (batch x genes) key matrix
+            donor = self._randint(x.shape[0], n, generator, x.device)
+            return x.reshape(-1)[donor * d + cols]
         if not self.is_fitted:
             raise RuntimeError(f"Corruptor(source='{self.source}') must be fit on training data first")
         if self.source == "marginal":
-            rows = torch.randint(0, self.pool.shape[0], (n, d), generator=generator, device=x.device)
-            return self.pool.gather(0, rows)
-        u = torch.rand(n, d, generator=generator, device=x.device, dtype=x.dtype)
-        return self.low + u * (self.high - self.low)
+            # each entry takes its gene's value in a uniformly random pool row; drawn via a random
+            # block of <= 256 donor rows per batch so the gather stays in cache (each donor is
+            # still uniform over the pool, so every value is a draw from the gene's marginal)
+            n_pool = self.pool.shape[0]
+            block = self._randint(n_pool, min(256, n_pool), generator, x.device)
+            donor = block[self._randint(block.numel(), n, generator, x.device)]
+            return self.pool.reshape(-1)[donor * d + cols]
+        if x.device.type == "cpu":
+            u = torch.from_numpy(_numpy_rng(generator).random(n, dtype=np.float32)).to(x.dtype)
+        else:
+            u = torch.rand(n, generator=generator, device=x.device, dtype=x.dtype)
+        return self.low[cols] + u * (self.high[cols] - self.low[cols])
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
         """Return ``(x_corrupted, mask)``; ``mask`` marks the entries selected for corruption."""
-        mask = corruption_mask(x.shape[0], x.shape[1], self.rate, self.mode, generator=generator,
-                               device=x.device)
-        return torch.where(mask, self.replacement(x, generator), x), mask
+        rows, cols = corruption_indices(x.shape[0], x.shape[1], self.rate, self.mode, generator=generator,
+                                        device=x.device)
+        flat = rows * x.shape[1] + cols
+        x_corrupt = x.clone()
+        x_corrupt.view(-1).index_copy_(0, flat, self.replacement(x, rows, cols, generator).to(x.dtype))
+        mask = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+        mask.view(-1)[flat] = True
+        return x_corrupt, mask
 
     def extra_repr(self) -> str:
         return f"rate={self.rate}, source={self.source}, mode={self.mode}"
