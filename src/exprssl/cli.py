@@ -323,7 +323,7 @@ def _run_benchmark(cfg, progress: bool) -> None:
     table = summary_table(results)
     t = Table(title=f"{cfg.data}: {cfg.label} — balanced accuracy on the test set (mean ± 95% CI)")
     for col in table.columns:
-        t.add_column(str(col))
+        t.add_column(str(col), no_wrap=True)
     for _, row in table.iterrows():
         t.add_row(*[str(v) for v in row.values])
     console.print(t)

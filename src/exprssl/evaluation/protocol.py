@@ -376,7 +376,7 @@ def summary_table(results: pd.DataFrame, metric: str = "balanced_accuracy") -> p
     c = curves(results, metric)
     if c.empty:
         return pd.DataFrame()
-    c["cell"] = [f"{m:.3f}" if math.isnan(hi) or hi == m else f"{m:.3f} ± {hi - m:.3f}"
+    c["cell"] = [f"{m:.2f}" if math.isnan(hi) or hi == m else f"{m:.2f}±{hi - m:.2f}"
                  for m, hi in zip(c["mean"], c["hi"], strict=True)]
     n = c.groupby("fraction")["n_labelled"].mean().round().astype(int)
     table = c.pivot(index="approach", columns="fraction", values="cell")
