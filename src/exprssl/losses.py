@@ -2,8 +2,27 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+
+
+def gather_across_processes(z: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``z`` over all processes with gradients (identity when not distributed).
+
+    Contrastive and Barlow losses are defined on the whole batch: under DDP each process computes
+    the loss on the global batch; the gather's backward sums gradients back to their owners and
+    DDP's averaging then yields exactly the single-process gradient of the concatenated batch.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return z
+    from torch.distributed.nn.functional import all_gather
+
+    with warnings.catch_warnings():  # deprecated in favour of a not-yet-differentiable API
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(all_gather(z.contiguous()), dim=0)
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -11,7 +30,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 1.0) -> tor
 
     The 2N embeddings are compared by cosine similarity; each anchor's positive is its pair in the
     other view and the other 2N - 2 embeddings are its negatives. Mean over all 2N anchors.
+    Under DDP, N is the global batch (see ``gather_across_processes``).
     """
+    z1, z2 = gather_across_processes(z1), gather_across_processes(z2)
     n = z1.shape[0]
     z = F.normalize(torch.cat([z1, z2]), dim=1)
     sim = (z @ z.T) / temperature
@@ -26,7 +47,9 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3) -> torch.Tensor:
-    """Barlow Twins: push the batch cross-correlation of the two views to the identity."""
+    """Barlow Twins: push the batch cross-correlation of the two views to the identity
+    (over the global batch under DDP)."""
+    z1, z2 = gather_across_processes(z1), gather_across_processes(z2)
     n = z1.shape[0]
     a = (z1 - z1.mean(0)) / (z1.std(0, unbiased=False) + 1e-6)
     b = (z2 - z2.mean(0)) / (z2.std(0, unbiased=False) + 1e-6)

@@ -1,0 +1,65 @@
+"""Two CPU processes (gloo): losses see the global batch, gradients match, shards are disjoint."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.utils.data import DataLoader, DistributedSampler
+
+from exprssl.losses import barlow_twins_loss, nt_xent
+from exprssl.training import TensorRows, _identity
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, out: dict):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    w = torch.randn(6, 4, requires_grad=True)  # a shared "model": z = x @ w
+    x1, x2 = torch.randn(8, 6), torch.randn(8, 6)  # the same global batch on every rank...
+    local = slice(rank * 4, rank * 4 + 4)  # ...of which each rank owns half
+    losses = {}
+    for name, fn in (("nt_xent", lambda a, b: nt_xent(a, b, 0.5)), ("barlow", barlow_twins_loss)):
+        w.grad = None
+        loss = fn(x1[local] @ w, x2[local] @ w)
+        loss.backward()
+        grad = w.grad.clone()
+        dist.all_reduce(grad)  # what DDP does: average the gradients
+        losses[name] = (loss.item(), (grad / world).tolist())
+    sampler = DistributedSampler(TensorRows(torch.arange(20.0)[:, None]), num_replicas=world, rank=rank,
+                                 shuffle=True, seed=0)
+    loader = DataLoader(TensorRows(torch.arange(20.0)[:, None]), batch_size=4, sampler=sampler,
+                        collate_fn=_identity)
+    rows = sorted(int(v) for b in loader for v in b[:, 0])
+    out[rank] = {"losses": losses, "rows": rows}
+    dist.destroy_process_group()
+
+
+def test_two_process_losses_equal_single_process():
+    port = _free_port()
+    manager = mp.Manager()
+    out = manager.dict()
+    mp.spawn(_worker, args=(2, port, out), nprocs=2, join=True)
+    torch.manual_seed(0)
+    w = torch.randn(6, 4, requires_grad=True)
+    x1, x2 = torch.randn(8, 6), torch.randn(8, 6)
+    for name, fn in (("nt_xent", lambda a, b: nt_xent(a, b, 0.5)), ("barlow", barlow_twins_loss)):
+        w.grad = None
+        ref = fn(x1 @ w, x2 @ w)
+        ref.backward()
+        for rank in (0, 1):
+            loss, grad = out[rank]["losses"][name]
+            assert loss == pytest.approx(ref.item(), rel=1e-5)
+            torch.testing.assert_close(torch.tensor(grad), w.grad, rtol=1e-4, atol=1e-6)
+    r0, r1 = set(out[0]["rows"]), set(out[1]["rows"])
+    assert not r0 & r1 and r0 | r1 == set(range(20))
