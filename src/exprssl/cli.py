@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 DataOpt = Annotated[str, typer.Option("--data", "-d", help="Expression file (h5ad, csv/tsv[.gz], parquet, gct, "
@@ -209,9 +209,15 @@ def pretrain(
     name, data_path, out_dir = cfg.pop("method"), cfg.pop("data"), Path(cfg.pop("out"))
     cfg.update(cfg.pop("method_config", None) or {})
     model = SSLModel(name, preprocessor=prep or None, progress=progress, **cfg)
-    adata = _load(data_path, orientation=orientation)
-    console.print(f"pretraining [bold]{name}[/] on {adata.n_obs} samples x {adata.n_vars} genes "
-                  f"from {data_path}", highlight=False)
+    if _is_store(data_path):
+        from .store import ExpressionStore
+
+        adata = ExpressionStore(data_path)
+        shape = f"{adata.n_samples} samples x {len(adata.genes)} genes (streamed from the store)"
+    else:
+        adata = _load(data_path, orientation=orientation)
+        shape = f"{adata.n_obs} samples x {adata.n_vars} genes"
+    console.print(f"pretraining [bold]{name}[/] on {shape} from {data_path}", highlight=False)
     model.fit(adata)
     model.save(out_dir)
     h = model.history
@@ -221,6 +227,21 @@ def pretrain(
         summary += f" after {int(last['epoch'])} epochs (train loss {last['train_loss']:.4f}"
         summary += f", val loss {last['val_loss']:.4f})" if last["val_loss"] == last["val_loss"] else ")"
     console.print(summary, highlight=False)
+
+
+def _is_store(path: str) -> bool:
+    p = Path(path)
+    if p.suffix not in (".h5", ".hdf5") or not p.is_file():
+        return False
+    import h5py
+
+    from .store import STORE_FORMAT
+
+    try:
+        with h5py.File(p, "r") as f:
+            return f.attrs.get("format") == STORE_FORMAT
+    except OSError:
+        return False
 
 
 def _devices(value: str | None):
@@ -261,6 +282,30 @@ def embed(
                              "n_model_genes": len(m.genes)}
     write_h5ad(result, out)
     console.print(f"wrote {Z.shape[0]} x {Z.shape[1]} embeddings to {out} (obsm['{key}'])", highlight=False)
+
+
+@app.command()
+@user_errors
+def convert(
+    src: Annotated[Path, typer.Argument(help="ARCHS4 .h5, .h5ad, or a table (csv/tsv/parquet/gct).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Store to write (.h5).")],
+    chunk_rows: Annotated[int, typer.Option(help="Samples per on-disk chunk.")] = 256,
+    block: Annotated[int, typer.Option(help="Samples held in memory while converting.")] = 2048,
+):
+    """Rewrite a large matrix once as a sample-major chunked store for out-of-core pretraining
+    (`exprssl pretrain --data STORE.h5 ...` then streams it in bounded memory)."""
+    from rich.progress import Progress
+
+    from .store import ExpressionStore
+    from .store import convert as convert_store
+
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task(f"converting {src.name}", total=None)
+        convert_store(src, out, chunk_rows=chunk_rows, block_samples=block,
+                      progress=lambda done, total: bar.update(task, completed=done, total=total))
+    s = ExpressionStore(out)
+    console.print(f"wrote {out}: {s.n_samples} samples x {len(s.genes)} genes, "
+                  f"{s.chunk_rows} samples per chunk", highlight=False)
 
 
 # --------------------------------------------------------------------------- benchmark / demo

@@ -79,13 +79,36 @@ class SSLModel:
         return int(self.method.encoder.out_dim)
 
     def fit(self, adata, y=None) -> SSLModel:
-        """Pretrain on the samples of ``adata`` (labels, if any, are ignored)."""
+        """Pretrain on the samples of ``adata`` (labels, if any, are ignored).
+
+        ``adata`` may also be an out-of-core store (a path written by ``exprssl convert``, or an
+        ``exprssl.store.ExpressionStore``): it is then streamed in bounded memory, and the
+        preprocessing is fit on a random sample of at most 10,000 of its rows.
+        """
+        from .store import ExpressionStore
+
+        if isinstance(adata, (str, os.PathLike)):
+            adata = ExpressionStore(adata)
+        if isinstance(adata, ExpressionStore):
+            return self._fit_store(adata)
         if not self.preprocessor.is_fitted:
             self.preprocessor.fit(adata)
         X = torch.from_numpy(np.ascontiguousarray(self.preprocessor.transform(adata), dtype=np.float32))
         seed_everything(self.train_config.seed)  # weight init is part of the seeded run
         self.method = build_method(self.method_name, X.shape[1], **self.method_config)
         history = train_method(self.method, X, self.train_config)
+        self.history = pd.DataFrame(history, columns=self.history.columns)
+        return self
+
+    def _fit_store(self, store) -> SSLModel:
+        from .training import train_streaming
+
+        if not self.preprocessor.is_fitted:
+            idx = store.sample_rows(10_000, seed=self.train_config.seed)
+            self.preprocessor.fit(store.rows(idx), store.genes)
+        seed_everything(self.train_config.seed)
+        self.method = build_method(self.method_name, len(self.preprocessor.genes_), **self.method_config)
+        history = train_streaming(self.method, store, self.preprocessor, self.train_config)
         self.history = pd.DataFrame(history, columns=self.history.columns)
         return self
 

@@ -40,6 +40,20 @@ def _as_matrix(data, genes=None) -> tuple[np.ndarray, list[str], str]:
     return X, [str(g) for g in genes], "data"
 
 
+def _column_moments(X: np.ndarray, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and (population) variance with float64 accumulators, a row block at a
+    time, so a large float32 matrix is never copied whole to float64."""
+    n = X.shape[0]
+    total = np.zeros(X.shape[1])
+    for s in range(0, n, block):
+        total += X[s:s + block].sum(0, dtype=np.float64)
+    mean = total / n
+    sq = np.zeros(X.shape[1])
+    for s in range(0, n, block):
+        sq += np.square(X[s:s + block] - mean).sum(0, dtype=np.float64)
+    return mean, sq / n
+
+
 class Preprocessor:
     """CPM -> log2(x+1) -> gene filter -> quantile normalisation -> z-score with clipping.
 
@@ -110,12 +124,12 @@ class Preprocessor:
         self.input_genes_ = names
         Xs = self._scale_counts(X)
 
-        mean = Xs.mean(0, dtype=np.float64)
+        mean, var = _column_moments(Xs)
         keep = np.ones(Xs.shape[1], dtype=bool)
         if self.min_mean is not None:
             keep &= mean >= self.min_mean
         if self.top_k_variance is not None and keep.sum() > self.top_k_variance:
-            var = Xs.var(0, dtype=np.float64)
+            var = var.copy()
             var[~keep] = -np.inf
             top = np.argpartition(-var, self.top_k_variance - 1)[: self.top_k_variance]
             keep = np.zeros_like(keep)
@@ -124,16 +138,20 @@ class Preprocessor:
             raise ConfigError(f"{source}: gene filtering (min_mean={self.min_mean}) removed every gene")
         self.gene_index_ = np.flatnonzero(keep)
         self.genes_ = [names[i] for i in self.gene_index_]
-        Xk = Xs[:, self.gene_index_]
-        self.fill_ = Xk.mean(0, dtype=np.float64).astype(np.float32)  # imputes genes absent later
-        if self.quantile:
-            self.quantile_ref_ = np.sort(Xk, axis=1).mean(0, dtype=np.float64).astype(np.float32)
-            Xk = self._quantile(Xk)
-        if self.standardize:
-            self.mean_ = Xk.mean(0, dtype=np.float64).astype(np.float32)
-            std = Xk.std(0, dtype=np.float64)
-            std[std < 1e-8] = 1.0
-            self.scale_ = std.astype(np.float32)
+        self.fill_ = mean[self.gene_index_].astype(np.float32)  # imputes genes absent later
+        if self.quantile or self.standardize:
+            Xk = Xs[:, self.gene_index_] if len(self.gene_index_) < Xs.shape[1] else Xs
+            if self.quantile:
+                self.quantile_ref_ = _column_moments(np.sort(Xk, axis=1))[0].astype(np.float32)
+                Xk = self._quantile(Xk)
+                kmean, kvar = _column_moments(Xk)
+            else:
+                kmean, kvar = mean[self.gene_index_], var[self.gene_index_]
+            if self.standardize:
+                self.mean_ = kmean.astype(np.float32)
+                std = np.sqrt(kvar)
+                std[std < 1e-8] = 1.0
+                self.scale_ = std.astype(np.float32)
         return self
 
     def _quantile(self, X: np.ndarray) -> np.ndarray:

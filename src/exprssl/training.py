@@ -205,13 +205,12 @@ def _quiet_lightning() -> None:
 
 
 def train_method(method: torch.nn.Module, X: torch.Tensor, cfg: TrainConfig) -> list[dict]:
-    """Pretrain ``method`` on the preprocessed matrix ``X`` (samples x features); return the history.
+    """Pretrain ``method`` on the in-memory preprocessed matrix ``X`` (samples x features).
 
     A seeded ``val_fraction`` of rows is held out: its SSL loss drives early stopping and the
-    best-scoring weights are restored at the end, and its embeddings feed the collapse monitor.
+    best-scoring weights are restored at the end.
     """
     cfg.validate()
-    _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     n = X.shape[0]
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
@@ -220,13 +219,47 @@ def train_method(method: torch.nn.Module, X: torch.Tensor, cfg: TrainConfig) -> 
         n_val = 2
     val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
     X_train = X[train_idx]
-    method.fit_augmentations(X_train)
     train_dl = tensor_loader(X_train, cfg.batch_size, shuffle=True, seed=cfg.seed)
     val_dl = tensor_loader(X[val_idx], 1024, shuffle=False) if n_val else None
-    total_steps = len(train_dl) * cfg.epochs
-    monitor = X_train[torch.randperm(X_train.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[:1024]]
-    module = SSLLightningModule(method, cfg, total_steps, monitor_rows=monitor)
+    return fit_loop(method, train_dl, val_dl, X_train, len(train_dl), cfg)
 
+
+def train_streaming(method: torch.nn.Module, store, preprocessor, cfg: TrainConfig, *,
+                    max_pool: int = 4096, buffer_chunks: int = 8) -> list[dict]:
+    """Pretrain from an out-of-core store (``exprssl.store``) in bounded memory.
+
+    Validation rows (``val_fraction``, at most 2,048) and the augmentation pool (at most
+    ``max_pool`` rows) are sampled once; everything else streams by shuffled chunks.
+    """
+    from .store import StreamingRows
+
+    cfg.validate()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    n = store.n_samples
+    rng = np.random.default_rng(cfg.seed)
+    n_val = min(2048, int(round(cfg.val_fraction * n))) if n >= 20 else 0
+    val_idx = np.sort(rng.choice(n, n_val, replace=False)) if n_val else np.array([], dtype=int)
+    rest = np.setdiff1d(np.arange(n), val_idx)
+    pool_idx = np.sort(rng.choice(rest, min(max_pool, len(rest)), replace=False))
+    genes = store.genes
+    pool = torch.from_numpy(preprocessor.transform(store.rows(pool_idx), genes))
+    stream = StreamingRows(store, preprocessor, min(cfg.batch_size, len(rest)), buffer_chunks=buffer_chunks,
+                           seed=cfg.seed, exclude=val_idx)
+    train_dl = DataLoader(stream, batch_size=None)
+    val_dl = None
+    if n_val:
+        val_dl = tensor_loader(torch.from_numpy(preprocessor.transform(store.rows(val_idx), genes)), 1024,
+                               shuffle=False)
+    return fit_loop(method, train_dl, val_dl, pool, len(stream), cfg)
+
+
+def fit_loop(method: torch.nn.Module, train_dl, val_dl, pool: torch.Tensor, steps_per_epoch: int,
+             cfg: TrainConfig) -> list[dict]:
+    """The Lightning run shared by in-memory and streaming training."""
+    _quiet_lightning()
+    method.fit_augmentations(pool)
+    monitor = pool[torch.randperm(pool.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[:1024]]
+    module = SSLLightningModule(method, cfg, steps_per_epoch * cfg.epochs, monitor_rows=monitor)
     callbacks: list[L.Callback] = []
     if val_dl is not None and cfg.patience > 0:
         callbacks.append(L.pytorch.callbacks.EarlyStopping("val_loss", patience=cfg.patience, mode="min"))
@@ -243,7 +276,8 @@ def train_method(method: torch.nn.Module, X: torch.Tensor, cfg: TrainConfig) -> 
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=cfg.strategy, precision=cfg.precision, logger=logger, callbacks=callbacks,
         enable_progress_bar=cfg.progress, enable_model_summary=False, enable_checkpointing=bool(cfg.log_dir),
-        num_sanity_val_steps=0, deterministic=True, log_every_n_steps=max(1, min(50, len(train_dl))),
+        num_sanity_val_steps=0, deterministic=True, log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        use_distributed_sampler=not isinstance(train_dl.dataset, torch.utils.data.IterableDataset),
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="lightning")

@@ -1,0 +1,200 @@
+"""Out-of-core expression data: a sample-major chunked HDF5 store, and streaming from it.
+
+ARCHS4 ships genes x samples, gzip-chunked, so reading one sample touches every gene chunk.
+``convert`` rewrites such a matrix once, in bounded memory, as samples x genes with row chunks;
+``StreamingRows`` then feeds pretraining by block-shuffled chunks through a shuffle buffer,
+preprocessing on the fly, so peak memory does not grow with the number of samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from .errors import DataFileError, TruncatedFileError
+from .genes import strip_version
+from .io import ARCHS4_GENE_KEYS, ARCHS4_SAMPLE_KEY, _decode, detect_format, read
+from .utils import atomic_path
+
+log = logging.getLogger("exprssl")
+STORE_FORMAT = "exprssl-store-1"
+
+
+def _string_dataset(f: h5py.File, name: str, values) -> None:
+    f.create_dataset(name, data=np.asarray([str(v) for v in values], dtype=object),
+                     dtype=h5py.string_dtype())
+
+
+def convert(src: str | os.PathLike, out: str | os.PathLike, *, chunk_rows: int = 256,
+            block_samples: int = 2048, progress=None) -> Path:
+    """Write ``src`` as a sample-major store at ``out`` (atomically), streaming in sample blocks.
+
+    ARCHS4 HDF5 and h5ad inputs are streamed (``block_samples`` samples in memory at a time);
+    tables (csv/tsv/parquet/gct) are read whole first, as they fit in memory by nature.
+    """
+    src, out = Path(src), Path(out)
+    if not src.exists():
+        raise DataFileError(f"{src}: no such file")
+    fmt = detect_format(src)
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = STORE_FORMAT
+        f.attrs["source"] = str(src)
+        if fmt == "archs4":
+            try:
+                g = h5py.File(src, "r")
+            except OSError as e:
+                raise TruncatedFileError(f"{src}: not a readable HDF5 file ({e})") from None
+            with g:
+                gkey = next((k for k in ARCHS4_GENE_KEYS if k in g), None)
+                if gkey is None or "data/expression" not in g or ARCHS4_SAMPLE_KEY not in g:
+                    raise DataFileError(f"{src}: not in the ARCHS4 layout (data/expression, {ARCHS4_SAMPLE_KEY})")
+                genes = strip_version(list(_decode(g[gkey][:])))
+                samples = _decode(g[ARCHS4_SAMPLE_KEY][:])
+                dset = g["data/expression"]
+                n_genes, n = dset.shape
+                X = _create(f, n, n_genes, chunk_rows)
+                for s0 in range(0, n, block_samples):
+                    s1 = min(n, s0 + block_samples)
+                    X[s0:s1] = np.asarray(dset[:, s0:s1], dtype=np.float32).T
+                    if progress:
+                        progress(s1, n)
+        elif fmt == "h5ad":
+            import anndata as ad
+
+            a = ad.read_h5ad(src, backed="r")
+            genes, samples = strip_version(list(a.var_names)), list(a.obs_names)
+            X = _create(f, a.n_obs, a.n_vars, chunk_rows)
+            for s0 in range(0, a.n_obs, block_samples):
+                s1 = min(a.n_obs, s0 + block_samples)
+                block = a.X[s0:s1]
+                X[s0:s1] = np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float32)
+            a.file.close()
+        else:
+            a = read(src)
+            genes, samples = list(a.var_names), list(a.obs_names)
+            X = _create(f, a.n_obs, a.n_vars, chunk_rows)
+            X[:] = a.X
+        if len(set(genes)) != len(genes):
+            raise DataFileError(f"{src}: duplicated gene ids; collapse them first (exprssl.read, then write h5ad)")
+        _string_dataset(f, "genes", genes)
+        _string_dataset(f, "samples", samples)
+    return out
+
+
+def _create(f: h5py.File, n: int, d: int, chunk_rows: int):
+    return f.create_dataset("X", shape=(n, d), dtype=np.float32, chunks=(min(chunk_rows, max(n, 1)), d))
+
+
+class ExpressionStore:
+    """Read access to a store written by ``convert``: rows by index, genes, sample ids."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DataFileError(f"{self.path}: no such store")
+        try:
+            with h5py.File(self.path, "r") as f:
+                if f.attrs.get("format") != STORE_FORMAT:
+                    raise DataFileError(f"{self.path}: not an exprssl store (make one with `exprssl convert`)")
+                self.shape = f["X"].shape
+                self.chunk_rows = f["X"].chunks[0]
+                self.genes = [g.decode() if isinstance(g, bytes) else str(g) for g in f["genes"][:]]
+        except OSError as e:
+            raise TruncatedFileError(f"{self.path}: not a readable HDF5 file ({e})") from None
+        self.source = str(self.path)
+
+    @property
+    def n_samples(self) -> int:
+        return self.shape[0]
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(self.n_samples / self.chunk_rows)
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """Rows in the given order (h5py reads them sorted)."""
+        idx = np.asarray(idx)
+        order = np.argsort(idx)
+        with h5py.File(self.path, "r") as f:
+            block = f["X"][idx[order]]
+        out = np.empty_like(block)
+        out[order] = block
+        return out
+
+    def sample_rows(self, n: int, seed: int = 0) -> np.ndarray:
+        idx = np.sort(np.random.default_rng(seed).choice(self.n_samples, min(n, self.n_samples), replace=False))
+        return idx
+
+
+class StreamingRows(IterableDataset):
+    """Preprocessed batches streamed from a store: chunk order shuffled per epoch, rows shuffled
+    within a buffer of ``buffer_chunks`` chunks. Under DDP (and DataLoader workers) each process
+    reads a disjoint set of chunks. ``exclude`` rows (the validation set) are skipped."""
+
+    def __init__(self, store: ExpressionStore, preprocessor, batch_size: int, *, buffer_chunks: int = 8,
+                 seed: int = 0, exclude: np.ndarray | None = None, rank: int | None = None,
+                 world_size: int | None = None):
+        self.store, self.prep, self.batch_size = store, preprocessor, batch_size
+        self.buffer_chunks, self.seed = buffer_chunks, seed
+        self.exclude = np.zeros(store.n_samples, dtype=bool)
+        if exclude is not None:
+            self.exclude[exclude] = True
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def _shard(self) -> tuple[int, int]:
+        rank, world = self.rank, self.world_size
+        if rank is None:
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            else:
+                rank, world = 0, 1
+        info = get_worker_info()
+        if info is not None:
+            rank, world = rank * info.num_workers + info.id, world * info.num_workers
+        return rank, world
+
+    def chunks_for_epoch(self, epoch: int) -> np.ndarray:
+        rank, world = self._shard()
+        order = np.random.default_rng((self.seed, epoch)).permutation(self.store.n_chunks)
+        return order[rank::world]
+
+    def __len__(self) -> int:
+        rank, world = self._shard()
+        n = (self.store.n_samples - int(self.exclude.sum())) / world
+        return max(1, int(n // self.batch_size))
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        epoch = self.epoch
+        self.epoch += 1
+        rng = np.random.default_rng((self.seed, epoch, 1))
+        cr = self.store.chunk_rows
+        chunks = self.chunks_for_epoch(epoch)
+        carry = np.empty((0, len(self.prep.genes_)), dtype=np.float32)
+        with h5py.File(self.store.path, "r") as f:
+            X = f["X"]
+            for b0 in range(0, len(chunks), self.buffer_chunks):
+                parts = []
+                for c in np.sort(chunks[b0:b0 + self.buffer_chunks]):
+                    r0, r1 = c * cr, min(self.store.n_samples, (c + 1) * cr)
+                    keep = ~self.exclude[r0:r1]
+                    if keep.any():
+                        parts.append(np.asarray(X[r0:r1])[keep])
+                if not parts:
+                    continue
+                raw = np.concatenate(parts)
+                buf = self.prep.transform(raw, self.store.genes)
+                buf = np.concatenate([carry, buf[rng.permutation(len(buf))]])
+                n_full = len(buf) // self.batch_size * self.batch_size
+                for s in range(0, n_full, self.batch_size):
+                    yield torch.from_numpy(buf[s:s + self.batch_size])
+                carry = buf[n_full:]
+        # the last incomplete batch is dropped: BatchNorm needs >1 sample and batches stay equal
