@@ -158,6 +158,9 @@ class SSLModel:
         """Write the model directory atomically: an existing model at ``path`` is replaced whole or not at all."""
         self._check_fitted()
         path = Path(path)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            if torch.distributed.get_rank() != 0:  # under DDP every rank holds the same weights
+                return path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
