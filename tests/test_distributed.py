@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -63,3 +64,24 @@ def test_two_process_losses_equal_single_process():
             torch.testing.assert_close(torch.tensor(grad), w.grad, rtol=1e-4, atol=1e-6)
     r0, r1 = set(out[0]["rows"]), set(out[1]["rows"])
     assert not r0 & r1 and r0 | r1 == set(range(20))
+
+
+@pytest.mark.parametrize("method", ["scarf", "byol"])
+def test_lightning_ddp_pretraining_two_cpu_processes(tmp_path, method):
+    """`exprssl pretrain --strategy ddp` under torchrun: one model written, by rank 0."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("exprssl") or str(Path(sys.executable).parent / "exprssl")
+    out = tmp_path / "m"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", exe,
+           "pretrain", "--method", method, "--data", "all_leukemia", "--out", str(out), "--epochs", "2",
+           "--devices", "2", "--strategy", "ddp", "--top-genes", "300", "--batch-size", "16", "--no-progress"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("saved SSLModel") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    from exprssl import SSLModel
+
+    assert SSLModel.load(out).embedding_dim == 256

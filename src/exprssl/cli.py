@@ -220,6 +220,8 @@ def pretrain(
     console.print(f"pretraining [bold]{name}[/] on {shape} from {data_path}", highlight=False)
     model.fit(adata)
     model.save(out_dir)
+    if _rank() != 0:
+        return
     h = model.history
     last = h.iloc[-1] if len(h) else None
     summary = f"saved {model!r} to {out_dir}"
@@ -227,6 +229,12 @@ def pretrain(
         summary += f" after {int(last['epoch'])} epochs (train loss {last['train_loss']:.4f}"
         summary += f", val loss {last['val_loss']:.4f})" if last["val_loss"] == last["val_loss"] else ")"
     console.print(summary, highlight=False)
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def _is_store(path: str) -> bool:

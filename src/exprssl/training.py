@@ -145,7 +145,10 @@ class SSLLightningModule(L.LightningModule):
     def on_validation_epoch_end(self):
         if not self._val_n:
             return
-        val_loss = sum(self._val_losses) / self._val_n
+        local = torch.tensor(sum(self._val_losses) / self._val_n, dtype=torch.float64)
+        # under DDP every rank sees the same averaged value, so early stopping and the restored
+        # best weights agree across processes
+        val_loss = float(self.trainer.strategy.reduce(local, reduce_op="mean"))
         self._last_val = {"val_loss": val_loss}
         self._val_losses.clear()
         self._val_n = 0
