@@ -28,6 +28,22 @@ def test_all_leukemia_matches_source():
     assert a.uns["dataset"]["license"] == "Artistic-2.0"
 
 
+def test_cptac_ucec_matches_source():
+    a = datasets.load("cptac_ucec")
+    assert a.shape == (115, 28057) and a.X.dtype == np.float32
+    assert a.X.min() == 0 and np.isclose(a.X.max(), 22.61)
+    assert a.var_names[0] == "A1BG" and a.obs_names[0] == "S001"
+    assert np.isclose(a.X[0, 0], 4.02)  # transcriptomics_linear.cct.gz: A1BG, S001
+    assert a.obs["tissue"].value_counts().to_dict() == {"Tumor": 101, "Adjacent_normal": 14}
+    assert a.obs["Genomics_subtype"].value_counts().to_dict() == {"CNV_low": 44, "MSI-H": 26, "CNV_high": 24,
+                                                                  "POLE": 7}
+    assert a.obs["patient"].nunique() == 101
+    # every normal shares its patient with a tumour: why splits must group by patient
+    normals = set(a.obs.loc[a.obs["tissue"] == "Adjacent_normal", "patient"])
+    assert normals <= set(a.obs.loc[a.obs["tissue"] == "Tumor", "patient"])
+    assert datasets.info("cptac_ucec")["scale"] == "log"
+
+
 def test_load_returns_independent_copies():
     a = datasets.load("all_leukemia")
     a.X[:] = 0
@@ -40,7 +56,7 @@ def test_info_and_unknown():
     info = datasets.info("all_leukemia")
     assert info["n_samples"] == 128 and info["label_columns"]["mol.biol"]["BCR/ABL"] == 37
     assert info["scale"] == "log" and "Chiaretti" in info["citation"]
-    assert datasets.names() == ["all_leukemia"]
+    assert datasets.names() == ["all_leukemia", "cptac_ucec"]
     with pytest.raises(DataFileError, match="bundled: all_leukemia"):
         datasets.load("gtex")
 

@@ -374,7 +374,8 @@ def _run_benchmark(cfg, progress: bool) -> None:
 
     results = run_benchmark(cfg, progress=progress)
     table = summary_table(results)
-    t = Table(title=f"{cfg.data}: {cfg.label} — balanced accuracy on the test set (mean ± 95% CI)")
+    t = Table(title=f"{cfg.data}: {cfg.label} — balanced accuracy on the test set, mean over seeds "
+                    "(CIs and verdicts in the report)")
     for col in table.columns:
         t.add_column(str(col), no_wrap=True)
     for _, row in table.iterrows():

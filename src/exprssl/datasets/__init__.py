@@ -1,7 +1,7 @@
 """Bundled real datasets (offline, by name) and a seeded synthetic generator.
 
     >>> exprssl.datasets.names()
-    ['all_leukemia']
+    ['all_leukemia', 'cptac_ucec']
     >>> adata = exprssl.datasets.load("all_leukemia")
 """
 
@@ -30,6 +30,18 @@ REGISTRY: dict[str, dict[str, Any]] = {
         "license": "Artistic-2.0",
         "citation": "Chiaretti et al. (2004) Blood 103(7):2771-2778; Bioconductor package ALL 1.40.0",
         "source": "Debian r-bioc-all (Bioconductor ALL 1.40.0); scripts/convert_all_leukemia.py",
+    },
+    "cptac_ucec": {
+        "file": "cptac_ucec.h5ad",
+        "description": "CPTAC endometrial carcinoma: bulk RNA-seq of 101 tumours and 14 adjacent normals from "
+                       "101 patients x 28,057 genes, log2 scale. Group splits by 'patient'.",
+        "feature_kind": "genes",
+        "label_columns": ["tissue", "Genomics_subtype", "MSI_status", "Histologic_type"],
+        "default_label": "Genomics_subtype",
+        "demo": {"label": "Genomics_subtype", "group": "patient", "min_class_size": 5},
+        "license": "Apache-2.0",
+        "citation": "Dou et al. (2020) Cell 180(4):729-748; cptac Python package 0.4.1",
+        "source": "PyPI cptac 0.4.1 (endometrial transcriptomics + clinical); scripts/convert_cptac_ucec.py",
     },
 }
 

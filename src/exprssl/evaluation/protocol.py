@@ -371,13 +371,16 @@ class _SklearnOnEmbeddings:
         return self.est.predict_proba(Z)
 
 
-def summary_table(results: pd.DataFrame, metric: str = "balanced_accuracy") -> pd.DataFrame:
-    """Approaches x fractions, 'mean ± half-CI' strings, for the CLI's closing table."""
+def summary_table(results: pd.DataFrame, metric: str = "balanced_accuracy", ci: bool = False) -> pd.DataFrame:
+    """Approaches x label fractions of mean scores ('mean±half-CI' strings with ``ci``), SSL first."""
     c = curves(results, metric)
     if c.empty:
         return pd.DataFrame()
-    c["cell"] = [f"{m:.2f}" if math.isnan(hi) or hi == m else f"{m:.2f}±{hi - m:.2f}"
-                 for m, hi in zip(c["mean"], c["hi"], strict=True)]
+    if ci:
+        c["cell"] = [f"{m:.2f}" if math.isnan(hi) or hi == m else f"{m:.2f}±{hi - m:.2f}"
+                     for m, hi in zip(c["mean"], c["hi"], strict=True)]
+    else:
+        c["cell"] = [f"{m:.3f}" for m in c["mean"]]
     n = c.groupby("fraction")["n_labelled"].mean().round().astype(int)
     table = c.pivot(index="approach", columns="fraction", values="cell")
     table.columns = [f"{f:.0%} (n={n[f]})" for f in table.columns]
