@@ -48,6 +48,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def atomic_savez(path: str | os.PathLike, **arrays) -> None:
+    """``np.savez_compressed`` through a temp file, so a reader never sees a partial archive."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (CPU and CUDA) for reproducible runs."""
     random.seed(seed)

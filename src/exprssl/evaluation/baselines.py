@@ -44,6 +44,20 @@ class SklearnAdapter:
         return self.est.predict_proba(X)
 
 
+class ProbeOnFeatures(SklearnAdapter):
+    """A probe on fixed features: ``featurize`` (PCA, a frozen random encoder), then ``est``."""
+
+    def __init__(self, featurize, est):
+        super().__init__(est)
+        self.featurize = featurize
+
+    def fit(self, X, y, X_val=None, y_val=None):
+        return super().fit(self.featurize(X), y)
+
+    def predict_proba(self, X):
+        return super().predict_proba(self.featurize(X))
+
+
 class XGBoostBaseline:
     def __init__(self, seed: int = 0, n_estimators: int = 200):
         self.seed, self.n_estimators = seed, n_estimators
@@ -77,15 +91,7 @@ def _logreg(ctx: BaselineContext):
 def _pca_logreg(ctx: BaselineContext):
     n = int(min(50, ctx.X_pool.shape[0] - 1, ctx.X_pool.shape[1]))
     pca = PCA(n_components=n, random_state=ctx.seed).fit(ctx.X_pool)
-
-    class Fitted(SklearnAdapter):
-        def fit(self, X, y, X_val=None, y_val=None):
-            return super().fit(pca.transform(X), y)
-
-        def predict_proba(self, X):
-            return super().predict_proba(pca.transform(X))
-
-    return Fitted(linear_probe(ctx.seed))
+    return ProbeOnFeatures(pca.transform, linear_probe(ctx.seed))
 
 
 def _random_encoder(ctx: BaselineContext):
@@ -102,18 +108,11 @@ def _random_encoder(ctx: BaselineContext):
         enc(torch.as_tensor(ctx.X_pool, dtype=torch.float32))
     enc.eval()
 
-    class Frozen(SklearnAdapter):
-        def _z(self, X):
-            with torch.no_grad():
-                return enc(torch.as_tensor(np.asarray(X), dtype=torch.float32)).numpy()
+    def embed(X):
+        with torch.no_grad():
+            return enc(torch.as_tensor(np.asarray(X), dtype=torch.float32)).numpy()
 
-        def fit(self, X, y, X_val=None, y_val=None):
-            return super().fit(self._z(X), y)
-
-        def predict_proba(self, X):
-            return super().predict_proba(self._z(X))
-
-    return Frozen(linear_probe(ctx.seed))
+    return ProbeOnFeatures(embed, linear_probe(ctx.seed))
 
 
 def _mlp(ctx: BaselineContext):

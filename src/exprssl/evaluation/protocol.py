@@ -30,8 +30,8 @@ from ..methods import available as available_methods
 from ..methods import get_method
 from ..preprocessing import Preprocessor
 from ..splits import drop_rare_classes, label_fraction_subsets, log_fraction_grid, split_indices
-from ..utils import atomic_write_text
-from .baselines import BASELINES, BaselineContext
+from ..utils import atomic_savez, atomic_write_text
+from .baselines import BASELINES, BaselineContext, SklearnAdapter
 from .heads import TorchClassifier, linear_probe
 from .metrics import METRICS, classification_metrics, curves
 
@@ -248,7 +248,8 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> pd.DataFram
     progress_bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), disable=not progress, transient=False)
     models: dict[str, SSLModel] = {}
-    best = {"score": -1.0}
+    best_file = out / "predictions" / "best.npz"
+    best = {"score": float(np.load(best_file)["score"]) if best_file.exists() else -1.0}
     with progress_bar:
         task = progress_bar.add_task("pretraining", total=len(cfg.methods))
         for name in cfg.methods:
@@ -265,14 +266,14 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> pd.DataFram
                 m.fit(pre_adata)
                 m.save(mdir)
                 models[name] = m
-            models[name].history.to_csv(out / "histories" / f"{name}.csv", index=False)
+            atomic_write_text(out / "histories" / f"{name}.csv", models[name].history.to_csv(index=False))
             timings[f"pretrain_{name}"] = time.perf_counter() - t
             progress_bar.advance(task)
 
         Z = {name: m.embed_preprocessed(X) for name, m in models.items()}
         for name, z in Z.items():
-            np.savez_compressed(out / "embeddings" / f"{name}.npz", Z=z[test], labels=y[test].astype(str))
-        np.savez_compressed(out / "embeddings" / "raw.npz", Z=X[test], labels=y[test].astype(str))
+            atomic_savez(out / "embeddings" / f"{name}.npz", Z=z[test], labels=y[test].astype(str))
+        atomic_savez(out / "embeddings" / "raw.npz", Z=X[test], labels=y[test].astype(str))
 
         heads = ["linear_probe", "finetune"]
         n_cells = len(fractions) * cfg.seeds * (len(cfg.methods) * len(heads) + len(cfg.baselines))
@@ -310,7 +311,7 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> pd.DataFram
                                                       **cfg.finetune).fit(X[tr], y[tr], X[va], y[va])
                                 record(name, "ssl", head, clf, X)
                             else:
-                                clf = _SklearnOnEmbeddings(linear_probe(seed)).fit(Z[name][lab], y[lab])
+                                clf = SklearnAdapter(linear_probe(seed)).fit(Z[name][lab], y[lab])
                                 record(name, "ssl", head, clf, Z[name])
                         else:
                             clf = TorchClassifier(models[name].method.encoder, seed=seed,
@@ -327,10 +328,10 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> pd.DataFram
                     progress_bar.advance(task)
         timings["evaluation"] = time.perf_counter() - t
 
-    if "y_pred" in best:
-        np.savez_compressed(out / "predictions" / "best.npz", y_true=y[test].astype(str),
-                            y_pred=best["y_pred"].astype(str), classes=classes.astype(str),
-                            title=np.array(f"{best['title']}, {len(ft)} labelled (100%)"))
+    if "y_pred" in best:  # a resumed run only replaces the best model's predictions with a better one
+        atomic_savez(best_file, y_true=y[test].astype(str), y_pred=best["y_pred"].astype(str),
+                     classes=classes.astype(str), score=np.array(best["score"]),
+                     title=np.array(f"{best['title']}, {len(ft)} labelled (100%)"))
     timings["total"] = time.perf_counter() - t0
     manifest = {
         "config": asdict(cfg), "versions": _versions(), "git_revision": _git_revision(),
@@ -356,19 +357,6 @@ def _transfer_pool(pretrain, target, source: str):
     shared = np.asarray(target.var_names)[~np.isin(np.asarray(target.var_names), report.missing)]
     log.info("transfer: %s", report)
     return aligned[:, shared].copy()
-
-
-class _SklearnOnEmbeddings:
-    def __init__(self, est):
-        self.est = est
-
-    def fit(self, Z, y):
-        self.est.fit(Z, np.asarray(y).astype(str))
-        self.classes_ = np.asarray(self.est.classes_)
-        return self
-
-    def predict_proba(self, Z):
-        return self.est.predict_proba(Z)
 
 
 def summary_table(results: pd.DataFrame, metric: str = "balanced_accuracy", ci: bool = False) -> pd.DataFrame:
