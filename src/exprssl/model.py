@@ -25,7 +25,7 @@ from .preprocessing import Preprocessor
 from .training import TrainConfig, train_method
 from .utils import seed_everything
 
-_TRAIN_KEYS = set(TrainConfig.__dataclass_fields__) - {"extra"}
+_TRAIN_KEYS = set(TrainConfig.__dataclass_fields__)
 FORMAT_VERSION = 1
 
 
@@ -148,7 +148,6 @@ class SSLModel:
     # ------------------------------------------------------------- persistence
     def config(self) -> dict:
         train = self.train_config.to_dict()
-        train.pop("extra", None)
         return {"format_version": FORMAT_VERSION, "exprssl_version": __version__,
                 "method": self.method_name, "method_config": dict(self.method.config),
                 "train_config": train, "n_features": len(self.genes),

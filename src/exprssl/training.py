@@ -11,7 +11,7 @@ import copy
 import logging
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,6 @@ class TrainConfig:
     precision: str | None = None
     progress: bool = True
     log_dir: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.epochs < 1:
