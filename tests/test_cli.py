@@ -42,7 +42,7 @@ def test_info_bundled_shape_and_labels():
 
 
 @pytest.fixture(scope="module")
-def small_leukemia(tmp_path_factory):
+def small_leukemia(tmp_path_factory):  # for the tests that need a file path
     """The real dataset cut to 400 probe sets, so every method pretrains in a second or two."""
     from exprssl.datasets import load
 
@@ -54,15 +54,16 @@ def small_leukemia(tmp_path_factory):
 
 
 @pytest.mark.parametrize("method", available())
-def test_pretrain_and_embed_every_method(tmp_path, small_leukemia, method):
+def test_pretrain_and_embed_every_method_on_bundled_data(tmp_path, method):
     out = tmp_path / f"model_{method}"
-    r = run("pretrain", "--method", method, "--data", small_leukemia, "--out", out, "--epochs", 2,
-            "--batch-size", 32, "--no-progress")
+    r = run("pretrain", "--method", method, "--data", "all_leukemia", "--out", out, "--epochs", 2,
+            "--batch-size", 32, "--top-genes", 400, "--no-progress")
     assert r.exit_code == 0, r.output
     for f in ("config.json", "preprocessor.json", "weights.pt", "genes.txt", "history.csv"):
         assert (out / f).is_file(), f
+    assert len((out / "genes.txt").read_text().split()) == 400
     emb = tmp_path / "emb.h5ad"
-    r = run("embed", "--model", out, "--data", small_leukemia, "--out", emb)
+    r = run("embed", "--model", out, "--data", "all_leukemia", "--out", emb)
     assert r.exit_code == 0, r.output
     res = ad.read_h5ad(emb)
     Z = res.obsm[f"X_{method}"]
@@ -103,6 +104,52 @@ def test_unknown_method_is_clear(tmp_path):
 def test_missing_data_file(tmp_path):
     r = run("info", tmp_path / "nope.csv")
     _assert_one_line_error(r, "nope.csv")
+
+
+def _bad_files(tmp_path):
+    good = pd.DataFrame(np.arange(12.0).reshape(3, 4), index=["a", "b", "c"], columns=list("WXYZ"))
+    cases = {}
+    p = tmp_path / "nan.csv"
+    good.assign(X=[1.0, np.nan, 2.0]).to_csv(p)
+    cases["nan"] = (p, "NaN/inf")
+    p = tmp_path / "text.csv"
+    good.astype(object).assign(Y=["1", "two", "3"]).to_csv(p)
+    cases["text"] = (p, "non-numeric value 'two'")
+    p = tmp_path / "dups.csv"
+    good.set_axis(["a", "a", "c"]).to_csv(p)
+    cases["dups"] = (p, "duplicated sample ids")
+    p = tmp_path / "empty.tsv"
+    p.write_text("")
+    cases["empty"] = (p, "file is empty")
+    p = tmp_path / "data.xlsx"
+    p.write_text("x")
+    cases["format"] = (p, "unknown format")
+    p = tmp_path / "cut.h5ad"
+    ad.AnnData(good.astype(np.float32)).write_h5ad(p)
+    p.write_bytes(p.read_bytes()[:300])
+    cases["truncated"] = (p, "truncated or corrupt")
+    return cases
+
+
+@pytest.mark.parametrize("case", ["nan", "text", "dups", "empty", "format", "truncated"])
+def test_bad_files_are_one_line_exit_2(tmp_path, case):
+    path, needle = _bad_files(tmp_path)[case]
+    r = run("info", path)
+    _assert_one_line_error(r, path.name, needle)
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_bad_labels_are_one_line_exit_2(tmp_path):
+    sheet = tmp_path / "sheet.csv"
+    pd.DataFrame({"id": ["x1", "x2"], "subtype": ["A", "B"]}).to_csv(sheet, index=False)
+    r = run("info", "all_leukemia", "--labels", sheet)
+    _assert_one_line_error(r, "sheet.csv", "no sample id matches")
+    r = run("benchmark", "--data", "all_leukemia", "--label", "subtype", "--out", tmp_path / "b")
+    _assert_one_line_error(r, "label column 'subtype' not found")
+    r = run("benchmark", "--data", "all_leukemia", "--label", "mol.biol", "--fractions", "0.5,2",
+            "--out", tmp_path / "b")
+    _assert_one_line_error(r, "2.0 is outside (0, 1]")
+    assert not (tmp_path / "b").exists()
 
 
 def test_missing_model_dir(tmp_path):

@@ -171,3 +171,20 @@ def test_bad_input_fails_before_training(tmp_path, data_file, kw, err, msg):
 def test_config_unknown_key():
     with pytest.raises(ConfigError, match="unknown benchmark option.*epoch_count"):
         BenchmarkConfig.from_dict({"data": "x", "label": "y", "epoch_count": 3})
+
+
+def test_transfer_pretraining_aligns_genes_by_name(tmp_path, data_file):
+    other = synthetic(300, 150, 3, seed=9, n_informative=60, module_size=10)
+    keep = np.random.default_rng(0).permutation(150)[:120]  # shuffled order, 30 genes missing
+    other = other[:, keep].copy()
+    p = tmp_path / "other.h5ad"
+    write_h5ad(other, p)
+    out = tmp_path / "t"
+    run_benchmark(_cfg(data_file, out, methods=["scarf"], baselines=["logreg"], seeds=1, fractions=[1.0],
+                       pretrain_data=str(p)), progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["n_features"] == 120
+    genes = (out / "models" / "scarf" / "genes.txt").read_text().split()
+    assert sorted(genes) == sorted(other.var_names)
+    res = pd.read_csv(out / "results.csv")
+    assert set(res["method"]) == {"scarf", "logreg"}
