@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,9 @@ from exprssl.losses import barlow_twins_loss, nt_xent
 from exprssl.training import TensorRows, _identity
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, out: dict):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _worker(rank: int, world: int, rendezvous: str, out: dict):
+    # file rendezvous: no TCP port to race for with other processes on the machine
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     torch.manual_seed(0)
     w = torch.randn(6, 4, requires_grad=True)  # a shared "model": z = x @ w
     x1, x2 = torch.randn(8, 6), torch.randn(8, 6)  # the same global batch on every rank...
@@ -46,11 +39,10 @@ def _worker(rank: int, world: int, port: int, out: dict):
     dist.destroy_process_group()
 
 
-def test_two_process_losses_equal_single_process():
-    port = _free_port()
+def test_two_process_losses_equal_single_process(tmp_path):
     manager = mp.Manager()
     out = manager.dict()
-    mp.spawn(_worker, args=(2, port, out), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path / "rendezvous"), out), nprocs=2, join=True)
     torch.manual_seed(0)
     w = torch.randn(6, 4, requires_grad=True)
     x1, x2 = torch.randn(8, 6), torch.randn(8, 6)

@@ -221,6 +221,7 @@ def pretrain(
     model.fit(adata)
     model.save(out_dir)
     if _rank() != 0:
+        _end_distributed()
         return
     h = model.history
     last = h.iloc[-1] if len(h) else None
@@ -229,6 +230,17 @@ def pretrain(
         summary += f" after {int(last['epoch'])} epochs (train loss {last['train_loss']:.4f}"
         summary += f", val loss {last['val_loss']:.4f})" if last["val_loss"] == last["val_loss"] else ")"
     console.print(summary, highlight=False)
+    _end_distributed()
+
+
+def _end_distributed() -> None:
+    """Tear the process group down before exit: left to the interpreter, gloo's threads can abort
+    a rank at shutdown ('terminate called without an active exception')."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _rank() -> int:
