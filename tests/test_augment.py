@@ -48,6 +48,15 @@ def test_marginal_values_come_from_same_gene_in_pool(pool):
     assert hits.all()
 
 
+def test_marginal_draws_a_fresh_pool_row_per_entry():
+    pool = torch.arange(1000, dtype=torch.float32).unsqueeze(1).expand(1000, 500).contiguous()  # row r holds r
+    xc, mask = Corruptor(0.5, "marginal").fit(pool)(torch.full((8, 500), -1.0), generator=torch.Generator().manual_seed(0))
+    donors = xc[mask].long()
+    assert donors.numel() == 2000 and donors.min() >= 0
+    # 2,000 independent uniform draws over 1,000 rows hit ~1000 * (1 - e^-2) = 865 distinct rows
+    assert 820 < donors.unique().numel() < 910
+
+
 def test_uniform_values_within_gene_range(pool):
     c = Corruptor(0.5, "uniform").fit(pool)
     xc, mask = c(torch.zeros(32, 30))
@@ -57,12 +66,32 @@ def test_uniform_values_within_gene_range(pool):
     assert ((v >= lo[cols]) & (v <= hi[cols])).all()
 
 
-def test_batch_permute_values_from_same_gene_column():
-    x = torch.arange(8 * 6, dtype=torch.float32).reshape(8, 6)
-    c = Corruptor(0.5, "batch_permute")
-    xc, mask = c(x)
+def test_batch_permute_values_from_another_sample_same_gene():
+    x = torch.arange(8 * 6, dtype=torch.float32).reshape(8, 6)  # every value distinct
+    xc, mask = Corruptor(0.5, "batch_permute")(x)
+    assert (mask.sum(1) == 3).all() and torch.equal(xc[~mask], x[~mask])
     for j in range(6):
         assert set(xc[:, j].tolist()) <= set(x[:, j].tolist())
+    assert (xc[mask] != x[mask]).all()  # the donor is never the sample itself
+
+
+def test_batch_permute_donors_cover_the_batch():
+    x = torch.arange(4, dtype=torch.float32).unsqueeze(1).expand(4, 3000).contiguous()  # row i holds i
+    xc, mask = Corruptor(0.5, "batch_permute")(x, generator=torch.Generator().manual_seed(0))
+    donors = xc[0][mask[0]]
+    counts = torch.bincount(donors.long(), minlength=4)
+    assert counts[0] == 0 and (counts[1:] - 500).abs().max() < 100  # uniform over the 3 others
+
+
+def test_torch_indexing_fallback_matches_sources(pool):
+    """bfloat16 has no numpy view, so this runs the path used on GPU."""
+    x = pool[:16].to(torch.bfloat16)
+    for source in ("batch_permute", "marginal", "uniform", "zero"):
+        xc, mask = Corruptor(0.3, source).fit(pool)(x)
+        assert xc.dtype == torch.bfloat16 and (mask.sum(1) == 9).all()
+        assert torch.equal(xc[~mask], x[~mask])
+        if source == "zero":
+            assert (xc[mask] == 0).all()
 
 
 def test_redrawn_every_call_and_seedable(pool):

@@ -220,17 +220,19 @@ def pretrain(
     console.print(f"pretraining [bold]{name}[/] on {shape} from {data_path}", highlight=False)
     model.fit(adata)
     model.save(out_dir)
-    if _rank() != 0:
-        _end_distributed()
-        return
-    h = model.history
-    last = h.iloc[-1] if len(h) else None
+    if _rank() == 0:
+        console.print(_fit_summary(model, out_dir), highlight=False)
+    _end_distributed()
+
+
+def _fit_summary(model, out_dir: Path) -> str:
     summary = f"saved {model!r} to {out_dir}"
-    if last is not None:
+    h = model.history
+    if len(h):
+        last = h.iloc[-1]
         summary += f" after {int(last['epoch'])} epochs (train loss {last['train_loss']:.4f}"
         summary += f", val loss {last['val_loss']:.4f})" if last["val_loss"] == last["val_loss"] else ")"
-    console.print(summary, highlight=False)
-    _end_distributed()
+    return summary
 
 
 def _end_distributed() -> None:

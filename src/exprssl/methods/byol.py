@@ -10,6 +10,7 @@ from torch import nn
 
 from ..augment import Corruptor, gaussian_noise
 from ..encoders import mlp_head
+from ..errors import ConfigError
 from ..losses import byol_loss
 from . import register
 from .base import SSLMethod
@@ -47,8 +48,6 @@ class BYOL(SSLMethod):
     def build(self):
         c = self.config
         if c["ema_schedule"] not in ("cosine", "fixed"):
-            from ..errors import ConfigError
-
             raise ConfigError(f"byol: ema_schedule must be 'cosine' or 'fixed', got '{c['ema_schedule']}'")
         self.corruptor = Corruptor(c["corruption_rate"], c["replacement"], c["corruption_mode"])
         self.projector = mlp_head(self.encoder.out_dim, c["proj_hidden"], c["proj_dim"])
