@@ -27,15 +27,6 @@ class BaselineContext:
     seed: int = 0
     encoder_config: dict[str, Any] = field(default_factory=lambda: {"hidden_dims": [256] * 4, "dropout": 0.2})
     finetune: dict[str, Any] = field(default_factory=dict)
-    # shared by ``dataclasses.replace(ctx, seed=...)`` copies: the pool's PCA is fit once per run
-    cache: dict[str, Any] = field(default_factory=dict)
-
-    def pool_pca(self) -> PCA:
-        """PCA (<= 50 components) of the unlabeled pool; labels and test samples never enter it."""
-        if "pca" not in self.cache:
-            n = int(min(50, self.X_pool.shape[0] - 1, self.X_pool.shape[1]))
-            self.cache["pca"] = PCA(n_components=n, random_state=0).fit(self.X_pool)
-        return self.cache["pca"]
 
 
 class SklearnAdapter:
@@ -68,37 +59,22 @@ class ProbeOnFeatures(SklearnAdapter):
 
 
 class XGBoostBaseline:
-    """Gradient-boosted trees on genes; early stopping on the validation part when there is one."""
-
-    def __init__(self, seed: int = 0, n_estimators: int = 300, early_stopping_rounds: int = 20,
-                 n_jobs: int | None = None):
-        self.seed, self.n_estimators, self.early_stopping_rounds = seed, n_estimators, early_stopping_rounds
-        self.n_jobs = n_jobs
+    def __init__(self, seed: int = 0, n_estimators: int = 200):
+        self.seed, self.n_estimators = seed, n_estimators
 
     def fit(self, X, y, X_val=None, y_val=None):
         from xgboost import XGBClassifier
 
-        y = np.asarray(y).astype(str)
-        # trees only know the classes in this (possibly tiny) subset; classes_ says which
-        self.enc = LabelEncoder().fit(y)
+        self.enc = LabelEncoder().fit(np.asarray(y).astype(str))
         self.classes_ = self.enc.classes_
+        yt = self.enc.transform(np.asarray(y).astype(str))
         if len(self.classes_) == 1:
             self.model = None
             return self
-        eval_set = None
-        if X_val is not None and len(X_val):
-            y_val = np.asarray(y_val).astype(str)
-            known = np.isin(y_val, self.classes_)
-            if known.any():
-                eval_set = [(np.asarray(X_val)[known], self.enc.transform(y_val[known]))]
         self.model = XGBClassifier(n_estimators=self.n_estimators, max_depth=4, learning_rate=0.1,
-                                   subsample=0.8, colsample_bytree=0.5, tree_method="hist",
-                                   # a second thread pays only on big matrices; on small ones it
-                                   # mostly waits (and stalls badly on a busy machine)
-                                   n_jobs=self.n_jobs or (2 if np.size(X) > 5_000_000 else 1),
-                                   random_state=self.seed, verbosity=0,
-                                   early_stopping_rounds=self.early_stopping_rounds if eval_set else None)
-        self.model.fit(X, self.enc.transform(y), eval_set=eval_set, verbose=False)
+                                   subsample=0.8, colsample_bytree=0.5, tree_method="hist", n_jobs=2,
+                                   random_state=self.seed, verbosity=0)
+        self.model.fit(X, yt)
         return self
 
     def predict_proba(self, X):
@@ -113,7 +89,9 @@ def _logreg(ctx: BaselineContext):
 
 
 def _pca_logreg(ctx: BaselineContext):
-    return ProbeOnFeatures(ctx.pool_pca().transform, linear_probe(ctx.seed))
+    n = int(min(50, ctx.X_pool.shape[0] - 1, ctx.X_pool.shape[1]))
+    pca = PCA(n_components=n, random_state=ctx.seed).fit(ctx.X_pool)
+    return ProbeOnFeatures(pca.transform, linear_probe(ctx.seed))
 
 
 def _random_encoder(ctx: BaselineContext):
@@ -122,11 +100,10 @@ def _random_encoder(ctx: BaselineContext):
     torch.manual_seed(ctx.seed)
     enc = MLPEncoder(ctx.n_features, ctx.encoder_config["hidden_dims"], ctx.encoder_config["dropout"])
     # calibrate BatchNorm on the unlabeled pool, as a pretraining epoch would, then freeze
-    enc.eval()
+    enc.train()
     with torch.no_grad():
         for m in enc.modules():
             if isinstance(m, torch.nn.BatchNorm1d):
-                m.train()
                 m.momentum = None  # cumulative average over the one pass
         enc(torch.as_tensor(ctx.X_pool, dtype=torch.float32))
     enc.eval()
@@ -143,8 +120,7 @@ def _mlp(ctx: BaselineContext):
 
     torch.manual_seed(ctx.seed)
     enc = MLPEncoder(ctx.n_features, ctx.encoder_config["hidden_dims"], ctx.encoder_config["dropout"])
-    # from scratch: the encoder learns at the head's rate, not the gentler fine-tuning rate
-    return TorchClassifier(enc, seed=ctx.seed, **{**ctx.finetune, "encoder_lr": None})
+    return TorchClassifier(enc, seed=ctx.seed, **ctx.finetune)
 
 
 BASELINES = {"logreg": _logreg, "xgboost": lambda ctx: XGBoostBaseline(ctx.seed), "mlp": _mlp,

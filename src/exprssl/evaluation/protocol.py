@@ -15,13 +15,12 @@ import math
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from .. import __version__
 from ..errors import ConfigError, LabelColumnError
@@ -33,7 +32,7 @@ from ..preprocessing import Preprocessor
 from ..splits import drop_rare_classes, label_fraction_subsets, log_fraction_grid, split_indices
 from ..utils import atomic_savez, atomic_write_text
 from .baselines import BASELINES, BaselineContext, SklearnAdapter
-from .heads import TorchClassifier, linear_probe, single_threaded
+from .heads import TorchClassifier, linear_probe
 from .metrics import METRICS, classification_metrics, curves
 
 log = logging.getLogger("exprssl")
@@ -280,58 +279,53 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> pd.DataFram
         n_cells = len(fractions) * cfg.seeds * (len(cfg.methods) * len(heads) + len(cfg.baselines))
         task = progress_bar.add_task("evaluating", total=n_cells)
         t = time.perf_counter()
-        base_ctx = BaselineContext(n_features=X.shape[1], X_pool=X_pool, encoder_config=cfg.encoder,
-                                   finetune=cfg.finetune)
-        if "pca_logreg" in cfg.baselines:
-            base_ctx.pool_pca()  # once, with all threads
-        # small labelled subsets: threads only add synchronisation (and stall on a busy machine)
-        with threadpool_limits(1), single_threaded():
-            for seed in range(cfg.seeds):
-                subsets = label_fraction_subsets(y[ft], fractions, seed=seed)
-                ctx = replace(base_ctx, seed=seed)
-                for frac in fractions:
-                    lab = ft[subsets[frac]]
-                    fit_i, val_i = _carve_validation(y[lab], seed)
-                    tr, va = lab[fit_i], lab[val_i]
+        for seed in range(cfg.seeds):
+            subsets = label_fraction_subsets(y[ft], fractions, seed=seed)
+            ctx = BaselineContext(n_features=X.shape[1], X_pool=X_pool, seed=seed, encoder_config=cfg.encoder,
+                                  finetune=cfg.finetune)
+            for frac in fractions:
+                lab = ft[subsets[frac]]
+                fit_i, val_i = _carve_validation(y[lab], seed)
+                tr, va = lab[fit_i], lab[val_i]
 
-                    cell = {"fraction": frac, "n_labelled": len(lab), "seed": seed}
+                cell = {"fraction": frac, "n_labelled": len(lab), "seed": seed}
 
-                    def record(method, kind, head, clf, inputs, cell=cell):
-                        proba = clf.predict_proba(inputs[test])
-                        scores = classification_metrics(y[test], proba, clf.classes_)
-                        store.add([{"method": method, "kind": kind, "head": head, **cell, "metric": k, "value": v}
-                                   for k, v in scores.items()])
-                        if cell["fraction"] == fractions[-1] and scores[cfg.main_metric] > best["score"]:
-                            best.update(score=scores[cfg.main_metric], title=f"{method} {head}",
-                                        y_pred=np.asarray(clf.classes_)[proba.argmax(1)])
+                def record(method, kind, head, clf, inputs, cell=cell):
+                    proba = clf.predict_proba(inputs[test])
+                    scores = classification_metrics(y[test], proba, clf.classes_)
+                    store.add([{"method": method, "kind": kind, "head": head, **cell, "metric": k, "value": v}
+                               for k, v in scores.items()])
+                    if cell["fraction"] == fractions[-1] and scores[cfg.main_metric] > best["score"]:
+                        best.update(score=scores[cfg.main_metric], title=f"{method} {head}",
+                                    y_pred=np.asarray(clf.classes_)[proba.argmax(1)])
 
-                    for name in cfg.methods:
-                        for head in heads:
-                            if store.has(name, head, frac, seed):
-                                progress_bar.advance(task)
-                                continue
-                            progress_bar.update(task, description=f"{name} {head} p={frac:g} seed={seed}")
-                            if head == "linear_probe":
-                                if cfg.protocol == "paper":
-                                    clf = TorchClassifier(models[name].method.encoder, freeze=True, seed=seed,
-                                                          **cfg.finetune).fit(X[tr], y[tr], X[va], y[va])
-                                    record(name, "ssl", head, clf, X)
-                                else:
-                                    clf = SklearnAdapter(linear_probe(seed)).fit(Z[name][lab], y[lab])
-                                    record(name, "ssl", head, clf, Z[name])
-                            else:
-                                clf = TorchClassifier(models[name].method.encoder, seed=seed,
-                                                      **cfg.finetune).fit(X[tr], y[tr], X[va], y[va])
-                                record(name, "ssl", head, clf, X)
-                            progress_bar.advance(task)
-                    for b in cfg.baselines:
-                        if store.has(b, b, frac, seed):
+                for name in cfg.methods:
+                    for head in heads:
+                        if store.has(name, head, frac, seed):
                             progress_bar.advance(task)
                             continue
-                        progress_bar.update(task, description=f"{b} p={frac:g} seed={seed}")
-                        clf = BASELINES[b](ctx).fit(X[tr], y[tr], X[va], y[va])
-                        record(b, "baseline", b, clf, X)
+                        progress_bar.update(task, description=f"{name} {head} p={frac:g} seed={seed}")
+                        if head == "linear_probe":
+                            if cfg.protocol == "paper":
+                                clf = TorchClassifier(models[name].method.encoder, freeze=True, seed=seed,
+                                                      **cfg.finetune).fit(X[tr], y[tr], X[va], y[va])
+                                record(name, "ssl", head, clf, X)
+                            else:
+                                clf = SklearnAdapter(linear_probe(seed)).fit(Z[name][lab], y[lab])
+                                record(name, "ssl", head, clf, Z[name])
+                        else:
+                            clf = TorchClassifier(models[name].method.encoder, seed=seed,
+                                                  **cfg.finetune).fit(X[tr], y[tr], X[va], y[va])
+                            record(name, "ssl", head, clf, X)
                         progress_bar.advance(task)
+                for b in cfg.baselines:
+                    if store.has(b, b, frac, seed):
+                        progress_bar.advance(task)
+                        continue
+                    progress_bar.update(task, description=f"{b} p={frac:g} seed={seed}")
+                    clf = BASELINES[b](ctx).fit(X[tr], y[tr], X[va], y[va])
+                    record(b, "baseline", b, clf, X)
+                    progress_bar.advance(task)
         timings["evaluation"] = time.perf_counter() - t
 
     if "y_pred" in best:  # a resumed run only replaces the best model's predictions with a better one
