@@ -4,7 +4,9 @@ Measures, per method: samples/s of a full training step (augmentation + forward 
 Adam), the share of step time spent in augmentation, and the achieved fraction of this
 machine's fp32 matmul peak (model FLOPs counted by torch's FlopCounterMode). For comparison it
 times SCARF with the paper's reference-style corruption: a per-sample Python loop over
-``randperm`` with uniform replacement.
+``randperm`` with uniform replacement. Each method is also timed under bf16 autocast (what
+``--precision bf16-mixed`` runs): on a CPU with AVX512-BF16 or AMX, bf16 GEMMs are several times
+faster than fp32. Times are medians over steps, so a busy machine skews them less.
 
     python benchmarks/throughput.py [--genes 20000] [--batch 256] [--steps 10]
 
@@ -14,6 +16,7 @@ Its last line is exactly ``summary: speedup_vs_loop=X.X peak_fraction=0.XX``.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -24,10 +27,10 @@ from exprssl.augment import Corruptor
 from exprssl.methods import available, build_method
 
 
-def matmul_peak(n: int = 2048, reps: int = 10, device: str = "cpu") -> float:
-    """Best-of fp32 GEMM FLOP/s: the ceiling a dense-MLP training step can approach."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+def matmul_peak(n: int = 2048, reps: int = 10, device: str = "cpu", dtype=torch.float32) -> float:
+    """Best-of GEMM FLOP/s: the ceiling a dense-MLP training step can approach."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(2):
         a @ b
     best = float("inf")
@@ -68,7 +71,8 @@ def _corruptors(method: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
     return found
 
 
-def time_method(method: nn.Module, X: torch.Tensor, batch: int, steps: int) -> dict:
+def time_method(method: nn.Module, X: torch.Tensor, batch: int, steps: int, bf16: bool = False) -> dict:
+    """Median over steps (robust to a busy machine) of a full step's time and its corruption time."""
     opt = torch.optim.Adam([p for p in method.trainable_parameters() if p.requires_grad], lr=1e-3)
     aug_time = [0.0]
     starts: dict[int, float] = {}
@@ -89,7 +93,8 @@ def time_method(method: nn.Module, X: torch.Tensor, batch: int, steps: int) -> d
 
     def step(i: int):
         idx = torch.randint(0, X.shape[0], (batch,), generator=gen)
-        loss, _ = method.loss(X[idx])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = method.loss(X[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -101,15 +106,18 @@ def time_method(method: nn.Module, X: torch.Tensor, batch: int, steps: int) -> d
     with FlopCounterMode(display=False) as counter:
         step(2)
     flops = counter.get_total_flops()
-    aug_time[0] = 0.0
-    t0 = time.perf_counter()
+    step_times, aug_times = [], []
     for i in range(steps):
+        aug_time[0] = 0.0
+        t0 = time.perf_counter()
         step(i)
-    elapsed = (time.perf_counter() - t0) / steps
+        step_times.append(time.perf_counter() - t0)
+        aug_times.append(aug_time[0])
     for h in hooks:
         h.remove()
+    elapsed = statistics.median(step_times)
     return {"step_s": elapsed, "samples_per_s": batch / elapsed, "flops": flops,
-            "aug_fraction": aug_time[0] / steps / elapsed}
+            "aug_fraction": statistics.median(aug_times) / elapsed}
 
 
 def main() -> None:
@@ -123,20 +131,25 @@ def main() -> None:
 
     torch.manual_seed(0)
     X = torch.randn(args.pool, args.genes)
-    peak = matmul_peak()
+    peak, peak_bf16 = matmul_peak(), matmul_peak(dtype=torch.bfloat16)
     print(f"threads={torch.get_num_threads()} genes={args.genes} batch={args.batch} "
-          f"fp32 matmul peak={peak / 1e9:.1f} GFLOP/s")
-    print(f"{'method':<12}{'samples/s':>12}{'step ms':>10}{'GFLOP/step':>12}{'% peak':>9}{'% aug':>8}")
+          f"fp32 matmul peak={peak / 1e9:.1f} GFLOP/s (bf16: {peak_bf16 / 1e9:.1f})")
+    print(f"{'method':<12}{'samples/s':>12}{'step ms':>10}{'GFLOP/step':>12}{'% peak':>9}{'% aug':>8}"
+          f"{'bf16-mixed samples/s':>22}")
     results = {}
     for name in args.methods.split(","):
-        torch.manual_seed(0)
-        method = build_method(name, args.genes)
-        method.fit_augmentations(X)
-        r = time_method(method, X, args.batch, args.steps)
+        r = {}
+        for bf16 in (False, True):  # --precision bf16-mixed: autocast, fp32 weights
+            torch.manual_seed(0)
+            method = build_method(name, args.genes)
+            method.fit_augmentations(X)
+            r[bf16] = time_method(method, X, args.batch, args.steps, bf16=bf16)
+        r, r_bf16 = r[False], r[True]
         r["peak_fraction"] = r["flops"] / r["step_s"] / peak
         results[name] = r
         print(f"{name:<12}{r['samples_per_s']:>12.0f}{1e3 * r['step_s']:>10.1f}{r['flops'] / 1e9:>12.2f}"
-              f"{100 * r['peak_fraction']:>9.1f}{100 * r['aug_fraction']:>8.1f}")
+              f"{100 * r['peak_fraction']:>9.1f}{100 * r['aug_fraction']:>8.1f}"
+              f"{r_bf16['samples_per_s']:>13.0f} ({r_bf16['samples_per_s'] / r['samples_per_s']:.1f}x)")
 
     # SCARF with the reference-style loop corruption (uniform replacement, randperm per sample)
     torch.manual_seed(0)

@@ -106,6 +106,24 @@ def test_redrawn_every_call_and_seedable(pool):
     assert torch.equal(a, b)
 
 
+def test_draws_do_not_depend_on_thread_count(pool):
+    """CPU corruption runs in seeded row chunks on a thread pool: same seed, same views, whatever
+    the number of threads; and ``corruption_mask`` gives the entries ``Corruptor`` corrupts."""
+    x = torch.randn(100, 30)  # several 32-row chunks
+    threads = torch.get_num_threads()
+    for source, mode in (("marginal", "fixed"), ("batch_permute", "bernoulli"), ("uniform", "fixed")):
+        c = Corruptor(0.3, source, mode).fit(pool)
+        views = []
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            views.append(c(x, generator=torch.Generator().manual_seed(7)))
+        torch.set_num_threads(threads)
+        assert torch.equal(views[0][0], views[1][0]) and torch.equal(views[0][1], views[1][1])
+        mask = corruption_mask(100, 30, 0.3, mode, generator=torch.Generator().manual_seed(7))
+        assert torch.equal(mask, views[0][1])
+        assert not torch.equal(views[0][1][:32], views[0][1][32:64])  # chunks draw independently
+
+
 def test_pool_is_capped_and_not_saved(pool):
     c = Corruptor(0.3, "marginal", max_pool=20).fit(pool)
     assert c.pool.shape == (20, 30)

@@ -68,6 +68,18 @@ def test_save_load_roundtrip_identical_embeddings(tmp_path, data, method):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
+def test_bf16_mixed_precision_on_cpu(data):
+    """--precision bf16-mixed (autocast; ~1.7x faster steps on AVX512-BF16 CPUs) keeps fp32
+    weights and fp32 embeddings close to the fp32-trained model's."""
+    ref = SSLModel("scarf", seed=1, **FAST).fit(data)
+    m = SSLModel("scarf", seed=1, precision="bf16-mixed", **FAST).fit(data)
+    assert all(p.dtype == torch.float32 for p in m.method.parameters())
+    z, z_ref = m.transform(data), ref.transform(data)
+    assert z.dtype == np.float32 and np.isfinite(z).all()
+    assert np.corrcoef(z.ravel(), z_ref.ravel())[0, 1] > 0.9
+    assert not np.array_equal(z, z_ref)  # bf16 really ran
+
+
 def test_transform_aligns_genes_by_name(data):
     m = SSLModel("vime", **FAST).fit(data)
     z = m.transform(data)
