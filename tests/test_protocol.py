@@ -150,6 +150,16 @@ def test_rerun_resumes_without_recomputing(bench, data_file, monkeypatch):
     assert "scarf+finetune" in set(table["approach"]) and table.shape[1] == 4
 
 
+def test_resume_with_other_settings_is_refused(bench, data_file):
+    out, _ = bench
+    before = (out / "results.csv").read_bytes()
+    with pytest.raises(ConfigError, match=r"other settings \(epochs: 2 -> 3\)"):
+        run_benchmark(_cfg(data_file, out, epochs=3), progress=False)
+    with pytest.raises(ConfigError, match="different split"):
+        run_benchmark(_cfg(data_file, out, split_seed=1), progress=False)
+    assert (out / "results.csv").read_bytes() == before  # nothing touched
+
+
 @pytest.mark.parametrize("kw,err,msg", [
     ({"label": "subtype"}, LabelColumnError, "label column 'subtype' not found"),
     ({"fractions": [0.5, 1.5]}, ConfigError, "1.5 is outside"),

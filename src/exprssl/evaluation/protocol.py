@@ -126,6 +126,28 @@ def _sha(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# options that may change between a run and its resume: they add cells, never alter finished ones
+_RESUMABLE = {"out", "methods", "baselines", "fractions", "n_fractions", "seeds"}
+
+
+def _check_resume(out: Path, cfg: BenchmarkConfig, split_hash: str) -> None:
+    """Refuse to resume into a directory whose finished cells used other settings: reusing its
+    models and scores would silently mix two experiments in one report."""
+    split_file, settings_file = out / "splits.json", out / "settings.json"
+    if split_file.exists() and json.loads(split_file.read_text()).get("hash") != split_hash:
+        raise ConfigError(f"{out}: holds results of a different split (data, label or split options changed); "
+                          "use a new --out directory")
+    settings = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE}, default=str))
+    if settings_file.exists():
+        before = json.loads(settings_file.read_text())
+        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        if changed:
+            diffs = "; ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
+            raise ConfigError(f"{out}: holds results run with other settings ({diffs}); rerun with the same "
+                              "settings to resume, or use a new --out directory")
+    atomic_write_text(settings_file, json.dumps(settings, indent=2))
+
+
 def _git_revision() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -230,11 +252,8 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> pd.DataFram
     for sub in ("models", "histories", "embeddings", "predictions"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     split_hash = _sha({k: v.tolist() for k, v in parts.items()})
-    split_file = out / "splits.json"
-    if split_file.exists() and json.loads(split_file.read_text()).get("hash") != split_hash:
-        raise ConfigError(f"{out}: holds results of a different split (data, label or split options changed); "
-                          "use a new --out directory")
-    atomic_write_text(split_file, json.dumps({"hash": split_hash, **{k: v.tolist() for k, v in parts.items()}}))
+    _check_resume(out, cfg, split_hash)
+    atomic_write_text(out / "splits.json", json.dumps({"hash": split_hash, **{k: v.tolist() for k, v in parts.items()}}))
 
     t = time.perf_counter()
     prep = Preprocessor(**cfg.preprocessing).fit(pre_adata)
