@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from exprssl.augment import Corruptor
 from exprssl.methods import available, build_method
+from exprssl.training import build_optimizer
 
 
 def matmul_peak(n: int = 2048, reps: int = 10, device: str = "cpu", dtype=torch.float32) -> float:
@@ -73,7 +74,7 @@ def _corruptors(method: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
 
 def time_method(method: nn.Module, X: torch.Tensor, batch: int, steps: int, bf16: bool = False) -> dict:
     """Median over steps (robust to a busy machine) of a full step's time and its corruption time."""
-    opt = torch.optim.Adam([p for p in method.trainable_parameters() if p.requires_grad], lr=1e-3)
+    opt = build_optimizer([p for p in method.trainable_parameters() if p.requires_grad], **method.optimizer_defaults)
     aug_time = [0.0]
     starts: dict[int, float] = {}
 

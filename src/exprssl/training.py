@@ -28,6 +28,26 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch
               "rmsprop": torch.optim.RMSprop}
 
 
+def build_optimizer(params, optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
+                    momentum: float = 0.9) -> torch.optim.Optimizer:
+    """An optimizer by name; Adam/AdamW use the fused kernel where torch has one for the device:
+    one kernel over all parameters instead of a loop over tensors (the first layer alone holds
+    5M weights at 20k genes; the loop costs ~5% of a CPU training step)."""
+    name = str(optimizer).lower()
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer '{name}'; available: {', '.join(OPTIMIZERS)}")
+    kwargs = {"lr": lr, "weight_decay": weight_decay}
+    if name == "sgd":
+        kwargs["momentum"] = momentum
+    if name in ("adam", "adamw"):
+        params = list(params)
+        try:
+            return OPTIMIZERS[name](params, fused=True, **kwargs)
+        except RuntimeError:  # a device or torch version without a fused kernel
+            pass
+    return OPTIMIZERS[name](params, **kwargs)
+
+
 @dataclass
 class TrainConfig:
     """Options of the training loop (not of the method); every field is a CLI/YAML option."""
@@ -187,14 +207,8 @@ class SSLLightningModule(L.LightningModule):
         for key in ("optimizer", "lr", "weight_decay"):
             if getattr(self.cfg, key) is not None:
                 opt_cfg[key] = getattr(self.cfg, key)
-        name = str(opt_cfg.pop("optimizer", "adam")).lower()
-        if name not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer '{name}'; available: {', '.join(OPTIMIZERS)}")
-        kwargs = {"lr": opt_cfg.get("lr", 1e-3), "weight_decay": opt_cfg.get("weight_decay", 0.0)}
-        if name == "sgd":
-            kwargs["momentum"] = opt_cfg.get("momentum", 0.9)
         params = [p for p in self.method.trainable_parameters() if p.requires_grad]
-        return OPTIMIZERS[name](params, **kwargs)
+        return build_optimizer(params, **opt_cfg)
 
 
 def _quiet_lightning() -> None:
