@@ -43,6 +43,14 @@ def test_convert_archs4_streams_to_sample_major(store):
         assert f.attrs["format"] == STORE_FORMAT and f["samples"][5].decode() == "GSM5"
 
 
+def test_blocks_cover_rows_in_order_in_whole_chunks(store):
+    s, X = store
+    blocks = list(s.blocks(rows=120))  # rounded down to whole 50-row chunks
+    assert [r0 for r0, _ in blocks] == list(range(0, 1000, 100))
+    np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]), X.T)
+    assert s.samples[:2] == ["GSM0", "GSM1"] and len(s.samples) == 1000
+
+
 def test_stream_visits_every_row_once_per_epoch_in_new_order(store):
     s, _ = store
     prep = Preprocessor(**IDENTITY).fit(s.rows(np.arange(100)), s.genes)
@@ -79,6 +87,29 @@ def test_cli_convert_and_pretrain_from_store(tmp_path):
                                  "--set", "hidden_dims=[32]"])
     assert r.exit_code == 0, r.output
     assert "streamed from the store" in r.output and (tmp_path / "m" / "weights.pt").exists()
+
+    # embedding the store streams it block by block and equals embedding it in memory
+    (tmp_path / "labels.csv").write_text("id,batch\n" + "".join(f"GSM{i},b{i % 3}\n" for i in range(0, 600, 2)))
+    r = CliRunner().invoke(app, ["embed", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "s.h5"),
+                                 "--out", str(tmp_path / "z.h5ad"), "--labels", str(tmp_path / "labels.csv")])
+    assert r.exit_code == 0, r.output
+    import anndata as ad
+
+    from exprssl import SSLModel, read
+
+    z = ad.read_h5ad(tmp_path / "z.h5ad")
+    assert z.obsm["X_scarf"].shape == (600, 32) and z.obs_names[5] == "GSM5"
+    assert z.obs["batch"].iloc[4] == "b1" and z.obs["batch"].isna().sum() == 300
+    model = SSLModel.load(tmp_path / "m")
+    in_memory = model.transform(read(tmp_path / "a.h5"))
+    np.testing.assert_allclose(z.obsm["X_scarf"], in_memory, rtol=1e-5, atol=1e-5)
+    store = ExpressionStore(tmp_path / "s.h5")
+    seen = []
+    streamed = model.transform(store, progress=lambda done, total: seen.append((done, total)))
+    np.testing.assert_array_equal(streamed, z.obsm["X_scarf"])
+    assert seen[-1] == (600, 600)
+    with pytest.raises(Exception, match="a store has none"):
+        model.transform(store, key="X_scarf")
 
 
 PEAK_SCRIPT = textwrap.dedent("""

@@ -296,12 +296,28 @@ def embed(
     if out.suffix != ".h5ad":
         raise ConfigError(f"{out}: --out must end in .h5ad")
     m = SSLModel.load(model)
-    adata = _load(data, labels, label_id_column, orientation)
     key = key or f"X_{m.method_name}"
-    Z = m.transform(adata)
-    result = ad.AnnData(obs=adata.obs.copy(), obsm={key: Z})
-    result.uns["exprssl"] = {"model": str(model), "method": m.method_name, "source": str(data),
-                             "n_model_genes": len(m.genes)}
+    if _is_store(data):  # streamed block by block: only the embeddings are held in memory
+        import pandas as pd
+        from rich.progress import Progress
+
+        from .io import add_labels
+        from .store import ExpressionStore
+
+        store = ExpressionStore(data)
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("embedding", total=store.n_samples)
+            Z = m.transform(store, progress=lambda done, total: bar.update(task, completed=done))
+        obs = pd.DataFrame(index=pd.Index(store.samples, name=None))
+        result = ad.AnnData(obs=obs, obsm={key: Z})
+        if labels:
+            result = add_labels(result, labels, id_column=label_id_column)
+    else:
+        adata = _load(data, labels, label_id_column, orientation)
+        Z = m.transform(adata)
+        result = ad.AnnData(obs=adata.obs.copy(), obsm={key: Z})
+    result.uns.setdefault("exprssl", {}).update({"model": str(model), "method": m.method_name, "source": str(data),
+                                                 "n_model_genes": len(m.genes)})
     write_h5ad(result, out)
     console.print(f"wrote {Z.shape[0]} x {Z.shape[1]} embeddings to {out} (obsm['{key}'])", highlight=False)
 

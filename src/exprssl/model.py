@@ -130,9 +130,27 @@ class SSLModel:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
         return torch.cat(out).numpy()
 
-    def transform(self, adata, key: str | None = None) -> np.ndarray:
-        """Embed ``adata`` (genes aligned by name); with ``key``, also store in ``adata.obsm[key]``."""
+    def transform(self, adata, key: str | None = None, progress=None) -> np.ndarray:
+        """Embed ``adata`` (genes aligned by name); with ``key``, also store in ``adata.obsm[key]``.
+
+        ``adata`` may also be a store (a path written by ``exprssl convert``, or an
+        ``ExpressionStore``): it is then read block by block, so only the embeddings are held in
+        memory; ``progress(done, total)`` is called after each block.
+        """
+        from .store import ExpressionStore
+
         self._check_fitted()
+        if isinstance(adata, (str, os.PathLike)):
+            adata = ExpressionStore(adata)
+        if isinstance(adata, ExpressionStore):
+            if key is not None:
+                raise ConfigError("key= writes into adata.obsm; a store has none (use the returned array)")
+            Z = np.empty((adata.n_samples, self.embedding_dim), dtype=np.float32)
+            for r0, block in adata.blocks():
+                Z[r0:r0 + len(block)] = self.embed_preprocessed(self.preprocessor.transform(block, adata.genes))
+                if progress:
+                    progress(r0 + len(block), adata.n_samples)
+            return Z
         Z = self.embed_preprocessed(self.preprocessor.transform(adata))
         if key is not None:
             adata.obsm[key] = Z

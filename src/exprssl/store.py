@@ -129,6 +129,20 @@ class ExpressionStore:
         out[order] = block
         return out
 
+    @property
+    def samples(self) -> list[str]:
+        with h5py.File(self.path, "r") as f:
+            return [g.decode() if isinstance(g, bytes) else str(g) for g in f["samples"][:]]
+
+    def blocks(self, rows: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first_row, block)`` over all rows in order, whole chunks at a time: bounded memory
+        for embedding or scoring a store of any size."""
+        rows = max(self.chunk_rows, rows // self.chunk_rows * self.chunk_rows)
+        with h5py.File(self.path, "r") as f:
+            X = f["X"]
+            for r0 in range(0, self.n_samples, rows):
+                yield r0, np.asarray(X[r0:r0 + rows])
+
     def sample_rows(self, n: int, seed: int = 0) -> np.ndarray:
         idx = np.sort(np.random.default_rng(seed).choice(self.n_samples, min(n, self.n_samples), replace=False))
         return idx
