@@ -120,6 +120,9 @@ def test_metrics_equal_sklearn():
     assert classification_metrics(yb, pb, ["n", "t"])["auroc"] == pytest.approx(roc_auc_score(yb == "t", pb[:, 1]))
     mean, lo, hi = mean_ci([0.5, 0.6, 0.7])
     assert mean == pytest.approx(0.6) and hi - mean == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-5)
+    v = 0.4305555555555556  # identical seeds: no rounding-noise interval ("0.431 ± 0.000")
+    assert mean_ci([v] * 5) == (pytest.approx(v), pytest.approx(v), pytest.approx(v))
+    assert mean_ci([v] * 5)[2] == mean_ci([v] * 5)[0]
 
 
 def test_labels_to_reach():

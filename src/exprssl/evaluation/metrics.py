@@ -41,12 +41,13 @@ def classification_metrics(y_true: Sequence, proba: np.ndarray, classes: Sequenc
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and t-interval over seeds; with one value the interval collapses to the mean."""
+    """Mean and t-interval over seeds; with one value, or identical values (every seed labelled
+    the same samples at 100%), the interval collapses to the mean instead of rounding noise."""
     v = np.asarray([x for x in values if x == x], dtype=float)
     if v.size == 0:
         return math.nan, math.nan, math.nan
     m = float(v.mean())
-    if v.size == 1:
+    if v.size == 1 or np.ptp(v) == 0:
         return m, m, m
     half = float(stats.t.ppf((1 + level) / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
     return m, m - half, m + half
