@@ -94,19 +94,28 @@ def _pca_logreg(ctx: BaselineContext):
     return ProbeOnFeatures(pca.transform, linear_probe(ctx.seed))
 
 
-def _random_encoder(ctx: BaselineContext):
+def random_encoder(n_features: int, encoder_config: dict[str, Any], X_pool, seed: int = 0):
+    """A random-init encoder whose BatchNorm statistics are those of the unlabeled pool (as a
+    pretraining epoch would leave them), frozen: the control that shows what pretraining adds.
+    Dropout is off during calibration, as at inference, so the statistics match what the probe sees."""
     import torch
 
-    torch.manual_seed(ctx.seed)
-    enc = MLPEncoder(ctx.n_features, ctx.encoder_config["hidden_dims"], ctx.encoder_config["dropout"])
-    # calibrate BatchNorm on the unlabeled pool, as a pretraining epoch would, then freeze
-    enc.train()
+    torch.manual_seed(seed)
+    enc = MLPEncoder(n_features, encoder_config["hidden_dims"], encoder_config["dropout"])
+    enc.eval()
     with torch.no_grad():
         for m in enc.modules():
             if isinstance(m, torch.nn.BatchNorm1d):
+                m.train()
                 m.momentum = None  # cumulative average over the one pass
-        enc(torch.as_tensor(ctx.X_pool, dtype=torch.float32))
-    enc.eval()
+        enc(torch.as_tensor(np.asarray(X_pool), dtype=torch.float32))
+    return enc.eval()
+
+
+def _random_encoder(ctx: BaselineContext):
+    import torch
+
+    enc = random_encoder(ctx.n_features, ctx.encoder_config, ctx.X_pool, ctx.seed)
 
     def embed(X):
         with torch.no_grad():
@@ -120,7 +129,9 @@ def _mlp(ctx: BaselineContext):
 
     torch.manual_seed(ctx.seed)
     enc = MLPEncoder(ctx.n_features, ctx.encoder_config["hidden_dims"], ctx.encoder_config["dropout"])
-    return TorchClassifier(enc, seed=ctx.seed, **ctx.finetune)
+    # from scratch, the encoder learns at the head's rate: the gentler encoder_lr of fine-tuning
+    # protects pretrained weights, and would only handicap this baseline
+    return TorchClassifier(enc, seed=ctx.seed, **{**ctx.finetune, "encoder_lr": None})
 
 
 BASELINES = {"logreg": _logreg, "xgboost": lambda ctx: XGBoostBaseline(ctx.seed), "mlp": _mlp,
