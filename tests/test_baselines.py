@@ -1,4 +1,4 @@
-"""Baselines are fair controls: calibrated like a pretrained encoder, trained at their own rates."""
+"""Baselines are fair controls: calibrated like a pretrained encoder, trained like fine-tuning."""
 
 from __future__ import annotations
 
@@ -28,9 +28,11 @@ def test_random_encoder_batchnorm_matches_the_pool_at_inference():
         np.testing.assert_allclose(out.var(0, unbiased=False).numpy(), 1.0, atol=0.01)  # running var: unbiased
 
 
-def test_mlp_from_scratch_trains_its_encoder_at_the_head_rate():
+def test_mlp_from_scratch_uses_the_fine_tuning_recipe():
+    """Same network, same optimiser settings as SSL fine-tuning: only pretraining differs."""
+    ft = {"epochs": 7, "lr": 1e-3, "encoder_lr": 1e-5, "batch_size": 8, "patience": 2}
     ctx = BaselineContext(n_features=20, X_pool=np.zeros((4, 20), np.float32), seed=0,
-                          encoder_config={"hidden_dims": [8], "dropout": 0.0},
-                          finetune={"epochs": 1, "lr": 1e-3, "encoder_lr": 1e-5})
+                          encoder_config={"hidden_dims": [8, 4], "dropout": 0.0}, finetune=ft)
     clf = BASELINES["mlp"](ctx)
-    assert clf.lr == clf.encoder_lr == 1e-3
+    assert (clf.epochs, clf.lr, clf.encoder_lr, clf.batch_size, clf.patience) == (7, 1e-3, 1e-5, 8, 2)
+    assert clf.encoder.out_dim == 4 and not clf.freeze

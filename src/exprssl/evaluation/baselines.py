@@ -129,9 +129,9 @@ def _mlp(ctx: BaselineContext):
 
     torch.manual_seed(ctx.seed)
     enc = MLPEncoder(ctx.n_features, ctx.encoder_config["hidden_dims"], ctx.encoder_config["dropout"])
-    # from scratch, the encoder learns at the head's rate: the gentler encoder_lr of fine-tuning
-    # protects pretrained weights, and would only handicap this baseline
-    return TorchClassifier(enc, seed=ctx.seed, **{**ctx.finetune, "encoder_lr": None})
+    # the fine-tuning recipe exactly (encoder_lr included), so pretraining is the only difference;
+    # training the encoder at the head's rate instead scored lower on the demo (0.61 vs 0.66)
+    return TorchClassifier(enc, seed=ctx.seed, **ctx.finetune)
 
 
 BASELINES = {"logreg": _logreg, "xgboost": lambda ctx: XGBoostBaseline(ctx.seed), "mlp": _mlp,
