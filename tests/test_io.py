@@ -272,6 +272,9 @@ def test_summarize_scale_and_labels():
     assert (s["n_samples"], s["n_genes"]) == (128, 12625)
     assert s["scale"] == "log" and 1.9 < s["min"] < 2.1 and 14 < s["max"] < 14.2
     assert s["label_columns"]["mol.biol"]["BCR/ABL"] == 37
+    # age is a measurement, summarised as a range rather than listed as 42 "classes"
+    assert "age" not in s["label_columns"] and s["numeric_columns"]["age"]["min"] == 5.0
+    assert s["numeric_columns"]["age"]["max"] == 58.0 and s["numeric_columns"]["age"]["n"] == 123
     counts = ad.AnnData(np.random.default_rng(0).poisson(500, (5, 20)).astype(np.float32))
     assert io.summarize(counts)["scale"] == "counts"
 

@@ -157,6 +157,9 @@ def info(
     for col, counts in s.get("label_columns", {}).items():
         parts = ", ".join(f"{k} {v}" for k, v in counts.items())
         console.print(f"label [cyan]{col}[/] ({len(counts)} classes): {parts}", highlight=False)
+    for col, r in s.get("numeric_columns", {}).items():
+        console.print(f"numeric [cyan]{col}[/]: {r['min']:.4g} to {r['max']:.4g}, median {r['median']:.4g} "
+                      f"({r['n']} samples)", highlight=False)
 
 
 # --------------------------------------------------------------------------- pretrain / embed

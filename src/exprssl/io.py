@@ -422,15 +422,19 @@ def summarize(adata: ad.AnnData, max_classes: int = 50) -> dict[str, Any]:
                  "linear": "looks linear-scale, e.g. TPM/FPKM (log2 by default)",
                  "standardized": "has negative values: looks already standardised"}
     sample = X.ravel()[:: max(1, X.size // 1_000_000)]
-    labels = {}
+    labels, numeric = {}, {}
     for col in adata.obs.columns:
         s = pd.Series(adata.obs[col]).dropna()
-        if s.empty or pd.api.types.is_float_dtype(s) and s.nunique() > max_classes:
+        if s.empty:
             continue
         n = s.nunique()
-        if 2 <= n <= max_classes and n < len(s):
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) and n > 10:
+            # a measurement (age, purity, ...), not a phenotype to predict: a range, not 40 classes
+            numeric[str(col)] = {"n": int(len(s)), "min": float(s.min()), "median": float(s.median()),
+                                 "max": float(s.max())}
+        elif 2 <= n <= max_classes and n < len(s):
             labels[str(col)] = {str(k): int(v) for k, v in s.astype(str).value_counts().items()}
     return {"n_samples": int(adata.n_obs), "n_genes": int(adata.n_vars), "min": float(X.min()),
             "max": float(X.max()), "median": float(np.median(sample)),
             "fraction_zeros": float((sample == 0).mean()), "scale": scale,
-            "scale_description": sentences[scale], "label_columns": labels}
+            "scale_description": sentences[scale], "label_columns": labels, "numeric_columns": numeric}
