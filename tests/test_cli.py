@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -78,8 +80,6 @@ def test_pretrain_config_file_and_flag_override(tmp_path, small_leukemia):
                    "batch_size: 16\nalpha: 1.5\npreprocessing:\n  top_k_variance: 100\n")
     r = run("pretrain", "--config", cfg, "--epochs", 1, "--no-progress")
     assert r.exit_code == 0, r.output
-    import json
-
     conf = json.loads((tmp_path / "m" / "config.json").read_text())
     assert conf["method"] == "vime" and conf["method_config"]["alpha"] == 1.5
     assert conf["train_config"]["epochs"] == 1 and conf["train_config"]["batch_size"] == 16
@@ -149,7 +149,21 @@ def test_bad_labels_are_one_line_exit_2(tmp_path):
     r = run("benchmark", "--data", "all_leukemia", "--label", "mol.biol", "--fractions", "0.5,2",
             "--out", tmp_path / "b")
     _assert_one_line_error(r, "2.0 is outside (0, 1]")
+    r = run("benchmark", "--data", "all_leukemia", "--label", "mol.biol", "--out", tmp_path / "b")
+    _assert_one_line_error(r, "class 'NUP-98' has 1 samples", "--min-class-size N")
     assert not (tmp_path / "b").exists()
+
+
+def test_benchmark_min_class_size_drops_rare_classes(tmp_path):
+    out = tmp_path / "b"
+    r = run("benchmark", "--data", "all_leukemia", "--label", "mol.biol", "--min-class-size", 5, "--methods",
+            "scarf", "--baselines", "logreg", "--fractions", "1", "--seeds", 1, "--epochs", 1, "--out", out,
+            "--no-progress")
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dataset"]["dropped_classes"] == {"NUP-98": 1, "p15/p16": 1}
+    assert set(manifest["dataset"]["classes"]) == {"ALL1/AF4", "BCR/ABL", "E2A/PBX1", "NEG"}
+    assert "logreg" in r.output and "scarf+finetune" in r.output
 
 
 def test_missing_model_dir(tmp_path):

@@ -357,11 +357,14 @@ def benchmark(
     label: Annotated[str | None, typer.Option("--label", "-l", help="obs / sample-sheet column to predict.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (reruns resume).")] = None,
     labels: LabelsOpt = None,
+    label_id_column: LabelIdOpt = None,
     methods: Annotated[str | None, typer.Option(help="Comma-separated SSL methods (default: all).")] = None,
     baselines: Annotated[str | None, typer.Option(help="Comma-separated baselines (default: all).")] = None,
     fractions: Annotated[str | None, typer.Option(help="Comma-separated label fractions in (0, 1].")] = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds per fraction.")] = None,
     group: Annotated[str | None, typer.Option(help="Column grouping samples (patient, study).")] = None,
+    min_class_size: Annotated[int | None, typer.Option(help="Drop classes with fewer samples (noted in "
+                                                      "the report).")] = None,
     pretrain_data: Annotated[str | None, typer.Option(help="Pretrain on this dataset instead (transfer).")] = None,
     protocol: Annotated[str | None, typer.Option(help="default or paper.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Pretraining epochs.")] = None,
@@ -372,8 +375,9 @@ def benchmark(
     from .evaluation.protocol import BenchmarkConfig
 
     cfg = merge(read_config(config), data=data, label=label, out=str(out) if out else None,
-                labels=str(labels) if labels else None, methods=_csv(methods), baselines=_csv(baselines),
-                fractions=_csv(fractions, float), seeds=seeds, group=group, pretrain_data=pretrain_data,
+                labels=str(labels) if labels else None, label_id_column=label_id_column,
+                methods=_csv(methods), baselines=_csv(baselines), fractions=_csv(fractions, float),
+                seeds=seeds, group=group, min_class_size=min_class_size, pretrain_data=pretrain_data,
                 protocol=protocol, epochs=epochs)
     for key in ("data", "label", "out"):
         if not cfg.get(key):

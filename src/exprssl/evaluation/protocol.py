@@ -225,7 +225,13 @@ def prepare(cfg: BenchmarkConfig):
     require_label(adata, cfg.label)
     y = adata.obs[cfg.label].astype(str).to_numpy()
     groups = adata.obs[cfg.group].astype(str).to_numpy() if cfg.group else None
-    parts = split_indices(y, cfg.split, groups=groups, seed=cfg.split_seed)
+    try:
+        parts = split_indices(y, cfg.split, groups=groups, seed=cfg.split_seed)
+    except ConfigError as e:
+        if "fewer than" not in str(e):
+            raise
+        raise ConfigError(f"{e}: --min-class-size N (min_class_size in a config) drops classes smaller "
+                          "than N and lists them in the report") from None
     if cfg.protocol == "paper":
         parts = {"pretrain": parts["train"], "finetune": parts["train"], "test": parts["test"]}
     ft_y = y[parts["finetune"]]
