@@ -45,6 +45,27 @@ def test_groups_never_cross_parts(labels):
     assert all(set(labels[idx]) == {"a", "b", "c"} for idx in parts.values())
 
 
+def test_groups_of_unequal_size_split_by_samples_not_groups():
+    """One 40-sample study and twenty 1-sample studies per class: dealing groups by count puts the
+    big study in the test part about one seed in five (test = 2/3 of the class). By size, the
+    big study always lands where it fits and the parts stay near 60/20/20 of the samples."""
+    y, groups = [], []
+    for cls in ("a", "b"):
+        y += [cls] * 60
+        groups += [f"{cls}-big"] * 40 + [f"{cls}-small{i}" for i in range(20)]
+    y, groups = np.array(y), np.array(groups)
+    for seed in range(10):
+        parts = split_indices(y, {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}, groups=groups, seed=seed)
+        sizes = {k: len(v) for k, v in parts.items()}
+        assert sizes["pretrain"] >= 80 and 16 <= sizes["finetune"] <= 24 and 16 <= sizes["test"] <= 24, sizes
+        seen = [set(groups[idx]) for idx in parts.values()]
+        assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
+        assert all(set(y[idx]) == {"a", "b"} for idx in parts.values())
+    a = split_indices(y, {"x": 0.5, "y": 0.5}, groups=groups, seed=1)
+    b = split_indices(y, {"x": 0.5, "y": 0.5}, groups=groups, seed=2)
+    assert not np.array_equal(a["x"], b["x"])  # still random among the small studies
+
+
 def test_group_spanning_classes_goes_with_its_majority_class():
     # patient p0 has 2 "a" samples and 1 "b": all three land in one part, dealt as an "a" group
     y = np.array(["a", "b", "a"] + ["a"] * 9 + ["b"] * 9)
