@@ -59,6 +59,31 @@ def test_rows_are_independent(counts):
     np.testing.assert_allclose(p.transform(counts[7:8]), batch[7:8], rtol=1e-6)
 
 
+def test_quantile_ties_share_a_value_whatever_the_gene_order():
+    """Tied values (zeros in counts) get the mean reference quantile over their ranks, so the
+    result does not depend on gene order; distinct values keep their rank's reference."""
+    rng = np.random.default_rng(0)
+    X = rng.poisson(5, (40, 30)).astype(np.float32) + 1
+    for i in range(40):
+        X[i, : i % 20] = 0  # 0 to 19 tied zeros per sample: the low reference quantiles differ
+    p = Preprocessor(library_size=False, log=False, standardize=False, quantile=True).fit(X)
+    Z = p.transform(X)
+    row = 15
+    zeros = X[row] == 0
+    assert zeros.sum() == 15 and np.ptp(p.quantile_ref_[:15]) > 0.5
+    assert np.ptp(Z[row, zeros]) == 0  # one value for all the tied zeros
+    ref = p.quantile_ref_.astype(np.float64)
+    np.testing.assert_allclose(Z[row, zeros][0], ref[: zeros.sum()].mean(), rtol=1e-6)
+    perm = rng.permutation(30)
+    genes = [str(i) for i in range(30)]
+    Zp = p.transform(X[:, perm], [genes[i] for i in perm])  # same genes, other column order
+    np.testing.assert_allclose(Zp, Z, rtol=1e-6)
+    # without ties: each value is exactly its rank's reference quantile
+    W = rng.normal(size=(3, 30)).astype(np.float32)
+    ranks = W.argsort(1).argsort(1)
+    np.testing.assert_allclose(p._quantile(W), p.quantile_ref_[ranks], rtol=1e-6)
+
+
 def test_gene_filters(counts):
     p = Preprocessor(min_mean=3.0, top_k_variance=40).fit(counts)
     assert len(p.genes_) == 40

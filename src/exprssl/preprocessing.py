@@ -154,9 +154,27 @@ class Preprocessor:
                 self.scale_ = std.astype(np.float32)
         return self
 
-    def _quantile(self, X: np.ndarray) -> np.ndarray:
-        ranks = X.argsort(axis=1).argsort(axis=1)
-        return self.quantile_ref_[ranks]
+    def _quantile(self, X: np.ndarray, block: int = 256) -> np.ndarray:
+        """Each sample's values replaced by the reference quantiles of their ranks; tied values
+        (the many zeros of count data) share the mean reference over their ranks, as in the
+        standard method, instead of getting distinct values in arbitrary (gene-order) order."""
+        d = X.shape[1]
+        cum_ref = np.concatenate([[0.0], np.cumsum(self.quantile_ref_, dtype=np.float64)])
+        positions = np.arange(d)
+        out = np.empty(X.shape, dtype=np.float32)
+        for r0 in range(0, X.shape[0], block):  # bounded memory: a few int arrays per block
+            x = X[r0:r0 + block]
+            order = np.argsort(x, axis=1, kind="stable")
+            xs = np.take_along_axis(x, order, axis=1)
+            starts_run = np.ones(xs.shape, dtype=bool)
+            starts_run[:, 1:] = xs[:, 1:] != xs[:, :-1]
+            ends_run = np.ones(xs.shape, dtype=bool)
+            ends_run[:, :-1] = starts_run[:, 1:]
+            first = np.maximum.accumulate(np.where(starts_run, positions, 0), axis=1)
+            last = np.minimum.accumulate(np.where(ends_run, positions, d - 1)[:, ::-1], axis=1)[:, ::-1]
+            values = (cum_ref[last + 1] - cum_ref[first]) / (last - first + 1)
+            np.put_along_axis(out[r0:r0 + block], order, values.astype(np.float32), axis=1)
+        return out
 
     # -------------------------------------------------------------- transform
     def transform(self, data, genes=None) -> np.ndarray:
