@@ -29,14 +29,25 @@ class BaselineContext:
     finetune: dict[str, Any] = field(default_factory=dict)
 
 
+def with_validation(X, y, X_val=None, y_val=None):
+    """Training data plus the validation part, for models that do not early-stop: the
+    validation part is carved out of the labelled subset for the torch heads, and a model that
+    ignored it would see fewer labels than the SSL probes, which fit on the whole subset."""
+    y = np.asarray(y).astype(str)
+    if X_val is None or len(X_val) == 0:
+        return X, y
+    return np.concatenate([np.asarray(X), np.asarray(X_val)]), np.concatenate([y, np.asarray(y_val).astype(str)])
+
+
 class SklearnAdapter:
-    """Give plain sklearn estimators the (X, y, X_val, y_val) signature; validation is unused."""
+    """Give plain sklearn estimators the (X, y, X_val, y_val) signature; they train on both parts."""
 
     def __init__(self, est):
         self.est = est
 
     def fit(self, X, y, X_val=None, y_val=None):
-        self.est.fit(X, np.asarray(y).astype(str))
+        X, y = with_validation(X, y, X_val, y_val)
+        self.est.fit(X, y)
         self.classes_ = np.asarray(self.est.classes_)
         return self
 
@@ -52,6 +63,7 @@ class ProbeOnFeatures(SklearnAdapter):
         self.featurize = featurize
 
     def fit(self, X, y, X_val=None, y_val=None):
+        X, y = with_validation(X, y, X_val, y_val)
         return super().fit(self.featurize(X), y)
 
     def predict_proba(self, X):
@@ -65,9 +77,10 @@ class XGBoostBaseline:
     def fit(self, X, y, X_val=None, y_val=None):
         from xgboost import XGBClassifier
 
-        self.enc = LabelEncoder().fit(np.asarray(y).astype(str))
+        X, y = with_validation(X, y, X_val, y_val)
+        self.enc = LabelEncoder().fit(y)
         self.classes_ = self.enc.classes_
-        yt = self.enc.transform(np.asarray(y).astype(str))
+        yt = self.enc.transform(y)
         if len(self.classes_) == 1:
             self.model = None
             return self

@@ -138,6 +138,7 @@ def _check_resume(out: Path, cfg: BenchmarkConfig, split_hash: str) -> None:
         raise ConfigError(f"{out}: holds results of a different split (data, label or split options changed); "
                           "use a new --out directory")
     settings = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE}, default=str))
+    settings["exprssl_version"] = __version__  # another release may score differently
     if settings_file.exists():
         before = json.loads(settings_file.read_text())
         changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
