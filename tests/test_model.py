@@ -90,6 +90,19 @@ def test_transform_aligns_genes_by_name(data):
     assert shuffled.obsm["X_vime"].shape == (data.n_obs, 64)
 
 
+def test_fit_and_transform_take_a_path_or_dataset_name(tmp_path, data):
+    from exprssl.io import write_h5ad
+
+    path = tmp_path / "d.h5ad"
+    write_h5ad(data, path)
+    m = SSLModel("scarf", seed=0, **FAST).fit(str(path))
+    np.testing.assert_array_equal(m.transform(path), m.transform(data))
+    assert m.genes == list(data.var_names)
+    with pytest.raises(Exception, match="neither an existing file nor a bundled dataset"):
+        m.transform("no_such_data")
+    assert SSLModel("vime", **FAST).fit("all_leukemia").transform("all_leukemia").shape == (128, 64)
+
+
 def test_transform_without_model_genes_fails(data):
     m = SSLModel("mae", **FAST).fit(data)
     other = data.copy()

@@ -212,9 +212,9 @@ def pretrain(
     name, data_path, out_dir = cfg.pop("method"), cfg.pop("data"), Path(cfg.pop("out"))
     cfg.update(cfg.pop("method_config", None) or {})
     model = SSLModel(name, preprocessor=prep or None, progress=progress, **cfg)
-    if _is_store(data_path):
-        from .store import ExpressionStore
+    from .store import ExpressionStore, is_store
 
+    if is_store(data_path):
         adata = ExpressionStore(data_path)
         shape = f"{adata.n_samples} samples x {len(adata.genes)} genes (streamed from the store)"
     else:
@@ -254,21 +254,6 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def _is_store(path: str) -> bool:
-    p = Path(path)
-    if p.suffix not in (".h5", ".hdf5") or not p.is_file():
-        return False
-    import h5py
-
-    from .store import STORE_FORMAT
-
-    try:
-        with h5py.File(p, "r") as f:
-            return f.attrs.get("format") == STORE_FORMAT
-    except OSError:
-        return False
-
-
 def _devices(value: str | None):
     if value is None or value == "auto":
         return value
@@ -300,12 +285,13 @@ def embed(
         raise ConfigError(f"{out}: --out must end in .h5ad")
     m = SSLModel.load(model)
     key = key or f"X_{m.method_name}"
-    if _is_store(data):  # streamed block by block: only the embeddings are held in memory
+    from .store import ExpressionStore, is_store
+
+    if is_store(data):  # streamed block by block: only the embeddings are held in memory
         import pandas as pd
         from rich.progress import Progress
 
         from .io import add_labels
-        from .store import ExpressionStore
 
         store = ExpressionStore(data)
         with Progress(console=console, transient=True) as bar:

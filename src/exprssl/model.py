@@ -29,6 +29,17 @@ _TRAIN_KEYS = set(TrainConfig.__dataclass_fields__)
 FORMAT_VERSION = 1
 
 
+def _resolve(data):
+    """A path or bundled-dataset name as data: a store is streamed, anything else is loaded
+    (``exprssl.io.load_data``: every supported format, or a bundled dataset by name)."""
+    if not isinstance(data, (str, os.PathLike)):
+        return data
+    from .io import load_data
+    from .store import ExpressionStore, is_store
+
+    return ExpressionStore(data) if is_store(data) else load_data(data)
+
+
 class SSLModel:
     """Self-supervised encoder for expression profiles.
 
@@ -81,14 +92,14 @@ class SSLModel:
     def fit(self, adata, y=None) -> SSLModel:
         """Pretrain on the samples of ``adata`` (labels, if any, are ignored).
 
-        ``adata`` may also be an out-of-core store (a path written by ``exprssl convert``, or an
-        ``exprssl.store.ExpressionStore``): it is then streamed in bounded memory, and the
-        preprocessing is fit on a random sample of at most 10,000 of its rows.
+        ``adata`` may also be a path or a bundled dataset's name, or an out-of-core store (a path
+        written by ``exprssl convert``, or an ``exprssl.store.ExpressionStore``): a store is
+        streamed in bounded memory, and the preprocessing is fit on a random sample of at most
+        10,000 of its rows.
         """
         from .store import ExpressionStore
 
-        if isinstance(adata, (str, os.PathLike)):
-            adata = ExpressionStore(adata)
+        adata = _resolve(adata)
         if isinstance(adata, ExpressionStore):
             return self._fit_store(adata)
         if not self.preprocessor.is_fitted:
@@ -133,15 +144,14 @@ class SSLModel:
     def transform(self, adata, key: str | None = None, progress=None) -> np.ndarray:
         """Embed ``adata`` (genes aligned by name); with ``key``, also store in ``adata.obsm[key]``.
 
-        ``adata`` may also be a store (a path written by ``exprssl convert``, or an
-        ``ExpressionStore``): it is then read block by block, so only the embeddings are held in
-        memory; ``progress(done, total)`` is called after each block.
+        ``adata`` may also be a path or a bundled dataset's name, or a store (a path written by
+        ``exprssl convert``, or an ``ExpressionStore``), which is read block by block so that only
+        the embeddings are held in memory; ``progress(done, total)`` is called after each block.
         """
         from .store import ExpressionStore
 
         self._check_fitted()
-        if isinstance(adata, (str, os.PathLike)):
-            adata = ExpressionStore(adata)
+        adata = _resolve(adata)
         if isinstance(adata, ExpressionStore):
             if key is not None:
                 raise ConfigError("key= writes into adata.obsm; a store has none (use the returned array)")

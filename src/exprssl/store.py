@@ -93,6 +93,18 @@ def _create(f: h5py.File, n: int, d: int, chunk_rows: int):
     return f.create_dataset("X", shape=(n, d), dtype=np.float32, chunks=(min(chunk_rows, max(n, 1)), d))
 
 
+def is_store(path) -> bool:
+    """Whether ``path`` is a store written by ``convert`` (an HDF5 file with its format tag)."""
+    p = Path(path)
+    if p.suffix not in (".h5", ".hdf5") or not p.is_file():
+        return False
+    try:
+        with h5py.File(p, "r") as f:
+            return f.attrs.get("format") == STORE_FORMAT
+    except OSError:
+        return False
+
+
 class ExpressionStore:
     """Read access to a store written by ``convert``: rows by index, genes, sample ids."""
 
