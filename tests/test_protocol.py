@@ -163,6 +163,21 @@ def test_resume_with_other_settings_is_refused(bench, data_file):
     assert (out / "results.csv").read_bytes() == before  # nothing touched
 
 
+def test_pretrain_seeds_give_each_seed_its_own_model(tmp_path, data_file):
+    out = tmp_path / "ps"
+    res = run_benchmark(_cfg(data_file, out, methods=["scarf"], baselines=["logreg"], fractions=[1.0],
+                             seeds=2, pretrain_seeds=2), progress=False)
+    assert (out / "models" / "scarf" / "weights.pt").is_file()
+    assert (out / "models" / "scarf-seed1" / "weights.pt").is_file()
+    w0 = (out / "models" / "scarf" / "weights.pt").read_bytes()
+    assert w0 != (out / "models" / "scarf-seed1" / "weights.pt").read_bytes()  # another pretraining seed
+    probe = res[(res["method"] == "scarf") & (res["head"] == "linear_probe") & (res["metric"] == "accuracy")]
+    assert len(probe) == 2
+    assert "2 pretrainings per method" in (out / "report.md").read_text()
+    with pytest.raises(ConfigError, match="pretrain_seeds must be between 1 and seeds"):
+        run_benchmark(_cfg(data_file, tmp_path / "bad", seeds=2, pretrain_seeds=3), progress=False)
+
+
 @pytest.mark.parametrize("kw,err,msg", [
     ({"label": "subtype"}, LabelColumnError, "label column 'subtype' not found"),
     ({"fractions": [0.5, 1.5]}, ConfigError, "1.5 is outside"),

@@ -348,6 +348,8 @@ def benchmark(
     baselines: Annotated[str | None, typer.Option(help="Comma-separated baselines (default: all).")] = None,
     fractions: Annotated[str | None, typer.Option(help="Comma-separated label fractions in (0, 1].")] = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds per fraction.")] = None,
+    pretrain_seeds: Annotated[int | None, typer.Option(help="SSL pretrainings per method (<= seeds): "
+                                                      "CIs then include pretraining variance.")] = None,
     group: Annotated[str | None, typer.Option(help="Column grouping samples (patient, study).")] = None,
     min_class_size: Annotated[int | None, typer.Option(help="Drop classes with fewer samples (noted in "
                                                       "the report).")] = None,
@@ -363,7 +365,7 @@ def benchmark(
     cfg = merge(read_config(config), data=data, label=label, out=str(out) if out else None,
                 labels=str(labels) if labels else None, label_id_column=label_id_column,
                 methods=_csv(methods), baselines=_csv(baselines), fractions=_csv(fractions, float),
-                seeds=seeds, group=group, min_class_size=min_class_size, pretrain_data=pretrain_data,
+                seeds=seeds, pretrain_seeds=pretrain_seeds, group=group, min_class_size=min_class_size, pretrain_data=pretrain_data,
                 protocol=protocol, epochs=epochs)
     for key in ("data", "label", "out"):
         if not cfg.get(key):

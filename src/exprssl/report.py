@@ -303,8 +303,10 @@ def write_report(out_dir: str | Path, *, main_metric: str = "balanced_accuracy")
         md += [f"**Protocol** ({cfg.get('protocol', 'default')}): split {manifest.get('split_sizes')} "
                "(stratified" + (f", grouped by `{cfg.get('group')}`" if cfg.get("group") else "") + "); "
                f"preprocessing fit on the pretraining pool only: {' → '.join(manifest.get('preprocessing', []))}; "
-               f"{len(manifest.get('seeds', []))} seeds per label fraction; the test set is never used for "
-               "pretraining, fitting or early stopping.", ""]
+               f"{len(manifest.get('seeds', []))} seeds per label fraction "
+               + (f"({cfg['pretrain_seeds']} pretrainings per method, so CIs include pretraining variance)"
+                  if cfg.get("pretrain_seeds", 1) > 1 else "(one pretraining per method, shared by the seeds)")
+               + "; the test set is never used for pretraining, fitting or early stopping.", ""]
     verdict_lines: list[str] = []
     if not results.empty:
         header, rows = _fmt_table(results, main_metric)

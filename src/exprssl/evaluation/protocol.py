@@ -54,6 +54,8 @@ class BenchmarkConfig:
     fractions: list[float] | None = None  # None: log-spaced grid from ~1 per class to 100%
     n_fractions: int = 6
     seeds: int = 3
+    pretrain_seeds: int = 1  # SSL models per method; seed s uses model s % pretrain_seeds, so with
+    # pretrain_seeds == seeds the CIs include pretraining variance too (at that many times the cost)
     group: str | None = None
     pretrain_data: str | None = None
     protocol: str = "default"
@@ -94,6 +96,8 @@ class BenchmarkConfig:
                 raise ConfigError(f"label fraction {out[0]} is outside (0, 1]")
         if self.seeds < 1:
             raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
+        if not 1 <= self.pretrain_seeds <= self.seeds:
+            raise ConfigError(f"pretrain_seeds must be between 1 and seeds ({self.seeds}), got {self.pretrain_seeds}")
         if self.main_metric not in METRICS:
             raise ConfigError(f"main_metric must be one of {', '.join(METRICS)}")
         unknown = set(self.method_options) - set(available_methods())
@@ -273,32 +277,33 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> pd.DataFram
     store = ResultStore(out / "results.csv")
     progress_bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), disable=not progress, transient=False)
-    models: dict[str, SSLModel] = {}
+    models: dict[tuple[str, int], SSLModel] = {}
     best_file = out / "predictions" / "best.npz"
     best = {"score": float(np.load(best_file)["score"]) if best_file.exists() else -1.0}
     with progress_bar:
-        task = progress_bar.add_task("pretraining", total=len(cfg.methods))
+        task = progress_bar.add_task("pretraining", total=len(cfg.methods) * cfg.pretrain_seeds)
         for name in cfg.methods:
             t = time.perf_counter()
-            mdir = out / "models" / name
-            if (mdir / "weights.pt").exists():
-                models[name] = SSLModel.load(mdir)
-            else:
-                progress_bar.update(task, description=f"pretraining {name}")
-                opts = {**cfg.encoder, **cfg.method_options.get(name, {})}
-                m = SSLModel(name, preprocessor=Preprocessor.from_dict(prep.to_dict()), epochs=cfg.epochs,
-                             batch_size=cfg.batch_size, patience=cfg.patience, seed=cfg.split_seed,
-                             progress=False, **opts)
-                m.fit(pre_adata)
-                m.save(mdir)
-                models[name] = m
-            atomic_write_text(out / "histories" / f"{name}.csv", models[name].history.to_csv(index=False))
+            for k in range(cfg.pretrain_seeds):
+                mdir = out / "models" / (name if k == 0 else f"{name}-seed{k}")
+                if (mdir / "weights.pt").exists():
+                    models[name, k] = SSLModel.load(mdir)
+                else:
+                    progress_bar.update(task, description=f"pretraining {name}")
+                    opts = {**cfg.encoder, **cfg.method_options.get(name, {})}
+                    m = SSLModel(name, preprocessor=Preprocessor.from_dict(prep.to_dict()), epochs=cfg.epochs,
+                                 batch_size=cfg.batch_size, patience=cfg.patience, seed=cfg.split_seed + k,
+                                 progress=False, **opts)
+                    m.fit(pre_adata)
+                    m.save(mdir)
+                    models[name, k] = m
+                progress_bar.advance(task)
+            atomic_write_text(out / "histories" / f"{name}.csv", models[name, 0].history.to_csv(index=False))
             timings[f"pretrain_{name}"] = time.perf_counter() - t
-            progress_bar.advance(task)
 
-        Z = {name: m.embed_preprocessed(X) for name, m in models.items()}
-        for name, z in Z.items():
-            atomic_savez(out / "embeddings" / f"{name}.npz", Z=z[test], labels=y[test].astype(str))
+        Z = {key: m.embed_preprocessed(X) for key, m in models.items()}
+        for name in cfg.methods:
+            atomic_savez(out / "embeddings" / f"{name}.npz", Z=Z[name, 0][test], labels=y[test].astype(str))
         atomic_savez(out / "embeddings" / "raw.npz", Z=X[test], labels=y[test].astype(str))
 
         heads = ["linear_probe", "finetune"]
@@ -326,6 +331,7 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> pd.DataFram
                                     y_pred=np.asarray(clf.classes_)[proba.argmax(1)])
 
                 for name in cfg.methods:
+                    model, z = models[name, seed % cfg.pretrain_seeds], Z[name, seed % cfg.pretrain_seeds]
                     for head in heads:
                         if store.has(name, head, frac, seed):
                             progress_bar.advance(task)
@@ -333,14 +339,14 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> pd.DataFram
                         progress_bar.update(task, description=f"{name} {head} p={frac:g} seed={seed}")
                         if head == "linear_probe":
                             if cfg.protocol == "paper":
-                                clf = TorchClassifier(models[name].method.encoder, freeze=True, seed=seed,
+                                clf = TorchClassifier(model.method.encoder, freeze=True, seed=seed,
                                                       **cfg.finetune).fit(X[tr], y[tr], X[va], y[va])
                                 record(name, "ssl", head, clf, X)
                             else:
-                                clf = SklearnAdapter(linear_probe(seed)).fit(Z[name][lab], y[lab])
-                                record(name, "ssl", head, clf, Z[name])
+                                clf = SklearnAdapter(linear_probe(seed)).fit(z[lab], y[lab])
+                                record(name, "ssl", head, clf, z)
                         else:
-                            clf = TorchClassifier(models[name].method.encoder, seed=seed,
+                            clf = TorchClassifier(model.method.encoder, seed=seed,
                                                   **cfg.finetune).fit(X[tr], y[tr], X[va], y[va])
                             record(name, "ssl", head, clf, X)
                         progress_bar.advance(task)
