@@ -4,7 +4,7 @@ Measures, per method: samples/s of a full training step (augmentation + forward 
 Adam), the share of step time spent in augmentation, and the achieved fraction of this
 machine's fp32 matmul peak (model FLOPs counted by torch's FlopCounterMode). For comparison it
 times SCARF with the paper's reference-style corruption: a per-sample Python loop over
-``randperm`` with uniform replacement. Each method is also timed under bf16 autocast (what
+``randperm`` with uniform replacement, both as a whole step and as the corruption alone. Each method is also timed under bf16 autocast (what
 ``--precision bf16-mixed`` runs): on a CPU with AVX512-BF16 or AMX, bf16 GEMMs are several times
 faster than fp32. Times are medians over steps, so a busy machine skews them less.
 
@@ -163,6 +163,21 @@ def main() -> None:
     print(f"{'scarf-loop':<12}{loop['samples_per_s']:>12.0f}{1e3 * loop['step_s']:>10.1f}"
           f"{loop['flops'] / 1e9:>12.2f}{100 * loop['flops'] / loop['step_s'] / peak:>9.1f}"
           f"{100 * loop['aug_fraction']:>8.1f}")
+
+    # the corruption alone, one batch, vs the loop: what vectorising buys before the GEMMs dilute it
+    xb = X[: args.batch].contiguous()
+    corruptors = {source: Corruptor(0.3, source).fit(X) for source in ("marginal", "uniform", "batch_permute")}
+    corruptors["loop"] = LoopUniformCorruptor(0.3, low, high)
+    times = {}
+    for source, c in corruptors.items():
+        ts = []
+        for _ in range(max(5, args.steps)):
+            t0 = time.perf_counter()
+            c(xb)
+            ts.append(time.perf_counter() - t0)
+        times[source] = statistics.median(ts[1:])
+    print("corruption alone, median ms: " + ", ".join(f"{k} {1e3 * v:.1f}" for k, v in times.items())
+          + " | vs loop: " + ", ".join(f"{k} {times['loop'] / v:.2f}x" for k, v in times.items() if k != "loop"))
 
     speedup = results["scarf"]["samples_per_s"] / loop["samples_per_s"] if "scarf" in results else float("nan")
     min_frac = min(r["peak_fraction"] for r in results.values())
