@@ -161,6 +161,11 @@ def test_resume_with_other_settings_is_refused(bench, data_file):
     with pytest.raises(ConfigError, match="different split"):
         run_benchmark(_cfg(data_file, out, split_seed=1), progress=False)
     assert (out / "results.csv").read_bytes() == before  # nothing touched
+    legacy = out.parent / "legacy"  # results from before settings were recorded
+    legacy.mkdir(exist_ok=True)
+    (legacy / "results.csv").write_bytes(before)
+    with pytest.raises(ConfigError, match="without recorded settings"):
+        run_benchmark(_cfg(data_file, legacy), progress=False)
 
 
 def test_pretrain_seeds_give_each_seed_its_own_model(tmp_path, data_file):

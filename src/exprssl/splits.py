@@ -60,10 +60,10 @@ def split_indices(labels, parts: Mapping[str, float], *, groups=None, seed: int 
 
     Within each class, samples are shuffled with ``seed`` and dealt to the parts by their
     fractions, so every class appears in every part. With ``groups`` (patients, studies), whole
-    groups are dealt so that no group ever crosses parts and each part gets close to its fraction
-    of the samples (not of the groups) as group sizes allow. A group spanning classes is assigned by its
-    most frequent class (a tie: the label seen first in it). Vectorised: 200,000 samples split
-    in a fraction of a second. Returns sorted index arrays.
+    groups are dealt so that no group ever crosses parts and each part gets close to its
+    fraction of the samples (not of the groups) as group sizes allow. A group spanning classes
+    is assigned by its most frequent class (a tie: the label seen first in it). Vectorised:
+    200,000 samples split in a fraction of a second. Returns sorted index arrays.
     """
     y = _labels(labels)
     names = list(parts)

@@ -151,6 +151,9 @@ def _check_resume(out: Path, cfg: BenchmarkConfig, split_hash: str) -> None:
             diffs = "; ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
             raise ConfigError(f"{out}: holds results run with other settings ({diffs}); rerun with the same "
                               "settings to resume, or use a new --out directory")
+    elif (out / "results.csv").exists():
+        raise ConfigError(f"{out}: holds results without recorded settings (an older exprssl); "
+                          "use a new --out directory")
     atomic_write_text(settings_file, json.dumps(settings, indent=2))
 
 
