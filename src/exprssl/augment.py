@@ -71,11 +71,12 @@ def _check(rate: float, mode: str) -> None:
         raise ConfigError(f"unknown corruption mode '{mode}'; available: {', '.join(MODES)}")
 
 
-def _select_numpy(rng: np.random.Generator, rows: int, d: int, rate: float, mode: str):
-    """Flat row-major indices (within the chunk) and gene indices of the entries to corrupt."""
+def _select_numpy(rng: np.random.Generator, rows: int, d: int, rate: float, mode: str, need_cols: bool = True):
+    """Flat row-major indices (within the chunk) and gene indices of the entries to corrupt; in
+    bernoulli mode the gene indices cost a modulo over every entry, so only when ``need_cols``."""
     if mode == "bernoulli":
         flat = np.flatnonzero(rng.random((rows, d), dtype=np.float32) < rate)
-        return flat, flat % d
+        return flat, (flat % d if need_cols else None)
     k = int(rate * d)
     if k == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
@@ -115,8 +116,8 @@ def corruption_indices(batch: int, n_genes: int, rate: float, mode: Mode = "fixe
     if device.type != "cpu":
         return _select_torch(generator, batch, n_genes, rate, mode, device)
     chunks = _chunk_rngs(generator, batch)
-    parts = _run_chunks(lambda c: _select_numpy(c[2], c[1] - c[0], n_genes, rate, mode)[0] + c[0] * n_genes,
-                        chunks)
+    parts = _run_chunks(lambda c: _select_numpy(c[2], c[1] - c[0], n_genes, rate, mode, need_cols=False)[0]
+                        + c[0] * n_genes, chunks)
     return torch.from_numpy(np.concatenate(parts) if parts else np.empty(0, dtype=np.int64))
 
 
@@ -201,7 +202,8 @@ class Corruptor(nn.Module):
         ``stats`` holds the fitted pool, or low and span, as numpy arrays."""
         r0, r1, rng = chunk
         batch, d = x.shape
-        flat, cols = _select_numpy(rng, r1 - r0, d, self.rate, self.mode)
+        flat, cols = _select_numpy(rng, r1 - r0, d, self.rate, self.mode,
+                                   need_cols=self.source in ("marginal", "uniform"))
         n = flat.size
         if self.source == "zero":
             values = 0.0
