@@ -124,6 +124,21 @@ def test_draws_do_not_depend_on_thread_count(pool):
         assert not torch.equal(views[0][1][:32], views[0][1][32:64])  # chunks draw independently
 
 
+def test_every_chunk_copies_its_rows_and_edge_rates(pool):
+    """Each 32-row chunk copies its own rows into the output: uncorrupted entries equal the
+    input in every chunk, including a short last one; rates 0 and 1 are exact in both modes."""
+    x = torch.randn(100, 30)
+    for mode in ("fixed", "bernoulli"):
+        xc, mask = Corruptor(0.3, "marginal", mode).fit(pool)(x, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(xc[~mask], x[~mask])
+        assert (xc[mask] != x[mask]).all()  # pool values live near 100*j, x near 0
+        assert mask[96:].any() and 0.2 < mask.float().mean() < 0.4
+        xc, mask = Corruptor(1.0, "zero", mode)(x)
+        assert mask.all() and not xc.any()
+        xc, mask = Corruptor(0.0, "zero", mode)(x)
+        assert not mask.any() and torch.equal(xc, x)
+
+
 def test_pool_is_capped_and_not_saved(pool):
     c = Corruptor(0.3, "marginal", max_pool=20).fit(pool)
     assert c.pool.shape == (20, 30)
