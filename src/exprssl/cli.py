@@ -32,6 +32,9 @@ LabelIdOpt = Annotated[str | None, typer.Option("--label-id-column", help="Sampl
                                                 "(default: its first column).")]
 OrientOpt = Annotated[str, typer.Option("--orientation", help="For csv/tsv/parquet: auto, samples_in_rows "
                                         "or genes_in_rows.")]
+StreamOpt = Annotated[bool | None, typer.Option("--stream/--no-stream", help="Read an .h5ad from disk in "
+                                                "blocks instead of loading it (default: when it would not fit "
+                                                "comfortably in memory). A store always streams.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML file with any of this "
                                                 "command's options; flags given on the command line win.")]
 
@@ -189,6 +192,7 @@ def pretrain(
                                                    "(e.g. --set corruption_rate=0.5).")] = None,
     config: ConfigOpt = None,
     orientation: OrientOpt = "auto",
+    stream: StreamOpt = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ):
     """Pretrain an encoder with a self-supervised method and save it to a model directory."""
@@ -212,11 +216,11 @@ def pretrain(
     name, data_path, out_dir = cfg.pop("method"), cfg.pop("data"), Path(cfg.pop("out"))
     cfg.update(cfg.pop("method_config", None) or {})
     model = SSLModel(name, preprocessor=prep or None, progress=progress, **cfg)
-    from .store import ExpressionStore, is_store
+    from .store import open_streamed
 
-    if is_store(data_path):
-        adata = ExpressionStore(data_path)
-        shape = f"{adata.n_samples} samples x {len(adata.genes)} genes (streamed from the store)"
+    adata = open_streamed(data_path, stream)
+    if adata is not None:
+        shape = f"{adata.n_samples} samples x {len(adata.genes)} genes (streamed from disk)"
     else:
         adata = _load(data_path, orientation=orientation)
         shape = f"{adata.n_obs} samples x {adata.n_vars} genes"
@@ -274,6 +278,7 @@ def embed(
     label_id_column: LabelIdOpt = None,
     orientation: OrientOpt = "auto",
     key: Annotated[str | None, typer.Option(help="obsm key (default X_<method>).")] = None,
+    stream: StreamOpt = None,
 ):
     """Embed expression data with a pretrained model (genes aligned by name)."""
     import anndata as ad
@@ -285,20 +290,18 @@ def embed(
         raise ConfigError(f"{out}: --out must end in .h5ad")
     m = SSLModel.load(model)
     key = key or f"X_{m.method_name}"
-    from .store import ExpressionStore, is_store
+    from .store import open_streamed
 
-    if is_store(data):  # streamed block by block: only the embeddings are held in memory
-        import pandas as pd
+    store = open_streamed(data, stream)
+    if store is not None:  # streamed block by block: only the embeddings are held in memory
         from rich.progress import Progress
 
         from .io import add_labels
 
-        store = ExpressionStore(data)
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("embedding", total=store.n_samples)
             Z = m.transform(store, progress=lambda done, total: bar.update(task, completed=done))
-        obs = pd.DataFrame(index=pd.Index(store.samples, name=None))
-        result = ad.AnnData(obs=obs, obsm={key: Z})
+        result = ad.AnnData(obs=store.obs, obsm={key: Z})
         if labels:
             result = add_labels(result, labels, id_column=label_id_column)
     else:

@@ -29,15 +29,17 @@ _TRAIN_KEYS = set(TrainConfig.__dataclass_fields__)
 FORMAT_VERSION = 1
 
 
-def _resolve(data):
-    """A path or bundled-dataset name as data: a store is streamed, anything else is loaded
+def _resolve(data, stream: bool | None = None):
+    """A path or bundled-dataset name as data: a store, or an h5ad to stream (see
+    ``exprssl.store.open_streamed``), opens for streaming; anything else is loaded
     (``exprssl.io.load_data``: every supported format, or a bundled dataset by name)."""
     if not isinstance(data, (str, os.PathLike)):
         return data
     from .io import load_data
-    from .store import ExpressionStore, is_store
+    from .store import open_streamed
 
-    return ExpressionStore(data) if is_store(data) else load_data(data)
+    store = open_streamed(data, stream)
+    return store if store is not None else load_data(data)
 
 
 class SSLModel:
@@ -89,17 +91,18 @@ class SSLModel:
         self._check_fitted()
         return int(self.method.encoder.out_dim)
 
-    def fit(self, adata, y=None) -> SSLModel:
+    def fit(self, adata, y=None, *, stream: bool | None = None) -> SSLModel:
         """Pretrain on the samples of ``adata`` (labels, if any, are ignored).
 
         ``adata`` may also be a path or a bundled dataset's name, or an out-of-core store (a path
         written by ``exprssl convert``, or an ``exprssl.store.ExpressionStore``): a store is
         streamed in bounded memory, and the preprocessing is fit on a random sample of at most
-        10,000 of its rows.
+        10,000 of its rows. An h5ad path streams the same way with ``stream=True``, or by
+        default when it would not fit comfortably in memory.
         """
         from .store import ExpressionStore
 
-        adata = _resolve(adata)
+        adata = _resolve(adata, stream)
         if isinstance(adata, ExpressionStore):
             return self._fit_store(adata)
         if not self.preprocessor.is_fitted:
@@ -141,17 +144,18 @@ class SSLModel:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
         return torch.cat(out).numpy()
 
-    def transform(self, adata, key: str | None = None, progress=None) -> np.ndarray:
+    def transform(self, adata, key: str | None = None, progress=None, *, stream: bool | None = None) -> np.ndarray:
         """Embed ``adata`` (genes aligned by name); with ``key``, also store in ``adata.obsm[key]``.
 
         ``adata`` may also be a path or a bundled dataset's name, or a store (a path written by
         ``exprssl convert``, or an ``ExpressionStore``), which is read block by block so that only
         the embeddings are held in memory; ``progress(done, total)`` is called after each block.
+        ``stream`` as in ``fit``.
         """
         from .store import ExpressionStore
 
         self._check_fitted()
-        adata = _resolve(adata)
+        adata = _resolve(adata, stream)
         if isinstance(adata, ExpressionStore):
             if key is not None:
                 raise ConfigError("key= writes into adata.obsm; a store has none (use the returned array)")

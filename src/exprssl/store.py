@@ -3,7 +3,8 @@
 ARCHS4 ships genes x samples, gzip-chunked, so reading one sample touches every gene chunk.
 ``convert`` rewrites such a matrix once, in bounded memory, as samples x genes with row chunks;
 ``StreamingRows`` then feeds pretraining by block-shuffled chunks through a shuffle buffer,
-preprocessing on the fly, so peak memory does not grow with the number of samples.
+preprocessing on the fly, so peak memory does not grow with the number of samples. An h5ad
+file is already sample-major (dense or CSR ``X``), so it is streamed as it is, in backed mode.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -19,13 +21,14 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .errors import DataFileError, TruncatedFileError
+from .errors import ConfigError, DataFileError, TruncatedFileError
 from .genes import strip_version
 from .io import ARCHS4_GENE_KEYS, ARCHS4_SAMPLE_KEY, _decode, detect_format, read
 from .utils import atomic_path
 
 log = logging.getLogger("exprssl")
 STORE_FORMAT = "exprssl-store-1"
+H5AD_CHUNK_ROWS = 256  # rows per shuffled block of an h5ad, whose own HDF5 chunks may be tiny or absent
 
 
 def _string_dataset(f: h5py.File, name: str, values) -> None:
@@ -105,23 +108,107 @@ def is_store(path) -> bool:
         return False
 
 
+def _available_memory() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on every platform
+        return None
+
+
+def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
+    """The data at ``path`` opened for streaming from disk, or None to load it in memory.
+
+    A store always streams. An h5ad file streams when ``stream`` is True, or, when it is None,
+    when its matrix as dense float32 would take more than a quarter of the available memory
+    (loading and preprocessing hold a few copies). Other formats cannot stream.
+    """
+    if not isinstance(path, (str, os.PathLike)) or stream is False and not is_store(path):
+        return None
+    p = Path(path)
+    if is_store(p):
+        return ExpressionStore(p)
+    if p.suffix != ".h5ad" or not p.is_file():
+        if stream:
+            raise ConfigError(f"{p}: only an exprssl store or an .h5ad file can be streamed; "
+                              f"write a store once with `exprssl convert {p} --out STORE.h5`")
+        return None
+    store = ExpressionStore(p)
+    if stream:
+        return store
+    available = _available_memory()
+    dense = store.n_samples * len(store.genes) * 4
+    if available is not None and dense > available / 4:
+        log.info("%s: %.1f GB as float32, more than a quarter of the available %.1f GB: streaming it from disk",
+                 p, dense / 1e9, available / 1e9)
+        return store
+    return None
+
+
+class _RowReader:
+    """Dense float32 rows of an open file's ``X``: a store's or dense h5ad's dataset, or an h5ad's
+    CSR group (through anndata's backed sparse dataset, which reads only the rows' entries)."""
+
+    def __init__(self, node, path: Path):
+        if isinstance(node, h5py.Dataset):
+            self._sparse, self._X = False, node
+            return
+        encoding = node.attrs.get("encoding-type", "")
+        if encoding != "csr_matrix":
+            raise DataFileError(f"{path}: X is stored as {encoding or 'an unknown encoding'}, which cannot be "
+                                "read by samples; rewrite it once with `exprssl convert` to stream it")
+        from anndata.io import sparse_dataset
+
+        self._sparse, self._X = True, sparse_dataset(node)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        block = self._X[idx]
+        if self._sparse:
+            block = block.toarray()
+        return np.asarray(block, dtype=np.float32)
+
+
 class ExpressionStore:
-    """Read access to a store written by ``convert``: rows by index, genes, sample ids."""
+    """Read access to a store written by ``convert``, or to an h5ad file in backed mode: rows by
+    index, genes, sample ids, all without loading the matrix."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         if not self.path.exists():
             raise DataFileError(f"{self.path}: no such store")
+        self.is_h5ad = self.path.suffix == ".h5ad"
         try:
             with h5py.File(self.path, "r") as f:
-                if f.attrs.get("format") != STORE_FORMAT:
-                    raise DataFileError(f"{self.path}: not an exprssl store (make one with `exprssl convert`)")
-                self.shape = f["X"].shape
-                self.chunk_rows = f["X"].chunks[0]
-                self.genes = [g.decode() if isinstance(g, bytes) else str(g) for g in f["genes"][:]]
+                if self.is_h5ad:
+                    self._open_h5ad(f)
+                else:
+                    if f.attrs.get("format") != STORE_FORMAT:
+                        raise DataFileError(f"{self.path}: not an exprssl store (make one with `exprssl convert`)")
+                    self.shape = f["X"].shape
+                    self.chunk_rows = f["X"].chunks[0]
+                    self.genes = [g.decode() if isinstance(g, bytes) else str(g) for g in f["genes"][:]]
         except OSError as e:
             raise TruncatedFileError(f"{self.path}: not a readable HDF5 file ({e})") from None
         self.source = str(self.path)
+
+    def _open_h5ad(self, f: h5py.File) -> None:
+        from anndata.io import read_elem
+
+        if "X" not in f or "var" not in f or "obs" not in f:
+            raise DataFileError(f"{self.path}: not an h5ad file (no X, obs or var)")
+        X = f["X"]
+        self.shape = tuple(int(v) for v in (X.shape if isinstance(X, h5py.Dataset) else X.attrs["shape"]))
+        _RowReader(X, self.path)  # fails now, naming the file, if X cannot be read by rows
+        self.chunk_rows = H5AD_CHUNK_ROWS
+        self.genes = strip_version([str(g) for g in read_elem(f["var"]).index])
+        if len(set(self.genes)) != len(self.genes):
+            raise DataFileError(f"{self.path}: duplicated gene ids; collapse them first "
+                                "(exprssl.read, then write h5ad) or load the file in memory")
+
+    @contextmanager
+    def open(self) -> Iterator[_RowReader]:
+        """The open file's rows: ``reader[r0:r1]`` or ``reader[sorted_index]`` -> dense float32."""
+        with h5py.File(self.path, "r") as f:
+            yield _RowReader(f["X"], self.path)
 
     @property
     def n_samples(self) -> int:
@@ -135,25 +222,38 @@ class ExpressionStore:
         """Rows in the given order (h5py reads them sorted)."""
         idx = np.asarray(idx)
         order = np.argsort(idx)
-        with h5py.File(self.path, "r") as f:
-            block = f["X"][idx[order]]
+        with self.open() as X:
+            block = X[idx[order]]
         out = np.empty_like(block)
         out[order] = block
         return out
 
     @property
-    def samples(self) -> list[str]:
+    def obs(self):
+        """Sample metadata: an h5ad's ``obs`` table, or a store's sample ids as an empty table."""
+        import pandas as pd
+
         with h5py.File(self.path, "r") as f:
-            return [g.decode() if isinstance(g, bytes) else str(g) for g in f["samples"][:]]
+            if self.is_h5ad:
+                from anndata.io import read_elem
+
+                obs = read_elem(f["obs"])
+                obs.index = obs.index.astype(str)
+                return obs
+            ids = [g.decode() if isinstance(g, bytes) else str(g) for g in f["samples"][:]]
+        return pd.DataFrame(index=pd.Index(ids))
+
+    @property
+    def samples(self) -> list[str]:
+        return list(self.obs.index)
 
     def blocks(self, rows: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
         """``(first_row, block)`` over all rows in order, whole chunks at a time: bounded memory
         for embedding or scoring a store of any size."""
         rows = max(self.chunk_rows, rows // self.chunk_rows * self.chunk_rows)
-        with h5py.File(self.path, "r") as f:
-            X = f["X"]
+        with self.open() as X:
             for r0 in range(0, self.n_samples, rows):
-                yield r0, np.asarray(X[r0:r0 + rows])
+                yield r0, X[r0:r0 + rows]
 
     def sample_rows(self, n: int, seed: int = 0) -> np.ndarray:
         idx = np.sort(np.random.default_rng(seed).choice(self.n_samples, min(n, self.n_samples), replace=False))
@@ -205,15 +305,14 @@ class StreamingRows(IterableDataset):
         cr = self.store.chunk_rows
         chunks = self.chunks_for_epoch(epoch)
         carry = np.empty((0, len(self.prep.genes_)), dtype=np.float32)
-        with h5py.File(self.store.path, "r") as f:
-            X = f["X"]
+        with self.store.open() as X:
             for b0 in range(0, len(chunks), self.buffer_chunks):
                 parts = []
                 for c in np.sort(chunks[b0:b0 + self.buffer_chunks]):
                     r0, r1 = c * cr, min(self.store.n_samples, (c + 1) * cr)
                     keep = ~self.exclude[r0:r1]
                     if keep.any():
-                        parts.append(np.asarray(X[r0:r1])[keep])
+                        parts.append(X[r0:r1][keep])
                 if not parts:
                     continue
                 raw = np.concatenate(parts)
