@@ -109,6 +109,15 @@ def is_store(path) -> bool:
 
 
 def _available_memory() -> int | None:
+    """Bytes a new allocation can get: Linux's MemAvailable counts reclaimable page cache, which
+    free pages alone do not (a busy file server has little 'free' memory)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # not on every platform
@@ -132,7 +141,12 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
             raise ConfigError(f"{p}: only an exprssl store or an .h5ad file can be streamed; "
                               f"write a store once with `exprssl convert {p} --out STORE.h5`")
         return None
-    store = ExpressionStore(p)
+    try:
+        store = ExpressionStore(p)
+    except DataFileError:  # e.g. a CSC matrix or duplicated genes: loading it whole copes or says why
+        if stream:
+            raise
+        return None
     if stream:
         return store
     available = _available_memory()
