@@ -242,3 +242,32 @@ def test_cli_pretrain_and_embed_stream_an_h5ad(tmp_path):
     assert z.obsm["X_scarf"].shape == (300, 16) and list(z.obs["tissue"][:2]) == ["t0", "t1"]  # obs kept
     in_memory = SSLModel.load(tmp_path / "m").transform(read(tmp_path / "a.h5ad"))
     np.testing.assert_allclose(z.obsm["X_scarf"], in_memory, rtol=1e-5, atol=1e-5)
+
+
+def test_dataloader_workers_share_the_epoch_and_split_the_rows(store):
+    """With DataLoader workers each one streams a disjoint set of chunks; set_epoch (called by
+    training each epoch) reaches them, so every epoch is a new order, not epoch 0 again."""
+    from torch.utils.data import DataLoader
+
+    s, _ = store
+    prep = Preprocessor(**IDENTITY).fit(s.rows(np.arange(100)), s.genes)
+    ds = StreamingRows(s, prep, batch_size=50, buffer_chunks=2, seed=0)
+    orders = []
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        seen = np.concatenate([b[:, 0].numpy() for b in DataLoader(ds, batch_size=None, num_workers=2)])
+        assert len(seen) == 1000 and len(set(seen.astype(int))) == 1000  # 50-row chunks: no remainder
+        orders.append(seen)
+    assert not np.array_equal(orders[0], orders[1])
+
+
+def test_pretrain_with_workers(tmp_path):
+    from exprssl import SSLModel
+
+    _make_store(tmp_path / "s.h5", 1200, d=40)
+    m = SSLModel("scarf", epochs=2, batch_size=100, hidden_dims=[16], progress=False, patience=0,
+                 num_workers=2).fit(tmp_path / "s.h5")
+    assert len(m.history) == 2 and np.isfinite(m.history["train_loss"]).all()
+    assert m.train_config.num_workers == 2
+    with pytest.raises(ConfigError, match="num_workers must be >= 0"):
+        SSLModel("scarf", num_workers=-1).fit(tmp_path / "s.h5")

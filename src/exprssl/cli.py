@@ -186,6 +186,8 @@ def pretrain(
     top_genes: Annotated[int | None, typer.Option(help="Keep the N most variable genes.")] = None,
     devices: Annotated[str | None, typer.Option(help="Lightning devices (auto, 1, 2, ...).")] = None,
     num_nodes: Annotated[int | None, typer.Option(help="Lightning nodes.")] = None,
+    num_workers: Annotated[int | None, typer.Option(help="Processes that read and preprocess a streamed "
+                                                    "store or h5ad while training runs (default 0).")] = None,
     strategy: Annotated[str | None, typer.Option(help="Lightning strategy (auto, ddp, ...).")] = None,
     precision: Annotated[str | None, typer.Option(help="Lightning precision, e.g. bf16-mixed on GPU.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Method option key=value, repeatable "
@@ -201,7 +203,8 @@ def pretrain(
     cfg = merge(read_config(config), method=method, data=data, out=str(out) if out else None, epochs=epochs,
                 batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                 val_fraction=val_fraction, patience=patience, seed=seed, devices=_devices(devices),
-                num_nodes=num_nodes, strategy=strategy, precision=precision)
+                num_nodes=num_nodes, strategy=strategy, precision=precision,
+                num_workers=num_workers)
     cfg.update(parse_sets(set_))
     for key in ("method", "data", "out"):
         if not cfg.get(key):

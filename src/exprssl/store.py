@@ -307,6 +307,11 @@ class StreamingRows(IterableDataset):
         order = np.random.default_rng((self.seed, epoch)).permutation(self.store.n_chunks)
         return order[rank::world]
 
+    def set_epoch(self, epoch: int) -> None:
+        """Shuffle as for ``epoch`` (training calls this each epoch, so DataLoader workers, which
+        iterate copies of this object, follow too); iterating also advances it by one."""
+        self.epoch = epoch
+
     def __len__(self) -> int:
         rank, world = self._shard()
         n = (self.store.n_samples - int(self.exclude.sum())) / world

@@ -65,6 +65,7 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str | None = None
+    num_workers: int = 0  # processes reading and preprocessing a streamed store (in-memory data need none)
     progress: bool = True
     log_dir: str | None = None
 
@@ -73,6 +74,8 @@ class TrainConfig:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 2:
             raise ConfigError(f"batch_size must be >= 2 (BatchNorm needs 2 samples), got {self.batch_size}")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.optimizer is not None and self.optimizer.lower() not in OPTIMIZERS:
@@ -151,6 +154,13 @@ class SSLLightningModule(L.LightningModule):
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch.shape[0])
         self._train_losses.append(float(loss.detach()))
         return loss
+
+    def on_train_epoch_start(self):
+        # a streamed store's shuffle depends on the epoch; its DataLoader workers hold copies of
+        # the dataset made when each epoch's iterator starts (after this hook), so tell it here
+        dataset = getattr(self.trainer.train_dataloader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(self.current_epoch)
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         self.method.on_train_batch_end(self.global_step, self.total_steps)
@@ -261,7 +271,9 @@ def train_streaming(method: torch.nn.Module, store, preprocessor, cfg: TrainConf
     pool = torch.from_numpy(preprocessor.transform(store.rows(pool_idx), genes))
     stream = StreamingRows(store, preprocessor, min(cfg.batch_size, len(rest)), buffer_chunks=buffer_chunks,
                            seed=cfg.seed, exclude=val_idx)
-    train_dl = DataLoader(stream, batch_size=None)
+    # workers read and preprocess disjoint chunks in parallel with training; each holds its own buffer
+    train_dl = DataLoader(stream, batch_size=None, num_workers=cfg.num_workers,
+                          pin_memory=cfg.num_workers > 0 and torch.cuda.is_available())
     val_dl = None
     if n_val:
         val_dl = tensor_loader(torch.from_numpy(preprocessor.transform(store.rows(val_idx), genes)), 1024,
