@@ -137,6 +137,7 @@ def test_every_chunk_copies_its_rows_and_edge_rates(pool):
         assert mask.all() and not xc.any()
         xc, mask = Corruptor(0.0, "zero", mode)(x)
         assert not mask.any() and torch.equal(xc, x)
+    assert corruption_mask(3, 5, 1 - 1e-12, "bernoulli").all()  # rounds to the uint32 threshold 2^32
 
 
 def test_pool_is_capped_and_not_saved(pool):

@@ -84,11 +84,12 @@ def _select_numpy(rng: np.random.Generator, rows: int, d: int, rate: float, mode
     the chunk's dense mask written into ``mask`` when given. In bernoulli mode the gene indices
     cost a modulo over every entry, so only when ``need_cols``."""
     if mode == "bernoulli":
-        if rate >= 1:
+        threshold = round(rate * 2**32)  # P(key < threshold) = rate up to 2^-32
+        if threshold >= 2**32:
             hit = np.ones((rows, d), dtype=bool) if mask is None else mask
             hit[...] = True
-        else:  # P(key < round(rate * 2^32)) = rate up to 2^-32
-            hit = np.less(_random_u32(rng, rows, d), np.uint32(round(rate * 2**32)), out=mask)
+        else:
+            hit = np.less(_random_u32(rng, rows, d), np.uint32(threshold), out=mask)
         flat = np.flatnonzero(hit)
         return flat, (flat % d if need_cols else None)
     if mask is not None:
