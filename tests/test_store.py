@@ -208,6 +208,8 @@ def test_h5ad_streaming_errors_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"t\.csv: only an exprssl store or an \.h5ad file can be streamed"):
         open_streamed(tmp_path / "t.csv", stream=True)
     assert open_streamed(tmp_path / "t.csv") is None
+    with pytest.raises(ConfigError, match="all_leukemia: streaming reads a file on disk"):
+        open_streamed("all_leukemia", stream=True)
     assert open_streamed(tmp_path / "c.h5ad") is None  # not streamable: by default it is loaded whole
 
 

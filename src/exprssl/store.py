@@ -137,6 +137,9 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
     if is_store(p):
         return ExpressionStore(p)
     if p.suffix != ".h5ad" or not p.is_file():
+        if stream and not p.is_file():
+            raise ConfigError(f"{p}: streaming reads a file on disk (an exprssl store or an .h5ad); "
+                              "bundled datasets are loaded whole")
         if stream:
             raise ConfigError(f"{p}: only an exprssl store or an .h5ad file can be streamed; "
                               f"write a store once with `exprssl convert {p} --out STORE.h5`")
