@@ -42,6 +42,30 @@ def test_cpm_log_zscore_values(counts):
     np.testing.assert_allclose(Z.std(0), 1, atol=1e-3)
 
 
+@pytest.mark.parametrize("options", [dict(), dict(top_k_variance=40), dict(standardize=False),
+                                     dict(library_size=False, log=False), dict(library_size=False, log=False,
+                                                                               standardize=False)])
+def test_transform_leaves_the_input_alone_and_matches_float64(counts, options):
+    """Transform works in place on its own float32 copies (streaming preprocesses every batch);
+    the caller's matrix is never modified, and values match a float64 computation."""
+    X = np.asarray(counts.X, dtype=np.float32).copy()
+    genes = list(counts.var_names)
+    p = Preprocessor(clip=None, **options).fit(X, genes)
+    original = X.copy()
+    Z = p.transform(X, genes)
+    np.testing.assert_array_equal(X, original)
+    ref = X.astype(np.float64)
+    if p.library_size_:
+        ref = ref / ref.sum(1, keepdims=True) * 1e6
+    if p.log_:
+        ref = np.log2(ref + 1)
+    ref = ref[:, p.gene_index_]
+    if p.standardize:
+        ref = (ref - ref.mean(0)) / ref.std(0)
+    assert Z.dtype == np.float32 and Z.flags.c_contiguous and Z is not X
+    np.testing.assert_allclose(Z, ref, rtol=1e-4, atol=1e-4)
+
+
 def test_transform_never_changes_fit(counts):
     train, test = counts[:150].copy(), counts[150:].copy()
     test.X = test.X * 7 + 3  # a different distribution

@@ -89,15 +89,25 @@ class Preprocessor:
         if not self.is_fitted:
             raise ConfigError("Preprocessor is not fitted: call fit() on training samples first")
 
-    def _scale_counts(self, X: np.ndarray) -> np.ndarray:
-        """CPM and log steps; ``X`` holds the sample's genes (its own library size)."""
+    def _scale_counts(self, X: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+        """CPM and log steps; ``X`` holds the sample's genes (its own library size), of which
+        only ``columns`` are kept (after the library size, which needs them all). Float32 and in
+        place after the first copy: streaming preprocesses every batch, so temporaries count.
+        Returns ``X`` itself when no step and no selection applies (never modified in place)."""
+        factor = None
         if self.library_size_:
             totals = X.sum(1, keepdims=True, dtype=np.float64)
             totals[totals == 0] = 1.0
-            X = (X * (1e6 / totals)).astype(np.float32)
+            factor = (1e6 / totals).astype(np.float32)
+        out = X
+        if columns is not None:
+            out = X[:, columns]  # a copy
+        if factor is not None:
+            out = np.multiply(out, factor, out=out if out is not X else None)
         if self.log_:
-            X = np.log2(X + 1.0, dtype=np.float32)
-        return X
+            out = np.add(out, 1.0, out=out if out is not X else None, dtype=np.float32)
+            np.log2(out, out=out)
+        return out
 
     # ------------------------------------------------------------------- fit
     def fit(self, data, genes=None) -> Preprocessor:
@@ -181,14 +191,14 @@ class Preprocessor:
         """Aligned by gene name to the fitted genes; returns float32 (n_samples, len(genes_))."""
         self._check_fitted()
         X, names, source = _as_matrix(data, genes)
-        if not np.isfinite(X).all():
+        if not np.isfinite(X.sum(dtype=np.float64)):  # one pass, no mask: NaN and inf propagate
             bad = np.argwhere(~np.isfinite(X))[0]
             raise InvalidValuesError(f"{source}: {int((~np.isfinite(X)).sum())} NaN/inf values "
                                      f"(first at sample {bad[0]}, gene {names[bad[1]]})")
         pos = {g: i for i, g in enumerate(names)}
         if names == self.input_genes_:
-            Xs = self._scale_counts(X)[:, self.gene_index_]
-            present = np.ones(len(self.genes_), dtype=bool)
+            every = len(self.gene_index_) == X.shape[1]  # gene_index_ is sorted: all genes, in order
+            Xs = self._scale_counts(X, None if every else self.gene_index_)
         else:
             # library size from the genes the sample has that the model knows (same basis as training)
             shared_in = [pos[g] for g in self.input_genes_ if g in pos]
@@ -211,9 +221,12 @@ class Preprocessor:
         if self.quantile:
             Xs = self._quantile(Xs)
         if self.standardize:
-            Xs = (Xs - self.mean_) / self.scale_
+            Xs = np.subtract(Xs, self.mean_, out=Xs if Xs is not X else None, dtype=np.float32)
+            Xs /= self.scale_
             if self.clip is not None:
                 np.clip(Xs, -self.clip, self.clip, out=Xs)
+        if Xs is X:  # no step applied: still a new array, so that training never aliases user data
+            Xs = X.copy()
         return np.ascontiguousarray(Xs, dtype=np.float32)
 
     def fit_transform(self, data, genes=None) -> np.ndarray:
