@@ -6,7 +6,8 @@ machine's fp32 matmul peak (model FLOPs counted by torch's FlopCounterMode). For
 times SCARF with the paper's reference-style corruption: a per-sample Python loop over
 ``randperm`` with uniform replacement, both as a whole step and as the corruption alone. Each method is also timed under bf16 autocast (what
 ``--precision bf16-mixed`` runs): on a CPU with AVX512-BF16 or AMX, bf16 GEMMs are several times
-faster than fp32. Times are medians over steps, so a busy machine skews them less.
+faster than fp32. Times are medians over steps, so a busy machine skews them less. A last
+measurement is preprocessing alone, which a streamed store pays per sample on top of the step.
 
     python benchmarks/throughput.py [--genes 20000] [--batch 256] [--steps 10]
 
@@ -25,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from exprssl.augment import Corruptor
 from exprssl.methods import available, build_method
+from exprssl.preprocessing import Preprocessor
 from exprssl.training import build_optimizer
 
 
@@ -178,6 +180,16 @@ def main() -> None:
         times[source] = statistics.median(ts[1:])
     print("corruption alone, median ms: " + ", ".join(f"{k} {1e3 * v:.1f}" for k, v in times.items())
           + " | vs loop: " + ", ".join(f"{k} {times['loop'] / v:.2f}x" for k, v in times.items() if k != "loop"))
+
+    # what a streamed store costs per sample besides the step: preprocessing, in one process
+    counts = torch.poisson(torch.full((min(args.pool, 2048), args.genes), 20.0)).numpy()
+    prep = Preprocessor().fit(counts[:512])
+    ts = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        prep.transform(counts)
+        ts.append(time.perf_counter() - t0)
+    print(f"preprocessing (CPM, log2, z-score) alone: {len(counts) / min(ts):.0f} samples/s per process")
 
     speedup = results["scarf"]["samples_per_s"] / loop["samples_per_s"] if "scarf" in results else float("nan")
     min_frac = min(r["peak_fraction"] for r in results.values())
