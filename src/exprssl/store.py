@@ -326,22 +326,26 @@ class StreamingRows(IterableDataset):
         rng = np.random.default_rng((self.seed, epoch, 1))
         cr = self.store.chunk_rows
         chunks = self.chunks_for_epoch(epoch)
-        carry = np.empty((0, len(self.prep.genes_)), dtype=np.float32)
+        carry: list[np.ndarray] = []  # raw rows left over from the previous buffer (< one batch)
         with self.store.open() as X:
             for b0 in range(0, len(chunks), self.buffer_chunks):
-                parts = []
+                parts = list(carry)
                 for c in np.sort(chunks[b0:b0 + self.buffer_chunks]):
                     r0, r1 = c * cr, min(self.store.n_samples, (c + 1) * cr)
                     keep = ~self.exclude[r0:r1]
-                    if keep.any():
+                    if keep.all():
+                        parts.append(X[r0:r1])
+                    elif keep.any():
                         parts.append(X[r0:r1][keep])
-                if not parts:
+                raw = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else None
+                if raw is None:
                     continue
-                raw = np.concatenate(parts)
+                # preprocess the buffer once, then gather each batch's shuffled rows: one copy per
+                # batch instead of a permuted copy of the whole buffer
                 buf = self.prep.transform(raw, self.store.genes)
-                buf = np.concatenate([carry, buf[rng.permutation(len(buf))]])
+                order = rng.permutation(len(buf))
                 n_full = len(buf) // self.batch_size * self.batch_size
                 for s in range(0, n_full, self.batch_size):
-                    yield torch.from_numpy(buf[s:s + self.batch_size])
-                carry = buf[n_full:]
+                    yield torch.from_numpy(buf[order[s:s + self.batch_size]])
+                carry = [raw[order[n_full:]]] if n_full < len(buf) else []
         # the last incomplete batch is dropped: BatchNorm needs >1 sample and batches stay equal
