@@ -63,5 +63,9 @@ class ConfigError(ExprsslError):
     """An invalid option or configuration value (unknown method, bad fraction, ...)."""
 
 
+class RareClassError(ConfigError):
+    """A class with fewer samples (or groups) than the split has parts."""
+
+
 class ModelNotFoundError(ExprsslError):
     """A saved model directory that does not exist or lacks its files."""

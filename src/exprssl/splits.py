@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError
+from .errors import ConfigError, RareClassError
 
 
 def _labels(labels) -> np.ndarray:
@@ -97,7 +97,7 @@ def split_indices(labels, parts: Mapping[str, float], *, groups=None, seed: int 
         if len(members) == 0:  # every sample of the class sits in groups led by another class
             continue
         if len(members) < len(names):
-            raise ConfigError(f"class '{cls}' has {len(members)} {what}, fewer than the {len(names)} parts "
+            raise RareClassError(f"class '{cls}' has {len(members)} {what}, fewer than the {len(names)} parts "
                               f"({', '.join(names)}) the split needs; drop rare classes first "
                               f"(e.g. a minimum class size)")
         members = members[rng.permutation(len(members))]

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..errors import ConfigError, LabelColumnError
+from ..errors import ConfigError, LabelColumnError, RareClassError
 from ..genes import align_genes
 from ..io import load_data, require_label
 from ..methods import available as available_methods
@@ -236,9 +236,7 @@ def prepare(cfg: BenchmarkConfig):
     groups = adata.obs[cfg.group].astype(str).to_numpy() if cfg.group else None
     try:
         parts = split_indices(y, cfg.split, groups=groups, seed=cfg.split_seed)
-    except ConfigError as e:
-        if "fewer than" not in str(e):
-            raise
+    except RareClassError as e:
         raise ConfigError(f"{e}: --min-class-size N (min_class_size in a config) drops classes smaller "
                           "than N and lists them in the report") from None
     if cfg.protocol == "paper":
