@@ -131,19 +131,21 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
     when its matrix as dense float32 would take more than a quarter of the available memory
     (loading and preprocessing hold a few copies). Other formats cannot stream.
     """
-    if not isinstance(path, (str, os.PathLike)) or stream is False and not is_store(path):
+    if not isinstance(path, (str, os.PathLike)):
         return None
     p = Path(path)
     if is_store(p):
         return ExpressionStore(p)
+    if stream is False:
+        return None
     if p.suffix != ".h5ad" or not p.is_file():
-        if stream and not p.is_file():
+        if not stream:
+            return None
+        if not p.is_file():
             raise ConfigError(f"{p}: streaming reads a file on disk (an exprssl store or an .h5ad); "
                               "bundled datasets are loaded whole")
-        if stream:
-            raise ConfigError(f"{p}: only an exprssl store or an .h5ad file can be streamed; "
-                              f"write a store once with `exprssl convert {p} --out STORE.h5`")
-        return None
+        raise ConfigError(f"{p}: only an exprssl store or an .h5ad file can be streamed; "
+                          f"write a store once with `exprssl convert {p} --out STORE.h5`")
     try:
         store = ExpressionStore(p)
     except DataFileError:  # e.g. a CSC matrix or duplicated genes: loading it whole copes or says why
@@ -202,7 +204,7 @@ class ExpressionStore:
                         raise DataFileError(f"{self.path}: not an exprssl store (make one with `exprssl convert`)")
                     self.shape = f["X"].shape
                     self.chunk_rows = f["X"].chunks[0]
-                    self.genes = [g.decode() if isinstance(g, bytes) else str(g) for g in f["genes"][:]]
+                    self.genes = list(_decode(f["genes"][:]))
         except OSError as e:
             raise TruncatedFileError(f"{self.path}: not a readable HDF5 file ({e})") from None
         self.source = str(self.path)
@@ -257,7 +259,7 @@ class ExpressionStore:
                 obs = read_elem(f["obs"])
                 obs.index = obs.index.astype(str)
                 return obs
-            ids = [g.decode() if isinstance(g, bytes) else str(g) for g in f["samples"][:]]
+            ids = list(_decode(f["samples"][:]))
         return pd.DataFrame(index=pd.Index(ids))
 
     @property
@@ -337,9 +339,9 @@ class StreamingRows(IterableDataset):
                         parts.append(X[r0:r1])
                     elif keep.any():
                         parts.append(X[r0:r1][keep])
-                raw = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else None
-                if raw is None:
+                if not parts:
                     continue
+                raw = np.concatenate(parts) if len(parts) > 1 else parts[0]
                 # preprocess the buffer once, then gather each batch's shuffled rows: one copy per
                 # batch instead of a permuted copy of the whole buffer
                 buf = self.prep.transform(raw, self.store.genes)
