@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from exprssl.store import STORE_FORMAT
+from exprssl.store import STORE_FORMAT, _create, _string_dataset
 
 CHILD = textwrap.dedent("""
     import sys
@@ -44,15 +44,14 @@ CHILD = textwrap.dedent("""
 
 def write_store(path: Path, n: int, d: int, block: int = 4096) -> None:
     rng = np.random.default_rng(0)
-    with h5py.File(path, "w") as f:
+    with h5py.File(path, "w") as f:  # the store layout `exprssl convert` writes, filled block by block
         f.attrs["format"] = STORE_FORMAT
-        X = f.create_dataset("X", shape=(n, d), dtype=np.float32, chunks=(256, d))
+        X = _create(f, n, d, chunk_rows=256)
         for s0 in range(0, n, block):
             s1 = min(n, s0 + block)
             X[s0:s1] = rng.gamma(2.0, 50.0, (s1 - s0, d)).astype(np.float32)
-        strings = h5py.string_dtype()
-        f.create_dataset("genes", data=np.array([f"G{i}" for i in range(d)], dtype=object), dtype=strings)
-        f.create_dataset("samples", data=np.array([f"S{i}" for i in range(n)], dtype=object), dtype=strings)
+        _string_dataset(f, "genes", [f"G{i}" for i in range(d)])
+        _string_dataset(f, "samples", [f"S{i}" for i in range(n)])
 
 
 def make_cgroup(cap_bytes: int) -> Path | None:

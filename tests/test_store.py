@@ -14,7 +14,15 @@ from typer.testing import CliRunner
 from exprssl.cli import app
 from exprssl.errors import ConfigError, DataFileError
 from exprssl.preprocessing import Preprocessor
-from exprssl.store import STORE_FORMAT, ExpressionStore, StreamingRows, convert, open_streamed
+from exprssl.store import (
+    STORE_FORMAT,
+    ExpressionStore,
+    StreamingRows,
+    _create,
+    _string_dataset,
+    convert,
+    open_streamed,
+)
 
 IDENTITY = dict(library_size=False, log=False, standardize=False)
 
@@ -129,14 +137,14 @@ PEAK_SCRIPT = textwrap.dedent("""
 
 def _make_store(path, n, d=500, seed=0):
     rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as f:
+    with h5py.File(path, "w") as f:  # the layout `convert` writes, without holding the matrix
         f.attrs["format"] = STORE_FORMAT
-        X = f.create_dataset("X", shape=(n, d), dtype=np.float32, chunks=(256, d))
+        X = _create(f, n, d, chunk_rows=256)
         for s0 in range(0, n, 2048):
             s1 = min(n, s0 + 2048)
             X[s0:s1] = rng.gamma(2.0, 2.0, (s1 - s0, d)).astype(np.float32)
-        f.create_dataset("genes", data=np.array([f"G{i}" for i in range(d)], dtype=object), dtype=h5py.string_dtype())
-        f.create_dataset("samples", data=np.array([f"S{i}" for i in range(n)], dtype=object), dtype=h5py.string_dtype())
+        _string_dataset(f, "genes", [f"G{i}" for i in range(d)])
+        _string_dataset(f, "samples", [f"S{i}" for i in range(n)])
 
 
 def _make_sparse_h5ad(path, n, d=500, seed=0):
