@@ -98,8 +98,8 @@ def split_indices(labels, parts: Mapping[str, float], *, groups=None, seed: int 
             continue
         if len(members) < len(names):
             raise RareClassError(f"class '{cls}' has {len(members)} {what}, fewer than the {len(names)} parts "
-                              f"({', '.join(names)}) the split needs; drop rare classes first "
-                              f"(e.g. a minimum class size)")
+                                 f"({', '.join(names)}) the split needs; drop rare classes first "
+                                 f"(e.g. a minimum class size)")
         members = members[rng.permutation(len(members))]
         if groups is None:
             part_of_unit[members] = np.repeat(np.arange(len(names)), _allocate(len(members), frac))
