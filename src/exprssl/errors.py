@@ -69,3 +69,11 @@ class RareClassError(ConfigError):
 
 class ModelNotFoundError(ExprsslError):
     """A saved model directory that does not exist or lacks its files."""
+
+
+class OutputPathError(ExprsslError):
+    """An output path that would replace or lose something exprssl did not write, or cannot be written."""
+
+
+class TrainingDivergedError(ExprsslError):
+    """Training produced a non-finite loss or weights (learning rate too high, bad data scale)."""

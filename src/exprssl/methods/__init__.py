@@ -29,16 +29,23 @@ def get_method(name: str):
         raise ConfigError(f"unknown method '{name}'; available: {', '.join(available())}") from None
 
 
-def build_method(name: str, n_genes: int, **config: Any):
+def check_method_params(name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The method's complete, validated options (defaults filled in); a ConfigError names any
+    unknown option or bad value. The one check shared by the CLI, YAML configs and Python."""
     cls = get_method(name)
-    unknown = set(config) - set(cls.defaults)
+    params = dict(params or {})
+    unknown = set(params) - set(cls.defaults)
     if unknown:
         raise ConfigError(f"unknown option(s) for method '{name}': {', '.join(sorted(unknown))}; "
                           f"accepted: {', '.join(sorted(cls.defaults))}")
-    return cls(n_genes, **config)
+    return {**cls.defaults, **params}
+
+
+def build_method(name: str, n_genes: int, **config: Any):
+    return get_method(name)(n_genes, **check_method_params(name, config))
 
 
 from . import barlow, byol, mae, scarf, vime  # noqa: E402,F401  (registration)
 from .base import SSLMethod  # noqa: E402
 
-__all__ = ["METHODS", "SSLMethod", "available", "build_method", "get_method", "register"]
+__all__ = ["METHODS", "SSLMethod", "available", "build_method", "check_method_params", "get_method", "register"]

@@ -1,0 +1,154 @@
+"""Where results go: exprssl never replaces or deletes a path it did not write.
+
+The rules every command follows, checked before any work starts:
+
+- an output path that exists and is not an exprssl artefact of the same kind is refused;
+- replacing an exprssl artefact needs ``overwrite`` (a benchmark directory is resumed instead);
+- an output may never be, or contain, one of the command's inputs;
+- the place it will be written must be writable.
+
+An artefact is recognised by what exprssl writes into it: a model directory by ``config.json``
+(with ``format_version`` and ``method``) and ``weights.pt``, a benchmark directory by
+``settings.json``, an embedding ``.h5ad`` by ``uns/exprssl/model``, a store by its format
+attribute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .errors import OutputPathError
+
+KINDS = {"model": "model directory", "benchmark": "benchmark directory", "embedding": "embedding .h5ad",
+         "store": "expression store"}
+_DIR_KINDS = ("model", "benchmark")
+
+
+def artifact_kind(path: str | os.PathLike) -> str | None:
+    """Which exprssl artefact ``path`` is (``model``, ``benchmark``, ``embedding``, ``store``), or None."""
+    path = Path(path)
+    if path.is_dir():
+        try:
+            if (path / "weights.pt").is_file():
+                cfg = json.loads((path / "config.json").read_text())
+                if isinstance(cfg, dict) and "format_version" in cfg and "method" in cfg:
+                    return "model"
+            if (path / "settings.json").is_file():
+                settings = json.loads((path / "settings.json").read_text())
+                if isinstance(settings, dict) and "exprssl_version" in settings:
+                    return "benchmark"
+        except (OSError, ValueError):
+            return None
+        return None
+    if path.is_file():
+        try:
+            import h5py
+
+            from .store import STORE_FORMAT
+
+            with h5py.File(path, "r") as f:
+                if f.attrs.get("format") == STORE_FORMAT:
+                    return "store"
+                if "uns/exprssl/model" in f:
+                    return "embedding"
+        except (OSError, ValueError, ImportError):
+            return None
+    return None
+
+
+def _same_or_inside(inner: Path, outer: Path) -> bool:
+    """``inner`` is ``outer`` itself or lies below it (symlinks resolved)."""
+    try:
+        inner, outer = inner.resolve(), outer.resolve()
+    except OSError:
+        return False
+    return inner == outer or outer in inner.parents
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """``path`` (a file or directory still to be written) can be created: its nearest existing
+    ancestor is a directory we may write into. Probed with a real temporary file, because a
+    read-only mount passes ``os.access`` for root."""
+    path = Path(path).absolute()
+    parent = path if path.is_dir() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputPathError(f"{path}: cannot be created, {parent} is a file, not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".exprssl-probe-", dir=parent)
+    except OSError as e:
+        reason = "read-only" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else e.strerror
+        raise OutputPathError(f"{path}: cannot write there ({parent} is {reason})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output(path: str | os.PathLike, kind: str, *, overwrite: bool = False,
+                 inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """Refuse an output path that would replace or lose something exprssl did not write.
+
+    ``kind`` is one of ``KINDS``. A missing path or an empty directory (for directory kinds) is
+    always fine; an artefact of the same kind needs ``overwrite``, except a benchmark directory,
+    which is resumed (the benchmark checks its settings itself). Returns the path.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown output kind {kind!r}")
+    path = Path(path)
+    what = KINDS[kind]
+    for src in inputs:
+        if src is None or not Path(src).exists():
+            continue  # a bundled dataset's name, not a path
+        if _same_or_inside(Path(src), path):
+            relation = "is" if Path(src).resolve() == path.resolve() else "contains"
+            raise OutputPathError(f"{path}: the output {relation} an input ({src}); choose another output path")
+    if path.exists() or path.is_symlink():
+        found = artifact_kind(path)
+        if kind in _DIR_KINDS and path.is_dir() and not found and not any(path.iterdir()):
+            pass  # an empty directory: nothing to lose
+        elif found != kind:
+            holds = f"an exprssl {KINDS[found]}" if found else ("a directory" if path.is_dir() else "a file")
+            raise OutputPathError(f"{path}: exists and is {holds}, not an exprssl {what}; exprssl never "
+                                  "replaces what it did not write: choose a new output path")
+        elif kind != "benchmark" and not overwrite:
+            raise OutputPathError(f"{path}: an exprssl {what} already exists there; pass --overwrite "
+                                  "(overwrite=True) to replace it")
+    check_writable(path)
+    return path
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` while it is written: a second writer is refused at once
+    instead of racing (two saves into one model directory used to fail half-way or leave
+    ``.NAME.old-<pid>`` behind)."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / f".{path.name}.lock"
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputPathError(f"{path}: another exprssl process is writing it; wait for it to "
+                                  "finish or choose another output path") from None
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["KINDS", "OutputPathError", "artifact_kind", "check_output", "check_writable",
+           "output_lock"]
