@@ -30,11 +30,8 @@ import pandas as pd
 
 from .errors import (
     DataFileError,
-    DuplicateSamplesError,
-    InvalidValuesError,
     LabelColumnError,
     LabelMatchError,
-    NegativeCountsError,
     NonNumericError,
     SingleClassError,
     TruncatedFileError,
@@ -43,6 +40,7 @@ from .errors import (
 from .genes import collapse_duplicates, strip_version
 from .scale import guess_scale
 from .utils import atomic_path
+from .validation import check_matrix, check_unique_samples
 
 log = logging.getLogger("exprssl")
 
@@ -71,29 +69,6 @@ def _check_file(path: Path) -> None:
         raise DataFileError(f"{path}: is a directory, expected a file")
     if path.stat().st_size == 0:
         raise DataFileError(f"{path}: file is empty")
-
-
-# ----------------------------------------------------------------------------- validation
-def validate_matrix(X: np.ndarray, source: str, *, samples: Sequence[str] | None = None,
-                    genes: Sequence[str] | None = None, counts_expected: bool = False) -> None:
-    """NaN/inf, and negative values where counts are expected (or the data look like counts)."""
-    finite = np.isfinite(X)
-    if not finite.all():
-        i, j = np.argwhere(~finite)[0]
-        where = f"sample {samples[i] if samples is not None else i}, gene {genes[j] if genes is not None else j}"
-        raise InvalidValuesError(f"{source}: {int((~finite).sum())} NaN/inf values (first at {where})")
-    if counts_expected and X.size and X.min() < 0:
-        i, j = np.argwhere(X < 0)[0]
-        where = f"sample {samples[i] if samples is not None else i}, gene {genes[j] if genes is not None else j}"
-        raise NegativeCountsError(f"{source}: {int((X < 0).sum())} negative values where raw counts are "
-                                  f"expected (first {X[i, j]:g} at {where})")
-
-
-def _check_unique_samples(names: pd.Index, source: str) -> None:
-    if not names.is_unique:
-        dups = names[names.duplicated()].unique()
-        raise DuplicateSamplesError(f"{source}: {len(dups)} duplicated sample ids, e.g. "
-                                    f"{', '.join(map(str, dups[:5]))}")
 
 
 # ----------------------------------------------------------------------------- readers
@@ -268,16 +243,15 @@ def read(path: str | os.PathLike, *, format: str | None = None, orientation: str
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise DataFileError(f"{path}: no samples or no genes ({adata.n_obs} x {adata.n_vars})")
     adata.obs_names = adata.obs_names.astype(str)
-    _check_unique_samples(pd.Index(adata.obs_names), source)
+    check_unique_samples(adata.obs_names, source)
     adata.var_names = strip_version(list(adata.var_names.astype(str)))
     adata = collapse_duplicates(adata, duplicate_genes, source)
     if samples is not None:
         adata = adata[_selection(samples, pd.Index(adata.obs_names), "samples", source)].copy()
     if genes is not None:
         adata = adata[:, _selection(genes, pd.Index(adata.var_names), "genes", source)].copy()
-    X = np.asarray(adata.X)
-    validate_matrix(X, source, samples=adata.obs_names, genes=adata.var_names,
-                    counts_expected=counts_expected)
+    check_matrix(adata.X, source, samples=adata.obs_names, genes=adata.var_names,
+                 counts_expected=counts_expected)
     adata.uns["exprssl"] = {"source": source, "format": fmt}
     return adata
 
