@@ -60,3 +60,15 @@ def test_coverage_below_threshold_is_an_error():
         align_genes(a, ref)
     _, rep = align_genes(a, ref, min_coverage=0.4)
     assert rep.coverage == pytest.approx(0.4)
+
+
+def test_duplicate_collapse_is_logged_with_examples_and_the_option(caplog):
+    from exprssl.genes import collapse_duplicates
+
+    a = _adata(["A", "B", "A", "C", "C"])
+    with caplog.at_level("INFO", logger="exprssl"):
+        out = collapse_duplicates(a, "mean", "x.csv")
+    assert list(out.var_names) == ["A", "B", "C"]
+    np.testing.assert_allclose(out.X[:, 0], (a.X[:, 0] + a.X[:, 2]) / 2, rtol=1e-6)
+    assert ("x.csv: merged 2 duplicated gene ids by mean, e.g. A, C (duplicate_genes: sum, mean, first or error)"
+            in caplog.text)

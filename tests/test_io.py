@@ -301,3 +301,260 @@ def test_gzip_csv_roundtrip_values(tmp_path, frame):
     with gzip.open(p, "wt") as fh:
         frame.to_csv(fh)
     _check(io.read(p), frame)
+
+
+# ----------------------------------------------------------------------------- duplicates are seen
+def _dup_gene_frame():
+    """Samples x genes with gene G0 twice: merged values are 2 (sum), 1 (mean), 0 (first)."""
+    return pd.DataFrame([[0.0, 1.0, 2.0, 3.0]] * 3, index=["S0", "S1", "S2"], columns=["G0", "G1", "G0", "G2"])
+
+
+def _write_parquet_raw(df: pd.DataFrame, path, index_name: str):
+    """pandas refuses duplicate column names in to_parquet; pyarrow writes what it is given."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrays = [pa.array(list(df.index))] + [pa.array(df.iloc[:, i].to_numpy()) for i in range(df.shape[1])]
+    pq.write_table(pa.table(arrays, names=[index_name, *map(str, df.columns)]), path)
+
+
+def _write_gct(df_genes_by_samples: pd.DataFrame, path):
+    body = df_genes_by_samples.copy()
+    body.insert(0, "Description", "na")
+    with open(path, "w") as fh:
+        fh.write(f"#1.2\n{body.shape[0]}\t{body.shape[1] - 1}\n")
+        fh.write(body.to_csv(sep="\t", index_label="Name"))
+
+
+@pytest.mark.parametrize("name,write", [
+    ("h.csv", lambda df, p: df.to_csv(p, index_label="sample")),
+    ("h.tsv.gz", lambda df, p: df.to_csv(p, sep="\t", index_label="sample", compression="gzip")),
+    ("h.txt", lambda df, p: df.to_csv(p, sep="\t", index_label="sample")),
+    ("h.parquet", lambda df, p: _write_parquet_raw(df, p, "sample")),
+], ids=["csv", "tsv.gz", "txt", "parquet"])
+@pytest.mark.parametrize("policy,expected", [("sum", 2.0), ("mean", 1.0), ("first", 0.0)])
+def test_duplicate_genes_in_header_are_merged_not_renamed(tmp_path, name, write, policy, expected):
+    p = tmp_path / name
+    write(_dup_gene_frame(), p)
+    a = io.read(p, orientation="samples_in_rows", duplicate_genes=policy)
+    assert list(a.var_names) == ["G0", "G1", "G2"]  # no 'G0.1'
+    np.testing.assert_array_equal(a.X[:, 0], [expected] * 3)
+    with pytest.raises(DuplicateGenesError, match=rf"{name.replace('.', '[.]')}: 1 duplicated gene ids, e\.g\. G0"):
+        io.read(p, orientation="samples_in_rows", duplicate_genes="error")
+
+
+@pytest.mark.parametrize("name,write", [
+    ("r.csv", lambda df, p: df.T.to_csv(p, index_label="gene")),
+    ("r.parquet", lambda df, p: df.T.to_parquet(p)),
+    ("r.gct", lambda df, p: _write_gct(df.T, p)),
+], ids=["csv", "parquet", "gct"])
+def test_duplicate_genes_in_first_column_are_merged(tmp_path, name, write):
+    p = tmp_path / name
+    write(_dup_gene_frame(), p)
+    a = io.read(p, orientation="genes_in_rows") if not name.endswith(".gct") else io.read(p)
+    assert list(a.var_names) == ["G0", "G1", "G2"] and a.shape == (3, 3)
+    np.testing.assert_array_equal(a.X[:, 0], [2.0] * 3)
+    with pytest.raises(DuplicateGenesError, match="G0"):
+        io.read(p, orientation="genes_in_rows", duplicate_genes="error")
+
+
+@pytest.mark.parametrize("name,write", [
+    ("s.csv", lambda df, p: df.to_csv(p, index_label="gene")),
+    ("s.tsv.gz", lambda df, p: df.to_csv(p, sep="\t", index_label="gene", compression="gzip")),
+    ("s.parquet", lambda df, p: _write_parquet_raw(df, p, "gene")),
+    ("s.gct", _write_gct),
+], ids=["csv", "tsv.gz", "parquet", "gct"])
+def test_duplicate_sample_ids_in_header_are_refused(tmp_path, name, write):
+    genes_by_samples = pd.DataFrame(np.ones((5, 4)), index=[f"G{i}" for i in range(5)],
+                                    columns=["S0", "S1", "S0", "S3"])
+    p = tmp_path / name
+    write(genes_by_samples, p)
+    with pytest.raises(DuplicateSamplesError, match=rf"{name.replace('.', '[.]')}: 1 duplicated sample ids, e\.g\. S0;"):
+        io.read(p, orientation="genes_in_rows") if not name.endswith(".gct") else io.read(p)
+
+
+def test_duplicate_sample_ids_in_h5ad_are_refused(tmp_path, frame, recwarn):
+    a = ad.AnnData(frame.astype(np.float32))
+    a.obs_names = ["S0", "S1", "S0", "S3", "S4", "S5"]
+    a.write_h5ad(tmp_path / "d.h5ad")
+    with pytest.raises(DuplicateSamplesError, match=r"d\.h5ad: 1 duplicated sample ids, e\.g\. S0"):
+        io.read(tmp_path / "d.h5ad")
+
+
+# ----------------------------------------------------------------------------- text table variants
+def _expected_small():
+    return pd.DataFrame([[1.0, 2.0], [3.0, 4.0]], index=["S0", "S1"], columns=["G0", "G1"])
+
+
+@pytest.mark.parametrize("name,content", [
+    ("utf16.csv", "sample,G0,G1\nS0,1,2\nS1,3,4\n".encode("utf-16")),  # Excel 'Unicode text': BOM
+    ("utf8bom.csv", "\ufeffsample,G0,G1\nS0,1,2\nS1,3,4\n".encode()),
+    ("rstyle.csv", b"G0,G1\nS0,1,2\nS1,3,4\n"),  # R write.table: no name for the id column
+    ("rnames.csv", b'"","G0","G1"\n"S0",1,2\n"S1",3,4\n'),  # R write.csv
+    ("trailing.csv", b"sample,G0,G1,\nS0,1,2,\nS1,3,4,\n"),  # a separator ending every line
+    ("crlf.tsv", b"sample\tG0\tG1\r\nS0\t1\t2\r\nS1\t3\t4\r\n"),
+], ids=["utf16-bom", "utf8-bom", "r-write-table", "r-write-csv", "trailing-separator", "crlf"])
+def test_text_table_variants_read_correctly(tmp_path, name, content):
+    p = tmp_path / name
+    p.write_bytes(content)
+    _check(io.read(p, orientation="samples_in_rows"), _expected_small())
+
+
+def test_ids_are_kept_as_written(tmp_path):
+    p = tmp_path / "ids.csv"
+    p.write_text("sample,0001,2\n001,1,2\n1.0,3,4\n")
+    a = io.read(p, orientation="samples_in_rows")
+    assert list(a.obs_names) == ["001", "1.0"] and list(a.var_names) == ["0001", "2"]
+    mid = tmp_path / "mid.csv"
+    mid.write_text("G0,sample,G1\n1,S0,2\n3,S1,4\n")
+    _check(io.read(mid, orientation="samples_in_rows", sample_id_column="sample"), _expected_small())
+    with pytest.raises(LabelColumnError, match=r"mid\.csv: id column 'id' not found"):
+        io.read(mid, sample_id_column="id")
+
+
+def test_text_table_errors_name_the_problem(tmp_path):
+    comma = tmp_path / "comma.txt"
+    comma.write_text("sample,G0,G1\nS0,1,2\nS1,3,4\n")
+    with pytest.raises(DataFileError, match=r"comma\.txt: table has only an id column.*header has commas: rename it \.csv"):
+        io.read(comma)
+    unnamed = tmp_path / "unnamed.csv"
+    unnamed.write_text("sample,G0,,G2\nS0,1,2,3\nS1,3,4,5\n")
+    with pytest.raises(DataFileError, match=r"unnamed\.csv: column 3 \(after 'G0'\) has values but no name"):
+        io.read(unnamed)
+    no_id = tmp_path / "noid.csv"
+    no_id.write_text("sample,G0,G1\nS0,1,2\n,3,4\n")
+    with pytest.raises(DataFileError, match=r"noid\.csv: data row 2 has no id"):
+        io.read(no_id)
+    with pytest.raises(UnknownFormatError, match=r"noid\.csv: unknown format 'xlsx'"):
+        io.read(no_id, format="xlsx")
+
+
+def test_gct_version_and_dimensions_are_checked(tmp_path, frame):
+    p = tmp_path / "x.gct"
+    _write_gct(frame.T, p)
+    p.write_text(p.read_text().replace("#1.2", "#1.3", 1))
+    with pytest.raises(DataFileError, match=r"x\.gct: GCT version '#1\.3' is not supported"):
+        io.read(p)
+    _write_gct(frame.T, p)
+    p.write_text(p.read_text().replace("40\t6", "40\t7", 1))
+    with pytest.raises(DataFileError, match=r"x\.gct: the dimension line says 40 genes x 7 samples, the table "
+                                            r"has 40 genes x 6 samples"):
+        io.read(p)
+
+
+# ----------------------------------------------------------------------------- warnings that name the rule
+def test_orientation_auto_warns_when_it_guesses(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    p = tmp_path / "wide.csv"  # 100 samples x 60 genes, samples in rows: auto transposes it
+    pd.DataFrame(rng.poisson(5, (100, 60)), index=[f"S{i}" for i in range(100)],
+                 columns=[f"G{i}" for i in range(60)]).to_csv(p, index_label="sample")
+    with caplog.at_level("WARNING", logger="exprssl"):
+        a = io.read(p)
+    assert a.shape == (60, 100)
+    [record] = [r for r in caplog.records if "orientation" in r.getMessage()]
+    msg = record.getMessage()
+    assert record.levelname == "WARNING" and "\n" not in msg
+    assert msg.startswith(f"{p}: orientation 'auto' takes the longer axis as genes, so this 100 x 60 table is "
+                          "read as 60 samples x 100 genes (genes in rows)")
+    assert "--orientation samples_in_rows|genes_in_rows" in msg
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="exprssl"):
+        assert io.read(p, orientation="samples_in_rows").shape == (100, 60)
+        clear = tmp_path / "clear.csv"  # 1,500 genes x 20 samples: the common case, no warning
+        pd.DataFrame(rng.poisson(5, (1500, 20))).to_csv(clear, index_label="gene")
+        assert io.read(clear).shape == (20, 1500)
+    assert not [r for r in caplog.records if "orientation" in r.getMessage()]
+
+
+def test_a_few_negative_cells_in_counts_warn(caplog):
+    from exprssl.scale import guess_scale
+
+    X = np.random.default_rng(0).poisson(150, (30, 60)).astype(np.float32)
+    assert guess_scale(X) == "counts"
+    X[4, 7] = -3
+    with caplog.at_level("WARNING", logger="exprssl"):
+        assert guess_scale(X, source="good.csv", samples=[f"S{i}" for i in range(30)],
+                           genes=[f"G{i}" for i in range(60)]) == "standardized"
+    [record] = caplog.records
+    assert record.levelname == "WARNING" and record.getMessage() == (
+        "good.csv: 1 negative value (first -3 at sample S4, gene G7) in data that otherwise look like raw "
+        "counts, so the whole matrix is treated as already standardised (no CPM, no log2); fix those cells, "
+        "or set the preprocessing options library_size and log explicitly")
+    caplog.clear()
+    X[0, :3] = -1.5  # still few, and TPM-like once non-integer
+    X[0, 3] += 0.5
+    with caplog.at_level("WARNING", logger="exprssl"):
+        guess_scale(X)
+    assert "data: 4 negative values (first -1.5 at sample 0, gene 0)" in caplog.text
+    assert "linear-scale values (TPM/FPKM)" in caplog.text
+    caplog.clear()
+    Z = np.random.default_rng(1).standard_normal((30, 60)).astype(np.float32)  # z-scores: no warning
+    with caplog.at_level("WARNING", logger="exprssl"):
+        assert guess_scale(Z) == "standardized"
+        assert guess_scale(np.log2(X.clip(0) + 1)) == "log"
+    assert not caplog.records
+
+
+def test_one_negative_cell_is_found_beyond_the_strided_sample():
+    from exprssl.scale import guess_scale
+
+    X = np.random.default_rng(0).poisson(150, (400, 1000)).astype(np.float32)
+    X[123, 457] = -1
+    assert guess_scale(X, max_check=1000) == "standardized"
+
+
+def test_info_summary_warns_naming_the_file(tmp_path, caplog):
+    frame = pd.DataFrame(np.random.default_rng(0).poisson(150, (30, 60)), index=[f"S{i}" for i in range(30)],
+                         columns=[f"G{i}" for i in range(60)])
+    frame.iloc[2, 5] = -7
+    p = tmp_path / "neg.csv"
+    frame.to_csv(p, index_label="sample")
+    with caplog.at_level("WARNING", logger="exprssl"):
+        assert io.summarize(io.read(p))["scale"] == "standardized"
+    assert f"{p}: 1 negative value (first -7 at sample S2, gene G5)" in caplog.text
+
+
+# ----------------------------------------------------------------------------- sample sheets
+def test_sheet_variants_and_duplicate_rows(tmp_path):
+    a = ad.AnnData(np.ones((3, 2), dtype=np.float32))
+    a.obs_names = ["s1", "s2", "s3"]
+    rnames = tmp_path / "r.csv"  # R write.csv: unnamed id column; a repeated identical row is harmless
+    rnames.write_text('"","tissue"\n"s1","lung"\n"s3","skin"\n"s1","lung"\n')
+    out = io.add_labels(a, rnames)
+    assert list(out.obs["tissue"].fillna("NA")) == ["lung", "NA", "skin"]
+    conflict = tmp_path / "c.tsv"
+    conflict.write_text("id\ttissue\ns1\tlung\ns1\tliver\n")
+    with pytest.raises(LabelColumnError, match=r"c\.tsv: sample id 's1' has 2 different values in column "
+                                               r"'tissue' \('lung', 'liver'\)"):
+        io.add_labels(a, conflict)
+    assert "tissue" not in io.add_labels(a, conflict, columns=["id"]).obs.columns  # nothing to disagree on
+
+
+def test_sheet_conflicts_at_tcga_patient_level_name_the_match(expr):
+    sheet = pd.DataFrame({"id": ["TCGA-A1-A0SD-01A", "TCGA-A1-A0SD-11A"], "type": ["tumour", "normal"],
+                          "stage": ["II", "II"]})
+    with pytest.raises(LabelColumnError, match=r"labels: sample id 'TCGA-A1-A0SD' \(as compared by "
+                                               r"match='tcga_patient'\) has 2 different values in column 'type'"):
+        io.add_labels(expr, sheet, match="tcga_patient")
+    out = io.add_labels(expr, sheet, match="tcga_patient", columns=["id", "stage"])  # consistent columns join
+    assert list(out.obs["stage"].fillna("NA")) == ["NA", "II", "II", "NA"]
+
+
+def test_decode_strings():
+    assert list(io.decode_strings(np.array([b"G1", b"ENSG1"]))) == ["G1", "ENSG1"]
+    assert list(io.decode_strings(np.array([b"x", "y"], dtype=object))) == ["x", "y"]
+    assert all(type(s) is str for s in io.decode_strings(np.array([b"a"])))
+    with pytest.raises(DataFileError, match="f.h5: ids are not UTF-8 text"):
+        io.decode_strings(np.array([b"\xff"]), "f.h5")
+
+
+def test_unreadable_file_is_one_line(tmp_path, monkeypatch):
+    p = tmp_path / "locked.csv"
+    p.write_text("sample,G0\nS0,1\n")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(io, "open", denied, raising=False)  # as root, chmod 000 would not stop a read
+    with pytest.raises(DataFileError, match=r"locked\.csv: cannot be read \(Permission denied\)"):
+        io.read(p)

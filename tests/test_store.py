@@ -12,7 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from exprssl.cli import app
-from exprssl.errors import ConfigError, DataFileError
+from exprssl.errors import (
+    ConfigError,
+    DataFileError,
+    DuplicateSamplesError,
+    OutputPathError,
+    TruncatedFileError,
+)
 from exprssl.preprocessing import Preprocessor
 from exprssl.store import (
     STORE_FORMAT,
@@ -52,6 +58,60 @@ def test_convert_archs4_streams_to_sample_major(store):
         assert f.attrs["format"] == STORE_FORMAT and f["samples"][5].decode() == "GSM5"
 
 
+@pytest.mark.parametrize("kind", ["h5ad", "csr.h5ad", "csv"])
+def test_convert_h5ad_and_tables(tmp_path, kind):
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    X = np.random.default_rng(0).poisson(3, (70, 9)).astype(np.float32)
+    genes, samples = [f"ENSG{i:011d}.{i}" for i in range(9)], [f"S{i}" for i in range(70)]
+    src = tmp_path / f"d.{kind}"
+    if kind == "csv":
+        pd.DataFrame(X, index=samples, columns=genes).to_csv(src, index_label="sample")
+    else:
+        a = ad.AnnData(sp.csr_matrix(X) if kind.startswith("csr") else X)
+        a.obs_names, a.var_names = samples, genes
+        a.write_h5ad(src)
+    s = ExpressionStore(convert(src, tmp_path / "s.h5", chunk_rows=16, block_samples=32,
+                                orientation="samples_in_rows"))
+    np.testing.assert_array_equal(s.rows(np.arange(70)), X)
+    assert s.genes[:2] == ["ENSG00000000000", "ENSG00000000001"] and s.samples[69] == "S69"
+
+
+def test_convert_checks_the_source_before_writing(tmp_path):
+    _archs4(tmp_path / "a.h5")
+    with pytest.raises(OutputPathError, match=r"a\.h5: the output would replace the input"):
+        convert(tmp_path / "a.h5", tmp_path / "a.h5")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(OutputPathError, match=r"d: is a directory"):
+        convert(tmp_path / "a.h5", tmp_path / "d")
+    with h5py.File(tmp_path / "a.h5", "a") as f:
+        f["meta/samples/geo_accession"][3] = b"GSM1"
+    with pytest.raises(DuplicateSamplesError, match=r"a\.h5: 1 duplicated sample ids, e\.g\. GSM1"):
+        convert(tmp_path / "a.h5", tmp_path / "s.h5")
+    with h5py.File(tmp_path / "a.h5", "a") as f:
+        f["meta/samples/geo_accession"][3] = b"GSM3"
+    with h5py.File(tmp_path / "a.h5", "a") as f:  # the same gene twice, once with a version suffix
+        del f["meta/genes/symbol"]
+        f.create_dataset("meta/genes/symbol", data=np.array(
+            ["ENSG00000000001.2", "ENSG00000000001.5"] + [f"G{i}" for i in range(10)], dtype="S"))
+    with pytest.raises(DataFileError, match=r"a\.h5: duplicated gene ids"):
+        convert(tmp_path / "a.h5", tmp_path / "s.h5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "d"]
+
+
+def test_unreadable_rows_are_one_line(store, monkeypatch):
+    s, _ = store
+
+    def failing_read(self, key):  # what h5py raises for a chunk that no longer decompresses
+        raise OSError("Can't synchronously read data (filter returned failure during read)")
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", failing_read)
+    with pytest.raises(TruncatedFileError, match=r"s\.h5: rows could not be read, truncated or corrupt \(Can't"):
+        next(s.blocks())
+
+
 def test_blocks_cover_rows_in_order_in_whole_chunks(store):
     s, X = store
     blocks = list(s.blocks(rows=120))  # rounded down to whole 50-row chunks
@@ -62,7 +122,7 @@ def test_blocks_cover_rows_in_order_in_whole_chunks(store):
 
 def test_stream_visits_every_row_once_per_epoch_in_new_order(store):
     s, _ = store
-    prep = Preprocessor(**IDENTITY).fit(s.rows(np.arange(100)), s.genes)
+    prep = Preprocessor(**IDENTITY).fit(s.rows(np.arange(100)), genes=s.genes)
     val = np.array([0, 10, 500])
     ds = StreamingRows(s, prep, batch_size=64, buffer_chunks=4, seed=1, exclude=val)
     epochs = []
@@ -78,7 +138,7 @@ def test_stream_visits_every_row_once_per_epoch_in_new_order(store):
 
 def test_shards_are_disjoint(store):
     s, _ = store
-    prep = Preprocessor(**IDENTITY).fit(s.rows(np.arange(100)), s.genes)
+    prep = Preprocessor(**IDENTITY).fit(s.rows(np.arange(100)), genes=s.genes)
     rows = []
     for rank in (0, 1):
         ds = StreamingRows(s, prep, batch_size=10, seed=0, rank=rank, world_size=2)
@@ -201,7 +261,7 @@ def test_h5ad_reads_rows_in_backed_mode(tmp_path, sparse):
     np.testing.assert_array_equal(s.rows(np.array([699, 3, 256])), X[[699, 3, 256]])
     np.testing.assert_array_equal(np.concatenate([b for _, b in s.blocks(rows=300)]), X)
     assert s.samples[:2] == ["S0", "S1"] and list(s.obs["tissue"][:4]) == ["t0", "t1", "t2", "t0"]
-    prep = Preprocessor(**IDENTITY).fit(s.rows(np.arange(100)), s.genes)
+    prep = Preprocessor(**IDENTITY).fit(s.rows(np.arange(100)), genes=s.genes)
     seen = np.concatenate([b[:, 0].numpy() for b in StreamingRows(s, prep, batch_size=50, seed=0)]).astype(int)
     assert len(seen) == 700 // 50 * 50 and len(set(seen)) == len(seen)
     assert not np.array_equal(seen[:100], np.arange(100))  # shuffled
@@ -260,7 +320,7 @@ def test_dataloader_workers_share_the_epoch_and_split_the_rows(store):
     from torch.utils.data import DataLoader
 
     s, _ = store
-    prep = Preprocessor(**IDENTITY).fit(s.rows(np.arange(100)), s.genes)
+    prep = Preprocessor(**IDENTITY).fit(s.rows(np.arange(100)), genes=s.genes)
     ds = StreamingRows(s, prep, batch_size=50, buffer_chunks=2, seed=0)
     orders = []
     for epoch in (0, 1):

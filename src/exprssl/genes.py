@@ -43,7 +43,8 @@ def collapse_duplicates(adata: ad.AnnData, policy: str = "sum", source: str = "d
         raise DuplicateGenesError(f"{source}: {len(dups)} duplicated gene ids, e.g. "
                                   f"{', '.join(map(str, dups[:5]))} (choose duplicate_genes='sum', 'mean' or 'first')")
     codes, uniques = pd.factorize(names)
-    log.info("%s: collapsed %d duplicated gene ids (%s)", source, len(dups), policy)
+    log.info("%s: merged %d duplicated gene ids by %s, e.g. %s (duplicate_genes: sum, mean, first or error)",
+             source, len(dups), policy, ", ".join(map(str, dups[:3])))
     if policy == "first":
         first = np.unique(codes, return_index=True)[1]
         return adata[:, np.sort(first)].copy()

@@ -5,7 +5,12 @@ Formats: ``.h5ad``; ``.csv`` / ``.tsv`` / ``.txt`` (optionally ``.gz``); ``.parq
 
 Orientation of tables (csv/tsv/parquet): ``orientation="samples_in_rows"`` or
 ``"genes_in_rows"``; the default ``"auto"`` takes the longer axis as genes (expression tables
-have far more genes than samples), ties meaning samples in rows. The first column holds the ids.
+have far more genes than samples), ties meaning samples in rows, and logs a WARNING when the
+shape makes that a guess (see ``AUTO_MIN_GENES``). The first column holds the ids.
+
+Headers are read as written: pandas would rename duplicate names (``G1`` -> ``G1.1``) before any
+check, so duplicate gene ids are merged per ``duplicate_genes`` and duplicate sample ids refused,
+wherever they sit. Every bad file gives one ``ExprsslError`` line naming it.
 
 TCGA ids: sample sheets from GDC often key rows by patient (``TCGA-A1-A0SB``) while expression
 columns carry full aliquot barcodes (``TCGA-A1-A0SB-01A-11R-A144-07``). ``add_labels(...,
@@ -16,9 +21,13 @@ pair ids ``"<case>|<sample>"`` are split and the barcode part is used.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import csv
 import gzip
 import logging
 import os
+import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import (
+    ConfigError,
     DataFileError,
     LabelColumnError,
     LabelMatchError,
@@ -49,6 +59,11 @@ FORMATS = {".h5ad": "h5ad", ".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".tab":
 ORIENTATIONS = ("auto", "samples_in_rows", "genes_in_rows")
 ARCHS4_GENE_KEYS = ("meta/genes/symbol", "meta/genes/gene_symbol", "meta/genes/genes")
 ARCHS4_SAMPLE_KEY = "meta/samples/geo_accession"
+# orientation="auto" is a guess, and says so, unless the longer axis (taken as genes) has at least
+# this many entries and is at least this many times the shorter one: 20k genes x 100 samples is
+# clear, 60 x 30 or 1,500 x 1,200 is not
+AUTO_MIN_GENES = 1000
+AUTO_MIN_RATIO = 1.5
 
 
 # ----------------------------------------------------------------------------- format detection
@@ -69,6 +84,178 @@ def _check_file(path: Path) -> None:
         raise DataFileError(f"{path}: is a directory, expected a file")
     if path.stat().st_size == 0:
         raise DataFileError(f"{path}: file is empty")
+    try:
+        open(path, "rb").close()
+    except OSError as e:
+        raise DataFileError(f"{path}: cannot be read ({e.strerror or one_line(e)})") from None
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's text on one line: parsers put newlines and schema dumps into theirs."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def decode_strings(values: np.ndarray, source: str = "data") -> np.ndarray:
+    """HDF5 string datasets (fixed-length bytes or variable-length objects) as Python ``str``."""
+    a = np.asarray(values)
+    try:
+        if a.dtype.kind == "S":
+            return np.char.decode(a, "utf-8").astype(object)
+        if a.dtype.kind == "O":
+            return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in a], dtype=object)
+    except UnicodeDecodeError as e:
+        raise DataFileError(f"{source}: ids are not UTF-8 text ({one_line(e)})") from None
+    return a
+
+
+# ----------------------------------------------------------------------------- text tables
+_SNIFF_BYTES = 1 << 16
+_MAGIC = {b"\x1f\x8b": "gzip-compressed data (name it .gz)", b"PAR1": "a parquet file (name it .parquet)",
+          b"\x89HDF\r\n\x1a\n": "an HDF5 file (name it .h5ad or .h5)",
+          b"PK\x03\x04": "a zip archive or Excel workbook (export it as csv)"}
+_COMPRESSION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def _is_gzip(path: Path) -> bool:
+    return path.suffix.lower() == ".gz"
+
+
+def _truncated(path: Path, error: BaseException) -> TruncatedFileError:
+    return TruncatedFileError(f"{path}: compressed file is truncated, corrupt or not gzip ({one_line(error)})")
+
+
+def _not_utf8(path: Path, error: UnicodeDecodeError) -> DataFileError:
+    return DataFileError(f"{path}: not UTF-8 text (invalid byte 0x{error.object[error.start]:02x}): "
+                         "binary, or another encoding such as Latin-1; save it as UTF-8")
+
+
+def _text_encoding(path: Path) -> str:
+    """Sniff the start of a text table: UTF-16 with a byte-order mark (Excel's 'Unicode text') or
+    UTF-8; binary files (NUL bytes) and other encodings are refused here, naming the file, instead
+    of surfacing later as a decode error or as one garbled column."""
+    try:
+        with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as fh:
+            head = fh.read(_SNIFF_BYTES)
+    except _COMPRESSION_ERRORS as e:
+        raise _truncated(path, e) from None
+    if not head:
+        raise DataFileError(f"{path}: file is empty")
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    kind = next((what for magic, what in _MAGIC.items() if head.startswith(magic)), None)
+    if kind is not None:
+        raise DataFileError(f"{path}: not a text file: looks like {kind}")
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        raise DataFileError(f"{path}: not a text file (NUL byte at offset {nul}): binary, or UTF-16 "
+                            "without a byte-order mark")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < _SNIFF_BYTES)
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, e) from None
+    return "utf-8"
+
+
+def _header_fields(path: Path, sep: str, encoding: str, skip_lines: int = 0) -> list[str]:
+    """The header row exactly as written: pandas renames duplicate names (``G1`` -> ``G1.1``) and
+    empty ones (``Unnamed: 3``) before anything can check them, so the names come from here."""
+    opener = gzip.open if _is_gzip(path) else open
+    text_encoding = "utf-8-sig" if encoding == "utf-8" else encoding
+    try:
+        with opener(path, "rt", encoding=text_encoding, newline="") as fh:
+            for _ in range(skip_lines):
+                fh.readline()
+            header = next(csv.reader(fh, delimiter=sep), None)
+    except _COMPRESSION_ERRORS as e:
+        raise _truncated(path, e) from None
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, e) from None
+    except csv.Error as e:
+        raise DataFileError(f"{path}: could not parse the header row ({one_line(e)}; an unclosed quote?)") from None
+    if header is None:
+        raise DataFileError(f"{path}: no header row")
+    if not any(h.strip() for h in header):
+        raise DataFileError(f"{path}: the first line is empty; expected a header row of ids"
+                            + (f" (line {skip_lines + 1})" if skip_lines else ""))
+    return header
+
+
+def _other_separator_hint(header: list[str], sep: str, path: Path) -> str:
+    """A hint for a table that parsed as one column because its extension names the other separator."""
+    other = {",": "\t", "\t": ","}[sep]
+    if len(header) == 1 and other in header[0]:
+        name = {",": "comma", "\t": "tab"}
+        ext = [s for s in path.suffixes if s.lower() != ".gz"][-1]
+        return (f" (a {ext} file is read as {name[sep]}-separated, but the header has {name[other]}s: "
+                f"rename it .{'csv' if other == ',' else 'tsv'})")
+    return ""
+
+
+def _read_delimited(path: Path, fmt: str, *, index_col: int | None = 0, skip_lines: int = 0,
+                    as_strings: bool = False, what: str = "table") -> pd.DataFrame:
+    """A csv/tsv table (optionally gzipped) with the header's names as written and string ids.
+
+    ``index_col`` is the position of the id column (None: no index, e.g. sample sheets). Value
+    columns without a name are dropped when empty and refused when they hold values.
+    """
+    sep = "," if fmt == "csv" else "\t"
+    encoding = _text_encoding(path)
+    header = _header_fields(path, sep, encoding, skip_lines)
+    written = list(header)
+    try:
+        df = pd.read_csv(path, sep=sep, index_col=index_col, skiprows=skip_lines, encoding=encoding,
+                         dtype=str if as_strings else None, low_memory=False)
+    except _COMPRESSION_ERRORS as e:
+        raise _truncated(path, e) from None
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, e) from None
+    except pd.errors.EmptyDataError:
+        raise DataFileError(f"{path}: {what} has no data") from None
+    except (pd.errors.ParserError, ValueError, OSError) as e:
+        raise DataFileError(f"{path}: could not parse as {fmt} ({one_line(e)})") from None
+    if index_col is None and not isinstance(df.index, pd.RangeIndex):
+        df = df.reset_index()  # rows one field longer than the header: pandas took the ids as index
+        header = ["", *header]
+    id_name = header.pop(index_col) if index_col is not None and len(header) == df.shape[1] + 1 else None
+    if len(header) != df.shape[1]:
+        raise DataFileError(f"{path}: the header row has {len(header)} names for {df.shape[1]} value columns")
+    df.columns = pd.Index(header, dtype=object)
+    unnamed = np.flatnonzero(df.columns.str.strip() == "")
+    first_value = 0 if index_col is not None else 1  # a sheet's first column holds the ids
+    unnamed_values = unnamed[unnamed >= first_value]
+    if len(unnamed_values):  # e.g. a separator at the end of every line: nothing to lose
+        empty = df.iloc[:, unnamed_values].isna().all(axis=0).to_numpy()
+        if not empty.all():
+            col = int(unnamed_values[~empty][0])
+            after = f" (after '{df.columns[col - 1]}')" if col > 0 else ""
+            raise DataFileError(f"{path}: column {col + 1 + (index_col is not None)}{after} has values but "
+                                "no name in the header row")
+        df = df.iloc[:, np.setdiff1d(np.arange(df.shape[1]), unnamed_values)]
+    if index_col is None and len(unnamed) and unnamed[0] == 0:
+        df.columns = pd.Index(["Unnamed: 0", *df.columns[1:]], dtype=object)  # R's write.csv row names
+    if df.shape[0] == 0:
+        raise DataFileError(f"{path}: {what} has a header row but no data rows")
+    if index_col is not None:
+        if df.shape[1] == 0:
+            raise DataFileError(f"{path}: {what} has only an id column, no value columns"
+                                + _other_separator_hint(written, sep, path))
+        if df.index.dtype.kind != "O":  # ids that parsed as numbers: re-read as written ("001" stays)
+            raw = _raw_ids(path, sep, encoding, index_col, skip_lines)
+            df.index = raw if len(raw) == len(df) else df.index
+        missing = np.flatnonzero(pd.isna(df.index))
+        if len(missing):
+            raise DataFileError(f"{path}: data row {missing[0] + 1} has no id in the id column")
+        df.index = pd.Index(df.index.astype(str), name=id_name or None)
+    return df
+
+
+def _raw_ids(path: Path, sep: str, encoding: str, position: int, skip_lines: int) -> pd.Index:
+    """One column of the data rows as strings. Only for numeric-looking ids: a per-column dtype
+    in the main read would cost pandas a Series per column (seconds on 20k genes)."""
+    ids = pd.read_csv(path, sep=sep, header=None, skiprows=skip_lines + 1, usecols=[position], dtype=str,
+                      encoding=encoding).iloc[:, 0]
+    return pd.Index(ids.to_numpy(), dtype=object)
 
 
 # ----------------------------------------------------------------------------- readers
@@ -78,71 +265,109 @@ def _numeric_frame(df: pd.DataFrame, source: str) -> np.ndarray:
         return df.to_numpy(dtype=np.float32)
     except (ValueError, TypeError):
         pass
-    conv = df.apply(pd.to_numeric, errors="coerce")
-    bad = conv.isna() & df.notna()
-    r, c = np.argwhere(bad.to_numpy())[0]
-    raise NonNumericError(f"{source}: non-numeric value {df.iat[r, c]!r} at row '{df.index[r]}', "
+    values = df.to_numpy(dtype=object)
+    conv = pd.DataFrame(values).apply(pd.to_numeric, errors="coerce").to_numpy()
+    bad = pd.isna(conv) & ~pd.isna(values)
+    r, c = np.argwhere(bad)[0]
+    raise NonNumericError(f"{source}: non-numeric value {values[r, c]!r} at row '{df.index[r]}', "
                           f"column '{df.columns[c]}'")
 
 
 def _orient(df: pd.DataFrame, orientation: str, source: str) -> pd.DataFrame:
-    if orientation not in ORIENTATIONS:
-        raise DataFileError(f"{source}: orientation must be one of {', '.join(ORIENTATIONS)}, got '{orientation}'")
-    if orientation == "genes_in_rows" or (orientation == "auto" and df.shape[0] > df.shape[1]):
-        return df.T
+    """Samples in rows. ``auto`` takes the longer axis as genes, and warns when that is a guess:
+    the longer axis is short (< AUTO_MIN_GENES) or not clearly longer (< AUTO_MIN_RATIO x)."""
+    n_rows, n_cols = df.shape
+    transpose = orientation == "genes_in_rows" or (orientation == "auto" and n_rows > n_cols)
+    if orientation == "auto":
+        longer, shorter = max(n_rows, n_cols), min(n_rows, n_cols)
+        if longer < AUTO_MIN_GENES or longer < AUTO_MIN_RATIO * shorter:
+            n_samples, n_genes = (n_cols, n_rows) if transpose else (n_rows, n_cols)
+            log.warning("%s: orientation 'auto' takes the longer axis as genes, so this %d x %d table is "
+                        "read as %d samples x %d genes (%s in rows), a guess for a table this shape; "
+                        "pass --orientation samples_in_rows|genes_in_rows (orientation= in Python) to "
+                        "choose", source, n_rows, n_cols, n_samples, n_genes,
+                        "genes" if transpose else "samples")
+    return df.T if transpose else df
+
+
+def _read_parquet(path: Path, what: str = "table") -> pd.DataFrame:
+    """A parquet file as a frame with its column names as stored (pandas refuses duplicates)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path).read()
+        names = table.column_names
+        if len(set(names)) < len(names):  # make them unique for pandas, then put them back
+            unique = [f"{n}\x1f{i}" for i, n in enumerate(names)]
+            df = table.rename_columns(unique).to_pandas()
+            df.columns = pd.Index([c.split("\x1f")[0] for c in df.columns], dtype=object)
+        else:
+            df = table.to_pandas()
+    except (OSError, ValueError, TypeError, pa.ArrowException) as e:
+        raise TruncatedFileError(f"{path}: not a readable parquet file, truncated or corrupt ({one_line(e)})") from None
+    if df.shape[1] == 0:
+        raise DataFileError(f"{path}: {what} has no data (no columns)")
     return df
 
 
 def _read_table(path: Path, fmt: str, orientation: str, sample_id_column: str | None) -> pd.DataFrame:
     source = str(path)
-    try:
-        if fmt == "parquet":
-            df = pd.read_parquet(path)
-            if sample_id_column is not None or isinstance(df.index, pd.RangeIndex):
-                col = sample_id_column or df.columns[0]
-                df = df.set_index(col)
-        else:
-            sep = "," if fmt == "csv" else "\t"
-            df = pd.read_csv(path, sep=sep, index_col=sample_id_column if sample_id_column else 0,
-                             low_memory=False)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise TruncatedFileError(f"{path}: compressed file is truncated or corrupt ({e})") from None
-    except pd.errors.EmptyDataError:
-        raise DataFileError(f"{path}: file has no data") from None
-    except (OSError, ValueError) as e:
-        if fmt == "parquet":
-            raise TruncatedFileError(f"{path}: not a readable parquet file, truncated or corrupt ({e})") from None
-        raise DataFileError(f"{path}: could not parse as {fmt} ({e})") from None
-    except KeyError as e:
-        raise LabelColumnError(f"{path}: id column {e} not found") from None
-    if df.shape[0] == 0 or df.shape[1] == 0:
-        raise DataFileError(f"{path}: table has no data rows or columns")
-    df.index = df.index.astype(str)
-    df.columns = df.columns.astype(str)
+    if fmt == "parquet":
+        df = _read_parquet(path)
+        if sample_id_column is not None or isinstance(df.index, pd.RangeIndex):
+            col = sample_id_column or df.columns[0]
+            found = int((df.columns == col).sum())
+            if found != 1:
+                raise LabelColumnError(f"{path}: id column '{col}' "
+                                       f"{'appears more than once' if found else 'not found'}; columns: "
+                                       f"{', '.join(map(str, df.columns[:10]))}")
+            df = df.set_index(col)
+        if df.shape[0] == 0 or df.shape[1] == 0:
+            raise DataFileError(f"{path}: table has no data rows or no value columns ({df.shape[0]} x {df.shape[1]})")
+        if df.index.hasnans:
+            raise DataFileError(f"{path}: data row {int(np.flatnonzero(df.index.isna())[0]) + 1} has no id")
+        df.index = df.index.astype(str)
+        df.columns = df.columns.astype(str)
+    else:
+        index_col = 0
+        if sample_id_column is not None:
+            header = _header_fields(path, "," if fmt == "csv" else "\t", _text_encoding(path))
+            matches = [i for i, h in enumerate(header) if h == sample_id_column]
+            if len(matches) != 1:
+                raise LabelColumnError(f"{path}: id column '{sample_id_column}' "
+                                       f"{'not found' if not matches else 'appears more than once'} in the header")
+            index_col = matches[0]
+        df = _read_delimited(path, fmt, index_col=index_col)
     return _orient(df, orientation, source)
 
 
 def _read_gct(path: Path) -> pd.DataFrame:
-    opener = gzip.open if path.suffix == ".gz" else open
+    """GCT 1.2: '#1.2', a '<genes><TAB><samples>' line, then Name, Description and one column per
+    sample; the dimension line is checked against the table."""
+    encoding = _text_encoding(path)
     try:
-        with opener(path, "rt") as fh:
-            version = fh.readline().strip()
-            if not version.startswith("#1."):
-                raise DataFileError(f"{path}: not a GCT file (first line '{version[:20]}', expected '#1.2')")
-            fh.readline()
-            df = pd.read_csv(fh, sep="\t", index_col=0, low_memory=False)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise TruncatedFileError(f"{path}: compressed file is truncated or corrupt ({e})") from None
-    df = df.drop(columns=[c for c in df.columns if c.lower() == "description"])
-    df.index = df.index.astype(str)
-    df.columns = df.columns.astype(str)
+        with (gzip.open if _is_gzip(path) else open)(path, "rt", encoding=encoding) as fh:
+            version, dims_line = fh.readline().strip().lstrip("\ufeff"), fh.readline().strip()
+    except _COMPRESSION_ERRORS as e:
+        raise _truncated(path, e) from None
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, e) from None
+    if not version.startswith("#1."):
+        raise DataFileError(f"{path}: not a GCT file (first line '{version[:20]}', expected '#1.2')")
+    if version != "#1.2":
+        raise DataFileError(f"{path}: GCT version '{version[:20]}' is not supported, only '#1.2'")
+    dims = dims_line.split()
+    if len(dims) < 2 or not all(d.isdigit() for d in dims[:2]):
+        raise DataFileError(f"{path}: line 2 should be the dimension line '<genes><TAB><samples>', "
+                            f"got '{dims_line[:40]}'")
+    df = _read_delimited(path, "gct", skip_lines=2)
+    df = df.drop(columns=[c for c in df.columns if str(c).lower() == "description"])
+    n_genes, n_samples = int(dims[0]), int(dims[1])
+    if df.shape != (n_genes, n_samples):
+        raise DataFileError(f"{path}: the dimension line says {n_genes} genes x {n_samples} samples, the "
+                            f"table has {df.shape[0]} genes x {df.shape[1]} samples")
     return df.T
-
-
-def _decode(a: np.ndarray) -> np.ndarray:
-    if a.dtype.kind in ("S", "O"):
-        return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in a], dtype=object)
-    return a
 
 
 def _selection(requested, available: pd.Index, what: str, source: str) -> np.ndarray:
@@ -162,6 +387,40 @@ def _selection(requested, available: pd.Index, what: str, source: str) -> np.nda
     return pos
 
 
+def open_hdf5(path: Path, kind: str = "HDF5"):
+    """``h5py.File(path, 'r')``, or a one-line ``TruncatedFileError`` naming the file."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise TruncatedFileError(f"{path}: not a readable {kind} file, truncated or corrupt ({one_line(e)})") from None
+
+
+def archs4_layout(f, path: Path) -> tuple[pd.Index, pd.Index, Any]:
+    """Gene ids, sample ids and the genes x samples ``data/expression`` dataset of an open ARCHS4
+    file, after checking the layout (keys, 1-D id lists matching the matrix's shape)."""
+    if "data/expression" not in f:
+        raise DataFileError(f"{path}: HDF5 file without 'data/expression': not in the ARCHS4 layout "
+                            f"(top-level keys: {', '.join(list(f.keys())[:8]) or 'none'})")
+    gkey = next((k for k in ARCHS4_GENE_KEYS if k in f), None)
+    if gkey is None or ARCHS4_SAMPLE_KEY not in f:
+        raise DataFileError(f"{path}: ARCHS4 file lacks gene symbols ({' or '.join(ARCHS4_GENE_KEYS)}) "
+                            f"or sample ids ({ARCHS4_SAMPLE_KEY})")
+    dset = f["data/expression"]
+    gene_ds, sample_ds = f[gkey], f[ARCHS4_SAMPLE_KEY]
+    if dset.ndim != 2 or gene_ds.ndim != 1 or sample_ds.ndim != 1 or dset.shape != (len(gene_ds), len(sample_ds)):
+        raise DataFileError(f"{path}: data/expression shape {dset.shape} does not match "
+                            f"{gene_ds.shape[0] if gene_ds.ndim else 0} genes x "
+                            f"{sample_ds.shape[0] if sample_ds.ndim else 0} samples ({gkey}, {ARCHS4_SAMPLE_KEY})")
+    try:
+        genes = pd.Index(decode_strings(gene_ds[:], str(path)))
+        samples = pd.Index(decode_strings(sample_ds[:], str(path)))
+    except OSError as e:
+        raise TruncatedFileError(f"{path}: HDF5 ids could not be read, truncated or corrupt ({one_line(e)})") from None
+    return genes, samples, dset
+
+
 def read_archs4(path: Path, samples=None, genes=None,
                 sample_meta: Sequence[str] | None = None) -> ad.AnnData:
     """ARCHS4 HDF5 (genes x samples on disk): reads only the requested samples and genes.
@@ -169,47 +428,67 @@ def read_archs4(path: Path, samples=None, genes=None,
     h5py fancy selection needs increasing indices, so the selection is read sorted and then put
     back in the requested order. Sample metadata from ``meta/samples/*`` goes to ``obs``.
     """
-    import h5py
-
     source = str(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise TruncatedFileError(f"{path}: not a readable HDF5 file, truncated or corrupt ({e})") from None
-    with f:
-        if "data/expression" not in f:
-            raise DataFileError(f"{path}: HDF5 file without 'data/expression': not in the ARCHS4 layout")
-        gkey = next((k for k in ARCHS4_GENE_KEYS if k in f), None)
-        if gkey is None or ARCHS4_SAMPLE_KEY not in f:
-            raise DataFileError(f"{path}: ARCHS4 file lacks gene symbols ({' or '.join(ARCHS4_GENE_KEYS)}) "
-                                f"or sample ids ({ARCHS4_SAMPLE_KEY})")
-        all_genes = pd.Index(_decode(f[gkey][:]))
-        all_samples = pd.Index(_decode(f[ARCHS4_SAMPLE_KEY][:]))
+    with open_hdf5(path) as f:
+        all_genes, all_samples, dset = archs4_layout(f, path)
         gi = _selection(genes, all_genes, "genes", source)
         si = _selection(samples, all_samples, "samples", source)
         gs, g_order = np.unique(gi, return_inverse=True)
         ss, s_order = np.unique(si, return_inverse=True)
-        dset = f["data/expression"]
-        if dset.shape != (len(all_genes), len(all_samples)):
-            raise DataFileError(f"{path}: data/expression shape {dset.shape} does not match "
-                                f"{len(all_genes)} genes x {len(all_samples)} samples")
         try:
             if len(gs) == len(all_genes):
                 block = dset[:, ss] if len(ss) < len(all_samples) else dset[:]
             else:
                 block = dset[gs, :][:, ss] if len(ss) == len(all_samples) else dset[:, ss][gs, :]
+            X = np.asarray(block, dtype=np.float32)[g_order][:, s_order].T
+            obs = pd.DataFrame(index=pd.Index(all_samples[si].astype(str)))
+            meta = f["meta/samples"]
+            keys = sample_meta if sample_meta is not None else [k for k in meta if k != "geo_accession"]
+            for k in keys:
+                d = meta.get(k)
+                if d is not None and getattr(d, "ndim", 0) == 1 and d.shape[0] == len(all_samples):
+                    obs[k] = decode_strings(d[:][si], source) if len(si) else []
         except OSError as e:
-            raise TruncatedFileError(f"{path}: HDF5 data could not be read, truncated or corrupt ({e})") from None
-        X = np.asarray(block, dtype=np.float32)[g_order][:, s_order].T
-        obs = pd.DataFrame(index=pd.Index(all_samples[si].astype(str)))
-        meta = f["meta/samples"]
-        keys = sample_meta if sample_meta is not None else [k for k in meta if k != "geo_accession"]
-        for k in keys:
-            d = meta.get(k)
-            if d is not None and d.ndim == 1 and d.shape[0] == len(all_samples):
-                obs[k] = _decode(d[:][si]) if len(si) else []
+            raise TruncatedFileError(f"{path}: HDF5 data could not be read, truncated or corrupt ({one_line(e)})") from None
     var = pd.DataFrame(index=pd.Index(all_genes[gi].astype(str)))
     return ad.AnnData(X=X, obs=obs, var=var)
+
+
+def check_h5ad(path: Path) -> None:
+    """Refuse, naming the file, an HDF5 file that is not AnnData before anndata trips over it."""
+    with open_hdf5(path, "h5ad") as f:
+        keys = list(f.keys())
+    if "obs" not in keys or "var" not in keys:
+        raise DataFileError(f"{path}: HDF5 file but not an AnnData h5ad (no obs/var groups; top-level keys: "
+                            f"{', '.join(keys[:8]) or 'none'})")
+    if "X" not in keys:
+        raise DataFileError(f"{path}: h5ad file has no X matrix (only {', '.join(keys[:8])})")
+
+
+@contextlib.contextmanager
+def _duplicate_names_allowed():
+    """Silence anndata's 'names are not unique' warning: ``read`` merges duplicate genes and
+    refuses duplicate samples right after, naming them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*names are not unique")
+        yield
+
+
+def _read_h5ad(path: Path) -> ad.AnnData:
+    check_h5ad(path)
+    try:
+        with _duplicate_names_allowed():
+            adata = ad.read_h5ad(path)
+    except MemoryError:
+        raise
+    except Exception as e:  # anndata raises many types on malformed content; none is a bug of ours
+        raise TruncatedFileError(f"{path}: not a readable h5ad file, truncated or corrupt ({one_line(e)})") from None
+    if adata.X is None:
+        raise DataFileError(f"{path}: h5ad file has no X matrix")
+    if hasattr(adata.X, "toarray"):
+        adata.X = adata.X.toarray()
+    adata.X = np.asarray(adata.X, dtype=np.float32)
+    return adata
 
 
 def read(path: str | os.PathLike, *, format: str | None = None, orientation: str = "auto",
@@ -223,28 +502,29 @@ def read(path: str | os.PathLike, *, format: str | None = None, orientation: str
     """
     path = Path(path)
     _check_file(path)
+    if orientation not in ORIENTATIONS:
+        raise ConfigError(f"{path}: orientation must be one of {', '.join(ORIENTATIONS)}, got '{orientation}'")
     fmt = format or detect_format(path)
+    if fmt not in FORMATS.values():
+        raise UnknownFormatError(f"{path}: unknown format '{fmt}'; supported: {', '.join(sorted(set(FORMATS.values())))}")
     source = str(path)
     if fmt == "h5ad":
-        try:
-            adata = ad.read_h5ad(path)
-        except (OSError, KeyError, ValueError) as e:
-            raise TruncatedFileError(f"{path}: not a readable h5ad file, truncated or corrupt ({e})") from None
-        if hasattr(adata.X, "toarray"):
-            adata.X = adata.X.toarray()
-        adata.X = np.asarray(adata.X, dtype=np.float32)
+        adata = _read_h5ad(path)
     elif fmt == "archs4":
         adata = read_archs4(path, samples=samples, genes=genes)
         samples = genes = None  # already applied on disk
     else:
         df = _read_gct(path) if fmt == "gct" else _read_table(path, fmt, orientation, sample_id_column)
+        check_unique_samples(df.index, source)
         X = _numeric_frame(df, source)
-        adata = ad.AnnData(X=X, obs=pd.DataFrame(index=df.index), var=pd.DataFrame(index=df.columns))
+        with _duplicate_names_allowed():
+            adata = ad.AnnData(X=X, obs=pd.DataFrame(index=df.index), var=pd.DataFrame(index=df.columns))
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise DataFileError(f"{path}: no samples or no genes ({adata.n_obs} x {adata.n_vars})")
-    adata.obs_names = adata.obs_names.astype(str)
-    check_unique_samples(adata.obs_names, source)
-    adata.var_names = strip_version(list(adata.var_names.astype(str)))
+    with _duplicate_names_allowed():
+        adata.obs_names = adata.obs_names.astype(str)
+        check_unique_samples(adata.obs_names, source)
+        adata.var_names = strip_version(list(adata.var_names.astype(str)))
     adata = collapse_duplicates(adata, duplicate_genes, source)
     if samples is not None:
         adata = adata[_selection(samples, pd.Index(adata.obs_names), "samples", source)].copy()
@@ -285,24 +565,49 @@ MATCH_MODES = {"exact": None, "tcga_sample": "sample", "tcga_patient": "patient"
 
 
 def _read_sheet(path: Path) -> pd.DataFrame:
+    """A sample sheet (csv / tsv / parquet) as strings, with its header's names as written."""
     _check_file(path)
     fmt = detect_format(path)
-    try:
-        if fmt == "parquet":
-            df = pd.read_parquet(path)
-            if not isinstance(df.index, pd.RangeIndex):
-                df = df.reset_index()
-        elif fmt in ("csv", "tsv"):
-            df = pd.read_csv(path, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=True)
-        else:
-            raise UnknownFormatError(f"{path}: sample sheets must be csv, tsv or parquet")
-    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise TruncatedFileError(f"{path}: compressed file is truncated or corrupt ({e})") from None
-    except pd.errors.EmptyDataError:
-        raise DataFileError(f"{path}: sample sheet has no data") from None
-    if df.empty:
-        raise DataFileError(f"{path}: sample sheet has no rows")
+    if fmt == "parquet":
+        df = _read_parquet(path, "sample sheet")
+        if not isinstance(df.index, pd.RangeIndex):
+            df = df.reset_index()
+        if df.empty:
+            raise DataFileError(f"{path}: sample sheet has no data rows")
+    elif fmt in ("csv", "tsv"):
+        df = _read_delimited(path, fmt, index_col=None, as_strings=True, what="sample sheet")
+    else:
+        raise UnknownFormatError(f"{path}: sample sheets must be csv, tsv or parquet, not {fmt}")
+    _check_unique_columns(df, str(path))
     return df
+
+
+def _check_unique_columns(sheet: pd.DataFrame, source: str) -> None:
+    names = pd.Index(sheet.columns)
+    if not names.is_unique:
+        dup = names[names.duplicated()][0]
+        raise LabelColumnError(f"{source}: column '{dup}' appears {int((names == dup).sum())} times in the "
+                               "header; rename all but one")
+
+
+def _check_consistent_duplicates(sheet: pd.DataFrame, keys: pd.Series, keep: list, source: str,
+                                 match: str) -> None:
+    """Rows sharing a sample id must agree on every label kept: otherwise which row wins would be an
+    accident of row order."""
+    dup = keys.duplicated(keep=False).to_numpy()
+    if not dup.any() or not keep:
+        return
+    rows = sheet.loc[dup, keep].astype(object).where(sheet.loc[dup, keep].notna(), "<missing>")
+    counts = rows.groupby(keys[dup].to_numpy(), sort=False).nunique()
+    conflict = counts.to_numpy() > 1
+    if conflict.any():
+        r, c = np.argwhere(conflict)[0]
+        key, col = counts.index[r], counts.columns[c]
+        values = rows[col][(keys[dup] == key).to_numpy()].unique()
+        level = "" if match == "exact" else f" (as compared by match='{match}')"
+        raise LabelColumnError(f"{source}: sample id '{key}'{level} has {len(values)} different values in "
+                               f"column '{col}' ({', '.join(map(repr, map(str, values[:3])))}); keep one row per "
+                               "sample, or select the columns to join")
 
 
 def add_labels(adata: ad.AnnData, labels: str | os.PathLike | pd.DataFrame, *, id_column: str | None = None,
@@ -318,6 +623,7 @@ def add_labels(adata: ad.AnnData, labels: str | os.PathLike | pd.DataFrame, *, i
         sheet, source = _read_sheet(Path(labels)), str(labels)
     if match not in MATCH_MODES:
         raise LabelColumnError(f"match must be one of {', '.join(MATCH_MODES)}, got '{match}'")
+    _check_unique_columns(sheet, source)
     id_column = id_column or sheet.columns[0]
     if id_column not in sheet.columns:
         raise LabelColumnError(f"{source}: id column '{id_column}' not found; columns: {', '.join(map(str, sheet.columns))}")
@@ -328,8 +634,10 @@ def add_labels(adata: ad.AnnData, labels: str | os.PathLike | pd.DataFrame, *, i
                                    f"{', '.join(map(str, sheet.columns))}")
     keep = [c for c in (columns if columns is not None else sheet.columns) if c != id_column]
     level = MATCH_MODES[match]
+    sheet = sheet[sheet[id_column].notna().to_numpy()]  # rows without an id label nothing
     key_of = (lambda s: str(s)) if level is None else (lambda s: tcga_id(s, level))
     sheet_keys = sheet[id_column].astype(str).map(key_of)
+    _check_consistent_duplicates(sheet, sheet_keys, keep, source, match)
     sheet = sheet.assign(_key=sheet_keys.to_numpy()).drop_duplicates("_key").set_index("_key")[keep]
     sample_keys = pd.Index([key_of(s) for s in adata.obs_names])
     pos = sheet.index.get_indexer(sample_keys)
@@ -390,7 +698,8 @@ def load_data(path_or_name: str | os.PathLike, *, labels=None, label_id_column: 
 def summarize(adata: ad.AnnData, max_classes: int = 50) -> dict[str, Any]:
     """What `exprssl info` prints: shape, value range and scale, label columns with class counts."""
     X = np.asarray(adata.X)
-    scale = guess_scale(X)
+    scale = guess_scale(X, source=str(adata.uns.get("exprssl", {}).get("source", "data")),
+                        samples=adata.obs_names, genes=adata.var_names)
     sentences = {"counts": "looks like raw counts (CPM + log2 by default)",
                  "log": "looks log-scale (not logged again)",
                  "linear": "looks linear-scale, e.g. TPM/FPKM (log2 by default)",

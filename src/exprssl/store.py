@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .errors import ConfigError, DataFileError, TruncatedFileError
+from .errors import ConfigError, DataFileError, OutputPathError, TruncatedFileError
 from .genes import strip_version
-from .io import ARCHS4_GENE_KEYS, ARCHS4_SAMPLE_KEY, _decode, detect_format, read
+from .io import archs4_layout, check_h5ad, decode_strings, detect_format, one_line, open_hdf5, read
 from .utils import atomic_path
+from .validation import check_unique_samples
 
 log = logging.getLogger("exprssl")
 STORE_FORMAT = "exprssl-store-1"
@@ -37,59 +38,75 @@ def _string_dataset(f: h5py.File, name: str, values) -> None:
 
 
 def convert(src: str | os.PathLike, out: str | os.PathLike, *, chunk_rows: int = 256,
-            block_samples: int = 2048, progress=None) -> Path:
+            block_samples: int = 2048, progress=None, orientation: str = "auto") -> Path:
     """Write ``src`` as a sample-major store at ``out`` (atomically), streaming in sample blocks.
 
     ARCHS4 HDF5 and h5ad inputs are streamed (``block_samples`` samples in memory at a time);
-    tables (csv/tsv/parquet/gct) are read whole first, as they fit in memory by nature.
+    tables (csv/tsv/parquet/gct, laid out per ``orientation``) are read whole first, as they fit in
+    memory by nature. The source is checked (layout, ids, duplicate genes) before anything is
+    written; a read error midway leaves no output behind.
     """
     src, out = Path(src), Path(out)
     if not src.exists():
         raise DataFileError(f"{src}: no such file")
+    if out.exists() and out.resolve() == src.resolve():
+        raise OutputPathError(f"{out}: the output would replace the input; choose another --out")
+    if out.is_dir():
+        raise OutputPathError(f"{out}: is a directory; the store is one file, e.g. {out / 'store.h5'}")
     fmt = detect_format(src)
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["format"] = STORE_FORMAT
-        f.attrs["source"] = str(src)
-        if fmt == "archs4":
-            try:
-                g = h5py.File(src, "r")
-            except OSError as e:
-                raise TruncatedFileError(f"{src}: not a readable HDF5 file ({e})") from None
-            with g:
-                gkey = next((k for k in ARCHS4_GENE_KEYS if k in g), None)
-                if gkey is None or "data/expression" not in g or ARCHS4_SAMPLE_KEY not in g:
-                    raise DataFileError(f"{src}: not in the ARCHS4 layout (data/expression, {ARCHS4_SAMPLE_KEY})")
-                genes = strip_version(list(_decode(g[gkey][:])))
-                samples = _decode(g[ARCHS4_SAMPLE_KEY][:])
-                dset = g["data/expression"]
-                n_genes, n = dset.shape
-                X = _create(f, n, n_genes, chunk_rows)
-                for s0 in range(0, n, block_samples):
-                    s1 = min(n, s0 + block_samples)
-                    X[s0:s1] = np.asarray(dset[:, s0:s1], dtype=np.float32).T
-                    if progress:
-                        progress(s1, n)
-        elif fmt == "h5ad":
-            import anndata as ad
-
-            a = ad.read_h5ad(src, backed="r")
-            genes, samples = strip_version(list(a.var_names)), list(a.obs_names)
-            X = _create(f, a.n_obs, a.n_vars, chunk_rows)
-            for s0 in range(0, a.n_obs, block_samples):
-                s1 = min(a.n_obs, s0 + block_samples)
-                block = a.X[s0:s1]
-                X[s0:s1] = np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float32)
-            a.file.close()
-        else:
-            a = read(src)
-            genes, samples = list(a.var_names), list(a.obs_names)
-            X = _create(f, a.n_obs, a.n_vars, chunk_rows)
-            X[:] = a.X
+    with _open_source(src, fmt, orientation) as (genes, samples, read_block):
         if len(set(genes)) != len(genes):
             raise DataFileError(f"{src}: duplicated gene ids; collapse them first (exprssl.read, then write h5ad)")
-        _string_dataset(f, "genes", genes)
-        _string_dataset(f, "samples", samples)
+        check_unique_samples(samples, str(src))
+        n = len(samples)
+        with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+            f.attrs["format"] = STORE_FORMAT
+            f.attrs["source"] = str(src)
+            X = _create(f, n, len(genes), chunk_rows)
+            for s0 in range(0, n, block_samples):
+                s1 = min(n, s0 + block_samples)
+                try:
+                    X[s0:s1] = read_block(s0, s1)
+                except OSError as e:
+                    raise TruncatedFileError(f"{src}: samples {s0}..{s1 - 1} could not be read, truncated or "
+                                             f"corrupt ({one_line(e)})") from None
+                if progress:
+                    progress(s1, n)
+            _string_dataset(f, "genes", genes)
+            _string_dataset(f, "samples", samples)
     return out
+
+
+@contextmanager
+def _open_source(src: Path, fmt: str, orientation: str):
+    """``(genes, samples, read_block(s0, s1) -> float32 samples x genes)`` for ``convert``, after
+    checking the source's layout; the file stays open while the caller copies the blocks."""
+    if fmt == "archs4":
+        with open_hdf5(src) as g:
+            genes, samples, dset = archs4_layout(g, src)
+            yield (list(strip_version(list(genes))), list(samples),
+                   lambda s0, s1: np.asarray(dset[:, s0:s1], dtype=np.float32).T)
+    elif fmt == "h5ad":
+        import anndata as ad
+
+        check_h5ad(src)
+        try:
+            a = ad.read_h5ad(src, backed="r")
+        except MemoryError:
+            raise
+        except Exception as e:  # anndata raises many types on malformed content; none is a bug of ours
+            raise TruncatedFileError(f"{src}: not a readable h5ad file, truncated or corrupt ({one_line(e)})") from None
+        try:
+            def block(s0: int, s1: int) -> np.ndarray:
+                b = a.X[s0:s1]
+                return np.asarray(b.toarray() if hasattr(b, "toarray") else b, dtype=np.float32)
+
+            yield strip_version(list(a.var_names)), list(a.obs_names), block
+        finally:
+            a.file.close()
+    else:
+        a = read(src, orientation=orientation)
+        yield list(a.var_names), list(a.obs_names), lambda s0, s1: a.X[s0:s1]
 
 
 def _create(f: h5py.File, n: int, d: int, chunk_rows: int):
@@ -168,6 +185,7 @@ class _RowReader:
     CSR group (through anndata's backed sparse dataset, which reads only the rows' entries)."""
 
     def __init__(self, node, path: Path):
+        self._path = path
         if isinstance(node, h5py.Dataset):
             self._sparse, self._X = False, node
             return
@@ -180,7 +198,11 @@ class _RowReader:
         self._sparse, self._X = True, sparse_dataset(node)
 
     def __getitem__(self, idx) -> np.ndarray:
-        block = self._X[idx]
+        try:
+            block = self._X[idx]
+        except OSError as e:  # a chunk that no longer decompresses: the file changed or is damaged
+            raise TruncatedFileError(f"{self._path}: rows could not be read, truncated or corrupt "
+                                     f"({one_line(e)})") from None
         if self._sparse:
             block = block.toarray()
         return np.asarray(block, dtype=np.float32)
@@ -204,9 +226,12 @@ class ExpressionStore:
                         raise DataFileError(f"{self.path}: not an exprssl store (make one with `exprssl convert`)")
                     self.shape = f["X"].shape
                     self.chunk_rows = f["X"].chunks[0]
-                    self.genes = list(_decode(f["genes"][:]))
+                    self.genes = list(decode_strings(f["genes"][:], str(self.path)))
         except OSError as e:
-            raise TruncatedFileError(f"{self.path}: not a readable HDF5 file ({e})") from None
+            raise TruncatedFileError(f"{self.path}: not a readable HDF5 file ({one_line(e)})") from None
+        except (KeyError, TypeError, ValueError, IndexError) as e:  # the groups or attributes are not as written
+            kind = "h5ad file" if self.is_h5ad else "exprssl store"
+            raise DataFileError(f"{self.path}: not a readable {kind} ({one_line(e)})") from None
         self.source = str(self.path)
 
     def _open_h5ad(self, f: h5py.File) -> None:
@@ -259,7 +284,7 @@ class ExpressionStore:
                 obs = read_elem(f["obs"])
                 obs.index = obs.index.astype(str)
                 return obs
-            ids = list(_decode(f["samples"][:]))
+            ids = list(decode_strings(f["samples"][:], str(self.path)))
         return pd.DataFrame(index=pd.Index(ids))
 
     @property

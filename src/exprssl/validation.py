@@ -18,7 +18,8 @@ from .errors import (
 )
 
 
-def _where(i: int, j: int, samples: Sequence | None, genes: Sequence | None) -> str:
+def describe_position(i: int, j: int, samples: Sequence | None = None, genes: Sequence | None = None) -> str:
+    """'sample S3, gene TP53' for cell (i, j), falling back to positions when names are unknown."""
     return (f"sample {samples[i] if samples is not None else i}, "
             f"gene {genes[j] if genes is not None else j}")
 
@@ -43,17 +44,18 @@ def check_matrix(X, source: str = "data", *, samples: Sequence | None = None, ge
         if bad.any():  # the sum can also overflow on finite float32 values near the maximum
             i, j = np.argwhere(bad)[0]
             raise InvalidValuesError(f"{source}: {int(bad.sum())} NaN/inf values (first at "
-                                     f"{_where(i, j, samples, genes)})")
+                                     f"{describe_position(i, j, samples, genes)}); empty cells read as NaN")
     if counts_expected and X.size and X.min() < 0:
         i, j = np.argwhere(X < 0)[0]
         raise NegativeCountsError(f"{source}: {int((X < 0).sum())} negative values where raw counts are "
-                                  f"expected (first {X[i, j]:g} at {_where(i, j, samples, genes)})")
+                                  f"expected (first {X[i, j]:g} at {describe_position(i, j, samples, genes)})")
     return X
 
 
 def check_unique_samples(names, source: str = "data") -> None:
+    """Refuse repeated sample ids, naming them: joins, splits and labels all key on the id."""
     names = pd.Index(names)
     if not names.is_unique:
         dups = names[names.duplicated()].unique()
         raise DuplicateSamplesError(f"{source}: {len(dups)} duplicated sample ids, e.g. "
-                                    f"{', '.join(map(str, dups[:5]))}")
+                                    f"{', '.join(map(str, dups[:5]))}; each sample must appear once")

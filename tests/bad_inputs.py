@@ -1,0 +1,227 @@
+"""A corpus of bad input files a user could plausibly feed exprssl, for table-driven tests.
+
+Not a test module: ``tests/test_io_bad_inputs.py`` runs the corpus through the Python API, and the
+CLI tests can run the same files through every command. Each case says which reader it targets:
+
+- ``"data"``: an expression file (``exprssl.io.read`` / ``load_data``; ``exprssl info PATH``);
+- ``"labels"``: a sample sheet joined to the good expression file ``case.data``
+  (``exprssl.add_labels``; ``exprssl info DATA --labels PATH``);
+- ``"convert"``: a source for ``exprssl.store.convert`` (``exprssl convert PATH --out OUT``).
+
+Every case must raise ``case.error`` (an ``ExprsslError`` subclass) with a one-line message that
+names ``case.path`` and contains ``case.expect``.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import NamedTuple
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+
+from exprssl.errors import (
+    DataFileError,
+    DuplicateSamplesError,
+    ExprsslError,
+    InvalidValuesError,
+    LabelColumnError,
+    LabelMatchError,
+    NonNumericError,
+    TruncatedFileError,
+    UnknownFormatError,
+)
+
+KINDS = ("data", "labels", "convert")
+
+
+class BadInput(NamedTuple):
+    path: Path
+    kind: str
+    error: type[ExprsslError]
+    expect: str
+    data: Path | None = None  # the good expression file a "labels" sheet is joined to
+
+
+def good_counts(n_samples: int = 30, n_genes: int = 60, seed: int = 0) -> pd.DataFrame:
+    """The issue's reference table: Poisson(150) counts, samples S0.. x genes G0.."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.poisson(150, (n_samples, n_genes)),
+                        index=pd.Index([f"S{i}" for i in range(n_samples)], name="sample"),
+                        columns=[f"G{i}" for i in range(n_genes)])
+
+
+def _binary(n: int = 4096, seed: int = 1) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def _write_archs4(path: Path, n_genes: int = 20, n_samples: int = 30, gene_ids: int | None = None) -> None:
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data/expression", data=rng.integers(0, 500, (n_genes, n_samples)).astype(np.uint32),
+                         chunks=(n_genes, 5), compression="gzip")
+        f.create_dataset("meta/genes/symbol",
+                         data=np.array([f"G{i}" for i in range(gene_ids or n_genes)], dtype="S"))
+        f.create_dataset("meta/samples/geo_accession",
+                         data=np.array([f"GSM{i}" for i in range(n_samples)], dtype="S"))
+
+
+def _corrupt_middle(path: Path) -> None:
+    """Overwrite the middle third with garbage, keeping the file's length and header."""
+    data = bytearray(path.read_bytes())
+    third = len(data) // 3
+    data[third:2 * third] = _binary(third, seed=7)
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
+    """Write every bad input under ``tmp_path`` (plus the good ``good.csv`` that sheets join to)."""
+    tmp = Path(tmp_path)
+    frame = good_counts()
+    good = tmp / "good.csv"
+    frame.to_csv(good)
+    text = good.read_text()
+    cases: dict[str, BadInput] = {}
+
+    def data(name: str, error, expect: str, kind: str = "data") -> Path:
+        p = tmp / kind / name
+        p.parent.mkdir(exist_ok=True)
+        cases[f"{kind}:{name}"] = BadInput(p, kind, error, expect, good if kind == "labels" else None)
+        return p
+
+    # ---------------------------------------------------------------- expression files
+    data("missing.csv", DataFileError, "no such file")
+    data("empty.csv", DataFileError, "file is empty").write_bytes(b"")
+    data("directory.csv", DataFileError, "is a directory").mkdir()
+    data("binary.csv", DataFileError, "not a text file").write_bytes(_binary())
+    data("utf16_no_bom.tsv", DataFileError, "not a text file").write_bytes(
+        frame.to_csv(sep="\t").encode("utf-16-le"))
+    data("latin1.csv", DataFileError, "not UTF-8").write_bytes(text.replace("G5,", "Gène5,").encode("latin-1"))
+    data("not_gzip.csv.gz", TruncatedFileError, "gzip").write_text(text)
+    truncated_gz = data("truncated.csv.gz", TruncatedFileError, "truncated")
+    pd.DataFrame(np.random.default_rng(0).random((200, 300))).to_csv(truncated_gz, compression="gzip")
+    _truncate(truncated_gz)
+    data("empty.csv.gz", DataFileError, "file is empty").write_bytes(gzip.compress(b""))
+    data("gzip_named.csv", DataFileError, "looks like gzip-compressed data").write_bytes(gzip.compress(text.encode()))
+    data("excel_named.csv", DataFileError, "Excel workbook").write_bytes(b"PK\x03\x04" + _binary(200))
+    data("blank_first_line.csv", DataFileError, "first line is empty").write_text("\n" + text)
+    data("whitespace_only.tsv", DataFileError, "first line is empty").write_text("  \n\n \n")
+    data("header_unclosed_quote.csv", DataFileError, "could not parse").write_text('"' + text)
+    data("unnamed_column.csv", DataFileError, "no name").write_text(text.replace(",G3,", ",,", 1))
+    data("header_only.csv", DataFileError, "no data rows").write_text(text.splitlines()[0] + "\n")
+    data("only_ids.csv", DataFileError, "no value columns").write_text(
+        "sample\n" + "\n".join(frame.index) + "\n")
+    lines = text.splitlines()
+    data("ragged_long.csv", DataFileError, "fields").write_text(
+        "\n".join(lines[:4] + [lines[4] + ",7,8"] + lines[5:]) + "\n")
+    data("ragged_short.csv", InvalidValuesError, "sample S3").write_text(
+        "\n".join(lines[:4] + [lines[4].rsplit(",", 2)[0]] + lines[5:]) + "\n")
+    data("unclosed_quote.csv", DataFileError, "could not parse").write_text(
+        "\n".join(lines[:3] + ['S2,"12,13'] + lines[4:]) + "\n")
+    bad = frame.astype(object)
+    bad.iloc[3, 7] = "high"
+    bad.to_csv(data("non_numeric.csv", NonNumericError, "'high' at row 'S3', column 'G7'"))
+    bad = frame.astype(float)
+    bad.iloc[2, 5] = np.nan
+    bad.to_csv(data("nan.csv", InvalidValuesError, "sample S2, gene G5"))
+    dup = frame.copy()
+    dup.index = [*frame.index[:-1], "S1"]
+    dup.T.to_csv(data("dup_samples_in_header.csv", DuplicateSamplesError, "S1"))
+    dup.to_csv(data("dup_samples_in_column.csv", DuplicateSamplesError, "S1"))
+    data("fake.parquet", TruncatedFileError, "not a readable parquet").write_text(text)
+    pd.DataFrame(index=pd.RangeIndex(3)).to_parquet(data("no_columns.parquet", DataFileError, "no data"))
+    data("unknown.xlsx", UnknownFormatError, "unknown format").write_text(text)
+    data("no_extension", UnknownFormatError, "unknown format").write_text(text)
+
+    gct_body = frame.T.copy()
+    gct_body.insert(0, "Description", "na")
+    gct_text = gct_body.to_csv(sep="\t", index_label="Name")
+    data("binary.gct", DataFileError, "not a text file").write_bytes(_binary())
+    data("header_only.gct", DataFileError, "no data rows").write_text(
+        f"#1.2\n60\t30\n{gct_text.splitlines()[0]}\n")
+    data("version_only.gct", DataFileError, "dimension line").write_text("#1.2\n")
+    data("bad_quote.gct", DataFileError, "could not parse").write_text(
+        f"#1.2\n60\t30\n{gct_text.replace('na', chr(34) + 'na', 1)}")
+    data("wrong_dims.gct", DataFileError, "dimension line says 50 genes x 30 samples").write_text(
+        f"#1.2\n50\t30\n{gct_text}")
+    data("bad_dims_line.gct", DataFileError, "dimension line").write_text(f"#1.2\nrows cols\n{gct_text}")
+
+    with h5py.File(data("not_anndata.h5ad", DataFileError, "not an AnnData"), "w") as f:
+        f.create_dataset("matrix", data=np.ones((3, 3)))
+    data("text.h5ad", TruncatedFileError, "not a readable h5ad").write_text(text)
+    h5ad = data("truncated.h5ad", TruncatedFileError, "truncated")
+    ad.AnnData(frame.astype(np.float32)).write_h5ad(h5ad)
+    _truncate(h5ad)
+    with h5py.File(data("not_archs4.h5", DataFileError, "ARCHS4"), "w") as f:
+        f.create_dataset("matrix", data=np.ones((3, 3)))
+    data("text.h5", TruncatedFileError, "not a readable HDF5").write_text(text)
+    _write_archs4(data("archs4_gene_count_mismatch.h5", DataFileError, "does not match"), gene_ids=15)
+    archs4 = data("archs4_corrupt_chunks.h5", TruncatedFileError, "corrupt")
+    _write_archs4(archs4, n_genes=400, n_samples=200)
+    _corrupt_middle(archs4)
+
+    # ---------------------------------------------------------------- sample sheets
+    sheet = pd.DataFrame({"sample": frame.index, "tissue": ["lung", "liver"] * 15})
+    sheet_text = sheet.to_csv(index=False)
+
+    def labels(name: str, error, expect: str) -> Path:
+        return data(name, error, expect, kind="labels")
+
+    labels("missing.csv", DataFileError, "no such file")
+    labels("empty.csv", DataFileError, "file is empty").write_bytes(b"")
+    labels("directory.tsv", DataFileError, "is a directory").mkdir()
+    labels("binary.csv", DataFileError, "not a text file").write_bytes(_binary())
+    labels("binary.tsv", DataFileError, "not a text file").write_bytes(_binary(seed=3))
+    labels("utf16_no_bom.csv", DataFileError, "not a text file").write_bytes(sheet_text.encode("utf-16-le"))
+    labels("fake.parquet", TruncatedFileError, "not a readable parquet").write_text(sheet_text)
+    pd.DataFrame(index=pd.RangeIndex(3)).to_parquet(labels("no_columns.parquet", DataFileError, "no data"))
+    labels("not_gzip.csv.gz", TruncatedFileError, "gzip").write_text(sheet_text)
+    sheet_lines = sheet_text.splitlines()
+    labels("unclosed_quote.csv", DataFileError, "could not parse").write_text(
+        "\n".join(sheet_lines[:3] + ['S2,"lung'] + sheet_lines[4:]) + "\n")
+    labels("unclosed_quote.tsv", DataFileError, "could not parse").write_text(
+        "\n".join(sheet_lines[:3] + ['S2\t"lung'] + sheet_lines[4:]).replace(",", "\t") + "\n")
+    labels("header_only.csv", DataFileError, "no data rows").write_text("sample,tissue\n")
+    labels("blank_first_line.csv", DataFileError, "first line is empty").write_text("\n" + sheet_text)
+    labels("hdf5_named.csv", DataFileError, "looks like an HDF5 file").write_bytes(b"\x89HDF\r\n\x1a\n" + _binary(64))
+    labels("no_id_column.csv", LabelMatchError, "no sample id matches").write_text(
+        sheet[["tissue"]].assign(stage="I").to_csv(index=False))
+    labels("duplicate_column.csv", LabelColumnError, "'tissue'").write_text(
+        sheet.assign(t2=sheet["tissue"]).to_csv(index=False).replace("t2", "tissue", 1))
+    conflicting = pd.concat([sheet, pd.DataFrame({"sample": ["S4"], "tissue": ["skin"]})])
+    labels("conflicting_ids.csv", LabelColumnError, "S4").write_text(conflicting.to_csv(index=False))
+    labels("unknown.xlsx", UnknownFormatError, "unknown format").write_text(sheet_text)
+    ad.AnnData(frame.astype(np.float32)).write_h5ad(labels("sheet.h5ad", UnknownFormatError, "csv, tsv or parquet"))
+
+    # ---------------------------------------------------------------- exprssl convert sources
+    def source(name: str, error, expect: str) -> Path:
+        return data(name, error, expect, kind="convert")
+
+    source("missing.h5", DataFileError, "no such file")
+    h5ad = source("truncated.h5ad", TruncatedFileError, "truncated")
+    ad.AnnData(frame.astype(np.float32)).write_h5ad(h5ad)
+    _truncate(h5ad)
+    source("text.h5ad", TruncatedFileError, "not a readable h5ad").write_text(text)
+    with h5py.File(source("not_anndata.h5ad", DataFileError, "not an AnnData"), "w") as f:
+        f.create_dataset("matrix", data=np.ones((3, 3)))
+    with h5py.File(source("not_archs4.h5", DataFileError, "ARCHS4"), "w") as f:
+        f.create_dataset("matrix", data=np.ones((3, 3)))
+    source("text.h5", TruncatedFileError, "not a readable HDF5").write_text(text)
+    _write_archs4(source("archs4_gene_count_mismatch.h5", DataFileError, "does not match"), gene_ids=15)
+    archs4 = source("archs4_corrupt_chunks.h5", TruncatedFileError, "corrupt")
+    _write_archs4(archs4, n_genes=400, n_samples=200)
+    _corrupt_middle(archs4)
+    source("binary.csv", DataFileError, "not a text file").write_bytes(_binary())
+    source("directory.csv", DataFileError, "is a directory").mkdir()
+    with gzip.open(source("truncated.tsv.gz", TruncatedFileError, "truncated"), "wt") as fh:
+        fh.write(frame.T.to_csv(sep="\t") * 20)
+    _truncate(cases["convert:truncated.tsv.gz"].path)
+    return cases
