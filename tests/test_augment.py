@@ -147,10 +147,12 @@ def test_pool_is_capped_and_not_saved(pool):
 
 
 def test_errors():
-    with pytest.raises(ConfigError, match="unknown replacement source 'noise'"):
+    with pytest.raises(ConfigError, match="replacement must be one of 'marginal', .*, got 'noise'"):
         Corruptor(0.3, "noise")
-    with pytest.raises(ConfigError, match="rate"):
+    with pytest.raises(ConfigError, match=r"corruption_rate must be a finite number in \[0, 1\], got 1.3"):
         Corruptor(1.3)
+    with pytest.raises(ConfigError, match="corruption_mode must be one of 'fixed', 'bernoulli', got 'sometimes'"):
+        Corruptor(0.3, "zero", "sometimes")
     with pytest.raises(RuntimeError, match="fit"):
         Corruptor(0.3, "marginal")(torch.zeros(2, 3))
 

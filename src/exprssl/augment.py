@@ -72,10 +72,12 @@ def _as_numpy(t: torch.Tensor) -> np.ndarray | None:
 
 
 def _check(rate: float, mode: str) -> None:
+    """The same checks and wording as the methods' options (``corruption_rate``, ``corruption_mode``);
+    rates 0 and 1 are allowed here (no / full corruption), methods ask for a rate in (0, 1)."""
     if not 0 <= rate <= 1:
-        raise ConfigError(f"corruption rate must be in [0, 1], got {rate}")
+        raise ConfigError(f"corruption_rate must be a finite number in [0, 1], got {rate!r}")
     if mode not in MODES:
-        raise ConfigError(f"unknown corruption mode '{mode}'; available: {', '.join(MODES)}")
+        raise ConfigError(f"corruption_mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
 
 
 def _select_numpy(rng: np.random.Generator, rows: int, d: int, rate: float, mode: str, need_cols: bool = True,
@@ -170,7 +172,7 @@ class Corruptor(nn.Module):
                  max_pool: int = 20_000):
         super().__init__()
         if source not in SOURCES:
-            raise ConfigError(f"unknown replacement source '{source}'; available: {', '.join(SOURCES)}")
+            raise ConfigError(f"replacement must be one of {', '.join(map(repr, SOURCES))}, got {source!r}")
         _check(rate, mode)
         self.rate, self.source, self.mode, self.max_pool = float(rate), source, mode, int(max_pool)
         self.register_buffer("pool", torch.empty(0), persistent=False)

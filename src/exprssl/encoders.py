@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
+
+# The encoder of Dradjat et al. (2025): 4 blocks of 256 units, dropout 0.2. The one definition
+# of the default: method options, the benchmark and the baselines read it from here.
+DEFAULT_HIDDEN_DIMS: tuple[int, ...] = (256, 256, 256, 256)
+DEFAULT_DROPOUT: float = 0.2
+
+
+def default_encoder() -> dict[str, Any]:
+    """The default encoder's options as a fresh JSON-able dict: ``{"hidden_dims": [...], "dropout": ...}``."""
+    return {"hidden_dims": list(DEFAULT_HIDDEN_DIMS), "dropout": DEFAULT_DROPOUT}
 
 
 def _block(in_dim: int, out_dim: int, batchnorm: bool, dropout: float) -> list[nn.Module]:
@@ -20,11 +31,11 @@ def _block(in_dim: int, out_dim: int, batchnorm: bool, dropout: float) -> list[n
 class MLPEncoder(nn.Sequential):
     """[Linear -> BatchNorm -> ReLU -> Dropout] blocks; the embedding is the last block's output.
 
-    The default (4 x 256, dropout 0.2) is the encoder of Dradjat et al. (2025).
+    The default (``DEFAULT_HIDDEN_DIMS``, ``DEFAULT_DROPOUT``) is the encoder of Dradjat et al. (2025).
     """
 
-    def __init__(self, n_genes: int, hidden_dims: Sequence[int] = (256, 256, 256, 256),
-                 dropout: float = 0.2, batchnorm: bool = True):
+    def __init__(self, n_genes: int, hidden_dims: Sequence[int] = DEFAULT_HIDDEN_DIMS,
+                 dropout: float = DEFAULT_DROPOUT, batchnorm: bool = True):
         dims = [int(n_genes), *map(int, hidden_dims)]
         if len(dims) < 2:
             raise ValueError("hidden_dims needs at least one layer")

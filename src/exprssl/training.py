@@ -10,17 +10,24 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import numbers
+import os
+import typing
 import warnings
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import ConfigError
+from .errors import ConfigError, TrainingDivergedError
+from .losses import LossOutput
+from .methods.options import OptionValueError, describe, option, validate_options
 
 log = logging.getLogger("exprssl")
 
@@ -48,41 +55,131 @@ def build_optimizer(params, optimizer: str = "adam", lr: float = 1e-3, weight_de
     return OPTIMIZERS[name](params, **kwargs)
 
 
+# ------------------------------------------------------------------------- training options
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
+def available_accelerators() -> tuple[str, ...]:
+    """The accelerator names Lightning can use on this machine (``auto`` and ``cpu`` always)."""
+    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator, XLAAccelerator
+
+    present = {"cuda": CUDAAccelerator.is_available(), "mps": MPSAccelerator.is_available(),
+               "tpu": XLAAccelerator.is_available()}
+    present["gpu"] = present["cuda"] or present["mps"]
+    return tuple(a for a in ACCELERATORS if a in ("auto", "cpu") or present[a])
+
+
+def _parse_name(v: Any) -> str:
+    """A case-insensitive name ('Adam', 'CPU')."""
+    if not isinstance(v, str):
+        raise OptionValueError("a name")
+    return v.lower()
+
+
+def lightning_strategies() -> tuple[str, ...]:
+    """Strategy names Lightning knows: 'auto' and its StrategyRegistry."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return ("auto", *StrategyRegistry.available_strategies())
+
+
+def lightning_precisions() -> tuple[str, ...]:
+    """Precision names Lightning accepts ('32-true', 'bf16-mixed', '16', ...), read from Lightning."""
+    try:
+        from lightning.fabric.connector import _PRECISION_INPUT
+    except ImportError:  # a Lightning that moved its private alias
+        return ("64-true", "32-true", "16-true", "16-mixed", "bf16-true", "bf16-mixed", "64", "32", "16", "bf16")
+    names = dict.fromkeys(str(v) for lit in typing.get_args(_PRECISION_INPUT) for v in typing.get_args(lit))
+    return tuple(sorted(names, key=lambda v: "-" not in v))  # full names first, then '32', 'bf16', ...
+
+
+def _parse_precision(v: Any) -> str:
+    """Integers (YAML reads ``precision: 16`` as one) become Lightning's string aliases."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    if not isinstance(v, str):
+        raise OptionValueError("a precision name")
+    return v
+
+
+def _parse_devices(v: Any) -> int | str | list[int]:
+    """Lightning's ``devices``: 'auto', a count (-1: all) or a list of device indices ('0,1' too)."""
+    requirement = "'auto', a number of devices (>= 1, or -1 for all) or a list of device indices"
+    if isinstance(v, str):
+        text = v.strip()
+        if text == "auto":
+            return text
+        try:
+            v = int(text) if "," not in text else [int(i) for i in text.split(",") if i.strip()]
+        except ValueError:
+            raise OptionValueError(requirement) from None
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool) and (v == -1 or v >= 1):
+        return int(v)
+    if (isinstance(v, (list, tuple)) and v
+            and all(isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= 0 for i in v)):
+        return [int(i) for i in v]
+    raise OptionValueError(requirement)
+
+
+def _parse_path(v: Any) -> str:
+    if not isinstance(v, (str, os.PathLike)) or not str(v):
+        raise OptionValueError("a directory path")
+    return os.fspath(v)
+
+
 @dataclass
 class TrainConfig:
-    """Options of the training loop (not of the method); every field is a CLI/YAML option."""
+    """Options of the training loop (not of the method); every field is a CLI/YAML option.
 
-    epochs: int = 50
-    batch_size: int = 256
-    optimizer: str | None = None  # None: the method's own default
-    lr: float | None = None
-    weight_decay: float | None = None
-    val_fraction: float = 0.1
-    patience: int = 10
-    seed: int = 0
-    accelerator: str = "auto"
-    devices: Any = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str | None = None
-    num_workers: int = 0  # processes reading and preprocessing a streamed store (in-memory data need none)
-    progress: bool = True
-    log_dir: str | None = None
+    ``validate()`` checks every field's type and range and normalises it in place (``lr: "1e-3"``
+    from YAML becomes 0.001); ``from_dict`` does the same for a mapping and refuses unknown keys.
+    Messages read ``training: lr must be a finite number in (0, 10], got 1e+30``.
+    """
 
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise ConfigError(f"batch_size must be >= 2 (BatchNorm needs 2 samples), got {self.batch_size}")
-        if self.num_workers < 0:
-            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.optimizer is not None and self.optimizer.lower() not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer '{self.optimizer}'; available: {', '.join(OPTIMIZERS)}")
+    epochs: int = option(50, "maximum passes over the training samples", ge=1)
+    batch_size: int = option(256, "samples per step (BatchNorm needs at least 2)", ge=2)
+    optimizer: str | None = option(None, "optimizer (default: the method's own)", choices=tuple(OPTIMIZERS),
+                                   parse=_parse_name)
+    lr: float | None = option(None, "learning rate (default: the method's own)", gt=0, le=10)
+    weight_decay: float | None = option(None, "L2 weight decay (default: the method's own)", ge=0)
+    val_fraction: float = option(0.1, "fraction of samples held out for early stopping on the SSL loss",
+                                 ge=0, lt=1)
+    patience: int = option(10, "epochs without a better validation loss before stopping (0: never stop early)",
+                           ge=0)
+    seed: int = option(0, "seed of the split, weight init, batches and augmentations", ge=0, le=2**32 - 1)
+    accelerator: str = option("auto", "hardware: auto, cpu, gpu, cuda, mps or tpu (must be present)",
+                              choices=available_accelerators, parse=_parse_name, note="available on this machine")
+    devices: int | str | list[int] = option("auto", "'auto', a device count (-1: all) or device indices",
+                                            parse=_parse_devices)
+    num_nodes: int = option(1, "machines in a distributed run", ge=1)
+    strategy: str = option("auto", "Lightning strategy name (ddp, ddp_spawn, fsdp, ...)",
+                           choices=lightning_strategies)
+    precision: str | None = option(None, "Lightning precision (32-true, bf16-mixed, 16-mixed, ...; "
+                                   "default: 32-true)", choices=lightning_precisions, parse=_parse_precision)
+    num_workers: int = option(0, "processes reading and preprocessing a streamed store "
+                              "(in-memory data need none)", ge=0)
+    progress: bool = option(True, "show a progress bar")
+    log_dir: str | None = option(None, "directory for the CSV loss log and checkpoints", parse=_parse_path)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> TrainConfig:
+        """A validated config from a mapping (YAML, CLI flags); unknown keys are refused, naming the accepted ones."""
+        return validate_options(cls, d, "training")
+
+    def validate(self) -> TrainConfig:
+        """Check every field's type and range (one-line ConfigError) and normalise the values in place."""
+        checked = validate_options(type(self), self.to_dict(), "training")
+        for f in fields(self):
+            setattr(self, f.name, getattr(checked, f.name))
+        return self
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @staticmethod
+    def describe() -> list[dict]:
+        """One dict per option (name, type, default, help, allowed), as ``exprssl.methods.describe_options``."""
+        return describe(TrainConfig)
 
 
 class TensorRows(Dataset):
@@ -130,7 +227,61 @@ def embedding_std(Z: torch.Tensor) -> float:
     return float(Zn.std(0).mean())
 
 
+class EpochMeans:
+    """Batch-size-weighted epoch means of named scalars (tensors or floats).
+
+    Each step's tensors are stacked where they live, detached (one small kernel), so a training
+    step never waits for the device; ``means()`` moves the epoch to the host in one transfer.
+    The names must be the same at every step (a method's loss parts are fixed).
+    """
+
+    def __init__(self):
+        self._reset()
+
+    def _reset(self) -> None:
+        self._tensor_keys: list[str] = []
+        self._steps: list[torch.Tensor] = []
+        self._float_sums: dict[str, float] = {}
+        self._sizes: list[int] = []
+
+    def add(self, values: Mapping[str, torch.Tensor | float], n: int) -> None:
+        tensors = {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
+        self._tensor_keys = list(tensors)
+        if tensors:
+            self._steps.append(torch.stack([v.detach().float() for v in tensors.values()]))
+        for k, v in values.items():
+            if k not in tensors:
+                self._float_sums[k] = self._float_sums.get(k, 0.0) + float(v) * n
+        self._sizes.append(n)
+
+    def means(self) -> dict[str, float]:
+        """The means so far (empty before any ``add``), and a reset."""
+        total = sum(self._sizes)
+        if not total:
+            return {}
+        out = {}
+        if self._steps:
+            w = torch.tensor(self._sizes, dtype=torch.float64, device=self._steps[0].device)
+            sums = (torch.stack(self._steps).double() * w[:, None]).sum(0) / total
+            out = dict(zip(self._tensor_keys, sums.tolist(), strict=True))
+        out.update({k: v / total for k, v in self._float_sums.items()})
+        self._reset()
+        return out
+
+
+def _not_finite(values: Mapping[str, float]) -> tuple[str, float] | None:
+    return next(((k, v) for k, v in values.items() if not math.isfinite(v)), None)
+
+
 class SSLLightningModule(L.LightningModule):
+    """Runs a method's ``loss`` under Lightning and records the per-epoch history.
+
+    History columns: ``epoch``, ``train_loss``, ``val_loss``, then ``train_<part>`` and
+    ``val_<part>`` for each part of the method's ``LossOutput``, ``train_<metric>`` for its
+    metrics, and the collapse monitors ``emb_std`` and ``eff_rank``. A non-finite loss or
+    embedding stops training with ``TrainingDivergedError``.
+    """
+
     def __init__(self, method: torch.nn.Module, cfg: TrainConfig, total_steps: int,
                  monitor_rows: torch.Tensor | None = None):
         super().__init__()
@@ -141,19 +292,23 @@ class SSLLightningModule(L.LightningModule):
         self.history: list[dict] = []
         self.best_val = math.inf
         self.best_state: dict | None = None
-        self._train_losses: list[float] = []
-        self._val_losses: list[float] = []
-        self._val_n = 0
+        self._train, self._val = EpochMeans(), EpochMeans()
+        self._part_names: list[str] = []
         self._last_val: dict = {}
 
+    def _diverged(self, what: str, value: float) -> TrainingDivergedError:
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        return TrainingDivergedError(
+            f"{self.method.name}: training diverged at epoch {self.current_epoch + 1} ({what} is {value:g}); "
+            f"lower the learning rate (now {lr:g}) or check the input scale (exprssl info shows it)")
+
     def training_step(self, batch, batch_idx):
-        loss, parts = self.method.loss(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{self.method.name}: training loss became {loss.item()} "
-                                     f"at step {self.global_step}; lower the learning rate")
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch.shape[0])
-        self._train_losses.append(float(loss.detach()))
-        return loss
+        out: LossOutput = self.method.loss(batch)
+        n = batch.shape[0]
+        self._part_names = list(out.parts)
+        self._train.add({"loss": out.total, **out.parts, **out.metrics}, n)
+        self.log("train_loss", out.total.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
+        return out.total
 
     def on_train_epoch_start(self):
         # a streamed store's shuffle depends on the epoch; its DataLoader workers hold copies of
@@ -166,46 +321,66 @@ class SSLLightningModule(L.LightningModule):
         self.method.on_train_batch_end(self.global_step, self.total_steps)
 
     def validation_step(self, batch, batch_idx):
-        loss, _ = self.method.loss(batch)
-        self._val_losses.append(float(loss) * batch.shape[0])
-        self._val_n += batch.shape[0]
-        return loss
+        out: LossOutput = self.method.loss(batch)
+        self._val.add({"loss": out.total, **out.parts}, batch.shape[0])
+        return out.total
+
+    def _mean_over_processes(self, values: dict[str, float]) -> dict[str, float]:
+        """The same averages on every rank under DDP, so early stopping, the restored best
+        weights and a divergence stop agree across processes (one all-reduce per epoch)."""
+        if self.trainer.world_size <= 1 or not values:
+            return values
+        reduced = self.trainer.strategy.reduce(
+            torch.tensor(list(values.values()), dtype=torch.float64, device=self.device), reduce_op="mean")
+        return dict(zip(values, reduced.tolist(), strict=True))
 
     def on_validation_epoch_end(self):
-        if not self._val_n:
+        local = self._mean_over_processes(self._val.means())
+        if not local:
             return
-        local = torch.tensor(sum(self._val_losses) / self._val_n, dtype=torch.float64)
-        # under DDP every rank sees the same averaged value, so early stopping and the restored
-        # best weights agree across processes
-        val_loss = float(self.trainer.strategy.reduce(local, reduce_op="mean"))
-        self._last_val = {"val_loss": val_loss}
-        self._val_losses.clear()
-        self._val_n = 0
-        self.log("val_loss", val_loss, prog_bar=True)
-        if val_loss < self.best_val:
-            self.best_val = val_loss
+        self._last_val = {f"val_{k}": v for k, v in local.items()}
+        bad = _not_finite(self._last_val)
+        if bad:  # before EarlyStopping sees it: it would stop quietly and keep the weights
+            raise self._diverged(f"the validation {bad[0].removeprefix('val_')}", bad[1])
+        self.log("val_loss", self._last_val["val_loss"], prog_bar=True)  # EarlyStopping's monitor
+        self.log_dict({k: v for k, v in self._last_val.items() if k != "val_loss"})
+        if self._last_val["val_loss"] < self.best_val:
+            self.best_val = self._last_val["val_loss"]
             self.best_state = copy.deepcopy(self.method.state_dict())
 
     def _collapse_monitors(self) -> dict:
         """Embedding spread on a fixed sample of training rows, in eval mode: a small validation
-        set would cap the effective rank at its own size."""
+        set would cap the effective rank at its own size. Embeddings whose squared norms overflow
+        float32 count as diverged: nothing downstream can use them."""
         if self.monitor_rows is None or self.monitor_rows.shape[0] < 2:
             return {}
         was = self.method.training
         self.method.eval()
         with torch.no_grad():
-            Z = self.method.embed(self.monitor_rows.to(self.device)).float().cpu()
+            rows = self.trainer.precision_plugin.convert_input(self.monitor_rows.to(self.device))
+            Z = self.method.embed(rows).float()
         self.method.train(was)
+        largest = float(Z.abs().max()) if Z.numel() else 0.0
+        if not math.isfinite(float(Z.pow(2).sum(1).max())):
+            raise self._diverged("the largest embedding value", largest)
+        Z = Z.cpu()
         return {"emb_std": embedding_std(Z), "eff_rank": effective_rank(Z)}
 
     def on_train_epoch_end(self):
-        rec = {"epoch": self.current_epoch + 1,
-               "train_loss": float(np.mean(self._train_losses)) if self._train_losses else math.nan,
-               "val_loss": math.nan, "emb_std": math.nan, "eff_rank": math.nan}
-        rec.update(self._last_val)
+        train = {f"train_{k}": v for k, v in self._mean_over_processes(self._train.means()).items()}
+        bad = _not_finite(train)
+        if bad:
+            raise self._diverged(f"the training {bad[0].removeprefix('train_')}", bad[1])
+        rec = {"epoch": self.current_epoch + 1, "train_loss": train.pop("train_loss", math.nan),
+               "val_loss": self._last_val.pop("val_loss", math.nan)}
+        parts = {f"train_{p}": train.pop(f"train_{p}") for p in self._part_names if f"train_{p}" in train}
+        rec.update(parts)
+        rec.update({f"val_{p}": self._last_val.get(f"val_{p}", math.nan) for p in self._part_names})
+        rec.update(train)  # the metrics (BYOL's train_tau)
+        rec.update({"emb_std": math.nan, "eff_rank": math.nan})
         rec.update(self._collapse_monitors())
         self._last_val = {}
-        self._train_losses.clear()
+        self.log_dict({k: v for k, v in rec.items() if k.startswith("train_") and k != "train_loss"})
         self.history.append(rec)
         if rec["eff_rank"] == rec["eff_rank"] and rec["eff_rank"] < 1.5:
             warnings.warn(f"{self.method.name}: embeddings look collapsed at epoch {rec['epoch']} "
@@ -221,6 +396,17 @@ class SSLLightningModule(L.LightningModule):
         return build_optimizer(params, **opt_cfg)
 
 
+def check_finite_weights(method: torch.nn.Module) -> None:
+    """Refuse weights (parameters and BatchNorm statistics) that are NaN or infinite."""
+    bad = [name for name, t in method.state_dict().items()
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise TrainingDivergedError(
+            f"{getattr(method, 'name', 'method')}: training diverged: non-finite weights in {bad[0]}"
+            f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}; lower the learning rate or check "
+            f"the input scale (exprssl info shows it)")
+
+
 def _quiet_lightning() -> None:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -234,7 +420,9 @@ def train_method(method: torch.nn.Module, X: torch.Tensor, cfg: TrainConfig) -> 
     """Pretrain ``method`` on the in-memory preprocessed matrix ``X`` (samples x features).
 
     A seeded ``val_fraction`` of rows is held out: its SSL loss drives early stopping and the
-    best-scoring weights are restored at the end.
+    best-scoring weights are restored at the end. Returns the per-epoch history (see
+    ``SSLLightningModule``); raises ``TrainingDivergedError`` when the loss, the embeddings or
+    the final weights are not finite.
     """
     cfg.validate()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -281,6 +469,27 @@ def train_streaming(method: torch.nn.Module, store, preprocessor, cfg: TrainConf
     return fit_loop(method, train_dl, val_dl, pool, len(stream), cfg)
 
 
+def lightning_trainer(cfg: TrainConfig, **kwargs: Any) -> L.Trainer:
+    """A Trainer on ``cfg``'s hardware options; what Lightning refuses is a one-line ConfigError."""
+    try:
+        return L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+                         strategy=cfg.strategy, precision=cfg.precision, **kwargs)
+    except (MisconfigurationException, ValueError, TypeError, ImportError) as e:
+        # a combination the field checks cannot see (devices=[0, 1] on CPU), or a strategy or
+        # precision whose package is missing (deepspeed, transformer-engine)
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"training: Lightning refused accelerator={cfg.accelerator!r}, devices={cfg.devices!r}, "
+                          f"strategy={cfg.strategy!r}, precision={cfg.precision!r}: {first_line}") from None
+
+
+def check_hardware_options(cfg: TrainConfig) -> None:
+    """Let Lightning judge accelerator, devices, strategy and precision together, before any
+    data is read or output written (cheap: a Trainer is built, nothing is run)."""
+    _quiet_lightning()
+    lightning_trainer(cfg, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False)
+
+
 def fit_loop(method: torch.nn.Module, train_dl, val_dl, pool: torch.Tensor, steps_per_epoch: int,
              cfg: TrainConfig) -> list[dict]:
     """The Lightning run shared by in-memory and streaming training."""
@@ -295,23 +504,24 @@ def fit_loop(method: torch.nn.Module, train_dl, val_dl, pool: torch.Tensor, step
         callbacks.append(L.pytorch.callbacks.RichProgressBar(leave=False))
     logger: Any = False
     if cfg.log_dir:
-        Path(cfg.log_dir).mkdir(parents=True, exist_ok=True)
         logger = L.pytorch.loggers.CSVLogger(cfg.log_dir, name="", version="")
         callbacks.append(L.pytorch.callbacks.ModelCheckpoint(
             dirpath=Path(cfg.log_dir) / "checkpoints", monitor="val_loss" if val_dl else None,
             save_last=True))
-    trainer = L.Trainer(
-        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy, precision=cfg.precision, logger=logger, callbacks=callbacks,
-        enable_progress_bar=cfg.progress, enable_model_summary=False, enable_checkpointing=bool(cfg.log_dir),
-        num_sanity_val_steps=0, deterministic=True, log_every_n_steps=max(1, min(50, steps_per_epoch)),
-        use_distributed_sampler=not isinstance(train_dl.dataset, torch.utils.data.IterableDataset),
-    )
+    trainer = lightning_trainer(
+        cfg, max_epochs=cfg.epochs, logger=logger, callbacks=callbacks, enable_progress_bar=cfg.progress,
+        enable_model_summary=False, enable_checkpointing=bool(cfg.log_dir), num_sanity_val_steps=0,
+        deterministic=True, log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        use_distributed_sampler=not isinstance(train_dl.dataset, torch.utils.data.IterableDataset))
+    if cfg.log_dir:
+        Path(cfg.log_dir).mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
         warnings.filterwarnings("ignore", category=UserWarning, module="torch.utils.data")
         trainer.fit(module, train_dataloaders=train_dl, val_dataloaders=val_dl)
     if module.best_state is not None:
         method.load_state_dict(module.best_state)
+    check_finite_weights(method)  # never hand back weights that cannot be saved or used
+    method.float()  # '16-true' / '64-true' convert the weights; embedding and saving use float32
     method.eval()
     return module.history

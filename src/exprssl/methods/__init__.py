@@ -1,10 +1,18 @@
-"""Registry of self-supervised methods: a new method is one file plus its ``@register`` line."""
+"""Registry of self-supervised methods: a new method is one file plus its ``@register`` line.
+
+Each method declares its options as a dataclass in its own file (``SCARFOptions`` in
+``scarf.py``, ...); ``check_method_params`` validates any options against it, the one check
+shared by the CLI, YAML configs and Python.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 from ..errors import ConfigError
+from .options import describe, options_dict, validate_options
 
 METHODS: dict[str, type] = {}
 
@@ -25,27 +33,42 @@ def available() -> list[str]:
 def get_method(name: str):
     try:
         return METHODS[name]
-    except KeyError:
-        raise ConfigError(f"unknown method '{name}'; available: {', '.join(available())}") from None
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown method {name!r}; available: {', '.join(available())}") from None
+
+
+def method_options(name: str) -> type:
+    """The method's options dataclass (fields, defaults, help and allowed values)."""
+    return get_method(name).Options
 
 
 def check_method_params(name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The method's complete, validated options (defaults filled in); a ConfigError names any
-    unknown option or bad value. The one check shared by the CLI, YAML configs and Python."""
-    cls = get_method(name)
-    params = dict(params or {})
-    unknown = set(params) - set(cls.defaults)
-    if unknown:
-        raise ConfigError(f"unknown option(s) for method '{name}': {', '.join(sorted(unknown))}; "
-                          f"accepted: {', '.join(sorted(cls.defaults))}")
-    return {**cls.defaults, **params}
+    """The method's complete, validated options as a JSON-able dict (defaults filled in, old
+    option names mapped to the current ones); a one-line ConfigError names an unknown option
+    (listing the accepted ones), a wrong type or an out-of-range value."""
+    return options_dict(validate_options(method_options(name), params, name))
 
 
-def build_method(name: str, n_genes: int, **config: Any):
-    return get_method(name)(n_genes, **check_method_params(name, config))
+def describe_options(name: str) -> list[dict[str, Any]]:
+    """One dict per option of the method: ``name``, ``type``, ``default``, ``help`` and
+    ``allowed`` (the range or the choices), in declaration order (encoder options first)."""
+    return describe(method_options(name))
 
 
-from . import barlow, byol, mae, scarf, vime  # noqa: E402,F401  (registration)
-from .base import SSLMethod  # noqa: E402
+def build_method(name: str, n_genes: int, **params: Any):
+    """The method ``name`` for ``n_genes`` input features, its options validated first."""
+    return get_method(name)(n_genes, **check_method_params(name, params))
 
-__all__ = ["METHODS", "SSLMethod", "available", "build_method", "check_method_params", "get_method", "register"]
+
+def _register_all() -> None:
+    """Import every method module of this package: its ``@register`` line is all it takes."""
+    for module in pkgutil.iter_modules(__path__):
+        if module.name not in ("base", "options"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_register_all()
+from .base import EncoderOptions, SSLMethod  # noqa: E402
+
+__all__ = ["METHODS", "EncoderOptions", "SSLMethod", "available", "build_method", "check_method_params",
+           "describe_options", "get_method", "method_options", "register"]
