@@ -77,3 +77,20 @@ class OutputPathError(ExprsslError):
 
 class TrainingDivergedError(ExprsslError):
     """Training produced a non-finite loss or weights (learning rate too high, bad data scale)."""
+
+
+def __getattr__(name: str):
+    """``NotFittedError`` (an estimator used before ``fit`` or ``load``) subclasses both
+    ExprsslError, so the CLI prints it as one line, and scikit-learn's NotFittedError, so
+    scikit-learn recognises it. Built on first use: importing scikit-learn takes about a second,
+    which ``import exprssl`` and the CLI's start-up should not pay."""
+    if name != "NotFittedError":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    class NotFittedError(ExprsslError, SklearnNotFittedError):
+        """An estimator used before ``fit`` (or ``SSLModel.load``)."""
+
+    NotFittedError.__qualname__ = "NotFittedError"  # picklable by name through this module
+    globals()["NotFittedError"] = NotFittedError
+    return NotFittedError

@@ -1,43 +1,109 @@
 """Preprocessing fit on training samples only, applied unchanged to any new data, saved as JSON.
 
 It travels inside every saved model, so data from another source is aligned to the fitted genes
-by name and transformed exactly as the encoder's training data was.
+by name and transformed exactly as the encoder's training data was. ``Preprocessor`` is a
+scikit-learn transformer: options in ``__init__`` (checked by ``fit``), learnt state in
+attributes ending in ``_``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+import numbers
 import os
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 
-from .errors import ConfigError, GeneOverlapError, InvalidValuesError, NegativeCountsError
+from .errors import (
+    ConfigError,
+    DataFileError,
+    ExprsslError,
+    GeneOverlapError,
+    NegativeCountsError,
+    NotFittedError,
+)
 from .scale import guess_scale
 from .utils import atomic_write_text
+from .validation import check_matrix
 
+log = logging.getLogger("exprssl")
 FORMAT_VERSION = 1
-_OPTIONS = ("library_size", "log", "min_mean", "top_k_variance", "quantile", "standardize", "clip",
-            "min_coverage")
+MISSING_SHOWN = 5  # missing gene names quoted in coverage messages
 
 
-def _as_matrix(data, genes=None) -> tuple[np.ndarray, list[str], str]:
-    """(X float32, gene names, source) from an AnnData or an (array, genes) pair."""
-    if hasattr(data, "var_names") and hasattr(data, "X"):
-        X = data.X
-        if hasattr(X, "toarray"):
-            X = X.toarray()
-        source = str(getattr(data, "uns", {}).get("exprssl", {}).get("source", "data"))
-        return np.asarray(X, dtype=np.float32), [str(g) for g in data.var_names], source
-    X = np.asarray(data, dtype=np.float32)
-    if X.ndim != 2:
-        raise ConfigError(f"expected a 2-D samples x genes matrix, got shape {X.shape}")
-    if genes is None:
-        genes = [str(i) for i in range(X.shape[1])]
-    if len(genes) != X.shape[1]:
-        raise ConfigError(f"{len(genes)} gene names for a matrix with {X.shape[1]} columns")
-    return X, [str(g) for g in genes], "data"
+def expression_input(data, genes=None) -> tuple[Any, list[str] | None, str, Any]:
+    """``(matrix, gene names, source, sample ids)`` of an AnnData, a DataFrame (columns = genes,
+    index = samples), an array or a scipy sparse matrix. Gene names are None for an array given
+    without ``genes``: such columns can only be matched by position."""
+    if hasattr(data, "var_names") and hasattr(data, "X"):  # AnnData (or a view of one)
+        uns = getattr(data, "uns", {}).get("exprssl", {})
+        source = str(uns.get("source", "AnnData")) if isinstance(uns, Mapping) else "AnnData"
+        matrix, names, samples = data.X, data.var_names, data.obs_names
+    elif isinstance(data, pd.DataFrame):
+        matrix, names, source, samples = data.to_numpy(), data.columns, "DataFrame", data.index
+    else:
+        matrix, names, source, samples = data, None, "data", None
+    if hasattr(matrix, "toarray"):  # scipy sparse: bulk expression is dense anyway
+        matrix = matrix.toarray()
+    if genes is not None:
+        names = genes
+    return matrix, None if names is None else [str(g) for g in names], source, samples
+
+
+def check_ignored_y(y, n_samples: int | None, what: str) -> None:
+    """``y`` exists for scikit-learn pipelines and is ignored; refuse what is surely not labels
+    (a string, or not one entry per sample): the second positional argument used to be the gene
+    names (``Preprocessor.fit``) or the obsm key (``SSLModel.fit_transform``)."""
+    if y is None:
+        return
+    if isinstance(y, str):
+        raise ConfigError(f"{what}: the second argument is y, which is ignored (labels are never used), got "
+                          f"{y!r}; pass the obsm key as key={y!r}")
+    if n_samples is not None and hasattr(y, "__len__") and len(y) != n_samples:
+        raise ConfigError(f"{what}: y has {len(y)} entries for {n_samples} samples; y is ignored (labels are "
+                          "never used): pass gene names as genes=")
+
+
+# ------------------------------------------------------------------------------ option checks
+def _flag(name: str, value: Any, *, auto: bool = False) -> bool | str:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if auto and isinstance(value, str) and value == "auto":
+        return "auto"
+    allowed = "true, false or auto" if auto else "true or false"
+    raise ConfigError(f"preprocessing option {name} must be {allowed}, got {value!r}")
+
+
+def _number(name: str, value: Any, requirement: str, *, integer: bool = False, optional: bool = False,
+            ok=lambda v: True) -> float | int | None:
+    if value is None and optional:
+        return None
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if is_number and math.isfinite(value) and (not integer or float(value).is_integer()) and ok(value):
+        return int(value) if integer else float(value)
+    raise ConfigError(f"preprocessing option {name} must be {requirement}"
+                      f"{' (or null)' if optional else ''}, got {value!r}")
+
+
+_CHECKS = {
+    "library_size": lambda v: _flag("library_size", v, auto=True),
+    "log": lambda v: _flag("log", v, auto=True),
+    "min_mean": lambda v: _number("min_mean", v, "a finite number", optional=True),
+    "top_k_variance": lambda v: _number("top_k_variance", v, "an integer >= 1", integer=True, optional=True,
+                                        ok=lambda x: x >= 1),
+    "quantile": lambda v: _flag("quantile", v),
+    "standardize": lambda v: _flag("standardize", v),
+    "clip": lambda v: _number("clip", v, "a number > 0", optional=True, ok=lambda x: x > 0),
+    "min_coverage": lambda v: _number("min_coverage", v, "a number in [0, 1]", ok=lambda x: 0 <= x <= 1),
+}
+OPTIONS: tuple[str, ...] = tuple(_CHECKS)  # the option names, for the CLI and config files
 
 
 def _column_moments(X: np.ndarray, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
@@ -54,40 +120,71 @@ def _column_moments(X: np.ndarray, block: int = 2048) -> tuple[np.ndarray, np.nd
     return mean, sq / n
 
 
-class Preprocessor:
+class Preprocessor(TransformerMixin, BaseEstimator):
     """CPM -> log2(x+1) -> gene filter -> quantile normalisation -> z-score with clipping.
 
     Each step can be switched off; ``"auto"`` decides from the training data's value scale
     (``exprssl.scale.guess_scale``): CPM only for raw counts, log only for linear-scale values.
-    Fitted attributes end in ``_``; ``transform`` never changes them.
+    Options are checked by ``fit`` (or ``check_params()``) and take effect at ``fit``; fitted
+    attributes end in ``_`` and ``transform`` never changes them. ``min_coverage`` is the
+    smallest fraction of the fitted genes that data to transform must have (missing genes are
+    imputed with their training mean and reported as a warning).
     """
 
-    def __init__(self, library_size: bool | str = "auto", log: bool | str = "auto",
+    def __init__(self, *, library_size: bool | str = "auto", log: bool | str = "auto",
                  min_mean: float | None = None, top_k_variance: int | None = None,
                  quantile: bool = False, standardize: bool = True, clip: float | None = 10.0,
                  min_coverage: float = 0.5):
-        for name, v in (("library_size", library_size), ("log", log)):
-            if v not in (True, False, "auto"):
-                raise ConfigError(f"preprocessing option {name} must be true, false or 'auto', got {v!r}")
-        if top_k_variance is not None and int(top_k_variance) < 1:
-            raise ConfigError(f"top_k_variance must be >= 1, got {top_k_variance}")
-        if not 0 <= min_coverage <= 1:
-            raise ConfigError(f"min_coverage must be in [0, 1], got {min_coverage}")
-        self.library_size, self.log = library_size, log
-        self.min_mean = None if min_mean is None else float(min_mean)
-        self.top_k_variance = None if top_k_variance is None else int(top_k_variance)
-        self.quantile, self.standardize = bool(quantile), bool(standardize)
-        self.clip = None if clip is None else float(clip)
-        self.min_coverage = float(min_coverage)
+        self.library_size = library_size
+        self.log = log
+        self.min_mean = min_mean
+        self.top_k_variance = top_k_variance
+        self.quantile = quantile
+        self.standardize = standardize
+        self.clip = clip
+        self.min_coverage = min_coverage
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Preprocessor:
+        """A Preprocessor from a mapping of options (a config file's ``preprocessing:``); an
+        unknown name or a non-mapping is a one-line ConfigError listing the accepted names."""
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"preprocessing options must be a mapping of option: value "
+                              f"(accepted: {', '.join(OPTIONS)}), got {options!r}")
+        unknown = sorted(set(map(str, options)) - set(OPTIONS))
+        if unknown:
+            raise ConfigError(f"unknown preprocessing option(s): {', '.join(unknown)}; "
+                              f"accepted: {', '.join(OPTIONS)}")
+        return cls(**options)
+
+    def check_params(self) -> dict[str, Any]:
+        """The options, checked and normalised to plain JSON-able values; a one-line ConfigError
+        names the first bad one. ``fit`` calls it; call it yourself to fail before loading data."""
+        return {name: check(getattr(self, name)) for name, check in _CHECKS.items()}
 
     # ----------------------------------------------------------------- helpers
-    @property
-    def is_fitted(self) -> bool:
+    def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "genes_")
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # densified: bulk expression matrices are dense anyway
+        tags.transformer_tags.preserves_dtype = ["float32"]  # always float32 out
+        return tags
+
     def _check_fitted(self) -> None:
-        if not self.is_fitted:
-            raise ConfigError("Preprocessor is not fitted: call fit() on training samples first")
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError("this Preprocessor is not fitted yet: call fit() on training samples first")
+
+    def _matrix(self, data, genes) -> tuple[np.ndarray, list[str] | None, str, Any]:
+        """The checked float32 matrix (``exprssl.validation.check_matrix``), its gene names (None
+        when it has none), source and sample ids."""
+        matrix, names, source, samples = expression_input(data, genes)
+        if not hasattr(matrix, "shape"):
+            matrix = np.asarray(matrix)
+        if names is not None and len(matrix.shape) == 2 and len(names) != matrix.shape[1]:
+            raise ConfigError(f"{source}: {len(names)} gene names for a matrix with {matrix.shape[1]} columns")
+        return check_matrix(matrix, source, samples=samples, genes=names), names, source, samples
 
     def _scale_counts(self, X: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
         """CPM and log steps; ``X`` holds the sample's genes (its own library size), of which
@@ -110,54 +207,71 @@ class Preprocessor:
         return out
 
     # ------------------------------------------------------------------- fit
-    def fit(self, data, genes=None) -> Preprocessor:
-        X, names, source = _as_matrix(data, genes)
-        if X.shape[0] < 2:
-            raise ConfigError(f"{source}: need at least 2 samples to fit preprocessing, got {X.shape[0]}")
-        if not np.isfinite(X).all():
-            raise InvalidValuesError(f"{source}: {int((~np.isfinite(X)).sum())} NaN/inf values; "
-                                     "cannot fit preprocessing")
-        if len(set(names)) != len(names):
-            raise ConfigError(f"{source}: duplicate gene names; collapse them first (exprssl.read does)")
-        scale = guess_scale(X)
-        lib = scale == "counts" if self.library_size == "auto" else bool(self.library_size)
-        do_log = scale in ("counts", "linear") if self.log == "auto" else bool(self.log)
+    def fit(self, X, y=None, *, genes=None) -> Preprocessor:
+        """Learn the steps from training samples ``X``: an AnnData, a DataFrame (columns = genes)
+        or an array (``genes`` names its columns). ``y`` is ignored (for scikit-learn pipelines)."""
+        opts = self.check_params()
+        Xm, names, source, samples = self._matrix(X, genes)
+        n, d = Xm.shape
+        check_ignored_y(y, n, "Preprocessor.fit")
+        if n < 2:
+            raise ConfigError(f"{source}: need at least 2 samples to fit preprocessing, got {n}")
+        if d < 1:
+            raise ConfigError(f"{source}: no genes (0 columns) to fit preprocessing on")
+        named = names is not None
+        if not named:
+            names = [str(i) for i in range(d)]
+        index = pd.Index(names)
+        if not index.is_unique:
+            dups = index[index.duplicated()].unique()
+            raise ConfigError(f"{source}: {len(dups)} duplicate gene names, e.g. {', '.join(dups[:5])}; "
+                              "collapse them first (exprssl.read does)")
+        scale = guess_scale(Xm, source=source, samples=samples, genes=names)
+        lib = scale == "counts" if opts["library_size"] == "auto" else opts["library_size"]
+        do_log = scale in ("counts", "linear") if opts["log"] == "auto" else opts["log"]
         if do_log and scale == "standardized":
             raise NegativeCountsError(f"{source}: negative values, so log2(x+1) is impossible; "
                                       "the data look already standardised (use log=False)")
-        if lib and X.min() < 0:
+        if lib and Xm.min() < 0:
             raise NegativeCountsError(f"{source}: negative values where counts are expected for CPM")
-        if do_log and self.log is True and scale == "log":
-            warnings.warn(f"{source}: values already look log-scale (max {X.max():.3g}); "
+        if do_log and opts["log"] is True and scale == "log":
+            warnings.warn(f"{source}: values already look log-scale (max {Xm.max():.3g}); "
                           "applying log2(x+1) again", stacklevel=2)
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)  # a refit never keeps state of the previous fit
+        self.options_ = opts
         self.input_scale_, self.library_size_, self.log_ = scale, lib, do_log
         self.input_genes_ = names
-        Xs = self._scale_counts(X)
+        self.n_features_in_ = d
+        if named:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        Xs = self._scale_counts(Xm)
 
         mean, var = _column_moments(Xs)
-        keep = np.ones(Xs.shape[1], dtype=bool)
-        if self.min_mean is not None:
-            keep &= mean >= self.min_mean
-        if self.top_k_variance is not None and keep.sum() > self.top_k_variance:
+        keep = np.ones(d, dtype=bool)
+        if opts["min_mean"] is not None:
+            keep &= mean >= opts["min_mean"]
+        k = opts["top_k_variance"]
+        if k is not None and keep.sum() > k:
             var = var.copy()
             var[~keep] = -np.inf
-            top = np.argpartition(-var, self.top_k_variance - 1)[: self.top_k_variance]
+            top = np.argpartition(-var, k - 1)[:k]
             keep = np.zeros_like(keep)
             keep[top] = True
         if not keep.any():
-            raise ConfigError(f"{source}: gene filtering (min_mean={self.min_mean}) removed every gene")
+            raise ConfigError(f"{source}: gene filtering (min_mean={opts['min_mean']}) removed every gene")
         self.gene_index_ = np.flatnonzero(keep)
         self.genes_ = [names[i] for i in self.gene_index_]
         self.fill_ = mean[self.gene_index_].astype(np.float32)  # imputes genes absent later
-        if self.quantile or self.standardize:
-            Xk = Xs[:, self.gene_index_] if len(self.gene_index_) < Xs.shape[1] else Xs
-            if self.quantile:
+        if opts["quantile"] or opts["standardize"]:
+            Xk = Xs[:, self.gene_index_] if len(self.gene_index_) < d else Xs
+            if opts["quantile"]:
                 self.quantile_ref_ = _column_moments(np.sort(Xk, axis=1))[0].astype(np.float32)
                 Xk = self._quantile(Xk)
                 kmean, kvar = _column_moments(Xk)
             else:
                 kmean, kvar = mean[self.gene_index_], var[self.gene_index_]
-            if self.standardize:
+            if opts["standardize"]:
                 self.mean_ = kmean.astype(np.float32)
                 std = np.sqrt(kvar)
                 std[std < 1e-8] = 1.0
@@ -187,115 +301,179 @@ class Preprocessor:
         return out
 
     # -------------------------------------------------------------- transform
-    def transform(self, data, genes=None) -> np.ndarray:
-        """Aligned by gene name to the fitted genes; returns float32 (n_samples, len(genes_))."""
+    def gene_coverage(self, genes, source: str = "data", *, report: bool = True) -> float:
+        """The fraction of the fitted genes found in ``genes``. Below ``min_coverage`` it is a
+        GeneOverlapError; with ``report``, a partial coverage is logged as a WARNING on logger
+        ``exprssl`` (found N of M, %, and a few missing names): missing genes are imputed."""
         self._check_fitted()
-        X, names, source = _as_matrix(data, genes)
-        if not np.isfinite(X.sum(dtype=np.float64)):  # one pass, no mask: NaN and inf propagate
-            bad = np.argwhere(~np.isfinite(X))[0]
-            raise InvalidValuesError(f"{source}: {int((~np.isfinite(X)).sum())} NaN/inf values "
-                                     f"(first at sample {bad[0]}, gene {names[bad[1]]})")
-        pos = {g: i for i, g in enumerate(names)}
+        present = set(map(str, genes))
+        missing = [g for g in self.genes_ if g not in present]
+        n_model = len(self.genes_)
+        found = n_model - len(missing)
+        coverage = found / n_model
+        if not missing:
+            return coverage
+        shown = ", ".join(missing[:MISSING_SHOWN]) + (", ..." if len(missing) > MISSING_SHOWN else "")
+        what = f"{found} of the model's {n_model} genes found ({100 * coverage:.1f}%)"
+        if coverage < self.options_["min_coverage"]:
+            raise GeneOverlapError(f"{source}: only {what}; missing e.g. {shown}; below the minimum "
+                                   f"{100 * self.options_['min_coverage']:.0f}% (min_coverage)")
+        if report:
+            log.warning("%s: %s; %d missing (%s) are imputed with their training mean",
+                        source, what, len(missing), shown)
+        return coverage
+
+    def _names_for_unnamed(self, d: int, source: str) -> list[str]:
+        """An array without gene names can only be taken column by column in the fit order."""
+        if d != self.n_features_in_:
+            raise GeneOverlapError(
+                f"{source}: X has {d} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input; columns without gene names can only be "
+                "taken in the fit order: pass gene names (a DataFrame, an AnnData or genes=) to align "
+                "them by name")
+        if hasattr(self, "feature_names_in_"):
+            log.warning("%s: no gene names; its %d columns are taken as the fitted genes in their fit "
+                        "order (pass a DataFrame, an AnnData or genes= to align them by name)", source, d)
+        return self.input_genes_
+
+    def transform(self, X, genes=None, *, report_coverage: bool = True) -> np.ndarray:
+        """``X`` aligned by gene name to the fitted genes and transformed: float32
+        ``(n_samples, len(genes_))``. Missing genes are imputed (see ``gene_coverage``;
+        ``report_coverage=False`` when transforming block after block of one source)."""
+        self._check_fitted()
+        Xm, names, source, _ = self._matrix(X, genes)
+        if names is None:
+            names = self._names_for_unnamed(Xm.shape[1], source)
         if names == self.input_genes_:
-            every = len(self.gene_index_) == X.shape[1]  # gene_index_ is sorted: all genes, in order
-            Xs = self._scale_counts(X, None if every else self.gene_index_)
+            every = len(self.gene_index_) == Xm.shape[1]  # gene_index_ is sorted: all genes, in order
+            Xs = self._scale_counts(Xm, None if every else self.gene_index_)
         else:
+            self.gene_coverage(names, source, report=report_coverage)
             # library size from the genes the sample has that the model knows (same basis as training)
+            pos = {g: i for i, g in enumerate(names)}
             shared_in = [pos[g] for g in self.input_genes_ if g in pos]
-            col = np.array([pos.get(g, -1) for g in self.genes_])
-            present = col >= 0
-            coverage = present.mean()
-            if coverage < self.min_coverage:
-                missing = [g for g, p in zip(self.genes_, present, strict=True) if not p][:5]
-                raise GeneOverlapError(
-                    f"{source}: only {100 * coverage:.1f}% of the model's {len(self.genes_)} genes found "
-                    f"({int(present.sum())}); missing e.g. {', '.join(missing)}; "
-                    f"below the minimum {100 * self.min_coverage:.0f}%")
-            Xin = X[:, shared_in]
-            Xin_scaled = self._scale_counts(Xin)
             local = {names[j]: k for k, j in enumerate(shared_in)}
-            Xs = np.empty((X.shape[0], len(self.genes_)), dtype=np.float32)
+            col = np.array([local.get(g, -1) for g in self.genes_])
+            present = np.flatnonzero(col >= 0)
+            Xin_scaled = self._scale_counts(Xm[:, shared_in])
+            Xs = np.empty((Xm.shape[0], len(self.genes_)), dtype=np.float32)
             Xs[:] = self.fill_
-            idx = np.flatnonzero(present)
-            Xs[:, idx] = Xin_scaled[:, [local[self.genes_[i]] for i in idx]]
-        if self.quantile:
+            Xs[:, present] = Xin_scaled[:, col[present]]
+        if self.options_["quantile"]:
             Xs = self._quantile(Xs)
-        if self.standardize:
-            Xs = np.subtract(Xs, self.mean_, out=Xs if Xs is not X else None, dtype=np.float32)
+        if self.options_["standardize"]:
+            Xs = np.subtract(Xs, self.mean_, out=Xs if Xs is not Xm else None, dtype=np.float32)
             Xs /= self.scale_
-            if self.clip is not None:
-                np.clip(Xs, -self.clip, self.clip, out=Xs)
-        if Xs is X:  # no step applied: still a new array, so that training never aliases user data
-            Xs = X.copy()
+            if self.options_["clip"] is not None:
+                np.clip(Xs, -self.options_["clip"], self.options_["clip"], out=Xs)
+        if Xs is Xm:  # no step applied: still a new array, so that training never aliases user data
+            Xs = Xm.copy()
         return np.ascontiguousarray(Xs, dtype=np.float32)
 
-    def fit_transform(self, data, genes=None) -> np.ndarray:
-        return self.fit(data, genes).transform(data, genes)
+    def fit_transform(self, X, y=None, *, genes=None) -> np.ndarray:
+        return self.fit(X, genes=genes).transform(X, genes)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """The kept genes, in output column order."""
+        self._check_fitted()
+        return np.asarray(self.genes_, dtype=object)
 
     # ----------------------------------------------------------- persistence
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _OPTIONS}
-
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"version": FORMAT_VERSION, "params": self.get_params()}
-        if self.is_fitted:
+        """A JSON-able dict (format version 1): the options, and the fitted state if fitted."""
+        fitted = self.__sklearn_is_fitted__()
+        d: dict[str, Any] = {"version": FORMAT_VERSION, "params": self.options_ if fitted else self.check_params()}
+        if fitted:
             d["fitted"] = {
                 "input_scale_": self.input_scale_, "library_size_": self.library_size_, "log_": self.log_,
                 "input_genes_": self.input_genes_, "gene_index_": self.gene_index_.tolist(),
                 "fill_": self.fill_.tolist(),
-                **({"quantile_ref_": self.quantile_ref_.tolist()} if self.quantile else {}),
-                **({"mean_": self.mean_.tolist(), "scale_": self.scale_.tolist()} if self.standardize else {}),
+                **({"quantile_ref_": self.quantile_ref_.tolist()} if self.options_["quantile"] else {}),
+                **({"mean_": self.mean_.tolist(), "scale_": self.scale_.tolist()}
+                   if self.options_["standardize"] else {}),
             }
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
-        if d.get("version") != FORMAT_VERSION:
-            raise ConfigError(f"unsupported preprocessor format version {d.get('version')}")
-        p = cls(**d["params"])
+    def from_dict(cls, d: Mapping[str, Any]) -> Preprocessor:
+        """The inverse of ``to_dict``; anything inconsistent is a one-line ConfigError."""
+        if not isinstance(d, Mapping) or d.get("version") != FORMAT_VERSION:
+            version = d.get("version") if isinstance(d, Mapping) else None
+            raise ConfigError(f"unsupported preprocessor format (version {version!r}, expected {FORMAT_VERSION})")
+        p = cls.from_options(d.get("params", {}))
         f = d.get("fitted")
         if f:
-            p.input_scale_, p.library_size_, p.log_ = f["input_scale_"], f["library_size_"], f["log_"]
-            p.input_genes_ = list(f["input_genes_"])
-            p.gene_index_ = np.asarray(f["gene_index_"], dtype=np.int64)
-            p.genes_ = [p.input_genes_[i] for i in p.gene_index_]
-            for key in ("fill_", "quantile_ref_", "mean_", "scale_"):
-                if key in f:
-                    setattr(p, key, np.asarray(f[key], dtype=np.float32))
+            p._set_fitted(f, p.check_params())
         return p
+
+    def _set_fitted(self, f: Mapping[str, Any], opts: dict[str, Any]) -> None:
+        """Restore and cross-check the fitted state written by ``to_dict``."""
+        try:
+            genes = [str(g) for g in f["input_genes_"]]
+            index = np.asarray(f["gene_index_"], dtype=np.int64)
+            arrays = {k: np.asarray(f[k], dtype=np.float32)
+                      for k in ("fill_", "quantile_ref_", "mean_", "scale_") if k in f}
+            scale, lib, do_log = str(f["input_scale_"]), f["library_size_"], f["log_"]
+        except KeyError as e:
+            raise ConfigError(f"fitted state lacks {e.args[0]}") from None
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"fitted state is malformed ({e})") from None
+        if index.ndim != 1 or not len(index) or index.min() < 0 or index.max() >= len(genes) \
+                or (np.diff(index) <= 0).any():
+            raise ConfigError(f"fitted gene_index_ is not an increasing list of positions in the "
+                              f"{len(genes)} input genes")
+        needed = ["fill_"] + (["quantile_ref_"] if opts["quantile"] else []) + \
+            (["mean_", "scale_"] if opts["standardize"] else [])
+        for key in needed:
+            if key not in arrays or arrays[key].shape != index.shape:
+                got = "missing" if key not in arrays else f"{arrays[key].size} values"
+                raise ConfigError(f"fitted {key} is {got}, expected {len(index)} (one per kept gene)")
+        if not isinstance(lib, bool) or not isinstance(do_log, bool):
+            raise ConfigError("fitted library_size_ and log_ must be true or false")
+        self.options_ = opts
+        self.input_scale_, self.library_size_, self.log_ = scale, lib, do_log
+        self.input_genes_ = genes
+        self.n_features_in_ = len(genes)
+        if genes != [str(i) for i in range(len(genes))]:
+            self.feature_names_in_ = np.asarray(genes, dtype=object)
+        self.gene_index_ = index
+        self.genes_ = [genes[i] for i in index]
+        for key in needed:
+            setattr(self, key, arrays[key])
 
     def save(self, path: str | os.PathLike) -> None:
         atomic_write_text(path, json.dumps(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Preprocessor:
-        from .errors import DataFileError
-
+        """Read a file written by ``save``; any problem is a one-line DataFileError naming it."""
         try:
-            return cls.from_dict(json.loads(open(path).read()))
+            with open(path, encoding="utf-8") as fh:
+                d = json.load(fh)
         except FileNotFoundError:
             raise DataFileError(f"{path}: preprocessor file not found") from None
-        except (json.JSONDecodeError, KeyError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataFileError(f"{path}: not a valid preprocessor file (not JSON: {e})") from None
+        try:
+            return cls.from_dict(d)
+        except ExprsslError as e:
             raise DataFileError(f"{path}: not a valid preprocessor file ({e})") from None
 
     def describe(self) -> list[str]:
         """Human-readable steps, for reports and manifests."""
         self._check_fitted()
+        opts = self.options_
         steps = []
         if self.library_size_:
             steps.append("CPM")
         if self.log_:
             steps.append("log2(x+1)")
-        if self.min_mean is not None:
-            steps.append(f"genes with mean >= {self.min_mean:g}")
-        if self.top_k_variance is not None:
-            steps.append(f"top {self.top_k_variance} genes by variance")
-        if self.quantile:
+        if opts["min_mean"] is not None:
+            steps.append(f"genes with mean >= {opts['min_mean']:g}")
+        if opts["top_k_variance"] is not None:
+            steps.append(f"top {opts['top_k_variance']} genes by variance")
+        if opts["quantile"]:
             steps.append("quantile normalisation")
-        if self.standardize:
-            steps.append("z-score" + (f", clip ±{self.clip:g}" if self.clip is not None else ""))
+        if opts["standardize"]:
+            steps.append("z-score" + (f", clip ±{opts['clip']:g}" if opts["clip"] is not None else ""))
         return steps or ["none"]
-
-    def __repr__(self) -> str:
-        state = f"fitted on {len(self.input_genes_)} genes -> {len(self.genes_)}" if self.is_fitted else "not fitted"
-        return f"Preprocessor({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())}; {state})"
