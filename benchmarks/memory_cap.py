@@ -36,7 +36,7 @@ CHILD = textwrap.dedent("""
     if sys.argv[2] == "in-memory":  # the control: the whole matrix in memory, as without a store
         s = ExpressionStore(data)
         data = s.rows(np.arange(s.n_samples))
-    SSLModel("scarf", epochs=1, batch_size=256, hidden_dims=[256, 256], progress=False, patience=0).fit(data)
+    SSLModel("scarf", epochs=1, batch_size=256, method_params={"hidden_dims": [256, 256]}, progress=False, patience=0).fit(data)
     status = open("/proc/self/status").read()
     print("peak_rss_mb", int(status.split("VmHWM:")[1].split()[0]) // 1024)
 """)

@@ -97,7 +97,7 @@ def time_method(method: nn.Module, X: torch.Tensor, batch: int, steps: int, bf16
     def step(i: int):
         idx = torch.randint(0, X.shape[0], (batch,), generator=gen)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss, _ = method.loss(X[idx])
+            loss = method.loss(X[idx]).total
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -185,7 +185,7 @@ PEAK_SCRIPT = textwrap.dedent("""
     import resource, sys
     import numpy as np
     from exprssl import SSLModel
-    SSLModel("scarf", epochs=1, batch_size=256, hidden_dims=[64], progress=False, patience=0).fit(sys.argv[1],
+    SSLModel("scarf", epochs=1, batch_size=256, method_params={"hidden_dims": [64]}, progress=False, patience=0).fit(sys.argv[1],
                                                                                                   stream=True)
     try:  # this process's own peak: ru_maxrss starts from the parent's RSS at exec on Linux
         status = open("/proc/self/status").read()
@@ -335,9 +335,9 @@ def test_pretrain_with_workers(tmp_path):
     from exprssl import SSLModel
 
     _make_store(tmp_path / "s.h5", 1200, d=40)
-    m = SSLModel("scarf", epochs=2, batch_size=100, hidden_dims=[16], progress=False, patience=0,
+    m = SSLModel("scarf", epochs=2, batch_size=100, method_params={"hidden_dims": [16]}, progress=False, patience=0,
                  num_workers=2).fit(tmp_path / "s.h5")
-    assert len(m.history) == 2 and np.isfinite(m.history["train_loss"]).all()
-    assert m.train_config.num_workers == 2
-    with pytest.raises(ConfigError, match="num_workers must be >= 0"):
+    assert len(m.history_) == 2 and np.isfinite(m.history_["train_loss"]).all()
+    assert m.train_config_.num_workers == 2
+    with pytest.raises(ConfigError, match="num_workers must be an integer >= 0"):
         SSLModel("scarf", num_workers=-1).fit(tmp_path / "s.h5")

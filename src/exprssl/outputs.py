@@ -84,8 +84,8 @@ def check_writable(path: str | os.PathLike) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".exprssl-probe-", dir=parent)
     except OSError as e:
-        reason = "read-only" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else e.strerror
-        raise OutputPathError(f"{path}: cannot write there ({parent} is {reason})") from None
+        reason = "is read-only" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else f"refuses files: {e.strerror}"
+        raise OutputPathError(f"{path}: cannot write there ({parent} {reason})") from None
     os.close(fd)
     os.unlink(probe)
 
@@ -137,7 +137,10 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            # the holder unlinks the file when done: a lock taken on that old file is no lock
+            if os.fstat(fd).st_ino != os.stat(lock).st_ino:
+                raise BlockingIOError
+        except (BlockingIOError, FileNotFoundError):
             raise OutputPathError(f"{path}: another exprssl process is writing it; wait for it to "
                                   "finish or choose another output path") from None
         try:

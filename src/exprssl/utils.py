@@ -16,20 +16,39 @@ import numpy as np
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
 
-    A crash or exception mid-write leaves the user's existing file untouched and no partial file.
+    A crash or exception mid-write leaves the user's existing file untouched, no partial file,
+    and no directory created for it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    created = make_parents(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    done = False
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp_path, path)
+        done = True
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+        if not done:
+            remove_empty(created)
+
+
+def make_parents(path: Path) -> list[Path]:
+    """Create ``path``'s missing parent directories; returns them, deepest first."""
+    missing = [p for p in path.absolute().parents if not p.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def remove_empty(dirs: list[Path]) -> None:
+    """Remove directories we created, deepest first, if they are still empty."""
+    for d in dirs:
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 def _umask() -> int:

@@ -30,6 +30,8 @@ def check_matrix(X, source: str = "data", *, samples: Sequence | None = None, ge
     raw counts are expected); returns it as a float32 array. The finiteness check is one float64
     sum (NaN and inf propagate), so a clean matrix costs one pass and no mask."""
     X = np.asarray(X)
+    if X.dtype.kind == "c":  # casting would silently drop the imaginary part
+        raise NonNumericError(f"{source}: complex values (dtype {X.dtype}); expected real expression values")
     if X.dtype.kind not in "biuf":
         try:
             X = X.astype(np.float32)
