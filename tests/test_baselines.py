@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from exprssl.evaluation.baselines import BASELINES, BaselineContext, random_encoder
+from exprssl.evaluation.baselines import random_encoder
 
 
 def test_random_encoder_batchnorm_matches_the_pool_at_inference():
@@ -28,25 +28,28 @@ def test_random_encoder_batchnorm_matches_the_pool_at_inference():
         np.testing.assert_allclose(out.var(0, unbiased=False).numpy(), 1.0, atol=0.01)  # running var: unbiased
 
 
-def test_mlp_from_scratch_uses_the_fine_tuning_recipe():
-    """Same network, same optimiser settings as SSL fine-tuning: only pretraining differs."""
-    ft = {"epochs": 7, "lr": 1e-3, "encoder_lr": 1e-5, "batch_size": 8, "patience": 2}
-    ctx = BaselineContext(n_features=20, X_pool=np.zeros((4, 20), np.float32), seed=0,
-                          encoder_config={"hidden_dims": [8, 4], "dropout": 0.0}, finetune=ft)
-    clf = BASELINES["mlp"](ctx)
-    assert (clf.epochs, clf.lr, clf.encoder_lr, clf.batch_size, clf.patience) == (7, 1e-3, 1e-5, 8, 2)
-    assert clf.encoder.out_dim == 4 and not clf.freeze
+def test_xgboost_and_linear_learners_tune_on_the_labelled_subset_only(tmp_path):
+    """Inner CV picks from the grid using labelled samples only: the test rows may be garbage
+    (NaN) without changing the choice, and the chosen XGBoost rounds come from early stopping."""
+    from exprssl.evaluation.cells import GroupJob, fit_linear, fit_xgboost
+    from exprssl.evaluation.tuning import GRIDS, inner_folds
 
-
-def test_baselines_without_early_stopping_train_on_the_validation_part_too():
-    """The SSL probes fit on the whole labelled subset; a baseline that ignored the validation
-    part carved out for the torch heads would see 20% fewer labels."""
     rng = np.random.default_rng(0)
-    X, X_val = rng.normal(size=(12, 6)).astype(np.float32), rng.normal(size=(4, 6)).astype(np.float32)
-    y, y_val = np.array(["a", "b"] * 6), np.array(["c"] * 4)  # class c only in the validation part
-    ctx = BaselineContext(n_features=6, X_pool=rng.normal(size=(30, 6)).astype(np.float32), seed=0,
-                          encoder_config={"hidden_dims": [8], "dropout": 0.0})
-    for name in ("logreg", "xgboost", "pca_logreg", "random_encoder"):
-        clf = BASELINES[name](ctx).fit(X, y, X_val, y_val)
-        assert list(clf.classes_) == ["a", "b", "c"], name
-        assert clf.predict_proba(X_val).shape == (4, 3)
+    y = np.repeat([0, 1, 2], 12)
+    X = rng.normal(size=(36, 20)).astype(np.float32)
+    X[:, 0] += 2.5 * y  # one informative gene
+    job = GroupJob(split=0, seed=0, fraction=1.0, lab=np.arange(36), val=np.array([], int), test=np.arange(3),
+                   y=y, n_classes=3, approaches=[], features={})
+    folds = inner_folds(y, 0)
+    assert len(folds) == 3 and sorted(np.concatenate(folds).tolist()) == list(range(36))
+    clean, params = fit_linear(X, y, X[:3], "logistic", folds, job)
+    _, same = fit_linear(X, y, np.full((3, 20), 1e6, np.float32), "logistic", folds, job)
+    assert params == same and params in GRIDS["logistic"]
+    assert clean.shape == (3, 3) and np.allclose(clean.sum(1), 1)
+    proba, xgb = fit_xgboost(X, y, X[:3], folds, job)
+    assert proba.shape == (3, 3) and 1 <= xgb["n_estimators"] <= 300
+    assert {k: xgb[k] for k in ("max_depth", "min_child_weight", "learning_rate")} in GRIDS["xgboost"]
+    # a class with one labelled sample: nothing to cross-validate, the defaults are kept
+    assert inner_folds(np.array([0, 0, 1, 1, 2]), 0) is None
+    _, default = fit_linear(X[:5], np.array([0, 0, 1, 1, 2]), X[:2], "logistic", None, job)
+    assert default == GRIDS["logistic"][0]

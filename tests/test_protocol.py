@@ -1,4 +1,4 @@
-"""A tiny end-to-end benchmark: files, columns, leakage, nesting, metrics, resume, bad input."""
+"""The staged benchmark on a tiny cohort: files, pools, leakage, cells, paired summary, resume."""
 
 from __future__ import annotations
 
@@ -7,217 +7,226 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from exprssl.datasets import synthetic
-from exprssl.errors import ConfigError, LabelColumnError
-from exprssl.evaluation.metrics import classification_metrics, labels_to_reach, mean_ci
+from exprssl.errors import ConfigError, LabelColumnError, OutputPathError
 from exprssl.evaluation.protocol import (
-    RESULT_COLUMNS,
     BenchmarkConfig,
+    load_cohort,
+    plan_benchmark,
+    resolve_config,
     run_benchmark,
-    summary_table,
 )
+from exprssl.evaluation.results import RESULT_COLUMNS
 from exprssl.io import write_h5ad
-from exprssl.methods import available
-from exprssl.splits import label_fraction_subsets
 
 BASELINES = ["logreg", "xgboost", "mlp", "pca_logreg", "random_encoder"]
+METHODS = ["scarf", "vime"]
+N_UNLABELED = 30
+
+
+def _cohort(seed=0):
+    a = synthetic(240, 150, 3, seed=seed, n_informative=60, module_size=10)
+    a.obs["label"] = a.obs["label"].astype(object)
+    a.obs.loc[a.obs_names[:N_UNLABELED], "label"] = np.nan  # profiles without the label
+    return a
 
 
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    a = synthetic(240, 150, 3, seed=0, n_informative=60, module_size=10)
     p = tmp_path_factory.mktemp("d") / "syn.h5ad"
-    write_h5ad(a, p)
+    write_h5ad(_cohort(), p)
     return p
 
 
 def _cfg(data_file, out, **kw):
-    base = dict(data=str(data_file), label="label", out=str(out), methods=available(), seeds=2,
-                fractions=[0.1, 0.5, 1.0], epochs=2, batch_size=32,
-                encoder={"hidden_dims": [32, 32], "dropout": 0.1},
-                finetune={"epochs": 5, "batch_size": 16, "patience": 3})
+    base = dict(data=str(data_file), label="label", out=str(out), methods=METHODS, seeds=2, splits=2,
+                fractions=[0.1, 0.5, 1.0], epochs=2, batch_size=32, encoder={"hidden_dims": [32, 32], "dropout": 0.1},
+                finetune={"epochs": 5, "batch_size": 16, "patience": 3}, bootstrap=200, jobs=1)
     base.update(kw)
     return BenchmarkConfig(**base)
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory, data_file):
-    out = tmp_path_factory.mktemp("bench")
-    res = run_benchmark(_cfg(data_file, out), progress=False)
-    return out, res
+    out = tmp_path_factory.mktemp("bench") / "b"
+    run = run_benchmark(_cfg(data_file, out, jobs=2), progress=False)  # worker processes
+    return out, run
 
 
 def test_every_file_written(bench):
-    out, _ = bench
-    for f in ("results.csv", "report.md", "report.html", "manifest.json", "splits.json", "label_efficiency.png",
-              "embeddings.png", "pretraining_loss.png", "confusion_matrix.png", "predictions/best.npz"):
+    out, run = bench
+    for f in ("results.csv", "summary.csv", "predictions.parquet", "tuning.csv", "manifest.json", "splits.json",
+              "settings.json", "predictions/best.npz"):
         assert (out / f).is_file(), f
-    for m in available():
-        assert (out / "models" / m / "weights.pt").is_file()
-        assert (out / "histories" / f"{m}.csv").is_file()
-        assert (out / "embeddings" / f"{m}.npz").is_file()
-    html = (out / "report.html").read_text()
-    assert "data:image/png;base64," in html and "http" not in html
+    for k in (0, 1):
+        for m in METHODS:
+            assert (out / "models" / f"split{k}" / m / "weights.pt").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert {"config", "versions", "split_hash", "gene_list_hash", "timings_s", "seeds"} <= set(manifest)
-    assert manifest["versions"]["torch"].startswith("2.")
+    assert {"config", "versions", "fingerprint", "timings_s", "pool", "tuning", "splits"} <= set(manifest)
+    assert manifest["splits"] == 2 and manifest["jobs"] == 2
 
 
-def test_results_columns_and_coverage(bench):
-    _, res = bench
+def test_unlabeled_profiles_pool_and_no_test_profile_leaks(bench):
+    out, _ = bench
+    splits = json.loads((out / "splits.json").read_text())
+    unlabeled = set(range(N_UNLABELED))  # the first profiles have no label
+    for s in splits.values():
+        pre, ft, test, pool = (set(s[k]) for k in ("pretrain", "finetune", "test", "pool"))
+        assert pool == pre | unlabeled  # every unlabeled profile pretrains
+        assert not test & pool and not test & ft and not pre & ft
+        assert not unlabeled & (ft | test)  # ... and never fine-tunes or tests
+    assert splits["0"]["test"] != splits["1"]["test"]  # independent outer splits
+    pool = json.loads((out / "manifest.json").read_text())["pool"]
+    assert pool["parts"]["profiles without the label"] == N_UNLABELED
+    assert pool["size"] == len(splits["0"]["pool"])
+
+
+def test_cells_cover_splits_seeds_fractions_and_approaches(bench):
+    _, run = bench
+    res = run.results
     assert list(res.columns) == RESULT_COLUMNS
     assert set(res["metric"]) == {"accuracy", "balanced_accuracy", "macro_f1", "auroc"}
-    ssl = res[res["kind"] == "ssl"]
-    assert set(ssl["method"]) == set(available()) and set(ssl["head"]) == {"linear_probe", "finetune"}
-    assert set(res[res["kind"] == "baseline"]["method"]) == set(BASELINES)
-    cells = res.groupby(["method", "head", "fraction", "seed"]).size()
-    assert len(cells) == (5 * 2 + 5) * 3 * 2 and (cells == 4).all()
+    cells = res.groupby(["split", "method", "head", "fraction", "seed"]).size()
+    assert len(cells) == 2 * 2 * 3 * (len(METHODS) * 2 + len(BASELINES)) and (cells == 4).all()
     assert res["value"].between(0, 1).all()
+    assert set(res.loc[res["method"] == "random_encoder", "kind"]) == {"control"}
 
 
-def test_no_test_index_in_training_and_nested_subsets(bench):
-    out, res = bench
-    splits = json.loads((out / "splits.json").read_text())
-    test = set(splits["test"])
-    assert not test & set(splits["pretrain"]) and not test & set(splits["finetune"])
-    assert not set(splits["pretrain"]) & set(splits["finetune"])
-    y = synthetic(240, 150, 3, seed=0, n_informative=60, module_size=10).obs["label"].to_numpy()
-    ft = np.array(splits["finetune"])
-    for seed in (0, 1):
-        subs = label_fraction_subsets(y[ft], [0.1, 0.5, 1.0], seed=seed)
-        assert set(subs[0.1]) <= set(subs[0.5]) <= set(subs[1.0])
-        for p, idx in subs.items():
-            counts = pd.Series(y[ft][idx]).value_counts()
-            assert len(counts) == 3 and counts.min() >= 1
-            assert res[(res.fraction == p) & (res.seed == seed)]["n_labelled"].unique().tolist() == [len(idx)]
+def test_summary_pairs_best_ssl_with_best_baseline(bench):
+    out, run = bench
+    s = pd.read_csv(out / "summary.csv")
+    assert len(s) == 3 * (len(METHODS) * 2 + len(BASELINES))
+    best = s[s["best_ssl"]]
+    assert len(best) == 3 and best["verdict"].isin(["SSL better", "SSL worse", "no detectable difference"]).all()
+    assert (best["diff_lo"] <= best["diff"]).all() and (best["diff"] <= best["diff_hi"]).all()
+    assert not s.loc[s["best_baseline"], "approach"].eq("random_encoder").any()
+    r = run.results[(run.results["metric"] == "balanced_accuracy") & (run.results["method"] == "logreg")]
+    assert s.loc[(s["approach"] == "logreg") & (s["fraction"] == 1.0), "mean"].iloc[0] == pytest.approx(
+        r[r["fraction"] == 1.0]["value"].mean())
 
 
-def test_best_predictions_match_sklearn(bench):
-    out, res = bench
-    d = np.load(out / "predictions" / "best.npz")
-    bal = balanced_accuracy_score(d["y_true"], d["y_pred"])
-    top = res[(res.metric == "balanced_accuracy") & (res.fraction == 1.0)]["value"].max()
-    assert bal == pytest.approx(top)
-
-
-def test_metrics_equal_sklearn():
-    rng = np.random.default_rng(0)
-    y = rng.choice(["a", "b", "c"], 50)
-    proba = rng.dirichlet([1, 1, 1], 50)
-    classes = np.array(["a", "b", "c"])
-    pred = classes[proba.argmax(1)]
-    m = classification_metrics(y, proba, classes)
-    from sklearn.metrics import roc_auc_score
-
-    assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
-    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
-    assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
-    assert m["auroc"] == pytest.approx(roc_auc_score(y, proba, multi_class="ovr", average="macro"))
-    yb = rng.choice(["n", "t"], 40)
-    pb = rng.dirichlet([1, 1], 40)
-    assert classification_metrics(yb, pb, ["n", "t"])["auroc"] == pytest.approx(roc_auc_score(yb == "t", pb[:, 1]))
-    mean, lo, hi = mean_ci([0.5, 0.6, 0.7])
-    assert mean == pytest.approx(0.6) and hi - mean == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-5)
-    v = 0.4305555555555556  # identical seeds: no rounding-noise interval ("0.431 ± 0.000")
-    assert mean_ci([v] * 5) == (pytest.approx(v), pytest.approx(v), pytest.approx(v))
-    assert mean_ci([v] * 5)[2] == mean_ci([v] * 5)[0]
-
-
-def test_labels_to_reach():
-    rows = []
-    for frac, ssl, base in ((0.1, 0.5, 0.6), (0.5, 0.7, 0.65), (1.0, 0.8, 0.7)):
-        for name, kind, v in (("scarf", "ssl", ssl), ("logreg", "baseline", base)):
-            rows.append({"method": name, "kind": kind, "head": "finetune" if kind == "ssl" else name,
-                         "fraction": frac, "n_labelled": 10, "seed": 0, "metric": "balanced_accuracy", "value": v})
-    # best baseline's best = 0.70 (logreg at 100%); scarf reaches it at 50% of the labels
-    assert labels_to_reach(pd.DataFrame(rows)) == {"scarf+finetune": 0.5}
-    never = pd.DataFrame(rows).assign(value=lambda d: np.where(d.kind == "ssl", 0.1, d.value))
-    assert np.isnan(labels_to_reach(never)["scarf+finetune"])
+def test_tuning_recorded_per_cell(bench):
+    out, _ = bench
+    t = pd.read_csv(out / "tuning.csv")
+    assert len(t) == 2 * 2 * 3 * (len(METHODS) * 2 + len(BASELINES))
+    chosen = t[t["approach"] == "logreg"]["params"].map(json.loads)
+    assert all(set(p) == {"C"} for p in chosen)
+    ft = t[t["approach"] == "scarf+finetune"]["params"].map(json.loads)
+    assert all(set(p) == {"lr_scale"} for p in ft)
 
 
 def test_rerun_resumes_without_recomputing(bench, data_file, monkeypatch):
-    out, res = bench
+    out, run = bench
     import exprssl.evaluation.protocol as proto
 
     def no_training(*a, **k):
         raise AssertionError("a finished cell was recomputed")
 
-    monkeypatch.setattr(proto.TorchClassifier, "fit", no_training)
-    monkeypatch.setattr(proto, "linear_probe", no_training)
-    monkeypatch.setattr(proto, "BASELINES", {b: no_training for b in BASELINES})
+    monkeypatch.setattr(proto, "evaluate_group", no_training)
+    monkeypatch.setattr(proto, "pretrain_one", no_training)
     again = run_benchmark(_cfg(data_file, out), progress=False)
-    assert len(again) == len(res)
-    table = summary_table(again)
-    assert "scarf+finetune" in set(table["approach"]) and table.shape[1] == 4
+    pd.testing.assert_frame_equal(again.results.reset_index(drop=True), run.results.reset_index(drop=True))
 
 
-def test_resume_with_other_settings_is_refused(bench, data_file):
+def test_resume_refuses_other_settings_and_changed_data(bench, data_file, tmp_path):
     out, _ = bench
     before = (out / "results.csv").read_bytes()
     with pytest.raises(ConfigError, match=r"other settings \(epochs: 2 -> 3\)"):
         run_benchmark(_cfg(data_file, out, epochs=3), progress=False)
-    with pytest.raises(ConfigError, match="different split"):
-        run_benchmark(_cfg(data_file, out, split_seed=1), progress=False)
+    changed = _cohort()
+    changed.X[40, 3] += 1.0  # one value of one profile
+    p = tmp_path / "syn.h5ad"
+    write_h5ad(changed, p)
+    with pytest.raises(ConfigError, match="contents changed: data"):
+        run_benchmark(_cfg(p, out), progress=False)
     assert (out / "results.csv").read_bytes() == before  # nothing touched
-    legacy = out.parent / "legacy"  # results from before settings were recorded
-    legacy.mkdir(exist_ok=True)
-    (legacy / "results.csv").write_bytes(before)
-    with pytest.raises(ConfigError, match="without recorded settings"):
-        run_benchmark(_cfg(data_file, legacy), progress=False)
 
 
-def test_pretrain_seeds_give_each_seed_its_own_model(tmp_path, data_file):
-    out = tmp_path / "ps"
-    res = run_benchmark(_cfg(data_file, out, methods=["scarf"], baselines=["logreg"], fractions=[1.0],
-                             seeds=2, pretrain_seeds=2), progress=False)
-    assert (out / "models" / "scarf" / "weights.pt").is_file()
-    assert (out / "models" / "scarf-seed1" / "weights.pt").is_file()
-    w0 = (out / "models" / "scarf" / "weights.pt").read_bytes()
-    assert w0 != (out / "models" / "scarf-seed1" / "weights.pt").read_bytes()  # another pretraining seed
-    probe = res[(res["method"] == "scarf") & (res["head"] == "linear_probe") & (res["metric"] == "accuracy")]
-    assert len(probe) == 2
-    assert "2 pretrainings per method" in (out / "report.md").read_text()
-    with pytest.raises(ConfigError, match="pretrain_seeds must be between 1 and seeds"):
-        run_benchmark(_cfg(data_file, tmp_path / "bad", seeds=2, pretrain_seeds=3), progress=False)
+def test_more_seeds_add_cells(tmp_path, data_file):
+    out = tmp_path / "grow"
+    small = dict(methods=["scarf"], baselines=["logreg"], fractions=[1.0], splits=1)
+    first = run_benchmark(_cfg(data_file, out, seeds=1, **small), progress=False)
+    grown = run_benchmark(_cfg(data_file, out, seeds=2, **small), progress=False)
+    assert set(first.results["seed"]) == {0} and set(grown.results["seed"]) == {0, 1}
+    kept = grown.results[grown.results["seed"] == 0].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, first.results.reset_index(drop=True), check_dtype=False)
 
 
-@pytest.mark.parametrize("kw,err,msg", [
-    ({"label": "subtype"}, LabelColumnError, "label column 'subtype' not found"),
-    ({"fractions": [0.5, 1.5]}, ConfigError, "1.5 is outside"),
-    ({"fractions": [0.0]}, ConfigError, "outside"),
-    ({"methods": ["scarf", "simclr"]}, ConfigError, "unknown method 'simclr'"),
-    ({"label": "rare"}, ConfigError, "class 'r' has 2 samples, fewer than the 3 parts"),
+def test_rejected_run_writes_nothing(tmp_path, data_file):
+    out = tmp_path / "r"
+    with pytest.raises(ConfigError, match="epochs must be an integer >= 1"):
+        run_benchmark(_cfg(data_file, out, epochs=-1), progress=False)
+    assert not out.exists()
+    with pytest.raises(LabelColumnError, match="label column 'subtype' not found"):
+        run_benchmark(_cfg(data_file, out, label="subtype"), progress=False)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"fractions": [0.5, 1.5]}, "1.5 is outside"),
+    ({"methods": ["scarf", "simclr"]}, "unknown method 'simclr'"),
+    ({"seeds": "abc"}, "seeds must be an integer"),
+    ({"splits": 0}, "splits must be an integer >= 1"),
 ])
-def test_bad_input_fails_before_training(tmp_path, data_file, kw, err, msg):
-    a = synthetic(240, 150, 3, seed=0, n_informative=60, module_size=10)
-    a.obs["rare"] = ["r" if i < 2 else "common" if i % 2 else "other" for i in range(a.n_obs)]
-    p = tmp_path / "d.h5ad"
+def test_bad_options_fail_before_anything_is_written(tmp_path, data_file, kw, msg):
+    with pytest.raises(ConfigError, match=msg):
+        run_benchmark(_cfg(data_file, tmp_path / "o", **kw), progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_output_that_is_not_a_benchmark_is_refused(tmp_path, data_file):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    with pytest.raises(OutputPathError, match="not an exprssl benchmark directory"):
+        run_benchmark(_cfg(data_file, mine), progress=False)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    with pytest.raises(OutputPathError, match="not an exprssl benchmark directory"):
+        run_benchmark(_cfg(data_file, mine / "notes.txt"), progress=False)
+
+
+def test_rare_classes_only_pretrain_and_fractions_that_repeat_are_merged(tmp_path):
+    a = synthetic(60, 80, 3, seed=1, n_informative=40, module_size=10)
+    a.obs["label"] = a.obs["label"].astype(object)
+    a.obs.loc[a.obs_names[:2], "label"] = "rare"
+    p = tmp_path / "small.h5ad"
     write_h5ad(a, p)
-    out = tmp_path / "out"
-    with pytest.raises(err, match=msg):
-        run_benchmark(_cfg(p, out, **kw), progress=False)
-    assert not (out / "models").exists()
+    cfg = resolve_config(_cfg(p, tmp_path / "o", min_class_size=5, fractions=[0.5, 0.6, 0.9, 1.0]), 58)
+    cohort = load_cohort(cfg)
+    plan = plan_benchmark(cfg, cohort)
+    assert cohort.dropped == {"rare": 2} and set(plan.splits[0].pool) >= {0, 1}
+    # per class ~4 finetune samples: 0.9 and 1.0 label all of them, so they are one column
+    assert 1.0 in plan.fractions and 0.9 not in plan.fractions and plan.merged[1.0] == [0.9, 1.0]
+
+
+def test_pretrain_data_adds_to_the_pool_and_transductive_adds_the_test_profiles(tmp_path, data_file):
+    other = synthetic(50, 150, 3, seed=9, n_informative=60, module_size=10)
+    keep = np.random.default_rng(0).permutation(150)[:120]  # shuffled order, 30 genes missing
+    extra = tmp_path / "extra.h5ad"
+    write_h5ad(other[:, keep].copy(), extra)
+    cfg = resolve_config(_cfg(data_file, tmp_path / "o", pretrain_data=[str(extra)], transductive=True), 210)
+    cohort = load_cohort(cfg)
+    assert cohort.adata.n_vars == 120 and cohort.sources[0][1].n_obs == 50
+    assert cohort.sources[0][2] == pytest.approx(0.8)
+    plan = plan_benchmark(cfg, cohort)
+    s = plan.splits[0]
+    assert set(s.test) <= set(s.pool) and not set(s.finetune) & set(s.pool)
+
+
+def test_paper_protocol_is_a_preset(tmp_path, data_file):
+    from exprssl.evaluation.protocol import paper_preset
+
+    cfg = _cfg(data_file, tmp_path / "p", protocol="paper", splits=None)
+    preset = paper_preset(cfg)
+    assert preset is not cfg and cfg.split == {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}
+    assert preset.split == {"train": 0.8, "test": 0.2} and preset.main_metric == "accuracy" and preset.splits == 1
+    run = run_benchmark(_cfg(data_file, tmp_path / "p", protocol="paper", methods=["scarf"], baselines=["logreg"],
+                             fractions=[1.0], seeds=1), progress=False)
+    splits = json.loads((tmp_path / "p" / "splits.json").read_text())["0"]
+    assert splits["pretrain"] == splits["finetune"] and run.manifest["config"]["main_metric"] == "accuracy"
 
 
 def test_config_unknown_key():
     with pytest.raises(ConfigError, match="unknown benchmark option.*epoch_count"):
         BenchmarkConfig.from_dict({"data": "x", "label": "y", "epoch_count": 3})
-
-
-def test_transfer_pretraining_aligns_genes_by_name(tmp_path, data_file):
-    other = synthetic(300, 150, 3, seed=9, n_informative=60, module_size=10)
-    keep = np.random.default_rng(0).permutation(150)[:120]  # shuffled order, 30 genes missing
-    other = other[:, keep].copy()
-    p = tmp_path / "other.h5ad"
-    write_h5ad(other, p)
-    out = tmp_path / "t"
-    run_benchmark(_cfg(data_file, out, methods=["scarf"], baselines=["logreg"], seeds=1, fractions=[1.0],
-                       pretrain_data=str(p)), progress=False)
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["n_features"] == 120
-    genes = (out / "models" / "scarf" / "genes.txt").read_text().split()
-    assert sorted(genes) == sorted(other.var_names)
-    res = pd.read_csv(out / "results.csv")
-    assert set(res["method"]) == {"scarf", "logreg"}

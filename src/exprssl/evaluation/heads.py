@@ -1,94 +1,228 @@
-"""Classifiers on top of an encoder: a frozen linear probe and full fine-tuning."""
+"""Classifier heads trained as many models at once.
+
+A benchmark cell trains the same small network several times: once per candidate learning rate
+and inner cross-validation fold, then the final fit. Trained one by one, each tiny fit pays the
+full per-step overhead and a cold optimizer for a few dozen labelled samples. ``StackedMLP``
+holds M copies of an encoder + linear head with stacked parameters: the first layer of all M is
+one GEMM over the shared input, the deeper layers one batched GEMM each, and each model sees
+only its own training rows through a mask (its BatchNorm statistics and loss use those rows
+only). Early stopping keeps each model's best weights by an indexed copy, not a deep copy of a
+state dict.
+"""
 
 from __future__ import annotations
 
-import copy
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+import torch.nn.functional as F
 from torch import nn
 
-
-def linear_probe(seed: int = 0, C: float = 1.0):
-    """Standardised features -> multinomial logistic regression (the usual frozen-probe protocol)."""
-    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000, random_state=seed))
+from ..encoders import MLPEncoder
 
 
-class TorchClassifier:
-    """Encoder + linear head trained with cross-entropy; sklearn-style ``fit`` / ``predict_proba``.
+def _encoder_blocks(encoder: MLPEncoder) -> tuple[list[tuple[nn.Linear, nn.BatchNorm1d | None]], float]:
+    """(Linear, BatchNorm or None) per block of an MLPEncoder, and its dropout rate."""
+    blocks: list[tuple[nn.Linear, nn.BatchNorm1d | None]] = []
+    dropout = 0.0
+    for m in encoder:
+        if isinstance(m, nn.Linear):
+            blocks.append((m, None))
+        elif isinstance(m, nn.BatchNorm1d):
+            blocks[-1] = (blocks[-1][0], m)
+        elif isinstance(m, nn.Dropout):
+            dropout = float(m.p)
+    return blocks, dropout
 
-    The encoder is deep-copied, so a pretrained model is never modified. With ``freeze`` only the
-    head trains (the paper's frozen set-up). Early stopping on the validation loss restores the
-    best weights; without validation data it trains for ``epochs``.
-    """
 
-    def __init__(self, encoder: nn.Module, *, freeze: bool = False, epochs: int = 100, lr: float = 1e-3,
-                 encoder_lr: float | None = None, weight_decay: float = 1e-4, batch_size: int = 64,
-                 patience: int = 10, seed: int = 0):
-        self.encoder = encoder
-        self.freeze, self.epochs, self.lr = freeze, epochs, lr
-        self.encoder_lr = lr if encoder_lr is None else encoder_lr
-        self.weight_decay, self.batch_size, self.patience, self.seed = weight_decay, batch_size, patience, seed
+class _StackedBlock(nn.Module):
+    """One Linear (+ BatchNorm) block of M models. The first block's weight is stored
+    (in, M, out), so that one GEMM (n, in) x (in, M*out) serves all M models; deeper blocks'
+    weights are (M, in, out), for one batched GEMM."""
 
-    def fit(self, X, y, X_val=None, y_val=None):
-        torch.manual_seed(self.seed)
-        gen = torch.Generator().manual_seed(self.seed)
-        self.classes_ = np.unique(np.asarray(y).astype(str))
-        to_idx = {c: i for i, c in enumerate(self.classes_)}
-        Xt = torch.as_tensor(np.asarray(X), dtype=torch.float32)
-        yt = torch.as_tensor([to_idx[c] for c in np.asarray(y).astype(str)])
-        has_val = X_val is not None and len(X_val) > 0
-        if has_val:
-            known = np.isin(np.asarray(y_val).astype(str), self.classes_)
-            Xv = torch.as_tensor(np.asarray(X_val)[known], dtype=torch.float32)
-            yv = torch.as_tensor([to_idx[c] for c in np.asarray(y_val).astype(str)[known]])
-            has_val = len(yv) > 0
-        enc = copy.deepcopy(self.encoder)
-        for p in enc.parameters():
-            p.requires_grad_(not self.freeze)
-        self.model = nn.Sequential(enc, nn.Linear(enc.out_dim, len(self.classes_)))
-        groups = [{"params": self.model[1].parameters(), "lr": self.lr}]
-        if not self.freeze:
-            groups.append({"params": enc.parameters(), "lr": self.encoder_lr})
-        opt = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
-        loss_fn = nn.CrossEntropyLoss()
-        n = len(yt)
-        bs = max(2, min(self.batch_size, n))
-        best, best_state, bad = float("inf"), None, 0
-        for _ in range(self.epochs):
-            self.model.train()
-            if self.freeze:
-                enc.eval()  # frozen: BatchNorm statistics stay those of pretraining
-            perm = torch.randperm(n, generator=gen)
-            for start in range(0, n, bs):
-                idx = perm[start:start + bs]
-                if len(idx) < 2:  # BatchNorm cannot train on a batch of one
-                    continue
-                opt.zero_grad(set_to_none=True)
-                loss_fn(self.model(Xt[idx]), yt[idx]).backward()
-                opt.step()
-            if has_val:
-                self.model.eval()
-                with torch.no_grad():
-                    v = float(loss_fn(self.model(Xv), yv))
-                if v < best - 1e-4:
-                    best, best_state, bad = v, copy.deepcopy(self.model.state_dict()), 0
-                else:
-                    bad += 1
-                    if bad >= self.patience:
-                        break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
-        self.model.eval()
-        return self
+    def __init__(self, lin: nn.Linear, bn: nn.BatchNorm1d | None, M: int, first: bool, trainable: bool):
+        super().__init__()
+        w = lin.weight.detach().T
+        self.first = first
+        self.weight = nn.Parameter((w.unsqueeze(1).repeat(1, M, 1) if first else w.unsqueeze(0).repeat(M, 1, 1))
+                                   .contiguous(), requires_grad=trainable)
+        self.bias = nn.Parameter(lin.bias.detach().repeat(M, 1), requires_grad=trainable)
+        self.has_bn = bn is not None
+        if bn is not None:
+            self.gamma = nn.Parameter(bn.weight.detach().repeat(M, 1), requires_grad=trainable)
+            self.beta = nn.Parameter(bn.bias.detach().repeat(M, 1), requires_grad=trainable)
+            self.register_buffer("running_mean", bn.running_mean.detach().repeat(M, 1))
+            self.register_buffer("running_var", bn.running_var.detach().repeat(M, 1))
 
-    def predict_proba(self, X) -> np.ndarray:
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if self.first:
+            d_in, M, d_out = self.weight.shape
+            h = (h @ self.weight.reshape(d_in, M * d_out) + self.bias.reshape(-1)).view(h.shape[0], M, d_out)
+            h = h.transpose(0, 1)
+        else:
+            h = torch.baddbmm(self.bias.unsqueeze(1), h, self.weight)
+        if self.has_bn:
+            h = self._batchnorm(h, mask)
+        return F.relu(h)
+
+    def _batchnorm(self, h, mask, eps: float = 1e-5, momentum: float = 0.1):
+        gamma, beta = self.gamma.unsqueeze(1), self.beta.unsqueeze(1)
+        if mask is None:  # inference, or a frozen encoder: the statistics it was trained with
+            return (h - self.running_mean.unsqueeze(1)) * torch.rsqrt(self.running_var.unsqueeze(1) + eps) * gamma + beta
+        w = mask.unsqueeze(2)
+        n = w.sum(1)  # (M, 1)
+        mean = (h * w).sum(1) / n
+        var = (((h - mean.unsqueeze(1)) ** 2) * w).sum(1) / n
+        with torch.no_grad():  # as nn.BatchNorm1d: the running variance is unbiased
+            self.running_mean.lerp_(mean, momentum)
+            self.running_var.lerp_(var * n / (n - 1).clamp_min(1), momentum)
+        return (h - mean.unsqueeze(1)) * torch.rsqrt(var.unsqueeze(1) + eps) * gamma + beta
+
+    def model_axis(self, name: str) -> int:
+        return 1 if self.first and name == "weight" else 0
+
+
+class StackedMLP(nn.Module):
+    """M independent copies of an encoder (or none: a linear model on fixed features) plus a
+    linear head, initialised from ``encoder`` (pretrained or random) and trained jointly."""
+
+    def __init__(self, encoder: MLPEncoder | None, n_in: int, n_classes: int, n_models: int, *,
+                 freeze_encoder: bool = False, seed: int = 0):
+        super().__init__()
+        self.n_models = M = int(n_models)
+        self.freeze_encoder = freeze_encoder
+        self.dropout = 0.0
+        width = n_in
+        blocks: list = []
+        if encoder is not None:
+            pairs, self.dropout = _encoder_blocks(encoder)
+            blocks = [_StackedBlock(lin, bn, M, i == 0, not freeze_encoder) for i, (lin, bn) in enumerate(pairs)]
+            width = pairs[-1][0].out_features
+        self.blocks = nn.ModuleList(blocks)
+        gen = torch.Generator().manual_seed(seed)
+        bound = 1 / math.sqrt(width)  # nn.Linear's default initialisation, the same for every copy
+        head_w = (torch.rand(width, n_classes, generator=gen) * 2 - 1) * bound
+        head_b = (torch.rand(n_classes, generator=gen) * 2 - 1) * bound
+        self.head_w = nn.Parameter(head_w.unsqueeze(0).repeat(M, 1, 1))
+        self.head_b = nn.Parameter(head_b.unsqueeze(0).repeat(M, 1))
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.blocks.parameters())
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, train: bool = False) -> torch.Tensor:
+        """Logits (M, n, classes) for shared input rows ``x`` (n, in). In training, ``mask`` (M, n)
+        says which rows belong to each model's batch: its BatchNorm statistics use only those."""
+        train_encoder = train and not self.freeze_encoder
+        h = x
+        for block in self.blocks:
+            h = block(h, mask if train_encoder else None)
+            if train_encoder and self.dropout > 0:
+                h = F.dropout(h, self.dropout, training=True)
+        if not len(self.blocks):
+            h = x.unsqueeze(0).expand(self.n_models, *x.shape)
+        return torch.baddbmm(self.head_b.unsqueeze(1), h, self.head_w)
+
+    def state_tensors(self) -> list[tuple[torch.Tensor, int]]:
+        """Every per-model tensor (parameters and running statistics) with its model axis."""
+        out = [(self.head_w, 0), (self.head_b, 0)]
+        for block in self.blocks:
+            for name, t in [*block.named_parameters(), *block.named_buffers()]:
+                out.append((t, block.model_axis(name)))
+        return out
+
+
+@dataclass
+class HeadRecipe:
+    """How a head is trained (the fine-tuning recipe, shared by SSL fine-tuning and the MLP
+    baseline so that pretraining is the only difference)."""
+
+    epochs: int = 100
+    lr: float = 1e-3
+    encoder_lr: float | None = 1e-4  # None: the head's rate
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    patience: int = 10
+
+
+def train_stacked(net: StackedMLP, X: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
+                  val_mask: torch.Tensor | None, recipe: HeadRecipe, lr_scale: float = 1.0,
+                  seed: int = 0) -> np.ndarray:
+    """Train the M models of ``net`` on rows ``X`` with labels ``y`` (class indices); model m
+    trains on rows ``train_mask[m]`` and early-stops on rows ``val_mask[m]`` (its best weights
+    restored), or runs all epochs when it has no validation rows. ``lr_scale`` multiplies both
+    learning rates (the tuned grid). Returns each model's best validation loss (inf: none)."""
+    M = net.n_models
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout
+    lr = recipe.lr * lr_scale
+    enc_lr = (recipe.encoder_lr if recipe.encoder_lr is not None else recipe.lr) * lr_scale
+    groups = [{"params": [net.head_w, net.head_b], "lr": lr}]
+    if not net.freeze_encoder and net.encoder_parameters():
+        groups.append({"params": net.encoder_parameters(), "lr": enc_lr})
+    try:
+        opt = torch.optim.AdamW(groups, weight_decay=recipe.weight_decay, fused=True)
+    except RuntimeError:  # no fused kernel for this device / torch
+        opt = torch.optim.AdamW(groups, weight_decay=recipe.weight_decay)
+    train_mask = train_mask.float()
+    rows = torch.nonzero(train_mask.any(0)).view(-1)
+    has_val = val_mask is not None and bool(val_mask.any())
+    if has_val:
+        val_mask = val_mask.float()
+        val_rows = torch.nonzero(val_mask.any(0)).view(-1)
+        Xv, yv, wv = X[val_rows], y[val_rows], val_mask[:, val_rows]
+        wv_n = wv.sum(1)
+    best = torch.full((M,), math.inf)
+    bad = torch.zeros(M, dtype=torch.long)
+    # a model without validation rows (a class with one labelled sample) runs every epoch
+    stops = wv_n > 0 if has_val else torch.zeros(M, dtype=torch.bool)
+    tensors, axes = zip(*net.state_tensors(), strict=True)
+    saved = [t.detach().clone() for t in tensors]
+    bs = max(2, recipe.batch_size)
+    for _ in range(recipe.epochs):
+        net.train()
+        perm = rows[torch.randperm(len(rows), generator=gen)]
+        for start in range(0, len(perm), bs):
+            idx = perm[start:start + bs]
+            w = train_mask[:, idx]
+            w = w * (w.sum(1, keepdim=True) >= 2)  # BatchNorm needs two rows of a model's own
+            if not w.any():
+                continue
+            logits = net(X[idx], w, train=True)
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[idx].repeat(M), reduction="none")
+            loss = ((ce.view(M, -1) * w).sum(1) / w.sum(1).clamp_min(1)).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if not stops.any():
+            continue
+        net.eval()
         with torch.no_grad():
-            logits = self.model(torch.as_tensor(np.asarray(X), dtype=torch.float32))
-        return torch.softmax(logits, 1).numpy()
+            logits = net(Xv)
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yv.repeat(M), reduction="none").view(M, -1)
+            v = (ce * wv).sum(1) / wv_n.clamp_min(1)
+        improved = stops & (v < best - 1e-4) & (bad < recipe.patience)
+        if improved.any():
+            ids = torch.nonzero(improved).view(-1)
+            for t, s, ax in zip(tensors, saved, axes, strict=True):
+                s.index_copy_(ax, ids, t.detach().index_select(ax, ids))
+            best = torch.where(improved, v, best)
+        bad = torch.where(improved, torch.zeros_like(bad), bad + 1)
+        if stops.all() and (bad >= recipe.patience).all():
+            break
+    restore = torch.nonzero(stops & torch.isfinite(best)).view(-1)
+    if len(restore):
+        with torch.no_grad():
+            for t, s, ax in zip(tensors, saved, axes, strict=True):
+                t.index_copy_(ax, restore, s.index_select(ax, restore))
+    net.eval()
+    return best.numpy()
 
-    def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(1)]
+
+def predict_proba(net: StackedMLP, X: torch.Tensor, batch: int = 4096) -> np.ndarray:
+    """Class probabilities (M, n, classes) in eval mode."""
+    net.eval()
+    with torch.no_grad():
+        out = [torch.softmax(net(X[s:s + batch]), -1) for s in range(0, X.shape[0], batch)]
+    return torch.cat(out, 1).numpy() if out else np.zeros((net.n_models, 0, net.head_w.shape[-1]), np.float32)

@@ -40,6 +40,15 @@ def classification_metrics(y_true: Sequence, proba: np.ndarray, classes: Sequenc
     return {k: float(v) for k, v in out.items()}
 
 
+def score(y_true, y_pred, metric: str) -> float:
+    """One label-based metric (AUROC needs probabilities: balanced accuracy stands in for it)."""
+    if metric == "accuracy":
+        return float(accuracy_score(y_true, y_pred))
+    if metric == "macro_f1":
+        return float(f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true), zero_division=0))
+    return float(balanced_accuracy_score(y_true, y_pred))
+
+
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
     """Mean and t-interval over seeds; with one value, or identical values (every seed labelled
     the same samples at 100%), the interval collapses to the mean instead of rounding noise."""

@@ -1,9 +1,21 @@
-"""The label-efficiency benchmark: does SSL pretraining beat supervised learning on raw genes?
+"""The label-efficiency benchmark: does SSL pretraining beat supervised learning on the raw genes,
+and at how many labels? Run as named stages with plain inputs and outputs:
 
-Leakage-safe by construction: one stratified (optionally grouped) split into an unlabeled
-pretraining pool, a labelled fine-tuning pool and a fixed test set; preprocessing is fit on the
-pretraining pool only; test samples never touch pretraining, fitting or model choice (early
-stopping uses a validation part carved out of each labelled subset).
+1. ``load_cohort``: the profiles, the label, and every profile without it (they only pretrain).
+2. ``plan_benchmark``: K outer stratified (optionally grouped) splits, each split's pretraining
+   pool, the label fractions (merged where they give the same subsets) and the approaches.
+3. ``prepare_output``: the output directory is checked and a resumed run's settings compared
+   before anything is written.
+4. ``pretrain_stage``: per split, preprocessing fit on the pool, every SSL model pretrained once
+   (cached and resumable), features and embeddings written once for the evaluation workers.
+5. ``evaluate_stage``: every missing cell (split x seed x fraction x approach), in worker
+   processes; the parent alone writes results.
+6. ``summarize_stage``: means with two-stage bootstrap intervals, paired differences and
+   verdicts (summary.csv), and the manifest. The report is written by the caller.
+
+Leakage-safe by construction: test samples never enter a pretraining pool (unless
+``transductive``), preprocessing and PCA are fit on the pool, tuning and early stopping use the
+labelled subset only.
 """
 
 from __future__ import annotations
@@ -11,11 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +35,27 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..errors import ConfigError, LabelColumnError, RareClassError
-from ..genes import align_genes
+from ..encoders import default_encoder
+from ..errors import ConfigError, LabelColumnError, RareClassError, SingleClassError
 from ..io import load_data, require_label
 from ..methods import available as available_methods
-from ..methods import get_method
-from ..preprocessing import Preprocessor
+from ..methods import check_method_params
+from ..outputs import check_output, output_lock
 from ..splits import drop_rare_classes, label_fraction_subsets, log_fraction_grid, split_indices
+from ..threads import cpu_count, free_cores, limit_threads
 from ..utils import atomic_savez, atomic_write_text
-from .baselines import BASELINES, BaselineContext, SklearnAdapter
-from .heads import TorchClassifier, linear_probe
-from .metrics import METRICS, classification_metrics, curves
+from .baselines import BASELINES
+from .cells import SSL_HEADS, Approach, GroupJob, evaluate_group
+from .heads import HeadRecipe
+from .metrics import METRICS
+from .results import ResultStore
+from .stats import summarize
 
 log = logging.getLogger("exprssl")
-RESULT_COLUMNS = ["method", "kind", "head", "fraction", "n_labelled", "seed", "metric", "value"]
 PROTOCOLS = ("default", "paper")
+# options a rerun may change: they add cells or only change how results are summarised
+_RESUMABLE = {"out", "methods", "baselines", "fractions", "n_fractions", "seeds", "splits", "jobs", "bootstrap",
+              "min_test_per_class"}
 
 
 @dataclass
@@ -49,28 +67,32 @@ class BenchmarkConfig:
     out: str = "benchmark"
     labels: str | None = None  # sample sheet joined on sample id
     label_id_column: str | None = None
-    methods: list[str] = field(default_factory=lambda: ["scarf", "byol", "vime", "barlow", "mae"])
+    methods: list[str] = field(default_factory=available_methods)
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     fractions: list[float] | None = None  # None: log-spaced grid from ~1 per class to 100%
     n_fractions: int = 6
-    seeds: int = 3
-    pretrain_seeds: int = 1  # SSL models per method; seed s uses model s % pretrain_seeds, so with
-    # pretrain_seeds == seeds the CIs include pretraining variance too (at that many times the cost)
+    splits: int | None = None  # outer splits; None: 5 below 1,000 labelled profiles, else 1
+    seeds: int = 2  # label subsets (and head initialisations) per split
+    pretrain_seeds: int = 1  # SSL models per method and split; seed s uses model s % pretrain_seeds
     group: str | None = None
-    pretrain_data: str | None = None
+    pretrain_data: list[str] = field(default_factory=list)  # added to each split's pool
+    transductive: bool = False  # the test profiles (never their labels) join the pools too
     protocol: str = "default"
     split: dict[str, float] = field(default_factory=lambda: {"pretrain": 0.6, "finetune": 0.2, "test": 0.2})
     split_seed: int = 0
-    min_class_size: int = 0  # drop classes with fewer samples (noted in the report)
+    min_class_size: int = 0  # smaller classes leave the task; their profiles still pretrain
     epochs: int = 100
     batch_size: int = 128
     patience: int = 10
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    encoder: dict[str, Any] = field(default_factory=lambda: {"hidden_dims": [256, 256, 256, 256], "dropout": 0.2})
+    encoder: dict[str, Any] = field(default_factory=default_encoder)
     preprocessing: dict[str, Any] = field(default_factory=dict)
-    finetune: dict[str, Any] = field(default_factory=lambda: {"epochs": 100, "lr": 1e-3, "encoder_lr": 1e-4,
-                                                              "batch_size": 32, "patience": 10})
+    finetune: dict[str, Any] = field(default_factory=lambda: asdict(HeadRecipe()))
+    tune: bool = True  # inner-CV hyperparameters for every baseline and head
     main_metric: str = "balanced_accuracy"
+    min_test_per_class: float = 3.0  # below this many test samples per class and split: no claim
+    bootstrap: int = 2000
+    jobs: int | None = None  # worker processes; None: the free cores
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BenchmarkConfig:
@@ -78,15 +100,27 @@ class BenchmarkConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"unknown benchmark option(s): {', '.join(unknown)}; accepted: {', '.join(sorted(names))}")
+        d = dict(d)
+        if isinstance(d.get("pretrain_data"), str):
+            d["pretrain_data"] = [d["pretrain_data"]]
         return cls(**d)
 
     def validate(self) -> None:
+        """Every option's type and range, before anything is loaded or written."""
         if not self.data or not self.label:
             raise ConfigError("benchmark needs data and label")
-        if self.protocol not in PROTOCOLS:
-            raise ConfigError(f"unknown protocol '{self.protocol}'; available: {', '.join(PROTOCOLS)}")
+        _check_choice("protocol", self.protocol, PROTOCOLS)
+        _check_choice("main_metric", self.main_metric, METRICS)
+        for name, low in (("n_fractions", 1), ("seeds", 1), ("pretrain_seeds", 1), ("epochs", 1), ("batch_size", 2),
+                          ("patience", 0), ("min_class_size", 0), ("split_seed", 0), ("bootstrap", 100)):
+            _check_int(name, getattr(self, name), low)
+        for name in ("splits", "jobs"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
+        if self.pretrain_seeds > self.seeds:
+            raise ConfigError(f"pretrain_seeds must be between 1 and seeds ({self.seeds}), got {self.pretrain_seeds}")
         for m in self.methods:
-            get_method(m)
+            check_method_params(m, {**self.encoder, **self.method_options.get(m, {})})
         bad = [b for b in self.baselines if b not in BASELINES]
         if bad:
             raise ConfigError(f"unknown baseline '{bad[0]}'; available: {', '.join(BASELINES)}")
@@ -94,75 +128,449 @@ class BenchmarkConfig:
             out = [p for p in self.fractions if not (isinstance(p, (int, float)) and 0 < p <= 1)]
             if out:
                 raise ConfigError(f"label fraction {out[0]} is outside (0, 1]")
-        if self.seeds < 1:
-            raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
-        if not 1 <= self.pretrain_seeds <= self.seeds:
-            raise ConfigError(f"pretrain_seeds must be between 1 and seeds ({self.seeds}), got {self.pretrain_seeds}")
-        if self.main_metric not in METRICS:
-            raise ConfigError(f"main_metric must be one of {', '.join(METRICS)}")
         unknown = set(self.method_options) - set(available_methods())
         if unknown:
             raise ConfigError(f"method_options for unknown method(s): {', '.join(sorted(unknown))}")
+        recipe = {f.name for f in fields(HeadRecipe)}
+        if not isinstance(self.finetune, dict) or set(self.finetune) - recipe:
+            raise ConfigError(f"finetune options must be a mapping of {', '.join(sorted(recipe))}")
+        if not isinstance(self.preprocessing, dict):
+            raise ConfigError(f"preprocessing must be a mapping of options, got {self.preprocessing!r}")
+        if not isinstance(self.split, dict) or not all(isinstance(v, (int, float)) for v in self.split.values()):
+            raise ConfigError(f"split must map part names to fractions, got {self.split!r}")
+
+
+def _check_int(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def paper_preset(cfg: BenchmarkConfig) -> BenchmarkConfig:
+    """Dradjat et al.'s set-up, as a new config: SSL pretrained on the training samples (labels
+    unused), fractions of the same samples labelled, a linear softmax head trained frozen and
+    unfrozen, accuracy; one 80/20 split unless ``splits`` says otherwise."""
+    return replace(cfg, split={"train": 0.8, "test": 0.2}, main_metric="accuracy", splits=cfg.splits or 1)
 
 
 def demo_config(out: str = "demo_report") -> BenchmarkConfig:
-    """The bundled leukemia cohort, molecular subtype (classes with >= 5 patients): a real task on
-    which PCA + logistic regression is a strong baseline. Sized to finish in minutes on 2 cores;
-    one pretraining per seed, so the CIs include pretraining variance."""
+    """The bundled leukemia cohort, molecular subtype (classes with >= 5 patients; the two
+    1-patient classes only pretrain): a real task on which PCA + logistic regression is a strong
+    baseline. Three outer splits x two label subsets, tuned baselines and heads, sized to finish
+    within about three minutes on 2 cores."""
     return BenchmarkConfig(
-        data="all_leukemia", label="mol.biol", out=out, min_class_size=5, seeds=5, pretrain_seeds=5, n_fractions=5,
-        split={"pretrain": 0.5, "finetune": 0.25, "test": 0.25}, epochs=100, batch_size=32, patience=15,
-        preprocessing={"top_k_variance": 5000},
-        finetune={"epochs": 60, "lr": 1e-3, "encoder_lr": 1e-4, "batch_size": 16, "patience": 10},
+        data="all_leukemia", label="mol.biol", out=out, min_class_size=5, splits=3, seeds=2, n_fractions=4,
+        split={"pretrain": 0.5, "finetune": 0.25, "test": 0.25}, epochs=60, batch_size=32, patience=10,
+        preprocessing={"top_k_variance": 2000},
+        finetune={"epochs": 60, "lr": 1e-3, "encoder_lr": 1e-4, "batch_size": 32, "patience": 8},
     )
 
 
-def paper_overrides(cfg: BenchmarkConfig) -> BenchmarkConfig:
-    """Dradjat et al.'s set-up: SSL pretrained on the training samples (labels unused), fractions
-    of the same samples labelled, a linear softmax head trained frozen and unfrozen, accuracy.
-    Here: 80/20 train/test, the train part serving as both pools."""
-    cfg.split = {"train": 0.8, "test": 0.2}
-    cfg.main_metric = "accuracy"
+# ----------------------------------------------------------------------------- stage 1: the cohort
+@dataclass
+class Cohort:
+    adata: Any  # every profile (AnnData), restricted to the genes shared with any extra pool data
+    y: np.ndarray  # class code per profile; -1: no label for this task (it only pretrains)
+    classes: np.ndarray
+    groups: np.ndarray | None
+    dropped: dict[str, int]  # classes below min_class_size (their profiles only pretrain)
+    n_missing: int  # profiles without the label
+    sources: list[tuple[str, Any, float]]  # extra pretraining data: name, AnnData on the shared genes, coverage
+    fingerprint: dict[str, str]  # content hashes: a resumed run must see the same data
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return np.flatnonzero(self.y >= 0)
+
+
+def _digest(*parts) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    for p in parts:
+        if isinstance(p, np.ndarray) and p.dtype.kind in "biuf":
+            h.update(np.ascontiguousarray(p).view(np.uint8).reshape(-1))
+        else:
+            h.update(json.dumps(p, default=str).encode())
+    return h.hexdigest()
+
+
+def load_cohort(cfg: BenchmarkConfig) -> Cohort:
+    """Load and validate everything that can fail on bad input, before any training."""
+    adata = load_data(cfg.data, labels=cfg.labels, label_id_column=cfg.label_id_column)
+    require_label(adata, cfg.label)
+    if cfg.group is not None and cfg.group not in adata.obs.columns:
+        raise LabelColumnError(f"group column '{cfg.group}' not found; available: {', '.join(map(str, adata.obs.columns))}")
+    raw = adata.obs[cfg.label]
+    text = raw.astype(str).str.strip()
+    missing = (raw.isna() | text.isin(["", "nan", "NaN", "NA", "None", "<NA>"])).to_numpy()
+    dropped: dict[str, int] = {}
+    in_task = ~missing
+    if cfg.min_class_size:
+        keep, dropped = drop_rare_classes(text[in_task], cfg.min_class_size)
+        in_task[np.flatnonzero(in_task)[~keep]] = False
+    classes = np.unique(text[in_task])
+    if len(classes) < 2:
+        raise SingleClassError(f"label column '{cfg.label}' has {len(classes)} class(es) left for the task; need at least 2")
+    y = np.full(adata.n_obs, -1, dtype=np.int64)
+    y[in_task] = np.searchsorted(classes, text[in_task])
+    groups = None
+    if cfg.group:
+        groups = adata.obs[cfg.group].astype(str).to_numpy()
+        if adata.obs[cfg.group][in_task].isna().any():
+            raise LabelColumnError(f"group column '{cfg.group}' is empty for some labelled samples")
+    adata, sources = _pool_sources(adata, cfg.pretrain_data)
+    fingerprint = {"data": _digest(np.asarray(adata.X), list(adata.obs_names), list(adata.var_names)),
+                   "labels": _digest(list(text[in_task]), list(np.flatnonzero(in_task)),
+                                     None if groups is None else list(groups))}
+    for name, src, _ in sources:
+        fingerprint[f"pretrain_data:{name}"] = _digest(np.asarray(src.X), list(src.obs_names))
+    return Cohort(adata, y, classes, groups, dropped, int(missing.sum()), sources, fingerprint)
+
+
+def _pool_sources(adata, paths: list[str]):
+    """Extra pretraining data, genes aligned by name: every table keeps the genes all of them
+    share (each source must hold at least half of the cohort's genes)."""
+    from ..genes import align_genes
+
+    sources, genes = [], pd.Index(adata.var_names)
+    for path in paths:
+        src = load_data(path)
+        _, report = align_genes(src, list(adata.var_names), min_coverage=0.5, source=str(path))
+        log.warning("pretraining data %s: %s", path, report)
+        sources.append((str(path), src, report.coverage))
+        genes = genes.intersection(pd.Index(src.var_names), sort=False)
+    if not sources:
+        return adata, []
+    genes = [g for g in adata.var_names if g in set(genes)]
+    return adata[:, genes].copy(), [(name, src[:, genes].copy(), cov) for name, src, cov in sources]
+
+
+# ----------------------------------------------------------------------------- stage 2: the plan
+@dataclass
+class Split:
+    index: int
+    pretrain: np.ndarray  # cohort positions; the labelled part of the pool
+    finetune: np.ndarray
+    test: np.ndarray
+    pool: np.ndarray  # cohort positions pretraining uses (pretrain part + profiles without the label)
+
+
+@dataclass
+class Plan:
+    splits: list[Split]
+    fractions: list[float]
+    merged: dict[float, list[float]]  # a kept fraction -> the requested ones giving the same subsets
+    approaches: list[Approach]
+
+
+def resolve_config(cfg: BenchmarkConfig, n_labelled: int) -> BenchmarkConfig:
+    """The config a run really uses: the paper preset applied, the number of splits decided."""
+    if cfg.protocol == "paper":
+        cfg = paper_preset(cfg)
+    if cfg.splits is None:
+        cfg = replace(cfg, splits=5 if n_labelled < 1000 else 1)
     return cfg
 
 
-# ----------------------------------------------------------------------------- helpers
-def _sha(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def plan_benchmark(cfg: BenchmarkConfig, cohort: Cohort) -> Plan:
+    lab = cohort.labelled
+    unlabeled = np.flatnonzero(cohort.y < 0)
+    splits = []
+    for k in range(cfg.splits):
+        try:
+            parts = split_indices(cohort.classes[cohort.y[lab]], cfg.split, seed=cfg.split_seed + k,
+                                  groups=None if cohort.groups is None else cohort.groups[lab])
+        except RareClassError as e:
+            raise ConfigError(f"{e}: --min-class-size N (min_class_size in a config) drops classes smaller "
+                              "than N and lists them in the report") from None
+        parts = {name: lab[idx] for name, idx in parts.items()}
+        if cfg.protocol == "paper":
+            parts = {"pretrain": parts["train"], "finetune": parts["train"], "test": parts["test"]}
+        pool = np.union1d(parts["pretrain"], unlabeled)
+        if cfg.transductive:
+            pool = np.union1d(pool, parts["test"])
+        splits.append(Split(k, parts["pretrain"], parts["finetune"], parts["test"], pool))
+    fractions, merged = _fraction_grid(cfg, cohort, splits)
+    approaches = [Approach(m, "ssl", h) for m in cfg.methods for h in SSL_HEADS]
+    approaches += [Approach(b, BASELINES[b][0], b) for b in cfg.baselines]
+    return Plan(splits, fractions, merged, approaches)
 
 
-# options that may change between a run and its resume: they add cells, never alter finished ones
-_RESUMABLE = {"out", "methods", "baselines", "fractions", "n_fractions", "seeds"}
+def _fraction_grid(cfg, cohort, splits) -> tuple[list[float], dict[float, list[float]]]:
+    """The label fractions, merged where they label the same number of samples of every class in
+    every split (the subsets are then identical: a repeated column says nothing)."""
+    y_ft = cohort.y[splits[0].finetune]
+    requested = sorted(cfg.fractions or log_fraction_grid(len(y_ft), len(np.unique(y_ft)), cfg.n_fractions))
+    label_fraction_subsets(y_ft, requested, seed=0)  # validates the fractions
+    counts = [np.bincount(cohort.y[s.finetune], minlength=len(cohort.classes)) for s in splits]
+    by_sizes: dict[tuple, list[float]] = {}
+    for p in requested:
+        sizes = tuple(tuple(np.minimum(c, np.maximum(1, np.ceil(p * c))).astype(int)) for c in counts)
+        by_sizes.setdefault(sizes, []).append(float(p))
+    merged = {max(group): sorted(group) for group in by_sizes.values()}
+    return sorted(merged), {k: v for k, v in merged.items() if len(v) > 1}
 
 
-def _check_resume(out: Path, cfg: BenchmarkConfig, split_hash: str) -> None:
-    """Refuse to resume into a directory whose finished cells used other settings: reusing its
-    models and scores would silently mix two experiments in one report."""
-    split_file, settings_file = out / "splits.json", out / "settings.json"
-    if split_file.exists() and json.loads(split_file.read_text()).get("hash") != split_hash:
-        raise ConfigError(f"{out}: holds results of a different split (data, label or split options changed); "
-                          "use a new --out directory")
+def _carve_validation(y: np.ndarray, seed: int, frac: float = 0.2) -> np.ndarray:
+    """Positions (into ``y``) of ~20% per class held out for early stopping of the torch heads,
+    when every class has >= 2 labelled samples; empty otherwise."""
+    classes, counts = np.unique(y, return_counts=True)
+    if counts.min() < 2:
+        return np.array([], dtype=int)
+    rng = np.random.default_rng(seed + 7919)
+    val = [rng.permutation(np.flatnonzero(y == c))[: max(1, int(round(frac * n)))] for c, n in zip(classes, counts, strict=True)]
+    return np.sort(np.concatenate(val))
+
+
+# ----------------------------------------------------------------------------- stage 3: the output
+def _settings(cfg: BenchmarkConfig, cohort: Cohort) -> dict:
     settings = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE}, default=str))
     settings["exprssl_version"] = __version__  # another release may score differently
+    settings["fingerprint"] = cohort.fingerprint
+    return settings
+
+
+def prepare_output(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> Path:
+    """Refuse an output directory that is not a benchmark (or empty), or whose finished cells used
+    other settings or other data; then record settings and splits. Nothing is written before."""
+    out = check_output(cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data])
+    settings = _settings(cfg, cohort)
+    settings_file, split_file = out / "settings.json", out / "splits.json"
     if settings_file.exists():
         before = json.loads(settings_file.read_text())
         changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
         if changed:
-            diffs = "; ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
-            raise ConfigError(f"{out}: holds results run with other settings ({diffs}); rerun with the same "
-                              "settings to resume, or use a new --out directory")
-    elif (out / "results.csv").exists():
-        raise ConfigError(f"{out}: holds results without recorded settings (an older exprssl); "
-                          "use a new --out directory")
+            raise ConfigError(f"{out}: holds results run with other settings ({_describe_changes(before, settings, changed)}); "
+                              "rerun with the same settings to resume, or use a new --out directory")
+    splits = {str(s.index): {"pretrain": s.pretrain.tolist(), "finetune": s.finetune.tolist(),
+                             "test": s.test.tolist(), "pool": s.pool.tolist()} for s in plan.splits}
+    if split_file.exists():
+        recorded = json.loads(split_file.read_text())
+        if any(recorded.get(k, v) != v for k, v in splits.items()):
+            raise ConfigError(f"{out}: holds results of different splits; use a new --out directory")
+        splits = {**recorded, **splits}
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(settings_file, json.dumps(settings, indent=2))
+    atomic_write_text(split_file, json.dumps(splits))
+    return out
 
 
-def _git_revision() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+def _describe_changes(before: dict, after: dict, changed: list[str]) -> str:
+    parts = []
+    for k in changed:
+        if k == "fingerprint":
+            b, a = before.get(k) or {}, after.get(k) or {}
+            what = sorted(x for x in set(a) | set(b) if a.get(x) != b.get(x))
+            parts.append("contents changed: " + ", ".join(what))
+        else:
+            parts.append(f"{k}: {before.get(k)!r} -> {after.get(k)!r}")
+    return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------- running tasks
+def run_tasks(fn: Callable, tasks: list, jobs: int) -> Iterator:
+    """``fn`` over ``tasks``, results as they finish: in ``jobs`` single-threaded worker
+    processes, or inline on one thread (tiny fits gain nothing from more and suffer on a busy
+    machine)."""
+    if jobs <= 1 or len(tasks) <= 1:
+        with limit_threads(1):
+            for t in tasks:
+                yield fn(t)
+        return
+    from joblib import Parallel, delayed, parallel_config
+
+    with parallel_config(backend="loky", inner_max_num_threads=1):
+        yield from Parallel(n_jobs=min(jobs, len(tasks)), return_as="generator_unordered")(
+            delayed(_single_threaded(fn))(t) for t in tasks)
+
+
+def _single_threaded(fn):
+    def run(task):
+        import torch
+
+        torch.set_num_threads(1)
+        return fn(task)
+
+    run.__name__ = getattr(fn, "__name__", "task")
+    return run
+
+
+# ----------------------------------------------------------------------------- stage 4: pretraining
+@dataclass
+class PretrainTask:
+    model_dir: str
+    method: str
+    pool: str  # .npy of the pool's raw values on the shared genes
+    genes: list[str]
+    preprocessor: dict
+    options: dict
+    seed: int
+
+
+def pretrain_one(task: PretrainTask) -> str:
+    import anndata as ad
+
+    from ..model import SSLModel
+    from ..preprocessing import Preprocessor
+
+    pool = ad.AnnData(np.load(task.pool), var=pd.DataFrame(index=task.genes))
+    model = SSLModel(task.method, method_params=task.options["method_params"],
+                     preprocessor=Preprocessor.from_dict(task.preprocessor), seed=task.seed,
+                     **task.options["train"])
+    model.fit(pool)
+    model.save(task.model_dir, overwrite=True)
+    return task.model_dir
+
+
+def pretrain_stage(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, out: Path, jobs: int,
+                   progress: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+    """Per split: preprocessing fit on the pool; every SSL model pretrained (or loaded from
+    ``models/``); features, embeddings, PCA scores and random-encoder features written to
+    ``cache/`` for the workers. Returns the feature paths and model directories."""
+    from ..preprocessing import Preprocessor
+
+    features: dict[int, dict[str, str]] = {}
+    models: dict[tuple[int, str, int], str] = {}
+    tasks, timings = [], {}
+    genes = list(cohort.adata.var_names)
+    for s in plan.splits:
+        cache = out / "cache" / f"split{s.index}"
+        cache.mkdir(parents=True, exist_ok=True)
+        pool = np.concatenate([np.asarray(cohort.adata.X[s.pool], dtype=np.float32),
+                               *[np.asarray(src.X, dtype=np.float32) for _, src, _ in cohort.sources]])
+        prep = Preprocessor.from_options(cfg.preprocessing).fit(pool, genes=genes)
+        np.save(cache / "pool_raw.npy", pool)
+        np.save(cache / "pool.npy", prep.transform(pool, genes))
+        np.save(cache / "X.npy", prep.transform(np.asarray(cohort.adata.X, dtype=np.float32), genes))
+        prep.save(cache / "preprocessor.json")
+        features[s.index] = {"X": str(cache / "X.npy"), "pool": str(cache / "pool.npy")}
+        for method in cfg.methods:
+            for p in range(cfg.pretrain_seeds):
+                mdir = out / "models" / f"split{s.index}" / (method if p == 0 else f"{method}-seed{p}")
+                models[s.index, method, p] = str(mdir)
+                if not (mdir / "weights.pt").exists():
+                    tasks.append(PretrainTask(str(mdir), method, str(cache / "pool_raw.npy"), genes, prep.to_dict(),
+                                              _pretrain_options(cfg, method), cfg.split_seed + s.index * 1000 + p))
+    t0 = time.perf_counter()
+    for _ in run_tasks(pretrain_one, tasks, jobs):
+        progress(1)
+    timings["pretraining"] = time.perf_counter() - t0
+    for s in plan.splits:
+        _write_features(cfg, cohort, s, features[s.index], models, out)
+    return {"features": features, "models": models, "timings": timings, "n_pretrained": len(tasks)}
+
+
+def _pretrain_options(cfg: BenchmarkConfig, method: str) -> dict:
+    return {"method_params": {**cfg.encoder, **cfg.method_options.get(method, {})},
+            "train": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "patience": cfg.patience, "progress": False}}
+
+
+def _write_features(cfg, cohort: Cohort, s: Split, feats: dict[str, str], models, out: Path) -> None:
+    """Embeddings of every profile by each pretrained model, PCA scores and random-encoder
+    features: computed once per split, read by every cell."""
+    from sklearn.decomposition import PCA
+
+    from ..model import SSLModel
+    from .baselines import random_encoder
+
+    cache = Path(feats["X"]).parent
+    X = np.load(feats["X"])
+    pool_x = np.load(feats["pool"])
+    for method in cfg.methods:
+        for p in range(cfg.pretrain_seeds):
+            path = cache / f"Z_{method}_{p}.npy"
+            model = SSLModel.load(models[s.index, method, p])
+            np.save(path, model.embed_preprocessed(np.asarray(X)))
+            feats[f"Z:{method}:{p}"] = str(path)
+            if s.index == 0 and p == 0:
+                history = getattr(model, "history_", None)
+                history = history if history is not None else model.history
+                atomic_write_text(out / "histories" / f"{method}.csv", history.to_csv(index=False))
+                atomic_savez(out / "embeddings" / f"{method}.npz", Z=np.load(path)[s.test],
+                             labels=cohort.classes[cohort.y[s.test]].astype(str))
+    n = int(min(50, pool_x.shape[0] - 1, pool_x.shape[1]))
+    np.save(cache / "pca.npy", PCA(n_components=n, random_state=0).fit(pool_x).transform(np.asarray(X)).astype(np.float32))
+    feats["pca"] = str(cache / "pca.npy")
+    import torch
+
+    for seed in range(cfg.seeds):
+        enc = random_encoder(X.shape[1], cfg.encoder, pool_x, seed)
+        with torch.no_grad():
+            np.save(cache / f"random_{seed}.npy", enc(torch.as_tensor(np.asarray(X))).numpy())
+        feats[f"random:{seed}"] = str(cache / f"random_{seed}.npy")
+    if s.index == 0:
+        atomic_savez(out / "embeddings" / "raw.npz", Z=np.asarray(X[s.test]),
+                     labels=cohort.classes[cohort.y[s.test]].astype(str))
+
+
+# ----------------------------------------------------------------------------- stage 5: evaluation
+def plan_jobs(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, store: ResultStore, artefacts: dict) -> list[GroupJob]:
+    """One job per (split, seed, fraction) with the approaches it still lacks."""
+    jobs = []
+    recipe = HeadRecipe(**cfg.finetune)
+    for s in plan.splits:
+        feats = artefacts["features"][s.index]
+        for seed in range(cfg.seeds):
+            subsets = label_fraction_subsets(cohort.y[s.finetune], plan.fractions, seed=seed)
+            p = seed % cfg.pretrain_seeds
+            job_feats = {**feats, **{f"Z:{m}": feats[f"Z:{m}:{p}"] for m in cfg.methods}}
+            for frac in plan.fractions:
+                todo = [a for a in plan.approaches if not store.has(s.index, a, frac, seed)]
+                if not todo:
+                    continue
+                lab = s.finetune[subsets[frac]]
+                val = lab[_carve_validation(cohort.y[lab], seed)]
+                jobs.append(GroupJob(split=s.index, seed=seed, fraction=frac, lab=lab, val=val, test=s.test,
+                                     y=cohort.y, n_classes=len(cohort.classes), approaches=todo, features=job_feats,
+                                     models={m: artefacts["models"][s.index, m, p] for m in cfg.methods},
+                                     encoder=cfg.encoder, recipe=recipe, tune=cfg.tune, metric=cfg.main_metric,
+                                     protocol=cfg.protocol))
+    return jobs
+
+
+def evaluate_stage(jobs: list[GroupJob], store: ResultStore, n_jobs: int,
+                   progress: Callable[[int], None] = lambda n: None, flush_every: float = 5.0) -> float:
+    """Run the jobs in workers; the parent records each outcome and flushes the result files
+    every few seconds (a killed run loses at most those cells, recomputed identically on resume)."""
+    t0 = last = time.perf_counter()
+    for outcomes in run_tasks(evaluate_group, jobs, n_jobs):
+        store.add(outcomes)
+        progress(len(outcomes))
+        if time.perf_counter() - last > flush_every:
+            store.flush()
+            last = time.perf_counter()
+    store.flush()
+    return time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- stage 6: summary
+def summarize_stage(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, store: ResultStore, out: Path) -> pd.DataFrame:
+    n_test = float(np.mean([len(s.test) for s in plan.splits]))
+    summary = summarize(store.results(), store.predictions(), metric=cfg.main_metric,
+                        n_classes=len(cohort.classes), n_test_per_split=n_test,
+                        min_test_per_class=cfg.min_test_per_class, n_boot=cfg.bootstrap)
+    atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
+    _write_best_predictions(store, summary, cohort, out)
+    return summary
+
+
+def _write_best_predictions(store: ResultStore, summary: pd.DataFrame, cohort: Cohort, out: Path) -> None:
+    """Predictions of the best approach at the largest fraction, pooled over splits and seeds,
+    for the confusion matrix."""
+    if summary.empty:
+        return
+    last = summary[summary["fraction"] == summary["fraction"].max()]
+    top = last.loc[last["mean"].idxmax()]
+    p = store.predictions()
+    p = p[(p["approach"] == top["approach"]) & np.isclose(p["fraction"], top["fraction"])]
+    atomic_savez(out / "predictions" / "best.npz", y_true=cohort.classes[p["y_true"].to_numpy()].astype(str),
+                 y_pred=cohort.classes[p["y_pred"].to_numpy()].astype(str), classes=cohort.classes.astype(str),
+                 score=np.array(top["mean"]),
+                 title=np.array(f"{top['approach']}, {int(round(top['n_labelled']))} labelled "
+                                f"({top['fraction']:.0%}), all splits x seeds"))
 
 
 def _versions() -> dict[str, str]:
@@ -177,234 +585,117 @@ def _versions() -> dict[str, str]:
     return out
 
 
-class ResultStore:
-    """results.csv, rewritten atomically after every cell so a killed run resumes where it stopped."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.df = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=RESULT_COLUMNS)
-        self.done = {self._key(r.method, r.head, r.fraction, r.seed) for r in self.df.itertuples()}
-
-    @staticmethod
-    def _key(method, head, fraction, seed) -> tuple:
-        return (str(method), str(head), round(float(fraction), 6), int(seed))
-
-    def has(self, method, head, fraction, seed) -> bool:
-        return self._key(method, head, fraction, seed) in self.done
-
-    def add(self, rows: list[dict]) -> None:
-        if not rows:
-            return
-        new = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-        self.df = new if self.df.empty else pd.concat([self.df, new], ignore_index=True)
-        for r in rows:
-            self.done.add(self._key(r["method"], r["head"], r["fraction"], r["seed"]))
-        atomic_write_text(self.path, self.df.to_csv(index=False))
-
-
-def _carve_validation(y: np.ndarray, seed: int, frac: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out ~20% per class for early stopping when every class has >= 2 labelled samples."""
-    classes, counts = np.unique(y, return_counts=True)
-    if counts.min() < 2:
-        return np.arange(len(y)), np.array([], dtype=int)
-    rng = np.random.default_rng(seed + 7919)
-    val = []
-    for c in classes:
-        idx = rng.permutation(np.flatnonzero(y == c))
-        val.extend(idx[: max(1, int(round(frac * len(idx))))])
-    val = np.sort(np.array(val))
-    return np.setdiff1d(np.arange(len(y)), val), val
-
-
-# ----------------------------------------------------------------------------- the run
-def prepare(cfg: BenchmarkConfig):
-    """Load, validate and split: everything that can fail on bad input, before any training."""
-    cfg.validate()
-    adata = load_data(cfg.data, labels=cfg.labels, label_id_column=cfg.label_id_column)
-    require_label(adata, cfg.label)
-    y_all = adata.obs[cfg.label]
-    keep = y_all.notna().to_numpy() & (y_all.astype(str) != "nan").to_numpy()
-    if cfg.group is not None and cfg.group not in adata.obs.columns:
-        raise LabelColumnError(f"group column '{cfg.group}' not found; available: {', '.join(adata.obs.columns)}")
-    dropped: dict[str, int] = {}
-    if cfg.min_class_size:
-        mask, dropped = drop_rare_classes(y_all.astype(str).where(keep), cfg.min_class_size)
-        keep &= mask
-    adata = adata[keep].copy()
-    require_label(adata, cfg.label)
-    y = adata.obs[cfg.label].astype(str).to_numpy()
-    groups = adata.obs[cfg.group].astype(str).to_numpy() if cfg.group else None
+def _git_revision() -> str | None:
     try:
-        parts = split_indices(y, cfg.split, groups=groups, seed=cfg.split_seed)
-    except RareClassError as e:
-        raise ConfigError(f"{e}: --min-class-size N (min_class_size in a config) drops classes smaller "
-                          "than N and lists them in the report") from None
-    if cfg.protocol == "paper":
-        parts = {"pretrain": parts["train"], "finetune": parts["train"], "test": parts["test"]}
-    ft_y = y[parts["finetune"]]
-    fractions = cfg.fractions or log_fraction_grid(len(ft_y), len(np.unique(ft_y)), cfg.n_fractions)
-    label_fraction_subsets(ft_y, fractions, seed=0)  # validates the fractions
-    return adata, y, parts, sorted(fractions), dropped
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
-def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> pd.DataFrame:
-    """Run (or resume) the benchmark into ``cfg.out``; returns the results table."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def write_manifest(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, out: Path, timings: dict, jobs: int) -> dict:
+    from ..preprocessing import Preprocessor
+    from .tuning import describe_grids
 
-    from ..model import SSLModel
-
-    if cfg.protocol == "paper":
-        cfg = paper_overrides(cfg)
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    adata, y, parts, fractions, dropped = prepare(cfg)
-    pre_adata = adata[parts["pretrain"]]
-    if cfg.pretrain_data:
-        pre_adata = _transfer_pool(load_data(cfg.pretrain_data), adata, cfg.pretrain_data)
-    out = Path(cfg.out)
-    for sub in ("models", "histories", "embeddings", "predictions"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    split_hash = _sha({k: v.tolist() for k, v in parts.items()})
-    _check_resume(out, cfg, split_hash)
-    atomic_write_text(out / "splits.json", json.dumps({"hash": split_hash, **{k: v.tolist() for k, v in parts.items()}}))
-
-    t = time.perf_counter()
-    prep = Preprocessor(**cfg.preprocessing).fit(pre_adata)
-    X = prep.transform(adata)
-    X_pool = prep.transform(pre_adata)
-    timings["preprocessing"] = time.perf_counter() - t
-    test, ft = parts["test"], parts["finetune"]
-    classes = np.unique(y)
-
-    store = ResultStore(out / "results.csv")
-    progress_bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), disable=not progress, transient=False)
-    models: dict[tuple[str, int], SSLModel] = {}
-    best_file = out / "predictions" / "best.npz"
-    best = {"score": float(np.load(best_file)["score"]) if best_file.exists() else -1.0}
-    with progress_bar:
-        task = progress_bar.add_task("pretraining", total=len(cfg.methods) * cfg.pretrain_seeds)
-        for name in cfg.methods:
-            t = time.perf_counter()
-            for k in range(cfg.pretrain_seeds):
-                mdir = out / "models" / (name if k == 0 else f"{name}-seed{k}")
-                if (mdir / "weights.pt").exists():
-                    models[name, k] = SSLModel.load(mdir)
-                else:
-                    progress_bar.update(task, description=f"pretraining {name}")
-                    opts = {**cfg.encoder, **cfg.method_options.get(name, {})}
-                    m = SSLModel(name, preprocessor=Preprocessor.from_dict(prep.to_dict()), epochs=cfg.epochs,
-                                 batch_size=cfg.batch_size, patience=cfg.patience, seed=cfg.split_seed + k,
-                                 progress=False, **opts)
-                    m.fit(pre_adata)
-                    m.save(mdir)
-                    models[name, k] = m
-                progress_bar.advance(task)
-            atomic_write_text(out / "histories" / f"{name}.csv", models[name, 0].history.to_csv(index=False))
-            timings[f"pretrain_{name}"] = time.perf_counter() - t
-
-        Z = {key: m.embed_preprocessed(X) for key, m in models.items()}
-        for name in cfg.methods:
-            atomic_savez(out / "embeddings" / f"{name}.npz", Z=Z[name, 0][test], labels=y[test].astype(str))
-        atomic_savez(out / "embeddings" / "raw.npz", Z=X[test], labels=y[test].astype(str))
-
-        heads = ["linear_probe", "finetune"]
-        n_cells = len(fractions) * cfg.seeds * (len(cfg.methods) * len(heads) + len(cfg.baselines))
-        task = progress_bar.add_task("evaluating", total=n_cells)
-        t = time.perf_counter()
-        for seed in range(cfg.seeds):
-            subsets = label_fraction_subsets(y[ft], fractions, seed=seed)
-            ctx = BaselineContext(n_features=X.shape[1], X_pool=X_pool, seed=seed, encoder_config=cfg.encoder,
-                                  finetune=cfg.finetune)
-            for frac in fractions:
-                lab = ft[subsets[frac]]
-                fit_i, val_i = _carve_validation(y[lab], seed)
-                tr, va = lab[fit_i], lab[val_i]
-
-                cell = {"fraction": frac, "n_labelled": len(lab), "seed": seed}
-
-                def record(method, kind, head, clf, inputs, cell=cell):
-                    proba = clf.predict_proba(inputs[test])
-                    scores = classification_metrics(y[test], proba, clf.classes_)
-                    store.add([{"method": method, "kind": kind, "head": head, **cell, "metric": k, "value": v}
-                               for k, v in scores.items()])
-                    if cell["fraction"] == fractions[-1] and scores[cfg.main_metric] > best["score"]:
-                        best.update(score=scores[cfg.main_metric], title=f"{method} {head}",
-                                    y_pred=np.asarray(clf.classes_)[proba.argmax(1)])
-
-                for name in cfg.methods:
-                    model, z = models[name, seed % cfg.pretrain_seeds], Z[name, seed % cfg.pretrain_seeds]
-                    for head in heads:
-                        if store.has(name, head, frac, seed):
-                            progress_bar.advance(task)
-                            continue
-                        progress_bar.update(task, description=f"{name} {head} p={frac:g} seed={seed}")
-                        if head == "linear_probe":
-                            if cfg.protocol == "paper":
-                                clf = TorchClassifier(model.method.encoder, freeze=True, seed=seed,
-                                                      **cfg.finetune).fit(X[tr], y[tr], X[va], y[va])
-                                record(name, "ssl", head, clf, X)
-                            else:
-                                clf = SklearnAdapter(linear_probe(seed)).fit(z[lab], y[lab])
-                                record(name, "ssl", head, clf, z)
-                        else:
-                            clf = TorchClassifier(model.method.encoder, seed=seed,
-                                                  **cfg.finetune).fit(X[tr], y[tr], X[va], y[va])
-                            record(name, "ssl", head, clf, X)
-                        progress_bar.advance(task)
-                for b in cfg.baselines:
-                    if store.has(b, b, frac, seed):
-                        progress_bar.advance(task)
-                        continue
-                    progress_bar.update(task, description=f"{b} p={frac:g} seed={seed}")
-                    clf = BASELINES[b](ctx).fit(X[tr], y[tr], X[va], y[va])
-                    record(b, "baseline", b, clf, X)
-                    progress_bar.advance(task)
-        timings["evaluation"] = time.perf_counter() - t
-
-    if "y_pred" in best:  # a resumed run only replaces the best model's predictions with a better one
-        atomic_savez(best_file, y_true=y[test].astype(str), y_pred=best["y_pred"].astype(str),
-                     classes=classes.astype(str), score=np.array(best["score"]),
-                     title=np.array(f"{best['title']}, {len(ft)} labelled (100%)"))
-    timings["total"] = time.perf_counter() - t0
+    counts = {str(c): int((cohort.y == i).sum()) for i, c in enumerate(cohort.classes)}
+    prep = Preprocessor.load(out / "cache" / "split0" / "preprocessor.json")
     manifest = {
         "config": asdict(cfg), "versions": _versions(), "git_revision": _git_revision(),
-        "dataset": {"source": cfg.data, "n_samples": int(adata.n_obs), "n_genes": int(adata.n_vars),
-                    "label": cfg.label, "classes": {str(c): int((y == c).sum()) for c in classes},
-                    "dropped_classes": dropped,
-                    "description": adata.uns.get("dataset", {}).get("description", "")},
-        "split_sizes": {k: len(v) for k, v in parts.items()}, "split_hash": split_hash,
-        "gene_list_hash": _sha(prep.genes_), "n_features": len(prep.genes_),
-        "preprocessing": prep.describe(), "fractions": fractions, "seeds": list(range(cfg.seeds)),
+        "dataset": {"source": cfg.data, "n_samples": int(cohort.adata.n_obs), "n_genes": int(cohort.adata.n_vars),
+                    "label": cfg.label, "classes": counts, "dropped_classes": cohort.dropped,
+                    "n_without_label": cohort.n_missing,
+                    "description": cohort.adata.uns.get("dataset", {}).get("description", "")},
+        "pool": _describe_pool(cfg, cohort, plan),
+        "splits": len(plan.splits), "split_sizes": {k: int(np.mean([len(getattr(s, k)) for s in plan.splits]))
+                                                    for k in ("pretrain", "finetune", "test", "pool")},
+        "fractions": plan.fractions, "merged_fractions": {str(k): v for k, v in plan.merged.items()},
+        "seeds": list(range(cfg.seeds)), "tuning": {"on": cfg.tune, "grids": describe_grids()},
+        "preprocessing": prep.describe(), "n_features": len(prep.genes_),
+        "fingerprint": cohort.fingerprint, "jobs": jobs,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
-    from ..report import write_report
-
-    write_report(out, main_metric=cfg.main_metric)
-    return store.df
+    return manifest
 
 
-def _transfer_pool(pretrain, target, source: str):
-    """Pretraining data restricted to the target's genes it has, aligned by name (>= 50% required)."""
-    aligned, report = align_genes(pretrain, list(target.var_names), min_coverage=0.5, source=source)
-    shared = np.asarray(target.var_names)[~np.isin(np.asarray(target.var_names), report.missing)]
-    log.info("transfer: %s", report)
-    return aligned[:, shared].copy()
+def _describe_pool(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> dict:
+    s = plan.splits[0]
+    parts = {"labelled profiles of the pretraining part": int(len(s.pretrain)) if cfg.protocol != "paper" else 0,
+             "profiles without the label": cohort.n_missing,
+             "profiles of classes too small for the task": int(sum(cohort.dropped.values()))}
+    if cfg.protocol == "paper":
+        parts["training profiles (paper protocol)"] = int(len(s.pretrain))
+    if cfg.transductive:
+        parts["test profiles, without their labels (transductive)"] = int(len(s.test))
+    for name, src, cov in cohort.sources:
+        parts[f"{name} ({100 * cov:.0f}% of the genes)"] = int(src.n_obs)
+    return {"size": int(len(s.pool) + sum(src.n_obs for _, src, _ in cohort.sources)), "parts": parts,
+            "n_genes": int(cohort.adata.n_vars)}
 
 
-def summary_table(results: pd.DataFrame, metric: str = "balanced_accuracy", ci: bool = False) -> pd.DataFrame:
-    """Approaches x label fractions of mean scores ('mean±half-CI' strings with ``ci``), SSL first."""
-    c = curves(results, metric)
-    if c.empty:
-        return pd.DataFrame()
-    if ci:
-        c["cell"] = [f"{m:.2f}" if math.isnan(hi) or hi == m else f"{m:.2f}±{hi - m:.2f}"
-                     for m, hi in zip(c["mean"], c["hi"], strict=True)]
-    else:
-        c["cell"] = [f"{m:.3f}" for m in c["mean"]]
-    n = c.groupby("fraction")["n_labelled"].mean().round().astype(int)
-    table = c.pivot(index="approach", columns="fraction", values="cell")
-    table.columns = [f"{f:.0%} (n={n[f]})" for f in table.columns]
-    order = c.groupby("approach")["kind"].first().sort_values(ascending=False).index
-    return table.loc[order].reset_index()
+# ----------------------------------------------------------------------------- the run
+@dataclass
+class BenchmarkRun:
+    out: Path
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    manifest: dict
+
+
+def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRun:
+    """Run (or resume) the benchmark into ``cfg.out``; the report is written by the caller
+    (``exprssl.benchmark`` or the CLI)."""
+    t0 = time.perf_counter()
+    cfg.validate()
+    check_output(cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data])  # before any work
+    cohort = load_cohort(cfg)
+    cfg = resolve_config(cfg, len(cohort.labelled))
+    plan = plan_benchmark(cfg, cohort)
+    jobs = cfg.jobs or min(cpu_count(), free_cores())
+    with output_lock(cfg.out):
+        out = prepare_output(cfg, cohort, plan)
+        for sub in ("models", "histories", "embeddings", "predictions", "cache"):
+            (out / sub).mkdir(exist_ok=True)
+        store = ResultStore(out)
+        with _progress(progress) as bar:
+            n_models = len(plan.splits) * len(cfg.methods) * cfg.pretrain_seeds
+            artefacts = pretrain_stage(cfg, cohort, plan, out, jobs, bar("pretraining", n_models))
+            group_jobs = plan_jobs(cfg, cohort, plan, store, artefacts)
+            n_cells = len(plan.splits) * cfg.seeds * len(plan.fractions) * len(plan.approaches)
+            tick = bar("evaluating", n_cells, done=n_cells - sum(len(j.approaches) for j in group_jobs))
+            evaluation = evaluate_stage(group_jobs, store, jobs, tick)
+        summary = summarize_stage(cfg, cohort, plan, store, out)
+        timings = {**artefacts["timings"], "evaluation": evaluation, "total": time.perf_counter() - t0}
+        manifest = write_manifest(cfg, cohort, plan, out, timings, jobs)
+    return BenchmarkRun(out, store.results(), summary, manifest)
+
+
+class _progress:
+    """Rich progress bars, one per stage (or none)."""
+
+    def __init__(self, enabled: bool):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), disable=not enabled, transient=False)
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def __call__(self, description: str, total: int, done: int = 0) -> Callable[[int], None]:
+        task = self.bar.add_task(description, total=max(total, 1), completed=done)
+        return lambda n: self.bar.advance(task, n)
+
+
+__all__ = ["BenchmarkConfig", "BenchmarkRun", "Cohort", "Plan", "Split", "demo_config", "load_cohort",
+           "paper_preset", "plan_benchmark", "run_benchmark"]

@@ -1,0 +1,100 @@
+"""Stacked heads: M models trained at once behave exactly like M models trained one by one."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from exprssl.encoders import MLPEncoder
+from exprssl.evaluation.heads import HeadRecipe, StackedMLP, predict_proba, train_stacked
+
+
+def _reference(encoder, net, X, y, rows, epochs, recipe):
+    """Plain nn modules from the untrained stack's initial head, full-batch AdamW on ``rows``:
+    what model m of the stack must equal."""
+    enc = copy.deepcopy(encoder)
+    head = nn.Linear(enc.out_dim, net.head_w.shape[-1])
+    with torch.no_grad():
+        head.weight.copy_(net.head_w[0].T)
+        head.bias.copy_(net.head_b[0])
+    model = nn.Sequential(enc, head)
+    opt = torch.optim.AdamW([{"params": head.parameters(), "lr": recipe.lr},
+                             {"params": enc.parameters(), "lr": recipe.encoder_lr}], weight_decay=recipe.weight_decay,
+                            fused=True)
+    for _ in range(epochs):
+        model.train()
+        opt.zero_grad()
+        F.cross_entropy(model(X[rows]), y[rows]).backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        return torch.softmax(model(X), 1).numpy()
+
+
+def test_each_stacked_model_equals_its_own_reference_training():
+    torch.manual_seed(0)
+    X, y = torch.randn(30, 40), torch.randint(0, 3, (30,))
+    enc = MLPEncoder(40, [16, 8], dropout=0.0)
+    recipe = HeadRecipe(epochs=6, lr=1e-2, encoder_lr=1e-3, batch_size=64, patience=100)
+    masks = torch.ones(3, 30, dtype=torch.bool)
+    masks[1, :10] = False  # model 1 never sees rows 0-9, model 2 never rows 20-29
+    masks[2, 20:] = False
+    net = StackedMLP(enc, 40, 3, 3, seed=1)
+    untrained = copy.deepcopy(net)
+    train_stacked(net, X, y, masks, None, recipe)
+    stacked = predict_proba(net, X)
+    refs = [_reference(enc, untrained, X, y, masks[m].nonzero().view(-1), 6, recipe) for m in range(3)]
+    for m in range(3):
+        # float noise only (Adam's first steps amplify it); a model that saw another's rows is 10x off
+        np.testing.assert_allclose(stacked[m], refs[m], atol=2e-3)
+        assert all(np.abs(stacked[m] - refs[o]).max() > 1e-2 for o in range(3) if o != m)
+
+
+def test_early_stopping_keeps_each_models_best_weights():
+    """A model whose validation loss only worsens keeps its first-epoch weights; a model without
+    validation rows trains every epoch; neither affects the other."""
+    torch.manual_seed(0)
+    X = torch.randn(40, 10)
+    y = (X[:, 0] > 0).long()
+    train = torch.zeros(2, 40, dtype=torch.bool)
+    train[:, :30] = True
+    val = torch.zeros(2, 40, dtype=torch.bool)
+    val[0, 30:] = True  # model 0 early-stops, model 1 has no validation rows
+    y_val_flipped = y.clone()
+    y_val_flipped[30:] = 1 - y[30:]  # validation labels opposite: learning makes its loss worse
+    recipe = HeadRecipe(epochs=30, lr=5e-2, encoder_lr=5e-2, batch_size=64, patience=3)
+    net = StackedMLP(MLPEncoder(10, [8], dropout=0.0), 10, 2, 2, seed=0)
+    best = train_stacked(net, X, y_val_flipped, train, val, recipe)
+    assert np.isfinite(best[0]) and np.isinf(best[1])
+    proba = predict_proba(net, X)
+    acc = (proba.argmax(2) == y.numpy()).mean(1)
+    assert acc[1] > 0.9  # trained all epochs
+    assert acc[0] < acc[1]  # stopped early at its best (worst-fitting) validation epoch
+
+
+def test_frozen_encoder_and_linear_model():
+    torch.manual_seed(0)
+    enc = MLPEncoder(12, [6], dropout=0.3)
+    before = [p.detach().clone() for p in enc.parameters()]
+    net = StackedMLP(enc, 12, 2, 2, freeze_encoder=True)
+    X, y = torch.randn(20, 12), torch.randint(0, 2, (20,))
+    train_stacked(net, X, y, torch.ones(2, 20, dtype=torch.bool), None, HeadRecipe(epochs=3))
+    block = net.blocks[0]
+    np.testing.assert_array_equal(block.weight[:, 0].detach().numpy(), before[0].T.numpy())
+    assert all(torch.equal(a, b) for a, b in zip(before, enc.parameters(), strict=True))  # source untouched
+    linear = StackedMLP(None, 12, 3, 1)
+    train_stacked(linear, X, y, torch.ones(1, 20, dtype=torch.bool), None, HeadRecipe(epochs=2))
+    assert predict_proba(linear, X).shape == (1, 20, 3)
+
+
+@pytest.mark.parametrize("n_models", [1, 4])
+def test_probabilities_sum_to_one(n_models):
+    net = StackedMLP(MLPEncoder(5, [4]), 5, 3, n_models)
+    p = predict_proba(net, torch.randn(7, 5))
+    assert p.shape == (n_models, 7, 3)
+    np.testing.assert_allclose(p.sum(2), 1.0, rtol=1e-5)
