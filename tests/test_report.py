@@ -1,84 +1,121 @@
-"""The report: files, self-contained HTML, honest verdicts, graceful with missing pieces."""
+"""The report: the answer first, paired verdicts, self-contained HTML, escaped user text, graceful gaps."""
 
 from __future__ import annotations
+
+import json
 
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
-import pytest
+from sklearn.metrics import balanced_accuracy_score
 
-from exprssl.report import headline_table, verdicts, write_report
+from exprssl.evaluation.stats import summarize
+from exprssl.report import answer, md_escape, summary_matrix, write_report
 
 
-def _results(ssl_better: bool) -> pd.DataFrame:
+def _bench_dir(tmp_path, gap: float, classes=("a", "b", "c"), n_test=60):
+    """What a benchmark leaves behind, with SSL ``gap`` better (or worse) than logistic regression."""
     rng = np.random.default_rng(0)
-    rows = []
-    for frac, n in ((0.1, 5), (0.5, 25), (1.0, 50)):
-        for seed in range(3):
-            for method, kind, head, base in (("scarf", "ssl", "finetune", 0.6), ("vime", "ssl", "linear_probe", 0.5),
-                                             ("logreg", "baseline", "logreg", 0.7), ("xgboost", "baseline", "xgboost", 0.55),
-                                             ("pca_logreg", "baseline", "pca_logreg", 0.65)):
-                v = base + (0.2 if ssl_better and method == "scarf" else 0) + 0.1 * frac + rng.normal(0, 0.01)
-                for metric in ("accuracy", "balanced_accuracy", "macro_f1", "auroc"):
-                    rows.append({"method": method, "kind": kind, "head": head, "fraction": frac, "n_labelled": n,
-                                 "seed": seed, "metric": metric, "value": min(v, 1.0)})
-    return pd.DataFrame(rows)
-
-
-def test_headline_table_is_groupby_mean():
-    res = _results(False)
-    t = headline_table(res, "balanced_accuracy")
-    r = res[res.metric == "balanced_accuracy"]
-    expected = r[(r.method == "logreg") & (r.fraction == 0.5)]["value"].mean()
-    assert t.loc[(0.5, 25.0), "logreg"] == pytest.approx(expected)
-    assert set(t.columns) == {"scarf+finetune", "vime+linear_probe", "logreg", "xgboost", "pca_logreg"}
-
-
-def test_verdicts_name_the_winner_either_way():
-    lose = verdicts(_results(False))
-    assert len(lose) == 3
-    assert all("best approach is logreg" in v and "SSL does not help here" in v for v in lose)
-    win = verdicts(_results(True))
-    assert all("best approach is scarf+finetune" in v and "SSL beats the best baseline, logreg" in v for v in win)
-
-
-def test_write_report_full_and_atomic(tmp_path):
     out = tmp_path / "bench"
-    (out / "histories").mkdir(parents=True)
-    (out / "embeddings").mkdir()
-    (out / "predictions").mkdir()
-    _results(False).to_csv(out / "results.csv", index=False)
+    for sub in ("histories", "embeddings", "predictions"):
+        (out / sub).mkdir(parents=True)
+    res, preds = [], []
+    for k in range(3):
+        y = rng.integers(0, len(classes), n_test)
+        for frac, n in ((0.1, 5), (0.5, 25), (1.0, 50)):
+            for seed in range(2):
+                for method, kind, head, acc in (("scarf", "ssl", "finetune", 0.6 + gap), ("vime", "ssl", "linear_probe", 0.5),
+                                                ("logreg", "baseline", "logreg", 0.6), ("xgboost", "baseline", "xgboost", 0.5),
+                                                ("random_encoder", "control", "random_encoder", 0.4)):
+                    p = np.where(rng.random(n_test) < min(acc + 0.1 * frac, 1), y, (y + 1) % len(classes))
+                    name = f"{method}+{head}" if kind == "ssl" else method
+                    preds.append(pd.DataFrame({"split": k, "seed": seed, "fraction": frac, "approach": name,
+                                               "test_index": np.arange(n_test) + 100 * k, "y_true": y, "y_pred": p}))
+                    res.append({"split": k, "method": method, "kind": kind, "head": head, "fraction": frac,
+                                "n_labelled": n, "seed": seed, "metric": "balanced_accuracy",
+                                "value": balanced_accuracy_score(y, p)})
+    summary = summarize(pd.DataFrame(res), pd.concat(preds), metric="balanced_accuracy", n_classes=len(classes),
+                        n_test_per_split=n_test, n_boot=300)
+    summary.to_csv(out / "summary.csv", index=False)
+    manifest = {"config": {"protocol": "default", "main_metric": "balanced_accuracy", "min_test_per_class": 3},
+                "dataset": {"source": "cohort.h5ad", "label": "subtype", "n_samples": 400, "n_genes": 100,
+                            "classes": {c: 10 for c in classes}, "dropped_classes": {"tiny": 2}, "n_without_label": 7},
+                "pool": {"size": 250, "parts": {"profiles without the label": 7}}, "splits": 3,
+                "split_sizes": {"test": n_test}, "merged_fractions": {"1.0": [0.9, 1.0]}, "seeds": [0, 1]}
+    (out / "manifest.json").write_text(json.dumps(manifest))
     pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [3.0, 2.0, 1.5], "val_loss": [3.1, 2.2, 1.9],
-                  "emb_std": [0.05] * 3, "eff_rank": [10.0, 12.0, 13.0]}).to_csv(out / "histories" / "scarf.csv", index=False)
-    rng = np.random.default_rng(0)
+                  "train_mask_bce": [0.7, 0.6, 0.5], "train_recon_mse": [1.0, 0.8, 0.7],
+                  "emb_std": [0.05] * 3, "eff_rank": [10.0, 12.0, 13.0]}).to_csv(out / "histories" / "vime.csv", index=False)
     np.savez(out / "embeddings" / "scarf.npz", Z=rng.normal(size=(30, 8)).astype(np.float32),
-             labels=np.array(["a", "b", "c"] * 10))
-    np.savez(out / "predictions" / "best.npz", y_true=np.array(["a", "b", "a"]), y_pred=np.array(["a", "a", "a"]),
-             classes=np.array(["a", "b"]), title=np.array("scarf finetune"))
-    (out / "report.md").write_text("old report")
+             labels=np.array(list(classes) * 10))
+    np.savez(out / "predictions" / "best.npz", y_true=np.array(classes[:2] * 2), y_pred=np.array(classes[:1] * 4),
+             classes=np.array(classes), title=np.array("scarf finetune"))
+    pd.DataFrame({"split": [0, 0], "seed": [0, 0], "fraction": [0.1, 0.1], "approach": ["logreg", "scarf+finetune"],
+                  "params": ['{"C": 0.1}', '{"lr_scale": 1.0}'],
+                  "note": ["defaults: class 'a' has 1 labelled sample, too few to cross-validate", ""],
+                  "seconds": [0.1, 0.2]}).to_csv(out / "tuning.csv", index=False)
+    return out, summary
+
+
+def test_answer_first_with_paired_verdicts(tmp_path):
+    out, summary = _bench_dir(tmp_path, gap=0.25)
     written = write_report(out)
-    for key in ("label_efficiency", "embeddings", "pretraining_loss", "confusion_matrix", "report_md", "report_html"):
-        assert written[key].is_file(), key
-    for key in ("label_efficiency", "embeddings", "pretraining_loss", "confusion_matrix"):
-        assert written[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        img = mpimg.imread(written[key])
-        assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200
     md = (out / "report.md").read_text()
-    assert md != "old report" and "SSL does not help here" in md and "| approach |" in md
+    first = md.split("\n## ")[0]
+    assert "**SSL pretraining helps**" in first and "beats logreg" in first
+    assert "Test set: 60 samples per split, 3 outer split(s)" in first and "Pretraining pool: 250" in first
+    assert "tiny (2)" in first and "7 profiles without the label" in first and "shown once, as 100%" in first
+    assert "## Paired comparison" in md and "| SSL better |" in md
+    for key in ("label_efficiency", "paired_differences", "embeddings", "pretraining_loss", "confusion_matrix"):
+        img = mpimg.imread(written[key])
+        assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200, key
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4
-    assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert html.count("data:image/png;base64,") == 5 and "<script" not in html
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
+def test_no_winner_named_when_ssl_loses_or_the_cohort_is_too_small(tmp_path):
+    out, summary = _bench_dir(tmp_path / "lose", gap=-0.3)
+    lines = answer(summary, json.loads((out / "manifest.json").read_text()), "balanced_accuracy")
+    assert "does not beat supervised learning" in lines[0] and "no labels saved" in lines[1]
+    out, summary = _bench_dir(tmp_path / "small", gap=0.3, n_test=8)  # 8 test samples over 3 classes
+    assert (summary.loc[summary["best_ssl"], "verdict"] == "too small for a claim").all()
+    write_report(out)
+    md = (out / "report.md").read_text()
+    assert "too small for a claim" in md and "helps" not in md.split("\n## ")[0]
+
+
+def test_user_text_is_escaped_in_markdown_and_html(tmp_path):
+    evil = ("<script>alert(1)</script>", "![x](http://evil.example/x.png)", "a|b")
+    out, _ = _bench_dir(tmp_path, gap=0.0, classes=evil)
+    write_report(out)
+    md = (out / "report.md").read_text()
+    assert "<script>" not in md and "![x](http" not in md and "\\!\\[x\\]\\(http" in md
+    html = (out / "report.html").read_text()
+    assert "<script" not in html and 'src="http' not in html and "&lt;script&gt;" in html
+    assert md_escape("BCR/ABL") == "BCR/ABL"
+
+
+def test_summary_matrix_is_the_one_table(tmp_path):
+    _, summary = _bench_dir(tmp_path, gap=0.1)
+    t = summary_matrix(summary, ci=True, bold_best=True)
+    assert list(t.columns)[0] == "approach" and list(t.columns)[1:] == ["10% (n=5)", "50% (n=25)", "100% (n=50)"]
+    assert list(t["approach"])[:2] == ["scarf+finetune", "vime+linear\\_probe"]
+    assert t["approach"].iloc[-1] == "random\\_encoder"  # controls last
+    assert t.iloc[0, 1].count("[") == 1 and any("**" in str(v) for v in t.iloc[:, 1])
+    plain = summary_matrix(summary, ci=False)
+    assert "[" not in plain.iloc[0, 1]
+
+
 def test_missing_pieces_do_not_crash(tmp_path):
-    out = tmp_path / "partial"
-    out.mkdir()
-    _results(True).to_csv(out / "results.csv", index=False)
+    out, _ = _bench_dir(tmp_path, gap=0.0)
+    (out / "summary.csv").unlink()
+    for sub in ("embeddings", "histories"):
+        for f in (out / sub).iterdir():
+            f.unlink()
     written = write_report(out)
-    assert "embeddings" not in written and written["label_efficiency"].is_file()
-    assert "embeddings.png: no input" in (out / "report.md").read_text()
+    assert "embeddings" not in written and "No summary.csv yet" in (out / "report.md").read_text()
     empty = tmp_path / "empty"
     empty.mkdir()
     write_report(empty)
-    assert "No results.csv yet" in (empty / "report.md").read_text()
+    assert "No summary.csv yet" in (empty / "report.md").read_text()

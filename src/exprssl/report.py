@@ -1,8 +1,9 @@
-"""The benchmark report: plots, a headline table and plain verdicts, as Markdown and one HTML file.
+"""The benchmark report: the answer first, then tables, paired verdicts and plots, as Markdown
+and one self-contained HTML file.
 
-Reads what the protocol wrote into an output directory (results.csv, histories/, embeddings/,
-predictions/best.npz, manifest.json); any missing piece is noted, never fatal. Every file is
-written atomically.
+Reads what the benchmark wrote into its output directory (summary.csv, tuning.csv, histories/,
+embeddings/, predictions/best.npz, manifest.json); any missing piece is noted, never fatal.
+User-derived text is escaped in both documents. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -12,28 +13,27 @@ import html
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .evaluation.metrics import curves, labels_to_reach
 from .utils import atomic_path, atomic_write_text
 
-SSL_METHODS = ("scarf", "byol", "vime", "barlow", "mae")
-BASELINE_NAMES = ("logreg", "xgboost", "mlp", "pca_logreg", "random_encoder")
-# Okabe-Ito (colour-blind safe) for SSL methods; greys/browns for baselines
-_PALETTE = {"scarf": "#0072B2", "byol": "#E69F00", "vime": "#009E73", "barlow": "#CC79A7", "mae": "#D55E00",
-            "logreg": "#555555", "xgboost": "#8C6D31", "mlp": "#999999", "pca_logreg": "#000000",
-            "random_encoder": "#BBBBBB"}
-
-
-def method_colors() -> dict[str, str]:
-    return dict(_PALETTE)
+# Okabe-Ito (colour-blind safe) for SSL methods in registry order; greys and browns for baselines
+_SSL_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442")
+_BASELINE_COLORS = ("#555555", "#000000", "#8C6D31", "#999999", "#BBBBBB", "#777777")
 
 
 def _color(method: str) -> str:
-    return _PALETTE.get(method, "#56B4E9")
+    from .evaluation.baselines import BASELINES
+    from .methods import available
+
+    if method in BASELINES:
+        return _BASELINE_COLORS[list(BASELINES).index(method) % len(_BASELINE_COLORS)]
+    names = available()
+    return _SSL_COLORS[names.index(method) % len(_SSL_COLORS)] if method in names else "#56B4E9"
 
 
 def _savefig(fig, path: Path) -> Path:
@@ -46,93 +46,188 @@ def _savefig(fig, path: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- tables and words
-def headline_table(results: pd.DataFrame, metric: str = "balanced_accuracy") -> pd.DataFrame:
-    """Rows: fractions (with n labelled); columns: approaches; cells: mean over seeds."""
-    c = curves(results, metric)
-    if c.empty:
+def _fmt_fraction(frac: float, n: float) -> str:
+    return f"{frac:.0%} (n={int(round(n))})"
+
+
+def summary_matrix(summary: pd.DataFrame, ci: bool = True, bold_best: bool = False) -> pd.DataFrame:
+    """Approaches (SSL first, then baselines, then controls) x label fractions: the mean, and with
+    ``ci`` its 95% interval. The one table builder behind the CLI, report.md and report.html."""
+    if summary.empty:
         return pd.DataFrame()
-    t = c.pivot_table(index=["fraction", "n_labelled"], columns="approach", values="mean")
-    return t.sort_index()
+    cols = {f: _fmt_fraction(f, g["n_labelled"].mean()) for f, g in summary.groupby("fraction")}
+    best = summary.groupby("fraction")["mean"].max()
+    cells = {}
+    for r in summary.itertuples():
+        text = f"{r.mean:.3f}"
+        if ci and r.hi == r.hi and r.hi > r.lo:
+            text += f" [{r.lo:.2f}, {r.hi:.2f}]"
+        if bold_best and math.isclose(r.mean, best[r.fraction]):
+            text = f"**{text}**"
+        cells[r.approach, cols[r.fraction]] = text
+    order = list(dict.fromkeys(summary.sort_values(["kind"], key=lambda c: c.map({"ssl": 0, "baseline": 1,
+                                                                                    "control": 2}),
+                                                   kind="stable")["approach"]))
+    table = pd.DataFrame([[cells.get((a, c), "") for c in cols.values()] for a in order],
+                         columns=list(cols.values()))
+    table.insert(0, "approach", [md_escape(a) for a in order])
+    return table
 
 
-def _best(c: pd.DataFrame, kind: str) -> pd.Series | None:
-    g = c[c["kind"] == kind]
-    return None if g.empty else g.loc[g["mean"].idxmax()]
+def comparisons(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per fraction: the best SSL approach against the best baseline, paired."""
+    if summary.empty or "verdict" not in summary:
+        return pd.DataFrame()
+    rows = summary[summary["best_ssl"] & summary["vs"].notna()]
+    return rows[["fraction", "n_labelled", "approach", "vs", "diff", "diff_lo", "diff_hi", "verdict"]]
 
 
-def verdicts(results: pd.DataFrame, metric: str = "balanced_accuracy") -> list[str]:
-    """One plain sentence per fraction: who wins, and whether SSL helped."""
-    c = curves(results, metric)
-    out = []
-    for frac, g in c.groupby("fraction"):
-        n = int(round(g["n_labelled"].mean()))
-        top = g.loc[g["mean"].idxmax()]
-        ssl, base = _best(g, "ssl"), _best(g, "baseline")
-        head = f"At {frac:.0%} labels (n={n}) the best approach is {top['approach']} ({top['mean']:.3f})"
-        if ssl is None or base is None:
-            out.append(head + ".")
-        elif ssl["mean"] > base["mean"]:
-            gap = ssl["mean"] - base["mean"]
-            overlap = ssl["lo"] <= base["hi"]
-            out.append(head + f"; SSL beats the best baseline, {base['approach']} ({base['mean']:.3f}), by "
-                       f"{gap:.3f}" + (" — within the seed-to-seed CI, so not a clear win." if overlap else "."))
+def answer(summary: pd.DataFrame, manifest: dict, metric: str) -> list[str]:
+    """The first screen: the answer in one sentence, the labels SSL saves (or not), the caveats."""
+    from .evaluation.stats import labels_to_reach
+
+    comp = comparisons(summary)
+    if comp.empty:
+        return ["No paired comparison yet: the run has no SSL approach or no baseline."]
+    m = metric.replace("_", " ")
+    verdicts = list(comp["verdict"])
+    if all(v == "too small for a claim" for v in verdicts):
+        n_test, classes = manifest.get("split_sizes", {}).get("test"), len(manifest.get("dataset", {}).get("classes", {}))
+        need = manifest.get("config", {}).get("min_test_per_class", 3)
+        lines = [f"**This cohort is too small for a claim**: {n_test} test samples per split over {classes} classes "
+                 f"(at least {need:g} per class are needed). The table shows the measurements; no winner is named."]
+    else:
+        better = comp[comp["verdict"] == "SSL better"]
+        worse = comp[comp["verdict"] == "SSL worse"]
+        if len(better):
+            r = better.iloc[0]
+            lines = [f"**SSL pretraining helps** at {_fmt_fraction(r.fraction, r.n_labelled)} labels: "
+                     f"{md_escape(r.approach)} beats {md_escape(r.vs)} by {r['diff']:+.3f} {m} "
+                     f"(95% CI {r.diff_lo:+.3f} to {r.diff_hi:+.3f}); SSL is better at {len(better)} of "
+                     f"{len(comp)} label fractions, worse at {len(worse)}."]
+        elif len(worse):
+            lines = [f"**SSL pretraining does not beat supervised learning on the raw genes here**: the best SSL "
+                     f"approach is worse than the best baseline at {len(worse)} of {len(comp)} label fractions and "
+                     f"not detectably different at the others."]
         else:
-            out.append(head + f"; the best SSL approach, {ssl['approach']}, reaches {ssl['mean']:.3f}: "
-                       "SSL does not help here.")
+            lines = ["**No detectable difference** between the best SSL approach and the best baseline at any "
+                     f"label fraction (paired 95% intervals all include 0; {m})."]
+    reach = labels_to_reach(summary)
+    if reach.get("fraction") is not None:
+        saved = reach["full_n"] - reach["n_labelled"]
+        lines.append(f"Labels: {md_escape(reach['approach'])} reaches the best baseline's score with all "
+                     f"{int(round(reach['full_n']))} labels ({reach['target']:.3f}, {md_escape(reach['baseline'])}) "
+                     f"with {int(round(reach['n_labelled']))} labels ({reach['fraction']:.0%})"
+                     + (f": about {int(round(saved))} labels saved (means, not a paired claim)." if saved > 0
+                        else ": no labels saved."))
+    elif reach:
+        lines.append(f"Labels: no SSL approach reaches the best baseline's score with all labels "
+                     f"({reach['target']:.3f}, {md_escape(reach['baseline'])}) at any fraction tried: no labels saved.")
+    return lines + [f"- {c}" for c in caveats(manifest)]
+
+
+def caveats(manifest: dict) -> list[str]:
+    ds, pool, sizes = manifest.get("dataset", {}), manifest.get("pool", {}), manifest.get("split_sizes", {})
+    out = []
+    if sizes:
+        out.append(f"Test set: {sizes.get('test')} samples per split, {manifest.get('splits')} outer split(s); "
+                   "intervals are over splits, seeds and test samples (two-stage bootstrap).")
+    if pool:
+        parts = ", ".join(f"{v} {md_escape(k)}" for k, v in pool.get("parts", {}).items() if v)
+        out.append(f"Pretraining pool: {pool.get('size')} profiles per split ({parts}); test profiles "
+                   + ("joined it without their labels (transductive)." if manifest.get("config", {}).get("transductive")
+                      else "never do."))
+    if ds.get("dropped_classes"):
+        out.append("Classes dropped as too small for the split (their profiles only pretrain): "
+                   + ", ".join(f"{md_escape(k)} ({v})" for k, v in ds["dropped_classes"].items()) + ".")
+    if ds.get("n_without_label"):
+        out.append(f"{ds['n_without_label']} profiles without the label only pretrain.")
+    merged = manifest.get("merged_fractions") or {}
+    for keep, group in merged.items():
+        out.append(f"Fractions {', '.join(f'{float(f):.0%}' for f in group)} give the same labelled subsets: "
+                   f"shown once, as {float(keep):.0%}.")
+    out.append("The best SSL approach and the best baseline are picked per fraction by their mean; both sides "
+               "are picked the same way.")
     return out
 
 
 # ----------------------------------------------------------------------------- plots
-def _shown_approaches(c: pd.DataFrame) -> list[str]:
-    """Baselines plus, per SSL method, its better head (mean over fractions): readable at a glance."""
-    keep = list(c[c["kind"] == "baseline"]["approach"].unique())
-    ssl = c[c["kind"] == "ssl"]
-    for _, g in ssl.groupby("method"):
-        keep.append(g.groupby("approach")["mean"].mean().idxmax())
-    return keep
-
-
-def plot_label_efficiency(results: pd.DataFrame, metric: str, path: Path) -> Path:
+def plot_label_efficiency(summary: pd.DataFrame, metric: str, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FixedLocator, NullLocator
 
-    metrics = [metric] + [m for m in ("accuracy", "balanced_accuracy", "macro_f1", "auroc")
-                          if m != metric and m in set(results["metric"])]
-    fig = plt.figure(figsize=(13, 6.4))
-    grid = fig.add_gridspec(3, 2, width_ratios=[2.2, 1], hspace=0.6, wspace=0.18)
-    axes = [fig.add_subplot(grid[:, 0])] + [fig.add_subplot(grid[i, 1]) for i in range(min(3, len(metrics) - 1))]
-    shown = _shown_approaches(curves(results, metric))
-    for ax, m in zip(axes, metrics, strict=False):
-        c = curves(results, m)
-        main = ax is axes[0]
-        for approach in shown:
-            g = c[c["approach"] == approach].sort_values("n_labelled")
-            if g.empty:
-                continue
-            row = g.iloc[0]
-            ssl = row["kind"] == "ssl"
-            ax.plot(g["n_labelled"], g["mean"], "-" if ssl else "--", marker="o" if ssl else None, ms=4,
-                    lw=2.2 if ssl else 1.5, color=_color(row["method"]), label=approach)
-            if main:
-                ax.fill_between(g["n_labelled"], g["lo"].clip(0, 1), g["hi"].clip(0, 1),
-                                color=_color(row["method"]), alpha=0.10, lw=0)
-        ax.set_xscale("log")
-        ticks = sorted(c["n_labelled"].round().astype(int).unique())
-        ax.xaxis.set_major_locator(FixedLocator(ticks))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xticklabels([str(t) for t in ticks])
-        ax.set_title(m.replace("_", " "), fontsize=13 if main else 10)
-        ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=10 if main else 8)
-    axes[0].set_xlabel("labelled training samples (log scale)")
-    axes[0].set_ylabel(f"{metric.replace('_', ' ')} on the held-out test set")
-    axes[0].legend(loc="upper left", bbox_to_anchor=(0, -0.1), ncol=5, fontsize=9, frameon=False)
-    fig.suptitle("Label efficiency: SSL methods (solid, best head each) vs supervised baselines (dashed); "
-                 "bands: 95% CI over seeds", fontsize=11)
+    fig, ax = plt.subplots(figsize=(10, 5.6))
+    for approach, g in summary.groupby("approach", sort=False):
+        g = g.sort_values("n_labelled")
+        row = g.iloc[0]
+        if row["kind"] == "ssl" and not _best_head(summary, approach):
+            continue  # one curve per SSL method: its better head
+        ssl = row["kind"] == "ssl"
+        color = _color(row["method"])
+        ax.plot(g["n_labelled"], g["mean"], "-" if ssl else "--", marker="o" if ssl else None, ms=4,
+                lw=2.2 if ssl else 1.5, color=color, label=approach)
+        ax.fill_between(g["n_labelled"], g["lo"].clip(0, 1), g["hi"].clip(0, 1), color=color, alpha=0.10, lw=0)
+    ax.set_xscale("log")
+    ticks = sorted(summary["n_labelled"].round().astype(int).unique())
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.set_xlabel("labelled training samples (log scale)")
+    ax.set_ylabel(f"{metric.replace('_', ' ')} on the test set")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9, frameon=False)
+    ax.set_title("Label efficiency: SSL methods (solid, better head each) vs supervised baselines (dashed); "
+                 "bands: 95% CI over splits, seeds and test samples", fontsize=10)
+    fig.tight_layout()
     return _savefig(fig, path)
+
+
+def _best_head(summary: pd.DataFrame, approach: str) -> bool:
+    method = summary.loc[summary["approach"] == approach, "method"].iloc[0]
+    heads = summary[(summary["kind"] == "ssl") & (summary["method"] == method)]
+    return heads.groupby("approach")["mean"].mean().idxmax() == approach
+
+
+_VERDICT_COLORS = {"SSL better": "#009E73", "SSL worse": "#D55E00", "no detectable difference": "#555555",
+                   "too small for a claim": "#BBBBBB"}
+
+
+def plot_paired_differences(summary: pd.DataFrame, metric: str, path: Path) -> Path | None:
+    """The paired difference (best SSL minus best baseline) per fraction, with its interval and
+    a zero line: what overlapping bands on the label-efficiency curves cannot show."""
+    comp = comparisons(summary)
+    if comp.empty:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    x = np.arange(len(comp))
+    for i, r in enumerate(comp.itertuples()):
+        color = _VERDICT_COLORS.get(r.verdict, "#555555")
+        ax.errorbar(i, r.diff, yerr=[[r.diff - r.diff_lo], [r.diff_hi - r.diff]], fmt="o", color=color, capsize=5,
+                    ms=7, lw=2)
+        ax.annotate(f"{r.approach}\nvs {r.vs}", (i, r.diff_hi), textcoords="offset points", xytext=(0, 6),
+                    ha="center", fontsize=7, color="#333333")
+    ax.axhline(0, color="black", lw=1)
+    ax.set_xticks(x, [_fmt_fraction(r.fraction, r.n_labelled) for r in comp.itertuples()])
+    ax.set_xlabel("label fraction (labelled training samples)")
+    ax.set_ylabel(f"{metric.replace('_', ' ')}: SSL minus baseline")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in _VERDICT_COLORS.items()
+               if v in set(comp["verdict"])]
+    ax.legend(handles=handles, fontsize=8, frameon=False, loc="best")
+    ax.grid(alpha=0.3, axis="y")
+    ax.set_title("Best SSL approach minus best baseline, paired over splits, subsets and test samples (95% CI)",
+                 fontsize=10)
+    fig.tight_layout()
+    return _savefig(fig, path)
+
+
 
 
 def _project_2d(Z: np.ndarray) -> tuple[np.ndarray, str]:
@@ -180,6 +275,8 @@ def plot_embeddings(emb_dir: Path, path: Path) -> Path | None:
 
 
 def plot_histories(hist_dir: Path, path: Path) -> Path | None:
+    """Per method: the SSL loss (train and validation), what it is made of (the loss parts each
+    method logs, e.g. VIME's mask BCE and reconstruction MSE), and the embeddings' effective rank."""
     files = sorted(hist_dir.glob("*.csv"))
     if not files:
         return None
@@ -188,27 +285,33 @@ def plot_histories(hist_dir: Path, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(files), figsize=(3.3 * len(files), 5.4), squeeze=False)
+    fig, axes = plt.subplots(3, len(files), figsize=(3.3 * len(files), 7.6), squeeze=False)
     for j, f in enumerate(files):
         h = pd.read_csv(f)
+        color = _color(f.stem)
         ax = axes[0, j]
-        ax.plot(h["epoch"], h["train_loss"], color=_color(f.stem), label="train")
+        ax.plot(h["epoch"], h["train_loss"], color=color, label="train")
         if "val_loss" in h and h["val_loss"].notna().any():
-            ax.plot(h["epoch"], h["val_loss"], "--", color=_color(f.stem), label="validation")
+            ax.plot(h["epoch"], h["val_loss"], "--", color=color, label="validation")
         ax.set_title(f.stem, fontsize=11)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        if j == 0:
-            ax.set_ylabel("SSL loss")
-            ax.legend(fontsize=8, frameon=False)
-        ax2 = axes[1, j]
+        parts = [c for c in h.columns if c.startswith("train_") and c != "train_loss" and h[c].notna().any()]
+        for k, c in enumerate(parts):
+            axes[1, j].plot(h["epoch"], h[c], color=_SSL_COLORS[k % len(_SSL_COLORS)], label=c[len("train_"):])
+        if parts:
+            axes[1, j].legend(fontsize=7, frameon=False)
+        else:
+            axes[1, j].text(0.5, 0.5, "a single term", ha="center", va="center", transform=axes[1, j].transAxes,
+                            color="#777777")
         if "eff_rank" in h and h["eff_rank"].notna().any():
-            ax2.plot(h["epoch"], h["eff_rank"], color="#333333")
-        ax2.set_xlabel("epoch")
-        ax2.grid(alpha=0.3)
-        if j == 0:
-            ax2.set_ylabel("effective rank of\nembeddings (collapse -> 1)")
-    fig.suptitle("Pretraining: loss and embedding effective rank per epoch", fontsize=12)
+            axes[2, j].plot(h["epoch"], h["eff_rank"], color="#333333")
+        for i in range(3):
+            axes[i, j].grid(alpha=0.3)
+        axes[2, j].set_xlabel("epoch")
+    axes[0, 0].set_ylabel("SSL loss")
+    axes[0, 0].legend(fontsize=8, frameon=False)
+    axes[1, 0].set_ylabel("loss parts (train)")
+    axes[2, 0].set_ylabel("effective rank of\nembeddings (collapse -> 1)")
+    fig.suptitle("Pretraining: loss, its parts and the embeddings' effective rank per epoch", fontsize=12)
     fig.tight_layout()
     return _savefig(fig, path)
 
@@ -242,41 +345,64 @@ def plot_confusion(pred_file: Path, path: Path) -> Path | None:
 
 
 # ----------------------------------------------------------------------------- documents
-def _fmt_table(results: pd.DataFrame, metric: str) -> tuple[list[str], list[list[str]]]:
-    """Rows: approaches (SSL first); columns: label fractions; best per column in bold."""
-    c = curves(results, metric)
-    fracs = sorted(c["fraction"].unique())
-    n = c.groupby("fraction")["n_labelled"].mean().round().astype(int)
-    header = ["approach"] + [f"{f:.0%} (n={n[f]})" for f in fracs]
-    best = c.groupby("fraction")["mean"].max()
-    rows = []
-    for approach, g in sorted(c.groupby("approach"), key=lambda kv: (kv[1]["kind"].iloc[0] != "ssl", kv[0])):
-        by = g.set_index("fraction")
-        row = [approach]
-        for f in fracs:
-            if f not in by.index:
-                row.append("")
-                continue
-            m, hi = by.loc[f, "mean"], by.loc[f, "hi"]
-            cell = f"{m:.3f}" + (f" ± {hi - m:.3f}" if hi == hi and hi > m else "")
-            row.append(f"**{cell}**" if math.isclose(m, best[f]) else cell)
-        rows.append(row)
-    return header, rows
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]()#!|>])")
 
 
-def write_report(out_dir: str | Path, *, main_metric: str = "balanced_accuracy") -> dict[str, Path]:
+def md_escape(text) -> str:
+    """User-derived text (class names, column names, paths) as literal Markdown: ``<script>``
+    and ``![x](http://...)`` must render as text, never as HTML or a remote image."""
+    s = str(text).replace("&", "&amp;").replace("<", "&lt;")
+    return _MD_SPECIAL.sub(r"\\\1", s)
+
+
+def _tuning_lines(out: Path) -> list[str]:
+    """Grids, then per approach the hyperparameters its cells chose, and why defaults were kept."""
+    from .evaluation.tuning import describe_grids
+
+    lines = ["Every baseline and every SSL head picks its hyperparameters by inner cross-validation on the "
+             "labelled subset only (stratified, up to 3 folds), from the same grids on both sides:", ""]
+    lines += [f"- {name}: {md_escape(grid)}" for name, grid in describe_grids().items()]
+    path = out / "tuning.csv"
+    if not path.exists():
+        return lines
+    t = pd.read_csv(path)
+    if t.empty:
+        return lines
+    lines += ["", "| approach | chosen (share of cells) |", "|---|---|"]
+    for approach, g in t.groupby("approach"):
+        share = g["params"].value_counts(normalize=True)
+        chosen = "; ".join(f"{md_escape(p)} ({v:.0%})" for p, v in share.head(3).items())
+        lines.append(f"| {md_escape(approach)} | {chosen} |")
+    notes = t["note"].dropna()
+    notes = notes[notes != ""]
+    if len(notes):
+        lines += ["", f"- {len(notes)} of {len(t)} cells kept the defaults: " + md_escape(notes.mode().iloc[0]) + "."]
+    return lines
+
+
+def _table_lines(table: pd.DataFrame) -> list[str]:
+    header = list(table.columns)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+
+
+def write_report(out_dir: str | Path, *, main_metric: str | None = None) -> dict[str, Path]:
+    """report.md and a self-contained report.html (plots inline) from what a benchmark wrote."""
     out = Path(out_dir)
     written: dict[str, Path] = {}
     notes: list[str] = []
-    res_file = out / "results.csv"
-    results = pd.read_csv(res_file) if res_file.exists() else pd.DataFrame()
     manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
-    if results.empty:
-        notes.append("No results.csv yet: nothing to plot.")
+    metric = main_metric or manifest.get("config", {}).get("main_metric", "balanced_accuracy")
+    summary = pd.read_csv(out / "summary.csv") if (out / "summary.csv").exists() else pd.DataFrame()
+    if summary.empty:
+        notes.append("No summary.csv yet: nothing to plot.")
     else:
-        if main_metric not in set(results["metric"]):
-            main_metric = str(results["metric"].iloc[0])
-        written["label_efficiency"] = plot_label_efficiency(results, main_metric, out / "label_efficiency.png")
+        for col in ("best_ssl", "best_baseline"):
+            summary[col] = summary[col].astype(bool)
+        written["label_efficiency"] = plot_label_efficiency(summary, metric, out / "label_efficiency.png")
+        p = plot_paired_differences(summary, metric, out / "paired_differences.png")
+        if p is not None:
+            written["paired_differences"] = p
     for key, fn, src, name in (("embeddings", plot_embeddings, out / "embeddings", "embeddings.png"),
                                ("pretraining_loss", plot_histories, out / "histories", "pretraining_loss.png"),
                                ("confusion_matrix", plot_confusion, out / "predictions" / "best.npz",
@@ -289,46 +415,40 @@ def write_report(out_dir: str | Path, *, main_metric: str = "balanced_accuracy")
 
     ds = manifest.get("dataset", {})
     title = f"exprssl benchmark: {ds.get('source', out.name)} — {ds.get('label', '')}"
-    md = [f"# {title}", ""]
+    md = [f"# {md_escape(title)}", ""]
+    if not summary.empty:
+        md += answer(summary, manifest, metric) + [""]
     if ds:
-        classes = ", ".join(f"{k} {v}" for k, v in ds.get("classes", {}).items())
-        md += [f"**Data**: {ds.get('description') or ds.get('source')} — {ds.get('n_samples')} samples x "
-               f"{ds.get('n_genes')} features; label `{ds.get('label')}`: {classes}."]
-        if ds.get("dropped_classes"):
-            md += [f"Classes dropped as too small for the split: "
-                   f"{', '.join(f'{k} ({v})' for k, v in ds['dropped_classes'].items())}."]
-        md += [""]
+        classes = ", ".join(f"{md_escape(k)} {v}" for k, v in ds.get("classes", {}).items())
+        md += [f"**Data**: {md_escape(ds.get('description') or ds.get('source'))} — {ds.get('n_samples')} "
+               f"profiles x {ds.get('n_genes')} features; label `{md_escape(ds.get('label'))}`: {classes}.", ""]
     if manifest:
         cfg = manifest.get("config", {})
-        md += [f"**Protocol** ({cfg.get('protocol', 'default')}): split {manifest.get('split_sizes')} "
-               "(stratified" + (f", grouped by `{cfg.get('group')}`" if cfg.get("group") else "") + "); "
-               f"preprocessing fit on the pretraining pool only: {' → '.join(manifest.get('preprocessing', []))}; "
-               f"{len(manifest.get('seeds', []))} seeds per label fraction "
-               + (f"({cfg['pretrain_seeds']} pretrainings per method, so CIs include pretraining variance)"
-                  if cfg.get("pretrain_seeds", 1) > 1 else "(one pretraining per method, shared by the seeds)")
-               + "; the test set is never used for pretraining, fitting or early stopping.", ""]
-    verdict_lines: list[str] = []
-    if not results.empty:
-        header, rows = _fmt_table(results, main_metric)
-        md += [f"## Headline: {main_metric.replace('_', ' ')} on the test set (mean ± 95% CI over seeds; "
-               "best per column in bold)", "",
-               "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        md += ["| " + " | ".join(r) + " |" for r in rows]
-        verdict_lines = verdicts(results, main_metric)
-        md += ["", "## Verdict", ""] + [f"- {v}" for v in verdict_lines]
-        reach = labels_to_reach(results, main_metric)
-        if reach:
-            md += ["", "## Labels needed to reach the best baseline's best score (the paper's summary)", ""]
-            md += [f"- {a}: " + ("never (within the fractions tried)" if v != v else f"{v:.0%} of the labels")
-                   for a, v in sorted(reach.items(), key=lambda kv: (kv[1] != kv[1], kv[1]))]
+        md += [f"**Protocol** ({cfg.get('protocol', 'default')}): {manifest.get('splits')} outer stratified split(s)"
+               + (f", grouped by `{md_escape(cfg.get('group'))}`" if cfg.get("group") else "")
+               + f" of sizes {manifest.get('split_sizes')}; {len(manifest.get('seeds', []))} label subsets per "
+               f"split and fraction; preprocessing fit on each split's pretraining pool: "
+               f"{' → '.join(manifest.get('preprocessing', []))}; the test set is never used for pretraining, "
+               "fitting, tuning or early stopping.", ""]
+    if not summary.empty:
+        table = summary_matrix(summary, ci=True, bold_best=True)
+        md += [f"## {metric.replace('_', ' ').capitalize()} on the test set (mean [95% CI]; best per column in bold)",
+               ""] + _table_lines(table)
+        comp = comparisons(summary)
+        if not comp.empty:
+            md += ["", "## Paired comparison: best SSL approach minus best baseline", "",
+                   "| fraction | SSL approach | baseline | difference [95% CI] | verdict |", "|---|---|---|---|---|"]
+            md += [f"| {_fmt_fraction(r.fraction, r.n_labelled)} | {md_escape(r.approach)} | {md_escape(r.vs)} | "
+                   f"{r.diff:+.3f} [{r.diff_lo:+.3f}, {r.diff_hi:+.3f}] | {r.verdict} |" for r in comp.itertuples()]
     md += ["", "## Plots", ""]
     for key, p in written.items():
         md += [f"![{key}]({p.name})", ""]
+    md += ["## Tuning", ""] + _tuning_lines(out) + [""]
     if manifest:
         md += ["## Run", "", f"- versions: {manifest.get('versions')}",
                f"- git revision: {manifest.get('git_revision')}",
-               f"- gene list hash: {manifest.get('gene_list_hash')}, split hash: {manifest.get('split_hash')}",
-               f"- wall time (s): {manifest.get('timings_s')}"]
+               f"- data fingerprint: {manifest.get('fingerprint')}",
+               f"- worker processes: {manifest.get('jobs')}; wall time (s): {manifest.get('timings_s')}"]
     if notes:
         md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
@@ -336,6 +456,8 @@ def write_report(out_dir: str | Path, *, main_metric: str = "balanced_accuracy")
     atomic_write_text(out / "report.html", _html(title, md, written))
     written["report_html"] = out / "report.html"
     return written
+
+
 
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
@@ -346,11 +468,17 @@ img{max-width:100%;border:1px solid #eee;margin:.5em 0}code{background:#f4f4f4;p
 
 
 def _inline(text: str) -> str:
-    import re
-
-    t = html.escape(text)
+    """A Markdown line's inline subset (bold, code) as HTML; backslash-escaped characters and
+    entities from ``md_escape`` come out as literal text."""
+    t = re.sub(r"\\(.)", lambda m: f"\x00{ord(m.group(1))}\x00", text)
+    t = html.escape(html.unescape(t))
     t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+    t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+    return re.sub("\x00(\\d+)\x00", lambda m: html.escape(chr(int(m.group(1)))), t)
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
 
 
 def _html(title: str, md: list[str], images: dict[str, Path]) -> str:
@@ -358,7 +486,7 @@ def _html(title: str, md: list[str], images: dict[str, Path]) -> str:
     body, in_table, in_list = [], False, False
     for line in md:
         if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
+            cells = _cells(line)
             if set("".join(cells)) <= set("-"):
                 continue
             if not in_table:
