@@ -20,6 +20,7 @@ _LAZY = {
     "align_genes": ("exprssl.genes", "align_genes"),
     "Preprocessor": ("exprssl.preprocessing", "Preprocessor"),
     "SSLModel": ("exprssl.model", "SSLModel"),
+    "benchmark": ("exprssl.api", "benchmark"),
     "datasets": ("exprssl.datasets", None),
     "methods": ("exprssl.methods", None),
     "errors": ("exprssl.errors", None),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -55,19 +56,41 @@ def user_errors(fn):
             _fail(str(e))
         except FileNotFoundError as e:
             _fail(f"{e.filename or e}: no such file")
+        except OSError as e:  # a disk that filled up, a permission that changed mid-run
+            _fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130) from None
+        except typer.Exit:
+            raise
+        except Exception as e:  # a bug, not the user's input: one line, the traceback on request
+            if os.environ.get("EXPRSSL_DEBUG"):
+                raise
+            err_console.print(f"[bold red]exprssl: internal error:[/] {type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0] if str(e).strip() else ''} (a bug: please report "
+                              "it; EXPRSSL_DEBUG=1 shows the traceback)", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper
 
 
-def _setup_logging(verbose: bool) -> None:
-    from rich.logging import RichHandler
+class _OneLine(logging.Formatter):
+    """``exprssl: warning: <message>`` on one line, however wide the terminal."""
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)])
-    logging.getLogger("exprssl").setLevel(logging.INFO)
+    def format(self, record: logging.LogRecord) -> str:
+        text = " ".join(super().format(record).split())
+        return text if record.levelno < logging.WARNING else f"exprssl: {record.levelname.lower()}: {text}"
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine("%(message)s"))
+    logger = logging.getLogger("exprssl")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)  # info (label matches) is shown by default
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
 @app.callback()
@@ -166,15 +189,30 @@ def info(
 
 
 # --------------------------------------------------------------------------- pretrain / embed
-PREPROCESS_KEYS = ("library_size", "log", "min_mean", "top_k_variance", "quantile", "standardize", "clip")
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing exprssl output of the "
+                                            "same kind (never anything else).")]
+
+
+def _split_options(method: str, options: dict) -> tuple[dict, dict]:
+    """Config/flag options -> (the training loop's, the method's): method options may sit at the
+    top level of a YAML file or come from --set, next to the training options."""
+    from .training import TrainConfig
+
+    train_keys = set(TrainConfig.__dataclass_fields__)
+    method_params = dict(options.pop("method_params", None) or options.pop("method_config", None) or {})
+    train = {}
+    for key, value in options.items():
+        (train if key in train_keys else method_params)[key] = value
+    return train, method_params
 
 
 @app.command()
 @user_errors
 def pretrain(
-    method: Annotated[str | None, typer.Option("--method", "-m", help="scarf, byol, vime, barlow or mae.")] = None,
+    method: Annotated[str | None, typer.Option("--method", "-m", help="An SSL method (see `exprssl methods`).")] = None,
     data: Annotated[str | None, typer.Option("--data", "-d", help="Expression file or bundled dataset name.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Model directory to write.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Model directory to write (new, empty, or an "
+                                             "exprssl model with --overwrite).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Samples per batch.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: the method's).")] = None,
@@ -189,36 +227,39 @@ def pretrain(
     num_workers: Annotated[int | None, typer.Option(help="Processes that read and preprocess a streamed "
                                                     "store or h5ad while training runs (default 0).")] = None,
     strategy: Annotated[str | None, typer.Option(help="Lightning strategy (auto, ddp, ...).")] = None,
-    precision: Annotated[str | None, typer.Option(help="Lightning precision, e.g. bf16-mixed on GPU.")] = None,
+    precision: Annotated[str | None, typer.Option(help="Lightning precision, e.g. bf16-mixed.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Method option key=value, repeatable "
-                                                   "(e.g. --set corruption_rate=0.5).")] = None,
+                                                   "(e.g. --set corruption_rate=0.5; see `exprssl methods`).")] = None,
     config: ConfigOpt = None,
     orientation: OrientOpt = "auto",
     stream: StreamOpt = None,
+    overwrite: OverwriteOpt = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ):
     """Pretrain an encoder with a self-supervised method and save it to a model directory."""
     from .model import SSLModel
+    from .outputs import check_output
+    from .preprocessing import OPTIONS as PREPROCESSING_OPTIONS
 
     cfg = merge(read_config(config), method=method, data=data, out=str(out) if out else None, epochs=epochs,
                 batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                 val_fraction=val_fraction, patience=patience, seed=seed, devices=_devices(devices),
-                num_nodes=num_nodes, strategy=strategy, precision=precision,
-                num_workers=num_workers)
+                num_nodes=num_nodes, strategy=strategy, precision=precision, num_workers=num_workers)
     cfg.update(parse_sets(set_))
     for key in ("method", "data", "out"):
         if not cfg.get(key):
             raise ConfigError(f"--{key} is required (on the command line or in --config)")
-    prep = dict(cfg.pop("preprocessing", None) or {})
+    prep = cfg.pop("preprocessing", None) or {}
+    if not isinstance(prep, dict):
+        raise ConfigError(f"preprocessing must be a mapping of options ({', '.join(PREPROCESSING_OPTIONS)}), "
+                          f"got {prep!r}")
     if top_genes is not None:
-        prep["top_k_variance"] = top_genes
-    unknown_prep = set(prep) - set(PREPROCESS_KEYS)
-    if unknown_prep:
-        raise ConfigError(f"unknown preprocessing option(s): {', '.join(sorted(unknown_prep))}; "
-                          f"accepted: {', '.join(PREPROCESS_KEYS)}")
+        prep = {**prep, "top_k_variance": top_genes}
     name, data_path, out_dir = cfg.pop("method"), cfg.pop("data"), Path(cfg.pop("out"))
-    cfg.update(cfg.pop("method_config", None) or {})
-    model = SSLModel(name, preprocessor=prep or None, progress=progress, **cfg)
+    train, method_params = _split_options(name, cfg)
+    model = SSLModel(name, method_params=method_params, preprocessor=prep or None, progress=progress, **train)
+    model.check_params()  # every option, before data is read or anything written
+    check_output(out_dir, "model", overwrite=overwrite, inputs=[data_path, config])
     from .store import open_streamed
 
     adata = open_streamed(data_path, stream)
@@ -229,7 +270,7 @@ def pretrain(
         shape = f"{adata.n_obs} samples x {adata.n_vars} genes"
     console.print(f"pretraining [bold]{name}[/] on {shape} from {data_path}", highlight=False)
     model.fit(adata)
-    model.save(out_dir)
+    model.save(out_dir, overwrite=overwrite)
     if _rank() == 0:
         console.print(_fit_summary(model, out_dir), highlight=False)
     _end_distributed()
@@ -237,7 +278,7 @@ def pretrain(
 
 def _fit_summary(model, out_dir: Path) -> str:
     summary = f"saved {model!r} to {out_dir}"
-    h = model.history
+    h = model.history_
     if len(h):
         last = h.iloc[-1]
         summary += f" after {int(last['epoch'])} epochs (train loss {last['train_loss']:.4f}"
@@ -282,38 +323,33 @@ def embed(
     orientation: OrientOpt = "auto",
     key: Annotated[str | None, typer.Option(help="obsm key (default X_<method>).")] = None,
     stream: StreamOpt = None,
+    overwrite: OverwriteOpt = False,
 ):
     """Embed expression data with a pretrained model (genes aligned by name)."""
-    import anndata as ad
-
-    from .io import write_h5ad
+    from .io import add_labels, write_h5ad
     from .model import SSLModel
+    from .outputs import check_output
+    from .store import open_streamed
 
     if out.suffix != ".h5ad":
         raise ConfigError(f"{out}: --out must end in .h5ad")
+    check_output(out, "embedding", overwrite=overwrite, inputs=[data, model, labels])
     m = SSLModel.load(model)
-    key = key or f"X_{m.method_name}"
-    from .store import open_streamed
-
     store = open_streamed(data, stream)
     if store is not None:  # streamed block by block: only the embeddings are held in memory
         from rich.progress import Progress
 
-        from .io import add_labels
-
-        with Progress(console=console, transient=True) as bar:
+        with Progress(console=err_console, transient=True) as bar:
             task = bar.add_task("embedding", total=store.n_samples)
-            Z = m.transform(store, progress=lambda done, total: bar.update(task, completed=done))
-        result = ad.AnnData(obs=store.obs, obsm={key: Z})
+            result = m.transform(store, key=key, return_anndata=True,
+                                 progress=lambda done, total: bar.update(task, completed=done))
         if labels:
             result = add_labels(result, labels, id_column=label_id_column)
     else:
-        adata = _load(data, labels, label_id_column, orientation)
-        Z = m.transform(adata)
-        result = ad.AnnData(obs=adata.obs.copy(), obsm={key: Z})
-    result.uns.setdefault("exprssl", {}).update({"model": str(model), "method": m.method_name, "source": str(data),
-                                                 "n_model_genes": len(m.genes)})
+        result = m.transform(_load(data, labels, label_id_column, orientation), key=key, return_anndata=True)
     write_h5ad(result, out)
+    key = key or f"X_{m.method}"
+    Z = result.obsm[key]
     console.print(f"wrote {Z.shape[0]} x {Z.shape[1]} embeddings to {out} (obsm['{key}'])", highlight=False)
 
 
@@ -324,14 +360,19 @@ def convert(
     out: Annotated[Path, typer.Option("--out", "-o", help="Store to write (.h5).")],
     chunk_rows: Annotated[int, typer.Option(help="Samples per on-disk chunk.")] = 256,
     block: Annotated[int, typer.Option(help="Samples held in memory while converting.")] = 2048,
+    overwrite: OverwriteOpt = False,
 ):
     """Rewrite a large matrix once as a sample-major chunked store for out-of-core pretraining
     (`exprssl pretrain --data STORE.h5 ...` then streams it in bounded memory)."""
     from rich.progress import Progress
 
+    from .outputs import check_output
     from .store import ExpressionStore
     from .store import convert as convert_store
 
+    if chunk_rows < 1 or block < 1:
+        raise ConfigError(f"--chunk-rows and --block must be >= 1, got {chunk_rows} and {block}")
+    check_output(out, "store", overwrite=overwrite, inputs=[src])
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task(f"converting {src.name}", total=None)
         convert_store(src, out, chunk_rows=chunk_rows, block_samples=block,
@@ -339,6 +380,25 @@ def convert(
     s = ExpressionStore(out)
     console.print(f"wrote {out}: {s.n_samples} samples x {len(s.genes)} genes, "
                   f"{s.chunk_rows} samples per chunk", highlight=False)
+
+
+@app.command()
+@user_errors
+def methods(
+    method: Annotated[str | None, typer.Argument(help="One method (default: all).")] = None,
+):
+    """The SSL methods and each one's options: default, allowed values, meaning."""
+    from .methods import available, describe_options, get_method
+
+    for name in [method] if method else available():
+        cls = get_method(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        table = Table(title=f"{name}: {doc[0] if doc else ''}", title_justify="left", show_lines=False)
+        for col in ("option", "default", "allowed", "meaning"):
+            table.add_column(col, overflow="fold")
+        for o in describe_options(name):
+            table.add_row(o["name"], repr(o["default"]), str(o.get("allowed", o.get("type", ""))), o["help"])
+        console.print(table)
 
 
 # --------------------------------------------------------------------------- benchmark / demo
@@ -353,26 +413,35 @@ def benchmark(
     methods: Annotated[str | None, typer.Option(help="Comma-separated SSL methods (default: all).")] = None,
     baselines: Annotated[str | None, typer.Option(help="Comma-separated baselines (default: all).")] = None,
     fractions: Annotated[str | None, typer.Option(help="Comma-separated label fractions in (0, 1].")] = None,
-    seeds: Annotated[int | None, typer.Option(help="Seeds per fraction.")] = None,
-    pretrain_seeds: Annotated[int | None, typer.Option(help="SSL pretrainings per method (<= seeds): "
+    splits: Annotated[int | None, typer.Option(help="Outer splits (default: 5 below 1,000 labelled "
+                                               "profiles, else 1).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Label subsets per split and fraction.")] = None,
+    pretrain_seeds: Annotated[int | None, typer.Option(help="SSL pretrainings per method and split (<= seeds): "
                                                       "CIs then include pretraining variance.")] = None,
     group: Annotated[str | None, typer.Option(help="Column grouping samples (patient, study).")] = None,
-    min_class_size: Annotated[int | None, typer.Option(help="Drop classes with fewer samples (noted in "
-                                                      "the report).")] = None,
-    pretrain_data: Annotated[str | None, typer.Option(help="Pretrain on this dataset instead (transfer).")] = None,
+    min_class_size: Annotated[int | None, typer.Option(help="Classes with fewer samples leave the task (their "
+                                                      "profiles still pretrain; noted in the report).")] = None,
+    pretrain_data: Annotated[list[str] | None, typer.Option(help="More unlabeled profiles for the pretraining "
+                                                            "pool (repeatable; genes aligned by name).")] = None,
+    transductive: Annotated[bool | None, typer.Option("--transductive/--inductive", help="Let the test "
+                                                      "profiles (never their labels) join the pretraining pool.")] = None,
+    tune: Annotated[bool | None, typer.Option("--tune/--no-tune", help="Inner-CV hyperparameters for every "
+                                              "baseline and head (default: on).")] = None,
     protocol: Annotated[str | None, typer.Option(help="default or paper.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Pretraining epochs.")] = None,
+    jobs: Annotated[int | None, typer.Option(help="Worker processes (default: the free cores).")] = None,
     config: ConfigOpt = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ):
-    """Label-efficiency benchmark: SSL methods vs supervised baselines, with a report."""
+    """Label-efficiency benchmark: SSL methods vs tuned supervised baselines, with a report."""
     from .evaluation.protocol import BenchmarkConfig
 
     cfg = merge(read_config(config), data=data, label=label, out=str(out) if out else None,
                 labels=str(labels) if labels else None, label_id_column=label_id_column,
-                methods=_csv(methods), baselines=_csv(baselines), fractions=_csv(fractions, float),
-                seeds=seeds, pretrain_seeds=pretrain_seeds, group=group, min_class_size=min_class_size, pretrain_data=pretrain_data,
-                protocol=protocol, epochs=epochs)
+                methods=_csv(methods), baselines=_csv(baselines), fractions=_csv(fractions, float), splits=splits,
+                seeds=seeds, pretrain_seeds=pretrain_seeds, group=group, min_class_size=min_class_size,
+                pretrain_data=pretrain_data or None, transductive=transductive, tune=tune, protocol=protocol,
+                epochs=epochs, jobs=jobs)
     for key in ("data", "label", "out"):
         if not cfg.get(key):
             raise ConfigError(f"--{key} is required (on the command line or in --config)")
@@ -383,12 +452,15 @@ def benchmark(
 @user_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("demo_report"),
+    jobs: Annotated[int | None, typer.Option(help="Worker processes (default: the free cores).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ):
     """The benchmark on the bundled real dataset (all_leukemia, molecular subtype), in minutes on a CPU."""
+    from dataclasses import replace
+
     from .evaluation.protocol import demo_config
 
-    _run_benchmark(demo_config(str(out)), progress)
+    _run_benchmark(replace(demo_config(str(out)), jobs=jobs), progress)
 
 
 def _csv(value: str | None, cast=str):
@@ -401,20 +473,23 @@ def _csv(value: str | None, cast=str):
 
 
 def _run_benchmark(cfg, progress: bool) -> None:
-    from .evaluation.protocol import run_benchmark, summary_table
+    from .api import benchmark
+    from .report import answer, summary_matrix
 
-    results = run_benchmark(cfg, progress=progress)
-    metric = cfg.main_metric  # the paper protocol switches it to accuracy
-    table = summary_table(results, metric)
-    t = Table(title=f"{cfg.data}: {cfg.label} — {metric.replace('_', ' ')} on the test set, mean over seeds "
-                    "(CIs and verdicts in the report)")
+    run = benchmark(config=cfg, progress=progress)
+    metric = run.manifest["config"]["main_metric"]  # the paper protocol switches it to accuracy
+    table = summary_matrix(run.summary, ci=False)
+    t = Table(title=f"{cfg.data}: {cfg.label} — {metric.replace('_', ' ')} on the test set, mean over "
+                    "splits x seeds (intervals and verdicts in the report)")
     for col in table.columns:  # "12% (n=7)" on two lines keeps 5-6 fractions within 80 columns
         t.add_column(str(col).replace(" (", "\n("), no_wrap=True)
-    for _, row in table.iterrows():
-        t.add_row(*[str(v) for v in row.values])
+    for row in table.itertuples(index=False):
+        t.add_row(*[str(v).replace("\\", "") for v in row])
     console.print(t)
-    out = Path(cfg.out)
-    console.print(f"report: {out / 'report.html'} (also report.md, results.csv, plots)", highlight=False)
+    for line in answer(run.summary, run.manifest, metric)[:2]:
+        console.print(line.replace("**", "").replace("\\", ""), highlight=False)
+    console.print(f"report: {run.out / 'report.html'} (also report.md, summary.csv, results.csv, plots)",
+                  highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console-script entry
