@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from .errors import ConfigError, TrainingDivergedError
 from .losses import LossOutput
 from .methods.options import OptionValueError, describe, option, validate_options
+from .threads import limit_threads, threads_for
 
 log = logging.getLogger("exprssl")
 
@@ -490,6 +491,12 @@ def check_hardware_options(cfg: TrainConfig) -> None:
                       enable_model_summary=False)
 
 
+def step_flops(method: torch.nn.Module, batch_size: int) -> float:
+    """Multiply-adds of one training step, roughly: forward and backward (x3) of two views (x2)
+    through every weight, per sample. What decides whether a second thread can pay off."""
+    return 6.0 * batch_size * sum(p.numel() for p in method.parameters())
+
+
 def fit_loop(method: torch.nn.Module, train_dl, val_dl, pool: torch.Tensor, steps_per_epoch: int,
              cfg: TrainConfig) -> list[dict]:
     """The Lightning run shared by in-memory and streaming training."""
@@ -515,7 +522,7 @@ def fit_loop(method: torch.nn.Module, train_dl, val_dl, pool: torch.Tensor, step
         use_distributed_sampler=not isinstance(train_dl.dataset, torch.utils.data.IterableDataset))
     if cfg.log_dir:
         Path(cfg.log_dir).mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), limit_threads(threads_for(step_flops(method, cfg.batch_size))):
         warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
         warnings.filterwarnings("ignore", category=UserWarning, module="torch.utils.data")
         trainer.fit(module, train_dataloaders=train_dl, val_dataloaders=val_dl)
