@@ -230,3 +230,18 @@ def test_paper_protocol_is_a_preset(tmp_path, data_file):
 def test_config_unknown_key():
     with pytest.raises(ConfigError, match="unknown benchmark option.*epoch_count"):
         BenchmarkConfig.from_dict({"data": "x", "label": "y", "epoch_count": 3})
+
+
+def test_runner_is_short_stages_and_evaluation_never_imports_the_report():
+    import ast
+    from pathlib import Path
+
+    import exprssl.evaluation as evaluation
+
+    for f in Path(evaluation.__file__).parent.glob("*.py"):
+        tree = ast.parse(f.read_text())
+        long = [n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno >= 60]
+        assert not long, (f.name, long)
+        imported = [getattr(n, "module", None) or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [m for m in imported if m.endswith("report")], (f.name, imported)

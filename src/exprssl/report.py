@@ -386,6 +386,35 @@ def _table_lines(table: pd.DataFrame) -> list[str]:
     return lines + ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
 
 
+def _summary_lines(summary: pd.DataFrame, manifest: dict, metric: str) -> list[str]:
+    """The answer, the data and protocol, the table and the paired comparisons, as Markdown."""
+    ds = manifest.get("dataset", {})
+    md = answer(summary, manifest, metric) + [""] if not summary.empty else []
+    if ds:
+        classes = ", ".join(f"{md_escape(k)} {v}" for k, v in ds.get("classes", {}).items())
+        md += [f"**Data**: {md_escape(ds.get('description') or ds.get('source'))} — {ds.get('n_samples')} "
+               f"profiles x {ds.get('n_genes')} features; label `{md_escape(ds.get('label'))}`: {classes}.", ""]
+    if manifest:
+        cfg = manifest.get("config", {})
+        md += [f"**Protocol** ({cfg.get('protocol', 'default')}): {manifest.get('splits')} outer stratified split(s)"
+               + (f", grouped by `{md_escape(cfg.get('group'))}`" if cfg.get("group") else "")
+               + f" of sizes {manifest.get('split_sizes')}; {len(manifest.get('seeds', []))} label subsets per "
+               f"split and fraction; preprocessing fit on each split's pretraining pool: "
+               f"{' → '.join(manifest.get('preprocessing', []))}; the test set is never used for pretraining, "
+               "fitting, tuning or early stopping.", ""]
+    if summary.empty:
+        return md
+    md += [f"## {metric.replace('_', ' ').capitalize()} on the test set (mean [95% CI]; best per column in bold)",
+           ""] + _table_lines(summary_matrix(summary, ci=True, bold_best=True))
+    comp = comparisons(summary)
+    if not comp.empty:
+        md += ["", "## Paired comparison: best SSL approach minus best baseline", "",
+               "| fraction | SSL approach | baseline | difference [95% CI] | verdict |", "|---|---|---|---|---|"]
+        md += [f"| {_fmt_fraction(r.fraction, r.n_labelled)} | {md_escape(r.approach)} | {md_escape(r.vs)} | "
+               f"{r.diff:+.3f} [{r.diff_lo:+.3f}, {r.diff_hi:+.3f}] | {r.verdict} |" for r in comp.itertuples()]
+    return md
+
+
 def write_report(out_dir: str | Path, *, main_metric: str | None = None) -> dict[str, Path]:
     """report.md and a self-contained report.html (plots inline) from what a benchmark wrote."""
     out = Path(out_dir)
@@ -415,31 +444,7 @@ def write_report(out_dir: str | Path, *, main_metric: str | None = None) -> dict
 
     ds = manifest.get("dataset", {})
     title = f"exprssl benchmark: {ds.get('source', out.name)} — {ds.get('label', '')}"
-    md = [f"# {md_escape(title)}", ""]
-    if not summary.empty:
-        md += answer(summary, manifest, metric) + [""]
-    if ds:
-        classes = ", ".join(f"{md_escape(k)} {v}" for k, v in ds.get("classes", {}).items())
-        md += [f"**Data**: {md_escape(ds.get('description') or ds.get('source'))} — {ds.get('n_samples')} "
-               f"profiles x {ds.get('n_genes')} features; label `{md_escape(ds.get('label'))}`: {classes}.", ""]
-    if manifest:
-        cfg = manifest.get("config", {})
-        md += [f"**Protocol** ({cfg.get('protocol', 'default')}): {manifest.get('splits')} outer stratified split(s)"
-               + (f", grouped by `{md_escape(cfg.get('group'))}`" if cfg.get("group") else "")
-               + f" of sizes {manifest.get('split_sizes')}; {len(manifest.get('seeds', []))} label subsets per "
-               f"split and fraction; preprocessing fit on each split's pretraining pool: "
-               f"{' → '.join(manifest.get('preprocessing', []))}; the test set is never used for pretraining, "
-               "fitting, tuning or early stopping.", ""]
-    if not summary.empty:
-        table = summary_matrix(summary, ci=True, bold_best=True)
-        md += [f"## {metric.replace('_', ' ').capitalize()} on the test set (mean [95% CI]; best per column in bold)",
-               ""] + _table_lines(table)
-        comp = comparisons(summary)
-        if not comp.empty:
-            md += ["", "## Paired comparison: best SSL approach minus best baseline", "",
-                   "| fraction | SSL approach | baseline | difference [95% CI] | verdict |", "|---|---|---|---|---|"]
-            md += [f"| {_fmt_fraction(r.fraction, r.n_labelled)} | {md_escape(r.approach)} | {md_escape(r.vs)} | "
-                   f"{r.diff:+.3f} [{r.diff_lo:+.3f}, {r.diff_hi:+.3f}] | {r.verdict} |" for r in comp.itertuples()]
+    md = [f"# {md_escape(title)}", ""] + _summary_lines(summary, manifest, metric)
     md += ["", "## Plots", ""]
     for key, p in written.items():
         md += [f"![{key}]({p.name})", ""]

@@ -146,6 +146,44 @@ class HeadRecipe:
     patience: int = 10
 
 
+def _optimizer(net: StackedMLP, recipe: HeadRecipe, lr_scale: float) -> torch.optim.Optimizer:
+    """AdamW with the head's and the encoder's learning rates, both scaled by ``lr_scale``."""
+    enc_lr = recipe.encoder_lr if recipe.encoder_lr is not None else recipe.lr
+    groups = [{"params": [net.head_w, net.head_b], "lr": recipe.lr * lr_scale}]
+    if not net.freeze_encoder and net.encoder_parameters():
+        groups.append({"params": net.encoder_parameters(), "lr": enc_lr * lr_scale})
+    try:
+        return torch.optim.AdamW(groups, weight_decay=recipe.weight_decay, fused=True)
+    except RuntimeError:  # no fused kernel for this device / torch
+        return torch.optim.AdamW(groups, weight_decay=recipe.weight_decay)
+
+
+def _masked_loss(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Each model's mean cross-entropy over its own rows (weights ``w``, (M, n)): shape (M,)."""
+    M = logits.shape[0]
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat(M), reduction="none").view(M, -1)
+    return (ce * w).sum(1) / w.sum(1).clamp_min(1)
+
+
+class _BestWeights:
+    """Each model's weights at its best validation loss: an indexed copy into preallocated
+    buffers, not a deep copy of a state dict every improving epoch."""
+
+    def __init__(self, net: StackedMLP):
+        self.tensors, self.axes = zip(*net.state_tensors(), strict=True)
+        self.saved = [t.detach().clone() for t in self.tensors]
+
+    @torch.no_grad()
+    def save(self, ids: torch.Tensor) -> None:
+        for t, s, ax in zip(self.tensors, self.saved, self.axes, strict=True):
+            s.index_copy_(ax, ids, t.detach().index_select(ax, ids))
+
+    @torch.no_grad()
+    def restore(self, ids: torch.Tensor) -> None:
+        for t, s, ax in zip(self.tensors, self.saved, self.axes, strict=True):
+            t.index_copy_(ax, ids, s.index_select(ax, ids))
+
+
 def train_stacked(net: StackedMLP, X: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
                   val_mask: torch.Tensor | None, recipe: HeadRecipe, lr_scale: float = 1.0,
                   seed: int = 0) -> np.ndarray:
@@ -156,29 +194,15 @@ def train_stacked(net: StackedMLP, X: torch.Tensor, y: torch.Tensor, train_mask:
     M = net.n_models
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout
-    lr = recipe.lr * lr_scale
-    enc_lr = (recipe.encoder_lr if recipe.encoder_lr is not None else recipe.lr) * lr_scale
-    groups = [{"params": [net.head_w, net.head_b], "lr": lr}]
-    if not net.freeze_encoder and net.encoder_parameters():
-        groups.append({"params": net.encoder_parameters(), "lr": enc_lr})
-    try:
-        opt = torch.optim.AdamW(groups, weight_decay=recipe.weight_decay, fused=True)
-    except RuntimeError:  # no fused kernel for this device / torch
-        opt = torch.optim.AdamW(groups, weight_decay=recipe.weight_decay)
+    opt = _optimizer(net, recipe, lr_scale)
     train_mask = train_mask.float()
     rows = torch.nonzero(train_mask.any(0)).view(-1)
-    has_val = val_mask is not None and bool(val_mask.any())
-    if has_val:
-        val_mask = val_mask.float()
-        val_rows = torch.nonzero(val_mask.any(0)).view(-1)
-        Xv, yv, wv = X[val_rows], y[val_rows], val_mask[:, val_rows]
-        wv_n = wv.sum(1)
-    best = torch.full((M,), math.inf)
-    bad = torch.zeros(M, dtype=torch.long)
-    # a model without validation rows (a class with one labelled sample) runs every epoch
-    stops = wv_n > 0 if has_val else torch.zeros(M, dtype=torch.bool)
-    tensors, axes = zip(*net.state_tensors(), strict=True)
-    saved = [t.detach().clone() for t in tensors]
+    val_mask = torch.zeros_like(train_mask) if val_mask is None else val_mask.float()
+    val_rows = torch.nonzero(val_mask.any(0)).view(-1)
+    Xv, yv, wv = X[val_rows], y[val_rows], val_mask[:, val_rows]
+    stops = wv.sum(1) > 0  # a model without validation rows (a class with one label) runs every epoch
+    best, bad = torch.full((M,), math.inf), torch.zeros(M, dtype=torch.long)
+    weights = _BestWeights(net)
     bs = max(2, recipe.batch_size)
     for _ in range(recipe.epochs):
         net.train()
@@ -187,35 +211,25 @@ def train_stacked(net: StackedMLP, X: torch.Tensor, y: torch.Tensor, train_mask:
             idx = perm[start:start + bs]
             w = train_mask[:, idx]
             w = w * (w.sum(1, keepdim=True) >= 2)  # BatchNorm needs two rows of a model's own
-            if not w.any():
-                continue
-            logits = net(X[idx], w, train=True)
-            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[idx].repeat(M), reduction="none")
-            loss = ((ce.view(M, -1) * w).sum(1) / w.sum(1).clamp_min(1)).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if w.any():
+                opt.zero_grad(set_to_none=True)
+                _masked_loss(net(X[idx], w, train=True), y[idx], w).sum().backward()
+                opt.step()
         if not stops.any():
             continue
         net.eval()
         with torch.no_grad():
-            logits = net(Xv)
-            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yv.repeat(M), reduction="none").view(M, -1)
-            v = (ce * wv).sum(1) / wv_n.clamp_min(1)
+            v = _masked_loss(net(Xv), yv, wv)
         improved = stops & (v < best - 1e-4) & (bad < recipe.patience)
         if improved.any():
-            ids = torch.nonzero(improved).view(-1)
-            for t, s, ax in zip(tensors, saved, axes, strict=True):
-                s.index_copy_(ax, ids, t.detach().index_select(ax, ids))
+            weights.save(torch.nonzero(improved).view(-1))
             best = torch.where(improved, v, best)
         bad = torch.where(improved, torch.zeros_like(bad), bad + 1)
         if stops.all() and (bad >= recipe.patience).all():
             break
     restore = torch.nonzero(stops & torch.isfinite(best)).view(-1)
     if len(restore):
-        with torch.no_grad():
-            for t, s, ax in zip(tensors, saved, axes, strict=True):
-                t.index_copy_(ax, restore, s.index_select(ax, restore))
+        weights.restore(restore)
     net.eval()
     return best.numpy()
 
