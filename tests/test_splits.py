@@ -11,7 +11,6 @@ from exprssl.splits import (
     label_fraction_subsets,
     log_fraction_grid,
     split_indices,
-    train_val_test_split,
 )
 
 
@@ -21,7 +20,7 @@ def labels():
 
 
 def test_parts_disjoint_cover_and_stratified(labels):
-    parts = train_val_test_split(labels, seed=0)
+    parts = split_indices(labels, {"train": 0.6, "val": 0.2, "test": 0.2}, seed=0)
     allidx = np.concatenate(list(parts.values()))
     assert len(allidx) == len(labels) == len(set(allidx))
     for name, frac in zip(("train", "val", "test"), (0.6, 0.2, 0.2), strict=True):
@@ -96,7 +95,7 @@ def test_large_split_is_fast():
 def test_rare_class_is_a_clear_error(labels):
     y = np.append(labels, ["d", "d"])
     with pytest.raises(ConfigError, match=r"class 'd' has 2 samples, fewer than the 3 parts"):
-        train_val_test_split(y)
+        split_indices(y, {"train": 0.6, "val": 0.2, "test": 0.2})
     mask, dropped = drop_rare_classes(y, 3)
     assert dropped == {"d": 2} and mask.sum() == 100
     with pytest.raises(ConfigError, match="sum to 1"):

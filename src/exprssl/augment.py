@@ -279,18 +279,3 @@ def gaussian_noise(x: torch.Tensor, std: float, generator: torch.Generator | Non
     if std <= 0:
         return x
     return x + std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-
-
-def zero_mask(x: torch.Tensor, rate: float, generator: torch.Generator | None = None):
-    """Set a Bernoulli(rate) subset of entries to 0 (dropout-like masking); returns (x, mask)."""
-    mask = torch.rand(x.shape, generator=generator, device=x.device) < rate
-    return x.masked_fill(mask, 0.0), mask
-
-
-def binomial_thinning(counts: torch.Tensor, keep_prob: float | torch.Tensor) -> torch.Tensor:
-    """Downsample raw counts as if sequenced less deeply: each read kept with ``keep_prob``.
-
-    ``keep_prob`` may be a scalar or per-sample (batch, 1) to vary library size across samples.
-    """
-    p = torch.as_tensor(keep_prob, dtype=counts.dtype, device=counts.device).expand_as(counts)
-    return torch.binomial(counts.clamp_min(0), p)

@@ -109,12 +109,6 @@ def split_indices(labels, parts: Mapping[str, float], *, groups=None, seed: int 
     return {name: np.flatnonzero(part_of_sample == i) for i, name in enumerate(names)}
 
 
-def train_val_test_split(labels, *, fractions: Sequence[float] = (0.6, 0.2, 0.2), groups=None,
-                         seed: int = 0) -> dict[str, np.ndarray]:
-    return split_indices(labels, dict(zip(("train", "val", "test"), fractions, strict=True)),
-                         groups=groups, seed=seed)
-
-
 def label_fraction_subsets(labels, fractions: Sequence[float], *, seed: int = 0,
                            min_per_class: int = 1) -> dict[float, np.ndarray]:
     """Nested, stratified subsets: for p1 < p2, subset(p1) is contained in subset(p2).

@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 from scipy import stats
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
@@ -60,34 +59,3 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
         return m, m, m
     half = float(stats.t.ppf((1 + level) / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
     return m, m - half, m + half
-
-
-def curves(results: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Mean and CI per approach (method + head) and fraction, for one metric."""
-    r = results[results["metric"] == metric]
-    rows = []
-    for (method, kind, head, frac), g in r.groupby(["method", "kind", "head", "fraction"], sort=True):
-        m, lo, hi = mean_ci(g["value"])
-        rows.append({"approach": approach_name(method, head, kind), "method": method, "kind": kind,
-                     "head": head, "fraction": frac, "n_labelled": float(g["n_labelled"].mean()),
-                     "mean": m, "lo": lo, "hi": hi, "n_seeds": len(g)})
-    return pd.DataFrame(rows)
-
-
-def approach_name(method: str, head: str, kind: str) -> str:
-    return f"{method}+{head}" if kind == "ssl" else method
-
-
-def labels_to_reach(results: pd.DataFrame, metric: str = "balanced_accuracy") -> dict[str, float]:
-    """The paper's summary: the smallest label fraction at which each SSL approach's mean score
-    reaches the best baseline's best mean score (NaN: never)."""
-    c = curves(results, metric)
-    base = c[c["kind"] == "baseline"]
-    if base.empty:
-        return {}
-    target = base["mean"].max()
-    out = {}
-    for name, g in c[c["kind"] == "ssl"].groupby("approach"):
-        hit = g[g["mean"] >= target - 1e-12].sort_values("fraction")
-        out[name] = float(hit["fraction"].iloc[0]) if len(hit) else math.nan
-    return out
