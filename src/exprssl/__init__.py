@@ -6,7 +6,13 @@ embed new data, and measure honestly whether it beats supervised learning on raw
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
+
+# OpenMP threads that spin-wait for a busy core make small fits 10-40x slower on a shared machine;
+# passive waiting costs nothing idle (exprssl.threads has the measurements). It must be set
+# before torch starts its OpenMP runtime, so here, unless the user chose a policy.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from typing import Any
 
 __version__ = "0.1.0"
