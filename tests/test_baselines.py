@@ -42,14 +42,17 @@ def test_xgboost_and_linear_learners_tune_on_the_labelled_subset_only(tmp_path):
                    y=y, n_classes=3, approaches=[], features={})
     folds = inner_folds(y, 0)
     assert len(folds) == 3 and sorted(np.concatenate(folds).tolist()) == list(range(36))
+    folds_xgb = inner_folds(y, 0, 2)
     clean, params = fit_linear(X, y, X[:3], "logistic", folds, job)
     _, same = fit_linear(X, y, np.full((3, 20), 1e6, np.float32), "logistic", folds, job)
     assert params == same and params in GRIDS["logistic"]
     assert clean.shape == (3, 3) and np.allclose(clean.sum(1), 1)
-    proba, xgb = fit_xgboost(X, y, X[:3], folds, job)
+    proba, xgb = fit_xgboost(X, y, X[:3], folds_xgb, job)
     assert proba.shape == (3, 3) and 1 <= xgb["n_estimators"] <= 300
     assert {k: xgb[k] for k in ("max_depth", "min_child_weight", "learning_rate")} in GRIDS["xgboost"]
     # a class with one labelled sample: nothing to cross-validate, the defaults are kept
-    assert inner_folds(np.array([0, 0, 1, 1, 2]), 0) is None
+    assert inner_folds(np.array([0, 0, 1, 2, 3]), 0) is None  # one class to hold out: nothing to compare
+    folds = inner_folds(np.array([0, 0, 1, 1, 2]), 0)
+    assert len(folds) == 2 and 4 not in np.concatenate(folds)  # the single sample of class 2 always trains
     _, default = fit_linear(X[:5], np.array([0, 0, 1, 1, 2]), X[:2], "logistic", None, job)
     assert default == GRIDS["logistic"][0]

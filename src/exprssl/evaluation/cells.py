@@ -18,7 +18,7 @@ import numpy as np
 from .baselines import BASELINES
 from .heads import HeadRecipe, StackedMLP, predict_proba, train_stacked
 from .metrics import classification_metrics, score
-from .tuning import GRIDS, inner_folds, no_cv_note, pick
+from .tuning import GRIDS, MAX_FOLDS, cv_note, inner_folds, pick
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class GroupJob:
     tune: bool = True
     metric: str = "balanced_accuracy"
     protocol: str = "default"
+    classes: np.ndarray | None = None  # class names, for the tuning notes
 
 
 @dataclass
@@ -222,12 +223,12 @@ def evaluate_group(job: GroupJob) -> list[CellOutcome]:
     from ..encoders import MLPEncoder
 
     y_lab, y_test = job.y[job.lab], job.y[job.test]
-    folds = inner_folds(y_lab, job.seed) if job.tune else None
-    note = no_cv_note(y_lab) if job.tune and folds is None else ("" if job.tune else "defaults: tuning off")
     outcomes = []
     for a in job.approaches:
         t0 = time.perf_counter()
         learner, feats = learner_of(a, job.protocol)
+        folds = inner_folds(y_lab, job.seed, MAX_FOLDS[learner]) if job.tune else None
+        note = cv_note(y_lab, folds, job.classes) if job.tune else "defaults: tuning off"
         key = {"random": f"random:{job.seed}"}.get(feats, feats)
         F = _array(job.features[key])
         F_lab, F_test = np.asarray(F[job.lab]), np.asarray(F[job.test])

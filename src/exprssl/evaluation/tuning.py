@@ -22,9 +22,12 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
                 {"max_depth": 2, "min_child_weight": 0.1, "learning_rate": 0.3},
                 {"max_depth": 4, "min_child_weight": 0.1, "learning_rate": 0.1},
                 {"max_depth": 2, "min_child_weight": 1.0, "learning_rate": 0.3}],
-    "torch": [{"lr_scale": 1.0}, {"lr_scale": 0.3}, {"lr_scale": 3.0}],
+    "torch": [{"lr_scale": 1.0}, {"lr_scale": 3.0}],
 }
-MAX_FOLDS = 3
+# inner folds per learner: the costly learners (the torch heads, which train every fold's model
+# and the final one, and XGBoost) get two, the linear ones three; both sides of a comparison
+# alike (fine-tuning and the MLP baseline; probes and logistic regression on genes)
+MAX_FOLDS = {"logistic": 3, "pca": 3, "xgboost": 2, "torch": 2}
 
 
 def describe_grids() -> dict[str, str]:
@@ -33,17 +36,20 @@ def describe_grids() -> dict[str, str]:
                             for p in grid) for name, grid in GRIDS.items()}
 
 
-def inner_folds(y: np.ndarray, seed: int, max_folds: int = MAX_FOLDS) -> list[np.ndarray] | None:
+def inner_folds(y: np.ndarray, seed: int, max_folds: int = 3) -> list[np.ndarray] | None:
     """Stratified held-out folds (positions into ``y``), as many as the smallest class allows up
-    to ``max_folds``; None when a class has a single labelled sample."""
+    to ``max_folds``. A class with a single labelled sample is never held out (it always
+    trains); None when fewer than two classes can be held out."""
     from sklearn.model_selection import StratifiedKFold
 
-    counts = np.unique(y, return_counts=True)[1]
-    k = int(min(max_folds, counts.min()))
-    if k < 2:
+    classes, counts = np.unique(y, return_counts=True)
+    held = classes[counts >= 2]
+    if len(held) < 2:
         return None
+    k = int(min(max_folds, counts[counts >= 2].min()))
+    rows = np.flatnonzero(np.isin(y, held))
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    return [test for _, test in cv.split(np.zeros(len(y)), y)]
+    return [rows[test] for _, test in cv.split(np.zeros(len(rows)), y[rows])]
 
 
 def pick(scores: list[float], tiebreak: list[float] | None = None) -> int:
@@ -55,7 +61,13 @@ def pick(scores: list[float], tiebreak: list[float] | None = None) -> int:
     return int(order[0])
 
 
-def no_cv_note(y: np.ndarray) -> str:
-    counts = dict(zip(*np.unique(y, return_counts=True), strict=True))
-    smallest = min(counts, key=counts.get)
-    return f"defaults: class '{smallest}' has {counts[smallest]} labelled sample, too few to cross-validate"
+def cv_note(y: np.ndarray, folds: list[np.ndarray] | None, classes=None) -> str:
+    """Why a cell kept its defaults, or which classes its inner CV could not hold out."""
+    codes, counts = np.unique(y, return_counts=True)
+    name = (lambda c: str(classes[c])) if classes is not None else str
+    single = [name(c) for c, n in zip(codes, counts, strict=True) if n < 2]
+    if folds is None:
+        return "defaults: fewer than two classes have two labelled samples, nothing to cross-validate"
+    if single:
+        return f"classes with one labelled sample ({', '.join(single)}) always train, never held out"
+    return ""
