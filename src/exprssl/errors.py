@@ -8,14 +8,17 @@ from __future__ import annotations
 
 
 class ExprsslError(Exception):
-    """Base class: a problem with the user's input or configuration, not a bug."""
+    """Base class: a problem with the user's input or configuration, not a bug.
+
+    Input problems are also ``ValueError`` (non-numbers ``TypeError``), as scikit-learn and
+    numpy callers expect, so ``except ValueError`` keeps working around exprssl estimators."""
 
 
-class DataFileError(ExprsslError):
+class DataFileError(ExprsslError, ValueError):
     """File missing, empty or unreadable."""
 
 
-class UnknownFormatError(ExprsslError):
+class UnknownFormatError(ExprsslError, ValueError):
     """File extension / content not recognised as a supported expression format."""
 
 
@@ -23,27 +26,27 @@ class TruncatedFileError(DataFileError):
     """A container (HDF5, h5ad, parquet, gzip) that ends early or is corrupt."""
 
 
-class InvalidValuesError(ExprsslError):
+class InvalidValuesError(ExprsslError, ValueError):
     """NaN or infinite values in an expression matrix."""
 
 
-class NonNumericError(ExprsslError):
+class NonNumericError(ExprsslError, TypeError):
     """Cells that are not numbers in an expression matrix."""
 
 
-class NegativeCountsError(ExprsslError):
+class NegativeCountsError(ExprsslError, ValueError):
     """Negative values where raw counts (or a log-transform) are expected."""
 
 
-class DuplicateSamplesError(ExprsslError):
+class DuplicateSamplesError(ExprsslError, ValueError):
     """The same sample id appears more than once."""
 
 
-class DuplicateGenesError(ExprsslError):
+class DuplicateGenesError(ExprsslError, ValueError):
     """The same gene id appears more than once and the policy is 'error'."""
 
 
-class LabelColumnError(ExprsslError):
+class LabelColumnError(ExprsslError, ValueError):
     """A label / id / group column is missing, or has too few classes to learn from."""
 
 
@@ -51,15 +54,15 @@ class SingleClassError(LabelColumnError):
     """A label column with only one class (nothing to predict)."""
 
 
-class LabelMatchError(ExprsslError):
+class LabelMatchError(ExprsslError, ValueError):
     """A sample sheet whose ids match no (or too few) expression samples."""
 
 
-class GeneOverlapError(ExprsslError):
+class GeneOverlapError(ExprsslError, ValueError):
     """Too few of the reference genes are present in the data."""
 
 
-class ConfigError(ExprsslError):
+class ConfigError(ExprsslError, ValueError):
     """An invalid option or configuration value (unknown method, bad fraction, ...)."""
 
 

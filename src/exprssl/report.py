@@ -132,6 +132,13 @@ def caveats(manifest: dict) -> list[str]:
     if sizes:
         out.append(f"Test set: {sizes.get('test')} samples per split, {manifest.get('splits')} outer split(s); "
                    "intervals are over splits, seeds and test samples (two-stage bootstrap).")
+    per_class = manifest.get("test_per_class") or {}
+    if per_class:
+        rare, n = min(per_class.items(), key=lambda kv: kv[1])
+        if n < 3:
+            out.append(f"The smallest class, {md_escape(rare)}, has {n:.1f} test sample(s) per split: each of them "
+                       f"moves balanced accuracy by about {1 / (max(n, 1) * len(per_class)):.2f}; the intervals "
+                       "include that.")
     if pool:
         parts = ", ".join(f"{v} {md_escape(k)}" for k, v in pool.get("parts", {}).items() if v)
         out.append(f"Pretraining pool: {pool.get('size')} profiles per split ({parts}); test profiles "

@@ -31,7 +31,7 @@ def check_matrix(X, source: str = "data", *, samples: Sequence | None = None, ge
     sum (NaN and inf propagate), so a clean matrix costs one pass and no mask."""
     X = np.asarray(X)
     if X.dtype.kind == "c":  # casting would silently drop the imaginary part
-        raise NonNumericError(f"{source}: complex values (dtype {X.dtype}); expected real expression values")
+        raise InvalidValuesError(f"{source}: complex values (dtype {X.dtype}); expected real expression values")
     if X.dtype.kind not in "biuf":
         try:
             X = X.astype(np.float32)

@@ -608,6 +608,8 @@ def write_manifest(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, out: Path, 
                     "n_without_label": cohort.n_missing,
                     "description": cohort.adata.uns.get("dataset", {}).get("description", "")},
         "pool": _describe_pool(cfg, cohort, plan),
+        "test_per_class": {str(c): float(np.mean([(cohort.y[s.test] == i).sum() for s in plan.splits]))
+                           for i, c in enumerate(cohort.classes)},
         "splits": len(plan.splits), "split_sizes": {k: int(np.mean([len(getattr(s, k)) for s in plan.splits]))
                                                     for k in ("pretrain", "finetune", "test", "pool")},
         "fractions": plan.fractions, "merged_fractions": {str(k): v for k, v in plan.merged.items()},
