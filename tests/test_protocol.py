@@ -245,3 +245,10 @@ def test_runner_is_short_stages_and_evaluation_never_imports_the_report():
         imported = [getattr(n, "module", None) or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         assert not [m for m in imported if m.endswith("report")], (f.name, imported)
+
+
+def test_results_do_not_depend_on_the_number_of_worker_processes(bench, data_file, tmp_path):
+    """Each cell is seeded by its own (split, seed, fraction): inline or in workers, the same numbers."""
+    _, run = bench
+    inline = run_benchmark(_cfg(data_file, tmp_path / "inline", jobs=1), progress=False)
+    pd.testing.assert_frame_equal(inline.results, run.results)

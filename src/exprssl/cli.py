@@ -360,6 +360,7 @@ def convert(
     out: Annotated[Path, typer.Option("--out", "-o", help="Store to write (.h5).")],
     chunk_rows: Annotated[int, typer.Option(help="Samples per on-disk chunk.")] = 256,
     block: Annotated[int, typer.Option(help="Samples held in memory while converting.")] = 2048,
+    orientation: OrientOpt = "auto",
     overwrite: OverwriteOpt = False,
 ):
     """Rewrite a large matrix once as a sample-major chunked store for out-of-core pretraining
@@ -375,7 +376,7 @@ def convert(
     check_output(out, "store", overwrite=overwrite, inputs=[src])
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task(f"converting {src.name}", total=None)
-        convert_store(src, out, chunk_rows=chunk_rows, block_samples=block,
+        convert_store(src, out, chunk_rows=chunk_rows, block_samples=block, orientation=orientation,
                       progress=lambda done, total: bar.update(task, completed=done, total=total))
     s = ExpressionStore(out)
     console.print(f"wrote {out}: {s.n_samples} samples x {len(s.genes)} genes, "
