@@ -48,15 +48,23 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (new versions only)")
     parser.add_argument("--tuned", action="store_true", help="repeated splits and inner-CV tuning (new versions)")
     parser.add_argument("--out", default=None, help="keep the benchmark directory here")
+    parser.add_argument("--demo01", action="store_true", help="instead: exprssl 0.1's demo configuration on the "
+                        "bundled leukemia cohort (5 seeds, each with its own pretraining; no tuning, one split)")
     args = parser.parse_args()
 
     from exprssl.evaluation.protocol import BenchmarkConfig, run_benchmark
 
     with tempfile.TemporaryDirectory() as tmp:
-        data = cohort(Path(tmp) / "tissues.h5ad")
         out = Path(args.out) if args.out else Path(tmp) / "bench"
-        options = dict(data=str(data), label="label", out=str(out), methods=args.methods.split(","),
-                       seeds=args.seeds, n_fractions=args.n_fractions, epochs=args.epochs)
+        if args.demo01:
+            options = dict(data="all_leukemia", label="mol.biol", out=str(out), min_class_size=5, seeds=5,
+                           pretrain_seeds=5, n_fractions=5, split={"pretrain": 0.5, "finetune": 0.25, "test": 0.25},
+                           epochs=100, batch_size=32, patience=15, preprocessing={"top_k_variance": 5000},
+                           finetune={"epochs": 60, "lr": 1e-3, "encoder_lr": 1e-4, "batch_size": 16, "patience": 10})
+        else:
+            options = dict(data=str(cohort(Path(tmp) / "tissues.h5ad")), label="label", out=str(out),
+                           methods=args.methods.split(","), seeds=args.seeds, n_fractions=args.n_fractions,
+                           epochs=args.epochs)
         fields = BenchmarkConfig.__dataclass_fields__
         if "splits" in fields:  # versions with repeated splits and tuning
             options.update(splits=None if args.tuned else 1, tune=args.tuned)

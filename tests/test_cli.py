@@ -192,3 +192,14 @@ def test_bad_config_key(tmp_path):
     cfg.write_text("method: scarf\ndata: all_leukemia\nout: x\ntemprature: 0.5\n")
     r = run("pretrain", "--config", cfg)
     _assert_one_line_error(r, "temprature")
+
+
+def test_methods_lists_every_registered_method_and_its_options():
+    r = run("methods")
+    assert r.exit_code == 0, r.output
+    for m in available():
+        assert f"{m}:" in r.output
+    for option in ("corruption_rate", "temperature", "alpha", "lambd", "hidden_dims"):
+        assert option in r.output
+    r = run("methods", "nope")
+    _assert_one_line_error(r, "unknown method 'nope'")
