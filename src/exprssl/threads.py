@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 
 # below this many multiply-adds per training step a second thread costs more than it saves;
@@ -44,14 +45,37 @@ def user_threads() -> int | None:
     return None
 
 
-def free_cores() -> int:
-    """Cores not busy with other work, from the 1-minute load average (at least one)."""
-    cores = cpu_count()
+def _busy_cores(interval: float = 0.25) -> float | None:
+    """Cores busy right now, from two reads of /proc/stat ``interval`` seconds apart (Linux);
+    the load average would still count a run that ended a minute ago."""
+    def read():
+        with open("/proc/stat") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+        return sum(fields), idle
+
     try:
-        load = os.getloadavg()[0]
-    except OSError:  # pragma: no cover
-        return cores
-    return max(1, min(cores, int(round(cores - load + 0.5))))
+        total0, idle0 = read()
+        time.sleep(interval)
+        total1, idle1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / (total1 - total0))
+
+
+def free_cores() -> int:
+    """Cores of ours not busy with other work (at least one): sampled from /proc/stat, or the
+    1-minute load average where that is missing."""
+    cores = cpu_count()
+    busy = _busy_cores()
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:  # pragma: no cover
+            return cores
+    return max(1, min(cores, int(cores - busy + 0.5)))
 
 
 def threads_for(step_flops: float) -> int:

@@ -37,6 +37,17 @@ def _encoder_blocks(encoder: MLPEncoder) -> tuple[list[tuple[nn.Linear, nn.Batch
     return blocks, dropout
 
 
+def dropout_mask(shape, p: float, rng: np.random.Generator | None) -> torch.Tensor:
+    """Inverted-dropout multipliers (0 or 1/(1-p)) from 16-bit keys, four per 64-bit draw of the
+    bit generator: about 10x cheaper than torch's CPU Bernoulli sampling, which cost a third of a
+    small head's training step. The rate is exact to 2^-16."""
+    rng = rng if rng is not None else np.random.default_rng()
+    n = int(np.prod(shape))
+    keys = rng.bit_generator.random_raw((n + 3) // 4).view(np.uint16)[:n]
+    keep = keys >= np.uint16(round(p * 65536)) if p < 1 else np.zeros(n, dtype=bool)
+    return torch.from_numpy(keep.reshape(shape).astype(np.float32) * np.float32(1 / (1 - p) if p < 1 else 0))
+
+
 class _StackedBlock(nn.Module):
     """One Linear (+ BatchNorm) block of M models. The first block's weight is stored
     (in, M, out), so that one GEMM (n, in) x (in, M*out) serves all M models; deeper blocks'
@@ -111,15 +122,17 @@ class StackedMLP(nn.Module):
     def encoder_parameters(self) -> list[nn.Parameter]:
         return list(self.blocks.parameters())
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, train: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, train: bool = False,
+                rng: np.random.Generator | None = None) -> torch.Tensor:
         """Logits (M, n, classes) for shared input rows ``x`` (n, in). In training, ``mask`` (M, n)
-        says which rows belong to each model's batch: its BatchNorm statistics use only those."""
+        says which rows belong to each model's batch: its BatchNorm statistics use only those;
+        ``rng`` draws the dropout masks."""
         train_encoder = train and not self.freeze_encoder
         h = x
         for block in self.blocks:
             h = block(h, mask if train_encoder else None)
             if train_encoder and self.dropout > 0:
-                h = F.dropout(h, self.dropout, training=True)
+                h = h * dropout_mask(h.shape, self.dropout, rng)
         if not len(self.blocks):
             h = x.unsqueeze(0).expand(self.n_models, *x.shape)
         return torch.baddbmm(self.head_b.unsqueeze(1), h, self.head_w)
@@ -193,7 +206,7 @@ def train_stacked(net: StackedMLP, X: torch.Tensor, y: torch.Tensor, train_mask:
     learning rates (the tuned grid). Returns each model's best validation loss (inf: none)."""
     M = net.n_models
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout
+    rng = np.random.default_rng(seed)  # dropout
     opt = _optimizer(net, recipe, lr_scale)
     train_mask = train_mask.float()
     rows = torch.nonzero(train_mask.any(0)).view(-1)
@@ -213,7 +226,7 @@ def train_stacked(net: StackedMLP, X: torch.Tensor, y: torch.Tensor, train_mask:
             w = w * (w.sum(1, keepdim=True) >= 2)  # BatchNorm needs two rows of a model's own
             if w.any():
                 opt.zero_grad(set_to_none=True)
-                _masked_loss(net(X[idx], w, train=True), y[idx], w).sum().backward()
+                _masked_loss(net(X[idx], w, train=True, rng=rng), y[idx], w).sum().backward()
                 opt.step()
         if not stops.any():
             continue
