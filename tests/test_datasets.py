@@ -1,4 +1,5 @@
-"""Bundled real data loads offline with the source's numbers; the synthetic generator is seeded."""
+"""Bundled real data loads offline with the source's numbers; the synthetic generators are seeded,
+and the latent-programme control's labels depend on its latent state (or, as the negative control, do not)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import time
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from exprssl import datasets
-from exprssl.errors import DataFileError
+from exprssl.errors import ConfigError, DataFileError
+from exprssl.scale import guess_scale
 
 
 def test_all_leukemia_matches_source():
@@ -85,3 +90,102 @@ def test_synthetic_learnable_but_not_trivial():
     test = np.setdiff1d(np.arange(len(y)), train)
     acc = LogisticRegression(max_iter=3000).fit(X[train], y[train]).score(X[test], y[test])
     assert 0.45 < acc < 0.95, acc  # chance is 0.25
+
+
+def _log_cpm(X):
+    return np.log2(X / X.sum(1, keepdims=True) * 1e6 + 1)
+
+
+def _probe_score(F, y, per_class, seed=0):
+    """Balanced accuracy of standardised logistic regression trained on ``per_class`` labels per class."""
+    rng = np.random.default_rng(seed)
+    train = np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in np.unique(y)])
+    test = np.setdiff1d(np.arange(len(y)), train)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)).fit(F[train], y[train])
+    return balanced_accuracy_score(y[test], clf.predict(F[test]))
+
+
+def test_latent_programmes_seeded_shapes_counts():
+    t = time.perf_counter()
+    a = datasets.latent_programmes(seed=3)
+    assert time.perf_counter() - t < 3  # CI-sized: the positive control pretrains on it in seconds
+    b = datasets.latent_programmes(seed=3)
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.obsm["programmes"], b.obsm["programmes"])
+    assert (a.obs["label"] == b.obs["label"]).all()
+    assert not np.array_equal(a.X, datasets.latent_programmes(seed=4).X)
+
+    assert a.shape == (1500, 1000) and a.X.dtype == np.float32 and a.obsm["programmes"].dtype == np.float32
+    assert a.obsm["programmes"].shape == (1500, 5)  # 4 label programmes + 1 nuisance
+    assert (a.X >= 0).all() and np.array_equal(a.X, np.round(a.X)) and guess_scale(a.X) == "counts"
+    lib = a.X.sum(1)
+    assert 1.5e6 < np.median(lib) < 2.5e6 and lib.max() / lib.min() > 3  # library sizes vary, as in RNA-seq
+    assert list(a.obs["label"].cat.categories) == ["class_0", "class_1", "class_2", "class_3"]
+    assert a.obs["label"].value_counts().min() > 300
+    assert a.var["programme"].value_counts().to_dict() == {
+        "background": 800, "programme_0": 40, "programme_1": 40, "programme_2": 40, "programme_3": 40,
+        "nuisance_0": 40}
+    assert a.var_names[0] == "GENE00000" and a.obs_names[0] == "sample_0"
+    assert a.uns["exprssl"]["source"] == "latent_programmes(labels=structured, seed=3)"
+
+
+def test_latent_programmes_genes_follow_their_programme():
+    a = datasets.latent_programmes(seed=0)
+    X, z = _log_cpm(a.X), a.obsm["programmes"]
+    Xc, zc = X - X.mean(0), z - z.mean(0)
+    corr = (zc.T @ Xc) / np.outer(np.linalg.norm(zc, axis=0), np.linalg.norm(Xc, axis=0))  # programmes x genes
+    programme = a.var["programme"].to_numpy()
+    background = np.abs(corr[:, programme == "background"])
+    assert background.mean() < 0.04 and background.max() < 0.15
+    for k, name in enumerate(["programme_0", "programme_1", "programme_2", "programme_3", "nuisance_0"]):
+        own = np.abs(corr[k, programme == name])
+        assert 0.25 < own.mean() < 0.7, (name, own.mean())  # correlated, but most of a gene's variance is noise
+
+
+def test_latent_programmes_structured_labels_need_the_latent_state():
+    a = datasets.latent_programmes(seed=0)
+    y = a.obs["label"].to_numpy().astype(str)
+    z = a.obsm["programmes"]
+    assert _probe_score(z, y, 100) > 0.95  # the label is a (piecewise-linear) function of the state
+    assert _probe_score(z[:, 4:], y, 100) < 0.35  # ... and not of the nuisance programme (chance 0.25)
+    # the raw genes hold the answer for many labels, not for few: the gap SSL should close
+    X = _log_cpm(a.X)
+    assert _probe_score(X, y, 100) > 0.85
+    raw, oracle = ([_probe_score(F, y, 2, seed) for seed in range(5)] for F in (X, z))
+    assert np.mean(oracle) - np.mean(raw) > 0.15
+
+
+def test_latent_programmes_random_labels_are_independent():
+    a = datasets.latent_programmes(seed=0)
+    r = datasets.latent_programmes(labels="random", seed=0)
+    np.testing.assert_array_equal(a.X, r.X)  # the same counts: only the labels differ
+    assert r.obs["label"].value_counts().to_dict() == a.obs["label"].value_counts().to_dict()
+    assert r.uns["exprssl"]["source"] == "latent_programmes(labels=random, seed=0)"
+    y = r.obs["label"].to_numpy().astype(str)
+    assert _probe_score(r.obsm["programmes"], y, 100) < 0.32
+    assert _probe_score(_log_cpm(r.X), y, 100) < 0.32
+
+
+def test_latent_programmes_unlabeled_samples():
+    full = datasets.latent_programmes(seed=0)
+    a = datasets.latent_programmes(unlabeled_fraction=0.6, seed=0)
+    r = datasets.latent_programmes(unlabeled_fraction=0.6, labels="random", seed=0)
+    np.testing.assert_array_equal(a.X, full.X)
+    missing = a.obs["label"].isna().to_numpy()
+    assert 0.55 < missing.mean() < 0.65
+    np.testing.assert_array_equal(missing, r.obs["label"].isna().to_numpy())  # the same unlabeled samples
+    assert (a.obs["label"][~missing] == full.obs["label"][~missing]).all()
+    assert list(a.obs["label"].cat.categories) == ["class_0", "class_1", "class_2", "class_3"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"unlabeled_fraction": 1.0}, r"unlabeled_fraction must be in \[0, 1\), got 1.0"),
+    ({"labels": "shuffled"}, "labels must be one of structured, random, got 'shuffled'"),
+    ({"n_classes": 1}, "need n_classes >= 2"),
+    ({"n_genes": 100}, "5 programmes x 40 genes do not fit in n_genes=100"),
+    ({"n_programmes": 0}, "need n_programmes >= 1"),
+])
+def test_latent_programmes_bad_options(kwargs, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        datasets.latent_programmes(**kwargs)
+    assert "\n" not in str(err.value)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataFileError
-from .synthetic import synthetic
+from .synthetic import latent_programmes, synthetic
 
 REGISTRY: dict[str, dict[str, Any]] = {
     "all_leukemia": {
@@ -92,4 +92,4 @@ def info(name: str) -> dict[str, Any]:
             **{k: entry[k] for k in ("description", "license", "citation", "source", "demo")}}
 
 
-__all__ = ["REGISTRY", "info", "load", "names", "synthetic"]
+__all__ = ["REGISTRY", "info", "latent_programmes", "load", "names", "synthetic"]

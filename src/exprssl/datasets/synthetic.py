@@ -1,4 +1,6 @@
-"""Seeded synthetic bulk RNA-seq with planted class structure, for tests and speed runs."""
+"""Seeded synthetic bulk RNA-seq with planted structure: class modules for tests and speed runs
+(``synthetic``), and a latent-programme model whose answer is known, the benchmark's positive and
+negative control (``latent_programmes``)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+
+LABEL_MODES = ("structured", "random")
 
 
 def synthetic(n_samples: int = 1000, n_genes: int = 2000, n_classes: int = 4, *,
@@ -83,4 +87,97 @@ def synthetic(n_samples: int = 1000, n_genes: int = 2000, n_classes: int = 4, *,
                        index=[f"GENE{g:05d}" for g in range(n_genes)])
     adata = ad.AnnData(X=X, obs=obs, var=var)
     adata.uns["exprssl"] = {"source": f"synthetic(seed={seed})", "format": "synthetic"}
+    return adata
+
+
+def _class_centres(rng: np.random.Generator, n_classes: int, n_programmes: int, separation: float) -> np.ndarray:
+    """Class centres in programme space, ``separation`` apart: orthogonal directions when there
+    are at least as many programmes as classes (all pairs equally far), else random directions."""
+    g = rng.normal(size=(max(n_classes, n_programmes), n_programmes))
+    if n_classes <= n_programmes:
+        directions = np.linalg.qr(g.T)[0].T[:n_classes]
+    else:
+        directions = g[:n_classes] / np.linalg.norm(g[:n_classes], axis=1, keepdims=True)
+    return directions * (separation / np.sqrt(2))
+
+
+def latent_programmes(n_samples: int = 1500, n_genes: int = 1000, n_classes: int = 4, *,
+                      labels: str = "structured", n_programmes: int = 4, n_nuisance: int = 1,
+                      genes_per_programme: int = 40, separation: float = 4.0, effect_size: float = 0.25,
+                      library_size: float = 2e6, library_spread: float = 0.4, dispersion: float = 0.2,
+                      unlabeled_fraction: float = 0.0, seed: int = 0) -> ad.AnnData:
+    """Counts driven by a few latent programmes, with a label known to depend on them: the
+    benchmark's positive control (``labels="structured"``) and negative control (``"random"``).
+
+    Generative model (sample i, gene g):
+
+    - latent state z_i: ``n_programmes`` label programmes around one of ``n_classes`` centres
+      (``separation`` apart, unit spread, so states form overlapping clusters), plus
+      ``n_nuisance`` programmes ~ N(0, 1) unrelated to the label (biology the label ignores);
+    - label y_i = the centre nearest to z_i's label programmes: a deterministic, piecewise-linear
+      function of the latent state (argmax of an affine map of z_i). ``"random"`` permutes these
+      labels across samples: same class counts, independent of the expression;
+    - ``genes_per_programme`` genes per programme (disjoint modules) with loadings ±U(0.5, 1); all
+      other genes are background that carries no signal;
+    - log mean = log abundance_g (~N(0, 1.5): a few genes dominate) + effect_size * loadings . z_i,
+      scaled to a library size L_i = library_size * exp(N(0, library_spread));
+    - counts ~ negative binomial (Poisson-gamma) with gene-wise dispersion
+      ``dispersion`` * exp(N(0, 0.5)), so the default preprocessing applies CPM and log;
+    - a random ``unlabeled_fraction`` of samples has no label (NaN): the many unlabeled profiles
+      beside few labelled ones that SSL exists to use (the same samples in both label modes).
+
+    Per gene the signal is weak against the noise (most of its variance is noise), but each
+    programme is shared by many genes: a model that recovers the programmes from unlabeled
+    samples predicts the label from a few labels; a classifier on the raw genes needs many more.
+    ``obsm["programmes"]`` holds the true z (the oracle's features), ``var["programme"]`` each
+    gene's programme or "background". Deterministic from ``seed``; float32 throughout.
+    """
+    if labels not in LABEL_MODES:
+        raise ConfigError(f"latent_programmes: labels must be one of {', '.join(LABEL_MODES)}, got '{labels}'")
+    if n_classes < 2 or n_samples < n_classes:
+        raise ConfigError(f"latent_programmes: need n_classes >= 2 and n_samples >= n_classes, got "
+                          f"{n_classes} classes for {n_samples} samples")
+    if n_programmes < 1 or n_nuisance < 0 or genes_per_programme < 1:
+        raise ConfigError(f"latent_programmes: need n_programmes >= 1, n_nuisance >= 0 and genes_per_programme "
+                          f">= 1, got {n_programmes}, {n_nuisance} and {genes_per_programme}")
+    if not 0 <= unlabeled_fraction < 1:
+        raise ConfigError(f"latent_programmes: unlabeled_fraction must be in [0, 1), got {unlabeled_fraction}")
+    n_total = n_programmes + n_nuisance
+    if n_total * genes_per_programme > n_genes:
+        raise ConfigError(f"latent_programmes: {n_total} programmes x {genes_per_programme} genes do not fit "
+                          f"in n_genes={n_genes}")
+    rng = np.random.default_rng(seed)
+    centres = _class_centres(rng, n_classes, n_programmes, separation)
+    state = rng.integers(0, n_classes, n_samples)
+    z = np.concatenate([centres[state] + rng.normal(size=(n_samples, n_programmes)),
+                        rng.normal(size=(n_samples, n_nuisance))], axis=1).astype(np.float32)
+    y = ((z[:, None, :n_programmes] - centres[None]) ** 2).sum(-1).argmin(1)
+
+    genes = rng.permutation(n_genes)[: n_total * genes_per_programme]
+    programme_of = np.repeat(np.arange(n_total), genes_per_programme)
+    loadings = np.zeros((n_total, n_genes), dtype=np.float32)
+    loadings[programme_of, genes] = rng.choice([-1.0, 1.0], genes.size) * rng.uniform(0.5, 1.0, genes.size)
+
+    log_mean = rng.normal(0, 1.5, n_genes).astype(np.float32) + np.float32(effect_size) * (z @ loadings)
+    mean = np.exp(log_mean - log_mean.max(1, keepdims=True))
+    lib = library_size * np.exp(rng.normal(0, library_spread, n_samples))
+    mean *= (lib / mean.sum(1, dtype=np.float64)).astype(np.float32)[:, None]
+    shape = (1.0 / (dispersion * np.exp(rng.normal(0, 0.5, n_genes)))).astype(np.float32)
+    gamma = rng.standard_gamma(np.broadcast_to(shape, mean.shape), dtype=np.float32) * (mean / shape)
+    X = rng.poisson(gamma).astype(np.float32)
+    unlabeled = rng.random(n_samples) < unlabeled_fraction
+    if labels == "random":  # drawn last: the negative control has exactly the positive control's counts
+        y = rng.permutation(y)
+    y[unlabeled] = -1  # a missing category
+
+    names = [f"programme_{k}" for k in range(n_programmes)] + [f"nuisance_{k}" for k in range(n_nuisance)]
+    gene_programme = np.full(n_genes, n_total)
+    gene_programme[genes] = programme_of
+    obs = pd.DataFrame({"label": pd.Categorical.from_codes(y, [f"class_{k}" for k in range(n_classes)])},
+                       index=[f"sample_{i}" for i in range(n_samples)])
+    var = pd.DataFrame({"programme": pd.Categorical.from_codes(gene_programme, [*names, "background"])},
+                       index=[f"GENE{g:05d}" for g in range(n_genes)])
+    adata = ad.AnnData(X=X, obs=obs, var=var)
+    adata.obsm["programmes"] = z
+    adata.uns["exprssl"] = {"source": f"latent_programmes(labels={labels}, seed={seed})", "format": "synthetic"}
     return adata
