@@ -7,7 +7,6 @@ collapse monitoring, checkpoints, progress bars and the per-epoch history.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import numbers
@@ -347,7 +346,7 @@ class SSLLightningModule(L.LightningModule):
         self.log_dict({k: v for k, v in self._last_val.items() if k != "val_loss"})
         if self._last_val["val_loss"] < self.best_val:
             self.best_val = self._last_val["val_loss"]
-            self.best_state = copy.deepcopy(self.method.state_dict())
+            self.best_state = _copy_into(self.best_state, self.method.state_dict())
 
     def _collapse_monitors(self) -> dict:
         """Embedding spread on a fixed sample of training rows, in eval mode: a small validation
@@ -489,6 +488,16 @@ def check_hardware_options(cfg: TrainConfig) -> None:
     _quiet_lightning()
     lightning_trainer(cfg, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False)
+
+
+def _copy_into(buffers: dict | None, state: dict) -> dict:
+    """The best weights so far, copied into buffers allocated once: every improving epoch used to
+    deep-copy the whole state dict (5M weights at 20k genes), 6% of a small fit's time."""
+    if buffers is None:
+        return {k: v.detach().clone() for k, v in state.items()}
+    for k, v in state.items():
+        buffers[k].copy_(v)
+    return buffers
 
 
 def step_flops(method: torch.nn.Module, batch_size: int) -> float:
