@@ -430,7 +430,7 @@ def benchmark(
                                               "baseline and head (default: on).")] = None,
     protocol: Annotated[str | None, typer.Option(help="default or paper.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Pretraining epochs.")] = None,
-    jobs: Annotated[int | None, typer.Option(help="Worker processes (default: the free cores).")] = None,
+    jobs: Annotated[int | None, typer.Option(help="Single-threaded worker processes (default: one per core).")] = None,
     config: ConfigOpt = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ):
@@ -453,7 +453,7 @@ def benchmark(
 @user_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("demo_report"),
-    jobs: Annotated[int | None, typer.Option(help="Worker processes (default: the free cores).")] = None,
+    jobs: Annotated[int | None, typer.Option(help="Single-threaded worker processes (default: one per core).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ):
     """The benchmark on the bundled real dataset (all_leukemia, molecular subtype), in minutes on a CPU."""
