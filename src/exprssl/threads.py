@@ -10,7 +10,10 @@ on a shared machine their OpenMP threads spin-wait for cores that neighbours hol
   14-16 ms either way for the small step; 348 ms with one thread and 221 ms with two at 20,000
   genes, and idle it is no slower (140 ms with two threads vs 173 ms spinning);
 - below ~1e9 multiply-adds per step a second thread gains at most 1.25x idle and loses up to
-  1.8x under load, so such steps run on one thread.
+  1.8x under load, so such steps run on one thread;
+- end to end (SCARF at 4,096 x 20,000, where a second thread gains 1.3x idle), a fit next to two
+  busy processes kept 53% of its idle rate on one thread and 19% on two (the corruption's
+  thread pool competes too), so larger steps use only the cores that are free when they start.
 
 Explicit settings always win: ``EXPRSSL_THREADS``, or ``OMP_NUM_THREADS`` set by the user.
 """
@@ -22,10 +25,8 @@ import os
 import time
 from collections.abc import Iterator
 
-# below this many multiply-adds per training step a second thread costs more than it saves;
-# above the second, every core helps even when neighbours compete (with passive waiting)
+# below this many multiply-adds per training step a second thread costs more than it saves
 _SMALL_STEP_FLOPS = 1e9
-_LARGE_STEP_FLOPS = 4e9
 
 
 def cpu_count() -> int:
@@ -80,13 +81,11 @@ def free_cores() -> int:
 
 def threads_for(step_flops: float) -> int:
     """Threads for a fit whose training step costs ``step_flops`` multiply-adds: one for small
-    steps, the free cores for medium ones, every core for large ones; the user's count wins."""
+    steps, else the cores free right now; the user's count wins."""
     fixed = user_threads()
     if fixed is not None:
         return fixed
-    if step_flops < _SMALL_STEP_FLOPS:
-        return 1
-    return cpu_count() if step_flops >= _LARGE_STEP_FLOPS else free_cores()
+    return 1 if step_flops < _SMALL_STEP_FLOPS else free_cores()
 
 
 @contextlib.contextmanager
