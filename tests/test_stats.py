@@ -135,3 +135,19 @@ def test_split_predictions_drops_incomplete_approaches():
     sp = split_predictions(partial, 1.0, ["scarf+finetune", "logreg"])
     assert "logreg" in sp[0].preds and "logreg" not in sp[1].preds
     assert sp[0].preds["scarf+finetune"].shape == (2, 50)
+
+
+def test_predicting_a_class_absent_from_the_held_out_part_is_scored_silently():
+    """Inner-CV folds and small test splits routinely lack a class the model predicts; the
+    score leaves it out (mean recall over present classes) without a warning per cell."""
+    import warnings
+
+    from exprssl.evaluation.metrics import classification_metrics, score
+
+    y_true = np.array(["a", "a", "b", "b"])
+    y_pred = np.array(["a", "c", "b", "b"])  # 'c' never occurs in y_true
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert score(y_true, y_pred, "balanced_accuracy") == pytest.approx(0.75)
+        proba = np.eye(3)[[0, 2, 1, 1]]
+        assert classification_metrics(y_true, proba, ["a", "b", "c"])["balanced_accuracy"] == pytest.approx(0.75)
