@@ -160,9 +160,11 @@ def test_benchmark_min_class_size_drops_rare_classes(tmp_path):
     out = tmp_path / "b"
     r = run("benchmark", "--data", "all_leukemia", "--label", "mol.biol", "--min-class-size", 5, "--methods",
             "scarf", "--baselines", "logreg", "--fractions", "1", "--seeds", 1, "--epochs", 1, "--out", out,
-            "--no-progress")
+            "--top-genes", 300, "--no-progress")
     assert r.exit_code == 0, r.output
     manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["preprocessing"] == {"top_k_variance": 300}
+    assert "top 300 genes by variance" in (out / "report.md").read_text()
     assert manifest["dataset"]["dropped_classes"] == {"NUP-98": 1, "p15/p16": 1}
     assert set(manifest["dataset"]["classes"]) == {"ALL1/AF4", "BCR/ABL", "E2A/PBX1", "NEG"}
     assert "logreg" in r.output and "scarf+finetune" in r.output

@@ -230,6 +230,28 @@ def test_add_labels_exact_and_report(tmp_path):
     assert "tissue" not in a.obs  # input untouched
 
 
+def test_wide_clinical_sheet_joins_quietly_and_numbers_read_as_text_are_ranges(tmp_path):
+    """A real clinical sheet (CPTAC: ~150 columns, scientific notation) used to print one pandas
+    PerformanceWarning per column and list each measured value as a 'class'."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    a = ad.AnnData(np.ones((40, 2), dtype=np.float32))
+    a.obs_names = [f"s{i}" for i in range(40)]
+    a.obs["tissue"] = "old"
+    cols = {f"m{j}": [f"{v:.3E}" for v in rng.random(40)] for j in range(150)}
+    sheet = pd.DataFrame({"id": a.obs_names, "tissue": ["lung", "liver"] * 20, **cols})
+    path = tmp_path / "clinical.tsv"
+    sheet.to_csv(path, sep="\t", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = io.add_labels(a, path)
+    assert out.obs.shape == (40, 151) and list(out.obs["tissue"][:2]) == ["lung", "liver"]
+    s = io.summarize(out)
+    assert set(s["label_columns"]) == {"tissue"}
+    assert len(s["numeric_columns"]) == 150 and s["numeric_columns"]["m0"]["n"] == 40
+
+
 def test_add_labels_tcga_levels(expr):
     patients = pd.DataFrame({"case": ["TCGA-A1-A0SB", "TCGA-A1-A0SD"], "stage": ["I", "II"]})
     out = io.add_labels(expr, patients, match="tcga_patient")

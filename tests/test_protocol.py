@@ -168,6 +168,10 @@ def test_rejected_run_writes_nothing(tmp_path, data_file):
     ({"methods": ["scarf", "simclr"]}, "unknown method 'simclr'"),
     ({"seeds": "abc"}, "seeds must be an integer"),
     ({"splits": 0}, "splits must be an integer >= 1"),
+    ({"finetune": {"lr": -1}}, "finetune: lr must be a finite number > 0"),  # used to train silently
+    ({"finetune": {"epochs": "abc"}}, "finetune: epochs must be an integer"),  # used to be a late TypeError
+    ({"preprocessing": {"top_k_variance": 0}}, "top_k_variance must be an integer >= 1"),  # after writing
+    ({"preprocessing": {"top_genes": 5}}, "unknown preprocessing option"),
 ])
 def test_bad_options_fail_before_anything_is_written(tmp_path, data_file, kw, msg):
     with pytest.raises(ConfigError, match=msg):

@@ -121,6 +121,16 @@ def merge(config: dict, **flags: Any) -> dict:
     return out
 
 
+def _preprocessing(prep: Any, top_genes: int | None) -> dict:
+    """A config's preprocessing mapping, with ``--top-genes`` applied."""
+    from .preprocessing import OPTIONS
+
+    prep = prep or {}
+    if not isinstance(prep, dict):
+        raise ConfigError(f"preprocessing must be a mapping of options ({', '.join(OPTIONS)}), got {prep!r}")
+    return {**prep, "top_k_variance": top_genes} if top_genes is not None else prep
+
+
 def parse_sets(pairs: list[str] | None) -> dict:
     """`--set key=value` pairs, values parsed as YAML scalars/lists (0.3, true, [512, 256])."""
     import yaml
@@ -239,7 +249,6 @@ def pretrain(
     """Pretrain an encoder with a self-supervised method and save it to a model directory."""
     from .model import SSLModel
     from .outputs import check_output
-    from .preprocessing import OPTIONS as PREPROCESSING_OPTIONS
 
     cfg = merge(read_config(config), method=method, data=data, out=str(out) if out else None, epochs=epochs,
                 batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
@@ -249,12 +258,7 @@ def pretrain(
     for key in ("method", "data", "out"):
         if not cfg.get(key):
             raise ConfigError(f"--{key} is required (on the command line or in --config)")
-    prep = cfg.pop("preprocessing", None) or {}
-    if not isinstance(prep, dict):
-        raise ConfigError(f"preprocessing must be a mapping of options ({', '.join(PREPROCESSING_OPTIONS)}), "
-                          f"got {prep!r}")
-    if top_genes is not None:
-        prep = {**prep, "top_k_variance": top_genes}
+    prep = _preprocessing(cfg.pop("preprocessing", None), top_genes)
     name, data_path, out_dir = cfg.pop("method"), cfg.pop("data"), Path(cfg.pop("out"))
     train, method_params = _split_options(name, cfg)
     model = SSLModel(name, method_params=method_params, preprocessor=prep or None, progress=progress, **train)
@@ -430,6 +434,9 @@ def benchmark(
                                               "baseline and head (default: on).")] = None,
     protocol: Annotated[str | None, typer.Option(help="default or paper.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Pretraining epochs.")] = None,
+    top_genes: Annotated[int | None, typer.Option(help="Keep the N most variable genes (chosen on each split's "
+                                                  "pretraining pool); 5000 of 28k genes ran a small cohort "
+                                                  "2.7x faster.")] = None,
     jobs: Annotated[int | None, typer.Option(help="Single-threaded worker processes (default: one per core).")] = None,
     config: ConfigOpt = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
@@ -446,6 +453,8 @@ def benchmark(
     for key in ("data", "label", "out"):
         if not cfg.get(key):
             raise ConfigError(f"--{key} is required (on the command line or in --config)")
+    if top_genes is not None:
+        cfg["preprocessing"] = _preprocessing(cfg.get("preprocessing"), top_genes)
     _run_benchmark(BenchmarkConfig.from_dict(cfg), progress)
 
 

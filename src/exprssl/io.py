@@ -651,8 +651,8 @@ def add_labels(adata: ad.AnnData, labels: str | os.PathLike | pd.DataFrame, *, i
     out = adata.copy()
     joined = sheet.reindex(sample_keys)
     joined.index = out.obs_names
-    for c in keep:
-        out.obs[c] = joined[c].to_numpy()
+    # one concat, not a column at a time: a clinical sheet has hundreds of columns
+    out.obs = pd.concat([out.obs.drop(columns=[c for c in keep if c in out.obs.columns]), joined[keep]], axis=1)
     info = out.uns.setdefault("exprssl", {})
     info["label_match"] = {"matched": matched, "n_samples": int(adata.n_obs), "n_label_rows": int(len(sheet))}
     log.info("%s: labels matched %d of %d samples (%d sheet rows)", source, matched, adata.n_obs, len(sheet))
@@ -711,6 +711,10 @@ def summarize(adata: ad.AnnData, max_classes: int = 50) -> dict[str, Any]:
         if s.empty:
             continue
         n = s.nunique()
+        if not pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            as_number = pd.to_numeric(s, errors="coerce")  # a sheet read as text: '2.79E-06' is a number
+            if as_number.notna().all():
+                s = as_number
         if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) and n > 10:
             # a measurement (age, purity, ...), not a phenotype to predict: a range, not 40 classes
             numeric[str(col)] = {"n": int(len(s)), "min": float(s.min()), "median": float(s.median()),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..encoders import MLPEncoder
+from ..methods.options import option, validate_options
 
 
 def _encoder_blocks(encoder: MLPEncoder) -> tuple[list[tuple[nn.Linear, nn.BatchNorm1d | None]], float]:
@@ -149,14 +151,19 @@ class StackedMLP(nn.Module):
 @dataclass
 class HeadRecipe:
     """How a head is trained (the fine-tuning recipe, shared by SSL fine-tuning and the MLP
-    baseline so that pretraining is the only difference)."""
+    baseline so that pretraining is the only difference). Typed options: ``HeadRecipe.check``
+    gives the same one-line errors as the methods' and training options."""
 
-    epochs: int = 100
-    lr: float = 1e-3
-    encoder_lr: float | None = 1e-4  # None: the head's rate
-    weight_decay: float = 1e-4
-    batch_size: int = 32
-    patience: int = 10
+    epochs: int = option(100, "fine-tuning epochs (at most; early stopping on a validation part)", ge=1)
+    lr: float = option(1e-3, "learning rate of the classification head", gt=0)
+    encoder_lr: float | None = option(1e-4, "learning rate of the pretrained encoder (null: the head's)", gt=0)
+    weight_decay: float = option(1e-4, "AdamW weight decay", ge=0)
+    batch_size: int = option(32, "fine-tuning batch size", ge=1)
+    patience: int = option(10, "epochs without validation improvement before stopping", ge=0)
+
+    @classmethod
+    def check(cls, options: dict[str, Any] | None) -> HeadRecipe:
+        return validate_options(cls, options, "finetune")
 
 
 def _optimizer(net: StackedMLP, recipe: HeadRecipe, lr_scale: float) -> torch.optim.Optimizer:

@@ -41,6 +41,7 @@ from ..io import load_data, require_label
 from ..methods import available as available_methods
 from ..methods import check_method_params
 from ..outputs import check_output, output_lock
+from ..preprocessing import Preprocessor
 from ..splits import drop_rare_classes, label_fraction_subsets, log_fraction_grid, split_indices
 from ..threads import cpu_count, limit_threads
 from ..utils import atomic_savez, atomic_write_text
@@ -131,11 +132,8 @@ class BenchmarkConfig:
         unknown = set(self.method_options) - set(available_methods())
         if unknown:
             raise ConfigError(f"method_options for unknown method(s): {', '.join(sorted(unknown))}")
-        recipe = {f.name for f in fields(HeadRecipe)}
-        if not isinstance(self.finetune, dict) or set(self.finetune) - recipe:
-            raise ConfigError(f"finetune options must be a mapping of {', '.join(sorted(recipe))}")
-        if not isinstance(self.preprocessing, dict):
-            raise ConfigError(f"preprocessing must be a mapping of options, got {self.preprocessing!r}")
+        HeadRecipe.check(self.finetune)
+        Preprocessor.from_options(self.preprocessing).check_params()
         if not isinstance(self.split, dict) or not all(isinstance(v, (int, float)) for v in self.split.values()):
             raise ConfigError(f"split must map part names to fractions, got {self.split!r}")
 
@@ -511,7 +509,7 @@ def _write_features(cfg, cohort: Cohort, s: Split, feats: dict[str, str], models
 def plan_jobs(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, store: ResultStore, artefacts: dict) -> list[GroupJob]:
     """One job per (split, seed, fraction) with the approaches it still lacks."""
     jobs = []
-    recipe = HeadRecipe(**cfg.finetune)
+    recipe = HeadRecipe.check(cfg.finetune)
     for s in plan.splits:
         feats = artefacts["features"][s.index]
         for seed in range(cfg.seeds):
