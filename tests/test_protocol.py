@@ -172,6 +172,8 @@ def test_rejected_run_writes_nothing(tmp_path, data_file):
     ({"finetune": {"epochs": "abc"}}, "finetune: epochs must be an integer"),  # used to be a late TypeError
     ({"preprocessing": {"top_k_variance": 0}}, "top_k_variance must be an integer >= 1"),  # after writing
     ({"preprocessing": {"top_genes": 5}}, "unknown preprocessing option"),
+    ({"split": {"train": 0.8, "test": 0.2}}, "split must map pretrain, finetune, test"),  # was a KeyError
+    ({"min_test_per_class": -1}, "min_test_per_class must be a finite number >= 0"),
 ])
 def test_bad_options_fail_before_anything_is_written(tmp_path, data_file, kw, msg):
     with pytest.raises(ConfigError, match=msg):

@@ -134,8 +134,13 @@ class BenchmarkConfig:
             raise ConfigError(f"method_options for unknown method(s): {', '.join(sorted(unknown))}")
         HeadRecipe.check(self.finetune)
         Preprocessor.from_options(self.preprocessing).check_params()
-        if not isinstance(self.split, dict) or not all(isinstance(v, (int, float)) for v in self.split.values()):
-            raise ConfigError(f"split must map part names to fractions, got {self.split!r}")
+        parts = ("pretrain", "finetune", "test")  # the paper preset brings its own train/test split
+        if not isinstance(self.split, dict) or not all(isinstance(v, (int, float)) for v in self.split.values()) \
+                or (self.protocol == "default" and set(self.split) != set(parts)):
+            raise ConfigError(f"split must map {', '.join(parts)} to fractions summing to 1, got {self.split!r}")
+        m = self.min_test_per_class
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m < float("inf"):
+            raise ConfigError(f"min_test_per_class must be a finite number >= 0, got {m!r}")
 
 
 def _check_int(name: str, value, low: int) -> None:
