@@ -236,7 +236,9 @@ def test_peak_memory_flat_in_number_of_samples(tmp_path, kind):
             runs.append(int(out.stdout.strip().splitlines()[-1]))
         peaks.append(min(runs))
     data_growth_mb = (64_000 - 16_000) * 500 * 4 / 2**20
-    assert peaks[1] - peaks[0] < 0.25 * data_growth_mb, (peaks, data_growth_mb)
+    # loading the data would add >= 92 MB; streaming adds ~20 MB of per-row bookkeeping (sample
+    # ids, index arrays) for the h5ad, and single runs vary by +-15 MB (4 runs each, 2026-11-29)
+    assert peaks[1] - peaks[0] < 0.5 * data_growth_mb, (peaks, data_growth_mb)
 
 
 def _h5ad(path, X, sparse: str | None = None):
