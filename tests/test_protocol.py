@@ -258,3 +258,18 @@ def test_results_do_not_depend_on_the_number_of_worker_processes(bench, data_fil
     _, run = bench
     inline = run_benchmark(_cfg(data_file, tmp_path / "inline", jobs=1), progress=False)
     pd.testing.assert_frame_equal(inline.results, run.results)
+
+
+def test_two_class_labels_run_every_baseline(tmp_path):
+    """Tumour vs normal, IDC vs ILC: binary labels are the commonest task. XGBoost's early
+    stopping used the multiclass metric and failed on them (found on TCGA BRCA miRNA)."""
+    a = synthetic(120, 80, 2, seed=3, n_informative=30, module_size=10)
+    path = tmp_path / "binary.h5ad"
+    write_h5ad(a, path)
+    run = run_benchmark(_cfg(path, tmp_path / "b", methods=["scarf"], splits=1, seeds=1, fractions=[0.3, 1.0]),
+                        progress=False)
+    scores = run.results[run.results["metric"] == "balanced_accuracy"]
+    assert set(BASELINES) <= set(scores["method"])
+    xgb = scores[scores["method"] == "xgboost"]["value"]
+    assert len(xgb) == 2 and xgb.between(0, 1).all()
+    assert run.summary["verdict"].notna().any()

@@ -140,12 +140,13 @@ def fit_linear(F_lab, y_lab, F_test, grid_name, folds, job: GroupJob):
     return _logistic_proba(model, F_test, params, job.n_classes), params
 
 
-def _xgb(params, n_estimators, seed, early_stopping=None):
+def _xgb(params, n_estimators, seed, n_classes: int, early_stopping=None):
     from xgboost import XGBClassifier
 
+    # two classes train binary:logistic, whose early-stopping metric is logloss (mlogloss fails)
     return XGBClassifier(n_estimators=n_estimators, subsample=0.8, colsample_bytree=0.5, tree_method="hist",
-                         max_bin=64, n_jobs=1, random_state=seed, verbosity=0,
-                         early_stopping_rounds=early_stopping, eval_metric="mlogloss", **params)
+                         max_bin=64, n_jobs=1, random_state=seed, verbosity=0, early_stopping_rounds=early_stopping,
+                         eval_metric="logloss" if n_classes == 2 else "mlogloss", **params)
 
 
 def fit_xgboost(F_lab, y_lab, F_test, folds, job: GroupJob, max_rounds: int = 300, default_rounds: int = 100):
@@ -166,7 +167,7 @@ def fit_xgboost(F_lab, y_lab, F_test, folds, job: GroupJob, max_rounds: int = 30
             fold_scores, fold_losses, fold_rounds = [], [], []
             for hold in folds:
                 fit = np.setdiff1d(np.arange(len(y_lab)), hold)
-                m = _xgb(params, max_rounds, job.seed, early_stopping=20)
+                m = _xgb(params, max_rounds, job.seed, len(enc.classes_), early_stopping=20)
                 m.fit(F_lab[fit], enc.transform(y_lab[fit]), eval_set=[(F_lab[hold], enc.transform(y_lab[hold]))],
                       verbose=False)
                 pred = enc.classes_[m.predict_proba(F_lab[hold]).argmax(1)]
@@ -178,7 +179,7 @@ def fit_xgboost(F_lab, y_lab, F_test, folds, job: GroupJob, max_rounds: int = 30
             best_rounds.append(int(np.median(fold_rounds)))
         best = pick(cv, losses)
         params, rounds = grid[best], best_rounds[best]
-    model = _xgb(params, rounds, job.seed).fit(F_lab, enc.transform(y_lab))
+    model = _xgb(params, rounds, job.seed, len(enc.classes_)).fit(F_lab, enc.transform(y_lab))
     return _full_proba(model.predict_proba(F_test), enc.classes_, job.n_classes), {**params, "n_estimators": rounds}
 
 
