@@ -84,6 +84,19 @@ def test_identical_predictions_still_get_a_test_sampling_interval():
     assert hi - lo > 0.2 and lo <= point["a"] <= hi
 
 
+def test_label_subset_variance_enters_the_interval_within_one_split():
+    """One split (cohorts of 1,000+ profiles), seeds that disagree: one labelled subset perfect,
+    the other at chance. Resampling only test samples gave a tight interval around the mean of
+    the two; resampling the seeds too spans most of the gap between them."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 400)
+    pred = np.stack([y, rng.integers(0, 2, 400)])  # seed 0 perfect, seed 1 at chance
+    point, reps = bootstrap([SplitPredictions(y, {"a": pred})], ["a"], 2, "accuracy", n_boot=2000)
+    lo, hi = interval(reps["a"])
+    assert 0.7 < point["a"] < 0.8
+    assert lo < 0.55 and hi > 0.95  # the two subsets' own scores, not the +-0.03 of test sampling
+
+
 def test_too_small_rule():
     assert too_small(10, 8, 3) and not too_small(37, 7, 3)
 

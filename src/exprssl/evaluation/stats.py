@@ -1,9 +1,11 @@
 """Intervals and paired comparisons over repeated splits: what every claim of the report rests on.
 
 An approach's score at a label fraction is the mean over outer splits x seeds. Its interval is a
-two-stage bootstrap: splits are resampled (when there are several), then test samples within
-each split, so the interval reflects test-set sampling, the largest source of variance on small
-cohorts, and not only seed-to-seed noise. A comparison between two approaches is paired: the
+two-stage bootstrap: splits are resampled, then test samples within each split, so the interval
+reflects test-set sampling, the largest source of variance on small cohorts, and not only
+seed-to-seed noise. Each split's mean over its seeds (label subsets) carries the label-subset
+variance into the split resampling; with a single split (cohorts of 1,000+ profiles) nothing
+else would, so there the seeds are resampled too, crossed with the test samples. A comparison between two approaches is paired: the
 same resampled splits and test samples score both, so what they share cancels and the interval
 of the difference is much tighter than two overlapping bands suggest.
 
@@ -57,8 +59,9 @@ def weighted_scores(W: np.ndarray, y: np.ndarray, pred: np.ndarray, n_classes: i
 def bootstrap(splits: list[SplitPredictions], approaches: list[str], n_classes: int, metric: str,
               n_boot: int = 2000, seed: int = 0) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Point estimate (mean over splits x seeds) and ``n_boot`` two-stage bootstrap replicates of
-    it, per approach. Every approach is scored on the same resampled splits and test samples,
-    so differences of replicates are paired."""
+    it, per approach (seeds resampled too when there is one split). Every approach is scored on
+    the same resampled splits, seeds and test samples (a seed is the same labelled subset for
+    all of them), so differences are paired."""
     rng = np.random.default_rng(seed)
     K = len(splits)
     point = {a: 0.0 for a in approaches}
@@ -67,9 +70,13 @@ def bootstrap(splits: list[SplitPredictions], approaches: list[str], n_classes: 
         n = len(sp.y)
         W = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
         ones = np.ones((1, n))
+        n_seeds = len(next(iter(sp.preds.values()))) if sp.preds else 1
+        seeds = (rng.integers(0, n_seeds, size=(n_boot, n_seeds)) if K == 1  # (B, R): label subsets drawn
+                 else np.broadcast_to(np.arange(n_seeds), (n_boot, n_seeds)))
         for a in approaches:
             point[a] += weighted_scores(ones, sp.y, sp.preds[a], n_classes, metric).mean() / K
-            per_split[a][k] = weighted_scores(W, sp.y, sp.preds[a], n_classes, metric).mean(1)
+            scores = weighted_scores(W, sp.y, sp.preds[a], n_classes, metric)  # (B, R)
+            per_split[a][k] = np.take_along_axis(scores, seeds, axis=1).mean(1)
     if K > 1:  # resample splits too: their training sets differ, and that variance is real
         draws = rng.integers(0, K, size=(n_boot, K))
         reps = {a: per_split[a][draws, np.arange(n_boot)[:, None]].mean(1) for a in approaches}
