@@ -131,7 +131,8 @@ def caveats(manifest: dict) -> list[str]:
     out = []
     if sizes:
         out.append(f"Test set: {sizes.get('test')} samples per split, {manifest.get('splits')} outer split(s); "
-                   "intervals resample splits, then test samples within each split (with one split: its seeds and test samples).")
+                   "intervals resample splits, then test samples within each split (with one split: "
+                   "its seeds and test samples).")
     per_class = manifest.get("test_per_class") or {}
     if per_class:
         rare, n = min(per_class.items(), key=lambda kv: kv[1])

@@ -5,9 +5,11 @@ two-stage bootstrap: splits are resampled, then test samples within each split, 
 reflects test-set sampling, the largest source of variance on small cohorts, and not only
 seed-to-seed noise. Each split's mean over its seeds (label subsets) carries the label-subset
 variance into the split resampling; with a single split (cohorts of 1,000+ profiles) nothing
-else would, so there the seeds are resampled too, crossed with the test samples. A comparison between two approaches is paired: the
-same resampled splits and test samples score both, so what they share cancels and the interval
-of the difference is much tighter than two overlapping bands suggest.
+else would, so there the seeds are resampled too, crossed with the test samples.
+
+A comparison between two approaches is paired: the same resampled splits, seeds and test samples
+score both, so what they share cancels and the interval of the difference is much tighter than
+two overlapping bands suggest.
 
 Scores are recomputed from predicted labels with bootstrap weights (one matrix product per
 split), so a 2,000-replicate interval costs milliseconds.
