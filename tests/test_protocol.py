@@ -273,3 +273,13 @@ def test_two_class_labels_run_every_baseline(tmp_path):
     xgb = scores[scores["method"] == "xgboost"]["value"]
     assert len(xgb) == 2 and xgb.between(0, 1).all()
     assert run.summary["verdict"].notna().any()
+
+
+def test_one_split_gets_three_seeds_by_default(data_file):
+    """With one split the interval rests on its label subsets: three of them unless the user says."""
+    cohort = load_cohort(_cfg(data_file, "unused"))
+    n = len(cohort.labelled)
+    assert resolve_config(_cfg(data_file, "o", seeds=None, splits=1), n).seeds == 3
+    assert resolve_config(_cfg(data_file, "o", seeds=None, splits=None), n).seeds == 2  # 5 splits
+    assert resolve_config(_cfg(data_file, "o", seeds=None, splits=3, pretrain_seeds=4), n).seeds == 4
+    assert resolve_config(_cfg(data_file, "o", seeds=2, splits=1), n).seeds == 2

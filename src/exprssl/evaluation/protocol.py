@@ -73,7 +73,7 @@ class BenchmarkConfig:
     fractions: list[float] | None = None  # None: log-spaced grid from ~1 per class to 100%
     n_fractions: int = 6
     splits: int | None = None  # outer splits; None: 5 below 1,000 labelled profiles, else 1
-    seeds: int = 2  # label subsets (and head initialisations) per split
+    seeds: int | None = None  # label subsets (and head initialisations) per split; None: 2, or 3 with one split
     pretrain_seeds: int = 1  # SSL models per method and split; seed s uses model s % pretrain_seeds
     group: str | None = None
     pretrain_data: list[str] = field(default_factory=list)  # added to each split's pool
@@ -112,13 +112,13 @@ class BenchmarkConfig:
             raise ConfigError("benchmark needs data and label")
         _check_choice("protocol", self.protocol, PROTOCOLS)
         _check_choice("main_metric", self.main_metric, METRICS)
-        for name, low in (("n_fractions", 1), ("seeds", 1), ("pretrain_seeds", 1), ("epochs", 1), ("batch_size", 2),
+        for name, low in (("n_fractions", 1), ("pretrain_seeds", 1), ("epochs", 1), ("batch_size", 2),
                           ("patience", 0), ("min_class_size", 0), ("split_seed", 0), ("bootstrap", 100)):
             _check_int(name, getattr(self, name), low)
-        for name in ("splits", "jobs"):
+        for name in ("splits", "seeds", "jobs"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1)
-        if self.pretrain_seeds > self.seeds:
+        if self.seeds is not None and self.pretrain_seeds > self.seeds:
             raise ConfigError(f"pretrain_seeds must be between 1 and seeds ({self.seeds}), got {self.pretrain_seeds}")
         for m in self.methods:
             check_method_params(m, {**self.encoder, **self.method_options.get(m, {})})
@@ -271,11 +271,14 @@ class Plan:
 
 
 def resolve_config(cfg: BenchmarkConfig, n_labelled: int) -> BenchmarkConfig:
-    """The config a run really uses: the paper preset applied, the number of splits decided."""
+    """The config a run really uses: the paper preset applied, the numbers of splits and seeds
+    decided. With one split the interval rests on its seeds (label subsets), so it gets three."""
     if cfg.protocol == "paper":
         cfg = paper_preset(cfg)
     if cfg.splits is None:
         cfg = replace(cfg, splits=5 if n_labelled < 1000 else 1)
+    if cfg.seeds is None:
+        cfg = replace(cfg, seeds=max(3 if cfg.splits == 1 else 2, cfg.pretrain_seeds))
     return cfg
 
 
