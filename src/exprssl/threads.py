@@ -46,24 +46,42 @@ def user_threads() -> int | None:
     return None
 
 
-def _busy_cores(interval: float = 0.25) -> float | None:
-    """Cores busy right now, from two reads of /proc/stat ``interval`` seconds apart (Linux);
-    the load average would still count a run that ended a minute ago."""
-    def read():
-        with open("/proc/stat") as f:
-            fields = [float(v) for v in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
-        return sum(fields), idle
+def _cpu_times(stat: str, cpus: set[int] | None) -> tuple[float, float]:
+    """Total and idle (+ iowait) jiffies of ``cpus`` (every CPU when None) from /proc/stat text.
+    Only the first eight fields count: guest time is already inside user time."""
+    total = idle = 0.0
+    for line in stat.splitlines():
+        name, *values = line.split()
+        if not (name.startswith("cpu") and name[3:].isdigit()):
+            continue
+        if cpus is not None and int(name[3:]) not in cpus:
+            continue
+        fields = [float(v) for v in values[:8]]
+        total += sum(fields)
+        idle += fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return total, idle
 
+
+def _busy_cores(interval: float = 0.25) -> float | None:
+    """How many of the cores this process may run on are busy right now, from two reads of
+    /proc/stat ``interval`` seconds apart (Linux). Only those cores count: on a shared node a job
+    pinned to 4 of 64 cores has them to itself however busy the other 60 are. The load average
+    would still count a run that ended a minute ago."""
     try:
-        total0, idle0 = read()
+        cpus = os.sched_getaffinity(0)
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        cpus = None
+    try:
+        with open("/proc/stat") as f:
+            total0, idle0 = _cpu_times(f.read(), cpus)
         time.sleep(interval)
-        total1, idle1 = read()
+        with open("/proc/stat") as f:
+            total1, idle1 = _cpu_times(f.read(), cpus)
     except (OSError, ValueError, IndexError):
         return None
     if total1 <= total0:
         return None
-    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / (total1 - total0))
+    return (len(cpus) if cpus else os.cpu_count() or 1) * (1 - (idle1 - idle0) / (total1 - total0))
 
 
 def free_cores() -> int:
