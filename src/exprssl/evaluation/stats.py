@@ -72,13 +72,13 @@ def bootstrap(splits: list[SplitPredictions], approaches: list[str], n_classes: 
         n = len(sp.y)
         W = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
         ones = np.ones((1, n))
-        n_seeds = len(next(iter(sp.preds.values()))) if sp.preds else 1
-        seeds = (rng.integers(0, n_seeds, size=(n_boot, n_seeds)) if K == 1  # (B, R): label subsets drawn
-                 else np.broadcast_to(np.arange(n_seeds), (n_boot, n_seeds)))
+        if K == 1:  # (B, R): the label subsets each replicate draws
+            n_seeds = len(next(iter(sp.preds.values()))) if sp.preds else 1
+            seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
         for a in approaches:
             point[a] += weighted_scores(ones, sp.y, sp.preds[a], n_classes, metric).mean() / K
             scores = weighted_scores(W, sp.y, sp.preds[a], n_classes, metric)  # (B, R)
-            per_split[a][k] = np.take_along_axis(scores, seeds, axis=1).mean(1)
+            per_split[a][k] = (np.take_along_axis(scores, seeds, axis=1) if K == 1 else scores).mean(1)
     if K > 1:  # resample splits too: their training sets differ, and that variance is real
         draws = rng.integers(0, K, size=(n_boot, K))
         reps = {a: per_split[a][draws, np.arange(n_boot)[:, None]].mean(1) for a in approaches}
