@@ -220,3 +220,35 @@ def test_lightning_judges_the_hardware_combination():
     with pytest.raises(ConfigError, match=r"^training: Lightning refused accelerator='cpu', devices=\[0, 1\], "
                                           r"strategy='auto', precision=None: `devices` selected with"):
         check_hardware_options(TrainConfig(accelerator="cpu", devices=[0, 1]).validate())
+
+
+def test_every_options_class_has_one_validator_and_one_message_format():
+    """Methods, training, fine-tuning heads, preprocessing and the benchmark config: a wrong
+    type and an out-of-range value give the same one-line ``where: name must be ..., got ...``."""
+    import re
+
+    import exprssl.evaluation.config  # noqa: F401  (declares BenchmarkConfig)
+    import exprssl.evaluation.heads  # noqa: F401
+    import exprssl.preprocessing  # noqa: F401
+    from exprssl.options import _fields, options_classes, validate_options
+
+    classes = options_classes()
+    wheres = set(classes.values())
+    assert {"training", "finetune", "preprocessing", "benchmark", *available()} <= wheres
+    for cls, where in classes.items():
+        checked = 0
+        for f in _fields(cls):
+            if f.type not in (int, float) or f.spec.parse is not None:
+                continue
+            s = f.spec
+            outside = (s.ge - 1 if s.ge is not None else s.gt if s.gt is not None
+                       else s.le + 1 if s.le is not None else s.lt if s.lt is not None else None)
+            for value in ("abc", outside):
+                if value is None:
+                    continue
+                with pytest.raises(ConfigError) as e:
+                    validate_options(cls, {f.name: value}, where)
+                pattern = rf"{re.escape(where)}: {f.name} must be [^\n]+, got {re.escape(repr(value))}"
+                assert re.fullmatch(pattern, str(e.value)), str(e.value)
+            checked += 1
+        assert checked, f"{cls.__name__} has no bounded number to check"

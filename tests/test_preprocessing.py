@@ -169,9 +169,9 @@ def test_bad_inputs(counts):
     ("quantile", "no", "quantile must be true or false, got 'no'"),
     ("top_k_variance", 0, "top_k_variance must be an integer >= 1 (or null), got 0"),
     ("top_k_variance", 2.5, "top_k_variance must be an integer >= 1"),
-    ("clip", -1, "clip must be a number > 0 (or null), got -1"),
+    ("clip", -1, "clip must be a finite number > 0 (or null), got -1"),
     ("min_mean", "abc", "min_mean must be a finite number (or null), got 'abc'"),
-    ("min_coverage", 1.5, "min_coverage must be a number in [0, 1], got 1.5"),
+    ("min_coverage", 1.5, "min_coverage must be a finite number in [0, 1], got 1.5"),
     ("standardize", None, "standardize must be true or false, got None"),
 ])
 def test_options_are_stored_as_given_and_checked_by_fit(counts, option, value, message):

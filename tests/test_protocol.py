@@ -20,7 +20,7 @@ from exprssl.evaluation.protocol import (
 from exprssl.evaluation.results import RESULT_COLUMNS
 from exprssl.io import write_h5ad
 
-BASELINES = ["logreg", "xgboost", "mlp", "pca_logreg", "random_encoder"]
+BASELINES = ["logreg", "xgboost", "mlp", "pca_logreg", "elasticnet", "random_encoder"]  # the defaults
 METHODS = ["scarf", "vime"]
 N_UNLABELED = 30
 
@@ -118,7 +118,7 @@ def test_tuning_recorded_per_cell(bench):
 
 def test_rerun_resumes_without_recomputing(bench, data_file, monkeypatch):
     out, run = bench
-    import exprssl.evaluation.protocol as proto
+    import exprssl.evaluation.runner as proto
 
     def no_training(*a, **k):
         raise AssertionError("a finished cell was recomputed")

@@ -442,7 +442,7 @@ def benchmark(
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ):
     """Label-efficiency benchmark: SSL methods vs tuned supervised baselines, with a report."""
-    from .evaluation.protocol import BenchmarkConfig
+    from .evaluation.config import BenchmarkConfig
 
     cfg = merge(read_config(config), data=data, label=label, out=str(out) if out else None,
                 labels=str(labels) if labels else None, label_id_column=label_id_column,
@@ -468,7 +468,7 @@ def demo(
     """The benchmark on the bundled real dataset (all_leukemia, molecular subtype), in minutes on a CPU."""
     from dataclasses import replace
 
-    from .evaluation.protocol import demo_config
+    from .evaluation.config import demo_config
 
     _run_benchmark(replace(demo_config(str(out)), jobs=jobs), progress)
 

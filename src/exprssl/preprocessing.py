@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import numbers
 import os
 import warnings
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ from .errors import (
     NegativeCountsError,
     NotFittedError,
 )
+from .options import OptionValueError, option, options_class, validate_options
 from .scale import guess_scale
 from .utils import atomic_write_text
 from .validation import check_matrix
@@ -72,38 +72,34 @@ def check_ignored_y(y, n_samples: int | None, what: str) -> None:
 
 
 # ------------------------------------------------------------------------------ option checks
-def _flag(name: str, value: Any, *, auto: bool = False) -> bool | str:
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if auto and isinstance(value, str) and value == "auto":
+def _parse_flag_or_auto(v: Any) -> bool | str:
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, str) and v == "auto":
         return "auto"
-    allowed = "true, false or auto" if auto else "true or false"
-    raise ConfigError(f"preprocessing option {name} must be {allowed}, got {value!r}")
+    raise OptionValueError("true, false or auto")
 
 
-def _number(name: str, value: Any, requirement: str, *, integer: bool = False, optional: bool = False,
-            ok=lambda v: True) -> float | int | None:
-    if value is None and optional:
-        return None
-    is_number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-    if is_number and math.isfinite(value) and (not integer or float(value).is_integer()) and ok(value):
-        return int(value) if integer else float(value)
-    raise ConfigError(f"preprocessing option {name} must be {requirement}"
-                      f"{' (or null)' if optional else ''}, got {value!r}")
+@options_class("preprocessing")
+@dataclass
+class PreprocessingOptions:
+    """The ``Preprocessor``'s options, checked by the package's one validator
+    (``exprssl.options``): ``preprocessing: clip must be a finite number > 0 (or null), got -1``."""
+
+    library_size: bool | str = option("auto", "CPM scaling (auto: only for raw counts)",
+                                      parse=_parse_flag_or_auto)
+    log: bool | str = option("auto", "log2(x+1) (auto: only for linear-scale values)",
+                             parse=_parse_flag_or_auto)
+    min_mean: float | None = option(None, "drop genes with a lower mean", note="or null")
+    top_k_variance: int | None = option(None, "keep the most variable genes", ge=1, note="or null")
+    quantile: bool = option(False, "quantile-normalise every sample")
+    standardize: bool = option(True, "z-score every gene")
+    clip: float | None = option(10.0, "clip z-scores to [-clip, clip]", gt=0, note="or null")
+    min_coverage: float = option(0.5, "smallest fraction of the fitted genes data to transform "
+                                 "must have", ge=0, le=1)
 
 
-_CHECKS = {
-    "library_size": lambda v: _flag("library_size", v, auto=True),
-    "log": lambda v: _flag("log", v, auto=True),
-    "min_mean": lambda v: _number("min_mean", v, "a finite number", optional=True),
-    "top_k_variance": lambda v: _number("top_k_variance", v, "an integer >= 1", integer=True, optional=True,
-                                        ok=lambda x: x >= 1),
-    "quantile": lambda v: _flag("quantile", v),
-    "standardize": lambda v: _flag("standardize", v),
-    "clip": lambda v: _number("clip", v, "a number > 0", optional=True, ok=lambda x: x > 0),
-    "min_coverage": lambda v: _number("min_coverage", v, "a number in [0, 1]", ok=lambda x: 0 <= x <= 1),
-}
-OPTIONS: tuple[str, ...] = tuple(_CHECKS)  # the option names, for the CLI and config files
+OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(PreprocessingOptions))  # the option names, for the CLI and config files
 
 
 def _column_moments(X: np.ndarray, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +156,8 @@ class Preprocessor(TransformerMixin, BaseEstimator):
     def check_params(self) -> dict[str, Any]:
         """The options, checked and normalised to plain JSON-able values; a one-line ConfigError
         names the first bad one. ``fit`` calls it; call it yourself to fail before loading data."""
-        return {name: check(getattr(self, name)) for name, check in _CHECKS.items()}
+        params = {name: getattr(self, name) for name in OPTIONS}
+        return asdict(validate_options(PreprocessingOptions, params, "preprocessing"))
 
     # ----------------------------------------------------------------- helpers
     def __sklearn_is_fitted__(self) -> bool:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .evaluation.schema import Verdict
 from .utils import atomic_path, atomic_write_text
 
 # Okabe-Ito (colour-blind safe) for SSL methods in registry order; greys and browns for baselines
@@ -27,11 +28,11 @@ _BASELINE_COLORS = ("#555555", "#000000", "#8C6D31", "#999999", "#BBBBBB", "#777
 
 
 def _color(method: str) -> str:
-    from .evaluation.baselines import BASELINES
+    from .evaluation.baselines import available as baselines
     from .methods import available
 
-    if method in BASELINES:
-        return _BASELINE_COLORS[list(BASELINES).index(method) % len(_BASELINE_COLORS)]
+    if method in baselines():
+        return _BASELINE_COLORS[baselines().index(method) % len(_BASELINE_COLORS)]
     names = available()
     return _SSL_COLORS[names.index(method) % len(_SSL_COLORS)] if method in names else "#56B4E9"
 
@@ -91,14 +92,14 @@ def answer(summary: pd.DataFrame, manifest: dict, metric: str) -> list[str]:
         return ["No paired comparison yet: the run has no SSL approach or no baseline."]
     m = metric.replace("_", " ")
     verdicts = list(comp["verdict"])
-    if all(v == "too small for a claim" for v in verdicts):
+    if all(v == Verdict.TOO_SMALL for v in verdicts):
         n_test, classes = manifest.get("split_sizes", {}).get("test"), len(manifest.get("dataset", {}).get("classes", {}))
         need = manifest.get("config", {}).get("min_test_per_class", 3)
         lines = [f"**This cohort is too small for a claim**: {n_test} test samples per split over {classes} classes "
                  f"(at least {need:g} per class are needed). The table shows the measurements; no winner is named."]
     else:
-        better = comp[comp["verdict"] == "SSL better"]
-        worse = comp[comp["verdict"] == "SSL worse"]
+        better = comp[comp["verdict"] == Verdict.BETTER]
+        worse = comp[comp["verdict"] == Verdict.WORSE]
         if len(better):
             r = better.iloc[0]
             lines = [f"**SSL pretraining helps** at {_fmt_fraction(r.fraction, r.n_labelled)} labels: "
@@ -203,8 +204,8 @@ def _best_head(summary: pd.DataFrame, approach: str) -> bool:
     return heads.groupby("approach")["mean"].mean().idxmax() == approach
 
 
-_VERDICT_COLORS = {"SSL better": "#009E73", "SSL worse": "#D55E00", "no detectable difference": "#555555",
-                   "too small for a claim": "#BBBBBB"}
+_VERDICT_COLORS = {Verdict.BETTER: "#009E73", Verdict.WORSE: "#D55E00",
+                   Verdict.NO_DIFFERENCE: "#555555", Verdict.TOO_SMALL: "#BBBBBB"}
 
 
 def plot_paired_differences(summary: pd.DataFrame, metric: str, path: Path) -> Path | None:
@@ -370,11 +371,14 @@ def md_escape(text) -> str:
 
 def _tuning_lines(out: Path) -> list[str]:
     """Grids, then per approach the hyperparameters its cells chose, and why defaults were kept."""
-    from .evaluation.tuning import describe_grids
+    from .evaluation.baselines import BASELINES, all_grids
+    from .evaluation.tuning import MAX_FOLDS, describe_grids
 
-    lines = ["Every baseline and every SSL head picks its hyperparameters by inner cross-validation on the "
-             "labelled subset only (stratified, up to 3 folds), from the same grids on both sides:", ""]
-    lines += [f"- {name}: {md_escape(grid)}" for name, grid in describe_grids().items()]
+    folds = max([*MAX_FOLDS.values(), *(b.max_folds for b in BASELINES.values())])
+    lines = ["Every baseline and every SSL head picks its hyperparameters by inner cross-validation "
+             f"on the labelled subset only (stratified, up to {folds} folds), from the same grids "
+             "on both sides:", ""]
+    lines += [f"- {name}: {md_escape(grid)}" for name, grid in describe_grids(all_grids()).items()]
     path = out / "tuning.csv"
     if not path.exists():
         return lines

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .errors import ConfigError, TrainingDivergedError
 from .losses import LossOutput
-from .methods.options import OptionValueError, describe, option, validate_options
+from .options import OptionValueError, describe, option, options_class, validate_options
 from .threads import limit_threads, threads_for
 
 log = logging.getLogger("exprssl")
@@ -127,6 +127,7 @@ def _parse_path(v: Any) -> str:
     return os.fspath(v)
 
 
+@options_class("training")
 @dataclass
 class TrainConfig:
     """Options of the training loop (not of the method); every field is a CLI/YAML option.

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..encoders import MLPEncoder
-from ..methods.options import option, validate_options
+from ..options import option, options_class, validate_options
 
 
 def _encoder_blocks(encoder: MLPEncoder) -> tuple[list[tuple[nn.Linear, nn.BatchNorm1d | None]], float]:
@@ -148,6 +148,7 @@ class StackedMLP(nn.Module):
         return out
 
 
+@options_class("finetune")
 @dataclass
 class HeadRecipe:
     """How a head is trained (the fine-tuning recipe, shared by SSL fine-tuning and the MLP

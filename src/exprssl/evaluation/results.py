@@ -5,8 +5,9 @@
   paired bootstrap resamples;
 - ``tuning.csv``: the hyperparameters each cell chose by inner CV, and why defaults were kept.
 
-``results.csv`` is written last: a cell counts as done only when it is there and its
-predictions are too, so a run killed between two writes recomputes that cell on resume.
+A cell counts as done only when its results and its predictions are both on disk; on reading,
+every file keeps the rows of finished cells only, so a run killed between two writes recomputes
+that cell on resume and no file holds it twice (the paired comparison needs each once).
 """
 
 from __future__ import annotations
@@ -19,39 +20,37 @@ import pandas as pd
 
 from ..utils import atomic_path, atomic_write_text
 from .cells import Approach, CellOutcome
-
-RESULT_COLUMNS = ["split", "method", "kind", "head", "fraction", "n_labelled", "seed", "metric", "value"]
-PREDICTION_COLUMNS = ["split", "seed", "fraction", "approach", "test_index", "y_true", "y_pred"]
-TUNING_COLUMNS = ["split", "seed", "fraction", "approach", "params", "note", "seconds"]
-
-
-def _key(split, approach: str, fraction, seed) -> tuple:
-    return int(split), str(approach), round(float(fraction), 6), int(seed)
+from .schema import (  # noqa: F401  (the column lists are importable here too)
+    CELL_KEY,
+    PREDICTION_COLUMNS,
+    RESULT_COLUMNS,
+    RESULT_ORDER,
+    TUNING_COLUMNS,
+    Layout,
+    approach_names,
+)
+from .schema import cell_key as _key
 
 
 class ResultStore:
+    """The parent's record of finished cells. A cell counts as done only when both its results
+    and its predictions are on disk: on reading, rows of any other cell (a run killed between
+    two writes) are dropped from every file, so a resumed run recomputes that cell once and the
+    files never hold it twice."""
+
     def __init__(self, out: Path):
         self.out = Path(out)
-        paths = self._paths()
-        results = pd.read_csv(paths["results"]) if paths["results"].exists() else pd.DataFrame(columns=RESULT_COLUMNS)
-        preds = (pd.read_parquet(paths["predictions"]) if paths["predictions"].exists()
-                 else pd.DataFrame(columns=PREDICTION_COLUMNS))
-        tuning = pd.read_csv(paths["tuning"]) if paths["tuning"].exists() else pd.DataFrame(columns=TUNING_COLUMNS)
-        names = np.where(results["kind"] == "ssl", results["method"] + "+" + results["head"], results["method"])
-        in_results = {_key(*r) for r in zip(results["split"], names, results["fraction"], results["seed"], strict=True)}
-        in_preds = {_key(*r) for r in preds[["split", "approach", "fraction", "seed"]].drop_duplicates()
-                    .itertuples(index=False)}
-        self.done = in_results & in_preds
-        keep = [_key(*r) in self.done for r in zip(results["split"], names, results["fraction"], results["seed"],
-                                                    strict=True)]
-        self._results = [results[keep]] if len(results) else []
-        self._preds = [preds] if len(preds) else []
-        self._tuning = [tuning] if len(tuning) else []
+        self.layout = Layout(self.out)
+        results = _read(self.layout.results, RESULT_COLUMNS, pd.read_csv)
+        preds = _read(self.layout.predictions, PREDICTION_COLUMNS, pd.read_parquet)
+        tuning = _read(self.layout.tuning, TUNING_COLUMNS, pd.read_csv)
+        results = results.assign(approach=approach_names(results))
+        cells = [_cells(f) for f in (results, preds, tuning)]
+        self.done = set(cells[0][1]) & set(cells[1][1])
+        self._results, self._preds, self._tuning = (
+            _finished(f, ids, keys, self.done) for f, (ids, keys) in zip(
+                (results.drop(columns="approach"), preds, tuning), cells, strict=True))
         self._dirty = False
-
-    def _paths(self) -> dict[str, Path]:
-        return {"results": self.out / "results.csv", "predictions": self.out / "predictions.parquet",
-                "tuning": self.out / "tuning.csv"}
 
     def has(self, split: int, approach: Approach, fraction: float, seed: int) -> bool:
         return _key(split, approach.name, fraction, seed) in self.done
@@ -75,8 +74,8 @@ class ResultStore:
 
     def results(self) -> pd.DataFrame:
         """Every finished cell, in a stable order (split, method, head, fraction, seed)."""
-        order = ["split", "method", "head", "fraction", "seed"]
-        self._results = [_concat(self._results, RESULT_COLUMNS).sort_values(order, kind="stable", ignore_index=True)]
+        self._results = [_concat(self._results, RESULT_COLUMNS)
+                         .sort_values(RESULT_ORDER, kind="stable", ignore_index=True)]
         return self._results[0]
 
     def predictions(self) -> pd.DataFrame:
@@ -88,14 +87,38 @@ class ResultStore:
         return self._tuning[0]
 
     def flush(self) -> None:
+        """Write the three files atomically. A kill between two writes leaves a cell in one
+        file only; reading drops it everywhere (see the class docstring)."""
         if not self._dirty:
             return
-        paths = self._paths()
-        with atomic_path(paths["predictions"]) as tmp:
+        with atomic_path(self.layout.predictions) as tmp:
             self.predictions().to_parquet(tmp, index=False)
-        atomic_write_text(paths["tuning"], self.tuning().to_csv(index=False))
-        atomic_write_text(paths["results"], self.results().to_csv(index=False))
+        atomic_write_text(self.layout.tuning, self.tuning().to_csv(index=False))
+        atomic_write_text(self.layout.results, self.results().to_csv(index=False))
         self._dirty = False
+
+
+def _read(path: Path, columns: list[str], reader) -> pd.DataFrame:
+    return reader(path) if path.exists() else pd.DataFrame(columns=columns)
+
+
+def _cells(frame: pd.DataFrame) -> tuple[np.ndarray, list[tuple]]:
+    """Each row's cell number, and each cell's key (one Python key per cell, not per row)."""
+    if not len(frame):
+        return np.zeros(0, dtype=int), []
+    groups = frame.groupby(CELL_KEY, sort=False, dropna=False)
+    ids = groups.ngroup().to_numpy()
+    keys = [_key(*k) for k in groups.size().index]
+    return ids, keys
+
+
+def _finished(frame: pd.DataFrame, ids: np.ndarray, keys: list[tuple], done: set
+              ) -> list[pd.DataFrame]:
+    """The rows of finished cells only (as the one-frame list the store appends to)."""
+    if not len(frame):
+        return []
+    keep = np.array([k in done for k in keys], dtype=bool)
+    return [frame[keep[ids]]]
 
 
 def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .schema import Verdict, approach_names
+
 PAIRED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
-VERDICTS = ("SSL better", "SSL worse", "no detectable difference", "too small for a claim")
 
 
 @dataclass
@@ -95,12 +96,12 @@ def interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]
 def verdict(lo: float, hi: float, too_small: bool) -> str:
     """The paired difference's plain reading (SSL minus baseline)."""
     if too_small:
-        return "too small for a claim"
+        return Verdict.TOO_SMALL
     if lo > 0:
-        return "SSL better"
+        return Verdict.BETTER
     if hi < 0:
-        return "SSL worse"
-    return "no detectable difference"
+        return Verdict.WORSE
+    return Verdict.NO_DIFFERENCE
 
 
 def too_small(n_test_per_split: float, n_classes: int, min_test_per_class: float) -> bool:
@@ -131,7 +132,7 @@ def split_predictions(preds: pd.DataFrame, fraction: float, approaches: list[str
 
 def _approach_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     r = results[results["metric"] == metric].copy()
-    r["approach"] = np.where(r["kind"] == "ssl", r["method"] + "+" + r["head"], r["method"])
+    r["approach"] = approach_names(r)
     return r
 
 

@@ -30,10 +30,15 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
 MAX_FOLDS = {"logistic": 3, "pca": 3, "xgboost": 2, "torch": 2}
 
 
-def describe_grids() -> dict[str, str]:
-    """One line per grid, for the report."""
-    return {name: "; ".join(", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items())
-                            for p in grid) for name, grid in GRIDS.items()}
+def describe_grids(grids: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, str]:
+    """One line per grid (``GRIDS`` by default), for the report."""
+    return {name: describe_grid(grid) for name, grid in (grids or GRIDS).items()}
+
+
+def describe_grid(grid: list[dict[str, Any]]) -> str:
+    """``'C=1; C=0.01'``: one grid on one line."""
+    return "; ".join(", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in p.items()) for p in grid)
 
 
 def inner_folds(y: np.ndarray, seed: int, max_folds: int = 3) -> list[np.ndarray] | None:

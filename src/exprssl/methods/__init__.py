@@ -12,7 +12,7 @@ import pkgutil
 from typing import Any
 
 from ..errors import ConfigError
-from .options import describe, options_dict, validate_options
+from ..options import describe, options_class, options_dict, validate_options
 
 METHODS: dict[str, type] = {}
 
@@ -21,6 +21,7 @@ def register(name: str):
     def deco(cls):
         cls.name = name
         METHODS[name] = cls
+        options_class(name)(cls.Options)
         return cls
 
     return deco

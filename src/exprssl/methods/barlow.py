@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..augment import Corruptor, gaussian_noise
 from ..encoders import mlp_head
 from ..losses import barlow_twins_loss
+from ..options import option
 from . import register
 from .base import (
     EncoderOptions,
@@ -15,7 +16,6 @@ from .base import (
     corruption_rate_option,
     replacement_option,
 )
-from .options import option
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from torch import nn
 from ..augment import MODES, SOURCES, Corruptor
 from ..encoders import DEFAULT_DROPOUT, DEFAULT_HIDDEN_DIMS, MLPEncoder
 from ..losses import LossOutput
-from .options import option, options_dict, validate_options
+from ..options import option, options_dict, validate_options
 
 
 @dataclasses.dataclass(frozen=True)

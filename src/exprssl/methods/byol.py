@@ -12,6 +12,7 @@ from torch import nn
 from ..augment import Corruptor, gaussian_noise
 from ..encoders import mlp_head
 from ..losses import LossOutput, byol_loss
+from ..options import option
 from . import register
 from .base import (
     EncoderOptions,
@@ -20,7 +21,6 @@ from .base import (
     corruption_rate_option,
     replacement_option,
 )
-from .options import option
 
 
 @torch.no_grad()

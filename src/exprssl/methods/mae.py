@@ -8,6 +8,7 @@ from typing import ClassVar
 from ..augment import Corruptor
 from ..encoders import mlp_head
 from ..losses import masked_mse
+from ..options import option
 from . import register
 from .base import (
     EncoderOptions,
@@ -16,7 +17,6 @@ from .base import (
     corruption_rate_option,
     replacement_option,
 )
-from .options import option
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..augment import Corruptor
 from ..losses import vime_loss
+from ..options import option
 from . import register
 from .base import (
     EncoderOptions,
@@ -17,7 +18,6 @@ from .base import (
     corruption_rate_option,
     replacement_option,
 )
-from .options import option
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,54 @@
+"""Elastic-net logistic regression on the standardised preprocessed genes (saga): C and the
+L1 share (l1_ratio) tuned by the inner CV. A sparse linear model over thousands of genes is the
+classic strong baseline for expression data; iterations are bounded to keep a cell fast."""
+
+from __future__ import annotations
+
+import warnings
+
+from ..learners import fit_by_inner_cv, full_proba
+from . import Baseline, register
+
+MAX_ITER = 300
+
+
+def _fit(F, y, params, seed):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(
+        solver="saga", l1_ratio=params["l1_ratio"], C=params["C"], max_iter=MAX_ITER, tol=1e-3,
+        random_state=seed, **_PENALTY))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(F, y)
+
+
+def _proba(model, F, params, n_classes):
+    return full_proba(model.predict_proba(F), model.classes_, n_classes)
+
+
+def _penalty() -> dict:
+    """scikit-learn >= 1.8 reads elastic net from l1_ratio alone (``penalty`` is deprecated)."""
+    import sklearn
+
+    major, minor = (int(x) for x in sklearn.__version__.split(".")[:2])
+    return {} if (major, minor) >= (1, 8) else {"penalty": "elasticnet"}
+
+
+_PENALTY = _penalty()
+
+
+@register("elasticnet")
+class ElasticNet(Baseline):
+    kind = "baseline"
+    features = "X"
+    grid = [{"C": 0.1, "l1_ratio": 0.5}, {"C": 0.01, "l1_ratio": 0.5}, {"C": 1.0, "l1_ratio": 0.5},
+            {"C": 0.1, "l1_ratio": 0.1}, {"C": 0.1, "l1_ratio": 0.9}]
+    max_folds = 3
+    order = 50
+
+    def fit_predict(self, F_lab, y_lab, F_test, folds, job):
+        return fit_by_inner_cv(F_lab, y_lab, F_test, self.grid, folds, job, _fit, _proba)

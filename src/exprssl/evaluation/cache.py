@@ -1,0 +1,66 @@
+"""Stage 3, the output directory: checked, and a resumed run's settings, data fingerprints and
+splits compared with the recorded ones before anything is written."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from .. import __version__
+from ..errors import ConfigError
+from ..outputs import check_output
+from ..utils import atomic_write_text
+from .cohort import Cohort
+from .config import BenchmarkConfig
+from .planning import Plan
+
+# options a rerun may change: they add cells or only change how results are summarised
+_RESUMABLE = {"out", "methods", "baselines", "fractions", "n_fractions", "seeds", "splits", "jobs", "bootstrap",
+              "min_test_per_class"}
+
+
+def _settings(cfg: BenchmarkConfig, cohort: Cohort) -> dict:
+    settings = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE}, default=str))
+    settings["exprssl_version"] = __version__  # another release may score differently
+    settings["fingerprint"] = cohort.fingerprint
+    return settings
+
+
+def prepare_output(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> Path:
+    """Refuse an output directory that is not a benchmark (or empty), or whose finished cells used
+    other settings or other data; then record settings and splits. Nothing is written before."""
+    out = check_output(cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data])
+    settings = _settings(cfg, cohort)
+    settings_file, split_file = out / "settings.json", out / "splits.json"
+    if settings_file.exists():
+        before = json.loads(settings_file.read_text())
+        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        if changed:
+            raise ConfigError(f"{out}: holds results run with other settings ({_describe_changes(before, settings, changed)}); "
+                              "rerun with the same settings to resume, or use a new --out directory")
+    splits = {str(s.index): {"pretrain": s.pretrain.tolist(), "finetune": s.finetune.tolist(),
+                             "test": s.test.tolist(), "pool": s.pool.tolist()} for s in plan.splits}
+    if split_file.exists():
+        recorded = json.loads(split_file.read_text())
+        if any(recorded.get(k, v) != v for k, v in splits.items()):
+            raise ConfigError(f"{out}: holds results of different splits; use a new --out directory")
+        splits = {**recorded, **splits}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(settings_file, json.dumps(settings, indent=2))
+    atomic_write_text(split_file, json.dumps(splits))
+    return out
+
+
+def _describe_changes(before: dict, after: dict, changed: list[str]) -> str:
+    parts = []
+    for k in changed:
+        if k == "fingerprint":
+            b, a = before.get(k) or {}, after.get(k) or {}
+            what = sorted(x for x in set(a) | set(b) if a.get(x) != b.get(x))
+            parts.append("contents changed: " + ", ".join(what))
+        else:
+            parts.append(f"{k}: {before.get(k)!r} -> {after.get(k)!r}")
+    return "; ".join(parts)
+
+

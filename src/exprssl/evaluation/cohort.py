@@ -1,0 +1,101 @@
+"""Stage 1, the cohort: profiles, the task's labels (every profile without one only
+pretrains), extra pretraining tables on the shared genes, and content fingerprints that a
+resumed run must match."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import LabelColumnError, SingleClassError
+from ..io import load_data, require_label
+from ..splits import drop_rare_classes
+
+if TYPE_CHECKING:
+    from .config import BenchmarkConfig
+
+log = logging.getLogger("exprssl")
+
+
+@dataclass
+class Cohort:
+    adata: Any  # every profile (AnnData), restricted to the genes shared with any extra pool data
+    y: np.ndarray  # class code per profile; -1: no label for this task (it only pretrains)
+    classes: np.ndarray
+    groups: np.ndarray | None
+    dropped: dict[str, int]  # classes below min_class_size (their profiles only pretrain)
+    n_missing: int  # profiles without the label
+    sources: list[tuple[str, Any, float]]  # extra pretraining data: name, AnnData on the shared genes, coverage
+    fingerprint: dict[str, str]  # content hashes: a resumed run must see the same data
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return np.flatnonzero(self.y >= 0)
+
+
+def _digest(*parts) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    for p in parts:
+        if isinstance(p, np.ndarray) and p.dtype.kind in "biuf":
+            h.update(np.ascontiguousarray(p).view(np.uint8).reshape(-1))
+        else:
+            h.update(json.dumps(p, default=str).encode())
+    return h.hexdigest()
+
+
+def load_cohort(cfg: BenchmarkConfig) -> Cohort:
+    """Load and validate everything that can fail on bad input, before any training."""
+    adata = load_data(cfg.data, labels=cfg.labels, label_id_column=cfg.label_id_column)
+    require_label(adata, cfg.label)
+    if cfg.group is not None and cfg.group not in adata.obs.columns:
+        raise LabelColumnError(f"group column '{cfg.group}' not found; available: {', '.join(map(str, adata.obs.columns))}")
+    raw = adata.obs[cfg.label]
+    text = raw.astype(str).str.strip()
+    missing = (raw.isna() | text.isin(["", "nan", "NaN", "NA", "None", "<NA>"])).to_numpy()
+    dropped: dict[str, int] = {}
+    in_task = ~missing
+    if cfg.min_class_size:
+        keep, dropped = drop_rare_classes(text[in_task], cfg.min_class_size)
+        in_task[np.flatnonzero(in_task)[~keep]] = False
+    classes = np.unique(text[in_task])
+    if len(classes) < 2:
+        raise SingleClassError(f"label column '{cfg.label}' has {len(classes)} class(es) left for the task; need at least 2")
+    y = np.full(adata.n_obs, -1, dtype=np.int64)
+    y[in_task] = np.searchsorted(classes, text[in_task])
+    groups = None
+    if cfg.group:
+        groups = adata.obs[cfg.group].astype(str).to_numpy()
+        if adata.obs[cfg.group][in_task].isna().any():
+            raise LabelColumnError(f"group column '{cfg.group}' is empty for some labelled samples")
+    adata, sources = _pool_sources(adata, cfg.pretrain_data)
+    fingerprint = {"data": _digest(np.asarray(adata.X), list(adata.obs_names), list(adata.var_names)),
+                   "labels": _digest(list(text[in_task]), list(np.flatnonzero(in_task)),
+                                     None if groups is None else list(groups))}
+    for name, src, _ in sources:
+        fingerprint[f"pretrain_data:{name}"] = _digest(np.asarray(src.X), list(src.obs_names))
+    return Cohort(adata, y, classes, groups, dropped, int(missing.sum()), sources, fingerprint)
+
+
+def _pool_sources(adata, paths: list[str]):
+    """Extra pretraining data, genes aligned by name: every table keeps the genes all of them
+    share (each source must hold at least half of the cohort's genes)."""
+    from ..genes import align_genes
+
+    sources, genes = [], pd.Index(adata.var_names)
+    for path in paths:
+        src = load_data(path)
+        _, report = align_genes(src, list(adata.var_names), min_coverage=0.5, source=str(path))
+        log.warning("pretraining data %s: %s", path, report)
+        sources.append((str(path), src, report.coverage))
+        genes = genes.intersection(pd.Index(src.var_names), sort=False)
+    if not sources:
+        return adata, []
+    genes = [g for g in adata.var_names if g in set(genes)]
+    return adata[:, genes].copy(), [(name, src[:, genes].copy(), cov) for name, src, cov in sources]
+

@@ -1,0 +1,147 @@
+"""The learners every approach is fitted with, each tuned by inner cross-validation on the
+labelled subset only (``tuning``): logistic regression on fixed features (genes, embeddings, PCA
+scores), XGBoost, and an encoder + softmax head trained by gradient descent (``heads``).
+Baselines (``baselines/``) and the SSL heads call them; each returns (class probabilities of the
+test rows over every class of the task, the chosen hyperparameters)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .heads import StackedMLP, predict_proba, train_stacked
+from .metrics import score
+from .tuning import GRIDS, pick
+
+if TYPE_CHECKING:
+    from .cells import GroupJob
+
+
+def full_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Probabilities over the classes a model saw, spread into columns of every class."""
+    out = np.zeros((proba.shape[0], n_classes), dtype=np.float64)
+    out[:, np.asarray(classes, dtype=int)] = proba
+    return out
+
+
+def fit_by_inner_cv(F_lab, y_lab, F_test, grid: list[dict[str, Any]], folds, job: GroupJob,
+                    fit: Callable, proba: Callable):
+    """The grid entry with the best mean inner-CV score (``fit(F, y, params, seed)`` then
+    ``proba(model, F, params, n_classes)`` on each fold), refit on the whole labelled subset;
+    without folds the grid's first entry (its default)."""
+    grid = grid if folds is not None else grid[:1]
+    cv = []
+    for params in grid if len(grid) > 1 else []:
+        fold_scores = []
+        for hold in folds:
+            rows = np.setdiff1d(np.arange(len(y_lab)), hold)
+            m = fit(F_lab[rows], y_lab[rows], params, job.seed)
+            pred = proba(m, F_lab[hold], params, job.n_classes).argmax(1)
+            fold_scores.append(score(y_lab[hold], pred, job.metric))
+        cv.append(float(np.mean(fold_scores)))
+    params = grid[pick(cv)] if cv else grid[0]
+    model = fit(F_lab, y_lab, params, job.seed)
+    return proba(model, F_test, params, job.n_classes), params
+
+
+def _logistic(F_fit, y_fit, params, seed):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    F_fit = F_fit[:, : params["k"]] if "k" in params else F_fit
+    return make_pipeline(StandardScaler(), LogisticRegression(C=params.get("C", 1.0), max_iter=3000,
+                                                              random_state=seed)).fit(F_fit, y_fit)
+
+
+def _logistic_proba(model, F, params, n_classes):
+    F = F[:, : params["k"]] if "k" in params else F
+    return full_proba(model.predict_proba(F), model.classes_, n_classes)
+
+
+def fit_linear(F_lab, y_lab, F_test, grid_name, folds, job: GroupJob):
+    """Logistic regression on fixed features (genes, embeddings, PCA scores), C (or PCA's k)
+    chosen by inner CV; refit on the whole labelled subset."""
+    grid = GRIDS[grid_name] if folds is not None else GRIDS[grid_name][:1]
+    if grid_name == "pca":
+        grid = [p for p in grid if p["k"] <= F_lab.shape[1]] or [{"k": F_lab.shape[1]}]
+    return fit_by_inner_cv(F_lab, y_lab, F_test, grid, folds, job, _logistic, _logistic_proba)
+
+
+def _xgb(params, n_estimators, seed, n_classes: int, early_stopping=None):
+    from xgboost import XGBClassifier
+
+    # two classes train binary:logistic, whose early-stopping metric is logloss (mlogloss fails)
+    return XGBClassifier(n_estimators=n_estimators, subsample=0.8, colsample_bytree=0.5, tree_method="hist",
+                         max_bin=64, n_jobs=1, random_state=seed, verbosity=0, early_stopping_rounds=early_stopping,
+                         eval_metric="logloss" if n_classes == 2 else "mlogloss", **params)
+
+
+def fit_xgboost(F_lab, y_lab, F_test, folds, job: GroupJob, max_rounds: int = 300, default_rounds: int = 100):
+    """XGBoost with depth / min_child_weight / learning rate chosen by inner CV, each fold
+    early-stopping on its held-out part; the final model, fit on the whole labelled subset,
+    runs the chosen setting's median best number of rounds."""
+    from sklearn.preprocessing import LabelEncoder
+
+    enc = LabelEncoder().fit(y_lab)
+    if len(enc.classes_) == 1:
+        return full_proba(np.ones((len(F_test), 1)), enc.classes_, job.n_classes), {}
+    grid = GRIDS["xgboost"]
+    if folds is None:
+        params, rounds = grid[0], default_rounds
+    else:
+        cv, losses, best_rounds = [], [], []
+        for params in grid:
+            fold_scores, fold_losses, fold_rounds = [], [], []
+            for hold in folds:
+                fit = np.setdiff1d(np.arange(len(y_lab)), hold)
+                m = _xgb(params, max_rounds, job.seed, len(enc.classes_), early_stopping=20)
+                m.fit(F_lab[fit], enc.transform(y_lab[fit]), eval_set=[(F_lab[hold], enc.transform(y_lab[hold]))],
+                      verbose=False)
+                pred = enc.classes_[m.predict_proba(F_lab[hold]).argmax(1)]
+                fold_scores.append(score(y_lab[hold], pred, job.metric))
+                fold_losses.append(m.best_score)
+                fold_rounds.append(m.best_iteration + 1)
+            cv.append(float(np.mean(fold_scores)))
+            losses.append(float(np.mean(fold_losses)))
+            best_rounds.append(int(np.median(fold_rounds)))
+        best = pick(cv, losses)
+        params, rounds = grid[best], best_rounds[best]
+    model = _xgb(params, rounds, job.seed, len(enc.classes_)).fit(F_lab, enc.transform(y_lab))
+    return full_proba(model.predict_proba(F_test), enc.classes_, job.n_classes), {**params, "n_estimators": rounds}
+
+
+def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob, freeze: bool = False):
+    """Encoder (pretrained, random-init or none) + softmax head, with the learning-rate scale
+    chosen by inner CV: each grid value trains its fold models and the final model at once, as
+    one stacked network. The final model early-stops on the labelled subset's validation part."""
+    import torch
+
+    n = len(y_lab)
+    pos = {int(c): i for i, c in enumerate(job.lab)}
+    val_pos = np.array([pos[int(c)] for c in job.val], dtype=int)
+    final_train = np.ones(n, dtype=bool)
+    final_train[val_pos] = False
+    final_val = ~final_train
+    folds = folds or []
+    train_mask = np.stack([*[~np.isin(np.arange(n), h) for h in folds], final_train])
+    val_mask = np.stack([*[np.isin(np.arange(n), h) for h in folds], final_val])
+    X = torch.as_tensor(np.ascontiguousarray(F_lab), dtype=torch.float32)
+    Xt = torch.as_tensor(np.ascontiguousarray(F_test), dtype=torch.float32)
+    y = torch.as_tensor(y_lab, dtype=torch.long)
+    grid = GRIDS["torch"] if folds else GRIDS["torch"][:1]
+    cv, losses, test_proba = [], [], []
+    for params in grid:
+        net = StackedMLP(encoder, X.shape[1], job.n_classes, len(train_mask), freeze_encoder=freeze, seed=job.seed)
+        best = train_stacked(net, X, y, torch.from_numpy(train_mask), torch.from_numpy(val_mask), job.recipe,
+                             lr_scale=params["lr_scale"], seed=job.seed)
+        if folds:
+            proba = predict_proba(net, X)
+            cv.append(float(np.mean([score(y_lab[h], proba[f, h].argmax(1), job.metric) for f, h in enumerate(folds)])))
+            losses.append(float(np.mean(best[: len(folds)])))
+        test_proba.append(predict_proba(net, Xt)[-1])
+    chosen = pick(cv, losses) if cv else 0
+    return test_proba[chosen].astype(np.float64), dict(grid[chosen])
+
