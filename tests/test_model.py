@@ -435,3 +435,19 @@ def test_an_obsm_key_passed_where_y_goes_is_refused(small):
     assert "pass the obsm key as key='X_scarf'" in _one_line(e)
     Z = SSLModel(**TINY).fit_transform(small, small.obs["label"], key="X_scarf")
     np.testing.assert_array_equal(small.obsm.pop("X_scarf"), Z)
+
+
+def test_fit_and_load_agree_on_the_input_with_a_prefitted_preprocessor(tmp_path, small):
+    """A Preprocessor fit on 20 genes, the model fit on a wider table (25 named columns): the
+    input's width and names are what fit saw, and a save/load round trip keeps them."""
+    import pandas as pd
+
+    genes = [f"g{i}" for i in range(25)]
+    wide = pd.DataFrame(np.asarray(small.X)[:, :25], columns=genes)
+    prep = Preprocessor().fit(wide.iloc[:, :20])
+    model = SSLModel("scarf", preprocessor=prep, **TINY).fit(wide)
+    assert model.n_features_in_ == 25 and list(model.feature_names_in_) == genes
+    loaded = SSLModel.load(model.save(tmp_path / "m"))
+    assert loaded.n_features_in_ == model.n_features_in_ == 25
+    assert list(loaded.feature_names_in_) == genes and loaded.genes_ == model.genes_ == genes[:20]
+    np.testing.assert_allclose(loaded.transform(wide), model.transform(wide), atol=1e-6)

@@ -249,6 +249,7 @@ def pretrain(
     """Pretrain an encoder with a self-supervised method and save it to a model directory."""
     from .model import SSLModel
     from .outputs import check_output
+    from .training import check_hardware_options
 
     cfg = merge(read_config(config), method=method, data=data, out=str(out) if out else None, epochs=epochs,
                 batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
@@ -262,7 +263,7 @@ def pretrain(
     name, data_path, out_dir = cfg.pop("method"), cfg.pop("data"), Path(cfg.pop("out"))
     train, method_params = _split_options(name, cfg)
     model = SSLModel(name, method_params=method_params, preprocessor=prep or None, progress=progress, **train)
-    model.check_params()  # every option, before data is read or anything written
+    check_hardware_options(model.check_params().train)  # every option, before data is read or written
     check_output(out_dir, "model", overwrite=overwrite, inputs=[data_path, config])
     from .store import open_streamed
 

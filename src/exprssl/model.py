@@ -14,12 +14,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,18 +25,11 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 
-from . import __version__
 from .errors import (
     ConfigError,
-    DataFileError,
-    ExprsslError,
-    ModelNotFoundError,
     NotFittedError,
-    OutputPathError,
-    TrainingDivergedError,
 )
 from .methods import build_method, check_method_params, get_method
-from .outputs import artifact_kind, check_output, output_lock
 from .preprocessing import OPTIONS as PREPROCESSING_OPTIONS
 from .preprocessing import Preprocessor, check_ignored_y, expression_input
 from .training import TrainConfig, train_method
@@ -97,11 +86,6 @@ def _input_features(data) -> tuple[int, list[str] | None]:
 def _n_samples(data) -> int | None:
     shape = getattr(data, "shape", None)  # arrays, frames, AnnData, stores; None for paths and lists
     return int(shape[0]) if shape is not None and len(shape) >= 1 else None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
 class SSLModel(TransformerMixin, BaseEstimator):
@@ -234,16 +218,8 @@ class SSLModel(TransformerMixin, BaseEstimator):
             method = build_method(self.method, Xp.shape[1], **params.method_params)
             history = train_method(method, torch.from_numpy(Xp), train)
             n_features, names = _input_features(data)
-        self.method_, self.preprocessor_, self.train_config_ = method, prep, train
-        self.method_params_ = dict(method.config)
-        self.history_ = pd.DataFrame.from_records(history)
-        self.genes_ = list(prep.genes_)
-        self.embedding_dim_ = int(method.encoder.out_dim)
-        self.n_features_in_ = int(n_features)
-        self.__dict__.pop("feature_names_in_", None)
-        if names is not None:
-            self.feature_names_in_ = np.asarray(names, dtype=object)
-        self.model_dir_ = None
+        self._set_fitted(method, prep, train, pd.DataFrame.from_records(history), n_features, names,
+                         None)
         return self
 
     # ----------------------------------------------------------- embedding
@@ -342,178 +318,69 @@ class SSLModel(TransformerMixin, BaseEstimator):
     # ---------------------------------------------------------- persistence
     def config(self) -> dict[str, Any]:
         """The content of a saved model's ``config.json``."""
+        from .model_io import model_config
+
         self._check_fitted()
-        return {"format_version": FORMAT_VERSION, "exprssl_version": __version__,
-                "method": self.method, "method_config": dict(self.method_params_),
-                "train_config": dataclasses.asdict(self.train_config_), "n_features": len(self.genes_),
-                "embedding_dim": self.embedding_dim_}
+        return model_config(self)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write the model directory: it appears whole or not at all.
+        """Write the model directory: it appears whole or not at all (``exprssl.model_io``).
 
         Refused with a one-line OutputPathError, before anything is written: a path that exists
         and is not an exprssl model directory (exprssl never deletes or hides what it did not
         write), an existing model unless ``overwrite``, a path another save is writing right now.
         Non-finite weights (a diverged run) are refused with a TrainingDivergedError.
+
+        Parameters
+        ----------
+        path
+            The model directory to write.
+        overwrite
+            Replace an existing model directory there.
+
+        Returns
+        -------
+        Path
+            ``path``.
         """
+        from .model_io import save_model
+
         self._check_fitted()
-        path = Path(path)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            if torch.distributed.get_rank() != 0:  # under DDP every rank holds the same weights
-                return path
-        self._check_finite_weights(path)
-        check_output(path, "model", overwrite=overwrite)  # refuse before touching anything there
-        with output_lock(path):
-            check_output(path, "model", overwrite=overwrite)  # and again: a save may just have ended
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-            try:
-                self._write_files(tmp)
-                _move_into_place(tmp, path)
-            except OSError as e:
-                raise OutputPathError(f"{path}: could not write the model ({e.strerror or e})") from None
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
-        self.model_dir_ = str(path)
-        return path
-
-    def _check_finite_weights(self, path: Path) -> None:
-        bad = [name for name, t in self.method_.state_dict().items()
-               if t.is_floating_point() and not bool(torch.isfinite(t).all())]
-        if bad:
-            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-            raise TrainingDivergedError(f"{path}: not saved: weights {bad[0]}{more} are not finite (training "
-                                        "diverged; try a lower lr)")
-
-    def _write_files(self, directory: Path) -> None:
-        (directory / "config.json").write_text(json.dumps(self.config(), indent=2, default=str))
-        self.preprocessor_.save(directory / "preprocessor.json")
-        (directory / "genes.txt").write_text("\n".join(self.genes_) + "\n")
-        torch.save(self.method_.state_dict(), directory / "weights.pt")
-        self.history_.to_csv(directory / "history.csv", index=False)
+        return save_model(self, Path(path), overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str = "cpu") -> SSLModel:
-        """A model saved by ``save``. A missing, damaged or inconsistent model directory is a
-        one-line error naming the file at fault; weights are read with ``weights_only=True``, so
-        a crafted ``weights.pt`` cannot run code."""
-        path = Path(path)
-        if not path.is_dir():
-            raise ModelNotFoundError(f"{path}: no such model directory (expected the --out of 'exprssl pretrain')")
-        missing = [f for f in MODEL_FILES if not (path / f).is_file()]
-        if missing:
-            raise ModelNotFoundError(f"{path}: not an exprssl model directory (missing {', '.join(missing)})")
-        cfg = _read_config(path / "config.json")
-        prep = Preprocessor.load(path / "preprocessor.json")
-        if not prep.__sklearn_is_fitted__():
-            raise DataFileError(f"{path / 'preprocessor.json'}: the preprocessing was never fitted")
-        method = _read_weights(path / "weights.pt", path / "config.json", cfg, map_location)
-        if len(prep.genes_) != cfg["n_features"]:
-            raise DataFileError(f"{path / 'preprocessor.json'}: {len(prep.genes_)} genes, but config.json and "
-                                f"weights.pt are for {cfg['n_features']}; the files come from different models")
-        train = {k: v for k, v in cfg["train_config"].items() if k in _TRAIN_FIELDS}
-        try:
-            model = cls(cfg["method"], method_params=dict(method.config), preprocessor=clone(prep), **train)
-            train_config = TrainConfig(**train)
-        except (ExprsslError, TypeError) as e:
-            raise DataFileError(f"{path / 'config.json'}: invalid train_config ({_first_line(e)})") from None
-        model.method_, model.preprocessor_, model.train_config_ = method, prep, train_config
-        model.method_params_ = dict(method.config)
-        model.history_ = _read_history(path / "history.csv")
-        model.genes_ = list(prep.genes_)
-        model.embedding_dim_ = int(method.encoder.out_dim)
-        model.n_features_in_ = prep.n_features_in_
-        if hasattr(prep, "feature_names_in_"):
-            model.feature_names_in_ = prep.feature_names_in_
-        model.model_dir_ = str(path)
-        return model
+        """A model saved by ``save`` (``exprssl.model_io``). A missing, damaged or inconsistent
+        model directory is a one-line error naming the file at fault; weights are read with
+        ``weights_only=True``, so a crafted ``weights.pt`` cannot run code.
 
+        Parameters
+        ----------
+        path
+            A model directory written by ``save``.
+        map_location
+            Where the weights go (``"cpu"``, ``"cuda"``, ...).
 
-def _move_into_place(tmp: Path, path: Path) -> None:
-    """Rename the finished directory ``tmp`` to ``path``. An existing model there (``save`` has
-    checked that it is one, and that replacing it is allowed) is moved aside under a unique name
-    first, and restored if the rename fails."""
-    if artifact_kind(path) != "model":
-        os.replace(tmp, path)  # nothing there, or an empty directory (rename replaces it)
-        return
-    aside = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:12]}")
-    os.replace(path, aside)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        os.replace(aside, path)
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
+        Returns
+        -------
+        SSLModel
+            The fitted model.
+        """
+        from .model_io import load_model
 
+        return load_model(cls, Path(path), map_location)
 
-def _read_config(file: Path) -> dict[str, Any]:
-    """config.json, checked: a JSON object with a known method and a positive n_features."""
-    try:
-        cfg = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataFileError(f"{file}: not valid JSON ({_first_line(e)})") from None
-    if not isinstance(cfg, dict):
-        raise DataFileError(f"{file}: expected a JSON object of model settings, got {type(cfg).__name__}")
-    version = cfg.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise DataFileError(f"{file}: model format version {version!r} is not one this exprssl reads "
-                            f"(up to {FORMAT_VERSION}); upgrade exprssl or pretrain again")
-    if not isinstance(cfg.get("method"), str):
-        raise DataFileError(f"{file}: no 'method' name")
-    try:
-        get_method(cfg["method"])
-    except ConfigError as e:
-        raise DataFileError(f"{file}: {e}") from None
-    n = cfg.get("n_features")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise DataFileError(f"{file}: 'n_features' (the number of genes the encoder takes) must be a positive "
-                            f"integer, got {n!r}")
-    for key in ("method_config", "train_config"):
-        cfg[key] = {} if cfg.get(key) is None else cfg[key]
-        if not isinstance(cfg[key], dict):
-            raise DataFileError(f"{file}: '{key}' must be a JSON object, got {type(cfg[key]).__name__}")
-    return cfg
-
-
-def _read_weights(file: Path, config_file: Path, cfg: dict[str, Any], map_location: str) -> torch.nn.Module:
-    """The method described by config.json with the weights of ``file``; a damaged file or one
-    from another model is a one-line DataFileError."""
-    try:
-        method = build_method(cfg["method"], cfg["n_features"], **cfg["method_config"])
-    except ExprsslError as e:
-        raise DataFileError(f"{config_file}: {e}") from None
-    try:
-        state = torch.load(file, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001  a damaged file fails in many ways inside torch; weights_only
-        # refuses anything but tensors, so a crafted pickle is rejected here without running code
-        raise DataFileError(f"{file}: not readable model weights (damaged, or not written by exprssl: "
-                            f"{_first_line(e)})") from None
-    if not isinstance(state, dict):
-        raise DataFileError(f"{file}: not readable model weights (a {type(state).__name__}, not a state dict)")
-    expected = method.state_dict()
-    for name, tensor in expected.items():
-        got = state.get(name)
-        if not isinstance(got, torch.Tensor) or got.shape != tensor.shape:
-            found = "missing" if got is None else f"of shape {tuple(got.shape)}" if isinstance(got, torch.Tensor) \
-                else f"a {type(got).__name__}"
-            raise DataFileError(f"{file}: does not match {config_file.name} (method '{cfg['method']}', "
-                                f"n_features {cfg['n_features']}): {name} is {found}, expected shape "
-                                f"{tuple(tensor.shape)}")
-    extra = sorted(set(state) - set(expected))
-    if extra:
-        raise DataFileError(f"{file}: does not match {config_file.name} (method '{cfg['method']}'): "
-                            f"unexpected tensors {', '.join(map(str, extra[:3]))}")
-    method.load_state_dict(state)
-    method.eval()
-    return method
-
-
-def _read_history(file: Path) -> pd.DataFrame:
-    """The per-epoch history; it only informs, so a damaged file is a warning, not an error."""
-    if not file.is_file():
-        return pd.DataFrame()
-    try:
-        return pd.read_csv(file)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
-        log.warning("%s: unreadable training history, ignored (%s)", file, _first_line(e))
-        return pd.DataFrame()
+    def _set_fitted(self, method, prep: Preprocessor, train: TrainConfig, history: pd.DataFrame,
+                    n_features: int, feature_names, model_dir: str | None) -> None:
+        """Every fitted attribute, from one place: ``fit`` and ``load`` both call it, so a
+        loaded model has exactly the state of the one that was saved."""
+        self.method_, self.preprocessor_, self.train_config_ = method, prep, train
+        self.method_params_ = dict(method.config)
+        self.history_ = history
+        self.genes_ = list(prep.genes_)
+        self.embedding_dim_ = int(method.encoder.out_dim)
+        self.n_features_in_ = int(n_features)
+        self.__dict__.pop("feature_names_in_", None)
+        if feature_names is not None:
+            self.feature_names_in_ = np.asarray(feature_names, dtype=object)
+        self.model_dir_ = model_dir

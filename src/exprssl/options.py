@@ -37,12 +37,14 @@ from .errors import ConfigError
 
 
 class OptionValueError(ValueError):
-    """Raised by a parser with the requirement the value failed (``"an integer"``), never shown alone."""
+    """Raised by a parser with the requirement the value failed (``"an integer"``), never shown
+    alone."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
-    """Allowed values of one option: bounds (pydantic's gt/ge/lt/le), choices, or a custom parser."""
+    """Allowed values of one option: bounds (pydantic's gt/ge/lt/le), choices, or a custom
+    parser."""
 
     help: str
     gt: float | None = None
@@ -51,7 +53,9 @@ class Spec:
     le: float | None = None
     choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None
     parse: Callable[[Any], Any] | None = None  # raw value -> normalised value, or OptionValueError
-    note: str = ""  # appended to the requirement: "one of 'auto', 'cpu' (available on this machine)"
+    note: str = (
+        ""  # appended to the requirement: "one of 'auto', 'cpu' (available on this machine)"
+    )
 
     def allowed_choices(self) -> tuple | None:
         if self.choices is None:
@@ -60,8 +64,20 @@ class Spec:
 
     def bounds_text(self) -> str:
         """``'> 0'``, ``'>= 1'``, ``'in (0, 1)'``, ``'in [0, 1)'`` or ``''``."""
-        low = ("(", self.gt) if self.gt is not None else ("[", self.ge) if self.ge is not None else None
-        high = (")", self.lt) if self.lt is not None else ("]", self.le) if self.le is not None else None
+        low = (
+            ("(", self.gt)
+            if self.gt is not None
+            else ("[", self.ge)
+            if self.ge is not None
+            else None
+        )
+        high = (
+            (")", self.lt)
+            if self.lt is not None
+            else ("]", self.le)
+            if self.le is not None
+            else None
+        )
         if low and high:
             return f"in {low[0]}{_number(low[1])}, {_number(high[1])}{high[0]}"
         if low:
@@ -71,15 +87,21 @@ class Spec:
         return ""
 
     def in_bounds(self, v: float) -> bool:
-        return ((self.gt is None or v > self.gt) and (self.ge is None or v >= self.ge)
-                and (self.lt is None or v < self.lt) and (self.le is None or v <= self.le))
+        return (
+            (self.gt is None or v > self.gt)
+            and (self.ge is None or v >= self.ge)
+            and (self.lt is None or v < self.lt)
+            and (self.le is None or v <= self.le)
+        )
 
 
 def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
-def option(default: Any, help: str, *, factory: Callable[[], Any] | None = None, **spec: Any) -> Any:
+def option(
+    default: Any, help: str, *, factory: Callable[[], Any] | None = None, **spec: Any
+) -> Any:
     """A dataclass field: ``default`` (or ``factory()`` for each instance), a one-line ``help``
     and the ``Spec`` of allowed values."""
     metadata = {"spec": Spec(help=help, **spec)}
@@ -179,7 +201,9 @@ class _Field:
         return f"{text} ({self.spec.note})" if self.spec.note else text
 
     def type_name(self) -> str:
-        name = _TYPES[self.type][1] if self.type in _TYPES else str(self.type).replace("typing.", "")
+        name = (
+            _TYPES[self.type][1] if self.type in _TYPES else str(self.type).replace("typing.", "")
+        )
         return f"{name} | None" if self.optional else name
 
     def check(self, value: Any, where: str) -> Any:
@@ -192,8 +216,10 @@ class _Field:
             req = str(e) if custom else self.requirement()
             raise option_error(where, self.name, req, value) from None
         items = v if isinstance(v, list) else [v]
-        if any(isinstance(x, (int, float)) and not isinstance(x, bool) and not self.spec.in_bounds(x)
-               for x in items):
+        if any(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and not self.spec.in_bounds(x)
+            for x in items
+        ):
             raise option_error(where, self.name, self.requirement(), value)
         choices = self.spec.allowed_choices()
         if choices is not None and v not in choices:
@@ -208,8 +234,9 @@ def _fields(cls: type) -> tuple[_Field, ...]:
     for f in dataclasses.fields(cls):
         spec = f.metadata.get("spec")
         if spec is None:
-            raise TypeError(f"{cls.__name__}.{f.name}: declare options with "
-                            "exprssl.options.option()")
+            raise TypeError(
+                f"{cls.__name__}.{f.name}: declare options with exprssl.options.option()"
+            )
         tp, optional = _unwrap_optional(hints[f.name])
         if spec.parse is None and tp not in _TYPES:
             raise TypeError(f"{cls.__name__}.{f.name}: type {tp} needs a parse= function")
@@ -255,7 +282,8 @@ def check_instance(options: Any, where: str | None = None) -> Any:
 
 
 def aliases_of(cls: type) -> dict[str, str]:
-    """Old option names still accepted (``{"mask_rate": "corruption_rate"}``), from ``cls.ALIASES``."""
+    """Old option names still accepted (``{"mask_rate": "corruption_rate"}``), from
+    ``cls.ALIASES``."""
     return dict(getattr(cls, "ALIASES", {}))
 
 
@@ -275,8 +303,10 @@ def validate_options(cls: type, params: dict[str, Any] | None, where: str) -> An
     if unknown:
         hints = [m for u in unknown for m in difflib.get_close_matches(str(u), fields, n=1)]
         hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
-        raise ConfigError(f"{where}: unknown option(s) {', '.join(map(str, unknown))}{hint}; "
-                          f"accepted: {', '.join(sorted(fields))}")
+        raise ConfigError(
+            f"{where}: unknown option(s) {', '.join(map(str, unknown))}{hint}; "
+            f"accepted: {', '.join(sorted(fields))}"
+        )
     return cls(**{name: f.check(params.get(name, f.default), where) for name, f in fields.items()})
 
 
@@ -286,11 +316,19 @@ def options_dict(options: Any) -> dict[str, Any]:
 
 
 def describe(cls: type) -> list[dict[str, Any]]:
-    """One row per option: name, type, default, allowed values and help (for ``exprssl methods``)."""
+    """One row per option: name, type, default, allowed values and help (for
+    ``exprssl methods``)."""
     rows = []
     for f in _fields(cls):
         choices = f.spec.allowed_choices()
         allowed = ", ".join(map(str, choices)) if choices is not None else f.spec.bounds_text()
-        rows.append({"name": f.name, "type": f.type_name(), "default": f.default, "help": f.spec.help,
-                     "allowed": allowed})
+        rows.append(
+            {
+                "name": f.name,
+                "type": f.type_name(),
+                "default": f.default,
+                "help": f.spec.help,
+                "allowed": allowed,
+            }
+        )
     return rows

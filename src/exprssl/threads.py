@@ -120,14 +120,3 @@ def limit_threads(n: int) -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(before)
-
-
-def single_threaded_worker() -> None:
-    """Initialiser of benchmark worker processes: one thread each, set before any pool starts."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-    import torch
-
-    torch.set_num_threads(1)
-    with contextlib.suppress(RuntimeError):  # already set in this process
-        torch.set_num_interop_threads(1)

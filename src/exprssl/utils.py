@@ -62,11 +62,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def atomic_savez(path: str | os.PathLike, **arrays) -> None:
     """``np.savez_compressed`` through a temp file, so a reader never sees a partial archive."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:

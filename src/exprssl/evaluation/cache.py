@@ -14,14 +14,27 @@ from ..utils import atomic_write_text
 from .cohort import Cohort
 from .config import BenchmarkConfig
 from .planning import Plan
+from .schema import Layout
 
 # options a rerun may change: they add cells or only change how results are summarised
-_RESUMABLE = {"out", "methods", "baselines", "fractions", "n_fractions", "seeds", "splits", "jobs", "bootstrap",
-              "min_test_per_class"}
+_RESUMABLE = {
+    "out",
+    "methods",
+    "baselines",
+    "fractions",
+    "n_fractions",
+    "seeds",
+    "splits",
+    "jobs",
+    "bootstrap",
+    "min_test_per_class",
+}
 
 
 def _settings(cfg: BenchmarkConfig, cohort: Cohort) -> dict:
-    settings = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE}, default=str))
+    settings = json.loads(
+        json.dumps({k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE}, default=str)
+    )
     settings["exprssl_version"] = __version__  # another release may score differently
     settings["fingerprint"] = cohort.fingerprint
     return settings
@@ -32,19 +45,31 @@ def prepare_output(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> Path:
     other settings or other data; then record settings and splits. Nothing is written before."""
     out = check_output(cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data])
     settings = _settings(cfg, cohort)
-    settings_file, split_file = out / "settings.json", out / "splits.json"
+    settings_file, split_file = Layout(out).settings, Layout(out).splits
     if settings_file.exists():
         before = json.loads(settings_file.read_text())
         changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
         if changed:
-            raise ConfigError(f"{out}: holds results run with other settings ({_describe_changes(before, settings, changed)}); "
-                              "rerun with the same settings to resume, or use a new --out directory")
-    splits = {str(s.index): {"pretrain": s.pretrain.tolist(), "finetune": s.finetune.tolist(),
-                             "test": s.test.tolist(), "pool": s.pool.tolist()} for s in plan.splits}
+            raise ConfigError(
+                f"{out}: holds results run with other settings "
+                f"({_describe_changes(before, settings, changed)}); "
+                "rerun with the same settings to resume, or use a new --out directory"
+            )
+    splits = {
+        str(s.index): {
+            "pretrain": s.pretrain.tolist(),
+            "finetune": s.finetune.tolist(),
+            "test": s.test.tolist(),
+            "pool": s.pool.tolist(),
+        }
+        for s in plan.splits
+    }
     if split_file.exists():
         recorded = json.loads(split_file.read_text())
         if any(recorded.get(k, v) != v for k, v in splits.items()):
-            raise ConfigError(f"{out}: holds results of different splits; use a new --out directory")
+            raise ConfigError(
+                f"{out}: holds results of different splits; use a new --out directory"
+            )
         splits = {**recorded, **splits}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(settings_file, json.dumps(settings, indent=2))
@@ -62,5 +87,3 @@ def _describe_changes(before: dict, after: dict, changed: list[str]) -> str:
         else:
             parts.append(f"{k}: {before.get(k)!r} -> {after.get(k)!r}")
     return "; ".join(parts)
-
-

@@ -57,7 +57,9 @@ class GroupJob:
     n_classes: int
     approaches: list[Approach]
     features: dict[str, str]  # "X", "pca", "random", "Z:<method>" -> .npy path
-    models: dict[str, str] = field(default_factory=dict)  # method -> model directory, for fine-tuning
+    models: dict[str, str] = field(
+        default_factory=dict
+    )  # method -> model directory, for fine-tuning
     encoder: dict[str, Any] = field(default_factory=dict)  # the MLP baseline's architecture
     recipe: HeadRecipe = field(default_factory=HeadRecipe)
     tune: bool = True
@@ -94,7 +96,6 @@ def _pretrained_encoder(model_dir: str):
     return SSLModel.load(model_dir).method_.encoder
 
 
-
 def evaluate_group(job: GroupJob) -> list[CellOutcome]:
     """Score every approach of ``job`` on its test samples: baselines and controls through
     their registry entry (``baselines/``), SSL heads through ``_fit_ssl``."""
@@ -117,9 +118,22 @@ def evaluate_group(job: GroupJob) -> list[CellOutcome]:
         else:
             proba, params = baseline.fit_predict(F_lab, y_lab, F_test, folds, job)
         scores = classification_metrics(y_test, proba, np.arange(job.n_classes))
-        outcomes.append(CellOutcome(a, job.split, job.seed, job.fraction, len(job.lab), scores,
-                                    job.test, y_test, proba.argmax(1), params, note,
-                                    time.perf_counter() - t0))
+        outcomes.append(
+            CellOutcome(
+                a,
+                job.split,
+                job.seed,
+                job.fraction,
+                len(job.lab),
+                scores,
+                job.test,
+                y_test,
+                proba.argmax(1),
+                params,
+                note,
+                time.perf_counter() - t0,
+            )
+        )
     return outcomes
 
 

@@ -31,7 +31,9 @@ class Cohort:
     groups: np.ndarray | None
     dropped: dict[str, int]  # classes below min_class_size (their profiles only pretrain)
     n_missing: int  # profiles without the label
-    sources: list[tuple[str, Any, float]]  # extra pretraining data: name, AnnData on the shared genes, coverage
+    sources: list[
+        tuple[str, Any, float]
+    ]  # extra pretraining data: name, AnnData on the shared genes, coverage
     fingerprint: dict[str, str]  # content hashes: a resumed run must see the same data
 
     @property
@@ -54,7 +56,10 @@ def load_cohort(cfg: BenchmarkConfig) -> Cohort:
     adata = load_data(cfg.data, labels=cfg.labels, label_id_column=cfg.label_id_column)
     require_label(adata, cfg.label)
     if cfg.group is not None and cfg.group not in adata.obs.columns:
-        raise LabelColumnError(f"group column '{cfg.group}' not found; available: {', '.join(map(str, adata.obs.columns))}")
+        raise LabelColumnError(
+            f"group column '{cfg.group}' not found; "
+            f"available: {', '.join(map(str, adata.obs.columns))}"
+        )
     raw = adata.obs[cfg.label]
     text = raw.astype(str).str.strip()
     missing = (raw.isna() | text.isin(["", "nan", "NaN", "NA", "None", "<NA>"])).to_numpy()
@@ -65,7 +70,10 @@ def load_cohort(cfg: BenchmarkConfig) -> Cohort:
         in_task[np.flatnonzero(in_task)[~keep]] = False
     classes = np.unique(text[in_task])
     if len(classes) < 2:
-        raise SingleClassError(f"label column '{cfg.label}' has {len(classes)} class(es) left for the task; need at least 2")
+        raise SingleClassError(
+            f"label column '{cfg.label}' has {len(classes)} class(es) left for the task; "
+            "need at least 2"
+        )
     y = np.full(adata.n_obs, -1, dtype=np.int64)
     y[in_task] = np.searchsorted(classes, text[in_task])
     groups = None
@@ -74,9 +82,14 @@ def load_cohort(cfg: BenchmarkConfig) -> Cohort:
         if adata.obs[cfg.group][in_task].isna().any():
             raise LabelColumnError(f"group column '{cfg.group}' is empty for some labelled samples")
     adata, sources = _pool_sources(adata, cfg.pretrain_data)
-    fingerprint = {"data": _digest(np.asarray(adata.X), list(adata.obs_names), list(adata.var_names)),
-                   "labels": _digest(list(text[in_task]), list(np.flatnonzero(in_task)),
-                                     None if groups is None else list(groups))}
+    fingerprint = {
+        "data": _digest(np.asarray(adata.X), list(adata.obs_names), list(adata.var_names)),
+        "labels": _digest(
+            list(text[in_task]),
+            list(np.flatnonzero(in_task)),
+            None if groups is None else list(groups),
+        ),
+    }
     for name, src, _ in sources:
         fingerprint[f"pretrain_data:{name}"] = _digest(np.asarray(src.X), list(src.obs_names))
     return Cohort(adata, y, classes, groups, dropped, int(missing.sum()), sources, fingerprint)
@@ -98,4 +111,3 @@ def _pool_sources(adata, paths: list[str]):
         return adata, []
     genes = [g for g in adata.var_names if g in set(genes)]
     return adata[:, genes].copy(), [(name, src[:, genes].copy(), cov) for name, src, cov in sources]
-

@@ -24,8 +24,11 @@ SPLIT_PARTS = ("pretrain", "finetune", "test")  # the paper preset brings its ow
 
 
 def _names(v: Any) -> list[str]:
-    if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)) \
-            or not all(isinstance(x, str) for x in v):
+    if (
+        isinstance(v, (str, bytes))
+        or not isinstance(v, (list, tuple))
+        or not all(isinstance(x, str) for x in v)
+    ):
         raise OptionValueError("a list of names")
     return list(v)
 
@@ -53,7 +56,8 @@ def _mapping(v: Any) -> dict[str, Any]:
 
 def _split(v: Any) -> dict[str, float]:
     if not isinstance(v, Mapping) or not all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) for x in v.values()):
+        isinstance(x, (int, float)) and not isinstance(x, bool) for x in v.values()
+    ):
         raise OptionValueError(f"a mapping of {', '.join(SPLIT_PARTS)} to fractions summing to 1")
     return dict(v)
 
@@ -69,47 +73,68 @@ class BenchmarkConfig:
     out: str = option("benchmark", "output directory (a rerun resumes it)")
     labels: str | None = option(None, "sample sheet joined on sample id")
     label_id_column: str | None = option(None, "the sample sheet's sample-id column")
-    methods: list[str] = option(None, "SSL methods to pretrain", factory=available_methods,
-                                parse=_names)
-    baselines: list[str] = option(None, "supervised baselines and controls",
-                                  factory=default_baselines, parse=_names)
+    methods: list[str] = option(
+        None, "SSL methods to pretrain", factory=available_methods, parse=_names
+    )
+    baselines: list[str] = option(
+        None, "supervised baselines and controls", factory=default_baselines, parse=_names
+    )
     fractions: list[float] | None = option(
-        None, "label fractions (null: log-spaced grid from ~1 per class to 100%)", parse=_fractions)
+        None, "label fractions (null: log-spaced grid from ~1 per class to 100%)", parse=_fractions
+    )
     n_fractions: int = option(6, "points of the log-spaced fraction grid", ge=1)
     splits: int | None = option(
-        None, "outer splits (null: 5 below 1,000 labelled profiles, else 1)", ge=1)
+        None, "outer splits (null: 5 below 1,000 labelled profiles, else 1)", ge=1
+    )
     seeds: int | None = option(
-        None, "label subsets (and head initialisations) per split (null: 2, or 3 with one split)",
-        ge=1)
+        None,
+        "label subsets (and head initialisations) per split (null: 2, or 3 with one split)",
+        ge=1,
+    )
     pretrain_seeds: int = option(
-        1, "SSL models per method and split; seed s uses model s % pretrain_seeds", ge=1)
+        1, "SSL models per method and split; seed s uses model s % pretrain_seeds", ge=1
+    )
     group: str | None = option(None, "obs column whose groups never straddle a split")
-    pretrain_data: list[str] = option(None, "extra tables added to each split's pool",
-                                      factory=list, parse=_paths)
+    pretrain_data: list[str] = option(
+        None, "extra tables added to each split's pool", factory=list, parse=_paths
+    )
     transductive: bool = option(False, "the test profiles (never their labels) join the pools")
-    protocol: str = option("default", "default, or paper (Dradjat et al.'s set-up)",
-                           choices=PROTOCOLS)
+    protocol: str = option(
+        "default", "default, or paper (Dradjat et al.'s set-up)", choices=PROTOCOLS
+    )
     split: dict[str, float] = option(
-        None, "fractions of the labelled profiles", parse=_split,
-        factory=lambda: {"pretrain": 0.6, "finetune": 0.2, "test": 0.2})
+        None,
+        "fractions of the labelled profiles",
+        parse=_split,
+        factory=lambda: {"pretrain": 0.6, "finetune": 0.2, "test": 0.2},
+    )
     split_seed: int = option(0, "seed of the first outer split", ge=0)
     min_class_size: int = option(
-        0, "smaller classes leave the task; their profiles still pretrain", ge=0)
+        0, "smaller classes leave the task; their profiles still pretrain", ge=0
+    )
     epochs: int = option(100, "pretraining epochs (at most)", ge=1)
     batch_size: int = option(128, "pretraining batch size", ge=2)
     patience: int = option(10, "pretraining early-stopping patience", ge=0)
     method_options: dict[str, dict[str, Any]] = option(
-        None, "per-method options", factory=dict, parse=_mapping)
-    encoder: dict[str, Any] = option(None, "the encoder's architecture (every method's)",
-                                     factory=default_encoder, parse=_mapping)
-    preprocessing: dict[str, Any] = option(None, "Preprocessor options", factory=dict,
-                                           parse=_mapping)
-    finetune: dict[str, Any] = option(None, "the head-training recipe (HeadRecipe)",
-                                      factory=lambda: asdict(HeadRecipe()), parse=_mapping)
+        None, "per-method options", factory=dict, parse=_mapping
+    )
+    encoder: dict[str, Any] = option(
+        None, "the encoder's architecture (every method's)", factory=default_encoder, parse=_mapping
+    )
+    preprocessing: dict[str, Any] = option(
+        None, "Preprocessor options", factory=dict, parse=_mapping
+    )
+    finetune: dict[str, Any] = option(
+        None,
+        "the head-training recipe (HeadRecipe)",
+        factory=lambda: asdict(HeadRecipe()),
+        parse=_mapping,
+    )
     tune: bool = option(True, "inner-CV hyperparameters for every baseline and head")
     main_metric: str = option("balanced_accuracy", "the metric verdicts use", choices=METRICS)
     min_test_per_class: float = option(
-        3.0, "below this many test samples per class and split: no claim", ge=0)
+        3.0, "below this many test samples per class and split: no claim", ge=0
+    )
     bootstrap: int = option(2000, "bootstrap resamples of the intervals", ge=100)
     jobs: int | None = option(None, "worker processes (null: one per core)", ge=1)
 
@@ -120,8 +145,10 @@ class BenchmarkConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ConfigError(f"unknown benchmark option(s): {', '.join(unknown)}; "
-                              f"accepted: {', '.join(sorted(names))}")
+            raise ConfigError(
+                f"unknown benchmark option(s): {', '.join(unknown)}; "
+                f"accepted: {', '.join(sorted(names))}"
+            )
         return cls(**d)
 
     def validate(self) -> None:
@@ -131,29 +158,38 @@ class BenchmarkConfig:
             raise ConfigError("benchmark needs data and label")
         check_instance(self, "benchmark")
         if self.seeds is not None and self.pretrain_seeds > self.seeds:
-            raise option_error("benchmark", "pretrain_seeds",
-                               f"between 1 and seeds ({self.seeds})", self.pretrain_seeds)
+            raise option_error(
+                "benchmark",
+                "pretrain_seeds",
+                f"between 1 and seeds ({self.seeds})",
+                self.pretrain_seeds,
+            )
         for m in self.methods:
             check_method_params(m, {**self.encoder, **self.method_options.get(m, {})})
         bad = [b for b in self.baselines if b not in available_baselines()]
         if bad:
-            raise ConfigError(f"unknown baseline '{bad[0]}'; "
-                              f"available: {', '.join(available_baselines())}")
+            raise ConfigError(
+                f"unknown baseline '{bad[0]}'; available: {', '.join(available_baselines())}"
+            )
         unknown = set(self.method_options) - set(available_methods())
         if unknown:
             raise ConfigError(f"method_options for unknown method(s): {', '.join(sorted(unknown))}")
         HeadRecipe.check(self.finetune)
         Preprocessor.from_options(self.preprocessing).check_params()
         if self.protocol == "default" and set(self.split) != set(SPLIT_PARTS):
-            raise ConfigError(f"benchmark: split must map {', '.join(SPLIT_PARTS)} to fractions "
-                              f"summing to 1, got {self.split!r}")
+            raise ConfigError(
+                f"benchmark: split must map {', '.join(SPLIT_PARTS)} to fractions "
+                f"summing to 1, got {self.split!r}"
+            )
 
 
 def paper_preset(cfg: BenchmarkConfig) -> BenchmarkConfig:
     """Dradjat et al.'s set-up, as a new config: SSL pretrained on the training samples (labels
     unused), fractions of the same samples labelled, a linear softmax head trained frozen and
     unfrozen, accuracy; one 80/20 split unless ``splits`` says otherwise."""
-    return replace(cfg, split={"train": 0.8, "test": 0.2}, main_metric="accuracy", splits=cfg.splits or 1)
+    return replace(
+        cfg, split={"train": 0.8, "test": 0.2}, main_metric="accuracy", splits=cfg.splits or 1
+    )
 
 
 def demo_config(out: str = "demo_report") -> BenchmarkConfig:
@@ -163,8 +199,17 @@ def demo_config(out: str = "demo_report") -> BenchmarkConfig:
     pretraining and test-set variance), tuned baselines and heads; sized to finish within about
     three minutes on 2 cores."""
     return BenchmarkConfig(
-        data="all_leukemia", label="mol.biol", out=out, min_class_size=5, splits=4, seeds=1, n_fractions=4,
-        split={"pretrain": 0.5, "finetune": 0.25, "test": 0.25}, epochs=60, batch_size=32, patience=10,
+        data="all_leukemia",
+        label="mol.biol",
+        out=out,
+        min_class_size=5,
+        splits=4,
+        seeds=1,
+        n_fractions=4,
+        split={"pretrain": 0.5, "finetune": 0.25, "test": 0.25},
+        epochs=60,
+        batch_size=32,
+        patience=10,
         preprocessing={"top_k_variance": 2000},
         finetune={"epochs": 40, "lr": 1e-3, "encoder_lr": 1e-4, "batch_size": 32, "patience": 6},
     )
@@ -180,4 +225,3 @@ def resolve_config(cfg: BenchmarkConfig, n_labelled: int) -> BenchmarkConfig:
     if cfg.seeds is None:
         cfg = replace(cfg, seeds=max(3 if cfg.splits == 1 else 2, cfg.pretrain_seeds))
     return cfg
-

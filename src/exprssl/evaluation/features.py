@@ -41,8 +41,7 @@ def random_encoder(n_features: int, encoder_config: dict[str, Any], X_pool, seed
     return enc.eval()
 
 
-def write_features(cfg, cohort: Cohort, s: Split, feats: dict[str, str], models,
-                   out: Path) -> None:
+def write_features(cfg, cohort: Cohort, s: Split, feats: dict[str, str], models, out: Path) -> None:
     """Every derived feature of split ``s``, added to ``feats`` (feature key -> ``.npy`` path);
     split 0 also writes the report's histories and test-set embeddings."""
     from .baselines import get_baseline
@@ -59,12 +58,16 @@ def write_features(cfg, cohort: Cohort, s: Split, feats: dict[str, str], models,
         np.save(cache / f"random_{seed}.npy", random_features(X, pool_x, cfg.encoder, seed))
         feats[str(FeatureKey.random(seed))] = str(cache / f"random_{seed}.npy")
     if s.index == 0:
-        atomic_savez(out / "embeddings" / "raw.npz", Z=np.asarray(X[s.test]),
-                     labels=cohort.classes[cohort.y[s.test]].astype(str))
+        atomic_savez(
+            out / "embeddings" / "raw.npz",
+            Z=np.asarray(X[s.test]),
+            labels=cohort.classes[cohort.y[s.test]].astype(str),
+        )
 
 
-def _write_embeddings(cfg, cohort: Cohort, s: Split, feats: dict[str, str], models, out: Path,
-                      X: np.ndarray) -> None:
+def _write_embeddings(
+    cfg, cohort: Cohort, s: Split, feats: dict[str, str], models, out: Path, X: np.ndarray
+) -> None:
     """Each pretrained model's embedding of every profile (and, for split 0, the first
     model's training history and test-set embedding for the report)."""
     from ..model import SSLModel
@@ -77,10 +80,14 @@ def _write_embeddings(cfg, cohort: Cohort, s: Split, feats: dict[str, str], mode
             np.save(path, model.embed_preprocessed(np.asarray(X)))
             feats[str(FeatureKey.embedding(method, p))] = str(path)
             if s.index == 0 and p == 0:
-                atomic_write_text(out / "histories" / f"{method}.csv",
-                                  model.history_.to_csv(index=False))
-                atomic_savez(out / "embeddings" / f"{method}.npz", Z=np.load(path)[s.test],
-                             labels=cohort.classes[cohort.y[s.test]].astype(str))
+                atomic_write_text(
+                    out / "histories" / f"{method}.csv", model.history_.to_csv(index=False)
+                )
+                atomic_savez(
+                    out / "embeddings" / f"{method}.npz",
+                    Z=np.load(path)[s.test],
+                    labels=cohort.classes[cohort.y[s.test]].astype(str),
+                )
 
 
 def pca_scores(pool_x: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -92,8 +99,9 @@ def pca_scores(pool_x: np.ndarray, X: np.ndarray) -> np.ndarray:
     return pca.transform(np.asarray(X)).astype(np.float32)
 
 
-def random_features(X: np.ndarray, pool_x: np.ndarray, encoder: dict[str, Any],
-                    seed: int) -> np.ndarray:
+def random_features(
+    X: np.ndarray, pool_x: np.ndarray, encoder: dict[str, Any], seed: int
+) -> np.ndarray:
     """Every profile through a random-init encoder calibrated on the pool (the control)."""
     import torch
 

@@ -26,8 +26,16 @@ def full_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.nda
     return out
 
 
-def fit_by_inner_cv(F_lab, y_lab, F_test, grid: list[dict[str, Any]], folds, job: GroupJob,
-                    fit: Callable, proba: Callable):
+def fit_by_inner_cv(
+    F_lab,
+    y_lab,
+    F_test,
+    grid: list[dict[str, Any]],
+    folds,
+    job: GroupJob,
+    fit: Callable,
+    proba: Callable,
+):
     """The grid entry with the best mean inner-CV score (``fit(F, y, params, seed)`` then
     ``proba(model, F, params, n_classes)`` on each fold), refit on the whole labelled subset;
     without folds the grid's first entry (its default)."""
@@ -52,8 +60,10 @@ def _logistic(F_fit, y_fit, params, seed):
     from sklearn.preprocessing import StandardScaler
 
     F_fit = F_fit[:, : params["k"]] if "k" in params else F_fit
-    return make_pipeline(StandardScaler(), LogisticRegression(C=params.get("C", 1.0), max_iter=3000,
-                                                              random_state=seed)).fit(F_fit, y_fit)
+    return make_pipeline(
+        StandardScaler(),
+        LogisticRegression(C=params.get("C", 1.0), max_iter=3000, random_state=seed),
+    ).fit(F_fit, y_fit)
 
 
 def _logistic_proba(model, F, params, n_classes):
@@ -74,12 +84,24 @@ def _xgb(params, n_estimators, seed, n_classes: int, early_stopping=None):
     from xgboost import XGBClassifier
 
     # two classes train binary:logistic, whose early-stopping metric is logloss (mlogloss fails)
-    return XGBClassifier(n_estimators=n_estimators, subsample=0.8, colsample_bytree=0.5, tree_method="hist",
-                         max_bin=64, n_jobs=1, random_state=seed, verbosity=0, early_stopping_rounds=early_stopping,
-                         eval_metric="logloss" if n_classes == 2 else "mlogloss", **params)
+    return XGBClassifier(
+        n_estimators=n_estimators,
+        subsample=0.8,
+        colsample_bytree=0.5,
+        tree_method="hist",
+        max_bin=64,
+        n_jobs=1,
+        random_state=seed,
+        verbosity=0,
+        early_stopping_rounds=early_stopping,
+        eval_metric="logloss" if n_classes == 2 else "mlogloss",
+        **params,
+    )
 
 
-def fit_xgboost(F_lab, y_lab, F_test, folds, job: GroupJob, max_rounds: int = 300, default_rounds: int = 100):
+def fit_xgboost(
+    F_lab, y_lab, F_test, folds, job: GroupJob, max_rounds: int = 300, default_rounds: int = 100
+):
     """XGBoost with depth / min_child_weight / learning rate chosen by inner CV, each fold
     early-stopping on its held-out part; the final model, fit on the whole labelled subset,
     runs the chosen setting's median best number of rounds."""
@@ -98,8 +120,12 @@ def fit_xgboost(F_lab, y_lab, F_test, folds, job: GroupJob, max_rounds: int = 30
             for hold in folds:
                 fit = np.setdiff1d(np.arange(len(y_lab)), hold)
                 m = _xgb(params, max_rounds, job.seed, len(enc.classes_), early_stopping=20)
-                m.fit(F_lab[fit], enc.transform(y_lab[fit]), eval_set=[(F_lab[hold], enc.transform(y_lab[hold]))],
-                      verbose=False)
+                m.fit(
+                    F_lab[fit],
+                    enc.transform(y_lab[fit]),
+                    eval_set=[(F_lab[hold], enc.transform(y_lab[hold]))],
+                    verbose=False,
+                )
                 pred = enc.classes_[m.predict_proba(F_lab[hold]).argmax(1)]
                 fold_scores.append(score(y_lab[hold], pred, job.metric))
                 fold_losses.append(m.best_score)
@@ -110,7 +136,10 @@ def fit_xgboost(F_lab, y_lab, F_test, folds, job: GroupJob, max_rounds: int = 30
         best = pick(cv, losses)
         params, rounds = grid[best], best_rounds[best]
     model = _xgb(params, rounds, job.seed, len(enc.classes_)).fit(F_lab, enc.transform(y_lab))
-    return full_proba(model.predict_proba(F_test), enc.classes_, job.n_classes), {**params, "n_estimators": rounds}
+    return full_proba(model.predict_proba(F_test), enc.classes_, job.n_classes), {
+        **params,
+        "n_estimators": rounds,
+    }
 
 
 def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob, freeze: bool = False):
@@ -134,14 +163,37 @@ def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob, freeze: bool 
     grid = GRIDS["torch"] if folds else GRIDS["torch"][:1]
     cv, losses, test_proba = [], [], []
     for params in grid:
-        net = StackedMLP(encoder, X.shape[1], job.n_classes, len(train_mask), freeze_encoder=freeze, seed=job.seed)
-        best = train_stacked(net, X, y, torch.from_numpy(train_mask), torch.from_numpy(val_mask), job.recipe,
-                             lr_scale=params["lr_scale"], seed=job.seed)
+        net = StackedMLP(
+            encoder,
+            X.shape[1],
+            job.n_classes,
+            len(train_mask),
+            freeze_encoder=freeze,
+            seed=job.seed,
+        )
+        best = train_stacked(
+            net,
+            X,
+            y,
+            torch.from_numpy(train_mask),
+            torch.from_numpy(val_mask),
+            job.recipe,
+            lr_scale=params["lr_scale"],
+            seed=job.seed,
+        )
         if folds:
             proba = predict_proba(net, X)
-            cv.append(float(np.mean([score(y_lab[h], proba[f, h].argmax(1), job.metric) for f, h in enumerate(folds)])))
+            cv.append(
+                float(
+                    np.mean(
+                        [
+                            score(y_lab[h], proba[f, h].argmax(1), job.metric)
+                            for f, h in enumerate(folds)
+                        ]
+                    )
+                )
+            )
             losses.append(float(np.mean(best[: len(folds)])))
         test_proba.append(predict_proba(net, Xt)[-1])
     chosen = pick(cv, losses) if cv else 0
     return test_proba[chosen].astype(np.float64), dict(grid[chosen])
-

@@ -16,6 +16,7 @@ from ..utils import atomic_write_text
 from .cohort import Cohort
 from .config import BenchmarkConfig
 from .planning import Plan
+from .schema import Layout
 
 
 def _versions() -> dict[str, str]:
@@ -32,52 +33,84 @@ def _versions() -> dict[str, str]:
 
 def _git_revision() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
 
-def write_manifest(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, out: Path, timings: dict, jobs: int) -> dict:
+def write_manifest(
+    cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, out: Path, timings: dict, jobs: int
+) -> dict:
     from ..preprocessing import Preprocessor
     from .baselines import all_grids
     from .tuning import describe_grids
 
     counts = {str(c): int((cohort.y == i).sum()) for i, c in enumerate(cohort.classes)}
-    prep = Preprocessor.load(out / "cache" / "split0" / "preprocessor.json")
+    prep = Preprocessor.load(Layout(out).cache(0) / "preprocessor.json")
     manifest = {
-        "config": asdict(cfg), "versions": _versions(), "git_revision": _git_revision(),
-        "dataset": {"source": cfg.data, "n_samples": int(cohort.adata.n_obs), "n_genes": int(cohort.adata.n_vars),
-                    "label": cfg.label, "classes": counts, "dropped_classes": cohort.dropped,
-                    "n_without_label": cohort.n_missing,
-                    "description": cohort.adata.uns.get("dataset", {}).get("description", "")},
+        "config": asdict(cfg),
+        "versions": _versions(),
+        "git_revision": _git_revision(),
+        "dataset": {
+            "source": cfg.data,
+            "n_samples": int(cohort.adata.n_obs),
+            "n_genes": int(cohort.adata.n_vars),
+            "label": cfg.label,
+            "classes": counts,
+            "dropped_classes": cohort.dropped,
+            "n_without_label": cohort.n_missing,
+            "description": cohort.adata.uns.get("dataset", {}).get("description", ""),
+        },
         "pool": _describe_pool(cfg, cohort, plan),
-        "test_per_class": {str(c): float(np.mean([(cohort.y[s.test] == i).sum() for s in plan.splits]))
-                           for i, c in enumerate(cohort.classes)},
-        "splits": len(plan.splits), "split_sizes": {k: int(np.mean([len(getattr(s, k)) for s in plan.splits]))
-                                                    for k in ("pretrain", "finetune", "test", "pool")},
-        "fractions": plan.fractions, "merged_fractions": {str(k): v for k, v in plan.merged.items()},
-        "seeds": list(range(cfg.seeds)), "tuning": {"on": cfg.tune, "grids": describe_grids(all_grids())},
-        "preprocessing": prep.describe(), "n_features": len(prep.genes_),
-        "fingerprint": cohort.fingerprint, "jobs": jobs,
+        "test_per_class": {
+            str(c): float(np.mean([(cohort.y[s.test] == i).sum() for s in plan.splits]))
+            for i, c in enumerate(cohort.classes)
+        },
+        "splits": len(plan.splits),
+        "split_sizes": {
+            k: int(np.mean([len(getattr(s, k)) for s in plan.splits]))
+            for k in ("pretrain", "finetune", "test", "pool")
+        },
+        "fractions": plan.fractions,
+        "merged_fractions": {str(k): v for k, v in plan.merged.items()},
+        "seeds": list(range(cfg.seeds)),
+        "tuning": {"on": cfg.tune, "grids": describe_grids(all_grids())},
+        "preprocessing": prep.describe(),
+        "n_features": len(prep.genes_),
+        "fingerprint": cohort.fingerprint,
+        "jobs": jobs,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
+    atomic_write_text(Layout(out).manifest, json.dumps(manifest, indent=2, default=str))
     return manifest
 
 
 def _describe_pool(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> dict:
     s = plan.splits[0]
-    parts = {"labelled profiles of the pretraining part": int(len(s.pretrain)) if cfg.protocol != "paper" else 0,
-             "profiles without the label": cohort.n_missing,
-             "profiles of classes too small for the task": int(sum(cohort.dropped.values()))}
+    parts = {
+        "labelled profiles of the pretraining part": int(len(s.pretrain))
+        if cfg.protocol != "paper"
+        else 0,
+        "profiles without the label": cohort.n_missing,
+        "profiles of classes too small for the task": int(sum(cohort.dropped.values())),
+    }
     if cfg.protocol == "paper":
         parts["training profiles (paper protocol)"] = int(len(s.pretrain))
     if cfg.transductive:
         parts["test profiles, without their labels (transductive)"] = int(len(s.test))
     for name, src, cov in cohort.sources:
         parts[f"{name} ({100 * cov:.0f}% of the genes)"] = int(src.n_obs)
-    return {"size": int(len(s.pool) + sum(src.n_obs for _, src, _ in cohort.sources)), "parts": parts,
-            "n_genes": int(cohort.adata.n_vars)}
-
-
+    return {
+        "size": int(len(s.pool) + sum(src.n_obs for _, src, _ in cohort.sources)),
+        "parts": parts,
+        "n_genes": int(cohort.adata.n_vars),
+    }

@@ -22,16 +22,19 @@ class Split:
     pretrain: np.ndarray  # cohort positions; the labelled part of the pool
     finetune: np.ndarray
     test: np.ndarray
-    pool: np.ndarray  # cohort positions pretraining uses (pretrain part + profiles without the label)
+    pool: (
+        np.ndarray
+    )  # cohort positions pretraining uses (pretrain part + profiles without the label)
 
 
 @dataclass
 class Plan:
     splits: list[Split]
     fractions: list[float]
-    merged: dict[float, list[float]]  # a kept fraction -> the requested ones giving the same subsets
+    merged: dict[
+        float, list[float]
+    ]  # a kept fraction -> the requested ones giving the same subsets
     approaches: list[Approach]
-
 
 
 def plan_benchmark(cfg: BenchmarkConfig, cohort: Cohort) -> Plan:
@@ -40,11 +43,17 @@ def plan_benchmark(cfg: BenchmarkConfig, cohort: Cohort) -> Plan:
     splits = []
     for k in range(cfg.splits):
         try:
-            parts = split_indices(cohort.classes[cohort.y[lab]], cfg.split, seed=cfg.split_seed + k,
-                                  groups=None if cohort.groups is None else cohort.groups[lab])
+            parts = split_indices(
+                cohort.classes[cohort.y[lab]],
+                cfg.split,
+                seed=cfg.split_seed + k,
+                groups=None if cohort.groups is None else cohort.groups[lab],
+            )
         except RareClassError as e:
-            raise ConfigError(f"{e}: --min-class-size N (min_class_size in a config) drops classes smaller "
-                              "than N and lists them in the report") from None
+            raise ConfigError(
+                f"{e}: --min-class-size N (min_class_size in a config) drops classes smaller "
+                "than N and lists them in the report"
+            ) from None
         parts = {name: lab[idx] for name, idx in parts.items()}
         if cfg.protocol == "paper":
             parts = {"pretrain": parts["train"], "finetune": parts["train"], "test": parts["test"]}
@@ -62,12 +71,16 @@ def _fraction_grid(cfg, cohort, splits) -> tuple[list[float], dict[float, list[f
     """The label fractions, merged where they label the same number of samples of every class in
     every split (the subsets are then identical: a repeated column says nothing)."""
     y_ft = cohort.y[splits[0].finetune]
-    requested = sorted(cfg.fractions or log_fraction_grid(len(y_ft), len(np.unique(y_ft)), cfg.n_fractions))
+    requested = sorted(
+        cfg.fractions or log_fraction_grid(len(y_ft), len(np.unique(y_ft)), cfg.n_fractions)
+    )
     label_fraction_subsets(y_ft, requested, seed=0)  # validates the fractions
     counts = [np.bincount(cohort.y[s.finetune], minlength=len(cohort.classes)) for s in splits]
     by_sizes: dict[tuple, list[float]] = {}
     for p in requested:
-        sizes = tuple(tuple(np.minimum(c, np.maximum(1, np.ceil(p * c))).astype(int)) for c in counts)
+        sizes = tuple(
+            tuple(np.minimum(c, np.maximum(1, np.ceil(p * c))).astype(int)) for c in counts
+        )
         by_sizes.setdefault(sizes, []).append(float(p))
     merged = {max(group): sorted(group) for group in by_sizes.values()}
     return sorted(merged), {k: v for k, v in merged.items() if len(v) > 1}
@@ -80,7 +93,8 @@ def carve_validation(y: np.ndarray, seed: int, frac: float = 0.2) -> np.ndarray:
     if counts.min() < 2:
         return np.array([], dtype=int)
     rng = np.random.default_rng(seed + 7919)
-    val = [rng.permutation(np.flatnonzero(y == c))[: max(1, int(round(frac * n)))] for c, n in zip(classes, counts, strict=True)]
+    val = [
+        rng.permutation(np.flatnonzero(y == c))[: max(1, int(round(frac * n)))]
+        for c, n in zip(classes, counts, strict=True)
+    ]
     return np.sort(np.concatenate(val))
-
-

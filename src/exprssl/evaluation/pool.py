@@ -20,7 +20,8 @@ def run_tasks(fn: Callable, tasks: list, jobs: int) -> Iterator:
 
     with parallel_config(backend="loky", inner_max_num_threads=1):
         yield from Parallel(n_jobs=min(jobs, len(tasks)), return_as="generator_unordered")(
-            delayed(_single_threaded(fn))(t) for t in tasks)
+            delayed(_single_threaded(fn))(t) for t in tasks
+        )
 
 
 def _single_threaded(fn):
@@ -32,7 +33,6 @@ def _single_threaded(fn):
 
     run.__name__ = getattr(fn, "__name__", "task")
     return run
-
 
 
 class Progress:
@@ -47,8 +47,14 @@ class Progress:
             TimeElapsedColumn,
         )
 
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), disable=not enabled, transient=False)
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            disable=not enabled,
+            transient=False,
+        )
 
     def __enter__(self):
         self.bar.__enter__()
@@ -60,5 +66,3 @@ class Progress:
     def __call__(self, description: str, total: int, done: int = 0) -> Callable[[int], None]:
         task = self.bar.add_task(description, total=max(total, 1), completed=done)
         return lambda n: self.bar.advance(task, n)
-
-

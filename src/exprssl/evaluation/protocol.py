@@ -18,7 +18,6 @@ Leakage-safe by construction: test samples never enter a pretraining pool (unles
 labelled subset only.
 """
 
-
 from __future__ import annotations
 
 from .cohort import Cohort, load_cohort
@@ -26,5 +25,16 @@ from .config import BenchmarkConfig, demo_config, paper_preset, resolve_config
 from .planning import Plan, Split, plan_benchmark
 from .runner import BenchmarkRun, run_benchmark
 
-__all__ = ["BenchmarkConfig", "BenchmarkRun", "Cohort", "Plan", "Split", "demo_config", "load_cohort",
-           "paper_preset", "plan_benchmark", "resolve_config", "run_benchmark"]
+__all__ = [
+    "BenchmarkConfig",
+    "BenchmarkRun",
+    "Cohort",
+    "Plan",
+    "Split",
+    "demo_config",
+    "load_cohort",
+    "paper_preset",
+    "plan_benchmark",
+    "resolve_config",
+    "run_benchmark",
+]

@@ -48,8 +48,11 @@ class ResultStore:
         cells = [_cells(f) for f in (results, preds, tuning)]
         self.done = set(cells[0][1]) & set(cells[1][1])
         self._results, self._preds, self._tuning = (
-            _finished(f, ids, keys, self.done) for f, (ids, keys) in zip(
-                (results.drop(columns="approach"), preds, tuning), cells, strict=True))
+            _finished(f, ids, keys, self.done)
+            for f, (ids, keys) in zip(
+                (results.drop(columns="approach"), preds, tuning), cells, strict=True
+            )
+        )
         self._dirty = False
 
     def has(self, split: int, approach: Approach, fraction: float, seed: int) -> bool:
@@ -58,24 +61,65 @@ class ResultStore:
     def add(self, outcomes: list[CellOutcome]) -> None:
         for o in outcomes:
             a = o.approach
-            self._results.append(pd.DataFrame(
-                [{"split": o.split, "method": a.method, "kind": a.kind, "head": a.head, "fraction": o.fraction,
-                  "n_labelled": o.n_labelled, "seed": o.seed, "metric": k, "value": v} for k, v in o.scores.items()],
-                columns=RESULT_COLUMNS))
-            self._preds.append(pd.DataFrame({
-                "split": o.split, "seed": o.seed, "fraction": o.fraction, "approach": a.name,
-                "test_index": o.test_index, "y_true": o.y_true, "y_pred": o.y_pred}, columns=PREDICTION_COLUMNS))
-            self._tuning.append(pd.DataFrame([{"split": o.split, "seed": o.seed, "fraction": o.fraction,
-                                               "approach": a.name, "params": json.dumps(o.params, default=str),
-                                               "note": o.note, "seconds": round(o.seconds, 3)}],
-                                             columns=TUNING_COLUMNS))
+            self._results.append(
+                pd.DataFrame(
+                    [
+                        {
+                            "split": o.split,
+                            "method": a.method,
+                            "kind": a.kind,
+                            "head": a.head,
+                            "fraction": o.fraction,
+                            "n_labelled": o.n_labelled,
+                            "seed": o.seed,
+                            "metric": k,
+                            "value": v,
+                        }
+                        for k, v in o.scores.items()
+                    ],
+                    columns=RESULT_COLUMNS,
+                )
+            )
+            self._preds.append(
+                pd.DataFrame(
+                    {
+                        "split": o.split,
+                        "seed": o.seed,
+                        "fraction": o.fraction,
+                        "approach": a.name,
+                        "test_index": o.test_index,
+                        "y_true": o.y_true,
+                        "y_pred": o.y_pred,
+                    },
+                    columns=PREDICTION_COLUMNS,
+                )
+            )
+            self._tuning.append(
+                pd.DataFrame(
+                    [
+                        {
+                            "split": o.split,
+                            "seed": o.seed,
+                            "fraction": o.fraction,
+                            "approach": a.name,
+                            "params": json.dumps(o.params, default=str),
+                            "note": o.note,
+                            "seconds": round(o.seconds, 3),
+                        }
+                    ],
+                    columns=TUNING_COLUMNS,
+                )
+            )
             self.done.add(_key(o.split, a.name, o.fraction, o.seed))
         self._dirty = bool(outcomes) or self._dirty
 
     def results(self) -> pd.DataFrame:
         """Every finished cell, in a stable order (split, method, head, fraction, seed)."""
-        self._results = [_concat(self._results, RESULT_COLUMNS)
-                         .sort_values(RESULT_ORDER, kind="stable", ignore_index=True)]
+        self._results = [
+            _concat(self._results, RESULT_COLUMNS).sort_values(
+                RESULT_ORDER, kind="stable", ignore_index=True
+            )
+        ]
         return self._results[0]
 
     def predictions(self) -> pd.DataFrame:
@@ -112,8 +156,9 @@ def _cells(frame: pd.DataFrame) -> tuple[np.ndarray, list[tuple]]:
     return ids, keys
 
 
-def _finished(frame: pd.DataFrame, ids: np.ndarray, keys: list[tuple], done: set
-              ) -> list[pd.DataFrame]:
+def _finished(
+    frame: pd.DataFrame, ids: np.ndarray, keys: list[tuple], done: set
+) -> list[pd.DataFrame]:
     """The rows of finished cells only (as the one-frame list the store appends to)."""
     if not len(frame):
         return []

@@ -26,7 +26,7 @@ from .manifest import write_manifest
 from .planning import Plan, Split, carve_validation, plan_benchmark
 from .pool import Progress, run_tasks
 from .results import ResultStore
-from .schema import FeatureKey
+from .schema import FeatureKey, Layout
 from .stats import summarize
 
 
@@ -48,16 +48,26 @@ def pretrain_one(task: PretrainTask) -> str:
     from ..preprocessing import Preprocessor
 
     pool = ad.AnnData(np.load(task.pool), var=pd.DataFrame(index=task.genes))
-    model = SSLModel(task.method, method_params=task.options["method_params"],
-                     preprocessor=Preprocessor.from_dict(task.preprocessor), seed=task.seed,
-                     **task.options["train"])
+    model = SSLModel(
+        task.method,
+        method_params=task.options["method_params"],
+        preprocessor=Preprocessor.from_dict(task.preprocessor),
+        seed=task.seed,
+        **task.options["train"],
+    )
     model.fit(pool)
     model.save(task.model_dir, overwrite=True)
     return task.model_dir
 
 
-def pretrain_stage(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, out: Path, jobs: int,
-                   progress: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+def pretrain_stage(
+    cfg: BenchmarkConfig,
+    cohort: Cohort,
+    plan: Plan,
+    out: Path,
+    jobs: int,
+    progress: Callable[[int], None] = lambda n: None,
+) -> dict[str, Any]:
     """Per split: preprocessing fit on the pool; every SSL model pretrained (or loaded from
     ``models/``); features, embeddings, PCA scores and random-encoder features written to
     ``cache/`` for the workers. Returns the feature paths and model directories."""
@@ -68,22 +78,27 @@ def pretrain_stage(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, out: Path, 
         features[s.index], prep = _prepare_split(cfg, cohort, s, out)
         for method in cfg.methods:
             for p in range(cfg.pretrain_seeds):
-                name = method if p == 0 else f"{method}-seed{p}"
-                mdir = out / "models" / f"split{s.index}" / name
+                mdir = Layout(out).model(s.index, method, p)
                 models[s.index, method, p] = str(mdir)
                 if not (mdir / "weights.pt").exists():
-                    tasks.append(PretrainTask(
-                        str(mdir), method, features[s.index]["pool_raw"],
-                        list(cohort.adata.var_names), prep.to_dict(), _pretrain_options(cfg, method),
-                        cfg.split_seed + s.index * 1000 + p))
+                    tasks.append(
+                        PretrainTask(
+                            str(mdir),
+                            method,
+                            features[s.index]["pool_raw"],
+                            list(cohort.adata.var_names),
+                            prep.to_dict(),
+                            _pretrain_options(cfg, method),
+                            cfg.split_seed + s.index * 1000 + p,
+                        )
+                    )
     t0 = time.perf_counter()
     for _ in run_tasks(pretrain_one, tasks, jobs):
         progress(1)
     timings["pretraining"] = time.perf_counter() - t0
     for s in plan.splits:
         write_features(cfg, cohort, s, features[s.index], models, out)
-    return {"features": features, "models": models, "timings": timings,
-            "n_pretrained": len(tasks)}
+    return {"features": features, "models": models, "timings": timings, "n_pretrained": len(tasks)}
 
 
 def _prepare_split(cfg: BenchmarkConfig, cohort: Cohort, s: Split, out: Path):
@@ -92,27 +107,43 @@ def _prepare_split(cfg: BenchmarkConfig, cohort: Cohort, s: Split, out: Path):
     the fitted preprocessor)."""
     from ..preprocessing import Preprocessor
 
-    cache = out / "cache" / f"split{s.index}"
+    cache = Layout(out).cache(s.index)
     cache.mkdir(parents=True, exist_ok=True)
     genes = list(cohort.adata.var_names)
-    pool = np.concatenate([np.asarray(cohort.adata.X[s.pool], dtype=np.float32),
-                           *[np.asarray(src.X, dtype=np.float32) for _, src, _ in cohort.sources]])
+    pool = np.concatenate(
+        [
+            np.asarray(cohort.adata.X[s.pool], dtype=np.float32),
+            *[np.asarray(src.X, dtype=np.float32) for _, src, _ in cohort.sources],
+        ]
+    )
     prep = Preprocessor.from_options(cfg.preprocessing).fit(pool, genes=genes)
     np.save(cache / "pool_raw.npy", pool)
     np.save(cache / "pool.npy", prep.transform(pool, genes))
     np.save(cache / "X.npy", prep.transform(np.asarray(cohort.adata.X, dtype=np.float32), genes))
     prep.save(cache / "preprocessor.json")
-    paths = {"X": str(cache / "X.npy"), "pool": str(cache / "pool.npy"),
-             "pool_raw": str(cache / "pool_raw.npy")}
+    paths = {
+        "X": str(cache / "X.npy"),
+        "pool": str(cache / "pool.npy"),
+        "pool_raw": str(cache / "pool_raw.npy"),
+    }
     return paths, prep
 
 
 def _pretrain_options(cfg: BenchmarkConfig, method: str) -> dict:
-    return {"method_params": {**cfg.encoder, **cfg.method_options.get(method, {})},
-            "train": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "patience": cfg.patience, "progress": False}}
+    return {
+        "method_params": {**cfg.encoder, **cfg.method_options.get(method, {})},
+        "train": {
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "patience": cfg.patience,
+            "progress": False,
+        },
+    }
 
 
-def plan_jobs(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, store: ResultStore, artefacts: dict) -> list[GroupJob]:
+def plan_jobs(
+    cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, store: ResultStore, artefacts: dict
+) -> list[GroupJob]:
     """One job per (split, seed, fraction) with the approaches it still lacks."""
     jobs = []
     recipe = HeadRecipe.check(cfg.finetune)
@@ -121,25 +152,50 @@ def plan_jobs(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, store: ResultSto
         for seed in range(cfg.seeds):
             subsets = label_fraction_subsets(cohort.y[s.finetune], plan.fractions, seed=seed)
             p = seed % cfg.pretrain_seeds
-            job_feats = {**feats, **{str(FeatureKey.embedding(m)): feats[str(FeatureKey.embedding(m, p))]
-                                     for m in cfg.methods}}
+            job_feats = {
+                **feats,
+                **{
+                    str(FeatureKey.embedding(m)): feats[str(FeatureKey.embedding(m, p))]
+                    for m in cfg.methods
+                },
+            }
             for frac in plan.fractions:
                 todo = [a for a in plan.approaches if not store.has(s.index, a, frac, seed)]
                 if not todo:
                     continue
                 lab = s.finetune[subsets[frac]]
                 val = lab[carve_validation(cohort.y[lab], seed)]
-                jobs.append(GroupJob(split=s.index, seed=seed, fraction=frac, lab=lab, val=val, test=s.test,
-                                     y=cohort.y, n_classes=len(cohort.classes), approaches=todo, classes=cohort.classes,
-                                     features=job_feats,
-                                     models={m: artefacts["models"][s.index, m, p] for m in cfg.methods},
-                                     encoder=cfg.encoder, recipe=recipe, tune=cfg.tune, metric=cfg.main_metric,
-                                     protocol=cfg.protocol))
+                jobs.append(
+                    GroupJob(
+                        split=s.index,
+                        seed=seed,
+                        fraction=frac,
+                        lab=lab,
+                        val=val,
+                        test=s.test,
+                        y=cohort.y,
+                        n_classes=len(cohort.classes),
+                        approaches=todo,
+                        classes=cohort.classes,
+                        features=job_feats,
+                        models={m: artefacts["models"][s.index, m, p] for m in cfg.methods},
+                        encoder=cfg.encoder,
+                        recipe=recipe,
+                        tune=cfg.tune,
+                        metric=cfg.main_metric,
+                        protocol=cfg.protocol,
+                    )
+                )
     return jobs
 
 
-def evaluate_stage(jobs: list[GroupJob], store: ResultStore, n_jobs: int,
-                   progress: Callable[[int], None] = lambda n: None, flush_every: float = 5.0) -> float:
+def evaluate_stage(
+    jobs: list[GroupJob],
+    store: ResultStore,
+    n_jobs: int,
+    progress: Callable[[int], None] = lambda n: None,
+    flush_every: float = 5.0,
+) -> float:
     """Run the jobs in workers; the parent records each outcome and flushes the result files
     every few seconds (a killed run loses at most those cells, recomputed identically on resume)."""
     t0 = last = time.perf_counter()
@@ -153,17 +209,27 @@ def evaluate_stage(jobs: list[GroupJob], store: ResultStore, n_jobs: int,
     return time.perf_counter() - t0
 
 
-def summarize_stage(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, store: ResultStore, out: Path) -> pd.DataFrame:
+def summarize_stage(
+    cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, store: ResultStore, out: Path
+) -> pd.DataFrame:
     n_test = float(np.mean([len(s.test) for s in plan.splits]))
-    summary = summarize(store.results(), store.predictions(), metric=cfg.main_metric,
-                        n_classes=len(cohort.classes), n_test_per_split=n_test,
-                        min_test_per_class=cfg.min_test_per_class, n_boot=cfg.bootstrap)
-    atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
+    summary = summarize(
+        store.results(),
+        store.predictions(),
+        metric=cfg.main_metric,
+        n_classes=len(cohort.classes),
+        n_test_per_split=n_test,
+        min_test_per_class=cfg.min_test_per_class,
+        n_boot=cfg.bootstrap,
+    )
+    atomic_write_text(Layout(out).summary, summary.to_csv(index=False))
     _write_best_predictions(store, summary, cohort, out)
     return summary
 
 
-def _write_best_predictions(store: ResultStore, summary: pd.DataFrame, cohort: Cohort, out: Path) -> None:
+def _write_best_predictions(
+    store: ResultStore, summary: pd.DataFrame, cohort: Cohort, out: Path
+) -> None:
     """Predictions of the best approach at the largest fraction, pooled over splits and seeds,
     for the confusion matrix."""
     if summary.empty:
@@ -172,11 +238,17 @@ def _write_best_predictions(store: ResultStore, summary: pd.DataFrame, cohort: C
     top = last.loc[last["mean"].idxmax()]
     p = store.predictions()
     p = p[(p["approach"] == top["approach"]) & np.isclose(p["fraction"], top["fraction"])]
-    atomic_savez(out / "predictions" / "best.npz", y_true=cohort.classes[p["y_true"].to_numpy()].astype(str),
-                 y_pred=cohort.classes[p["y_pred"].to_numpy()].astype(str), classes=cohort.classes.astype(str),
-                 score=np.array(top["mean"]),
-                 title=np.array(f"{top['approach']}, {int(round(top['n_labelled']))} labelled "
-                                f"({top['fraction']:.0%}), all splits x seeds"))
+    atomic_savez(
+        out / "predictions" / "best.npz",
+        y_true=cohort.classes[p["y_true"].to_numpy()].astype(str),
+        y_pred=cohort.classes[p["y_pred"].to_numpy()].astype(str),
+        classes=cohort.classes.astype(str),
+        score=np.array(top["mean"]),
+        title=np.array(
+            f"{top['approach']}, {int(round(top['n_labelled']))} labelled "
+            f"({top['fraction']:.0%}), all splits x seeds"
+        ),
+    )
 
 
 @dataclass
@@ -192,16 +264,19 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
     (``exprssl.benchmark`` or the CLI)."""
     t0 = time.perf_counter()
     cfg.validate()
-    check_output(cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data])  # before any work
+    check_output(
+        cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data]
+    )  # before any work
     cohort = load_cohort(cfg)
     cfg = resolve_config(cfg, len(cohort.labelled))
     plan = plan_benchmark(cfg, cohort)
     # single-threaded worker processes never spin on a busy core: with neighbours each gets its fair
-    # share, so every core of ours is used (one worker next to two busy processes made the demo 3x slower)
+    # share, so every core of ours is used (one worker next to two busy processes made the demo
+    # 3x slower)
     jobs = cfg.jobs or cpu_count()
     with output_lock(cfg.out):
         out = prepare_output(cfg, cohort, plan)
-        for sub in ("models", "histories", "embeddings", "predictions", "cache"):
+        for sub in Layout.SUBDIRS:
             (out / sub).mkdir(exist_ok=True)
         store = ResultStore(out)
         with Progress(progress) as bar:
@@ -209,11 +284,15 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
             artefacts = pretrain_stage(cfg, cohort, plan, out, jobs, bar("pretraining", n_models))
             group_jobs = plan_jobs(cfg, cohort, plan, store, artefacts)
             n_cells = len(plan.splits) * cfg.seeds * len(plan.fractions) * len(plan.approaches)
-            tick = bar("evaluating", n_cells, done=n_cells - sum(len(j.approaches) for j in group_jobs))
+            tick = bar(
+                "evaluating", n_cells, done=n_cells - sum(len(j.approaches) for j in group_jobs)
+            )
             evaluation = evaluate_stage(group_jobs, store, jobs, tick)
         summary = summarize_stage(cfg, cohort, plan, store, out)
-        timings = {**artefacts["timings"], "evaluation": evaluation, "total": time.perf_counter() - t0}
+        timings = {
+            **artefacts["timings"],
+            "evaluation": evaluation,
+            "total": time.perf_counter() - t0,
+        }
         manifest = write_manifest(cfg, cohort, plan, out, timings, jobs)
     return BenchmarkRun(out, store.results(), summary, manifest)
-
-

@@ -39,8 +39,7 @@ def approach_name(method: str, kind: str, head: str) -> str:
 
 def approach_names(frame: pd.DataFrame) -> np.ndarray:
     """``approach_name`` of every row of a frame with method, kind and head columns."""
-    return np.where(frame["kind"] == "ssl", frame["method"] + "+" + frame["head"],
-                    frame["method"])
+    return np.where(frame["kind"] == "ssl", frame["method"] + "+" + frame["head"], frame["method"])
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,17 @@ class FeatureKey:
 
 
 # ----------------------------------------------------------------------------- result files
-RESULT_COLUMNS = ["split", "method", "kind", "head", "fraction", "n_labelled", "seed", "metric",
-                  "value"]
+RESULT_COLUMNS = [
+    "split",
+    "method",
+    "kind",
+    "head",
+    "fraction",
+    "n_labelled",
+    "seed",
+    "metric",
+    "value",
+]
 PREDICTION_COLUMNS = ["split", "seed", "fraction", "approach", "test_index", "y_true", "y_pred"]
 TUNING_COLUMNS = ["split", "seed", "fraction", "approach", "params", "note", "seconds"]
 CELL_KEY = ["split", "approach", "fraction", "seed"]  # one cell of the benchmark

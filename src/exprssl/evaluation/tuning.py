@@ -1,4 +1,5 @@
-"""Hyperparameters chosen by inner cross-validation on the labelled subset only, equal for both sides.
+"""Hyperparameters chosen by inner cross-validation on the labelled subset only, equal for both
+sides.
 
 Every baseline and every SSL head gets a small deterministic grid and the same inner folds, so
 "who wins" does not measure defaults: logistic regression's C for the raw-gene baseline and for
@@ -18,10 +19,12 @@ import numpy as np
 GRIDS: dict[str, list[dict[str, Any]]] = {
     "logistic": [{"C": 1.0}, {"C": 0.01}, {"C": 0.1}, {"C": 10.0}],
     "pca": [{"k": 50}, {"k": 10}, {"k": 25}],
-    "xgboost": [{"max_depth": 4, "min_child_weight": 1.0, "learning_rate": 0.1},
-                {"max_depth": 2, "min_child_weight": 0.1, "learning_rate": 0.3},
-                {"max_depth": 4, "min_child_weight": 0.1, "learning_rate": 0.1},
-                {"max_depth": 2, "min_child_weight": 1.0, "learning_rate": 0.3}],
+    "xgboost": [
+        {"max_depth": 4, "min_child_weight": 1.0, "learning_rate": 0.1},
+        {"max_depth": 2, "min_child_weight": 0.1, "learning_rate": 0.3},
+        {"max_depth": 4, "min_child_weight": 0.1, "learning_rate": 0.1},
+        {"max_depth": 2, "min_child_weight": 1.0, "learning_rate": 0.3},
+    ],
     "torch": [{"lr_scale": 1.0}, {"lr_scale": 3.0}],
 }
 # inner folds per learner: the costly learners (the torch heads, which train every fold's model
@@ -37,8 +40,10 @@ def describe_grids(grids: dict[str, list[dict[str, Any]]] | None = None) -> dict
 
 def describe_grid(grid: list[dict[str, Any]]) -> str:
     """``'C=1; C=0.01'``: one grid on one line."""
-    return "; ".join(", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in p.items()) for p in grid)
+    return "; ".join(
+        ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items())
+        for p in grid
+    )
 
 
 def inner_folds(y: np.ndarray, seed: int, max_folds: int = 3) -> list[np.ndarray] | None:
@@ -72,7 +77,11 @@ def cv_note(y: np.ndarray, folds: list[np.ndarray] | None, classes=None) -> str:
     name = (lambda c: str(classes[c])) if classes is not None else str
     single = [name(c) for c, n in zip(codes, counts, strict=True) if n < 2]
     if folds is None:
-        return "defaults: fewer than two classes have two labelled samples, nothing to cross-validate"
+        return (
+            "defaults: fewer than two classes have two labelled samples, nothing to cross-validate"
+        )
     if single:
-        return f"classes with one labelled sample ({', '.join(single)}) always train, never held out"
+        return (
+            f"classes with one labelled sample ({', '.join(single)}) always train, never held out"
+        )
     return ""

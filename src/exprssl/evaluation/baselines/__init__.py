@@ -57,8 +57,10 @@ def register(name: str):
 
     def deco(cls: type[Baseline]) -> type[Baseline]:
         if cls.kind not in KINDS or cls.features not in FEATURE_FAMILIES:
-            raise TypeError(f"baseline {name}: kind must be one of {KINDS} and features one of "
-                            f"{FEATURE_FAMILIES}")
+            raise TypeError(
+                f"baseline {name}: kind must be one of {KINDS} and features one of "
+                f"{FEATURE_FAMILIES}"
+            )
         cls.name = name
         BASELINES[name] = cls()
         ordered = sorted(BASELINES.items(), key=lambda kv: (kv[1].order, kv[0]))
@@ -84,8 +86,11 @@ def all_grids() -> dict[str, list[dict[str, Any]]]:
     not a shared one), for the manifest and the report."""
     from ..tuning import GRIDS
 
-    own = {name: b.grid for name, b in BASELINES.items()
-           if not any(b.grid is g for g in GRIDS.values())}
+    own = {
+        name: b.grid
+        for name, b in BASELINES.items()
+        if not any(b.grid is g for g in GRIDS.values())
+    }
     return {**GRIDS, **own}
 
 
@@ -93,8 +98,9 @@ def get_baseline(name: str) -> Baseline:
     try:
         return BASELINES[name]
     except (KeyError, TypeError):
-        raise ConfigError(f"unknown baseline '{name}'; available: {', '.join(available())}") \
-            from None
+        raise ConfigError(
+            f"unknown baseline '{name}'; available: {', '.join(available())}"
+        ) from None
 
 
 def _register_all() -> None:
@@ -105,5 +111,13 @@ def _register_all() -> None:
 
 _register_all()
 
-__all__ = ["BASELINES", "Baseline", "all_grids", "available", "default_baselines", "get_baseline",
-           "random_encoder", "register"]
+__all__ = [
+    "BASELINES",
+    "Baseline",
+    "all_grids",
+    "available",
+    "default_baselines",
+    "get_baseline",
+    "random_encoder",
+    "register",
+]

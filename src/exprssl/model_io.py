@@ -1,0 +1,296 @@
+"""Saving and loading an ``SSLModel`` (as scvi-tools' ``_save_load``): the model directory's
+files, written whole or not at all, and read back with one-line errors naming the file at fault.
+
+A model directory holds ``config.json`` (method, its options, the training options, the input
+width and, for inputs with gene names, ``features_in.txt``), ``preprocessor.json`` (the fitted
+preprocessing), ``genes.txt``, ``weights.pt`` (read with ``weights_only=True``) and
+``history.csv``. ``load_model`` sets the fitted state through ``SSLModel._set_fitted``, the
+helper ``fit`` uses, so a round trip keeps ``n_features_in_`` and ``feature_names_in_``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import torch
+from sklearn.base import clone
+
+from . import __version__
+from .errors import (
+    ConfigError,
+    DataFileError,
+    ExprsslError,
+    ModelNotFoundError,
+    OutputPathError,
+    TrainingDivergedError,
+)
+from .methods import build_method, get_method
+from .outputs import artifact_kind, check_output, output_lock
+from .preprocessing import Preprocessor
+from .training import TrainConfig
+
+if TYPE_CHECKING:
+    from .model import SSLModel
+
+log = logging.getLogger("exprssl")
+FORMAT_VERSION = 1
+MODEL_FILES = ("config.json", "preprocessor.json", "weights.pt")
+FEATURES_FILE = "features_in.txt"  # the input's feature names, when it had them
+_TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def model_config(model: SSLModel) -> dict[str, Any]:
+    """The content of a saved model's ``config.json``."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "exprssl_version": __version__,
+        "method": model.method,
+        "method_config": dict(model.method_params_),
+        "train_config": dataclasses.asdict(model.train_config_),
+        "n_features": len(model.genes_),
+        "embedding_dim": model.embedding_dim_,
+        "n_features_in": int(model.n_features_in_),
+    }
+
+
+def save_model(model: SSLModel, path: Path, *, overwrite: bool = False) -> Path:
+    """Write ``model``'s directory at ``path`` (see ``SSLModel.save``)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if torch.distributed.get_rank() != 0:  # under DDP every rank holds the same weights
+            return path
+    _check_finite_weights(model, path)
+    check_output(path, "model", overwrite=overwrite)  # refuse before touching anything there
+    with output_lock(path):
+        check_output(path, "model", overwrite=overwrite)  # and again: a save may just have ended
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            _write_files(model, tmp)
+            _move_into_place(tmp, path)
+        except OSError as e:
+            raise OutputPathError(
+                f"{path}: could not write the model ({e.strerror or e})"
+            ) from None
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    model.model_dir_ = str(path)
+    return path
+
+
+def _check_finite_weights(model: SSLModel, path: Path) -> None:
+    bad = [
+        name
+        for name, t in model.method_.state_dict().items()
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise TrainingDivergedError(
+            f"{path}: not saved: weights {bad[0]}{more} are not finite "
+            "(training diverged; try a lower lr)"
+        )
+
+
+def _write_files(model: SSLModel, directory: Path) -> None:
+    (directory / "config.json").write_text(json.dumps(model_config(model), indent=2, default=str))
+    model.preprocessor_.save(directory / "preprocessor.json")
+    (directory / "genes.txt").write_text("\n".join(model.genes_) + "\n")
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        (directory / FEATURES_FILE).write_text("\n".join(map(str, names)) + "\n")
+    torch.save(model.method_.state_dict(), directory / "weights.pt")
+    model.history_.to_csv(directory / "history.csv", index=False)
+
+
+def load_model(cls: type[SSLModel], path: Path, map_location: str = "cpu") -> SSLModel:
+    """The model saved at ``path`` (see ``SSLModel.load``)."""
+    if not path.is_dir():
+        raise ModelNotFoundError(
+            f"{path}: no such model directory (expected the --out of 'exprssl pretrain')"
+        )
+    missing = [f for f in MODEL_FILES if not (path / f).is_file()]
+    if missing:
+        raise ModelNotFoundError(
+            f"{path}: not an exprssl model directory (missing {', '.join(missing)})"
+        )
+    cfg = _read_config(path / "config.json")
+    prep = Preprocessor.load(path / "preprocessor.json")
+    if not prep.__sklearn_is_fitted__():
+        raise DataFileError(f"{path / 'preprocessor.json'}: the preprocessing was never fitted")
+    method = _read_weights(path / "weights.pt", path / "config.json", cfg, map_location)
+    if len(prep.genes_) != cfg["n_features"]:
+        raise DataFileError(
+            f"{path / 'preprocessor.json'}: {len(prep.genes_)} genes, but "
+            f"config.json and weights.pt are for {cfg['n_features']}; the files "
+            "come from different models"
+        )
+    train = {k: v for k, v in cfg["train_config"].items() if k in _TRAIN_FIELDS}
+    try:
+        model = cls(
+            cfg["method"], method_params=dict(method.config), preprocessor=clone(prep), **train
+        )
+        train_config = TrainConfig(**train)
+    except (ExprsslError, TypeError) as e:
+        raise DataFileError(
+            f"{path / 'config.json'}: invalid train_config ({_first_line(e)})"
+        ) from None
+    n_features, names = _input_features(path, cfg, prep)
+    model._set_fitted(
+        method,
+        prep,
+        train_config,
+        _read_history(path / "history.csv"),
+        n_features,
+        names,
+        str(path),
+    )
+    return model
+
+
+def _input_features(path: Path, cfg: dict[str, Any], prep: Preprocessor):
+    """(n_features_in_, feature_names_in_) as fit recorded them; a model saved before 0.3
+    records neither, and the preprocessor's input stands for them."""
+    names = None
+    if (path / FEATURES_FILE).is_file():
+        names = (path / FEATURES_FILE).read_text(encoding="utf-8").splitlines()
+    elif "n_features_in" not in cfg:
+        names = getattr(prep, "feature_names_in_", None)
+    n = cfg.get("n_features_in", prep.n_features_in_)
+    if (
+        isinstance(n, bool)
+        or not isinstance(n, int)
+        or n < 1
+        or (names is not None and len(names) != n)
+    ):
+        raise DataFileError(
+            f"{path / 'config.json'}: 'n_features_in' must be the input's number "
+            f"of features ({'' if names is None else len(names)}), got {n!r}"
+        )
+    return n, names
+
+
+def _move_into_place(tmp: Path, path: Path) -> None:
+    """Rename the finished directory ``tmp`` to ``path``. An existing model there (``save`` has
+    checked that it is one, and that replacing it is allowed) is moved aside under a unique name
+    first, and restored if the rename fails."""
+    if artifact_kind(path) != "model":
+        os.replace(tmp, path)  # nothing there, or an empty directory (rename replaces it)
+        return
+    aside = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:12]}")
+    os.replace(path, aside)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        os.replace(aside, path)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _read_config(file: Path) -> dict[str, Any]:
+    """config.json, checked: a JSON object with a known method and a positive n_features."""
+    try:
+        cfg = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataFileError(f"{file}: not valid JSON ({_first_line(e)})") from None
+    if not isinstance(cfg, dict):
+        raise DataFileError(
+            f"{file}: expected a JSON object of model settings, got {type(cfg).__name__}"
+        )
+    version = cfg.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise DataFileError(
+            f"{file}: model format version {version!r} is not one this exprssl reads "
+            f"(up to {FORMAT_VERSION}); upgrade exprssl or pretrain again"
+        )
+    if not isinstance(cfg.get("method"), str):
+        raise DataFileError(f"{file}: no 'method' name")
+    try:
+        get_method(cfg["method"])
+    except ConfigError as e:
+        raise DataFileError(f"{file}: {e}") from None
+    n = cfg.get("n_features")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise DataFileError(
+            f"{file}: 'n_features' (the number of genes the encoder takes) must be a positive "
+            f"integer, got {n!r}"
+        )
+    for key in ("method_config", "train_config"):
+        cfg[key] = {} if cfg.get(key) is None else cfg[key]
+        if not isinstance(cfg[key], dict):
+            raise DataFileError(
+                f"{file}: '{key}' must be a JSON object, got {type(cfg[key]).__name__}"
+            )
+    return cfg
+
+
+def _read_weights(
+    file: Path, config_file: Path, cfg: dict[str, Any], map_location: str
+) -> torch.nn.Module:
+    """The method described by config.json with the weights of ``file``; a damaged file or one
+    from another model is a one-line DataFileError."""
+    try:
+        method = build_method(cfg["method"], cfg["n_features"], **cfg["method_config"])
+    except ExprsslError as e:
+        raise DataFileError(f"{config_file}: {e}") from None
+    try:
+        state = torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001  a damaged file fails in many ways inside torch; weights_only
+        # refuses anything but tensors, so a crafted pickle is rejected here without running code
+        raise DataFileError(
+            f"{file}: not readable model weights (damaged, or not written by exprssl: "
+            f"{_first_line(e)})"
+        ) from None
+    if not isinstance(state, dict):
+        raise DataFileError(
+            f"{file}: not readable model weights (a {type(state).__name__}, not a state dict)"
+        )
+    expected = method.state_dict()
+    for name, tensor in expected.items():
+        got = state.get(name)
+        if not isinstance(got, torch.Tensor) or got.shape != tensor.shape:
+            found = (
+                "missing"
+                if got is None
+                else f"of shape {tuple(got.shape)}"
+                if isinstance(got, torch.Tensor)
+                else f"a {type(got).__name__}"
+            )
+            raise DataFileError(
+                f"{file}: does not match {config_file.name} (method '{cfg['method']}', "
+                f"n_features {cfg['n_features']}): {name} is {found}, expected shape "
+                f"{tuple(tensor.shape)}"
+            )
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise DataFileError(
+            f"{file}: does not match {config_file.name} (method '{cfg['method']}'): "
+            f"unexpected tensors {', '.join(map(str, extra[:3]))}"
+        )
+    method.load_state_dict(state)
+    method.eval()
+    return method
+
+
+def _read_history(file: Path) -> pd.DataFrame:
+    """The per-epoch history; it only informs, so a damaged file is a warning, not an error."""
+    if not file.is_file():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(file)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
+        log.warning("%s: unreadable training history, ignored (%s)", file, _first_line(e))
+        return pd.DataFrame()
