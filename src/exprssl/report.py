@@ -14,6 +14,7 @@ import io
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +54,18 @@ def _fmt_fraction(frac: float, n: float) -> str:
 
 def summary_matrix(summary: pd.DataFrame, ci: bool = True, bold_best: bool = False) -> pd.DataFrame:
     """Approaches (SSL first, then baselines, then controls) x label fractions: the mean, and with
-    ``ci`` its 95% interval. The one table builder behind the CLI, report.md and report.html."""
-    if summary.empty:
+    ``ci`` its 95% interval, as Markdown text. The one table builder behind the CLI, report.md and
+    report.html (which renders the same cells, ``_matrix``, as HTML)."""
+    header, rows = _matrix(summary, ci, bold_best)
+    if not header:
         return pd.DataFrame()
+    return pd.DataFrame([[to_markdown(c) for c in row] for row in rows], columns=header)
+
+
+def _matrix(summary: pd.DataFrame, ci: bool, bold_best: bool) -> tuple[list[str], list[list]]:
+    """(column names, rows of inline cells) of ``summary_matrix``."""
+    if summary.empty:
+        return [], []
     cols = {f: _fmt_fraction(f, g["n_labelled"].mean()) for f, g in summary.groupby("fraction")}
     best = summary.groupby("fraction")["mean"].max()
     cells = {}
@@ -63,16 +73,13 @@ def summary_matrix(summary: pd.DataFrame, ci: bool = True, bold_best: bool = Fal
         text = f"{r.mean:.3f}"
         if ci and r.hi == r.hi and r.hi > r.lo:
             text += f" [{r.lo:.2f}, {r.hi:.2f}]"
-        if bold_best and math.isclose(r.mean, best[r.fraction]):
-            text = f"**{text}**"
-        cells[r.approach, cols[r.fraction]] = text
-    order = list(dict.fromkeys(summary.sort_values(["kind"], key=lambda c: c.map({"ssl": 0, "baseline": 1,
-                                                                                    "control": 2}),
-                                                   kind="stable")["approach"]))
-    table = pd.DataFrame([[cells.get((a, c), "") for c in cols.values()] for a in order],
-                         columns=list(cols.values()))
-    table.insert(0, "approach", [md_escape(a) for a in order])
-    return table
+        bold = bold_best and math.isclose(r.mean, best[r.fraction])
+        cells[r.approach, cols[r.fraction]] = [Bold(text) if bold else text]
+    rank = {"ssl": 0, "baseline": 1, "control": 2}
+    ordered = summary.sort_values(["kind"], key=lambda c: c.map(rank), kind="stable")
+    order = list(dict.fromkeys(ordered["approach"]))
+    rows = [[[User(a)], *[cells.get((a, c), [""]) for c in cols.values()]] for a in order]
+    return ["approach", *cols.values()], rows
 
 
 def comparisons(summary: pd.DataFrame) -> pd.DataFrame:
@@ -84,79 +91,118 @@ def comparisons(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def answer(summary: pd.DataFrame, manifest: dict, metric: str) -> list[str]:
-    """The first screen: the answer in one sentence, the labels SSL saves (or not), the caveats."""
-    from .evaluation.stats import labels_to_reach
+    """The first screen as Markdown lines: the answer in one sentence, the labels SSL saves (or
+    not), the caveats (``- `` items)."""
+    lines, notes = _answer(summary, manifest, metric)
+    return [to_markdown(x) for x in lines] + [f"- {to_markdown(c)}" for c in notes]
 
+
+def _answer(summary: pd.DataFrame, manifest: dict, metric: str) -> tuple[list[list], list[list]]:
+    """(paragraphs, caveats) of the first screen, as inline content."""
     comp = comparisons(summary)
     if comp.empty:
-        return ["No paired comparison yet: the run has no SSL approach or no baseline."]
+        return [["No paired comparison yet: the run has no SSL approach or no baseline."]], []
     m = metric.replace("_", " ")
-    verdicts = list(comp["verdict"])
-    if all(v == Verdict.TOO_SMALL for v in verdicts):
-        n_test, classes = manifest.get("split_sizes", {}).get("test"), len(manifest.get("dataset", {}).get("classes", {}))
-        need = manifest.get("config", {}).get("min_test_per_class", 3)
-        lines = [f"**This cohort is too small for a claim**: {n_test} test samples per split over {classes} classes "
-                 f"(at least {need:g} per class are needed). The table shows the measurements; no winner is named."]
+    better = comp[comp["verdict"] == Verdict.BETTER]
+    worse = comp[comp["verdict"] == Verdict.WORSE]
+    if (comp["verdict"] == Verdict.TOO_SMALL).all():
+        n_test = manifest.get("split_sizes", {}).get("test")
+        classes = len(manifest.get("dataset", {}).get("classes", {}))
+        need = _setting(manifest, "min_test_per_class")
+        first = [Bold("This cohort is too small for a claim"),
+                 f": {n_test} test samples per split over {classes} classes (at least {need:g} per "
+                 "class are needed). The table shows the measurements; no winner is named."]
+    elif len(better):
+        r = better.iloc[0]
+        first = [Bold("SSL pretraining helps"),
+                 f" at {_fmt_fraction(r.fraction, r.n_labelled)} labels: ", User(r.approach),
+                 " beats ", User(r.vs), f" by {r['diff']:+.3f} {m} (95% CI {r.diff_lo:+.3f} to "
+                 f"{r.diff_hi:+.3f}); SSL is better at {len(better)} of {len(comp)} label "
+                 f"fractions, worse at {len(worse)}."]
+    elif len(worse):
+        first = [Bold("SSL pretraining does not beat supervised learning on the raw genes here"),
+                 f": the best SSL approach is worse than the best baseline at {len(worse)} of "
+                 f"{len(comp)} label fractions and not detectably different at the others."]
     else:
-        better = comp[comp["verdict"] == Verdict.BETTER]
-        worse = comp[comp["verdict"] == Verdict.WORSE]
-        if len(better):
-            r = better.iloc[0]
-            lines = [f"**SSL pretraining helps** at {_fmt_fraction(r.fraction, r.n_labelled)} labels: "
-                     f"{md_escape(r.approach)} beats {md_escape(r.vs)} by {r['diff']:+.3f} {m} "
-                     f"(95% CI {r.diff_lo:+.3f} to {r.diff_hi:+.3f}); SSL is better at {len(better)} of "
-                     f"{len(comp)} label fractions, worse at {len(worse)}."]
-        elif len(worse):
-            lines = [f"**SSL pretraining does not beat supervised learning on the raw genes here**: the best SSL "
-                     f"approach is worse than the best baseline at {len(worse)} of {len(comp)} label fractions and "
-                     f"not detectably different at the others."]
-        else:
-            lines = ["**No detectable difference** between the best SSL approach and the best baseline at any "
-                     f"label fraction (paired 95% intervals all include 0; {m})."]
+        first = [Bold("No detectable difference"), " between the best SSL approach and the best "
+                 f"baseline at any label fraction (paired 95% intervals all include 0; {m})."]
+    lines = [first]
+    labels = _labels_saved(summary)
+    if labels:
+        lines.append(labels)
+    return lines, _caveats(manifest)
+
+
+def _labels_saved(summary: pd.DataFrame) -> list:
+    """How many labels the best SSL approach needs to reach the best baseline's full score."""
+    from .evaluation.stats import labels_to_reach
+
     reach = labels_to_reach(summary)
     if reach.get("fraction") is not None:
         saved = reach["full_n"] - reach["n_labelled"]
-        lines.append(f"Labels: {md_escape(reach['approach'])} reaches the best baseline's score with all "
-                     f"{int(round(reach['full_n']))} labels ({reach['target']:.3f}, {md_escape(reach['baseline'])}) "
-                     f"with {int(round(reach['n_labelled']))} labels ({reach['fraction']:.0%})"
-                     + (f": about {int(round(saved))} labels saved (means, not a paired claim)." if saved > 0
-                        else ": no labels saved."))
-    elif reach:
-        lines.append(f"Labels: no SSL approach reaches the best baseline's score with all labels "
-                     f"({reach['target']:.3f}, {md_escape(reach['baseline'])}) at any fraction tried: no labels saved.")
-    return lines + [f"- {c}" for c in caveats(manifest)]
+        end = (f": about {int(round(saved))} labels saved (means, not a paired claim)."
+               if saved > 0 else ": no labels saved.")
+        return ["Labels: ", User(reach["approach"]), " reaches the best baseline's score with all "
+                f"{int(round(reach['full_n']))} labels ({reach['target']:.3f}, ",
+                User(reach["baseline"]), f") with {int(round(reach['n_labelled']))} labels "
+                f"({reach['fraction']:.0%}){end}"]
+    if reach:
+        return ["Labels: no SSL approach reaches the best baseline's score with all labels "
+                f"({reach['target']:.3f}, ", User(reach["baseline"]),
+                ") at any fraction tried: no labels saved."]
+    return []
+
+
+def _setting(manifest: dict, name: str):
+    """A benchmark option as the run used it (from the manifest), else its default."""
+    from .evaluation.config import BenchmarkConfig
+
+    value = manifest.get("config", {}).get(name)
+    return getattr(BenchmarkConfig(), name) if value is None else value
 
 
 def caveats(manifest: dict) -> list[str]:
-    ds, pool, sizes = manifest.get("dataset", {}), manifest.get("pool", {}), manifest.get("split_sizes", {})
-    out = []
+    """The caveats of the first screen, as Markdown lines."""
+    return [to_markdown(c) for c in _caveats(manifest)]
+
+
+def _caveats(manifest: dict) -> list[list]:
+    ds, pool = manifest.get("dataset", {}), manifest.get("pool", {})
+    sizes = manifest.get("split_sizes", {})
+    out: list[list] = []
     if sizes:
-        out.append(f"Test set: {sizes.get('test')} samples per split, {manifest.get('splits')} outer split(s); "
-                   "intervals resample splits, then test samples within each split (with one split: "
-                   "its seeds and test samples).")
+        out.append([f"Test set: {sizes.get('test')} samples per split, {manifest.get('splits')} "
+                    "outer split(s); intervals resample splits, then test samples within each "
+                    "split (with one split: its seeds and test samples)."])
     per_class = manifest.get("test_per_class") or {}
     if per_class:
         rare, n = min(per_class.items(), key=lambda kv: kv[1])
-        if n < 3:
-            out.append(f"The smallest class, {md_escape(rare)}, has {n:.1f} test sample(s) per split: each of them "
-                       f"moves balanced accuracy by about {1 / (max(n, 1) * len(per_class)):.2f}; the intervals "
-                       "include that.")
+        if n < _setting(manifest, "min_test_per_class"):
+            out.append(["The smallest class, ", User(rare), f", has {n:.1f} test sample(s) per "
+                        f"split: each of them moves balanced accuracy by about "
+                        f"{1 / (max(n, 1) * len(per_class)):.2f}; the intervals include that."])
     if pool:
-        parts = ", ".join(f"{v} {md_escape(k)}" for k, v in pool.get("parts", {}).items() if v)
-        out.append(f"Pretraining pool: {pool.get('size')} profiles per split ({parts}); test profiles "
-                   + ("joined it without their labels (transductive)." if manifest.get("config", {}).get("transductive")
-                      else "never do."))
+        parts: list = []
+        for k, v in pool.get("parts", {}).items():
+            if v:
+                parts += [", " if parts else "", f"{v} ", User(k)]
+        transductive = manifest.get("config", {}).get("transductive")
+        out.append([f"Pretraining pool: {pool.get('size')} profiles per split (", *parts,
+                    "); test profiles " + ("joined it without their labels (transductive)."
+                                           if transductive else "never do.")])
     if ds.get("dropped_classes"):
-        out.append("Classes dropped as too small for the split (their profiles only pretrain): "
-                   + ", ".join(f"{md_escape(k)} ({v})" for k, v in ds["dropped_classes"].items()) + ".")
+        dropped: list = []
+        for k, v in ds["dropped_classes"].items():
+            dropped += [", " if dropped else "", User(k), f" ({v})"]
+        out.append(["Classes dropped as too small for the split (their profiles only "
+                    "pretrain): ", *dropped, "."])
     if ds.get("n_without_label"):
-        out.append(f"{ds['n_without_label']} profiles without the label only pretrain.")
-    merged = manifest.get("merged_fractions") or {}
-    for keep, group in merged.items():
-        out.append(f"Fractions {', '.join(f'{float(f):.0%}' for f in group)} give the same labelled subsets: "
-                   f"shown once, as {float(keep):.0%}.")
-    out.append("The best SSL approach and the best baseline are picked per fraction by their mean; both sides "
-               "are picked the same way.")
+        out.append([f"{ds['n_without_label']} profiles without the label only pretrain."])
+    for keep, group in (manifest.get("merged_fractions") or {}).items():
+        out.append([f"Fractions {', '.join(f'{float(f):.0%}' for f in group)} give the same "
+                    f"labelled subsets: shown once, as {float(keep):.0%}."])
+    out.append(["The best SSL approach and the best baseline are picked per fraction by their "
+                "mean; both sides are picked the same way."])
     return out
 
 
@@ -369,186 +415,284 @@ def md_escape(text) -> str:
     return _MD_SPECIAL.sub(r"\\\1", s)
 
 
-def _tuning_lines(out: Path) -> list[str]:
+# ----------------------------------------------------------------------------- the document
+# A report is a list of blocks whose text is inline content: a list of plain strings (our own
+# words), ``User`` (text from the data: escaped in both formats), ``Bold`` and ``Code``. The
+# Markdown and HTML renderers below read the same blocks: nothing is parsed back.
+class User(str):
+    """Text from the data or the user (class names, paths, columns): always escaped."""
+
+
+class Bold(str):
+    """Emphasised text of our own."""
+
+
+class Code(str):
+    """A name from the data set in code style (a column name)."""
+
+
+@dataclass
+class Heading:
+    level: int
+    text: list
+
+
+@dataclass
+class Para:
+    text: list
+
+
+@dataclass
+class Bullets:
+    items: list[list]
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[list]]
+
+
+@dataclass
+class Image:
+    key: str
+    path: Path
+
+
+def to_markdown(parts: list) -> str:
+    """Inline content as Markdown (user text escaped by ``md_escape``)."""
+    out = []
+    for p in parts:
+        if isinstance(p, Bold):
+            out.append(f"**{p}**")
+        elif isinstance(p, Code):
+            out.append(f"`{md_escape(p)}`")
+        elif isinstance(p, User):
+            out.append(md_escape(p))
+        else:
+            out.append(str(p))
+    return "".join(out)
+
+
+def _inline_html(parts: list) -> str:
+    out = []
+    for p in parts:
+        text = html.escape(str(p))
+        out.append(f"<b>{text}</b>" if isinstance(p, Bold) else
+                   f"<code>{text}</code>" if isinstance(p, Code) else text)
+    return "".join(out)
+
+
+def render_markdown(blocks: list) -> str:
+    lines: list[str] = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            lines += ["#" * b.level + " " + to_markdown(b.text), ""]
+        elif isinstance(b, Para):
+            lines += [to_markdown(b.text), ""]
+        elif isinstance(b, Bullets):
+            lines += [f"- {to_markdown(item)}" for item in b.items] + [""]
+        elif isinstance(b, Table):
+            lines += ["| " + " | ".join(b.header) + " |", "|" + "---|" * len(b.header)]
+            lines += ["| " + " | ".join(to_markdown(c) for c in row) + " |" for row in b.rows]
+            lines += [""]
+        elif isinstance(b, Image):
+            lines += [f"![{b.key}]({b.path.name})", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def render_html(title: str, blocks: list) -> str:
+    """Self-contained HTML (images as data URIs, no external assets)."""
+    body = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            body.append(f"<h{b.level}>{_inline_html(b.text)}</h{b.level}>")
+        elif isinstance(b, Para):
+            body.append(f"<p>{_inline_html(b.text)}</p>")
+        elif isinstance(b, Bullets):
+            body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b.items) + "</ul>")
+        elif isinstance(b, Table):
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
+            rows = "".join("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>"
+                           for row in b.rows)
+            body.append(f"<table><tr>{head}</tr>{rows}</table>")
+        elif isinstance(b, Image) and b.path.exists():
+            b64 = base64.b64encode(b.path.read_bytes()).decode()
+            body.append(f'<img alt="{html.escape(b.path.name)}" src="data:image/png;base64,{b64}">')
+    buf = io.StringIO()
+    buf.write(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+              f"</title><style>{_CSS}</style></head><body>\n")
+    buf.write("\n".join(body))
+    buf.write("\n</body></html>\n")
+    return buf.getvalue()
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{border-bottom:1px
+solid #ddd;padding-bottom:.2em;margin-top:1.6em}table{border-collapse:collapse;font-size:.9em;
+margin:1em 0;display:block;overflow-x:auto}td,th{border:1px solid #ddd;padding:.3em .6em;
+text-align:right}th{background:#f4f6f8}td:first-child{text-align:left}img{max-width:100%;
+border:1px solid #eee;margin:.5em 0}code{background:#f4f4f4;padding:0 .2em}li{margin:.2em 0}"""
+
+
+# ----------------------------------------------------------------------------- sections
+# Each section is one function of (summary, manifest, metric, out, figures) returning blocks;
+# ``SECTIONS`` is the report's order. Adding a section is one function and one entry.
+def _answer_section(summary, manifest, metric, out, figures) -> list:
+    if summary.empty:
+        return []
+    lines, notes = _answer(summary, manifest, metric)
+    return [Para(x) for x in lines] + ([Bullets(notes)] if notes else [])
+
+
+def _data_section(summary, manifest, metric, out, figures) -> list:
+    ds = manifest.get("dataset", {})
+    if not ds:
+        return []
+    classes: list = []
+    for k, v in ds.get("classes", {}).items():
+        classes += [", " if classes else "", User(k), f" {v}"]
+    return [Para([Bold("Data"), ": ", User(ds.get("description") or ds.get("source")),
+                  f" — {ds.get('n_samples')} profiles x {ds.get('n_genes')} features; label ",
+                  Code(ds.get("label")), ": ", *classes, "."])]
+
+
+def _protocol_section(summary, manifest, metric, out, figures) -> list:
+    if not manifest:
+        return []
+    cfg = manifest.get("config", {})
+    group = [", grouped by ", Code(cfg["group"])] if cfg.get("group") else []
+    return [Para([Bold("Protocol"), f" ({cfg.get('protocol', 'default')}): "
+                  f"{manifest.get('splits')} outer stratified split(s)", *group,
+                  f" of sizes {manifest.get('split_sizes')}; {len(manifest.get('seeds', []))} "
+                  "label subsets per split and fraction; preprocessing fit on each split's "
+                  f"pretraining pool: {' → '.join(manifest.get('preprocessing', []))}; the test "
+                  "set is never used for pretraining, fitting, tuning or early stopping."])]
+
+
+def _scores_section(summary, manifest, metric, out, figures) -> list:
+    if summary.empty:
+        return []
+    header, rows = _matrix(summary, ci=True, bold_best=True)
+    title = f"{metric.replace('_', ' ').capitalize()} on the test set (mean [95% CI]; best per " \
+            "column in bold)"
+    return [Heading(2, [title]), Table(header, rows)]
+
+
+def _comparison_section(summary, manifest, metric, out, figures) -> list:
+    comp = comparisons(summary)
+    if comp.empty:
+        return []
+    rows = [[[_fmt_fraction(r.fraction, r.n_labelled)], [User(r.approach)], [User(r.vs)],
+             [f"{r.diff:+.3f} [{r.diff_lo:+.3f}, {r.diff_hi:+.3f}]"], [r.verdict]]
+            for r in comp.itertuples()]
+    return [Heading(2, ["Paired comparison: best SSL approach minus best baseline"]),
+            Table(["fraction", "SSL approach", "baseline", "difference [95% CI]", "verdict"], rows)]
+
+
+def _plots_section(summary, manifest, metric, out, figures) -> list:
+    return [Heading(2, ["Plots"]), *[Image(k, p) for k, p in figures.items()]]
+
+
+def _tuning_section(summary, manifest, metric, out, figures) -> list:
     """Grids, then per approach the hyperparameters its cells chose, and why defaults were kept."""
     from .evaluation.baselines import BASELINES, all_grids
     from .evaluation.tuning import MAX_FOLDS, describe_grids
 
     folds = max([*MAX_FOLDS.values(), *(b.max_folds for b in BASELINES.values())])
-    lines = ["Every baseline and every SSL head picks its hyperparameters by inner cross-validation "
-             f"on the labelled subset only (stratified, up to {folds} folds), from the same grids "
-             "on both sides:", ""]
-    lines += [f"- {name}: {md_escape(grid)}" for name, grid in describe_grids(all_grids()).items()]
-    path = out / "tuning.csv"
-    if not path.exists():
-        return lines
-    t = pd.read_csv(path)
+    blocks = [Heading(2, ["Tuning"]), Para([
+        "Every baseline and every SSL head picks its hyperparameters by inner cross-validation on "
+        f"the labelled subset only (stratified, up to {folds} folds), from the same grids on "
+        "both sides:"]),
+        Bullets([[f"{name}: ", User(grid)] for name, grid in describe_grids(all_grids()).items()])]
+    t = pd.read_csv(out / "tuning.csv") if (out / "tuning.csv").exists() else pd.DataFrame()
     if t.empty:
-        return lines
-    lines += ["", "| approach | chosen (share of cells) |", "|---|---|"]
+        return blocks
+    rows = []
     for approach, g in t.groupby("approach"):
-        share = g["params"].value_counts(normalize=True)
-        chosen = "; ".join(f"{md_escape(p)} ({v:.0%})" for p, v in share.head(3).items())
-        lines.append(f"| {md_escape(approach)} | {chosen} |")
+        chosen: list = []
+        for params, v in g["params"].value_counts(normalize=True).head(3).items():
+            chosen += ["; " if chosen else "", User(params), f" ({v:.0%})"]
+        rows.append([[User(approach)], chosen])
+    blocks.append(Table(["approach", "chosen (share of cells)"], rows))
     notes = t["note"].dropna()
     notes = notes[notes != ""]
     if len(notes):
-        lines += ["", f"- {len(notes)} of {len(t)} cells kept the defaults: " + md_escape(notes.mode().iloc[0]) + "."]
-    return lines
+        blocks.append(Bullets([[f"{len(notes)} of {len(t)} cells kept the defaults: ",
+                                User(notes.mode().iloc[0]), "."]]))
+    return blocks
 
 
-def _table_lines(table: pd.DataFrame) -> list[str]:
-    header = list(table.columns)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+def _run_section(summary, manifest, metric, out, figures) -> list:
+    if not manifest:
+        return []
+    return [Heading(2, ["Run"]), Bullets([
+        [f"versions: {manifest.get('versions')}"],
+        [f"git revision: {manifest.get('git_revision')}"],
+        [f"data fingerprint: {manifest.get('fingerprint')}"],
+        [f"worker processes: {manifest.get('jobs')}; wall time (s): {manifest.get('timings_s')}"]])]
 
 
-def _summary_lines(summary: pd.DataFrame, manifest: dict, metric: str) -> list[str]:
-    """The answer, the data and protocol, the table and the paired comparisons, as Markdown."""
-    ds = manifest.get("dataset", {})
-    md = answer(summary, manifest, metric) + [""] if not summary.empty else []
-    if ds:
-        classes = ", ".join(f"{md_escape(k)} {v}" for k, v in ds.get("classes", {}).items())
-        md += [f"**Data**: {md_escape(ds.get('description') or ds.get('source'))} — {ds.get('n_samples')} "
-               f"profiles x {ds.get('n_genes')} features; label `{md_escape(ds.get('label'))}`: {classes}.", ""]
-    if manifest:
-        cfg = manifest.get("config", {})
-        md += [f"**Protocol** ({cfg.get('protocol', 'default')}): {manifest.get('splits')} outer stratified split(s)"
-               + (f", grouped by `{md_escape(cfg.get('group'))}`" if cfg.get("group") else "")
-               + f" of sizes {manifest.get('split_sizes')}; {len(manifest.get('seeds', []))} label subsets per "
-               f"split and fraction; preprocessing fit on each split's pretraining pool: "
-               f"{' → '.join(manifest.get('preprocessing', []))}; the test set is never used for pretraining, "
-               "fitting, tuning or early stopping.", ""]
-    if summary.empty:
-        return md
-    md += [f"## {metric.replace('_', ' ').capitalize()} on the test set (mean [95% CI]; best per column in bold)",
-           ""] + _table_lines(summary_matrix(summary, ci=True, bold_best=True))
-    comp = comparisons(summary)
-    if not comp.empty:
-        md += ["", "## Paired comparison: best SSL approach minus best baseline", "",
-               "| fraction | SSL approach | baseline | difference [95% CI] | verdict |", "|---|---|---|---|---|"]
-        md += [f"| {_fmt_fraction(r.fraction, r.n_labelled)} | {md_escape(r.approach)} | {md_escape(r.vs)} | "
-               f"{r.diff:+.3f} [{r.diff_lo:+.3f}, {r.diff_hi:+.3f}] | {r.verdict} |" for r in comp.itertuples()]
-    return md
+SECTIONS = (_answer_section, _data_section, _protocol_section, _scores_section,
+            _comparison_section, _plots_section, _tuning_section, _run_section)
 
 
 def write_report(out_dir: str | Path, *, main_metric: str | None = None) -> dict[str, Path]:
-    """report.md and a self-contained report.html (plots inline) from what a benchmark wrote."""
+    """report.md and a self-contained report.html (plots inline) from what a benchmark wrote:
+    both rendered from the same blocks (``SECTIONS``).
+
+    Parameters
+    ----------
+    out_dir
+        A benchmark's output directory.
+    main_metric
+        The metric to report (default: the run's ``main_metric``).
+
+    Returns
+    -------
+    dict[str, Path]
+        Every file written, by key (plots, ``report_md``, ``report_html``).
+    """
     out = Path(out_dir)
-    written: dict[str, Path] = {}
-    notes: list[str] = []
     manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
     metric = main_metric or manifest.get("config", {}).get("main_metric", "balanced_accuracy")
     summary = pd.read_csv(out / "summary.csv") if (out / "summary.csv").exists() else pd.DataFrame()
+    for col in ("best_ssl", "best_baseline"):
+        if col in summary:
+            summary[col] = summary[col].astype(bool)
+    figures, notes = _figures(out, summary, metric)
+    ds = manifest.get("dataset", {})
+    title = f"exprssl benchmark: {ds.get('source', out.name)} — {ds.get('label', '')}"
+    blocks: list = [Heading(1, [User(title)])]
+    for section in SECTIONS:
+        blocks += section(summary, manifest, metric, out, figures)
+    if notes:
+        blocks += [Heading(2, ["Notes"]), Bullets([[n] for n in notes])]
+    atomic_write_text(out / "report.md", render_markdown(blocks))
+    atomic_write_text(out / "report.html", render_html(title, blocks))
+    return {**figures, "report_md": out / "report.md", "report_html": out / "report.html"}
+
+
+def _figures(out: Path, summary: pd.DataFrame, metric: str) -> tuple[dict[str, Path], list[str]]:
+    """Every plot the run's files allow, and a note for each one skipped."""
+    figures: dict[str, Path] = {}
+    notes: list[str] = []
     if summary.empty:
         notes.append("No summary.csv yet: nothing to plot.")
     else:
-        for col in ("best_ssl", "best_baseline"):
-            summary[col] = summary[col].astype(bool)
-        written["label_efficiency"] = plot_label_efficiency(summary, metric, out / "label_efficiency.png")
+        figures["label_efficiency"] = plot_label_efficiency(summary, metric,
+                                                            out / "label_efficiency.png")
         p = plot_paired_differences(summary, metric, out / "paired_differences.png")
         if p is not None:
-            written["paired_differences"] = p
-    for key, fn, src, name in (("embeddings", plot_embeddings, out / "embeddings", "embeddings.png"),
-                               ("pretraining_loss", plot_histories, out / "histories", "pretraining_loss.png"),
-                               ("confusion_matrix", plot_confusion, out / "predictions" / "best.npz",
-                                "confusion_matrix.png")):
+            figures["paired_differences"] = p
+    for key, fn, src, name in (
+            ("embeddings", plot_embeddings, out / "embeddings", "embeddings.png"),
+            ("pretraining_loss", plot_histories, out / "histories", "pretraining_loss.png"),
+            ("confusion_matrix", plot_confusion, out / "predictions" / "best.npz",
+             "confusion_matrix.png")):
         p = fn(src, out / name) if src.exists() else None
         if p is None:
             notes.append(f"{name}: no input ({src.relative_to(out)} missing), skipped.")
         else:
-            written[key] = p
-
-    ds = manifest.get("dataset", {})
-    title = f"exprssl benchmark: {ds.get('source', out.name)} — {ds.get('label', '')}"
-    md = [f"# {md_escape(title)}", ""] + _summary_lines(summary, manifest, metric)
-    md += ["", "## Plots", ""]
-    for key, p in written.items():
-        md += [f"![{key}]({p.name})", ""]
-    md += ["## Tuning", ""] + _tuning_lines(out) + [""]
-    if manifest:
-        md += ["## Run", "", f"- versions: {manifest.get('versions')}",
-               f"- git revision: {manifest.get('git_revision')}",
-               f"- data fingerprint: {manifest.get('fingerprint')}",
-               f"- worker processes: {manifest.get('jobs')}; wall time (s): {manifest.get('timings_s')}"]
-    if notes:
-        md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
-    written["report_md"] = out / "report.md"
-    atomic_write_text(out / "report.html", _html(title, md, written))
-    written["report_html"] = out / "report.html"
-    return written
-
-
-
-
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;
-margin-top:1.6em}table{border-collapse:collapse;font-size:.9em;margin:1em 0;display:block;overflow-x:auto}
-td,th{border:1px solid #ddd;padding:.3em .6em;text-align:right}th{background:#f4f6f8}td:first-child{text-align:left}
-img{max-width:100%;border:1px solid #eee;margin:.5em 0}code{background:#f4f4f4;padding:0 .2em}li{margin:.2em 0}"""
-
-
-def _inline(text: str) -> str:
-    """A Markdown line's inline subset (bold, code) as HTML; backslash-escaped characters and
-    entities from ``md_escape`` come out as literal text."""
-    t = re.sub(r"\\(.)", lambda m: f"\x00{ord(m.group(1))}\x00", text)
-    t = html.escape(html.unescape(t))
-    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
-    t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
-    return re.sub("\x00(\\d+)\x00", lambda m: html.escape(chr(int(m.group(1)))), t)
-
-
-def _cells(line: str) -> list[str]:
-    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
-
-
-def _html(title: str, md: list[str], images: dict[str, Path]) -> str:
-    """Markdown subset -> self-contained HTML (images as data URIs, no external assets)."""
-    body, in_table, in_list = [], False, False
-    for line in md:
-        if line.startswith("|"):
-            cells = _cells(line)
-            if set("".join(cells)) <= set("-"):
-                continue
-            if not in_table:
-                body.append("<table>")
-                body.append("<tr>" + "".join(f"<th>{_inline(c)}</th>" for c in cells) + "</tr>")
-                in_table = True
-                continue
-            body.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
-        if line.startswith("- "):
-            if not in_list:
-                body.append("<ul>")
-                in_list = True
-            body.append(f"<li>{_inline(line[2:])}</li>")
-            continue
-        if in_list:
-            body.append("</ul>")
-            in_list = False
-        if line.startswith("![") and "](" in line:
-            name = line[line.index("](") + 2:-1]
-            p = next((v for v in images.values() if v.name == name), None)
-            if p is not None and p.exists():
-                b64 = base64.b64encode(p.read_bytes()).decode()
-                body.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">')
-        elif line.startswith("## "):
-            body.append(f"<h2>{_inline(line[3:])}</h2>")
-        elif line.startswith("# "):
-            body.append(f"<h1>{_inline(line[2:])}</h1>")
-        elif line.strip():
-            body.append(f"<p>{_inline(line)}</p>")
-    if in_table:
-        body.append("</table>")
-    if in_list:
-        body.append("</ul>")
-    buf = io.StringIO()
-    buf.write(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-              f"<style>{_CSS}</style></head><body>\n")
-    buf.write("\n".join(body))
-    buf.write("\n</body></html>\n")
-    return buf.getvalue()
+            figures[key] = p
+    return figures, notes
