@@ -56,3 +56,29 @@ def test_xgboost_and_linear_learners_tune_on_the_labelled_subset_only(tmp_path):
     assert len(folds) == 2 and 4 not in np.concatenate(folds)  # the single sample of class 2 always trains
     _, default = fit_linear(X[:5], np.array([0, 0, 1, 1, 2]), X[:2], "logistic", None, job)
     assert default == GRIDS["logistic"][0]
+
+
+def test_baseline_registry_and_the_elastic_net_file():
+    """A baseline is one registered file: the elastic net is among the defaults, counted as a
+    baseline (not a control), and tunes C and l1_ratio by inner CV on the labelled subset."""
+    from exprssl.evaluation.baselines import BASELINES, available, default_baselines, get_baseline
+    from exprssl.evaluation.cells import GroupJob
+    from exprssl.evaluation.tuning import inner_folds
+
+    assert available()[:4] == ["logreg", "pca_logreg", "xgboost", "mlp"]
+    assert "elasticnet" in default_baselines() and available()[-1] == "random_encoder"
+    assert {n for n, b in BASELINES.items() if b.kind == "control"} == {"random_encoder"}
+    net = get_baseline("elasticnet")
+    assert net.kind == "baseline" and net.features == "X" and net.feature_key(3) == "X"
+    assert get_baseline("random_encoder").feature_key(3) == "random:3"
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 10)
+    X = rng.normal(size=(30, 200)).astype(np.float32)
+    X[:, :5] += 2.0 * y[:, None]
+    job = GroupJob(split=0, seed=0, fraction=1.0, lab=np.arange(30), val=np.array([], int),
+                   test=np.arange(6), y=y, n_classes=3, approaches=[], features={})
+    proba, params = net.fit_predict(X, y, X[:6], inner_folds(y, 0, net.max_folds), job)
+    assert proba.shape == (6, 3) and np.allclose(proba.sum(1), 1) and params in net.grid
+    assert (proba.argmax(1) == y[:6]).mean() >= 0.8
+    _, default = net.fit_predict(X, y, X[:6], None, job)
+    assert default == net.grid[0]

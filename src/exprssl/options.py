@@ -289,7 +289,27 @@ def aliases_of(cls: type) -> dict[str, str]:
 
 def validate_options(cls: type, params: dict[str, Any] | None, where: str) -> Any:
     """An instance of the options dataclass ``cls`` from ``params`` (defaults filled in, values
-    coerced and checked). ``where`` prefixes every message (the method's name, or 'training')."""
+    coerced and checked).
+
+    Parameters
+    ----------
+    cls
+        A dataclass whose fields are declared with ``option()``.
+    params
+        Option name -> value (old names in ``cls.ALIASES`` accepted); None: every default.
+    where
+        Prefix of every message (the method's name, ``training``, ``benchmark``, ...).
+
+    Returns
+    -------
+    An instance of ``cls``.
+
+    Raises
+    ------
+    ConfigError
+        One line naming an unknown option (with the accepted ones), a wrong type or an
+        out-of-range value.
+    """
     if params is not None and not isinstance(params, Mapping):
         raise ConfigError(f"{where}: options must be a mapping of name: value, got {params!r}")
     params = dict(params or {})

@@ -52,7 +52,18 @@ def _digest(*parts) -> str:
 
 
 def load_cohort(cfg: BenchmarkConfig) -> Cohort:
-    """Load and validate everything that can fail on bad input, before any training."""
+    """Load and validate everything that can fail on bad input, before any training.
+
+    Parameters
+    ----------
+    cfg
+        The benchmark's options (data, label, sample sheet, group, extra pretraining data).
+
+    Returns
+    -------
+    Cohort
+        Profiles, class codes (-1: pretraining only), groups and content fingerprints.
+    """
     adata = load_data(cfg.data, labels=cfg.labels, label_id_column=cfg.label_id_column)
     require_label(adata, cfg.label)
     if cfg.group is not None and cfg.group not in adata.obs.columns:

@@ -38,6 +38,20 @@ class Plan:
 
 
 def plan_benchmark(cfg: BenchmarkConfig, cohort: Cohort) -> Plan:
+    """The run's plan: ``cfg.splits`` outer splits (stratified, grouped when asked) with each
+    split's pretraining pool, the merged fraction grid and the approaches.
+
+    Parameters
+    ----------
+    cfg
+        A resolved config (``resolve_config``: splits and seeds decided).
+    cohort
+        The loaded cohort.
+
+    Returns
+    -------
+    Plan
+    """
     lab = cohort.labelled
     unlabeled = np.flatnonzero(cohort.y < 0)
     splits = []

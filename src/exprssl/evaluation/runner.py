@@ -261,7 +261,21 @@ class BenchmarkRun:
 
 def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRun:
     """Run (or resume) the benchmark into ``cfg.out``; the report is written by the caller
-    (``exprssl.benchmark`` or the CLI)."""
+    (``exprssl.benchmark`` or the CLI).
+
+    Parameters
+    ----------
+    cfg
+        Every option; checked before anything is read or written.
+    progress
+        Show a progress bar per stage.
+
+    Returns
+    -------
+    BenchmarkRun
+        The output directory, every finished cell (``results``), the per-approach and fraction
+        ``summary`` with paired verdicts, and the ``manifest``.
+    """
     t0 = time.perf_counter()
     cfg.validate()
     check_output(
