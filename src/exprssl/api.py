@@ -6,22 +6,34 @@ from dataclasses import asdict
 from typing import Any
 
 
-def benchmark(data: str | None = None, label: str | None = None, out: str | None = None, *, config=None,
-              progress: bool = True, report: bool = True, **options: Any):
+def benchmark(
+    data: str | None = None,
+    label: str | None = None,
+    out: str | None = None,
+    *,
+    config=None,
+    progress: bool = True,
+    report: bool = True,
+    **options: Any,
+):
     """Does SSL pretraining beat supervised learning on the raw genes of this cohort, and at how
     many labels? Options are those of ``exprssl.evaluation.config.BenchmarkConfig`` (or pass
     one as ``config``); returns the run (``.summary`` holds the answer, one row per approach and
     label fraction) after writing report.md / report.html into ``out``.
 
-    >>> run = exprssl.benchmark("all_leukemia", "mol.biol", "bench", min_class_size=5, methods=["scarf"])
-    >>> run.summary[run.summary.best_ssl][["fraction", "approach", "diff", "diff_lo", "diff_hi", "verdict"]]
+    >>> run = exprssl.benchmark("all_leukemia", "mol.biol", "bench", min_class_size=5,
+    ...                         methods=["scarf"])
+    >>> best = run.summary[run.summary.best_ssl]
+    >>> best[["fraction", "approach", "diff", "diff_lo", "diff_hi", "verdict"]]
     """
     from .evaluation.config import BenchmarkConfig
     from .evaluation.runner import run_benchmark
 
     given = {k: v for k, v in {"data": data, "label": label, "out": out}.items() if v is not None}
     base = asdict(config) if config is not None else {}
-    config = BenchmarkConfig.from_dict({**base, **given, **options})  # unknown options: one clear error
+    config = BenchmarkConfig.from_dict(
+        {**base, **given, **options}
+    )  # unknown options: one clear error
     run = run_benchmark(config, progress=progress)
     if report:
         from .report import write_report

@@ -71,5 +71,15 @@ def _register_all() -> None:
 _register_all()
 from .base import EncoderOptions, SSLMethod  # noqa: E402
 
-__all__ = ["METHODS", "EncoderOptions", "SSLMethod", "available", "build_method", "check_method_params",
-           "describe_options", "get_method", "method_options", "register"]
+__all__ = [
+    "METHODS",
+    "EncoderOptions",
+    "SSLMethod",
+    "available",
+    "build_method",
+    "check_method_params",
+    "describe_options",
+    "get_method",
+    "method_options",
+    "register",
+]

@@ -26,11 +26,16 @@ class BarlowOptions(EncoderOptions):
     corruption_rate: float = corruption_rate_option(0.3, "the SCARF-style corruption of each view")
     replacement: str = replacement_option("marginal")
     corruption_mode: str = corruption_mode_option("fixed")
-    noise_std: float = option(0.0, "std of Gaussian noise added to each view after corruption", ge=0)
+    noise_std: float = option(
+        0.0, "std of Gaussian noise added to each view after corruption", ge=0
+    )
     proj_hidden: int = option(1024, "hidden width of the projection head", ge=1)
-    proj_dim: int = option(1024, "output size of the projection head (size of the cross-correlation)", ge=1)
-    lambd: float = option(5e-3, "weight of the off-diagonal (redundancy reduction) term (the paper's lambda)",
-                          gt=0)
+    proj_dim: int = option(
+        1024, "output size of the projection head (size of the cross-correlation)", ge=1
+    )
+    lambd: float = option(
+        5e-3, "weight of the off-diagonal (redundancy reduction) term (the paper's lambda)", gt=0
+    )
 
 
 @register("barlow")

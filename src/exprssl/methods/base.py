@@ -19,10 +19,15 @@ from ..options import option, options_dict, validate_options
 class EncoderOptions:
     """Options of the MLP encoder every method shares (default: Dradjat et al. 2025)."""
 
-    hidden_dims: list[int] = option(list(DEFAULT_HIDDEN_DIMS), "widths of the encoder's "
-                                    "Linear-BatchNorm-ReLU-Dropout blocks; the last is the embedding size",
-                                    ge=1)
-    dropout: float = option(DEFAULT_DROPOUT, "dropout probability after each encoder block", ge=0, lt=1)
+    hidden_dims: list[int] = option(
+        list(DEFAULT_HIDDEN_DIMS),
+        "widths of the encoder's "
+        "Linear-BatchNorm-ReLU-Dropout blocks; the last is the embedding size",
+        ge=1,
+    )
+    dropout: float = option(
+        DEFAULT_DROPOUT, "dropout probability after each encoder block", ge=0, lt=1
+    )
 
 
 def corruption_rate_option(default: float, paper_term: str) -> Any:
@@ -30,14 +35,21 @@ def corruption_rate_option(default: float, paper_term: str) -> Any:
 
 
 def replacement_option(default: str) -> Any:
-    return option(default, "where corrupted genes' values come from: the gene's empirical marginal, "
-                  "uniform in its training range, another sample of the batch, or 0 (masking)",
-                  choices=SOURCES)
+    return option(
+        default,
+        "where corrupted genes' values come from: the gene's empirical marginal, "
+        "uniform in its training range, another sample of the batch, or 0 (masking)",
+        choices=SOURCES,
+    )
 
 
 def corruption_mode_option(default: str) -> Any:
-    return option(default, "'fixed': exactly floor(rate x genes) genes per sample; 'bernoulli': "
-                  "each gene independently with the rate", choices=MODES)
+    return option(
+        default,
+        "'fixed': exactly floor(rate x genes) genes per sample; 'bernoulli': "
+        "each gene independently with the rate",
+        choices=MODES,
+    )
 
 
 class SSLMethod(nn.Module):
@@ -51,7 +63,11 @@ class SSLMethod(nn.Module):
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = EncoderOptions
-    optimizer_defaults: ClassVar[dict[str, Any]] = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0}
+    optimizer_defaults: ClassVar[dict[str, Any]] = {
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+    }
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -73,7 +89,8 @@ class SSLMethod(nn.Module):
         return (m for m in self.modules() if isinstance(m, Corruptor))
 
     def fit_augmentations(self, X_train: torch.Tensor) -> None:
-        """Give the augmentations the training statistics they draw from (called once before training)."""
+        """Give the augmentations the training statistics they draw from (called once before
+        training)."""
         for c in self.corruptors():
             c.fit(X_train)
 

@@ -49,17 +49,25 @@ class BYOLOptions(EncoderOptions):
     corruption_rate: float = corruption_rate_option(0.3, "the SCARF-style corruption of each view")
     replacement: str = replacement_option("batch_permute")
     corruption_mode: str = corruption_mode_option("fixed")
-    noise_std: float = option(0.0, "std of Gaussian noise added to each view after corruption", ge=0)
+    noise_std: float = option(
+        0.0, "std of Gaussian noise added to each view after corruption", ge=0
+    )
     proj_hidden: int = option(4096, "hidden width of the projector and predictor", ge=1)
     proj_dim: int = option(256, "output size of the projector and predictor", ge=1)
-    tau: float = option(0.99, "EMA decay of the target network (the schedule's start when cosine)", ge=0, lt=1)
-    ema_schedule: str = option("cosine", "'cosine': tau rises to 1 over training; 'fixed': tau throughout",
-                               choices=("cosine", "fixed"))
+    tau: float = option(
+        0.99, "EMA decay of the target network (the schedule's start when cosine)", ge=0, lt=1
+    )
+    ema_schedule: str = option(
+        "cosine",
+        "'cosine': tau rises to 1 over training; 'fixed': tau throughout",
+        choices=("cosine", "fixed"),
+    )
 
 
 @register("byol")
 class BYOL(SSLMethod):
-    """Two corrupted views; symmetric 2 - 2cos loss between online predictions and target projections.
+    """Two corrupted views; symmetric 2 - 2cos loss between online predictions and target
+    projections.
 
     The loss reports the current EMA decay as the metric ``tau``.
     """
@@ -94,6 +102,8 @@ class BYOL(SSLMethod):
 
     def on_train_batch_end(self, step, total_steps):
         o = self.options
-        self.current_tau = cosine_tau(o.tau, step, total_steps) if o.ema_schedule == "cosine" else o.tau
+        self.current_tau = (
+            cosine_tau(o.tau, step, total_steps) if o.ema_schedule == "cosine" else o.tau
+        )
         ema_update(self.encoder, self.target_encoder, self.current_tau)
         ema_update(self.projector, self.target_projector, self.current_tau)

@@ -21,7 +21,8 @@ from .base import (
 
 @dataclass(frozen=True)
 class MAEOptions(EncoderOptions):
-    """The masked autoencoder's options (``corruption_rate`` is the mask rate; formerly ``mask_rate``)."""
+    """The masked autoencoder's options (``corruption_rate`` is the mask rate; formerly
+    ``mask_rate``)."""
 
     ALIASES: ClassVar[dict[str, str]] = {"mask_rate": "corruption_rate"}  # saved models' old name
 
@@ -29,7 +30,9 @@ class MAEOptions(EncoderOptions):
     replacement: str = replacement_option("zero")
     corruption_mode: str = corruption_mode_option("fixed")
     decoder_hidden: int = option(256, "hidden width of the decoder", ge=1)
-    unmasked_weight: float = option(0.0, "weight of the reconstruction error on the genes left intact", ge=0)
+    unmasked_weight: float = option(
+        0.0, "weight of the reconstruction error on the genes left intact", ge=0
+    )
 
 
 @register("mae")
@@ -47,4 +50,6 @@ class MaskedAutoencoder(SSLMethod):
 
     def loss(self, x):
         x_corrupt, mask = self.corruptor(x)
-        return masked_mse(self.decoder(self.encoder(x_corrupt)), x, mask, self.options.unmasked_weight)
+        return masked_mse(
+            self.decoder(self.encoder(x_corrupt)), x, mask, self.options.unmasked_weight
+        )

@@ -27,9 +27,12 @@ class SCARFOptions(EncoderOptions):
     corruption_mode: str = corruption_mode_option("fixed")
     temperature: float = option(1.0, "NT-Xent softmax temperature (tau)", gt=0)
     proj_hidden: int = option(256, "hidden width of the projection head", ge=1)
-    proj_dim: int = option(128, "output size of the projection head (where NT-Xent is computed)", ge=1)
-    two_views: bool = option(False, "corrupt both views (SimCLR style) instead of a clean anchor "
-                             "and one corrupted view")
+    proj_dim: int = option(
+        128, "output size of the projection head (where NT-Xent is computed)", ge=1
+    )
+    two_views: bool = option(
+        False, "corrupt both views (SimCLR style) instead of a clean anchor and one corrupted view"
+    )
 
 
 @register("scarf")

@@ -30,8 +30,9 @@ class VIMEOptions(EncoderOptions):
     corruption_rate: float = corruption_rate_option(0.3, "VIME's mask probability p_m")
     replacement: str = replacement_option("batch_permute")
     corruption_mode: str = corruption_mode_option("bernoulli")
-    alpha: float = option(2.0, "weight of the feature-reconstruction MSE against the mask BCE (VIME's alpha)",
-                          ge=0)
+    alpha: float = option(
+        2.0, "weight of the feature-reconstruction MSE against the mask BCE (VIME's alpha)", ge=0
+    )
 
 
 @register("vime")
