@@ -30,6 +30,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 
 from . import __version__
+from .card import describe_data, verify, write_card
 from .errors import (
     ConfigError,
     DataFileError,
@@ -39,6 +40,7 @@ from .errors import (
     OutputPathError,
     TrainingDivergedError,
 )
+from .hub import resolve_model_path
 from .methods import build_method, check_method_params, get_method
 from .outputs import artifact_kind, check_output, output_lock
 from .preprocessing import OPTIONS as PREPROCESSING_OPTIONS
@@ -244,6 +246,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
         if names is not None:
             self.feature_names_in_ = np.asarray(names, dtype=object)
         self.model_dir_ = None
+        self.data_sources_ = describe_data(X, data)  # named in the model card
         return self
 
     # ----------------------------------------------------------- embedding
@@ -368,6 +371,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
             tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
             try:
                 self._write_files(tmp)
+                write_card(self, tmp)  # last: it hashes the other files
                 _move_into_place(tmp, path)
             except OSError as e:
                 raise OutputPathError(f"{path}: could not write the model ({e.strerror or e})") from None
@@ -397,12 +401,13 @@ class SSLModel(TransformerMixin, BaseEstimator):
         """A model saved by ``save``. A missing, damaged or inconsistent model directory is a
         one-line error naming the file at fault; weights are read with ``weights_only=True``, so
         a crafted ``weights.pt`` cannot run code."""
-        path = Path(path)
+        path = resolve_model_path(path)  # a hub id (hf://org/name) -> its cached snapshot
         if not path.is_dir():
             raise ModelNotFoundError(f"{path}: no such model directory (expected the --out of 'exprssl pretrain')")
         missing = [f for f in MODEL_FILES if not (path / f).is_file()]
         if missing:
             raise ModelNotFoundError(f"{path}: not an exprssl model directory (missing {', '.join(missing)})")
+        card = verify(path)  # the files against the card's hashes; no card (0.2): a warning
         cfg = _read_config(path / "config.json")
         prep = Preprocessor.load(path / "preprocessor.json")
         if not prep.__sklearn_is_fitted__():
@@ -426,6 +431,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
         if hasattr(prep, "feature_names_in_"):
             model.feature_names_in_ = prep.feature_names_in_
         model.model_dir_ = str(path)
+        model.card_ = card
         return model
 
 
