@@ -155,3 +155,18 @@ def test_symbol_model_embeds_an_ensembl_cohort_with_the_coverage_the_table_allow
     assert len(rep.mapped) == n_ens - len(rep.ambiguous) and rep.missing == []
     without = cohort[:, ~cohort.var_names.isin(list(rep.ambiguous))].copy()
     np.testing.assert_allclose(model.transform(relabelled), model.transform(without), rtol=1e-5, atol=1e-5)
+
+
+def test_pretraining_sources_in_another_identifier_system_pool_by_the_table(tmp_path):
+    from exprssl.evaluation.protocol import _pool_sources
+    from exprssl.io import write_h5ad
+
+    cohort = _adata(["TP53", "ESR1", "MYC", "PTEN"])
+    src = _adata(["ENSG00000136997.9", "ENSG00000141510.16", "ENSG00000091831.3"], seed=1)  # MYC, TP53, ESR1
+    src.obs_names = [f"x{i}" for i in range(5)]
+    write_h5ad(src, tmp_path / "src.h5ad")
+    pooled, sources = _pool_sources(cohort, [str(tmp_path / "src.h5ad")])
+    assert list(pooled.var_names) == ["TP53", "ESR1", "MYC"] and sources[0][2] == pytest.approx(0.75)
+    pooled_src = sources[0][1]
+    assert list(pooled_src.var_names) == ["TP53", "ESR1", "MYC"]
+    np.testing.assert_array_equal(pooled_src.X, src.X[:, [1, 2, 0]])
