@@ -150,3 +150,24 @@ def test_cli_push_refuses_a_directory_without_a_card_in_one_line(saved, tmp_path
     (d / CARD_FILE).unlink()
     result = CliRunner().invoke(app, ["push", str(d), "org/x"])
     assert result.exit_code == 2 and "no model card" in result.output
+
+
+def test_cli_embed_takes_a_hub_id(saved, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from exprssl.cli import app
+    from exprssl.io import write_h5ad
+
+    _fake_hub_cache(tmp_path, monkeypatch, saved)
+    model = SSLModel.load(saved)
+    a = ad.AnnData(np.random.default_rng(2).normal(8, 1, (6, 12)).astype(np.float32))
+    a.var_names = model.genes_
+    a.obs_names = [f"c{i}" for i in range(6)]
+    renamed = a.copy()  # TP53, ESR1 as Ensembl ids, MYC as an alias
+    renamed.var_names = ["ENSG00000141510.16", "ENSG00000091831", "c-Myc", *model.genes_[3:]]
+    write_h5ad(renamed, tmp_path / "cohort.h5ad")
+    result = CliRunner().invoke(app, ["embed", "--model", "hf://org/expr-model", "--data",
+                                      str(tmp_path / "cohort.h5ad"), "--out", str(tmp_path / "e.h5ad")])
+    assert result.exit_code == 0, result.output
+    Z = ad.read_h5ad(tmp_path / "e.h5ad").obsm["X_scarf"]
+    np.testing.assert_allclose(Z, model.transform(a), rtol=1e-5, atol=1e-6)
