@@ -70,7 +70,9 @@ def describe_data(given, data) -> list[dict[str, Any]]:
         name = str(data.uns["exprssl"]["source"])
     else:
         name = f"in-memory {type(given).__name__}"
-    shape = tuple(data.shape) if hasattr(data, "shape") else np.shape(data)
+    if not hasattr(data, "shape"):  # lists, array-likes (fit has checked they are numbers)
+        data = np.asarray(data, dtype=np.float32)
+    shape = tuple(data.shape)
     digest, of = _content_sha256(data)
     return [{"name": name, "n_profiles": int(shape[0]), "n_genes": int(shape[1]),
              "sha256": digest, "hash_of": of}]
