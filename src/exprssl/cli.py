@@ -367,7 +367,7 @@ def push(
     token: Annotated[str | None, typer.Option(envvar="HF_TOKEN", help="Hub token (default: the "
                                               "saved login).", show_default=False)] = None,
 ):
-    """Publish a saved model to the Hugging Face Hub (needs exprssl[hub])."""
+    """Publish a saved model to the Hugging Face Hub (needs huggingface_hub: the hub extra)."""
     from .hub import push_to_hub
 
     url = push_to_hub(model_dir, repo_id, token=token, private=private)
