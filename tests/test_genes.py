@@ -119,6 +119,7 @@ def test_identifier_system_detection():
     assert detect_id_system(["7157", "2099"]) == "entrez"
     assert detect_id_system(["1000_at", "1001_s_at", "AFFX-BioB-5_at"]) == "probe"
     assert detect_id_system(["x1", "x2", "G3"]) == "unknown"
+    assert detect_id_system(["0", "1", "2"]) == "unknown"  # AnnData's names for unnamed columns
 
 
 def test_align_genes_reports_table_matches(caplog):

@@ -107,7 +107,7 @@ def detect_id_system(genes: Sequence[str]) -> str:
     aliases the table knows), ``entrez``, ``probe`` (microarray probe sets) or ``unknown``;
     recorded in a model's card so users know what their cohort must be given in."""
     s = pd.Series(strip_version([str(g) for g in genes]))
-    if s.empty:
+    if s.empty or s.tolist() == [str(i) for i in range(len(s))]:  # AnnData's default names
         return "unknown"
     share = {
         "ensembl": s.str.match(_ENSEMBL_GENE).mean(),
