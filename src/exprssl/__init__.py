@@ -24,6 +24,8 @@ _LAZY = {
     "load_data": ("exprssl.io", "load_data"),
     "add_labels": ("exprssl.io", "add_labels"),
     "align_genes": ("exprssl.genes", "align_genes"),
+    "match_genes": ("exprssl.genes", "match_genes"),
+    "push_to_hub": ("exprssl.hub", "push_to_hub"),
     "Preprocessor": ("exprssl.preprocessing", "Preprocessor"),
     "SSLModel": ("exprssl.model", "SSLModel"),
     "benchmark": ("exprssl.api", "benchmark"),

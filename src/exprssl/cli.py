@@ -319,7 +319,8 @@ def _devices(value: str | None):
 @app.command()
 @user_errors
 def embed(
-    model: Annotated[Path, typer.Option("--model", help="Model directory written by `exprssl pretrain`.")],
+    model: Annotated[str, typer.Option("--model", help="Model directory written by `exprssl pretrain`, "
+                                       "or a hub id hf://org/name[@revision].")],
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .h5ad (input obs kept, "
                                       "embeddings in obsm['X_<method>']).")],
@@ -356,6 +357,23 @@ def embed(
     key = key or f"X_{m.method}"
     Z = result.obsm[key]
     console.print(f"wrote {Z.shape[0]} x {Z.shape[1]} embeddings to {out} (obsm['{key}'])", highlight=False)
+
+
+@app.command()
+@user_errors
+def push(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory (with its model card).")],
+    repo_id: Annotated[str, typer.Argument(help="Hub repo id, org/name (or hf://org/name).")],
+    private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
+    token: Annotated[str | None, typer.Option(envvar="HF_TOKEN", help="Hub token (default: the "
+                                              "saved login).", show_default=False)] = None,
+):
+    """Publish a saved model to the Hugging Face Hub (needs huggingface_hub: the hub extra)."""
+    from .hub import push_to_hub
+
+    url = push_to_hub(model_dir, repo_id, token=token, private=private)
+    console.print(f"pushed {model_dir} to {url}; load it with SSLModel.load('hf://{repo_id.removeprefix('hf://')}')",
+                  highlight=False)
 
 
 @app.command()

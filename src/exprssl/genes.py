@@ -1,4 +1,5 @@
-"""Gene identifiers: version stripping, duplicate collapsing, and alignment by name."""
+"""Gene identifiers: version stripping, duplicate collapsing, and alignment by name, across
+identifier systems (Ensembl, HGNC symbols and aliases, Entrez) through a shipped offline table."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import anndata as ad
 import numpy as np
@@ -58,38 +60,159 @@ def collapse_duplicates(adata: ad.AnnData, policy: str = "sum", source: str = "d
     return ad.AnnData(X=X, obs=adata.obs.copy(), var=var, uns=dict(adata.uns))
 
 
+# ----------------------------------------------------------------- identifier table
+GENE_TABLE_FILE = "gene_ids_human.tsv.gz"
+ID_SYSTEMS = ("ensembl", "symbol", "entrez", "probe", "unknown")
+_ENSEMBL_GENE = re.compile(r"^ENS[A-Z]*G\d{6,}$")
+_PROBE = re.compile(r"_[a-z_]*at$|^ILMN_\d+$|^A_\d+_P\d+$|^cg\d{8}$")
+
+
+@lru_cache(maxsize=1)
+def gene_table() -> pd.DataFrame:
+    """The shipped human identifier table (org.Hs.eg.db, see its LICENSE file): one row per
+    (Entrez gene id, kind, name), kind one of ``symbol``, ``alias`` (incl. previous symbols),
+    ``ensembl``; read once, offline."""
+    from importlib import resources
+
+    ref = resources.files("exprssl.datasets") / "data" / GENE_TABLE_FILE
+    with resources.as_file(ref) as path:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    return table
+
+
+@lru_cache(maxsize=1)
+def _resolver() -> pd.DataFrame:
+    """name -> Entrez gene id(s), each name taking only its strongest kind: an official symbol,
+    Ensembl or Entrez id over an alias (so a current symbol is never re-read as another gene's
+    alias). A name left with several ids is ambiguous."""
+    t = gene_table()
+    ids = t["gene_id"].drop_duplicates()
+    rows = pd.concat([t[["name", "gene_id"]].assign(rank=np.where(t["kind"] == "alias", 1, 0)),
+                      pd.DataFrame({"name": ids, "gene_id": ids, "rank": 0})], ignore_index=True)
+    best = rows.groupby("name")["rank"].transform("min")
+    rows = rows[rows["rank"] == best].drop_duplicates(["name", "gene_id"])
+    return rows[["name", "gene_id"]].reset_index(drop=True)
+
+
+def _keys(names: np.ndarray) -> pd.DataFrame:
+    """(position, gene_id, n_ids) for each name the table knows."""
+    frame = pd.DataFrame({"pos": np.arange(len(names)), "name": names})
+    keys = frame.merge(_resolver(), on="name")[["pos", "gene_id"]]
+    keys["n_ids"] = keys.groupby("pos")["gene_id"].transform("size")
+    return keys
+
+
+def detect_id_system(genes: Sequence[str]) -> str:
+    """The identifier system most of ``genes`` use: ``ensembl``, ``symbol`` (HGNC symbols or
+    aliases the table knows), ``entrez``, ``probe`` (microarray probe sets) or ``unknown``;
+    recorded in a model's card so users know what their cohort must be given in."""
+    s = pd.Series(strip_version([str(g) for g in genes]))
+    if s.empty or s.tolist() == [str(i) for i in range(len(s))]:  # AnnData's default names
+        return "unknown"
+    share = {
+        "ensembl": s.str.match(_ENSEMBL_GENE).mean(),
+        "entrez": s.str.fullmatch(r"\d+").mean(),
+        "probe": s.str.contains(_PROBE).mean(),
+    }
+    known = set(gene_table().loc[lambda t: t["kind"] != "ensembl", "name"])
+    share["symbol"] = s.isin(known).mean()
+    best = max(share, key=share.get)
+    return best if share[best] >= 0.5 else "unknown"
+
+
+# ----------------------------------------------------------------------- alignment
 @dataclass
 class AlignmentReport:
+    """How reference (model) genes were found in a data table: ``direct`` by name (versions
+    stripped), ``mapped`` through the identifier table (reference gene -> data column),
+    ``ambiguous`` (several candidates or a name of several genes: never guessed; reference gene
+    -> candidate columns) and ``missing``."""
+
     n_reference: int
     n_present: int
     extra: int
     missing: list[str] = field(default_factory=list)
+    direct: int = 0
+    mapped: dict[str, str] = field(default_factory=dict)
+    ambiguous: dict[str, list[str]] = field(default_factory=dict)
+    index: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64), repr=False)
 
     @property
     def coverage(self) -> float:
         return self.n_present / self.n_reference if self.n_reference else 0.0
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
+        """One line for logs and reports."""
         return (f"{self.n_present} of {self.n_reference} reference genes present "
-                f"({100 * self.coverage:.1f}%), {len(self.missing)} missing, {self.extra} extra ignored")
+                f"({100 * self.coverage:.1f}%: {self.direct} by name, {len(self.mapped)} through the "
+                f"identifier table), {len(self.ambiguous)} ambiguous, {len(self.missing)} missing, "
+                f"{self.extra} extra ignored")
+
+    __str__ = summary
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per reference gene not matched by name: reference, status, data name(s)."""
+        rows = ([(g, "mapped", d) for g, d in self.mapped.items()]
+                + [(g, "ambiguous", "|".join(c)) for g, c in self.ambiguous.items()]
+                + [(g, "missing", "") for g in self.missing])
+        return pd.DataFrame(rows, columns=["reference", "status", "data"])
+
+
+def match_genes(names: Sequence[str], reference: Sequence[str]) -> AlignmentReport:
+    """Find each ``reference`` gene among the data's ``names``: by name first (Ensembl versions
+    stripped), then, for the rest, through the identifier table (Ensembl <-> symbol, alias ->
+    current symbol, Entrez). ``index`` holds each reference gene's data column or -1. The one
+    home of gene matching: every reader, model and pool goes through it."""
+    return _match_cached(tuple(map(str, names)), tuple(map(str, reference)))
+
+
+@lru_cache(maxsize=8)
+def _match_cached(names: tuple[str, ...], reference: tuple[str, ...]) -> AlignmentReport:
+    have, ref = strip_version(list(names)), strip_version(list(reference))
+    first = pd.Series(np.arange(len(have)), index=have)
+    first = first[~first.index.duplicated()]
+    index = first.reindex(ref).fillna(-1).to_numpy(dtype=np.int64)
+    direct = index >= 0
+    mapped: dict[str, str] = {}
+    ambiguous: dict[str, list[str]] = {}
+    todo_ref = np.flatnonzero(~direct)
+    free = np.setdiff1d(np.arange(len(have)), index[direct])
+    if len(todo_ref) and len(free):
+        rk, ck = _keys(ref[todo_ref]), _keys(have[free])
+        pairs = rk.merge(ck, on="gene_id", suffixes=("_r", "_c")).drop_duplicates(["pos_r", "pos_c"])
+        if len(pairs):
+            per_ref = pairs.groupby("pos_r")["pos_c"].transform("size")
+            per_col = pairs.groupby("pos_c")["pos_r"].transform("size")
+            ok = (pairs["n_ids_r"] == 1) & (pairs["n_ids_c"] == 1) & (per_ref == 1) & (per_col == 1)
+            good = pairs[ok]
+            index[todo_ref[good["pos_r"].to_numpy()]] = free[good["pos_c"].to_numpy()]
+            mapped = dict(zip(ref[todo_ref[good["pos_r"]]].tolist(), have[free[good["pos_c"]]].tolist(),
+                              strict=True))
+            bad = pairs[~pairs["pos_r"].isin(good["pos_r"])]
+            for r, cols in bad.groupby("pos_r")["pos_c"]:
+                ambiguous[str(ref[todo_ref[r]])] = [str(names[free[c]]) for c in cols]
+    present = index >= 0
+    missing = [str(g) for g, p in zip(ref, present, strict=True) if not p and g not in ambiguous]
+    return AlignmentReport(n_reference=len(ref), n_present=int(present.sum()),
+                           extra=int(len(set(have)) - present.sum()), missing=missing,
+                           direct=int(direct.sum()), mapped=mapped, ambiguous=ambiguous, index=index)
 
 
 def align_genes(adata: ad.AnnData, reference: Sequence[str], *, min_coverage: float = 0.5,
                 fill_value: float = np.nan, source: str | None = None) -> tuple[ad.AnnData, AlignmentReport]:
-    """Reorder ``adata``'s genes to ``reference`` by NAME (never by position).
+    """Reorder ``adata``'s genes to ``reference`` by NAME (never by position), through the
+    identifier table where names differ (see ``match_genes``).
 
-    Versions are stripped on both sides. Reference genes absent from the data are filled with
-    ``fill_value``; coverage below ``min_coverage`` is a ``GeneOverlapError``.
+    Reference genes absent from the data are filled with ``fill_value``; coverage below
+    ``min_coverage`` is a ``GeneOverlapError``.
     """
     source = source or str(adata.uns.get("exprssl", {}).get("source", "data"))
     ref = strip_version(list(reference))
-    have = pd.Index(strip_version(list(adata.var_names)))
-    if not have.is_unique:
+    if not pd.Index(strip_version(list(adata.var_names))).is_unique:
         raise DuplicateGenesError(f"{source}: duplicated gene ids after version stripping; collapse them first")
-    pos = have.get_indexer(ref)
+    report = match_genes(list(adata.var_names), list(reference))
+    pos = report.index
     present = pos >= 0
-    report = AlignmentReport(n_reference=len(ref), n_present=int(present.sum()),
-                             extra=int(len(have) - present.sum()), missing=list(ref[~present]))
     if report.coverage < min_coverage:
         raise GeneOverlapError(
             f"{source}: only {100 * report.coverage:.1f}% of the {len(ref)} reference genes found "
@@ -99,6 +222,6 @@ def align_genes(adata: ad.AnnData, reference: Sequence[str], *, min_coverage: fl
     src = np.asarray(adata.X.toarray() if sp.issparse(adata.X) else adata.X)
     X[:, present] = src[:, pos[present]]
     out = ad.AnnData(X=X, obs=adata.obs.copy(), var=pd.DataFrame(index=pd.Index(ref)), uns=dict(adata.uns))
-    if report.missing:
+    if report.missing or report.mapped or report.ambiguous:
         log.info("%s: %s", source, report)
     return out, report

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 
+from .card import describe_data
 from .errors import (
     ConfigError,
     NotFittedError,
@@ -220,6 +221,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
             n_features, names = _input_features(data)
         self._set_fitted(method, prep, train, pd.DataFrame.from_records(history), n_features, names,
                          None)
+        self.data_sources_ = describe_data(X, data)  # named in the model card
         return self
 
     # ----------------------------------------------------------- embedding
@@ -368,7 +370,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
         """
         from .model_io import load_model
 
-        return load_model(cls, Path(path), map_location)
+        return load_model(cls, path, map_location)
 
     def _set_fitted(self, method, prep: Preprocessor, train: TrainConfig, history: pd.DataFrame,
                     n_features: int, feature_names, model_dir: str | None) -> None:

@@ -25,6 +25,7 @@ import torch
 from sklearn.base import clone
 
 from . import __version__
+from .card import verify, write_card
 from .errors import (
     ConfigError,
     DataFileError,
@@ -33,6 +34,7 @@ from .errors import (
     OutputPathError,
     TrainingDivergedError,
 )
+from .hub import resolve_model_path
 from .methods import build_method, get_method
 from .outputs import artifact_kind, check_output, output_lock
 from .preprocessing import Preprocessor
@@ -79,6 +81,7 @@ def save_model(model: SSLModel, path: Path, *, overwrite: bool = False) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
         try:
             _write_files(model, tmp)
+            write_card(model, tmp)  # last: it hashes the other files
             _move_into_place(tmp, path)
         except OSError as e:
             raise OutputPathError(
@@ -116,8 +119,9 @@ def _write_files(model: SSLModel, directory: Path) -> None:
     model.history_.to_csv(directory / "history.csv", index=False)
 
 
-def load_model(cls: type[SSLModel], path: Path, map_location: str = "cpu") -> SSLModel:
-    """The model saved at ``path`` (see ``SSLModel.load``)."""
+def load_model(cls: type[SSLModel], path: str | os.PathLike, map_location: str = "cpu") -> SSLModel:
+    """The model saved at ``path``, a directory or a hub id (see ``SSLModel.load``)."""
+    path = resolve_model_path(path)  # a hub id (hf://org/name) -> its cached snapshot
     if not path.is_dir():
         raise ModelNotFoundError(
             f"{path}: no such model directory (expected the --out of 'exprssl pretrain')"
@@ -127,6 +131,7 @@ def load_model(cls: type[SSLModel], path: Path, map_location: str = "cpu") -> SS
         raise ModelNotFoundError(
             f"{path}: not an exprssl model directory (missing {', '.join(missing)})"
         )
+    card = verify(path)  # the files against the card's hashes; no card (0.2): a warning
     cfg = _read_config(path / "config.json")
     prep = Preprocessor.load(path / "preprocessor.json")
     if not prep.__sklearn_is_fitted__():
@@ -158,6 +163,7 @@ def load_model(cls: type[SSLModel], path: Path, map_location: str = "cpu") -> SS
         names,
         str(path),
     )
+    model.card_ = card
     return model
 
 

@@ -28,6 +28,7 @@ from .errors import (
     NegativeCountsError,
     NotFittedError,
 )
+from .genes import match_genes
 from .options import OptionValueError, option, options_class, validate_options
 from .scale import guess_scale
 from .utils import atomic_write_text
@@ -303,7 +304,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         GeneOverlapError; with ``report``, a partial coverage is logged as a WARNING on logger
         ``exprssl`` (found N of M, %, and a few missing names): missing genes are imputed."""
         self._check_fitted()
-        present = set(map(str, genes))
+        present = set(self._model_names(genes, source, report))
         missing = [g for g in self.genes_ if g not in present]
         n_model = len(self.genes_)
         found = n_model - len(missing)
@@ -319,6 +320,21 @@ class Preprocessor(TransformerMixin, BaseEstimator):
             log.warning("%s: %s; %d missing (%s) are imputed with their training mean",
                         source, what, len(missing), shown)
         return coverage
+
+    def _model_names(self, names, source: str = "data", report: bool = False) -> list[str]:
+        """The data's gene names, each one found among the fitted genes (by name, versions
+        stripped, or through the identifier table) renamed to that fitted gene."""
+        names = [str(g) for g in names]
+        if names == self.input_genes_:
+            return names
+        match = match_genes(names, self.input_genes_)
+        found = match.index >= 0
+        renamed = np.asarray(names, dtype=object)
+        renamed[match.index[found]] = np.asarray(self.input_genes_, dtype=object)[found]
+        renamed = renamed.tolist()
+        if report and (match.mapped or match.ambiguous):
+            log.info("%s: %s", source, match.summary())
+        return renamed
 
     def _names_for_unnamed(self, d: int, source: str) -> list[str]:
         """An array without gene names can only be taken column by column in the fit order."""
@@ -346,6 +362,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
             Xs = self._scale_counts(Xm, None if every else self.gene_index_)
         else:
             self.gene_coverage(names, source, report=report_coverage)
+            names = self._model_names(names)
             # library size from the genes the sample has that the model knows (same basis as training)
             pos = {g: i for i, g in enumerate(names)}
             shared_in = [pos[g] for g in self.input_genes_ if g in pos]

@@ -114,10 +114,11 @@ def _pool_sources(adata, paths: list[str]):
     sources, genes = [], pd.Index(adata.var_names)
     for path in paths:
         src = load_data(path)
-        _, report = align_genes(src, list(adata.var_names), min_coverage=0.5, source=str(path))
+        src, report = align_genes(src, list(adata.var_names), min_coverage=0.5, source=str(path))
+        src.var_names = adata.var_names  # named as the cohort (matched through the identifier table)
         log.warning("pretraining data %s: %s", path, report)
         sources.append((str(path), src, report.coverage))
-        genes = genes.intersection(pd.Index(src.var_names), sort=False)
+        genes = genes.intersection(adata.var_names[report.index >= 0], sort=False)
     if not sources:
         return adata, []
     genes = [g for g in adata.var_names if g in set(genes)]

@@ -1,0 +1,82 @@
+"""Models on the Hugging Face Hub: ``hf://org/name[@revision]`` as a model path, and publishing.
+
+Downloads go through huggingface_hub's cache (``snapshot_download``), so a model fetched once
+loads offline (``HF_HUB_OFFLINE=1``) and every copy is verified against its model card's hashes
+before use. huggingface_hub is an optional extra: ``pip install 'exprssl[hub]'``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .card import read_card, verify
+from .errors import ConfigError, ModelNotFoundError
+
+HUB_PREFIX = "hf://"
+
+
+def is_hub_id(path) -> bool:
+    return isinstance(path, str) and path.startswith(HUB_PREFIX)
+
+
+def parse_hub_id(hub_id: str) -> tuple[str, str | None]:
+    """``hf://org/name@rev`` -> ("org/name", "rev"); a malformed id is a one-line ConfigError."""
+    body = hub_id[len(HUB_PREFIX):] if hub_id.startswith(HUB_PREFIX) else hub_id
+    repo, _, revision = body.partition("@")
+    parts = repo.split("/")
+    if len(parts) != 2 or not all(parts) or (_ and not revision):
+        raise ConfigError(f"{hub_id}: not a hub model id (expected hf://org/name or hf://org/name@revision)")
+    return repo, revision or None
+
+
+def _hf():
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise ConfigError("loading or pushing hub models needs huggingface_hub: "
+                          "pip install 'exprssl[hub]'") from None
+    return huggingface_hub
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """A local model directory for ``path``: itself, or a hub id's snapshot in the
+    huggingface_hub cache (downloaded unless ``HF_HUB_OFFLINE`` is set), verified against its
+    card. A hub model without a card is refused: nothing would vouch for its files."""
+    if not is_hub_id(path):
+        return Path(path)
+    repo, revision = parse_hub_id(str(path))
+    hf = _hf()
+    try:
+        local = Path(hf.snapshot_download(repo_id=repo, revision=revision, repo_type="model"))
+    except Exception as e:  # noqa: BLE001  offline misses, unknown repos, HTTP errors: one line each
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelNotFoundError(f"{path}: not found on the hub or in the local cache ({reason})") from None
+    if read_card(local) is None:
+        raise ModelNotFoundError(f"{path}: the hub copy has no model card (README.md), so its files "
+                                 "cannot be verified")
+    verify(local)
+    return local
+
+
+def push_to_hub(model_dir: str | os.PathLike, repo_id: str, token: str | None = None,
+                private: bool = False) -> str:
+    """Publish a saved model directory (checked against its card first) as a hub model repo;
+    returns the repo's URL. The card becomes the repo's README."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelNotFoundError(f"{model_dir}: no such model directory")
+    if read_card(model_dir) is None:
+        raise ModelNotFoundError(f"{model_dir}: no model card (saved by exprssl 0.2?); load and save it "
+                                 "again to add one before publishing")
+    verify(model_dir)
+    repo, revision = parse_hub_id(repo_id)
+    if revision:
+        raise ConfigError(f"{repo_id}: push to a repo id without @revision")
+    hf = _hf()
+    api = hf.HfApi(token=token)
+    url = api.create_repo(repo_id=repo, private=private, exist_ok=True, repo_type="model")
+    api.upload_folder(folder_path=str(model_dir), repo_id=repo, repo_type="model",
+                      commit_message="exprssl model", allow_patterns=None,
+                      ignore_patterns=[".*"])
+    return str(url)
