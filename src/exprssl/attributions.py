@@ -118,7 +118,7 @@ def train_network(encoder: nn.Module | None, X: np.ndarray, y: np.ndarray, n_cla
     from .evaluation.heads import HeadRecipe, StackedMLP, train_stacked
 
     recipe = recipe if recipe is not None else HeadRecipe()
-    y = np.asarray(y)
+    y = np.array(y, dtype=np.int64)  # a writable copy: torch shares its memory
     torch.manual_seed(seed)
     net = StackedMLP(copy.deepcopy(encoder) if encoder is not None else None, X.shape[1], n_classes, 1,
                      freeze_encoder=freeze_encoder, seed=seed)
