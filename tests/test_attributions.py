@@ -186,3 +186,55 @@ def test_control_shuffled_label_top_genes_are_not_stable(scarf):
         assert stable["structured"].loc[approach, f"jaccard_top{K}"] > 0.4
         assert stable["random"].loc[approach, f"jaccard_top{K}"] < 0.2
     assert stable["random"].loc["logreg", "spearman"] < 0.5
+
+
+# ----------------------------------------------------------------------------- the command
+def test_explain_command_writes_the_table_and_refuses_a_users_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from exprssl.cli import app
+    from exprssl.io import write_h5ad
+
+    a = latent_programmes(n_samples=200, n_genes=300, genes_per_programme=20, seed=1)
+    sheet = tmp_path / "samples.csv"
+    pd.DataFrame({"sample": a.obs_names, "state": a.obs["label"].astype(str)}).to_csv(sheet, index=False)
+    del a.obs["label"]
+    data = tmp_path / "cohort.h5ad"
+    write_h5ad(a, data)
+    model = tmp_path / "model"
+    SSLModel("scarf", epochs=2, progress=False, method_params={"hidden_dims": [32]}).fit(a).save(model)
+    out = tmp_path / "attributions.csv"
+    runner = CliRunner()
+
+    def run(*args):
+        return runner.invoke(app, ["explain", "--model", model, "--data", data, "--labels", sheet, "--label",
+                                   "state", *map(str, args)], catch_exceptions=False)
+
+    r = run("--out", out, "--top", 5, "--splits", 2)
+    assert r.exit_code == 0, r.output
+    print(r.output)
+    t = pd.read_csv(out)
+    assert list(t.columns) == COLUMNS and len(t) == 300 * 4 * 2 * 2  # genes x classes x approaches x splits
+    assert set(t["approach"]) == {"scarf+linear_probe", "logreg"}
+    assert "top 5 genes per class" in r.output and "over 2 splits" in r.output and "class_3" in r.output and "Jaccard" in r.output
+    assert t.query("approach == 'logreg' and split == 0 and `class` == 'class_0' and rank == 1")["gene"].iloc[0] \
+        in r.output
+    r = run("--out", out)
+    assert r.exit_code == 2 and "--overwrite" in r.output and len(pd.read_csv(out)) == 4800
+    assert run("--out", out, "--overwrite").exit_code == 0 and len(pd.read_csv(out)) == 300 * 4 * 2
+    mine = tmp_path / "mine.csv"
+    mine.write_text("gene\nx\n")
+    r = run("--out", mine)
+    assert r.exit_code == 2 and "never replaces" in r.output and mine.read_text() == "gene\nx\n"
+    r = run("--head", "svm")
+    assert r.exit_code == 2 and "--head one of linear_probe, finetune" in r.output
+
+
+def test_explain_through_a_fine_tuned_encoder():
+    a = latent_programmes(n_samples=200, n_genes=300, genes_per_programme=20, seed=1)
+    model = SSLModel("scarf", epochs=2, progress=False, method_params={"hidden_dims": [32]}).fit(a)
+    t = explain(model, a, a.obs["label"].to_numpy(), head="finetune", baseline=False, n_steps=8,
+                recipe=HeadRecipe(epochs=3))
+    assert set(t["approach"]) == {"scarf+finetune"} and len(t) == 300 * 4 and t["attribution"].ge(0).all()
+    with pytest.raises(ConfigError, match="head must be one of"):
+        explain(model, a, "label", head="svm")

@@ -377,6 +377,7 @@ def explain(
     """Which genes carry the prediction of each class: integrated gradients through the encoder and a
     head fit on the labels, beside logistic regression's coefficients on the same genes."""
     from .attributions import HEADS, overlap, stability, write_attributions
+    from .attributions import explain as explain_model
     from .model import SSLModel
     from .outputs import check_output
 
@@ -386,15 +387,15 @@ def explain(
     if out is not None:
         check_output(out, "attributions", overwrite=overwrite, inputs=[data, model, labels])
     m = SSLModel.load(model)
-    from .attributions import explain as explain_model
-
     table = explain_model(m, _load(data, labels, label_id_column, orientation), label, head=head, splits=splits)
     if out is not None:
         write_attributions(table, out, overwrite=overwrite, inputs=[data, model, labels])
     best = table[table["rank"] <= top].sort_values(["class", "approach", "split", "rank"])
     shared = overlap(table, "logreg", top).set_index(["approach", "class"]).iloc[:, 0]
     steady = stability(table, top).set_index(["approach", "class"])
-    t = Table(title=f"top {top} genes per class ({label}; split 0)", show_lines=True)
+    n = table["split"].nunique()
+    t = Table(title=f"top {top} genes per class ({label}; " + ("the genes of split 0, overlap and stability over "
+              f"{n} splits)" if n > 1 else "one head on every label)"), show_lines=True)
     for col in ("class", "approach", "genes (best first)", f"in logreg's top {top}", "stability"):
         t.add_column(col, overflow="fold")
     for (cls, approach), part in best[best["split"] == 0].groupby(["class", "approach"], sort=True):
