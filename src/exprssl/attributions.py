@@ -226,7 +226,7 @@ def overlap(table: pd.DataFrame, reference: str, k: int = 20) -> pd.DataFrame:
     ref = top[top["approach"] == reference][["gene", "class", "split"]].assign(shared=True)
     other = top[top["approach"] != reference].merge(ref, on=["gene", "class", "split"], how="left")
     other["shared"] = other["shared"].astype("boolean").fillna(False).astype(bool)
-    per_split = other.groupby(["approach", "class", "split"])["shared"].sum() / k
+    per_split = other.groupby(["approach", "class", "split"])["shared"].mean()
     return (per_split.groupby(["approach", "class"]).mean().rename(f"overlap_top{k}_{reference}")
             .reset_index())
 
@@ -236,7 +236,7 @@ def precision_at_k(table: pd.DataFrame, relevant: Sequence[str], k: int = 20) ->
     (a control's known driver genes)."""
     top = table[table["rank"] <= k]
     hit = top["gene"].isin(set(map(str, relevant)))
-    return (hit.groupby([top["approach"], top["split"], top["class"]]).sum() / k).rename("precision").reset_index()
+    return hit.groupby([top["approach"], top["split"], top["class"]]).mean().rename("precision").reset_index()
 
 
 # ----------------------------------------------------------------------------- SSLModel level
@@ -288,7 +288,7 @@ def explain(model, adata, labels, *, head: str = "linear_probe", splits: int = 1
                                f"{splits} splits; use fewer splits")
     X = model.preprocessor_.transform(adata[keep] if not keep.all() else adata)
     genes = list(model.genes_)
-    encoder = (getattr(model, "method_", None) or model.method).encoder
+    encoder = model.method_.encoder
     parts = ([np.arange(len(y))] if splits == 1 else
              [fit for fit, _ in StratifiedKFold(splits, shuffle=True, random_state=seed).split(X, y)])
     name = f"{model.method}+{head}"
