@@ -232,6 +232,9 @@ def test_explain_command_writes_the_table_and_refuses_a_users_file(tmp_path):
     assert r.exit_code == 2 and "never replaces" in r.output and mine.read_text() == "gene\nx\n"
     r = run("--head", "svm")
     assert r.exit_code == 2 and "--head one of linear_probe, finetune" in r.output
+    r = runner.invoke(app, ["explain", "--model", str(model), "--data", str(data), "--label", "state"])
+    assert r.exit_code == 2 and "label column 'state' not found" in r.output  # no sheet given
+    assert len(r.output.strip().splitlines()) == 1
 
 
 def test_explain_through_a_fine_tuned_encoder():
