@@ -30,7 +30,7 @@ from exprssl.attributions import (
 )
 from exprssl.datasets import latent_programmes
 from exprssl.encoders import MLPEncoder
-from exprssl.errors import ConfigError, OutputPathError
+from exprssl.errors import ConfigError, LabelColumnError, OutputPathError
 from exprssl.evaluation.heads import HeadRecipe
 
 K = 20
@@ -208,6 +208,8 @@ def test_explain_command_writes_the_table_and_refuses_a_users_file(tmp_path):
     model = tmp_path / "model"
     SSLModel("scarf", epochs=2, progress=False, method_params={"hidden_dims": [32]}).fit(a).save(model)
     out = tmp_path / "attributions.csv"
+    by_path = explain(model, data, pd.read_csv(sheet)["state"].to_numpy(), baseline=False, n_steps=4)
+    assert len(by_path) == 300 * 4 and set(by_path["approach"]) == {"scarf+linear_probe"}
     runner = CliRunner()
 
     def run(*args):
@@ -245,3 +247,6 @@ def test_explain_through_a_fine_tuned_encoder():
     assert set(t["approach"]) == {"scarf+finetune"} and len(t) == 300 * 4 and t["attribution"].ge(0).all()
     with pytest.raises(ConfigError, match="head must be one of"):
         explain(model, a, "label", head="svm")
+    with pytest.raises(LabelColumnError, match="class 'class_0' has 1 samples, fewer than the 3 splits"):
+        explain(model, a, np.where(a.obs["label"] == "class_0", None, a.obs["label"]).astype(object)
+                .tolist()[:-1] + ["class_0"], splits=3)

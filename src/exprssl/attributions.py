@@ -257,8 +257,9 @@ def _labels(adata, labels) -> pd.Series:
 def explain(model, adata, labels, *, head: str = "linear_probe", splits: int = 1, baseline: bool = True,
             samples: str = "class", signed: bool = False, target: str = "logit", C: float = 1.0,
             recipe=None, seed: int = 0, n_steps: int = IG_STEPS, batch_size: int = IG_BATCH) -> pd.DataFrame:
-    """Per-class gene attributions (``COLUMNS``) of a fitted ``SSLModel`` with a head fit on
-    ``labels`` (an ``adata.obs`` column name, or one value per sample; missing = unlabelled).
+    """Per-class gene attributions (``COLUMNS``) of a fitted ``SSLModel`` (or its directory) with
+    a head fit on ``labels`` (an ``adata.obs`` column name, or one value per sample; missing =
+    unlabelled). ``adata``: an AnnData, a file path or a bundled dataset's name.
 
     ``head``: ``"linear_probe"`` (the default protocol's logistic probe on the embedding, C =
     ``C``) or ``"finetune"`` (encoder + softmax head trained by the fine-tuning recipe). Attributions
@@ -275,6 +276,14 @@ def explain(model, adata, labels, *, head: str = "linear_probe", splits: int = 1
         raise ConfigError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
     if not isinstance(splits, int) or splits < 1:
         raise ConfigError(f"splits must be a positive integer, got {splits!r}")
+    if isinstance(model, (str, os.PathLike)):
+        from .model import SSLModel
+
+        model = SSLModel.load(model)
+    if isinstance(adata, (str, os.PathLike)):
+        from .io import load_data
+
+        adata = load_data(adata)
     model._check_fitted()
     y_text = _labels(adata, labels)
     keep = y_text.notna().to_numpy()
