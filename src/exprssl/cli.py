@@ -378,6 +378,58 @@ def push(
 
 @app.command()
 @user_errors
+def explain(
+    model: Annotated[str, typer.Option("--model", help="Model directory written by `exprssl pretrain`, "
+                                       "or a hub id (hf://org/name).")],
+    data: DataOpt,
+    label: Annotated[str, typer.Option("--label", "-l", help="obs / sample-sheet column whose classes to explain.")],
+    labels: LabelsOpt = None,
+    label_id_column: LabelIdOpt = None,
+    orientation: OrientOpt = "auto",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="attributions.csv to write (gene, class, "
+                                             "approach, split, attribution, rank).")] = None,
+    top: Annotated[int, typer.Option(help="Genes shown per class.")] = 20,
+    head: Annotated[str, typer.Option(help="linear_probe (logistic probe on the embedding) or finetune.")] = "linear_probe",
+    splits: Annotated[int, typer.Option(help="Heads fit on the training parts of a stratified K-fold, for "
+                                        "the genes' stability across splits (1: one head on every label).")] = 1,
+    overwrite: OverwriteOpt = False,
+):
+    """Which genes carry the prediction of each class: integrated gradients through the encoder and a
+    head fit on the labels, beside logistic regression's coefficients on the same genes."""
+    from .attributions import HEADS, overlap, stability, write_attributions
+    from .attributions import explain as explain_model
+    from .model import SSLModel
+    from .outputs import check_output
+
+    if top < 1 or head not in HEADS or splits < 1:
+        raise ConfigError(f"--top and --splits must be >= 1 and --head one of {', '.join(HEADS)}, got "
+                          f"{top}, {splits} and '{head}'")
+    if out is not None:
+        check_output(out, "attributions", overwrite=overwrite, inputs=[data, model, labels])
+    m = SSLModel.load(model)
+    table = explain_model(m, _load(data, labels, label_id_column, orientation), label, head=head, splits=splits)
+    if out is not None:
+        write_attributions(table, out, overwrite=overwrite, inputs=[data, model, labels])
+    best = table[table["rank"] <= top].sort_values(["class", "approach", "split", "rank"])
+    shared = overlap(table, "logreg", top).set_index(["approach", "class"]).iloc[:, 0]
+    steady = stability(table, top).set_index(["approach", "class"])
+    n = table["split"].nunique()
+    t = Table(title=f"top {top} genes per class ({label}; " + ("the genes of split 0, overlap and stability over "
+              f"{n} splits)" if n > 1 else "one head on every label)"), show_lines=True)
+    for col in ("class", "approach", "genes (best first)", f"in logreg's top {top}", "stability"):
+        t.add_column(col, overflow="fold")
+    for (cls, approach), part in best[best["split"] == 0].groupby(["class", "approach"], sort=True):
+        s = steady.loc[(approach, cls)]
+        t.add_row(str(cls), approach, ", ".join(part["gene"]),
+                  f"{shared.get((approach, cls), float('nan')):.0%}" if approach != "logreg" else "",
+                  "" if s["n_splits"] < 2 else f"rho {s['spearman']:.2f}, Jaccard {s.iloc[-1]:.2f}")
+    console.print(t)
+    if out is not None:
+        console.print(f"wrote {len(table)} rows to {out}", highlight=False)
+
+
+@app.command()
+@user_errors
 def convert(
     src: Annotated[Path, typer.Argument(help="ARCHS4 .h5, .h5ad, or a table (csv/tsv/parquet/gct).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Store to write (.h5).")],

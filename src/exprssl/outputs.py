@@ -10,7 +10,7 @@ The rules every command follows, checked before any work starts:
 An artefact is recognised by what exprssl writes into it: a model directory by ``config.json``
 (with ``format_version`` and ``method``) and ``weights.pt``, a benchmark directory by
 ``settings.json``, an embedding ``.h5ad`` by ``uns/exprssl/model``, a store by its format
-attribute.
+attribute, an attributions table (``.csv``) by its header.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from pathlib import Path
 from .errors import OutputPathError
 
 KINDS = {"model": "model directory", "benchmark": "benchmark directory", "embedding": "embedding .h5ad",
-         "store": "expression store"}
+         "store": "expression store", "attributions": "attributions table"}
+ATTRIBUTIONS_HEADER = "gene,class,approach,split,attribution,rank"  # exprssl.attributions.COLUMNS
 _DIR_KINDS = ("model", "benchmark")
 
 
@@ -46,6 +47,12 @@ def artifact_kind(path: str | os.PathLike) -> str | None:
         except (OSError, ValueError):
             return None
         return None
+    if path.is_file() and path.suffix == ".csv":
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return "attributions" if fh.readline().strip() == ATTRIBUTIONS_HEADER else None
+        except (OSError, UnicodeDecodeError):
+            return None
     if path.is_file():
         try:
             import h5py

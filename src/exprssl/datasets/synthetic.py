@@ -130,7 +130,11 @@ def latent_programmes(n_samples: int = 1500, n_genes: int = 1000, n_classes: int
     programme is shared by many genes: a model that recovers the programmes from unlabeled
     samples predicts the label from a few labels; a classifier on the raw genes needs many more.
     ``obsm["programmes"]`` holds the true z (the oracle's features), ``var["programme"]`` each
-    gene's programme or "background". Deterministic from ``seed``; float32 throughout.
+    gene's programme or "background", ``var["loading"]`` its loading (0 for background) and
+    ``var["drives_label"]`` whether it belongs to a label programme: the genes an attribution
+    method should find for a structured label (none drive a ``"random"`` one);
+    ``uns["exprssl"]["label_programmes"]`` names the programmes the label depends on.
+    Deterministic from ``seed``; float32 throughout.
     """
     if labels not in LABEL_MODES:
         raise ConfigError(f"latent_programmes: labels must be one of {', '.join(LABEL_MODES)}, got '{labels}'")
@@ -175,9 +179,13 @@ def latent_programmes(n_samples: int = 1500, n_genes: int = 1000, n_classes: int
     gene_programme[genes] = programme_of
     obs = pd.DataFrame({"label": pd.Categorical.from_codes(y, [f"class_{k}" for k in range(n_classes)])},
                        index=[f"sample_{i}" for i in range(n_samples)])
-    var = pd.DataFrame({"programme": pd.Categorical.from_codes(gene_programme, [*names, "background"])},
+    label_programmes = names[:n_programmes] if labels == "structured" else []
+    var = pd.DataFrame({"programme": pd.Categorical.from_codes(gene_programme, [*names, "background"]),
+                        "loading": loadings.sum(0),  # one programme per gene: its loading, or 0
+                        "drives_label": gene_programme < (n_programmes if labels == "structured" else 0)},
                        index=[f"GENE{g:05d}" for g in range(n_genes)])
     adata = ad.AnnData(X=X, obs=obs, var=var)
     adata.obsm["programmes"] = z
-    adata.uns["exprssl"] = {"source": f"latent_programmes(labels={labels}, seed={seed})", "format": "synthetic"}
+    adata.uns["exprssl"] = {"source": f"latent_programmes(labels={labels}, seed={seed})", "format": "synthetic",
+                            "label_programmes": label_programmes}
     return adata

@@ -54,7 +54,7 @@ def fit_by_inner_cv(
     return proba(model, F_test, params, job.n_classes), params
 
 
-def _logistic(F_fit, y_fit, params, seed):
+def fit_logistic(F_fit, y_fit, params, seed):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -77,7 +77,7 @@ def fit_linear(F_lab, y_lab, F_test, grid_name, folds, job: GroupJob):
     grid = GRIDS[grid_name] if folds is not None else GRIDS[grid_name][:1]
     if grid_name == "pca":
         grid = [p for p in grid if p["k"] <= F_lab.shape[1]] or [{"k": F_lab.shape[1]}]
-    return fit_by_inner_cv(F_lab, y_lab, F_test, grid, folds, job, _logistic, _logistic_proba)
+    return fit_by_inner_cv(F_lab, y_lab, F_test, grid, folds, job, fit_logistic, _logistic_proba)
 
 
 def _xgb(params, n_estimators, seed, n_classes: int, early_stopping=None):
