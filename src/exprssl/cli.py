@@ -369,7 +369,8 @@ def convert(
     chunk_rows: Annotated[int, typer.Option(help="Samples per on-disk chunk.")] = 256,
     block: Annotated[int | None, typer.Option(help="Samples held in memory while converting (default: "
                                               "about 256 MB of values, rounded to whole chunks).")] = None,
-    codec: Annotated[str, typer.Option(help="Compression: gzip-1 (every HDF5 reader), lzf or none.")] = "gzip-1",
+    codec: Annotated[str, typer.Option(help="Compression: blosc-zstd (compact, fast), blosc-lz4 (faster, "
+                                       "larger), gzip-1 (readable without hdf5plugin), lzf or none.")] = "blosc-zstd",
     orientation: OrientOpt = "auto",
     overwrite: OverwriteOpt = False,
 ):
