@@ -264,16 +264,11 @@ def pretrain(
     model = SSLModel(name, method_params=method_params, preprocessor=prep or None, progress=progress, **train)
     model.check_params()  # every option, before data is read or anything written
     check_output(out_dir, "model", overwrite=overwrite, inputs=[data_path, config])
-    from .store import open_streamed
+    from .sources import ExpressionSource
 
-    adata = open_streamed(data_path, stream)
-    if adata is not None:
-        shape = f"{adata.n_samples} samples x {len(adata.genes)} genes (streamed from disk)"
-    else:
-        adata = _load(data_path, orientation=orientation)
-        shape = f"{adata.n_obs} samples x {adata.n_vars} genes"
-    console.print(f"pretraining [bold]{name}[/] on {shape} from {data_path}", highlight=False)
-    model.fit(adata)
+    source = ExpressionSource.resolve(data_path, stream, orientation=orientation)
+    console.print(f"pretraining [bold]{name}[/] on {source.describe()} from {data_path}", highlight=False)
+    model.fit(source)
     model.save(out_dir, overwrite=overwrite)
     if _rank() == 0:
         console.print(_fit_summary(model, out_dir), highlight=False)
@@ -333,24 +328,25 @@ def embed(
     from .io import add_labels, write_h5ad
     from .model import SSLModel
     from .outputs import check_output
-    from .store import open_streamed
+    from .sources import ExpressionSource
 
     if out.suffix != ".h5ad":
         raise ConfigError(f"{out}: --out must end in .h5ad")
     check_output(out, "embedding", overwrite=overwrite, inputs=[data, model, labels])
     m = SSLModel.load(model)
-    store = open_streamed(data, stream)
-    if store is not None:  # streamed block by block: only the embeddings are held in memory
+    source = ExpressionSource.resolve(data, stream, labels=str(labels) if labels else None,
+                                      label_id_column=label_id_column, orientation=orientation)
+    if source.streamed:  # block by block: only the embeddings are held in memory
         from rich.progress import Progress
 
         with Progress(console=err_console, transient=True) as bar:
-            task = bar.add_task("embedding", total=store.n_samples)
-            result = m.transform(store, key=key, return_anndata=True,
+            task = bar.add_task("embedding", total=source.n_samples)
+            result = m.transform(source, key=key, return_anndata=True,
                                  progress=lambda done, total: bar.update(task, completed=done))
-        if labels:
+        if labels:  # a store's obs come with the embeddings; the sheet is joined to them
             result = add_labels(result, labels, id_column=label_id_column)
     else:
-        result = m.transform(_load(data, labels, label_id_column, orientation), key=key, return_anndata=True)
+        result = m.transform(source, key=key, return_anndata=True)
     write_h5ad(result, out)
     key = key or f"X_{m.method}"
     Z = result.obsm[key]
