@@ -88,6 +88,7 @@ class _Source:
     def __init__(self, genes, samples, dtype, read_block: Callable, step: int = 1, kind: str = ""):
         self.genes, self.samples = list(genes), list(samples)
         self.dtype, self.read, self.step, self.kind = np.dtype(dtype), read_block, max(1, int(step)), kind
+        self.path: Path | None = None  # named in read errors
 
 
 def _disk_dtype(dtype: np.dtype) -> np.dtype:
