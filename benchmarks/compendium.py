@@ -46,6 +46,7 @@ def stage_make(path: Path, n: int, d: int, seed: int = 0) -> dict:
     import h5py
     import numpy as np
 
+    t = time.perf_counter()
     rng = np.random.default_rng(seed)
     gc, width = min(SOURCE_CHUNK[0], d), min(SOURCE_CHUNK[1], n)
     means = rng.lognormal(0.0, 2.0, d)  # many genes near zero, a few in the thousands
@@ -58,7 +59,6 @@ def stage_make(path: Path, n: int, d: int, seed: int = 0) -> dict:
         return [zlib.compress(padded[g0:g0 + gc].tobytes(), 4) for g0 in range(0, d, gc)]
 
     compressed = [chunks_of(b) for b in pool]
-    t = time.perf_counter()
     with h5py.File(path, "w") as f:
         dset = f.create_dataset("data/expression", shape=(d, n), dtype=np.uint32, chunks=(gc, width),
                                 compression="gzip", compression_opts=4)
