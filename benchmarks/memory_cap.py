@@ -24,8 +24,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 
-from exprssl.store import STORE_FORMAT, _create, _string_dataset
+from exprssl.store import STORE_FORMAT, _start_store
 
 CHILD = textwrap.dedent("""
     import sys
@@ -44,14 +45,12 @@ CHILD = textwrap.dedent("""
 
 def write_store(path: Path, n: int, d: int, block: int = 4096) -> None:
     rng = np.random.default_rng(0)
-    with h5py.File(path, "w") as f:  # the store layout `exprssl convert` writes, filled block by block
-        f.attrs["format"] = STORE_FORMAT
-        X = _create(f, n, d, chunk_rows=256)
+    _start_store(path, n, np.dtype(np.float32), 256, "gzip-1", [f"S{i}" for i in range(n)],
+                 pd.DataFrame(index=[f"G{i}" for i in range(d)]), {"format": STORE_FORMAT})
+    with h5py.File(path, "r+") as f:  # the store layout `exprssl convert` writes, filled block by block
         for s0 in range(0, n, block):
             s1 = min(n, s0 + block)
-            X[s0:s1] = rng.gamma(2.0, 50.0, (s1 - s0, d)).astype(np.float32)
-        _string_dataset(f, "genes", [f"G{i}" for i in range(d)])
-        _string_dataset(f, "samples", [f"S{i}" for i in range(n)])
+            f["X"][s0:s1] = rng.gamma(2.0, 50.0, (s1 - s0, d)).astype(np.float32)
 
 
 def make_cgroup(cap_bytes: int) -> Path | None:
@@ -87,7 +86,7 @@ def main() -> None:
 
     data_mb = args.samples * args.genes * 4 / 2**20
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        store = Path(tmp) / "store.h5"
+        store = Path(tmp) / "store.h5ad"
         print(f"writing a {data_mb:.0f} MB store ({args.samples} x {args.genes}) ...", flush=True)
         write_store(store, args.samples, args.genes)
         group = make_cgroup(args.cap_mb * 2**20)

@@ -69,7 +69,7 @@ def _commands(case, root: Path, model: Path):
         return [["info", case.data, "--labels", case.path],
                 ["embed", "--model", model, "--data", case.data, "--labels", case.path, "--out", out / "e.h5ad"],
                 ["benchmark", "--data", case.data, "--labels", case.path, "--label", "x", "--out", out / "bench"]]
-    return [["convert", case.path, "--out", out / "store.h5"]]
+    return [["convert", case.path, "--out", out / "store.h5ad"]]
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -35,7 +35,7 @@ def _entry_points(case, out_dir: Path):
         good = io.read(case.data)
         return {"add_labels": lambda: io.add_labels(good, case.path),
                 "load_data(labels=)": lambda: io.load_data(case.data, labels=case.path)}
-    return {"convert": lambda: store.convert(case.path, out_dir / "store.h5")}
+    return {"convert": lambda: store.convert(case.path, out_dir / "store.h5ad")}
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -8,6 +8,7 @@ import textwrap
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -21,24 +22,27 @@ from exprssl.errors import (
 )
 from exprssl.preprocessing import Preprocessor
 from exprssl.store import (
+    LEGACY_STORE_FORMAT,
     STORE_FORMAT,
     ExpressionStore,
     StreamingRows,
-    _create,
-    _string_dataset,
     convert,
+    is_store,
     open_streamed,
 )
 
 IDENTITY = dict(library_size=False, log=False, standardize=False)
 
 
-def _archs4(path, n_genes=12, n_samples=1000):
-    X = np.random.default_rng(0).integers(0, 500, (n_genes, n_samples)).astype(np.float32)
+def _archs4(path, n_genes=12, n_samples=1000, genes=None):
+    """A file in ARCHS4's layout: genes x samples integer counts, gzip, chunked by sample columns."""
+    rng = np.random.default_rng(0)
+    X = rng.poisson(rng.gamma(0.5, 40.0, (n_genes, 1)), (n_genes, n_samples)).astype(np.uint32)
     X[0] = np.arange(n_samples)  # gene 0 tags the sample index
+    genes = genes if genes is not None else [f"G{i}" for i in range(n_genes)]
     with h5py.File(path, "w") as f:
         f.create_dataset("data/expression", data=X, chunks=(n_genes, 64), compression="gzip")
-        f.create_dataset("meta/genes/symbol", data=np.array([f"G{i}" for i in range(n_genes)], dtype="S"))
+        f.create_dataset("meta/genes/symbol", data=np.array(genes, dtype="S"))
         f.create_dataset("meta/samples/geo_accession", data=np.array([f"GSM{i}" for i in range(n_samples)], dtype="S"))
     return X
 
@@ -46,16 +50,128 @@ def _archs4(path, n_genes=12, n_samples=1000):
 @pytest.fixture
 def store(tmp_path):
     X = _archs4(tmp_path / "a.h5")
-    convert(tmp_path / "a.h5", tmp_path / "s.h5", chunk_rows=50, block_samples=128)
-    return ExpressionStore(tmp_path / "s.h5"), X
+    convert(tmp_path / "a.h5", tmp_path / "s.h5ad", chunk_rows=50, block_samples=128)
+    return ExpressionStore(tmp_path / "s.h5ad"), X
 
 
 def test_convert_archs4_streams_to_sample_major(store):
     s, X = store
     assert s.shape == (1000, 12) and s.chunk_rows == 50 and s.genes[:2] == ["G0", "G1"]
     np.testing.assert_array_equal(s.rows(np.array([7, 3, 999])), X[:, [7, 3, 999]].T)
-    with h5py.File(s.path) as f:
-        assert f.attrs["format"] == STORE_FORMAT and f["samples"][5].decode() == "GSM5"
+    assert is_store(s.path) and s.uns["format"] == STORE_FORMAT and s.samples[5] == "GSM5"
+    with h5py.File(s.path) as f:  # integer counts stay integers, Blosc-compressed, in whole-row chunks
+        assert f["X"].dtype == np.uint32 and f["X"].chunks == (50, 12) and "32001" in f["X"]._filters
+
+
+def _store_content(path):
+    with h5py.File(path) as f:
+        return f["X"][:], f["obs/_index"][:], f["var/_index"][:], {k: f["var"][k][:] for k in f["var"]}
+
+
+def test_convert_selects_genes_and_anndata_opens_the_store(tmp_path):
+    import anndata as ad
+
+    genes = [f"ENSG{i:011d}.{i % 3 + 1}" for i in range(40)]
+    X = _archs4(tmp_path / "a.h5", n_genes=40, n_samples=300, genes=genes)
+    (tmp_path / "genes.txt").write_text("# kept genes\n" + "".join(f"ENSG{i:011d}\n" for i in range(0, 40, 2))
+                                       + "NOT_A_GENE\n")
+    out = convert(tmp_path / "a.h5", tmp_path / "s.h5ad", genes=tmp_path / "genes.txt", top_genes=5,
+                  chunk_rows=32)
+    a = ad.read_h5ad(out, backed="r")
+    # the 5 listed genes (even positions) of largest variance of log1p(CPM), in the source's order
+    cpm = np.log1p(X / X.sum(0) * 1e6)
+    even = np.arange(0, 40, 2)
+    top = np.sort(even[np.argsort(-cpm[even].var(axis=1), kind="stable")[:5]])
+    assert list(a.var_names) == [f"ENSG{i:011d}" for i in top] and a.obs_names[7] == "GSM7"
+    np.testing.assert_allclose(a.var["var_log1p_cpm"], cpm[top].var(axis=1), rtol=1e-4)
+    assert a.X.dtype == np.uint32 and a.shape == (300, 5)
+    np.testing.assert_array_equal(a.X[10:20], X[top][:, 10:20].T)
+    selection = a.uns["exprssl_store"]["gene_selection"]
+    assert selection["n_listed"] == 21 and selection["n_listed_found"] == 20 and selection["top_genes"] == 5
+    assert a.uns["exprssl_store"]["codec"] == "blosc-zstd" and out.stat().st_size < X.size * 4
+    a.file.close()
+    with pytest.raises(DataFileError, match=r"none\.txt: none of the 1 listed genes is in .*a\.h5"):
+        (tmp_path / "none.txt").write_text("FOO\n")
+        convert(tmp_path / "a.h5", tmp_path / "t.h5ad", genes=tmp_path / "none.txt")
+    assert not (tmp_path / "t.h5ad").exists() and not list(tmp_path.glob(".t.h5ad*"))
+    with pytest.raises(ConfigError, match=r"s\.h5: a store is an AnnData file: name it \.h5ad"):
+        convert(tmp_path / "a.h5", tmp_path / "s.h5")
+
+
+def test_interrupted_conversion_resumes_to_identical_content(tmp_path):
+    _archs4(tmp_path / "a.h5", n_genes=30, n_samples=1000)
+    options = dict(top_genes=20, chunk_rows=64, block_samples=128)
+    convert(tmp_path / "a.h5", tmp_path / "whole.h5ad", **options)
+    calls = []
+
+    def interrupt(done, total, stage):
+        calls.append((done, stage))
+        if stage == "converting" and done == 384:  # after 3 of 8 blocks, as a Ctrl-C would
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert(tmp_path / "a.h5", tmp_path / "s.h5ad", progress=interrupt, **options)
+    assert not (tmp_path / "s.h5ad").exists() and (tmp_path / ".s.h5ad.partial").exists()
+    calls.clear()
+    convert(tmp_path / "a.h5", tmp_path / "s.h5ad", progress=lambda *a: calls.append(a[0::2]), **options)
+    assert calls[0] == (512, "converting")  # resumed after the 3 blocks done, no gene scan again
+    assert not list(tmp_path.glob(".s.h5ad*"))
+    for resumed, whole in zip(_store_content(tmp_path / "s.h5ad"), _store_content(tmp_path / "whole.h5ad"),
+                              strict=True):
+        if isinstance(whole, dict):
+            assert whole.keys() == resumed.keys()
+            for k in whole:
+                np.testing.assert_array_equal(resumed[k], whole[k])
+        else:
+            np.testing.assert_array_equal(resumed, whole)
+    # other options do not resume the partial store: it is started again
+    with pytest.raises(KeyboardInterrupt):
+        convert(tmp_path / "a.h5", tmp_path / "u.h5ad", progress=interrupt, **options)
+    calls.clear()
+    convert(tmp_path / "a.h5", tmp_path / "u.h5ad", progress=lambda *a: calls.append(a[0::2]),
+            **{**options, "top_genes": 10})
+    assert calls[0][1] == "scanning genes" and ExpressionStore(tmp_path / "u.h5ad").shape == (1000, 10)
+
+
+def _legacy_store(path, X):
+    """A store as exprssl 0.2 wrote it: X float32 in row chunks, genes and samples as string lists."""
+    n, d = X.shape
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = LEGACY_STORE_FORMAT
+        f.create_dataset("X", data=X, chunks=(min(256, n), d))
+        f.create_dataset("genes", data=np.array([f"G{i}" for i in range(d)], dtype=object),
+                         dtype=h5py.string_dtype())
+        f.create_dataset("samples", data=np.array([f"S{i}" for i in range(n)], dtype=object),
+                         dtype=h5py.string_dtype())
+
+
+def test_a_0_2_store_still_streams_and_converts(tmp_path):
+    X = np.random.default_rng(0).poisson(2.0, (300, 20)).astype(np.float32)
+    _legacy_store(tmp_path / "old.h5", X)
+    s = open_streamed(tmp_path / "old.h5")
+    assert isinstance(s, ExpressionStore) and s.shape == (300, 20) and s.samples[3] == "S3"
+    np.testing.assert_array_equal(s.rows(np.array([5, 1])), X[[5, 1]])
+    SSLModel_ = __import__("exprssl").SSLModel
+    m = SSLModel_("scarf", epochs=1, batch_size=64, method_params={"hidden_dims": [8]}, progress=False)
+    assert m.fit(tmp_path / "old.h5").transform(tmp_path / "old.h5").shape == (300, 8)
+    new = ExpressionStore(convert(tmp_path / "old.h5", tmp_path / "new.h5ad"))
+    np.testing.assert_array_equal(new.rows(np.arange(300)), X)
+
+
+def test_bf16_on_a_cpu_without_it_warns_once(monkeypatch, caplog):
+    import exprssl.training as training
+
+    cfg = training.TrainConfig(precision="bf16-mixed", accelerator="cpu")
+    monkeypatch.setattr(training, "native_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="exprssl"):
+        training.check_precision(cfg)
+        training.check_precision(training.TrainConfig(precision="32-true", accelerator="cpu"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "no native bf16" in lines[0] and "\n" not in lines[0]
+    monkeypatch.setattr(training, "native_bf16", lambda: True)
+    caplog.clear()
+    training.check_precision(cfg)
+    assert not caplog.records
 
 
 @pytest.mark.parametrize("kind", ["h5ad", "csr.h5ad", "csv"])
@@ -73,7 +189,7 @@ def test_convert_h5ad_and_tables(tmp_path, kind):
         a = ad.AnnData(sp.csr_matrix(X) if kind.startswith("csr") else X)
         a.obs_names, a.var_names = samples, genes
         a.write_h5ad(src)
-    s = ExpressionStore(convert(src, tmp_path / "s.h5", chunk_rows=16, block_samples=32,
+    s = ExpressionStore(convert(src, tmp_path / "s.h5ad", chunk_rows=16, block_samples=32,
                                 orientation="samples_in_rows"))
     np.testing.assert_array_equal(s.rows(np.arange(70)), X)
     assert s.genes[:2] == ["ENSG00000000000", "ENSG00000000001"] and s.samples[69] == "S69"
@@ -89,7 +205,7 @@ def test_convert_checks_the_source_before_writing(tmp_path):
     with h5py.File(tmp_path / "a.h5", "a") as f:
         f["meta/samples/geo_accession"][3] = b"GSM1"
     with pytest.raises(DuplicateSamplesError, match=r"a\.h5: 1 duplicated sample ids, e\.g\. GSM1"):
-        convert(tmp_path / "a.h5", tmp_path / "s.h5")
+        convert(tmp_path / "a.h5", tmp_path / "s.h5ad")
     with h5py.File(tmp_path / "a.h5", "a") as f:
         f["meta/samples/geo_accession"][3] = b"GSM3"
     with h5py.File(tmp_path / "a.h5", "a") as f:  # the same gene twice, once with a version suffix
@@ -97,7 +213,7 @@ def test_convert_checks_the_source_before_writing(tmp_path):
         f.create_dataset("meta/genes/symbol", data=np.array(
             ["ENSG00000000001.2", "ENSG00000000001.5"] + [f"G{i}" for i in range(10)], dtype="S"))
     with pytest.raises(DataFileError, match=r"a\.h5: duplicated gene ids"):
-        convert(tmp_path / "a.h5", tmp_path / "s.h5")
+        convert(tmp_path / "a.h5", tmp_path / "s.h5ad")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "d"]
 
 
@@ -108,7 +224,7 @@ def test_unreadable_rows_are_one_line(store, monkeypatch):
         raise OSError("Can't synchronously read data (filter returned failure during read)")
 
     monkeypatch.setattr(h5py.Dataset, "__getitem__", failing_read)
-    with pytest.raises(TruncatedFileError, match=r"s\.h5: rows could not be read, truncated or corrupt \(Can't"):
+    with pytest.raises(TruncatedFileError, match=r"s\.h5ad: rows could not be read, truncated or corrupt \(Can't"):
         next(s.blocks())
 
 
@@ -148,10 +264,10 @@ def test_shards_are_disjoint(store):
 
 def test_cli_convert_and_pretrain_from_store(tmp_path):
     _archs4(tmp_path / "a.h5", n_genes=30, n_samples=600)
-    r = CliRunner().invoke(app, ["convert", str(tmp_path / "a.h5"), "--out", str(tmp_path / "s.h5")])
+    r = CliRunner().invoke(app, ["convert", str(tmp_path / "a.h5"), "--out", str(tmp_path / "s.h5ad")])
     assert r.exit_code == 0, r.output
     assert "600 samples x 30 genes" in r.output
-    r = CliRunner().invoke(app, ["pretrain", "--method", "scarf", "--data", str(tmp_path / "s.h5"), "--out",
+    r = CliRunner().invoke(app, ["pretrain", "--method", "scarf", "--data", str(tmp_path / "s.h5ad"), "--out",
                                  str(tmp_path / "m"), "--epochs", "2", "--batch-size", "64", "--no-progress",
                                  "--set", "hidden_dims=[32]"])
     assert r.exit_code == 0, r.output
@@ -159,7 +275,7 @@ def test_cli_convert_and_pretrain_from_store(tmp_path):
 
     # embedding the store streams it block by block and equals embedding it in memory
     (tmp_path / "labels.csv").write_text("id,batch\n" + "".join(f"GSM{i},b{i % 3}\n" for i in range(0, 600, 2)))
-    r = CliRunner().invoke(app, ["embed", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "s.h5"),
+    r = CliRunner().invoke(app, ["embed", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "s.h5ad"),
                                  "--out", str(tmp_path / "z.h5ad"), "--labels", str(tmp_path / "labels.csv")])
     assert r.exit_code == 0, r.output
     import anndata as ad
@@ -172,7 +288,7 @@ def test_cli_convert_and_pretrain_from_store(tmp_path):
     model = SSLModel.load(tmp_path / "m")
     in_memory = model.transform(read(tmp_path / "a.h5"))
     np.testing.assert_allclose(z.obsm["X_scarf"], in_memory, rtol=1e-5, atol=1e-5)
-    store = ExpressionStore(tmp_path / "s.h5")
+    store = ExpressionStore(tmp_path / "s.h5ad")
     seen = []
     streamed = model.transform(store, progress=lambda done, total: seen.append((done, total)))
     np.testing.assert_array_equal(streamed, z.obsm["X_scarf"])
@@ -196,15 +312,16 @@ PEAK_SCRIPT = textwrap.dedent("""
 
 
 def _make_store(path, n, d=500, seed=0):
+    """A store as `convert` writes it, filled block by block without holding the matrix."""
+    from exprssl.store import _start_store
+
     rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as f:  # the layout `convert` writes, without holding the matrix
-        f.attrs["format"] = STORE_FORMAT
-        X = _create(f, n, d, chunk_rows=256)
+    _start_store(path, n, np.dtype(np.float32), 256, "gzip-1", [f"S{i}" for i in range(n)],
+                 pd.DataFrame(index=[f"G{i}" for i in range(d)]), {"format": STORE_FORMAT})
+    with h5py.File(path, "r+") as f:
         for s0 in range(0, n, 2048):
             s1 = min(n, s0 + 2048)
-            X[s0:s1] = rng.gamma(2.0, 2.0, (s1 - s0, d)).astype(np.float32)
-        _string_dataset(f, "genes", [f"G{i}" for i in range(d)])
-        _string_dataset(f, "samples", [f"S{i}" for i in range(n)])
+            f["X"][s0:s1] = rng.gamma(2.0, 2.0, (s1 - s0, d)).astype(np.float32)
 
 
 def _make_sparse_h5ad(path, n, d=500, seed=0):
@@ -226,7 +343,7 @@ def test_peak_memory_flat_in_number_of_samples(tmp_path, kind):
     preprocessing, a 4,096-row augmentation pool, <= 2,048 validation rows); all else streams."""
     peaks = []
     for n in (16_000, 64_000):
-        path = tmp_path / (f"s{n}.h5" if kind == "store" else f"s{n}.h5ad")
+        path = tmp_path / (f"s{n}.h5ad" if kind == "store" else f"x{n}.h5ad")
         (_make_store if kind == "store" else _make_sparse_h5ad)(path, n)
         runs = []
         for _ in range(2):  # the least of two runs: a one-off 20-60 MB spike (threads' heaps) is noise
@@ -336,10 +453,10 @@ def test_dataloader_workers_share_the_epoch_and_split_the_rows(store):
 def test_pretrain_with_workers(tmp_path):
     from exprssl import SSLModel
 
-    _make_store(tmp_path / "s.h5", 1200, d=40)
+    _make_store(tmp_path / "s.h5ad", 1200, d=40)
     m = SSLModel("scarf", epochs=2, batch_size=100, method_params={"hidden_dims": [16]}, progress=False, patience=0,
-                 num_workers=2).fit(tmp_path / "s.h5")
+                 num_workers=2).fit(tmp_path / "s.h5ad")
     assert len(m.history_) == 2 and np.isfinite(m.history_["train_loss"]).all()
     assert m.train_config_.num_workers == 2
     with pytest.raises(ConfigError, match="num_workers must be an integer >= 0"):
-        SSLModel("scarf", num_workers=-1).fit(tmp_path / "s.h5")
+        SSLModel("scarf", num_workers=-1).fit(tmp_path / "s.h5ad")

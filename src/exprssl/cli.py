@@ -265,16 +265,11 @@ def pretrain(
     model = SSLModel(name, method_params=method_params, preprocessor=prep or None, progress=progress, **train)
     check_hardware_options(model.check_params().train)  # every option, before data is read or written
     check_output(out_dir, "model", overwrite=overwrite, inputs=[data_path, config])
-    from .store import open_streamed
+    from .sources import ExpressionSource
 
-    adata = open_streamed(data_path, stream)
-    if adata is not None:
-        shape = f"{adata.n_samples} samples x {len(adata.genes)} genes (streamed from disk)"
-    else:
-        adata = _load(data_path, orientation=orientation)
-        shape = f"{adata.n_obs} samples x {adata.n_vars} genes"
-    console.print(f"pretraining [bold]{name}[/] on {shape} from {data_path}", highlight=False)
-    model.fit(adata)
+    source = ExpressionSource.resolve(data_path, stream, orientation=orientation)
+    console.print(f"pretraining [bold]{name}[/] on {source.describe()} from {data_path}", highlight=False)
+    model.fit(source)
     model.save(out_dir, overwrite=overwrite)
     if _rank() == 0:
         console.print(_fit_summary(model, out_dir), highlight=False)
@@ -335,24 +330,25 @@ def embed(
     from .io import add_labels, write_h5ad
     from .model import SSLModel
     from .outputs import check_output
-    from .store import open_streamed
+    from .sources import ExpressionSource
 
     if out.suffix != ".h5ad":
         raise ConfigError(f"{out}: --out must end in .h5ad")
     check_output(out, "embedding", overwrite=overwrite, inputs=[data, model, labels])
     m = SSLModel.load(model)
-    store = open_streamed(data, stream)
-    if store is not None:  # streamed block by block: only the embeddings are held in memory
+    source = ExpressionSource.resolve(data, stream, labels=str(labels) if labels else None,
+                                      label_id_column=label_id_column, orientation=orientation)
+    if source.streamed:  # block by block: only the embeddings are held in memory
         from rich.progress import Progress
 
         with Progress(console=err_console, transient=True) as bar:
-            task = bar.add_task("embedding", total=store.n_samples)
-            result = m.transform(store, key=key, return_anndata=True,
+            task = bar.add_task("embedding", total=source.n_samples)
+            result = m.transform(source, key=key, return_anndata=True,
                                  progress=lambda done, total: bar.update(task, completed=done))
-        if labels:
+        if labels:  # a store's obs come with the embeddings; the sheet is joined to them
             result = add_labels(result, labels, id_column=label_id_column)
     else:
-        result = m.transform(_load(data, labels, label_id_column, orientation), key=key, return_anndata=True)
+        result = m.transform(source, key=key, return_anndata=True)
     write_h5ad(result, out)
     key = key or f"X_{m.method}"
     Z = result.obsm[key]
@@ -432,30 +428,54 @@ def explain(
 @user_errors
 def convert(
     src: Annotated[Path, typer.Argument(help="ARCHS4 .h5, .h5ad, or a table (csv/tsv/parquet/gct).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Store to write (.h5).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Store to write (.h5ad).")],
+    genes: Annotated[Path | None, typer.Option(help="Keep only the genes listed in this file "
+                                               "(one id a line).")] = None,
+    top_genes: Annotated[int | None, typer.Option(help="Keep the N most variable genes (of the listed "
+                                                  "ones), chosen in one extra pass over the source.")] = None,
     chunk_rows: Annotated[int, typer.Option(help="Samples per on-disk chunk.")] = 256,
-    block: Annotated[int, typer.Option(help="Samples held in memory while converting.")] = 2048,
+    block: Annotated[int | None, typer.Option(help="Samples held in memory while converting (default: "
+                                              "about 256 MB of values, rounded to whole chunks).")] = None,
+    codec: Annotated[str, typer.Option(help="Compression: blosc-zstd (compact, fast), blosc-lz4 (faster, "
+                                       "larger), gzip-1 (readable without hdf5plugin), lzf or none.")] = "blosc-zstd",
     orientation: OrientOpt = "auto",
     overwrite: OverwriteOpt = False,
 ):
-    """Rewrite a large matrix once as a sample-major chunked store for out-of-core pretraining
-    (`exprssl pretrain --data STORE.h5 ...` then streams it in bounded memory)."""
-    from rich.progress import Progress
+    """Rewrite a large matrix once as a compressed, row-chunked AnnData store (.h5ad) for
+    out-of-core pretraining (`exprssl pretrain --data STORE.h5ad ...` then streams it in bounded
+    memory; anndata/scanpy open it with backed="r"). An interrupted conversion resumes when run
+    again with the same options."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from .outputs import check_output
     from .store import ExpressionStore
     from .store import convert as convert_store
 
-    if chunk_rows < 1 or block < 1:
+    if chunk_rows < 1 or (block is not None and block < 1):
         raise ConfigError(f"--chunk-rows and --block must be >= 1, got {chunk_rows} and {block}")
-    check_output(out, "store", overwrite=overwrite, inputs=[src])
-    with Progress(console=err_console, transient=True) as bar:
-        task = bar.add_task(f"converting {src.name}", total=None)
-        convert_store(src, out, chunk_rows=chunk_rows, block_samples=block, orientation=orientation,
-                      progress=lambda done, total: bar.update(task, completed=done, total=total))
+    check_output(out, "store", overwrite=overwrite, inputs=[src, genes])
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(done: int, total: int, stage: str) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(f"{stage} {src.name}", total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        convert_store(src, out, genes=genes, top_genes=top_genes, chunk_rows=chunk_rows, block_samples=block,
+                      codec=codec, orientation=orientation, progress=progress)
     s = ExpressionStore(out)
-    console.print(f"wrote {out}: {s.n_samples} samples x {len(s.genes)} genes, "
-                  f"{s.chunk_rows} samples per chunk", highlight=False)
+    console.print(f"wrote {out}: {s.n_samples} samples x {len(s.genes)} genes, {s.chunk_rows} samples per "
+                  f"chunk, {codec}, {out.stat().st_size / 1e6:.1f} MB", highlight=False)
 
 
 @app.command()

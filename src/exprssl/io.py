@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import anndata as ad
+import hdf5plugin  # noqa: F401  registers Blosc: X of a store written by `exprssl convert`
 import numpy as np
 import pandas as pd
 

@@ -32,14 +32,13 @@ from .errors import (
 )
 from .methods import build_method, check_method_params, get_method
 from .preprocessing import OPTIONS as PREPROCESSING_OPTIONS
-from .preprocessing import Preprocessor, check_ignored_y, expression_input
-from .training import TrainConfig, train_method
-from .utils import seed_everything
+from .preprocessing import Preprocessor, check_ignored_y
+from .sources import ExpressionSource
+from .training import TrainConfig
 
 log = logging.getLogger("exprssl")
 FORMAT_VERSION = 1
 MODEL_FILES = ("config.json", "preprocessor.json", "weights.pt")
-STREAM_FIT_ROWS = 10_000  # rows of a streamed store the preprocessing is fit on
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
@@ -49,39 +48,6 @@ class ResolvedParams(NamedTuple):
     method_params: dict[str, Any]  # the method's complete options, defaults filled in
     train: TrainConfig
     preprocessor: Preprocessor  # a copy: unfitted, or the caller's fitted one (used as it is)
-
-
-def _resolve(data, stream: bool | None = None):
-    """A path or bundled-dataset name as data: a store, or an h5ad to stream (see
-    ``exprssl.store.open_streamed``), opens for streaming; anything else is loaded
-    (``exprssl.io.load_data``: every supported format, or a bundled dataset by name)."""
-    if not isinstance(data, (str, os.PathLike)):
-        return data
-    from .io import load_data
-    from .store import open_streamed
-
-    store = open_streamed(data, stream)
-    return store if store is not None else load_data(data)
-
-
-def _is_anndata(data) -> bool:
-    return hasattr(data, "obsm") and hasattr(data, "var_names")
-
-
-def _is_store(data) -> bool:
-    from .store import ExpressionStore
-
-    return isinstance(data, ExpressionStore)
-
-
-def _input_features(data) -> tuple[int, list[str] | None]:
-    """Number of input columns and their gene names (None for an array), without reading values."""
-    if _is_anndata(data):
-        return data.n_vars, [str(g) for g in data.var_names]
-    if isinstance(data, pd.DataFrame):
-        return data.shape[1], [str(g) for g in data.columns]
-    shape = data.shape if hasattr(data, "shape") else np.asarray(data).shape  # arrays, sparse, lists
-    return shape[1], None
 
 
 def _n_samples(data) -> int | None:
@@ -200,28 +166,15 @@ class SSLModel(TransformerMixin, BaseEstimator):
         """
         check_ignored_y(y, _n_samples(X), "SSLModel.fit")
         params = self.check_params()
-        data = _resolve(X, stream)
-        prep, train = params.preprocessor, params.train
-        if _is_store(data):
-            from .training import train_streaming
-
-            if not prep.__sklearn_is_fitted__():
-                prep.fit(data.rows(data.sample_rows(STREAM_FIT_ROWS, seed=train.seed)), genes=data.genes)
-            seed_everything(train.seed)  # weight init is part of the seeded run
-            method = build_method(self.method, len(prep.genes_), **params.method_params)
-            history = train_streaming(method, data, prep, train)
-            n_features, names = len(data.genes), list(data.genes)
-        else:
-            if not prep.__sklearn_is_fitted__():
-                prep.fit(data)
-            Xp = prep.transform(data)
-            seed_everything(train.seed)
-            method = build_method(self.method, Xp.shape[1], **params.method_params)
-            history = train_method(method, torch.from_numpy(Xp), train)
-            n_features, names = _input_features(data)
+        source = ExpressionSource.resolve(X, stream)
+        train = params.train
+        prep = source.fit_preprocessor(params.preprocessor, seed=train.seed)
+        method, history = source.pretrain(
+            lambda width: build_method(self.method, width, **params.method_params), prep, train)
+        n_features, names = source.features()
         self._set_fitted(method, prep, train, pd.DataFrame.from_records(history), n_features, names,
                          None)
-        self.data_sources_ = describe_data(X, data)  # named in the model card
+        self.data_sources_ = describe_data(X, source.store if source.streamed else source.data)
         return self
 
     # ----------------------------------------------------------- embedding
@@ -255,59 +208,34 @@ class SSLModel(TransformerMixin, BaseEstimator):
         called after each block. ``stream`` as in ``fit``.
         """
         self._check_fitted()
-        return self._transform(_resolve(X, stream), X, key=key, return_anndata=return_anndata, progress=progress)
+        return self._transform(ExpressionSource.resolve(X, stream), key=key, return_anndata=return_anndata,
+                               progress=progress)
 
-    def _transform(self, data, given, *, key, return_anndata, progress=None):
-        """``transform`` of already resolved ``data``; ``given`` is what the caller passed (its
-        path, when it was one, is the embeddings' recorded source)."""
-        if key is not None and not return_anndata and not _is_anndata(data):
+    def _transform(self, source: ExpressionSource, *, key, return_anndata, progress=None):
+        """``transform`` of an already resolved source."""
+        if key is not None and not return_anndata and not source.is_anndata:
             raise ConfigError(f"key={key!r} stores the embeddings in an AnnData's obsm, and "
-                              f"{'a store' if _is_store(data) else type(data).__name__} has none: use the "
-                              "returned array, or return_anndata=True")
-        if _is_store(data):
-            Z = self._embed_store(data, progress)
-        else:
-            Z = self.embed_preprocessed(self.preprocessor_.transform(data))
+                              f"{'a store' if source.streamed else type(source.data).__name__} has none: use "
+                              "the returned array, or return_anndata=True")
+        Z = source.embed(self.embed_preprocessed, self.preprocessor_, self.embedding_dim_, progress)
         if not return_anndata:
             if key is not None:
-                data.obsm[key] = Z
+                source.data.obsm[key] = Z
             return Z
-        source = str(given) if isinstance(given, (str, os.PathLike)) else None
-        return self._embedding_anndata(data, Z, key, source)
-
-    def _embed_store(self, store, progress) -> np.ndarray:
-        self.preprocessor_.gene_coverage(store.genes, store.source)  # reported once, not per block
-        Z = np.empty((store.n_samples, self.embedding_dim_), dtype=np.float32)
-        for r0, block in store.blocks():
-            Xp = self.preprocessor_.transform(block, store.genes, report_coverage=False)
-            Z[r0:r0 + len(block)] = self.embed_preprocessed(Xp)
-            if progress:
-                progress(r0 + len(block), store.n_samples)
-        return Z
-
-    def _embedding_anndata(self, data, Z: np.ndarray, key: str | None, source: str | None):
-        """The AnnData ``exprssl embed`` writes: sample metadata, embeddings, provenance."""
         import anndata as ad
 
-        if _is_store(data) or _is_anndata(data):
-            obs = data.obs.copy()
-        else:
-            index = data.index if isinstance(data, pd.DataFrame) else range(Z.shape[0])
-            obs = pd.DataFrame(index=pd.Index(index).astype(str))
-        if source is None:
-            source = expression_input(data)[2] if not _is_store(data) else str(data.source)
-        result = ad.AnnData(obs=obs, obsm={key or f"X_{self.method}": Z})
+        result = ad.AnnData(obs=source.obs(), obsm={key or f"X_{self.method}": Z})
         result.uns["exprssl"] = {"model": self.model_dir_ or "(not saved)", "method": self.method,
-                                 "source": source, "n_model_genes": len(self.genes_)}
+                                 "source": source.provenance(), "n_model_genes": len(self.genes_)}
         return result
 
     def fit_transform(self, X, y=None, *, key: str | None = None, return_anndata: bool = False,
                       stream: bool | None = None):
         """``fit`` then ``transform`` the same samples (read once); ``y`` is ignored, so a
         Pipeline's labels are never taken for an obsm key."""
-        data = _resolve(X, stream)
-        self.fit(data, y)
-        return self._transform(data, X, key=key, return_anndata=return_anndata)
+        source = ExpressionSource.resolve(X, stream)
+        self.fit(source, y)
+        return self._transform(source, key=key, return_anndata=return_anndata)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Names of the embedding dimensions: ``<method>0``, ``<method>1``, ..."""

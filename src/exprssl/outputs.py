@@ -9,8 +9,9 @@ The rules every command follows, checked before any work starts:
 
 An artefact is recognised by what exprssl writes into it: a model directory by ``config.json``
 (with ``format_version`` and ``method``) and ``weights.pt``, a benchmark directory by
-``settings.json``, an embedding ``.h5ad`` by ``uns/exprssl/model``, a store by its format
-attribute, an attributions table (``.csv``) by its header.
+``settings.json``, an embedding ``.h5ad`` by ``uns/exprssl/model``, a store by
+``uns/exprssl_store`` (or, written by 0.2, its format attribute), an attributions table
+(``.csv``) by its header.
 """
 
 from __future__ import annotations
@@ -57,11 +58,11 @@ def artifact_kind(path: str | os.PathLike) -> str | None:
         try:
             import h5py
 
-            from .store import STORE_FORMAT
+            from .store import is_store
 
+            if is_store(path):
+                return "store"
             with h5py.File(path, "r") as f:
-                if f.attrs.get("format") == STORE_FORMAT:
-                    return "store"
                 if "uns/exprssl/model" in f:
                     return "embedding"
         except (OSError, ValueError, ImportError):

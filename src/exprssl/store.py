@@ -1,91 +1,121 @@
-"""Out-of-core expression data: a sample-major chunked HDF5 store, and streaming from it.
+"""Out-of-core expression data: a compressed, row-chunked AnnData store, and streaming from it.
 
 ARCHS4 ships genes x samples, gzip-chunked, so reading one sample touches every gene chunk.
-``convert`` rewrites such a matrix once, in bounded memory, as samples x genes with row chunks;
+``convert`` rewrites such a matrix once as samples x genes: an ``.h5ad`` that anndata and scanpy
+open directly (``anndata.read_h5ad(path, backed="r")``), ``X`` a dense dataset chunked by rows and
+compressed, integer counts kept as integers, sample ids in ``obs``, genes in ``var``, and the
+conversion's choices (source, gene selection, codec) in ``uns["exprssl_store"]``. Conversion reads
+the source in its own chunk order, in bounded memory, and resumes after an interruption.
 ``StreamingRows`` then feeds pretraining by block-shuffled chunks through a shuffle buffer,
-preprocessing on the fly, so peak memory does not grow with the number of samples. An h5ad
-file is already sample-major (dense or CSR ``X``), so it is streamed as it is, in backed mode.
+preprocessing on the fly, so peak memory does not grow with the number of samples. Any other
+h5ad (dense or CSR ``X``) streams the same way in backed mode, and so do stores written by 0.2
+(a private HDF5 layout, ``.h5`` with a ``format`` attribute).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
+import hdf5plugin  # registers the Blosc filters a store's X is compressed with
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .errors import ConfigError, DataFileError, OutputPathError, TruncatedFileError
+from .errors import ConfigError, DataFileError, ExprsslError, OutputPathError, TruncatedFileError
 from .genes import strip_version
 from .io import archs4_layout, check_h5ad, decode_strings, detect_format, one_line, open_hdf5, read
-from .utils import atomic_path
+from .utils import make_parents, remove_empty
 from .validation import check_unique_samples
 
 log = logging.getLogger("exprssl")
-STORE_FORMAT = "exprssl-store-1"
+STORE_FORMAT = "exprssl-store-2"  # uns["exprssl_store"]["format"] of a store written by convert
+LEGACY_STORE_FORMAT = "exprssl-store-1"  # the 0.2 layout: root attribute "format", X, genes, samples
+STORE_KEY = "exprssl_store"
 H5AD_CHUNK_ROWS = 256  # rows per shuffled block of an h5ad, whose own HDF5 chunks may be tiny or absent
+# Blosc (hdf5plugin) with bit shuffling: on 20k-gene counts zstd level 1 decompresses at ~6,400
+# samples/s on one core, ~6x a SCARF training step on this 2-core CPU, and packs 7.4x (gzip-1: 1,560
+# samples/s, 6.9x; lz4: 16,900 samples/s, 5.5x). Readers need the filter: ``import hdf5plugin``
+# (exprssl does) before anndata reads X; gzip-1 needs no plugin anywhere.
+CODECS = {"blosc-zstd": lambda: hdf5plugin.Blosc(cname="zstd", clevel=1, shuffle=hdf5plugin.Blosc.BITSHUFFLE),
+          "blosc-lz4": lambda: hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE),
+          "gzip-1": lambda: {"compression": "gzip", "compression_opts": 1, "shuffle": True},
+          "lzf": lambda: {"compression": "lzf", "shuffle": True},
+          "none": lambda: {}}
+DEFAULT_CODEC = "blosc-zstd"
+BLOCK_BYTES = 256 * 2**20  # source values held in memory per conversion block
 
 
-def _string_dataset(f: h5py.File, name: str, values) -> None:
-    f.create_dataset(name, data=np.asarray([str(v) for v in values], dtype=object),
-                     dtype=h5py.string_dtype())
+def read_gene_list(path: str | os.PathLike) -> list[str]:
+    """Gene ids from a text file, one per line (blank lines and ``#`` comments skipped; a first
+    tab- or comma-separated field is taken, so a table's id column works too)."""
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8-sig").splitlines()
+    except FileNotFoundError:
+        raise DataFileError(f"{p}: no such gene list") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataFileError(f"{p}: gene list cannot be read as text ({one_line(e)})") from None
+    ids = [line.replace(",", "\t").split("\t")[0].strip() for line in lines]
+    ids = [g for g in ids if g and not g.startswith("#")]
+    if not ids:
+        raise DataFileError(f"{p}: gene list is empty (one gene id per line)")
+    return ids
 
 
-def convert(src: str | os.PathLike, out: str | os.PathLike, *, chunk_rows: int = 256,
-            block_samples: int = 2048, progress=None, orientation: str = "auto") -> Path:
-    """Write ``src`` as a sample-major store at ``out`` (atomically), streaming in sample blocks.
+def match_gene_list(requested: Sequence[str], available: Sequence[str]) -> np.ndarray:
+    """Positions in ``available`` of each requested gene (-1: not there). Exact ids, Ensembl
+    versions ignored: the one place where an identifier mapping (symbols <-> Ensembl) plugs in."""
+    index = pd.Index(strip_version([str(g) for g in available]))
+    return index.get_indexer(strip_version([str(g) for g in requested]))
 
-    ARCHS4 HDF5 and h5ad inputs are streamed (``block_samples`` samples in memory at a time);
-    tables (csv/tsv/parquet/gct, laid out per ``orientation``) are read whole first, as they fit in
-    memory by nature. The source is checked (layout, ids, duplicate genes) before anything is
-    written; a read error midway leaves no output behind.
-    """
-    src, out = Path(src), Path(out)
-    if not src.exists():
-        raise DataFileError(f"{src}: no such file")
-    if out.exists() and out.resolve() == src.resolve():
-        raise OutputPathError(f"{out}: the output would replace the input; choose another --out")
-    if out.is_dir():
-        raise OutputPathError(f"{out}: is a directory; the store is one file, e.g. {out / 'store.h5'}")
-    fmt = detect_format(src)
-    with _open_source(src, fmt, orientation) as (genes, samples, read_block):
-        if len(set(genes)) != len(genes):
-            raise DataFileError(f"{src}: duplicated gene ids; collapse them first (exprssl.read, then write h5ad)")
-        check_unique_samples(samples, str(src))
-        n = len(samples)
-        with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-            f.attrs["format"] = STORE_FORMAT
-            f.attrs["source"] = str(src)
-            X = _create(f, n, len(genes), chunk_rows)
-            for s0 in range(0, n, block_samples):
-                s1 = min(n, s0 + block_samples)
-                try:
-                    X[s0:s1] = read_block(s0, s1)
-                except OSError as e:
-                    raise TruncatedFileError(f"{src}: samples {s0}..{s1 - 1} could not be read, truncated or "
-                                             f"corrupt ({one_line(e)})") from None
-                if progress:
-                    progress(s1, n)
-            _string_dataset(f, "genes", genes)
-            _string_dataset(f, "samples", samples)
-    return out
+
+# ----------------------------------------------------------------------------- conversion
+class _Source:
+    """What ``convert`` reads: ids, the dtype kept on disk, and ``read(s0, s1, cols)`` -> samples
+    x genes (``cols`` a sorted selection, None for all) whose sample ranges should start on
+    multiples of ``step`` (the source's own chunk width; 1 when rows are cheap to cut)."""
+
+    def __init__(self, genes, samples, dtype, read_block: Callable, step: int = 1, kind: str = ""):
+        self.genes, self.samples = list(genes), list(samples)
+        self.dtype, self.read, self.step, self.kind = np.dtype(dtype), read_block, max(1, int(step)), kind
+        self.path: Path | None = None  # named in read errors
+
+
+def _disk_dtype(dtype: np.dtype) -> np.dtype:
+    """Integers stay integers (counts); anything else becomes float32."""
+    return np.dtype(dtype) if np.dtype(dtype).kind in "iu" else np.dtype(np.float32)
 
 
 @contextmanager
-def _open_source(src: Path, fmt: str, orientation: str):
-    """``(genes, samples, read_block(s0, s1) -> float32 samples x genes)`` for ``convert``, after
-    checking the source's layout; the file stays open while the caller copies the blocks."""
-    if fmt == "archs4":
-        with open_hdf5(src) as g:
-            genes, samples, dset = archs4_layout(g, src)
-            yield (list(strip_version(list(genes))), list(samples),
-                   lambda s0, s1: np.asarray(dset[:, s0:s1], dtype=np.float32).T)
+def _open_source(src: Path, fmt: str, orientation: str) -> Iterator[_Source]:
+    """The source, its layout checked; the file stays open while the caller copies the blocks."""
+    if fmt == "archs4" and _legacy_store(src):
+        with open_hdf5(src) as f:
+            X = f["X"]
+            genes = decode_strings(f["genes"][:], str(src))
+            samples = decode_strings(f["samples"][:], str(src))
+            yield _Source(genes, samples, X.dtype, lambda s0, s1, cols: _take(X[s0:s1], cols),
+                          X.chunks[0] if X.chunks else 1, "exprssl 0.2 store")
+    elif fmt == "archs4":
+        with open_hdf5(src) as f:
+            genes, samples, dset = archs4_layout(f, src)
+
+            def block(s0: int, s1: int, cols):  # genes x samples on disk: every gene, whole chunk columns
+                raw = dset[:, s0:s1]
+                return (raw if cols is None else raw[cols]).T
+
+            yield _Source(strip_version(list(genes)), samples, dset.dtype, block,
+                          dset.chunks[1] if dset.chunks else 1, "ARCHS4")
     elif fmt == "h5ad":
         import anndata as ad
 
@@ -97,30 +127,292 @@ def _open_source(src: Path, fmt: str, orientation: str):
         except Exception as e:  # anndata raises many types on malformed content; none is a bug of ours
             raise TruncatedFileError(f"{src}: not a readable h5ad file, truncated or corrupt ({one_line(e)})") from None
         try:
-            def block(s0: int, s1: int) -> np.ndarray:
+            def rows(s0: int, s1: int, cols):
                 b = a.X[s0:s1]
-                return np.asarray(b.toarray() if hasattr(b, "toarray") else b, dtype=np.float32)
+                return _take(b.toarray() if hasattr(b, "toarray") else np.asarray(b), cols)
 
-            yield strip_version(list(a.var_names)), list(a.obs_names), block
+            yield _Source(strip_version(list(a.var_names)), list(a.obs_names), a.X.dtype, rows, 1, "h5ad")
         finally:
             a.file.close()
     else:
         a = read(src, orientation=orientation)
-        yield list(a.var_names), list(a.obs_names), lambda s0, s1: a.X[s0:s1]
+        X = a.X
+        integral = X.size and np.all(X >= 0) and X.max() < 2**31 and np.array_equal(X, np.round(X))
+        dtype = np.int32 if integral else np.float32
+        yield _Source(list(a.var_names), list(a.obs_names), dtype,
+                      lambda s0, s1, cols: _take(X[s0:s1], cols), 1, fmt)
 
 
-def _create(f: h5py.File, n: int, d: int, chunk_rows: int):
-    return f.create_dataset("X", shape=(n, d), dtype=np.float32, chunks=(min(chunk_rows, max(n, 1)), d))
+def _take(block: np.ndarray, cols) -> np.ndarray:
+    return block if cols is None else block[:, cols]
 
 
+def _legacy_store(path: Path) -> bool:
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == LEGACY_STORE_FORMAT
+    except OSError:
+        return False
+
+
+def _block_width(source: _Source, block_samples: int | None) -> int:
+    """Samples per source read: whole chunk columns of the source (each chunk decompressed once),
+    about ``BLOCK_BYTES`` of values unless ``block_samples`` says otherwise."""
+    unit = source.step
+    bytes_per_sample = max(1, len(source.genes)) * source.dtype.itemsize
+    if unit * bytes_per_sample > 4 * BLOCK_BYTES:
+        log.warning("a source chunk column (%d samples x all %d genes) exceeds the memory per block; reading "
+                    "across its chunks (slower)", source.step, len(source.genes))
+        unit = 1
+    target = block_samples if block_samples else BLOCK_BYTES // bytes_per_sample
+    return max(unit, target // unit * unit)
+
+
+def _gene_stats(source: _Source, width: int, n: int, counts: bool, progress) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene mean and variance over all samples, in one streaming pass: of log1p(CPM) for
+    counts (library sizes need every gene, which full-gene blocks give), else of the values."""
+    d = len(source.genes)
+    total, total_sq = np.zeros(d), np.zeros(d)
+    for s0 in range(0, n, width):
+        s1 = min(n, s0 + width)
+        v = _read(source, s0, s1, None).astype(np.float32)
+        if counts:
+            lib = v.sum(axis=1, keepdims=True)
+            np.divide(v, lib / 1e6, out=v, where=lib > 0)
+            np.log1p(v, out=v)
+        total += v.sum(axis=0, dtype=np.float64)
+        total_sq += np.einsum("ij,ij->j", v, v, dtype=np.float64)
+        if progress:
+            progress(s1, n, "scanning genes")
+    mean = total / max(n, 1)
+    return mean, np.maximum(total_sq / max(n, 1) - mean**2, 0.0)
+
+
+def _read(source: _Source, s0: int, s1: int, cols) -> np.ndarray:
+    try:
+        return source.read(s0, s1, cols)
+    except OSError as e:
+        raise TruncatedFileError(f"{source.path}: samples {s0}..{s1 - 1} could not be read, truncated or "
+                                 f"corrupt ({one_line(e)})") from None
+
+
+def _select_genes(source: _Source, src: Path, genes, top_genes: int | None, width: int,
+                  progress) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    """Positions of the genes to keep (source order), their ``var`` table and the record of the
+    choice: the listed genes found in the source, then the ``top_genes`` most variable of them."""
+    d = len(source.genes)
+    keep = np.arange(d)
+    record: dict = {"n_source_genes": d}
+    if genes is not None:
+        listed = read_gene_list(genes) if isinstance(genes, (str, os.PathLike)) else [str(g) for g in genes]
+        pos = match_gene_list(listed, source.genes)
+        found = np.unique(pos[pos >= 0])
+        if not len(found):
+            raise DataFileError(f"{genes if isinstance(genes, (str, os.PathLike)) else 'genes'}: none of the "
+                                f"{len(listed)} listed genes is in {src} (e.g. {', '.join(listed[:3])}; the source "
+                                f"has e.g. {', '.join(map(str, source.genes[:3]))})")
+        missing = [g for g, p in zip(listed, pos, strict=True) if p < 0]
+        if missing:
+            log.warning("%s: %d of %d listed genes are not in %s, e.g. %s", genes if isinstance(genes, (str, os.PathLike))
+                        else "genes", len(missing), len(listed), src, ", ".join(missing[:5]))
+        keep = found
+        record.update(gene_list=str(genes) if isinstance(genes, (str, os.PathLike)) else "given",
+                      n_listed=len(listed), n_listed_found=len(found))
+    var = pd.DataFrame(index=pd.Index([str(source.genes[i]) for i in keep], dtype=object))
+    if top_genes is not None:
+        counts = source.dtype.kind in "iu"
+        mean, variance = _gene_stats(source, width, len(source.samples), counts, progress)
+        order = np.argsort(-variance[keep], kind="stable")[:top_genes]
+        keep = np.sort(keep[order])
+        statistic = "log1p_cpm" if counts else "value"
+        var = pd.DataFrame({f"mean_{statistic}": mean[keep].astype(np.float32),
+                            f"var_{statistic}": variance[keep].astype(np.float32)},
+                           index=pd.Index([str(source.genes[i]) for i in keep], dtype=object))
+        record.update(top_genes=int(top_genes), top_genes_statistic=f"variance of {statistic}")
+    record["n_genes"] = len(keep)
+    return keep, var, record
+
+
+def _partial_paths(out: Path) -> tuple[Path, Path]:
+    """The unfinished store and its progress record (blocks done), beside the output."""
+    return out.with_name(f".{out.name}.partial"), out.with_name(f".{out.name}.partial.json")
+
+
+def _conversion_key(src: Path, settings: dict) -> str:
+    """What must be unchanged for a partial conversion to be resumed: the source file (path, size,
+    modification time) and every setting that shapes the store."""
+    st = src.stat()
+    text = json.dumps({"source": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                       "format": STORE_FORMAT, **settings}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _resume_point(partial: Path, record: Path, key: str, n: int) -> int:
+    """Rows already in ``partial`` when its record matches this conversion, else 0 (and a stale
+    partial conversion of ours is removed)."""
+    done = 0
+    try:
+        state = json.loads(record.read_text())
+        if state.get("key") == key and partial.is_file():
+            done = int(state.get("rows_done", 0))
+            with h5py.File(partial, "r") as f:  # a file that no longer opens is started again
+                f["X"].shape  # noqa: B018
+    except (OSError, ValueError, KeyError, TypeError):
+        done = 0
+    if not 0 < done <= n:
+        for p in (partial, record):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        return 0
+    return done
+
+
+def _write_record(record: Path, key: str, rows_done: int) -> None:
+    tmp = record.with_name(record.name + ".tmp")
+    tmp.write_text(json.dumps({"key": key, "rows_done": rows_done}))
+    os.replace(tmp, record)
+
+
+def _start_store(path: Path, n: int, dtype: np.dtype, chunk_rows: int, codec: str, samples,
+                 var: pd.DataFrame, uns: dict) -> None:
+    """An AnnData file with an empty row-chunked, compressed ``X`` and its final obs, var, uns."""
+    from anndata.io import write_elem
+
+    with h5py.File(path, "w") as f:
+        f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
+        X = f.create_dataset("X", shape=(n, len(var)), dtype=dtype,
+                             chunks=(min(chunk_rows, max(n, 1)), max(len(var), 1)), **dict(CODECS[codec]()))
+        X.attrs["encoding-type"], X.attrs["encoding-version"] = "array", "0.2.0"
+        write_elem(f, "obs", pd.DataFrame(index=pd.Index([str(s) for s in samples], dtype=object)))
+        write_elem(f, "var", var)
+        write_elem(f, "uns", {STORE_KEY: uns})
+
+
+def convert(src: str | os.PathLike, out: str | os.PathLike, *, genes: str | os.PathLike | Sequence[str] | None = None,
+            top_genes: int | None = None, chunk_rows: int = 256, block_samples: int | None = None,
+            codec: str = DEFAULT_CODEC, progress: Callable[[int, int, str], object] | None = None,
+            orientation: str = "auto") -> Path:
+    """Write ``src`` as a sample-major AnnData store at ``out`` (an ``.h5ad``).
+
+    ``genes`` (a file of gene ids, one a line, or a list) keeps the listed genes; ``top_genes``
+    keeps the N most variable (of the listed ones), chosen in one extra streaming pass. The source
+    is read in blocks of whole chunk columns (``block_samples`` rounded to them; default: about
+    256 MB of values), checked (layout, ids, duplicate genes) before anything is written. The
+    store grows as a hidden partial file beside ``out`` with a record of the blocks done: run
+    the same conversion again after an interruption and it resumes there; the finished store is
+    renamed into place. ``progress(done, total, stage)`` is called after each block.
+    """
+    src, out = Path(src), Path(out)
+    if codec not in CODECS:
+        raise ConfigError(f"codec must be one of {', '.join(CODECS)}, got '{codec}'")
+    if top_genes is not None and top_genes < 1:
+        raise ConfigError(f"top_genes must be >= 1, got {top_genes}")
+    if chunk_rows < 1 or (block_samples is not None and block_samples < 1):
+        raise ConfigError(f"chunk_rows and block_samples must be >= 1, got {chunk_rows} and {block_samples}")
+    if not src.exists():
+        raise DataFileError(f"{src}: no such file")
+    if out.exists() and out.resolve() == src.resolve():
+        raise OutputPathError(f"{out}: the output would replace the input; choose another --out")
+    if out.is_dir():
+        raise OutputPathError(f"{out}: is a directory; the store is one file, e.g. {out / 'store.h5ad'}")
+    if out.suffix != ".h5ad":
+        raise ConfigError(f"{out}: a store is an AnnData file: name it .h5ad (.h5 means an ARCHS4 file)")
+    fmt = detect_format(src)
+    with _open_source(src, fmt, orientation) as source:
+        source.path = src
+        if len(set(source.genes)) != len(source.genes):
+            raise DataFileError(f"{src}: duplicated gene ids; collapse them first (exprssl.read, then write h5ad)")
+        check_unique_samples(source.samples, str(src))
+        n = len(source.samples)
+        width = _block_width(source, block_samples)
+        settings = {"genes": _genes_digest(genes), "top_genes": top_genes, "chunk_rows": chunk_rows,
+                    "block": width, "codec": codec, "orientation": orientation}
+        key = _conversion_key(src, settings)
+        partial, record = _partial_paths(out)
+        created = make_parents(out)
+        try:
+            _copy(source, src, out, partial, record, key, n, width, genes, top_genes,
+                  chunk_rows, codec, progress)
+        except ExprsslError:  # a broken source or a bad selection: resuming would fail the same way
+            for p in (partial, record):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+            remove_empty(created)
+            raise
+        os.chmod(partial, 0o666 & ~_umask())
+        os.replace(partial, out)
+        record.unlink()
+    return out
+
+
+def _copy(source: _Source, src: Path, out: Path, partial: Path, record: Path, key: str, n: int, width: int,
+          genes, top_genes, chunk_rows: int, codec: str, progress) -> None:
+    """Fill the partial store block by block, from where a previous run stopped."""
+    done = _resume_point(partial, record, key, n)
+    if done:
+        log.warning("%s: resuming an interrupted conversion at sample %d of %d", out, done, n)
+        with h5py.File(partial, "r") as f:
+            var_names = [str(g) for g in pd.Index(_read_var_index(f))]
+        cols = match_gene_list(var_names, source.genes)
+    else:
+        cols, var, selection = _select_genes(source, src, genes, top_genes, width, progress)
+        uns = {"format": STORE_FORMAT, "source": str(src), "source_format": source.kind,
+               "codec": codec, "chunk_rows": int(min(chunk_rows, max(n, 1))),
+               "dtype": str(_disk_dtype(source.dtype)), "gene_selection": selection}
+        _start_store(partial, n, _disk_dtype(source.dtype), chunk_rows, codec, source.samples, var, uns)
+        _write_record(record, key, 0)
+    take = None if len(cols) == len(source.genes) else np.asarray(cols)
+    with h5py.File(partial, "r+") as f:
+        X = f["X"]
+        rows = X.chunks[0]
+        pos = done  # rows written: whole output chunks (recompressing a chunk twice is slow)
+        carry = None  # rows read but short of a whole output chunk, written with the next block
+        for s0 in range(pos // width * width, n, width):
+            s1 = min(n, s0 + width)
+            block = _read(source, s0, s1, take)[max(0, pos - s0):]  # resuming: rows already written
+            if carry is not None:
+                block = np.concatenate([carry, block])
+            end = pos + len(block) if s1 == n else pos + len(block) // rows * rows
+            X[pos:end] = block[:end - pos]
+            carry = block[end - pos:]
+            pos = end
+            f.flush()  # the rows are on disk before the record says so
+            _write_record(record, key, pos)
+            if progress:
+                progress(pos, n, "converting")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _genes_digest(genes) -> str | None:
+    if genes is None:
+        return None
+    listed = read_gene_list(genes) if isinstance(genes, (str, os.PathLike)) else [str(g) for g in genes]
+    return hashlib.sha256("\n".join(listed).encode()).hexdigest()
+
+
+def _read_var_index(f: h5py.File) -> pd.Index:
+    from anndata.io import read_elem
+
+    return read_elem(f["var"]).index
+
+
+# ----------------------------------------------------------------------------- reading
 def is_store(path) -> bool:
-    """Whether ``path`` is a store written by ``convert`` (an HDF5 file with its format tag)."""
+    """Whether ``path`` is a store written by ``convert``: an ``.h5ad`` with
+    ``uns["exprssl_store"]``, or an exprssl 0.2 store (``.h5`` with its format attribute)."""
     p = Path(path)
-    if p.suffix not in (".h5", ".hdf5") or not p.is_file():
+    if p.suffix not in (".h5ad", ".h5", ".hdf5") or not p.is_file():
         return False
     try:
         with h5py.File(p, "r") as f:
-            return f.attrs.get("format") == STORE_FORMAT
+            if p.suffix == ".h5ad":
+                return f"uns/{STORE_KEY}" in f
+            return f.attrs.get("format") == LEGACY_STORE_FORMAT
     except OSError:
         return False
 
@@ -162,7 +454,7 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
             raise ConfigError(f"{p}: streaming reads a file on disk (an exprssl store or an .h5ad); "
                               "bundled datasets are loaded whole")
         raise ConfigError(f"{p}: only an exprssl store or an .h5ad file can be streamed; "
-                          f"write a store once with `exprssl convert {p} --out STORE.h5`")
+                          f"write a store once with `exprssl convert {p} --out STORE.h5ad`")
     try:
         store = ExpressionStore(p)
     except DataFileError:  # e.g. a CSC matrix or duplicated genes: loading it whole copes or says why
@@ -222,8 +514,10 @@ class ExpressionStore:
                 if self.is_h5ad:
                     self._open_h5ad(f)
                 else:
-                    if f.attrs.get("format") != STORE_FORMAT:
+                    if f.attrs.get("format") != LEGACY_STORE_FORMAT:
                         raise DataFileError(f"{self.path}: not an exprssl store (make one with `exprssl convert`)")
+                    log.info("%s: a store written by exprssl 0.2; it streams, but `exprssl convert %s --out "
+                             "STORE.h5ad` makes a compressed one that anndata opens", self.path, self.path)
                     self.shape = f["X"].shape
                     self.chunk_rows = f["X"].chunks[0]
                     self.genes = list(decode_strings(f["genes"][:], str(self.path)))
@@ -242,8 +536,9 @@ class ExpressionStore:
         X = f["X"]
         self.shape = tuple(int(v) for v in (X.shape if isinstance(X, h5py.Dataset) else X.attrs["shape"]))
         _RowReader(X, self.path)  # fails now, naming the file, if X cannot be read by rows
-        self.chunk_rows = H5AD_CHUNK_ROWS
-        self.genes = strip_version([str(g) for g in read_elem(f["var"]).index])
+        row_chunked = isinstance(X, h5py.Dataset) and X.chunks is not None and X.chunks[1] == X.shape[1]
+        self.chunk_rows = X.chunks[0] if row_chunked else H5AD_CHUNK_ROWS  # a store's chunks: read whole
+        self.genes = [str(g) for g in strip_version([str(g) for g in read_elem(f["var"]).index])]
         if len(set(self.genes)) != len(self.genes):
             raise DataFileError(f"{self.path}: duplicated gene ids; collapse them first "
                                 "(exprssl.read, then write h5ad) or load the file in memory")
@@ -263,13 +558,19 @@ class ExpressionStore:
         return math.ceil(self.n_samples / self.chunk_rows)
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
-        """Rows in the given order (h5py reads them sorted)."""
-        idx = np.asarray(idx)
-        order = np.argsort(idx)
+        """Rows in the given order, read chunk by chunk: each chunk touched is decompressed once."""
+        idx = np.asarray(idx, dtype=np.int64)
+        order = np.argsort(idx, kind="stable")
+        sorted_idx = idx[order]
+        out = np.empty((len(idx), self.shape[1]), dtype=np.float32)
+        chunk = sorted_idx // self.chunk_rows
         with self.open() as X:
-            block = X[idx[order]]
-        out = np.empty_like(block)
-        out[order] = block
+            for part in np.split(np.arange(len(idx)), np.flatnonzero(np.diff(chunk)) + 1):
+                if not len(part):
+                    continue
+                r0 = int(chunk[part[0]]) * self.chunk_rows
+                block = X[r0:min(self.n_samples, r0 + self.chunk_rows)]
+                out[order[part]] = block[sorted_idx[part] - r0]
         return out
 
     @property
@@ -299,9 +600,29 @@ class ExpressionStore:
             for r0 in range(0, self.n_samples, rows):
                 yield r0, X[r0:r0 + rows]
 
-    def sample_rows(self, n: int, seed: int = 0) -> np.ndarray:
-        idx = np.sort(np.random.default_rng(seed).choice(self.n_samples, min(n, self.n_samples), replace=False))
-        return idx
+    def sample_rows(self, n: int, seed: int = 0, exclude: np.ndarray | None = None) -> np.ndarray:
+        """Sorted random rows (none of ``exclude``), drawn from a random quarter-full set of chunks:
+        uniform rows of a compendium would decompress every chunk to keep a few rows of each."""
+        rng = np.random.default_rng(seed)
+        chunks = rng.permutation(self.n_chunks)[:max(1, math.ceil(4 * n / self.chunk_rows))]
+        starts = np.sort(chunks) * self.chunk_rows
+        candidates = (starts[:, None] + np.arange(self.chunk_rows)).ravel()
+        candidates = candidates[candidates < self.n_samples]
+        if exclude is not None and len(exclude):
+            candidates = np.setdiff1d(candidates, exclude)
+        if len(candidates) < n:  # a small store, or one mostly excluded: every row is a candidate
+            candidates = np.setdiff1d(np.arange(self.n_samples), exclude if exclude is not None else [])
+        return np.sort(rng.choice(candidates, min(n, len(candidates)), replace=False))
+
+    @property
+    def uns(self) -> dict:
+        """What ``convert`` recorded (source, gene selection, codec); empty for other files."""
+        if not self.is_h5ad:
+            return {"format": LEGACY_STORE_FORMAT}
+        from anndata.io import read_elem
+
+        with h5py.File(self.path, "r") as f:
+            return read_elem(f[f"uns/{STORE_KEY}"]) if f"uns/{STORE_KEY}" in f else {}
 
 
 class StreamingRows(IterableDataset):
