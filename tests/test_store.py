@@ -460,3 +460,19 @@ def test_pretrain_with_workers(tmp_path):
     assert m.train_config_.num_workers == 2
     with pytest.raises(ConfigError, match="num_workers must be an integer >= 0"):
         SSLModel("scarf", num_workers=-1).fit(tmp_path / "s.h5ad")
+
+
+def test_convert_gene_list_of_symbols_selects_a_source_in_ensembl_ids(tmp_path):
+    import anndata as ad
+
+    # TP53, ESR1, MYC, KRAS in versioned Ensembl ids, then two unrelated ids
+    genes = ["ENSG00000141510.16", "ENSG00000091831.3", "ENSG00000136997.9", "ENSG00000133703.12",
+             "ENSG00000000003.15", "ENSG00000000005.6"]
+    X = _archs4(tmp_path / "a.h5", n_genes=len(genes), n_samples=64, genes=genes)
+    (tmp_path / "genes.txt").write_text("MYC\nTP53\nKRAS\n")
+    out = convert(tmp_path / "a.h5", tmp_path / "s.h5ad", genes=tmp_path / "genes.txt", chunk_rows=32)
+    a = ad.read_h5ad(out, backed="r")
+    assert list(a.var_names) == ["ENSG00000141510", "ENSG00000136997", "ENSG00000133703"]
+    np.testing.assert_array_equal(a.X[:], X[[0, 2, 3]].T)
+    assert a.uns["exprssl_store"]["gene_selection"]["n_listed_found"] == 3
+    a.file.close()

@@ -73,10 +73,12 @@ def read_gene_list(path: str | os.PathLike) -> list[str]:
 
 
 def match_gene_list(requested: Sequence[str], available: Sequence[str]) -> np.ndarray:
-    """Positions in ``available`` of each requested gene (-1: not there). Exact ids, Ensembl
-    versions ignored: the one place where an identifier mapping (symbols <-> Ensembl) plugs in."""
-    index = pd.Index(strip_version([str(g) for g in available]))
-    return index.get_indexer(strip_version([str(g) for g in requested]))
+    """Positions in ``available`` of each requested gene (-1: not there or ambiguous): by name
+    (Ensembl versions ignored), then through the identifier table (``genes.match_genes``), so a
+    list of symbols selects genes of a source in Ensembl ids."""
+    from .genes import match_genes
+
+    return match_genes([str(g) for g in available], [str(g) for g in requested]).index
 
 
 # ----------------------------------------------------------------------------- conversion
