@@ -31,8 +31,9 @@ DataOpt = Annotated[str, typer.Option("--data", "-d", help="Expression file (h5a
 LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="Sample sheet (csv/tsv/parquet) joined on sample id.")]
 LabelIdOpt = Annotated[str | None, typer.Option("--label-id-column", help="Sample-id column of --labels "
                                                 "(default: its first column).")]
-OrientOpt = Annotated[str, typer.Option("--orientation", help="For csv/tsv/parquet: auto, samples_in_rows "
-                                        "or genes_in_rows.")]
+OrientOpt = Annotated[str, typer.Option("--orientation", help="For csv/tsv/parquet: auto (the way round "
+                                        "--labels names the samples, else the longer axis as genes), "
+                                        "samples_in_rows or genes_in_rows.")]
 StreamOpt = Annotated[bool | None, typer.Option("--stream/--no-stream", help="Read an .h5ad from disk in "
                                                 "blocks instead of loading it (default: when it would not fit "
                                                 "comfortably in memory). A store always streams.")]
@@ -93,9 +94,35 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
+def _warning_to_log(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (numpy, scikit-learn, anndata) as one ``exprssl: warning:`` line through
+    the same logger, without the source path and code line Python prints."""
+    logging.getLogger("exprssl").warning("%s", message)
+
+
+def _check_environment() -> None:
+    """What would fail obscurely later: a working directory removed from under the shell (oneMKL
+    aborts on it), a thread count that is not a positive integer."""
+    from .threads import user_threads
+
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise ConfigError("the current working directory no longer exists (removed after this shell entered "
+                          "it); cd to an existing directory and run again") from None
+    user_threads()
+
+
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")] = False):
     _setup_logging(verbose)
+    import warnings
+
+    warnings.showwarning = _warning_to_log
+    try:
+        _check_environment()
+    except ExprsslError as e:
+        _fail(str(e))
 
 
 def read_config(path: Path | None) -> dict:
@@ -438,6 +465,9 @@ def benchmark(
                                                   "pretraining pool); 5000 of 28k genes ran a small cohort "
                                                   "2.7x faster.")] = None,
     jobs: Annotated[int | None, typer.Option(help="Single-threaded worker processes (default: one per core).")] = None,
+    orientation: Annotated[str | None, typer.Option("--orientation", help="For csv/tsv/parquet: auto (the way "
+                                                    "round the sample sheet names, else longer axis = genes), "
+                                                    "samples_in_rows or genes_in_rows.")] = None,
     config: ConfigOpt = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ):
@@ -449,7 +479,7 @@ def benchmark(
                 methods=_csv(methods), baselines=_csv(baselines), fractions=_csv(fractions, float), splits=splits,
                 seeds=seeds, pretrain_seeds=pretrain_seeds, group=group, min_class_size=min_class_size,
                 pretrain_data=pretrain_data or None, transductive=transductive, tune=tune, protocol=protocol,
-                epochs=epochs, jobs=jobs)
+                epochs=epochs, jobs=jobs, orientation=orientation)
     for key in ("data", "label", "out"):
         if not cfg.get(key):
             raise ConfigError(f"--{key} is required (on the command line or in --config)")

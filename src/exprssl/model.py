@@ -45,6 +45,13 @@ from .preprocessing import OPTIONS as PREPROCESSING_OPTIONS
 from .preprocessing import Preprocessor, check_ignored_y, expression_input
 from .training import TrainConfig, train_method
 from .utils import seed_everything
+from .validation import (
+    WEIGHTS_METHOD_KEY,
+    check_finite_preprocessor,
+    check_finite_state,
+    check_model_memory,
+    check_same_method,
+)
 
 log = logging.getLogger("exprssl")
 FORMAT_VERSION = 1
@@ -222,6 +229,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
 
             if not prep.__sklearn_is_fitted__():
                 prep.fit(data.rows(data.sample_rows(STREAM_FIT_ROWS, seed=train.seed)), genes=data.genes)
+            check_model_memory(self.method, len(prep.genes_), params.method_params)
             seed_everything(train.seed)  # weight init is part of the seeded run
             method = build_method(self.method, len(prep.genes_), **params.method_params)
             history = train_streaming(method, data, prep, train)
@@ -230,6 +238,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
             if not prep.__sklearn_is_fitted__():
                 prep.fit(data)
             Xp = prep.transform(data)
+            check_model_memory(self.method, Xp.shape[1], params.method_params)
             seed_everything(train.seed)
             method = build_method(self.method, Xp.shape[1], **params.method_params)
             history = train_method(method, torch.from_numpy(Xp), train)
@@ -389,7 +398,9 @@ class SSLModel(TransformerMixin, BaseEstimator):
         (directory / "config.json").write_text(json.dumps(self.config(), indent=2, default=str))
         self.preprocessor_.save(directory / "preprocessor.json")
         (directory / "genes.txt").write_text("\n".join(self.genes_) + "\n")
-        torch.save(self.method_.state_dict(), directory / "weights.pt")
+        state = self.method_.state_dict()
+        state[WEIGHTS_METHOD_KEY] = self.method  # load refuses these weights under another method's config
+        torch.save(state, directory / "weights.pt")
         self.history_.to_csv(directory / "history.csv", index=False)
 
     @classmethod
@@ -407,6 +418,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
         prep = Preprocessor.load(path / "preprocessor.json")
         if not prep.__sklearn_is_fitted__():
             raise DataFileError(f"{path / 'preprocessor.json'}: the preprocessing was never fitted")
+        check_finite_preprocessor(prep, str(path / "preprocessor.json"))
         method = _read_weights(path / "weights.pt", path / "config.json", cfg, map_location)
         if len(prep.genes_) != cfg["n_features"]:
             raise DataFileError(f"{path / 'preprocessor.json'}: {len(prep.genes_)} genes, but config.json and "
@@ -490,6 +502,8 @@ def _read_weights(file: Path, config_file: Path, cfg: dict[str, Any], map_locati
                             f"{_first_line(e)})") from None
     if not isinstance(state, dict):
         raise DataFileError(f"{file}: not readable model weights (a {type(state).__name__}, not a state dict)")
+    check_same_method(cfg["method"], state.pop(WEIGHTS_METHOD_KEY, None), str(file))
+    check_finite_state(state, str(file))
     expected = method.state_dict()
     for name, tensor in expected.items():
         got = state.get(name)

@@ -169,6 +169,7 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
         if stream:
             raise
         return None
+    check_unique_samples(store.samples, str(p))  # as loading it whole would: ids key labels and outputs
     if stream:
         return store
     available = _available_memory()

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from .errors import ConfigError, TrainingDivergedError
 from .losses import LossOutput
 from .methods.options import OptionValueError, describe, option, validate_options
+from .outputs import prepare_log_dir
 from .threads import limit_threads, threads_for
 
 log = logging.getLogger("exprssl")
@@ -416,6 +417,22 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance.*treespec.*")
 
 
+def holdout_size(n: int, cfg: TrainConfig, limit: int | None = None) -> int:
+    """Rows held out for early stopping: ``val_fraction`` of ``n`` (none below 20 samples, at
+    least 2 otherwise, at most ``limit``). Refused when too few rows would be left to train on:
+    at least two (BatchNorm needs a pair), and a batch's worth when the data allows."""
+    n_val = int(round(cfg.val_fraction * n)) if n >= 20 else 0
+    n_val = min(max(n_val, 2) if n_val else 0, limit or n)
+    n_train = n - n_val
+    if n < 2:
+        raise ConfigError(f"training needs at least 2 samples, got {n}")
+    if n_train < max(2, min(cfg.batch_size, n // 2)):
+        most = max(0.0, (n - max(2, min(cfg.batch_size, n // 2))) / n)
+        raise ConfigError(f"val_fraction {cfg.val_fraction:g} holds out {n_val} of {n} samples for early stopping, "
+                          f"leaving {n_train} to train on; use val_fraction <= {math.floor(most * 100) / 100:g}")
+    return n_val
+
+
 def train_method(method: torch.nn.Module, X: torch.Tensor, cfg: TrainConfig) -> list[dict]:
     """Pretrain ``method`` on the in-memory preprocessed matrix ``X`` (samples x features).
 
@@ -428,9 +445,7 @@ def train_method(method: torch.nn.Module, X: torch.Tensor, cfg: TrainConfig) -> 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     n = X.shape[0]
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
-    n_val = int(round(cfg.val_fraction * n)) if n >= 20 else 0
-    if 0 < n_val < 2:
-        n_val = 2
+    n_val = holdout_size(n, cfg)
     val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
     X_train = X[train_idx]
     train_dl = tensor_loader(X_train, cfg.batch_size, shuffle=True, seed=cfg.seed)
@@ -451,7 +466,7 @@ def train_streaming(method: torch.nn.Module, store, preprocessor, cfg: TrainConf
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     n = store.n_samples
     rng = np.random.default_rng(cfg.seed)
-    n_val = min(2048, int(round(cfg.val_fraction * n))) if n >= 20 else 0
+    n_val = holdout_size(n, cfg, limit=2048)
     val_idx = np.sort(rng.choice(n, n_val, replace=False)) if n_val else np.array([], dtype=int)
     rest = np.setdiff1d(np.arange(n), val_idx)
     pool_idx = np.sort(rng.choice(rest, min(max_pool, len(rest)), replace=False))
@@ -520,6 +535,7 @@ def fit_loop(method: torch.nn.Module, train_dl, val_dl, pool: torch.Tensor, step
         callbacks.append(L.pytorch.callbacks.RichProgressBar(leave=False))
     logger: Any = False
     if cfg.log_dir:
+        prepare_log_dir(cfg.log_dir)  # the output rules: never write metrics.csv over a user's file
         logger = L.pytorch.loggers.CSVLogger(cfg.log_dir, name="", version="")
         callbacks.append(L.pytorch.callbacks.ModelCheckpoint(
             dirpath=Path(cfg.log_dir) / "checkpoints", monitor="val_loss" if val_dl else None,
@@ -529,8 +545,6 @@ def fit_loop(method: torch.nn.Module, train_dl, val_dl, pool: torch.Tensor, step
         enable_model_summary=False, enable_checkpointing=bool(cfg.log_dir), num_sanity_val_steps=0,
         deterministic=True, log_every_n_steps=max(1, min(50, steps_per_epoch)),
         use_distributed_sampler=not isinstance(train_dl.dataset, torch.utils.data.IterableDataset))
-    if cfg.log_dir:
-        Path(cfg.log_dir).mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), limit_threads(threads_for(step_flops(method, cfg.batch_size))):
         warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
         warnings.filterwarnings("ignore", category=UserWarning, module="torch.utils.data")

@@ -37,7 +37,7 @@ import pandas as pd
 from .. import __version__
 from ..encoders import default_encoder
 from ..errors import ConfigError, LabelColumnError, RareClassError, SingleClassError
-from ..io import load_data, require_label
+from ..io import ORIENTATIONS, load_data, require_label
 from ..methods import available as available_methods
 from ..methods import check_method_params
 from ..outputs import check_output, output_lock
@@ -94,6 +94,7 @@ class BenchmarkConfig:
     min_test_per_class: float = 3.0  # below this many test samples per class and split: no claim
     bootstrap: int = 2000
     jobs: int | None = None  # worker processes; None: one per core
+    orientation: str = "auto"  # of a csv/tsv/parquet table; auto: the way round the sample sheet names
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BenchmarkConfig:
@@ -104,7 +105,9 @@ class BenchmarkConfig:
         d = dict(d)
         if isinstance(d.get("pretrain_data"), str):
             d["pretrain_data"] = [d["pretrain_data"]]
-        return cls(**d)
+        for key in ("methods", "baselines", "fractions", "pretrain_data"):
+            d[key] = unique_entries(key, d[key]) if isinstance(d.get(key), list) else d.get(key, MISSING)
+        return cls(**{k: v for k, v in d.items() if v is not MISSING})
 
     def validate(self) -> None:
         """Every option's type and range, before anything is loaded or written."""
@@ -112,6 +115,7 @@ class BenchmarkConfig:
             raise ConfigError("benchmark needs data and label")
         _check_choice("protocol", self.protocol, PROTOCOLS)
         _check_choice("main_metric", self.main_metric, METRICS)
+        _check_choice("orientation", self.orientation, ORIENTATIONS)
         for name, low in (("n_fractions", 1), ("pretrain_seeds", 1), ("epochs", 1), ("batch_size", 2),
                           ("patience", 0), ("min_class_size", 0), ("split_seed", 0), ("bootstrap", 100)):
             _check_int(name, getattr(self, name), low)
@@ -141,6 +145,22 @@ class BenchmarkConfig:
         m = self.min_test_per_class
         if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m < float("inf"):
             raise ConfigError(f"min_test_per_class must be a finite number >= 0, got {m!r}")
+
+
+MISSING = object()
+
+
+def unique_entries(name: str, values: list) -> list:
+    """A list option without repeats, in the given order: ``--methods scarf,scarf`` would run
+    SCARF twice and count it twice in the summary. Says so."""
+    try:
+        out = list(dict.fromkeys(values))
+    except TypeError:  # unhashable entries: validate() names the bad value
+        return values
+    if len(out) < len(values):
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        log.warning("%s: %s given more than once; each runs once", name, ", ".join(repeated))
+    return out
 
 
 def _check_int(name: str, value, low: int) -> None:
@@ -203,13 +223,13 @@ def _digest(*parts) -> str:
 
 def load_cohort(cfg: BenchmarkConfig) -> Cohort:
     """Load and validate everything that can fail on bad input, before any training."""
-    adata = load_data(cfg.data, labels=cfg.labels, label_id_column=cfg.label_id_column)
-    require_label(adata, cfg.label)
+    adata = load_data(cfg.data, labels=cfg.labels, label_id_column=cfg.label_id_column,
+                      orientation=cfg.orientation)
+    labels = require_label(adata, cfg.label)  # class names as `exprssl info` shows them
     if cfg.group is not None and cfg.group not in adata.obs.columns:
         raise LabelColumnError(f"group column '{cfg.group}' not found; available: {', '.join(map(str, adata.obs.columns))}")
-    raw = adata.obs[cfg.label]
-    text = raw.astype(str).str.strip()
-    missing = (raw.isna() | text.isin(["", "nan", "NaN", "NA", "None", "<NA>"])).to_numpy()
+    missing = labels.isna().to_numpy()
+    text = labels.fillna("")
     dropped: dict[str, int] = {}
     in_task = ~missing
     if cfg.min_class_size:
