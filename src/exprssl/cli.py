@@ -289,8 +289,10 @@ def pretrain(
     name, data_path, out_dir = cfg.pop("method"), cfg.pop("data"), Path(cfg.pop("out"))
     train, method_params = _split_options(name, cfg)
     model = SSLModel(name, method_params=method_params, preprocessor=prep or None, progress=progress, **train)
-    model.check_params()  # every option, before data is read or anything written
+    params = model.check_params()  # every option, before data is read or anything written
     check_output(out_dir, "model", overwrite=overwrite, inputs=[data_path, config])
+    if params.train.log_dir:  # the CSV logger's files and checkpoints follow the same rules
+        check_output(params.train.log_dir, "log", inputs=[data_path, config, out_dir])
     from .store import open_streamed
 
     adata = open_streamed(data_path, stream)

@@ -373,8 +373,10 @@ def _drop_annotation_columns(df: pd.DataFrame, path: Path) -> pd.DataFrame:
         log.info("%s: annotation columns dropped: %s", path, ", ".join(names[annotation]))
         df = df.loc[:, ~annotation]
         names = names[~annotation]
+        df.attrs["genes_in_rows"] = True  # annotation columns describe the rows: genes
     bam = names.str.contains(_ALIGNMENT_SUFFIX)
     if bam.any():
+        df.attrs["genes_in_rows"] = True
         base = [_bam_sample_name(n) if is_bam else n for n, is_bam in zip(names, bam, strict=True)]
         df = df.set_axis(pd.Index(base, dtype=object), axis=1)
         log.info("%s: samples named by their alignment files (e.g. %s -> %s)", path, names[bam][0],
@@ -426,12 +428,15 @@ def _numeric_frame(df: pd.DataFrame, source: str) -> np.ndarray:
 
 
 def _orient(df: pd.DataFrame, orientation: str, source: str, sheet_keys=None) -> pd.DataFrame:
-    """Samples in rows. ``auto`` with a sample sheet (``sheet_keys``: its ids and the match mode
+    """Samples in rows. ``auto`` reads a table with per-gene annotation columns or columns named
+    by alignment files (featureCounts) with genes in rows; with a sample sheet (``sheet_keys``: its ids and the match mode
     comparing them, see ``id_keys``) takes the axis whose ids the sheet names; without
     one, or when neither axis matches, the longer axis as genes, with a warning when that is a
     guess: the longer axis is short (< AUTO_MIN_GENES) or not clearly longer (< AUTO_MIN_RATIO x)."""
     n_rows, n_cols = df.shape
     transpose = orientation == "genes_in_rows" or (orientation == "auto" and n_rows > n_cols)
+    if orientation == "auto" and df.attrs.get("genes_in_rows"):  # featureCounts: the layout says so
+        return df.T
     if orientation == "auto" and sheet_keys is not None:
         keys, match = sheet_keys
         in_rows = int(id_keys(df.index, match).isin(keys).sum())

@@ -13,7 +13,6 @@ import logging
 import math
 import numbers
 import os
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -235,8 +234,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         if lib and Xm.min() < 0:
             raise NegativeCountsError(f"{source}: negative values where counts are expected for CPM")
         if do_log and opts["log"] is True and scale == "log":
-            warnings.warn(f"{source}: values already look log-scale (max {Xm.max():.3g}); "
-                          "applying log2(x+1) again", stacklevel=2)
+            log.warning("%s: values already look log-scale (max %.3g); applying log2(x+1) again", source, Xm.max())
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # a refit never keeps state of the previous fit
         self.options_ = opts

@@ -384,9 +384,8 @@ class SSLLightningModule(L.LightningModule):
         self.log_dict({k: v for k, v in rec.items() if k.startswith("train_") and k != "train_loss"})
         self.history.append(rec)
         if rec["eff_rank"] == rec["eff_rank"] and rec["eff_rank"] < 1.5:
-            warnings.warn(f"{self.method.name}: embeddings look collapsed at epoch {rec['epoch']} "
-                          f"(effective rank {rec['eff_rank']:.2f}, std {rec['emb_std']:.2e})",
-                          stacklevel=1)
+            log.warning("%s: embeddings look collapsed at epoch %d (effective rank %.2f, std %.2e)",
+                        self.method.name, rec["epoch"], rec["eff_rank"], rec["emb_std"])
 
     def configure_optimizers(self):
         opt_cfg = dict(self.method.optimizer_defaults)

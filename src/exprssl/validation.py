@@ -73,7 +73,7 @@ def check_unique_samples(names, source: str = "data") -> None:
 _FIT_COPIES = 6
 
 
-def check_model_memory(method: str, n_features: int, params: dict, source: str = "model") -> int:
+def check_model_memory(method: str, n_features: int, params: dict, source: str = "model too large") -> int:
     """Refuse, before any weight is allocated, a model whose fit would not fit in memory
     (``hidden_dims=[100000000]`` asks for hundreds of GB). The parameters are counted on
     PyTorch's meta device, which allocates nothing. Returns the parameter count."""

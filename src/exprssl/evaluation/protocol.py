@@ -42,7 +42,13 @@ from ..methods import available as available_methods
 from ..methods import check_method_params
 from ..outputs import check_output, output_lock
 from ..preprocessing import Preprocessor
-from ..splits import drop_rare_classes, label_fraction_subsets, log_fraction_grid, split_indices
+from ..splits import (
+    check_repeats,
+    drop_rare_classes,
+    label_fraction_subsets,
+    log_fraction_grid,
+    split_indices,
+)
 from ..threads import cpu_count, limit_threads
 from ..utils import atomic_savez, atomic_write_text
 from .baselines import BASELINES
@@ -119,6 +125,9 @@ class BenchmarkConfig:
         for name, low in (("n_fractions", 1), ("pretrain_seeds", 1), ("epochs", 1), ("batch_size", 2),
                           ("patience", 0), ("min_class_size", 0), ("split_seed", 0), ("bootstrap", 100)):
             _check_int(name, getattr(self, name), low)
+        for name, high in (("bootstrap", 100_000), ("n_fractions", 50)):  # beyond: hours, nothing gained
+            if getattr(self, name) > high:
+                raise ConfigError(f"{name} must be at most {high:,}, got {getattr(self, name)!r}")
         for name in ("splits", "seeds", "jobs"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1)
@@ -305,6 +314,7 @@ def resolve_config(cfg: BenchmarkConfig, n_labelled: int) -> BenchmarkConfig:
 def plan_benchmark(cfg: BenchmarkConfig, cohort: Cohort) -> Plan:
     lab = cohort.labelled
     unlabeled = np.flatnonzero(cohort.y < 0)
+    check_repeats(cfg.splits, cfg.seeds, cohort.classes[cohort.y[lab]])  # bounded by the data, before any work
     splits = []
     for k in range(cfg.splits):
         try:
