@@ -86,10 +86,16 @@ _SPECIAL_FILES = ((stat.S_ISFIFO, "a named pipe (FIFO) or a shell pipe"),
                   (stat.S_ISSOCK, "a socket"), (stat.S_ISBLK, "a block device"))
 
 
+_STANDARD_INPUT = frozenset({"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
+
+
 def _check_file(path: Path) -> None:
     """A regular, non-empty, readable file, or one line saying what ``path`` is instead: pipes,
     FIFOs, /dev/stdin and devices have no size and cannot be read twice (the format is sniffed
     from the start of the file, then the file is read), so they are named, not called empty."""
+    if str(path) in _STANDARD_INPUT:
+        raise DataFileError(f"{path}: standard input cannot be read: exprssl recognises the format from the "
+                            "file name and reads the file more than once; save the data to a file first")
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -307,7 +313,7 @@ def _read_delimited(path: Path, fmt: str, *, index_col: int | None = 0, skip_lin
     id_name = header.pop(index_col) if index_col is not None and len(header) == df.shape[1] + 1 else None
     if len(header) != df.shape[1]:
         raise DataFileError(f"{path}: the header row has {len(header)} names for {df.shape[1]} value columns")
-    df.columns = pd.Index([h.strip() for h in header], dtype=object)
+    df.columns = _stripped(header, str(path), "column")
     unnamed = np.flatnonzero(df.columns == "")
     first_value = 0 if index_col is not None else 1  # a sheet's first column holds the ids
     unnamed_values = unnamed[unnamed >= first_value]
@@ -334,7 +340,7 @@ def _read_delimited(path: Path, fmt: str, *, index_col: int | None = 0, skip_lin
         missing = np.flatnonzero(pd.isna(df.index))
         if len(missing):
             raise DataFileError(f"{path}: data row {missing[0] + 1} has no id in the id column")
-        df.index = pd.Index(df.index.astype(str).str.strip(), name=id_name or None)
+        df.index = pd.Index(df.index.astype(str), name=id_name or None)  # stripped by read(), saying so
         df = _drop_annotation_columns(df, path)
     return df
 
@@ -407,8 +413,8 @@ def _numeric_frame(df: pd.DataFrame, source: str) -> np.ndarray:
     flags = np.flatnonzero([pd.api.types.is_bool_dtype(t) for t in df.dtypes])
     if len(flags):
         c = int(flags[0])
-        raise NonNumericError(f"{source}: true/false value {df.iloc[0, c]!r} at row '{df.index[0]}', column "
-                              f"'{df.columns[c]}'; expected numbers")
+        raise NonNumericError(f"{source}: true/false value '{str(df.iloc[0, c]).lower()}' at row '{df.index[0]}', "
+                              f"column '{df.columns[c]}'; expected numbers")
     try:
         X64 = df.to_numpy(dtype=np.float64)
     except (ValueError, TypeError):

@@ -131,9 +131,11 @@ def check_output(path: str | os.PathLike, kind: str, *, overwrite: bool = False,
     path = Path(path)
     what = KINDS[kind]
     _check_resolvable(path)
+    from .io import data_file
+
     for src in inputs:
-        if src is None or not Path(src).exists():
-            continue  # a bundled dataset's name, not a path
+        if src is None or data_file(src) is None:
+            continue  # a bundled dataset's name (even with a directory of that name here), not a path
         if _same_or_inside(Path(src), path):
             relation = "is" if Path(src).resolve() == path.resolve() else "contains"
             raise OutputPathError(f"{path}: the output {relation} an input ({src}); choose another output path")

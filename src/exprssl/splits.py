@@ -150,18 +150,22 @@ def log_fraction_grid(n_labelled: int, n_classes: int, n_points: int = 6) -> lis
 
 # beyond this many outer splits or label subsets the run time grows and the intervals do not
 MAX_REPEATS = 100
+# this many outer splits are always allowed (the default is 5), whatever the class sizes
+FEW_SPLITS = 10
 
 
 def check_repeats(splits: int, seeds: int, labels) -> None:
-    """Refuse more outer splits than the smallest class has labelled profiles (more re-deal the
-    same few profiles and only multiply the run time: ``--splits 1000`` on 40 samples would run
-    for days), and more than ``MAX_REPEATS`` splits or label subsets. Checked before any work."""
+    """Refuse more outer splits than the smallest class has labelled profiles, beyond
+    ``FEW_SPLITS`` (more re-deal the same few profiles and only multiply the run time:
+    ``--splits 1000`` on 40 samples would run for days), and more than ``MAX_REPEATS`` splits
+    or label subsets. Checked before any work."""
     counts = pd.Series(_labels(labels)).value_counts()
     smallest, cls = int(counts.min()), str(counts.idxmin())
-    if splits > min(MAX_REPEATS, smallest):
-        raise ConfigError(f"splits {splits} is more than this cohort supports: at most {min(MAX_REPEATS, smallest)} "
-                          f"(one per labelled profile of the smallest class, '{cls}' with {smallest}, and at most "
-                          f"{MAX_REPEATS}); use --splits <= {min(MAX_REPEATS, smallest)}")
+    limit = min(MAX_REPEATS, max(FEW_SPLITS, smallest))
+    if splits > limit:
+        raise ConfigError(f"splits {splits} is more than this cohort supports: at most {limit} (one per labelled "
+                          f"profile of the smallest class, '{cls}' with {smallest}, at least {FEW_SPLITS}, at most "
+                          f"{MAX_REPEATS}); more splits re-deal the same profiles and only multiply the run time")
     if seeds > MAX_REPEATS:
         raise ConfigError(f"seeds {seeds} is more than {MAX_REPEATS} label subsets per split; use --seeds <= "
                           f"{MAX_REPEATS}")

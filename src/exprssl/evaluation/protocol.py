@@ -314,7 +314,6 @@ def resolve_config(cfg: BenchmarkConfig, n_labelled: int) -> BenchmarkConfig:
 def plan_benchmark(cfg: BenchmarkConfig, cohort: Cohort) -> Plan:
     lab = cohort.labelled
     unlabeled = np.flatnonzero(cohort.y < 0)
-    check_repeats(cfg.splits, cfg.seeds, cohort.classes[cohort.y[lab]])  # bounded by the data, before any work
     splits = []
     for k in range(cfg.splits):
         try:
@@ -323,6 +322,8 @@ def plan_benchmark(cfg: BenchmarkConfig, cohort: Cohort) -> Plan:
         except RareClassError as e:
             raise ConfigError(f"{e}: --min-class-size N (min_class_size in a config) drops classes smaller "
                               "than N and lists them in the report") from None
+        if k == 0:  # the classes can be split: now bound the repeats by the data, before any work
+            check_repeats(cfg.splits, cfg.seeds, cohort.classes[cohort.y[lab]])
         parts = {name: lab[idx] for name, idx in parts.items()}
         if cfg.protocol == "paper":
             parts = {"pretrain": parts["train"], "finetune": parts["train"], "test": parts["test"]}
