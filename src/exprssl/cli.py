@@ -130,12 +130,19 @@ def read_config(path: Path | None) -> dict:
         return {}
     import yaml
 
-    if not path.is_file():
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; --config takes a YAML file")
+    if not path.exists():
         raise ConfigError(f"{path}: config file not found")
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a regular file (a pipe or device); --config takes a YAML file")
     try:
-        cfg = yaml.safe_load(path.read_text()) or {}
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (invalid byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                          "save the YAML file as UTF-8") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}: {e})") from None
+        raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}: {' '.join(str(e).split())})") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value at the top level")
     return {str(k).replace("-", "_"): v for k, v in cfg.items()}
@@ -276,6 +283,7 @@ def pretrain(
     """Pretrain an encoder with a self-supervised method and save it to a model directory."""
     from .model import SSLModel
     from .outputs import check_output
+    from .validation import check_top_genes
 
     cfg = merge(read_config(config), method=method, data=data, out=str(out) if out else None, epochs=epochs,
                 batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
@@ -301,6 +309,8 @@ def pretrain(
     else:
         adata = _load(data_path, orientation=orientation)
         shape = f"{adata.n_obs} samples x {adata.n_vars} genes"
+    check_top_genes((prep or {}).get("top_k_variance"), adata.n_vars if hasattr(adata, "n_vars") else len(adata.genes),
+                    data_path)
     console.print(f"pretraining [bold]{name}[/] on {shape} from {data_path}", highlight=False)
     model.fit(adata)
     model.save(out_dir, overwrite=overwrite)
@@ -366,6 +376,8 @@ def embed(
 
     if out.suffix != ".h5ad":
         raise ConfigError(f"{out}: --out must end in .h5ad")
+    if key is not None and not key.strip():
+        raise ConfigError("--key must be a non-empty obsm name (default X_<method>)")
     check_output(out, "embedding", overwrite=overwrite, inputs=[data, model, labels])
     m = SSLModel.load(model)
     store = open_streamed(data, stream)
@@ -509,9 +521,12 @@ def _csv(value: str | None, cast=str):
     if value is None:
         return None
     try:
-        return [cast(v.strip()) for v in value.split(",") if v.strip()]
+        values = [cast(v.strip()) for v in value.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"could not parse '{value}' as a comma-separated list of numbers") from None
+    if not values:
+        raise ConfigError(f"'{value}' lists nothing; give comma-separated values, or leave the option out")
+    return values
 
 
 def _run_benchmark(cfg, progress: bool) -> None:

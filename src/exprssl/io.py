@@ -238,6 +238,8 @@ def sniff_dialect(path: Path, fmt: str, encoding: str, skip_lines: int = 0) -> D
     if fmt != "gct":
         while i < len(lines) and lines[i].lstrip().startswith("#"):
             i += 1
+    if i > skip_lines and i >= len(lines):
+        raise DataFileError(f"{path}: only '#' comment lines, no header row or data")
     header, body = (lines[i] if i < len(lines) else ""), [ln for ln in lines[i + 1:] if ln.strip()]
     default = "," if fmt == "csv" else "\t"
 
@@ -375,6 +377,8 @@ def _drop_annotation_columns(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     samples named by their alignment file (``/data/S1.sorted.bam`` -> ``S1``)."""
     names = pd.Index(df.columns.astype(str))
     annotation = names.str.lower().isin(ANNOTATION_COLUMNS)
+    if annotation.all() and len(names) > 1:
+        raise DataFileError(f"{path}: only annotation columns ({', '.join(names[:6])}), no sample columns")
     if annotation.any() and not annotation.all():
         log.info("%s: annotation columns dropped: %s", path, ", ".join(names[annotation]))
         df = df.loc[:, ~annotation]
@@ -703,6 +707,9 @@ def read(path: str | os.PathLike, *, format: str | None = None, orientation: str
         raise DataFileError(f"{path}: no samples or no genes ({adata.n_obs} x {adata.n_vars})")
     with _duplicate_names_allowed():
         adata.obs_names = _stripped(adata.obs_names, source, "sample")
+        blank = np.flatnonzero(adata.obs_names == "")
+        if len(blank):
+            raise DataFileError(f"{path}: sample {blank[0] + 1} has a blank id (only spaces)")
         check_unique_samples(adata.obs_names, source)
         adata.var_names = strip_version(list(_stripped(adata.var_names, source, "gene")))
     adata = collapse_duplicates(adata, duplicate_genes, source)

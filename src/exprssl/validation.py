@@ -32,7 +32,9 @@ def check_matrix(X, source: str = "data", *, samples: Sequence | None = None, ge
     X = np.asarray(X)
     if X.dtype.kind == "c":  # casting would silently drop the imaginary part
         raise InvalidValuesError(f"{source}: complex values (dtype {X.dtype}); expected real expression values")
-    if X.dtype.kind not in "biuf":
+    if X.dtype.kind == "b":  # true/false flags would count as 1 and 0
+        raise NonNumericError(f"{source}: true/false values (dtype bool); expected expression values")
+    if X.dtype.kind not in "iuf":
         try:
             X = X.astype(np.float32)
         except (TypeError, ValueError):
@@ -136,3 +138,12 @@ def check_same_method(config_method: str, weights_method: str | None, source: st
 
 # the entry of weights.pt naming the method that wrote it (models saved before 0.3 lack it)
 WEIGHTS_METHOD_KEY = "_exprssl_method"
+
+
+def check_top_genes(top_genes: int | None, n_genes: int, source: str = "data") -> None:
+    """``--top-genes`` (``top_k_variance``) against the genes the data has: asking for more
+    keeps every gene, which is not what was asked."""
+    if top_genes is not None and not isinstance(top_genes, bool) and isinstance(top_genes, int) \
+            and top_genes > n_genes:
+        raise ConfigError(f"{source}: --top-genes {top_genes} is more than the {n_genes} genes the data has; "
+                          f"use at most {n_genes}, or leave it out to keep them all")

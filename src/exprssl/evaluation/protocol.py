@@ -51,6 +51,7 @@ from ..splits import (
 )
 from ..threads import cpu_count, limit_threads
 from ..utils import atomic_savez, atomic_write_text
+from ..validation import check_top_genes
 from .baselines import BASELINES
 from .cells import SSL_HEADS, Approach, GroupJob, evaluate_group
 from .heads import HeadRecipe
@@ -142,6 +143,10 @@ class BenchmarkConfig:
             out = [p for p in self.fractions if not (isinstance(p, (int, float)) and 0 < p <= 1)]
             if out:
                 raise ConfigError(f"label fraction {out[0]} is outside (0, 1]")
+        same = [p for p in self.pretrain_data if _same_file(p, self.data)]
+        if same:
+            raise ConfigError(f"pretrain_data {same[0]} is the --data file itself: its test profiles would join every "
+                              "pretraining pool; leave it out (--transductive does that knowingly)")
         unknown = set(self.method_options) - set(available_methods())
         if unknown:
             raise ConfigError(f"method_options for unknown method(s): {', '.join(sorted(unknown))}")
@@ -170,6 +175,13 @@ def unique_entries(name: str, values: list) -> list:
         repeated = sorted({str(v) for v in values if values.count(v) > 1})
         log.warning("%s: %s given more than once; each runs once", name, ", ".join(repeated))
     return out
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return Path(a).exists() and Path(b).exists() and Path(a).samefile(b)
+    except OSError:
+        return False
 
 
 def _check_int(name: str, value, low: int) -> None:
@@ -322,8 +334,9 @@ def plan_benchmark(cfg: BenchmarkConfig, cohort: Cohort) -> Plan:
         except RareClassError as e:
             raise ConfigError(f"{e}: --min-class-size N (min_class_size in a config) drops classes smaller "
                               "than N and lists them in the report") from None
-        if k == 0:  # the classes can be split: now bound the repeats by the data, before any work
+        if k == 0:  # the classes can be split: now bound the options by the data, before any work
             check_repeats(cfg.splits, cfg.seeds, cohort.classes[cohort.y[lab]])
+            check_top_genes(cfg.preprocessing.get("top_k_variance"), cohort.adata.n_vars, cfg.data)
         parts = {name: lab[idx] for name, idx in parts.items()}
         if cfg.protocol == "paper":
             parts = {"pretrain": parts["train"], "finetune": parts["train"], "test": parts["test"]}
