@@ -666,6 +666,8 @@ def _read_h5ad(path: Path) -> ad.AnnData:
         raise TruncatedFileError(f"{path}: not a readable h5ad file, truncated or corrupt ({one_line(e)})") from None
     if adata.X is None:
         raise DataFileError(f"{path}: h5ad file has no X matrix")
+    if adata.X.dtype.kind == "b":  # cast to float32 they would count as 1 and 0
+        raise NonNumericError(f"{path}: X holds true/false values (dtype bool); expected expression values")
     if hasattr(adata.X, "toarray"):
         adata.X = adata.X.toarray()
     adata.X = np.asarray(adata.X, dtype=np.float32)

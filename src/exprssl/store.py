@@ -25,7 +25,7 @@ from .errors import ConfigError, DataFileError, OutputPathError, TruncatedFileEr
 from .genes import strip_version
 from .io import archs4_layout, check_h5ad, decode_strings, detect_format, one_line, open_hdf5, read
 from .utils import atomic_path
-from .validation import check_unique_samples
+from .validation import check_streamed_h5ad, check_unique_samples
 
 log = logging.getLogger("exprssl")
 STORE_FORMAT = "exprssl-store-1"
@@ -169,7 +169,7 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
         if stream:
             raise
         return None
-    check_unique_samples(store.samples, str(p))  # as loading it whole would: ids key labels and outputs
+    check_streamed_h5ad(store, str(p))  # what loading it whole refuses
     if stream:
         return store
     available = _available_memory()

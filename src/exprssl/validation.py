@@ -147,3 +147,16 @@ def check_top_genes(top_genes: int | None, n_genes: int, source: str = "data") -
             and top_genes > n_genes:
         raise ConfigError(f"{source}: --top-genes {top_genes} is more than the {n_genes} genes the data has; "
                           f"use at most {n_genes}, or leave it out to keep them all")
+
+
+def check_streamed_h5ad(store, source: str) -> None:
+    """What loading an .h5ad whole refuses, refused when it is streamed too: repeated sample
+    ids (they key labels and outputs) and a true/false matrix (read as 1 and 0)."""
+    import h5py
+
+    check_unique_samples(store.samples, source)
+    with h5py.File(store.path, "r") as f:
+        X = f["X"]
+        dtype = X.dtype if isinstance(X, h5py.Dataset) else X["data"].dtype
+    if dtype.kind == "b":
+        raise NonNumericError(f"{source}: X holds true/false values (dtype bool); expected expression values")
