@@ -265,6 +265,7 @@ def test_removed_working_directory_in_a_fresh_process(env, tmp_path):
     (["--set", "log_dir=NOTES/sub"], "(part of the path) is a file"),
     (["--config", "CFGDIR"], "is a directory; --config takes a YAML file"),
     (["--config", "LATIN"], "not UTF-8 text"),
+    (["--num-workers", "100000"], "num_workers must be an integer in [0, 256]"),
 ])
 def test_option_values_checked_against_the_data(env, args, needle):
     """Range checks that need the data (samples, genes, memory) or the file system, before any
@@ -313,6 +314,9 @@ def test_benchmark_options_bounded_by_the_data(env, args, needle):
     ("bootstrap: 1000000000", "bootstrap must be at most 100,000"),
     ("n_fractions: 100000", "n_fractions must be at most 50"),
     ("orientation: diagonal", "orientation must be one of"),
+    ("jobs: 100000", "jobs must be at most"),
+    ("label: [L, M]", "label must be a single name or path, got ['L', 'M']"),
+    ("group: {a: 1}", "group must be a single name or path"),
 ])
 def test_benchmark_config_file_bounds(env, yaml_text, needle):
     root, _, good, _ = env
@@ -439,6 +443,16 @@ def test_repeated_methods_and_baselines_run_once():
     cfg = BenchmarkConfig.from_dict({"data": "x", "label": "y", "methods": ["scarf", "scarf"],
                                      "baselines": ["logreg", "logreg", "knn"]})
     assert cfg.methods == ["scarf"] and cfg.baselines == ["logreg", "knn"]
+
+
+def test_yaml_scalars_where_lists_belong():
+    """`methods: scarf` in a YAML file is one method, not five one-letter ones; `fractions: 0.5`
+    one fraction, not an internal error."""
+    from exprssl.evaluation.protocol import BenchmarkConfig
+
+    cfg = BenchmarkConfig.from_dict({"data": "x", "label": "y", "methods": "scarf", "baselines": "logreg, knn",
+                                     "fractions": 0.5})
+    assert (cfg.methods, cfg.baselines, cfg.fractions) == (["scarf"], ["logreg", "knn"], [0.5])
 
 
 def test_repeated_methods_are_said(env):

@@ -158,7 +158,7 @@ class TrainConfig:
     precision: str | None = option(None, "Lightning precision (32-true, bf16-mixed, 16-mixed, ...; "
                                    "default: 32-true)", choices=lightning_precisions, parse=_parse_precision)
     num_workers: int = option(0, "processes reading and preprocessing a streamed store "
-                              "(in-memory data need none)", ge=0)
+                              "(in-memory data need none; at most 256)", ge=0, le=256)
     progress: bool = option(True, "show a progress bar")
     log_dir: str | None = option(None, "directory for the CSV loss log and checkpoints", parse=_parse_path)
 

@@ -113,6 +113,9 @@ class BenchmarkConfig:
         if isinstance(d.get("pretrain_data"), str):
             d["pretrain_data"] = [d["pretrain_data"]]
         for key in ("methods", "baselines", "fractions", "pretrain_data"):
+            if isinstance(d.get(key), (str, int, float)) and not isinstance(d.get(key), bool):
+                # YAML `methods: scarf` or `fractions: 0.5`: one value (or a comma-separated string)
+                d[key] = [v.strip() for v in d[key].split(",")] if isinstance(d[key], str) else [d[key]]
             d[key] = unique_entries(key, d[key]) if isinstance(d.get(key), list) else d.get(key, MISSING)
         return cls(**{k: v for k, v in d.items() if v is not MISSING})
 
@@ -120,6 +123,14 @@ class BenchmarkConfig:
         """Every option's type and range, before anything is loaded or written."""
         if not self.data or not self.label:
             raise ConfigError("benchmark needs data and label")
+        for name in ("data", "label", "out", "labels", "label_id_column", "group"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{name} must be a single name or path, got {value!r}")
+        jobs_limit = max(64, 4 * cpu_count())  # each job is a process
+        if isinstance(self.jobs, int) and self.jobs > jobs_limit:
+            raise ConfigError(f"jobs must be at most {jobs_limit} (4 worker processes per core here), "
+                              f"got {self.jobs}")
         _check_choice("protocol", self.protocol, PROTOCOLS)
         _check_choice("main_metric", self.main_metric, METRICS)
         _check_choice("orientation", self.orientation, ORIENTATIONS)
