@@ -328,6 +328,20 @@ def test_benchmark_config_file_bounds(env, yaml_text, needle):
         cfg.unlink()
 
 
+def test_benchmark_model_too_large_for_memory(env):
+    """Every method's model is sized against the memory before any pretraining starts."""
+    root, _, _, _ = env
+    data, sheet = _small_cohort(root)
+    cfg = root / "big.yaml"
+    cfg.write_text(f"data: {data}\nlabels: {sheet}\nlabel: L\nout: {root / 'out' / 'b'}\nmethods: [scarf]\n"
+                   "encoder: {hidden_dims: [100000000]}\n")
+    try:
+        assert_refused(["benchmark", "--config", cfg, "--no-progress"], root, "GB to train, more than the",
+                       gone=[root / "out"])
+    finally:
+        cfg.unlink()
+
+
 def test_embed_options(env):
     root, _, good, model = env
     assert_refused(["embed", "--model", model, "--data", good, "--out", root / "out" / "e.h5ad", "--key", " "],

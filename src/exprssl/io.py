@@ -508,6 +508,7 @@ def _read_table(path: Path, fmt: str, orientation: str, sample_id_column: str | 
             raise DataFileError(f"{path}: data row {int(np.flatnonzero(df.index.isna())[0]) + 1} has no id")
         df.index = df.index.astype(str)
         df.columns = df.columns.astype(str)
+        df = _drop_annotation_columns(df, path)  # as for text tables
     else:
         index_col = 0
         if sample_id_column is not None:

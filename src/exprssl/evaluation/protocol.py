@@ -51,7 +51,7 @@ from ..splits import (
 )
 from ..threads import cpu_count, limit_threads
 from ..utils import atomic_savez, atomic_write_text
-from ..validation import check_top_genes
+from ..validation import check_model_memory, check_top_genes
 from .baselines import BASELINES
 from .cells import SSL_HEADS, Approach, GroupJob, evaluate_group
 from .heads import HeadRecipe
@@ -348,6 +348,9 @@ def plan_benchmark(cfg: BenchmarkConfig, cohort: Cohort) -> Plan:
         if k == 0:  # the classes can be split: now bound the options by the data, before any work
             check_repeats(cfg.splits, cfg.seeds, cohort.classes[cohort.y[lab]])
             check_top_genes(cfg.preprocessing.get("top_k_variance"), cohort.adata.n_vars, cfg.data)
+            n_features = min(cfg.preprocessing.get("top_k_variance") or cohort.adata.n_vars, cohort.adata.n_vars)
+            for method in cfg.methods:  # every model fits in memory, before any is built
+                check_model_memory(method, n_features, _pretrain_options(cfg, method)["method_params"])
         parts = {name: lab[idx] for name, idx in parts.items()}
         if cfg.protocol == "paper":
             parts = {"pretrain": parts["train"], "finetune": parts["train"], "test": parts["test"]}
