@@ -204,6 +204,8 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     euro = frame.astype(object)
     euro.iloc[3, 7] = "hoch"
     euro.to_csv(data("semicolon_text_cell.csv", NonNumericError, "'hoch' at row 'S3', column 'G7'"), sep=";")
+    thousands = (frame * 10).astype(object).map(lambda v: f"{v // 1000},{v % 1000:03d}" if v >= 1000 else v)
+    thousands.to_csv(data("thousands_separators.tsv", DataFileError, "could have a thousands separator"), sep="\t")
     dup_h5ad = ad.AnnData(frame.astype(np.float32))
     dup_h5ad.obs_names = [*frame.index[:-1], "S1"]
     dup_h5ad.write_h5ad(data("dup_samples.h5ad", DuplicateSamplesError, "S1"))

@@ -92,6 +92,17 @@ def test_separators_and_decimal_marks_are_sniffed(tmp_path, sep, decimal):
     assert io.add_labels(a, sheet).obs["L"].tolist() == ["a", "b"] * 4
 
 
+@pytest.mark.parametrize("text", ["sep=;\n{semicolons}", "{commas_cr}", "{commas_crlf}"])
+def test_excel_separator_line_and_line_endings(tmp_path, text):
+    """Excel's 'sep=;' first line, old Mac (CR) and Windows (CRLF) line endings."""
+    frame, _ = _cohort(n=8, genes=5)
+    path = tmp_path / "t.csv"
+    path.write_text(text.format(semicolons=frame.to_csv(sep=";"), commas_cr=frame.to_csv().replace("\n", "\r"),
+                                commas_crlf=frame.to_csv().replace("\n", "\r\n")), newline="")
+    a = io.read(path, orientation="samples_in_rows")
+    np.testing.assert_array_equal(a.X, frame.to_numpy(np.float32))
+
+
 def test_sample_sheet_decides_the_orientation(tmp_path):
     """A square-ish or wide table is read the way round whose ids the sheet names, either way."""
     frame, y = _cohort(n=40, genes=30)

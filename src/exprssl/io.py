@@ -235,7 +235,10 @@ def sniff_dialect(path: Path, fmt: str, encoding: str, skip_lines: int = 0) -> D
     a decimal point."""
     lines = _head_lines(path, encoding)
     i = skip_lines
+    declared = None
     if fmt != "gct":
+        if i < len(lines) and re.fullmatch(r"sep=.", lines[i].strip()):  # Excel's separator line
+            declared, i = lines[i].strip()[4], i + 1
         while i < len(lines) and lines[i].lstrip().startswith("#"):
             i += 1
     if i > skip_lines and i >= len(lines):
@@ -247,8 +250,8 @@ def sniff_dialect(path: Path, fmt: str, encoding: str, skip_lines: int = 0) -> D
         n = len(_split_line(header, sep))
         return n > 1 and all(len(_split_line(ln, sep)) in (n, n + 1) for ln in body[:20])
 
-    sep = default
-    if not consistent(default):
+    sep = declared or default
+    if declared is None and not consistent(default):
         others = [s for s in SEPARATORS if s != default and consistent(s)]
         if others:
             sep = max(others, key=lambda s: len(_split_line(header, s)))
@@ -256,7 +259,12 @@ def sniff_dialect(path: Path, fmt: str, encoding: str, skip_lines: int = 0) -> D
     decimal = "."
     if sep != ",":
         cells = [c.strip().strip('"') for ln in body[:20] for c in _split_line(ln, sep)[1:]]
-        if any(_DECIMAL_COMMA.match(c) for c in cells) and not any(_DECIMAL_POINT.match(c) for c in cells):
+        commas = [c for c in cells if _DECIMAL_COMMA.match(c)]
+        if commas and not any(_DECIMAL_POINT.match(c) for c in cells):
+            if all(re.fullmatch(r"[-+]?\d{1,3},\d{3}", c) for c in commas):
+                raise DataFileError(f"{path}: numbers such as '{commas[0]}' could have a thousands separator or a "
+                                    "decimal comma; export them without thousands separators (or with more "
+                                    "or fewer than 3 decimals)")
             decimal = ","
             log.info("%s: numbers read with decimal commas", path)
     return Dialect(sep, decimal, i)
