@@ -218,7 +218,8 @@ def _small_cohort(root: Path, n: int = 40) -> tuple[Path, Path]:
     data, sheet = root / "c40.csv", root / "c40_sheet.csv"
     if not data.exists():
         good_counts(n_samples=n, n_genes=30).to_csv(data)
-        sheet.write_text("sample,L,age\n" + "".join(f"S{i},{'ab'[i % 2]},{20 + i * 1.5}\n" for i in range(n)))
+        sheet.write_text("sample,L,age,pid,code\n" + "".join(f"S{i},{'ab'[i % 2]},{20 + i * 1.5},P-{i},"
+                                                          f"{['1', '1.0', '2'][i % 3]}\n" for i in range(n)))
     return data, sheet
 
 
@@ -289,6 +290,7 @@ def test_option_values_checked_against_the_data(env, args, needle):
     (["--seeds", "1000"], "seeds 1000 is more than 100"),
     (["--orientation", "sideways"], "orientation must be one of"),
     (["--label", "age"], "label column 'age' looks continuous (40 distinct values)"),
+    (["--label", "pid"], "label column 'pid' has a different value for every sample (40 of 40)"),
     (["--fractions", ","], "lists nothing"),
     (["--top-genes", "500"], "--top-genes 500 is more than the 30 genes"),
     (["--pretrain-data", "DATA"], "is the --data file itself"),
@@ -498,6 +500,16 @@ def test_labels_differing_in_case_or_spaces_info_and_benchmark_agree(env, tmp_pa
     cohort = load_cohort(BenchmarkConfig(data=str(data), labels=str(sheet), label="L"))
     assert sorted(cohort.classes) == ["Normal", "Tumor", "tumor"]
     assert np.bincount(cohort.y).tolist() == [10, 20, 10]
+
+
+def test_numeric_classes_written_differently_are_one_class(env):
+    """'1' and '1.0' in a sample sheet are one class, in `info` as in the benchmark, and said."""
+    root, _, _, _ = env
+    data, sheet = _small_cohort(root)
+    r = runner.invoke(app, ["info", str(data), "--labels", str(sheet)])
+    assert r.exit_code == 0, r.output
+    assert "label code (2 classes): 1 27, 2 13" in r.stdout
+    assert "label column 'code': numeric classes written differently (e.g. '1.0') read as numbers" in r.stderr
 
 
 def test_warnings_are_one_line_through_the_logger(env, tmp_path):

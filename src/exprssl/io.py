@@ -899,6 +899,13 @@ def label_values(values, column: str, *, quiet: bool = False) -> pd.Series:
     text = raw.astype(str).str.strip()
     missing = raw.isna().to_numpy() | text.isin(MISSING_LABELS).to_numpy()
     out = text.where(~missing)
+    numbers = pd.to_numeric(out.dropna(), errors="coerce")
+    if len(numbers) and numbers.notna().all():  # class codes: '1' and '1.0' are one class
+        canonical = numbers.map(lambda v: f"{v:g}")
+        if not quiet and (canonical != out.dropna()).any():
+            log.warning("label column '%s': numeric classes written differently (e.g. %r) read as numbers", column,
+                        out.dropna()[canonical != out.dropna()].iloc[0])
+        out = out.where(missing, canonical.reindex(out.index))
     if not quiet:
         spaced = (raw.astype(str) != text).to_numpy() & ~missing
         if spaced.any():
@@ -939,6 +946,9 @@ def require_label(adata: ad.AnnData, column: str, min_classes: int = 2) -> pd.Se
                                "classes; bin it into groups (e.g. age bands) in the sample sheet first")
     y = label_values(adata.obs[column], column)
     classes = y.dropna().unique()
+    if len(classes) > 2 and len(classes) == y.notna().sum():
+        raise LabelColumnError(f"label column '{column}' has a different value for every sample ({len(classes)} of "
+                               f"{len(classes)}): it looks like an id column, not classes")
     if len(classes) < min_classes:
         raise SingleClassError(f"label column '{column}' has {len(classes)} class"
                                f"{'' if len(classes) == 1 else 'es'}"
