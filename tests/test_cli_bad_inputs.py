@@ -267,6 +267,7 @@ def test_removed_working_directory_in_a_fresh_process(env, tmp_path):
     (["--config", "CFGDIR"], "is a directory; --config takes a YAML file"),
     (["--config", "LATIN"], "not UTF-8 text"),
     (["--num-workers", "100000"], "num_workers must be an integer in [0, 256]"),
+    (["--set", "log_dir=OUT/logs"], "log_dir must lie outside the model directory"),
 ])
 def test_option_values_checked_against_the_data(env, args, needle):
     """Range checks that need the data (samples, genes, memory) or the file system, before any
@@ -279,7 +280,7 @@ def test_option_values_checked_against_the_data(env, args, needle):
     (root / "latin.yaml").write_bytes(b"method: scarf\nnote: caf\xe9\n")
     (root / "notes.txt").write_text("precious")
     where = {"LOGS": str(logs), "NOTES": str(root / "notes.txt"), "CFGDIR": str(root / "cfgdir"),
-             "LATIN": str(root / "latin.yaml")}
+             "LATIN": str(root / "latin.yaml"), "OUT": str(root / "out" / "m")}
     args = [functools.reduce(lambda a, kv: a.replace(*kv), where.items(), a) for a in args]
     assert_refused(["pretrain", "--method", "scarf", "--epochs", "1", "--no-progress", "--data", good,
                     "--out", root / "out" / "m", *args], root, needle, gone=[root / "out"])
@@ -348,6 +349,8 @@ def test_embed_options(env):
     root, _, good, model = env
     assert_refused(["embed", "--model", model, "--data", good, "--out", root / "out" / "e.h5ad", "--key", " "],
                    root, "--key must be a non-empty", gone=[root / "out"])
+    assert_refused(["embed", "--model", model, "--data", good, "--out", model / "e.h5ad"], root,
+                   "lies inside an input directory", gone=[model / "e.h5ad"])
 
 
 @pytest.mark.parametrize("command", ["pretrain", "embed", "benchmark", "convert"])

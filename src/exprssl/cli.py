@@ -300,7 +300,11 @@ def pretrain(
     params = model.check_params()  # every option, before data is read or anything written
     check_output(out_dir, "model", overwrite=overwrite, inputs=[data_path, config])
     if params.train.log_dir:  # the CSV logger's files and checkpoints follow the same rules
-        check_output(params.train.log_dir, "log", inputs=[data_path, config, out_dir])
+        log_dir = Path(params.train.log_dir)
+        if log_dir.absolute() == out_dir.absolute() or out_dir.absolute() in log_dir.absolute().parents:
+            raise ConfigError(f"{log_dir}: log_dir must lie outside the model directory --out {out_dir} (the model "
+                              "directory holds exprssl's model files only)")
+        check_output(log_dir, "log", inputs=[data_path, config, out_dir])
     from .store import open_streamed
 
     adata = open_streamed(data_path, stream)

@@ -139,6 +139,9 @@ def check_output(path: str | os.PathLike, kind: str, *, overwrite: bool = False,
         if _same_or_inside(Path(src), path):
             relation = "is" if Path(src).resolve() == path.resolve() else "contains"
             raise OutputPathError(f"{path}: the output {relation} an input ({src}); choose another output path")
+        if Path(src).is_dir() and _same_or_inside(path, Path(src)):  # e.g. an embedding inside the model
+            raise OutputPathError(f"{path}: the output lies inside an input directory ({src}), which exprssl "
+                                  "never writes into; choose another output path")
     if path.exists() or path.is_symlink():
         found = artifact_kind(path)
         if kind in _DIR_KINDS and path.is_dir() and not found and not any(path.iterdir()):
