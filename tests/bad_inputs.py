@@ -15,6 +15,7 @@ names ``case.path`` and contains ``case.expect``.
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -168,6 +169,48 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     _write_archs4(archs4, n_genes=400, n_samples=200)
     _corrupt_middle(archs4)
 
+    # round three (issue 21): what is not a regular file, tables without ids, cells that are not
+    # counts, featureCounts layouts, ids that only look distinct
+    def special(name: str, error, expect: str, kind: str = "data") -> Path:
+        return data(name, error, expect, kind=kind)
+
+    fifo = special("fifo.csv", DataFileError, "named pipe")
+    os.mkfifo(fifo)
+    special("urandom.csv", DataFileError, "character device").symlink_to("/dev/urandom")
+    special("dangling_link.csv", DataFileError, "symbolic link to a missing file").symlink_to(tmp / "nowhere.csv")
+    loop = special("link_loop.csv", DataFileError, "symbolic link loop")
+    loop.symlink_to(loop)
+    frame.T.to_csv(data("no_id_column.csv", DataFileError, "no id column"), index=False)
+    flags = frame.astype(object)
+    flags["G5"] = ["true", "false"] * 15
+    flags.to_csv(data("true_false.csv", NonNumericError, "true/false value 'true'"))
+    inf = frame.astype(object)
+    inf.iloc[2, 3] = "Inf"
+    inf.to_csv(data("text_inf.csv", InvalidValuesError, "infinite values (first inf at sample S2, gene G3)"))
+    inf.iloc[2, 3] = "1e39"
+    inf.to_csv(data("overflow_1e39.csv", InvalidValuesError, "1e+39 at row 'S2', column 'G3' is beyond float32"))
+    data("comments_only.csv", DataFileError, "only '#' comment lines").write_text("# exported\n# by hand\n")
+    fc = frame.T.iloc[:, :0].assign(Chr="chr1", Start=1, End=90, Strand="+", Length=90)
+    fc.rename_axis("Geneid").to_csv(data("fc_annotation_only.txt", DataFileError, "only annotation columns"),
+                                   sep="\t")
+    fc = frame.T.iloc[:, :4].set_axis([f"/run{i % 2}/S{i // 2}.sorted.bam" for i in range(4)], axis=1)
+    fc.insert(0, "Length", 90)
+    fc.rename_axis("Geneid").to_csv(data("fc_same_bam_names.txt", DuplicateSamplesError, "S0"), sep="\t")
+    spaced = frame.copy()
+    spaced.index = [*frame.index[:-1], " S1 "]
+    spaced.to_csv(data("ids_equal_but_spaces.csv", DuplicateSamplesError, "S1"))
+    spaced.index = [*frame.index[:-1], "   "]
+    spaced.to_csv(data("blank_id.csv", DataFileError, "sample 30 has a blank id"))
+    euro = frame.astype(object)
+    euro.iloc[3, 7] = "hoch"
+    euro.to_csv(data("semicolon_text_cell.csv", NonNumericError, "'hoch' at row 'S3', column 'G7'"), sep=";")
+    thousands = (frame * 10).astype(object).map(lambda v: f"{v // 1000},{v % 1000:03d}" if v >= 1000 else v)
+    thousands.to_csv(data("thousands_separators.tsv", DataFileError, "could have a thousands separator"), sep="\t")
+    dup_h5ad = ad.AnnData(frame.astype(np.float32))
+    dup_h5ad.obs_names = [*frame.index[:-1], "S1"]
+    dup_h5ad.write_h5ad(data("dup_samples.h5ad", DuplicateSamplesError, "S1"))
+    ad.AnnData((frame > 150).to_numpy()).write_h5ad(data("bool_matrix.h5ad", NonNumericError, "true/false"))
+
     # ---------------------------------------------------------------- sample sheets
     sheet = pd.DataFrame({"sample": frame.index, "tissue": ["lung", "liver"] * 15})
     sheet_text = sheet.to_csv(index=False)
@@ -200,6 +243,12 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     labels("conflicting_ids.csv", LabelColumnError, "S4").write_text(conflicting.to_csv(index=False))
     labels("unknown.xlsx", UnknownFormatError, "unknown format").write_text(sheet_text)
     ad.AnnData(frame.astype(np.float32)).write_h5ad(labels("sheet.h5ad", UnknownFormatError, "csv, tsv or parquet"))
+    os.mkfifo(labels("fifo.csv", DataFileError, "named pipe"))
+    loop = labels("link_loop.csv", DataFileError, "symbolic link loop")
+    loop.symlink_to(loop)
+    labels("comments_only.tsv", DataFileError, "only '#' comment lines").write_text("# sheet\n")
+    sheet.assign(sample=sheet["sample"].str.lower()).to_csv(
+        labels("ids_differ_in_case.csv", LabelMatchError, "differ only in upper/lower case"), index=False)
 
     # ---------------------------------------------------------------- exprssl convert sources
     def source(name: str, error, expect: str) -> Path:
@@ -224,4 +273,7 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     with gzip.open(source("truncated.tsv.gz", TruncatedFileError, "truncated"), "wt") as fh:
         fh.write(frame.T.to_csv(sep="\t") * 20)
     _truncate(cases["convert:truncated.tsv.gz"].path)
+    os.mkfifo(source("fifo.tsv", DataFileError, "named pipe"))
+    frame.T.to_csv(source("no_id_column.csv", DataFileError, "no id column"), index=False)
+    flags.to_csv(source("true_false.tsv", NonNumericError, "true/false"), sep="\t")
     return cases

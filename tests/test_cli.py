@@ -111,7 +111,7 @@ def _bad_files(tmp_path):
     cases = {}
     p = tmp_path / "nan.csv"
     good.assign(X=[1.0, np.nan, 2.0]).to_csv(p)
-    cases["nan"] = (p, "NaN/inf")
+    cases["nan"] = (p, "NaN values")
     p = tmp_path / "text.csv"
     good.astype(object).assign(Y=["1", "two", "3"]).to_csv(p)
     cases["text"] = (p, "non-numeric value 'two'")

@@ -7,11 +7,13 @@ replace or lose a user's files.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from bad_inputs import bad_input_corpus, good_counts
@@ -208,3 +210,337 @@ def test_outputs_never_replace_or_lose_user_files(env):
     assert_refused(["convert", good, "--out", notes], root, "not an exprssl expression store")
     r = runner.invoke(app, ["embed", "--model", str(model), "--data", str(good), "--out", str(emb), "--overwrite"])
     assert r.exit_code == 0, r.output  # an exprssl artefact of the same kind, replaced on request
+
+
+# ----------------------------------------------------------------------------- round three (issue 21)
+def _small_cohort(root: Path, n: int = 40) -> tuple[Path, Path]:
+    """A 40-sample table and its sheet (two classes of 20): the cohort the issue hung on."""
+    data, sheet = root / "c40.csv", root / "c40_sheet.csv"
+    if not data.exists():
+        good_counts(n_samples=n, n_genes=30).to_csv(data)
+        sheet.write_text("sample,L,age,pid,code\n" + "".join(f"S{i},{'ab'[i % 2]},{20 + i * 1.5},P-{i},"
+                                                          f"{['1', '1.0', '2'][i % 3]}\n" for i in range(n)))
+    return data, sheet
+
+
+@pytest.mark.parametrize("env_value", ["abc", "0", "-2"])
+def test_bad_thread_count_in_environment(env, monkeypatch, env_value):
+    root, _, good, _ = env
+    monkeypatch.setenv("EXPRSSL_THREADS", env_value)
+    assert_refused(["info", good], root, "EXPRSSL_THREADS must be a positive integer", f"{env_value!r}")
+
+
+def test_removed_working_directory(env, tmp_path):
+    root, _, good, _ = env
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    cwd = os.getcwd()
+    try:
+        os.chdir(gone)
+        gone.rmdir()
+        assert_refused(["info", good], root, "current working directory no longer exists")
+    finally:
+        os.chdir(cwd)
+
+
+def test_removed_working_directory_in_a_fresh_process(env, tmp_path):
+    """The real command, not the test runner: no oneMKL abort before exprssl can speak."""
+    import subprocess
+    import sys
+
+    _, _, good, _ = env
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = (f"import os; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); "
+              f"import sys; sys.argv = ['exprssl', 'info', {str(good)!r}]; from exprssl.cli import main; main()")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "no longer exists" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--val-fraction", "0.99"], "val_fraction 0.99 holds out 30 of 30 samples"),
+    (["--set", "hidden_dims=[100000000]"], "GB to train, more than the"),
+    (["--top-genes", "100000"], "--top-genes 100000 is more than the 60 genes"),
+    (["--set", "log_dir=LOGS"], "not an exprssl training log directory"),
+    (["--set", "log_dir=NOTES/sub"], "(part of the path) is a file"),
+    (["--config", "CFGDIR"], "is a directory; --config takes a YAML file"),
+    (["--config", "LATIN"], "not UTF-8 text"),
+    (["--num-workers", "100000"], "num_workers must be an integer in [0, 256]"),
+    (["--set", "log_dir=OUT/logs"], "log_dir must lie outside the model directory"),
+])
+def test_option_values_checked_against_the_data(env, args, needle):
+    """Range checks that need the data (samples, genes, memory) or the file system, before any
+    work: exit 2, one line, and the user's files unchanged (a metrics.csv of their own too)."""
+    root, _, good, _ = env
+    logs = root / "user_logs"
+    logs.mkdir(exist_ok=True)
+    (logs / "metrics.csv").write_text("epoch,mine\n1,2\n")
+    (root / "cfgdir").mkdir(exist_ok=True)
+    (root / "latin.yaml").write_bytes(b"method: scarf\nnote: caf\xe9\n")
+    (root / "notes.txt").write_text("precious")
+    where = {"LOGS": str(logs), "NOTES": str(root / "notes.txt"), "CFGDIR": str(root / "cfgdir"),
+             "LATIN": str(root / "latin.yaml"), "OUT": str(root / "out" / "m")}
+    args = [functools.reduce(lambda a, kv: a.replace(*kv), where.items(), a) for a in args]
+    assert_refused(["pretrain", "--method", "scarf", "--epochs", "1", "--no-progress", "--data", good,
+                    "--out", root / "out" / "m", *args], root, needle, gone=[root / "out"])
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--splits", "1000"], "splits 1000 is more than this cohort supports: at most 20"),
+    (["--seeds", "1000"], "seeds 1000 is more than 100"),
+    (["--orientation", "sideways"], "orientation must be one of"),
+    (["--label", "age"], "label column 'age' looks continuous (40 distinct values)"),
+    (["--label", "pid"], "label column 'pid' has a different value for every sample (40 of 40)"),
+    (["--fractions", ","], "lists nothing"),
+    (["--top-genes", "500"], "--top-genes 500 is more than the 30 genes"),
+    (["--pretrain-data", "DATA"], "is the --data file itself"),
+])
+def test_benchmark_options_bounded_by_the_data(env, args, needle):
+    """Refused at once (the issue's --splits 1000 on 40 samples ran for hours), nothing written."""
+    import time
+
+    root, _, _, _ = env
+    data, sheet = _small_cohort(root)
+    args = [str(data) if a == "DATA" else a for a in args]
+    base = {"--label": "L"}
+    if "--label" in args:
+        base = {}
+    t0 = time.perf_counter()
+    assert_refused(["benchmark", "--data", data, "--labels", sheet, *[x for kv in base.items() for x in kv],
+                    "--methods", "scarf", "--epochs", "1", "--out", root / "out" / "b", "--no-progress", *args],
+                   root, needle, gone=[root / "out"])
+    assert time.perf_counter() - t0 < 30
+
+
+@pytest.mark.parametrize("yaml_text,needle", [
+    ("bootstrap: 1000000000", "bootstrap must be an integer in [100, 100000], got 1000000000"),
+    ("n_fractions: 100000", "n_fractions must be an integer in [1, 50], got 100000"),
+    ("orientation: diagonal", "orientation must be one of"),
+    ("jobs: 100000", "jobs must be at most"),
+    ("label: [L, M]", "label must be a single name or path, got ['L', 'M']"),
+    ("group: {a: 1}", "group must be a single name or path"),
+])
+def test_benchmark_config_file_bounds(env, yaml_text, needle):
+    root, _, good, _ = env
+    cfg = root / "bench.yaml"
+    cfg.write_text(f"data: {good}\nlabel: x\nout: {root / 'out' / 'b'}\n{yaml_text}\n")
+    try:
+        assert_refused(["benchmark", "--config", cfg], root, needle, gone=[root / "out"])
+    finally:
+        cfg.unlink()
+
+
+def test_benchmark_model_too_large_for_memory(env):
+    """Every method's model is sized against the memory before any pretraining starts."""
+    root, _, _, _ = env
+    data, sheet = _small_cohort(root)
+    cfg = root / "big.yaml"
+    cfg.write_text(f"data: {data}\nlabels: {sheet}\nlabel: L\nout: {root / 'out' / 'b'}\nmethods: [scarf]\n"
+                   "encoder: {hidden_dims: [100000000]}\n")
+    try:
+        assert_refused(["benchmark", "--config", cfg, "--no-progress"], root, "GB to train, more than the",
+                       gone=[root / "out"])
+    finally:
+        cfg.unlink()
+
+
+def test_embed_options(env):
+    root, _, good, model = env
+    assert_refused(["embed", "--model", model, "--data", good, "--out", root / "out" / "e.h5ad", "--key", " "],
+                   root, "--key must be a non-empty", gone=[root / "out"])
+    assert_refused(["embed", "--model", model, "--data", good, "--out", model / "e.h5ad"], root,
+                   "lies inside an input directory", gone=[model / "e.h5ad"])
+
+
+@pytest.mark.parametrize("command", ["pretrain", "embed", "benchmark", "convert"])
+def test_output_through_links_and_files(env, command):
+    """--out that is a symlink loop or a dangling link, or lies under a regular file: one line
+    naming the path (and the part that is a file), never an internal error."""
+    root, _, good, model = env
+    links = root / "links"
+    links.mkdir(exist_ok=True)
+    ext = {"embed": ".h5ad", "convert": ".h5"}.get(command, "")
+    loop, dangling = links / f"loop{ext}", links / f"dangling{ext}"
+    if not loop.is_symlink():
+        loop.symlink_to(loop)
+        dangling.symlink_to(links / "nowhere")
+    notes = root / "notes.txt"
+    notes.write_text("precious")
+    base = {"pretrain": ["pretrain", "--method", "scarf", "--epochs", "1", "--data", good],
+            "embed": ["embed", "--model", model, "--data", good],
+            "benchmark": ["benchmark", "--data", good, "--label", "x"],
+            "convert": ["convert", good]}[command]
+    assert_refused([*base, "--out", loop], root, "symbolic link loop")
+    assert_refused([*base, "--out", dangling], root, "symbolic link to a missing target")
+    assert_refused([*base, "--out", notes / "sub" / f"x{ext}"], root, f"{notes} (part of the path) is a file")
+
+
+def test_overwrite_keeps_what_the_user_put_in_a_model_directory(env, tmp_path):
+    root, _, good, model = env
+    import shutil
+
+    mine = root / "m_with_notes"
+    if not mine.exists():
+        shutil.copytree(model, mine)
+        (mine / "notes.txt").write_text("which run this was")
+    assert_refused(["pretrain", "--method", "scarf", "--epochs", "1", "--no-progress", "--data", good,
+                    "--out", mine, "--overwrite"], root, "holds notes.txt, which exprssl did not write")
+    assert (mine / "notes.txt").read_text() == "which run this was"
+
+
+def test_log_dir_of_exprssl_is_reused_and_marked(env, tmp_path):
+    root, _, good, _ = env
+    logs = tmp_path / "logs"
+    args = ["pretrain", "--method", "scarf", "--epochs", "1", "--no-progress", "--set", "hidden_dims=[8]",
+            "--data", str(good), "--set", f"log_dir={logs}"]
+    for out in ("m1", "m2"):  # a second run writes into exprssl's own log directory again
+        r = runner.invoke(app, [*args, "--out", str(tmp_path / out)], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+    assert {p.name for p in logs.iterdir()} >= {"metrics.csv", "exprssl-log.json", "checkpoints"}
+
+
+def _damaged_model(model: Path, root: Path, name: str) -> Path:
+    import shutil
+
+    p = root / "models3" / name
+    if p.exists():
+        shutil.rmtree(p)
+    shutil.copytree(model, p)
+    return p
+
+
+def _reseal(directory: Path) -> None:
+    """The model card's hashes brought up to date with the files, as a model shipped with a
+    bad file and a card that vouches for it: the load-time checks behind the hash must hold."""
+    from exprssl.card import CARD_FILE, file_sha256, read_card
+
+    card = directory / CARD_FILE
+    text = card.read_text()
+    for name, digest in read_card(directory)["files_sha256"].items():
+        text = text.replace(digest, file_sha256(directory / name))
+    card.write_text(text)
+
+
+def test_models_with_nan_or_foreign_weights_are_refused_at_load(env):
+    import json
+
+    root, _, good, model = env
+    state = torch.load(model / "weights.pt", weights_only=True)
+    nan_weights = _damaged_model(model, root, "nan_weights")
+    bad = dict(state)
+    bad["encoder.0.weight"] = bad["encoder.0.weight"].clone()
+    bad["encoder.0.weight"][0, 0] = float("nan")
+    torch.save(bad, nan_weights / "weights.pt")
+    nan_prep = _damaged_model(model, root, "nan_preprocessor")
+    prep = json.loads((model / "preprocessor.json").read_text())
+    prep["fitted"]["fill_"][0] = float("nan")
+    (nan_prep / "preprocessor.json").write_text(json.dumps(prep))
+    other = _damaged_model(model, root, "other_method")
+    torch.save({**state, "_exprssl_method": "barlow"}, other / "weights.pt")
+    for damaged in (nan_weights, nan_prep, other):
+        _reseal(damaged)
+    for path, needle in ((nan_weights, "encoder.0.weight hold NaN"), (nan_prep, "'fill' holds 1 NaN"),
+                         (other, "weights of a 'barlow' model, but config.json names 'scarf'")):
+        assert_refused(["embed", "--model", path, "--data", good, "--out", root / "out" / "e.h5ad"], root,
+                       str(path), needle, gone=[root / "out"])
+
+
+@pytest.mark.parametrize("command", ["pretrain", "embed"])
+def test_streamed_h5ad_with_duplicate_samples(env, command):
+    root, corpus, _, model = env
+    dup = corpus["data:dup_samples.h5ad"].path
+    base = (["pretrain", "--method", "scarf", "--epochs", "1", "--out", root / "out" / "m"] if command == "pretrain"
+            else ["embed", "--model", model, "--out", root / "out" / "e.h5ad"])
+    assert_refused([*base, "--data", dup, "--stream"], root, "duplicated sample ids", gone=[root / "out"])
+
+
+def test_bundled_name_as_data_and_out(env, tmp_path):
+    """--data all_leukemia --out all_leukemia: the bundled data is meant, not the directory of
+    that name; the run gets as far as its own checks (here a refused --splits)."""
+    root, _, _, _ = env
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        Path("all_leukemia").mkdir()
+        line = assert_refused(["benchmark", "--data", "all_leukemia", "--label", "mol.biol", "--out", "all_leukemia",
+                               "--min-class-size", "5", "--splits", "1000"], tmp_path, "splits 1000")
+        assert "is an input" not in line
+    finally:
+        os.chdir(cwd)
+
+
+def test_repeated_methods_and_baselines_run_once():
+    from exprssl.evaluation.protocol import BenchmarkConfig
+
+    cfg = BenchmarkConfig.from_dict({"data": "x", "label": "y", "methods": ["scarf", "scarf"],
+                                     "baselines": ["logreg", "logreg", "xgboost"]})
+    cfg.validate()  # values are normalised where they are checked
+    assert cfg.methods == ["scarf"] and cfg.baselines == ["logreg", "xgboost"]
+
+
+def test_yaml_scalars_where_lists_belong():
+    """`methods: scarf` in a YAML file is one method, not five one-letter ones; `fractions: 0.5`
+    one fraction, not an internal error."""
+    from exprssl.evaluation.protocol import BenchmarkConfig
+
+    cfg = BenchmarkConfig.from_dict({"data": "x", "label": "y", "methods": "scarf", "baselines": "logreg, mlp",
+                                     "fractions": 0.5})
+    cfg.validate()
+    assert (cfg.methods, cfg.baselines, cfg.fractions) == (["scarf"], ["logreg", "mlp"], [0.5])
+
+
+def test_repeated_methods_are_said(env):
+    root, _, _, _ = env
+    data, sheet = _small_cohort(root)
+    r = runner.invoke(app, ["benchmark", "--data", str(data), "--labels", str(sheet), "--label", "L", "--out",
+                            str(root / "out" / "b"), "--methods", "scarf,scarf", "--baselines", "logreg,logreg",
+                            "--splits", "1000"])
+    assert r.exit_code == 2
+    assert "methods: scarf given more than once; each runs once" in r.stderr
+    assert "baselines: logreg given more than once" in r.stderr
+
+
+def test_labels_differing_in_case_or_spaces_info_and_benchmark_agree(env, tmp_path):
+    """'Tumor', 'Tumor ' and 'tumor': spaces removed and case differences named, the same way
+    (the same classes) in `info` and in the benchmark's cohort."""
+    from exprssl.evaluation.protocol import BenchmarkConfig, load_cohort
+
+    root, _, _, _ = env
+    data, _ = _small_cohort(root)
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("sample,L\n" + "".join(f"S{i},{['Tumor', 'Tumor ', 'tumor', 'Normal'][i % 4]}\n"
+                                            for i in range(40)))
+    r = runner.invoke(app, ["info", str(data), "--labels", str(sheet)])
+    assert r.exit_code == 0, r.output
+    assert "label L (3 classes): Tumor 20, " in r.stdout and "Normal 10" in r.stdout and "tumor 10" in r.stdout
+    assert "10 values had surrounding spaces, removed" in r.stderr
+    assert "'Tumor' and 'tumor' differ only in upper/lower case" in r.stderr
+    cohort = load_cohort(BenchmarkConfig(data=str(data), labels=str(sheet), label="L"))
+    assert sorted(cohort.classes) == ["Normal", "Tumor", "tumor"]
+    assert np.bincount(cohort.y).tolist() == [10, 20, 10]
+
+
+def test_numeric_classes_written_differently_are_one_class(env):
+    """'1' and '1.0' in a sample sheet are one class, in `info` as in the benchmark, and said."""
+    root, _, _, _ = env
+    data, sheet = _small_cohort(root)
+    r = runner.invoke(app, ["info", str(data), "--labels", str(sheet)])
+    assert r.exit_code == 0, r.output
+    assert "label code (2 classes): 1 27, 2 13" in r.stdout
+    assert "label column 'code': numeric classes written differently (e.g. '1.0') read as numbers" in r.stderr
+
+
+def test_warnings_are_one_line_through_the_logger(env, tmp_path):
+    """A constant input collapses the embeddings: one `exprssl: warning:` line, no UserWarning
+    with a source path."""
+    root, _, _, _ = env
+    const = tmp_path / "const.csv"
+    frame = good_counts()
+    frame[:] = 5
+    frame.to_csv(const)
+    r = runner.invoke(app, ["pretrain", "--method", "scarf", "--epochs", "1", "--no-progress", "--data", str(const),
+                            "--orientation", "samples_in_rows", "--out", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.output
+    assert "UserWarning" not in r.output and ".py:" not in r.output, r.output
+    assert "exprssl: warning: scarf: embeddings look collapsed" in r.stderr

@@ -157,7 +157,7 @@ def test_nan_and_inf(tmp_path, frame):
     frame.iloc[2, 5] = np.nan
     p = tmp_path / "nan.csv"
     frame.to_csv(p)
-    with pytest.raises(InvalidValuesError, match=r"nan.csv: 1 NaN/inf values \(first at sample S2, gene GENE5\)"):
+    with pytest.raises(InvalidValuesError, match=r"nan.csv: 1 NaN values \(first at sample S2, gene GENE5\)"):
         io.read(p)
     frame.iloc[2, 5] = np.inf
     frame.to_parquet(tmp_path / "inf.parquet")
@@ -435,10 +435,9 @@ def test_ids_are_kept_as_written(tmp_path):
 
 
 def test_text_table_errors_name_the_problem(tmp_path):
-    comma = tmp_path / "comma.txt"
+    comma = tmp_path / "comma.txt"  # the separator is sniffed, whatever the extension says
     comma.write_text("sample,G0,G1\nS0,1,2\nS1,3,4\n")
-    with pytest.raises(DataFileError, match=r"comma\.txt: table has only an id column.*header has commas: rename it \.csv"):
-        io.read(comma)
+    assert io.read(comma, orientation="samples_in_rows").shape == (2, 2)
     unnamed = tmp_path / "unnamed.csv"
     unnamed.write_text("sample,G0,,G2\nS0,1,2,3\nS1,3,4,5\n")
     with pytest.raises(DataFileError, match=r"unnamed\.csv: column 3 \(after 'G0'\) has values but no name"):

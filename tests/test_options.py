@@ -161,7 +161,7 @@ def test_default_encoder_defined_once():
     ({"weight_decay": -0.1}, "weight_decay must be a finite number >= 0, got -0.1"),
     ({"val_fraction": 1}, r"val_fraction must be a finite number in \[0, 1\), got 1"),
     ({"patience": -1}, "patience must be an integer >= 0, got -1"),
-    ({"num_workers": -2}, "num_workers must be an integer >= 0, got -2"),
+    ({"num_workers": -2}, r"num_workers must be an integer in \[0, 256\], got -2"),
     ({"batch_size": 1}, "batch_size must be an integer >= 2, got 1"),
     ({"seed": -1}, r"seed must be an integer in \[0, 4294967295\], got -1"),
     ({"num_nodes": 0}, "num_nodes must be an integer >= 1, got 0"),

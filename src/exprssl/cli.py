@@ -31,8 +31,9 @@ DataOpt = Annotated[str, typer.Option("--data", "-d", help="Expression file (h5a
 LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="Sample sheet (csv/tsv/parquet) joined on sample id.")]
 LabelIdOpt = Annotated[str | None, typer.Option("--label-id-column", help="Sample-id column of --labels "
                                                 "(default: its first column).")]
-OrientOpt = Annotated[str, typer.Option("--orientation", help="For csv/tsv/parquet: auto, samples_in_rows "
-                                        "or genes_in_rows.")]
+OrientOpt = Annotated[str, typer.Option("--orientation", help="For csv/tsv/parquet: auto (the way round "
+                                        "--labels names the samples, else the longer axis as genes), "
+                                        "samples_in_rows or genes_in_rows.")]
 StreamOpt = Annotated[bool | None, typer.Option("--stream/--no-stream", help="Read an .h5ad from disk in "
                                                 "blocks instead of loading it (default: when it would not fit "
                                                 "comfortably in memory). A store always streams.")]
@@ -93,9 +94,35 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
+def _warning_to_log(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (numpy, scikit-learn, anndata) as one ``exprssl: warning:`` line through
+    the same logger, without the source path and code line Python prints."""
+    logging.getLogger("exprssl").warning("%s", message)
+
+
+def _check_environment() -> None:
+    """What would fail obscurely later: a working directory removed from under the shell (oneMKL
+    aborts on it), a thread count that is not a positive integer."""
+    from .threads import user_threads
+
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise ConfigError("the current working directory no longer exists (removed after this shell entered "
+                          "it); cd to an existing directory and run again") from None
+    user_threads()
+
+
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")] = False):
     _setup_logging(verbose)
+    import warnings
+
+    warnings.showwarning = _warning_to_log
+    try:
+        _check_environment()
+    except ExprsslError as e:
+        _fail(str(e))
 
 
 def read_config(path: Path | None) -> dict:
@@ -103,12 +130,19 @@ def read_config(path: Path | None) -> dict:
         return {}
     import yaml
 
-    if not path.is_file():
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; --config takes a YAML file")
+    if not path.exists():
         raise ConfigError(f"{path}: config file not found")
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a regular file (a pipe or device); --config takes a YAML file")
     try:
-        cfg = yaml.safe_load(path.read_text()) or {}
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (invalid byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                          "save the YAML file as UTF-8") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}: {e})") from None
+        raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}: {' '.join(str(e).split())})") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value at the top level")
     return {str(k).replace("-", "_"): v for k, v in cfg.items()}
@@ -250,6 +284,7 @@ def pretrain(
     from .model import SSLModel
     from .outputs import check_output
     from .training import check_hardware_options
+    from .validation import check_top_genes
 
     cfg = merge(read_config(config), method=method, data=data, out=str(out) if out else None, epochs=epochs,
                 batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
@@ -263,11 +298,19 @@ def pretrain(
     name, data_path, out_dir = cfg.pop("method"), cfg.pop("data"), Path(cfg.pop("out"))
     train, method_params = _split_options(name, cfg)
     model = SSLModel(name, method_params=method_params, preprocessor=prep or None, progress=progress, **train)
-    check_hardware_options(model.check_params().train)  # every option, before data is read or written
+    params = model.check_params()  # every option, before data is read or anything written
+    check_hardware_options(params.train)
     check_output(out_dir, "model", overwrite=overwrite, inputs=[data_path, config])
+    if params.train.log_dir:  # the CSV logger's files and checkpoints follow the same rules
+        log_dir = Path(params.train.log_dir)
+        if log_dir.absolute() == out_dir.absolute() or out_dir.absolute() in log_dir.absolute().parents:
+            raise ConfigError(f"{log_dir}: log_dir must lie outside the model directory --out {out_dir} (the model "
+                              "directory holds exprssl's model files only)")
+        check_output(log_dir, "log", inputs=[data_path, config, out_dir])
     from .sources import ExpressionSource
 
     source = ExpressionSource.resolve(data_path, stream, orientation=orientation)
+    check_top_genes((prep or {}).get("top_k_variance"), source.shape[1], data_path)
     console.print(f"pretraining [bold]{name}[/] on {source.describe()} from {data_path}", highlight=False)
     model.fit(source)
     model.save(out_dir, overwrite=overwrite)
@@ -334,6 +377,8 @@ def embed(
 
     if out.suffix != ".h5ad":
         raise ConfigError(f"{out}: --out must end in .h5ad")
+    if key is not None and not key.strip():
+        raise ConfigError("--key must be a non-empty obsm name (default X_<method>)")
     check_output(out, "embedding", overwrite=overwrite, inputs=[data, model, labels])
     m = SSLModel.load(model)
     source = ExpressionSource.resolve(data, stream, labels=str(labels) if labels else None,
@@ -529,6 +574,9 @@ def benchmark(
                                                   "pretraining pool); 5000 of 28k genes ran a small cohort "
                                                   "2.7x faster.")] = None,
     jobs: Annotated[int | None, typer.Option(help="Single-threaded worker processes (default: one per core).")] = None,
+    orientation: Annotated[str | None, typer.Option("--orientation", help="For csv/tsv/parquet: auto (the way "
+                                                    "round the sample sheet names, else longer axis = genes), "
+                                                    "samples_in_rows or genes_in_rows.")] = None,
     config: ConfigOpt = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ):
@@ -540,7 +588,7 @@ def benchmark(
                 methods=_csv(methods), baselines=_csv(baselines), fractions=_csv(fractions, float), splits=splits,
                 seeds=seeds, pretrain_seeds=pretrain_seeds, group=group, min_class_size=min_class_size,
                 pretrain_data=pretrain_data or None, transductive=transductive, tune=tune, protocol=protocol,
-                epochs=epochs, jobs=jobs)
+                epochs=epochs, jobs=jobs, orientation=orientation)
     for key in ("data", "label", "out"):
         if not cfg.get(key):
             raise ConfigError(f"--{key} is required (on the command line or in --config)")
@@ -568,9 +616,12 @@ def _csv(value: str | None, cast=str):
     if value is None:
         return None
     try:
-        return [cast(v.strip()) for v in value.split(",") if v.strip()]
+        values = [cast(v.strip()) for v in value.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"could not parse '{value}' as a comma-separated list of numbers") from None
+    if not values:
+        raise ConfigError(f"'{value}' lists nothing; give comma-separated values, or leave the option out")
+    return values
 
 
 def _run_benchmark(cfg, progress: bool) -> None:

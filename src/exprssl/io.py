@@ -24,14 +24,17 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import errno
 import gzip
 import logging
 import os
+import re
+import stat
 import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anndata as ad
 import hdf5plugin  # noqa: F401  registers Blosc: X of a store written by `exprssl convert`
@@ -41,6 +44,7 @@ import pandas as pd
 from .errors import (
     ConfigError,
     DataFileError,
+    InvalidValuesError,
     LabelColumnError,
     LabelMatchError,
     NonNumericError,
@@ -78,12 +82,37 @@ def detect_format(path: Path) -> str:
                              f"supported: {', '.join(sorted(FORMATS))} (csv/tsv/txt/gct also .gz)")
 
 
+_SPECIAL_FILES = ((stat.S_ISFIFO, "a named pipe (FIFO) or a shell pipe"),
+                  (stat.S_ISCHR, "a character device (such as /dev/urandom or a terminal)"),
+                  (stat.S_ISSOCK, "a socket"), (stat.S_ISBLK, "a block device"))
+
+
+_STANDARD_INPUT = frozenset({"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
+
+
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise DataFileError(f"{path}: no such file")
-    if path.is_dir():
+    """A regular, non-empty, readable file, or one line saying what ``path`` is instead: pipes,
+    FIFOs, /dev/stdin and devices have no size and cannot be read twice (the format is sniffed
+    from the start of the file, then the file is read), so they are named, not called empty."""
+    if str(path) in _STANDARD_INPUT:
+        raise DataFileError(f"{path}: standard input cannot be read: exprssl recognises the format from the "
+                            "file name and reads the file more than once; save the data to a file first")
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise DataFileError(f"{path}: a symbolic link to a missing file") from None
+        raise DataFileError(f"{path}: no such file") from None
+    except OSError as e:
+        what = "a symbolic link loop" if e.errno == errno.ELOOP else (e.strerror or one_line(e))
+        raise DataFileError(f"{path}: cannot be read ({what})") from None
+    if stat.S_ISDIR(info.st_mode):
         raise DataFileError(f"{path}: is a directory, expected a file")
-    if path.stat().st_size == 0:
+    for test, what in _SPECIAL_FILES:
+        if test(info.st_mode):
+            raise DataFileError(f"{path}: is {what}, not a regular file; exprssl reads files it can open "
+                                "more than once: save the data to a file first")
+    if info.st_size == 0:
         raise DataFileError(f"{path}: file is empty")
     try:
         open(path, "rb").close()
@@ -158,6 +187,90 @@ def _text_encoding(path: Path) -> str:
     return "utf-8"
 
 
+class Dialect(NamedTuple):
+    """How a text table is written: what every text reader (expression tables, GCT, sample
+    sheets, ``exprssl convert``) learns in one place, ``sniff_dialect``."""
+
+    sep: str
+    decimal: str = "."
+    skip_lines: int = 0  # lines before the header: '#' comments (featureCounts' command line), GCT's two
+
+
+SEPARATORS = {",": "comma", "\t": "tab", ";": "semicolon"}
+_DECIMAL_COMMA = re.compile(r"^[-+]?\d+,\d+(?:[eE][-+]?\d+)?$")
+_DECIMAL_POINT = re.compile(r"^[-+]?\d*\.\d+(?:[eE][-+]?\d+)?$")
+
+
+def _head_lines(path: Path, encoding: str, n: int = 64) -> list[str]:
+    opener = gzip.open if _is_gzip(path) else open
+    text_encoding = "utf-8-sig" if encoding == "utf-8" else encoding
+    lines = []
+    try:
+        with opener(path, "rt", encoding=text_encoding, newline="") as fh:
+            for line in fh:
+                lines.append(line.rstrip("\r\n"))
+                if len(lines) >= n:
+                    break
+    except _COMPRESSION_ERRORS as e:
+        raise _truncated(path, e) from None
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, e) from None
+    return lines
+
+
+def _split_line(line: str, sep: str) -> list[str]:
+    try:
+        return next(csv.reader([line], delimiter=sep), [])
+    except csv.Error:
+        return line.split(sep)
+
+
+def sniff_dialect(path: Path, fmt: str, encoding: str, skip_lines: int = 0) -> Dialect:
+    """Separator, decimal mark and leading comment lines of a text table, in one place.
+
+    Leading lines starting with ``#`` are comments (featureCounts writes its command line
+    there). The extension's separator (comma for .csv, tab otherwise) is kept when the header
+    and the first rows split into the same number of fields with it; else the one of comma,
+    tab and semicolon that does (European exports: semicolons, decimal commas). Decimal commas
+    are recognised in tables not separated by commas, when number cells use commas and none
+    a decimal point."""
+    lines = _head_lines(path, encoding)
+    i = skip_lines
+    declared = None
+    if fmt != "gct":
+        if i < len(lines) and re.fullmatch(r"sep=.", lines[i].strip()):  # Excel's separator line
+            declared, i = lines[i].strip()[4], i + 1
+        while i < len(lines) and lines[i].lstrip().startswith("#"):
+            i += 1
+    if i > skip_lines and i >= len(lines):
+        raise DataFileError(f"{path}: only '#' comment lines, no header row or data")
+    header, body = (lines[i] if i < len(lines) else ""), [ln for ln in lines[i + 1:] if ln.strip()]
+    default = "," if fmt == "csv" else "\t"
+
+    def consistent(sep: str) -> bool:
+        n = len(_split_line(header, sep))
+        return n > 1 and all(len(_split_line(ln, sep)) in (n, n + 1) for ln in body[:20])
+
+    sep = declared or default
+    if declared is None and not consistent(default):
+        others = [s for s in SEPARATORS if s != default and consistent(s)]
+        if others:
+            sep = max(others, key=lambda s: len(_split_line(header, s)))
+            log.info("%s: read as %s-separated (the header and first rows split that way)", path, SEPARATORS[sep])
+    decimal = "."
+    if sep != ",":
+        cells = [c.strip().strip('"') for ln in body[:20] for c in _split_line(ln, sep)[1:]]
+        commas = [c for c in cells if _DECIMAL_COMMA.match(c)]
+        if commas and not any(_DECIMAL_POINT.match(c) for c in cells):
+            if all(re.fullmatch(r"[-+]?\d{1,3},\d{3}", c) for c in commas):
+                raise DataFileError(f"{path}: numbers such as '{commas[0]}' could have a thousands separator or a "
+                                    "decimal comma; export them without thousands separators (or with more "
+                                    "or fewer than 3 decimals)")
+            decimal = ","
+            log.info("%s: numbers read with decimal commas", path)
+    return Dialect(sep, decimal, i)
+
+
 def _header_fields(path: Path, sep: str, encoding: str, skip_lines: int = 0) -> list[str]:
     """The header row exactly as written: pandas renames duplicate names (``G1`` -> ``G1.1``) and
     empty ones (``Unnamed: 3``) before anything can check them, so the names come from here."""
@@ -182,31 +295,21 @@ def _header_fields(path: Path, sep: str, encoding: str, skip_lines: int = 0) -> 
     return header
 
 
-def _other_separator_hint(header: list[str], sep: str, path: Path) -> str:
-    """A hint for a table that parsed as one column because its extension names the other separator."""
-    other = {",": "\t", "\t": ","}[sep]
-    if len(header) == 1 and other in header[0]:
-        name = {",": "comma", "\t": "tab"}
-        ext = [s for s in path.suffixes if s.lower() != ".gz"][-1]
-        return (f" (a {ext} file is read as {name[sep]}-separated, but the header has {name[other]}s: "
-                f"rename it .{'csv' if other == ',' else 'tsv'})")
-    return ""
-
-
 def _read_delimited(path: Path, fmt: str, *, index_col: int | None = 0, skip_lines: int = 0,
                     as_strings: bool = False, what: str = "table") -> pd.DataFrame:
     """A csv/tsv table (optionally gzipped) with the header's names as written and string ids.
 
+    The separator, decimal mark and leading comment lines come from ``sniff_dialect``.
     ``index_col`` is the position of the id column (None: no index, e.g. sample sheets). Value
     columns without a name are dropped when empty and refused when they hold values.
     """
-    sep = "," if fmt == "csv" else "\t"
     encoding = _text_encoding(path)
+    dialect = sniff_dialect(path, fmt, encoding, skip_lines)
+    sep, skip_lines = dialect.sep, dialect.skip_lines
     header = _header_fields(path, sep, encoding, skip_lines)
-    written = list(header)
     try:
-        df = pd.read_csv(path, sep=sep, index_col=index_col, skiprows=skip_lines, encoding=encoding,
-                         dtype=str if as_strings else None, low_memory=False)
+        df = pd.read_csv(path, sep=sep, decimal=dialect.decimal, index_col=index_col, skiprows=skip_lines,
+                         encoding=encoding, dtype=str if as_strings else None, low_memory=False)
     except _COMPRESSION_ERRORS as e:
         raise _truncated(path, e) from None
     except UnicodeDecodeError as e:
@@ -221,8 +324,8 @@ def _read_delimited(path: Path, fmt: str, *, index_col: int | None = 0, skip_lin
     id_name = header.pop(index_col) if index_col is not None and len(header) == df.shape[1] + 1 else None
     if len(header) != df.shape[1]:
         raise DataFileError(f"{path}: the header row has {len(header)} names for {df.shape[1]} value columns")
-    df.columns = pd.Index(header, dtype=object)
-    unnamed = np.flatnonzero(df.columns.str.strip() == "")
+    df.columns = _stripped(header, str(path), "column")
+    unnamed = np.flatnonzero(df.columns == "")
     first_value = 0 if index_col is not None else 1  # a sheet's first column holds the ids
     unnamed_values = unnamed[unnamed >= first_value]
     if len(unnamed_values):  # e.g. a separator at the end of every line: nothing to lose
@@ -239,16 +342,72 @@ def _read_delimited(path: Path, fmt: str, *, index_col: int | None = 0, skip_lin
         raise DataFileError(f"{path}: {what} has a header row but no data rows")
     if index_col is not None:
         if df.shape[1] == 0:
-            raise DataFileError(f"{path}: {what} has only an id column, no value columns"
-                                + _other_separator_hint(written, sep, path))
+            raise DataFileError(f"{path}: {what} has only an id column, no value columns (separators tried: "
+                                f"{', '.join(SEPARATORS.values())})")
         if df.index.dtype.kind != "O":  # ids that parsed as numbers: re-read as written ("001" stays)
             raw = _raw_ids(path, sep, encoding, index_col, skip_lines)
+            _check_id_column(df.index, raw, id_name, path)
             df.index = raw if len(raw) == len(df) else df.index
         missing = np.flatnonzero(pd.isna(df.index))
         if len(missing):
             raise DataFileError(f"{path}: data row {missing[0] + 1} has no id in the id column")
-        df.index = pd.Index(df.index.astype(str), name=id_name or None)
+        df.index = pd.Index(df.index.astype(str), name=id_name or None)  # stripped by read(), saying so
+        df = _drop_annotation_columns(df, path)
     return df
+
+
+def _check_id_column(ids: pd.Index, raw: pd.Index, name: str | None, path: Path) -> None:
+    """Refuse a first column of measurements taken as ids: a table written without an id column
+    would otherwise lose its first sample's values to gene names, and 'duplicate genes' be summed.
+    Whole numbers written once each (Entrez gene ids) are ids; repeats or decimals are values."""
+    values = np.asarray(ids, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    repeats = not pd.Index(raw.str.strip()).dropna().is_unique
+    decimals = (values != np.round(values)).mean() > 0.5 if len(values) else False
+    if repeats or decimals:
+        label = f" ('{name}')" if name else ""
+        raise DataFileError(f"{path}: the first column{label} holds {'repeated' if repeats else 'decimal'} "
+                            "numbers, not ids: the table seems to have no id column; make the first column "
+                            "the gene or sample ids")
+
+
+# annotation columns of count tables (featureCounts: Chr, Start, End, Strand, Length; GCT and
+# others: Description, gene names): per-gene facts, not samples
+ANNOTATION_COLUMNS = frozenset({"chr", "chrom", "chromosome", "start", "end", "strand", "length", "description",
+                                "gene_name", "gene_symbol", "gene_type", "gene_biotype", "biotype"})
+_ALIGNMENT_SUFFIX = re.compile(r"\.(?:bam|sam|cram)$", re.IGNORECASE)
+_STAR_SUFFIX = re.compile(r"[._]?Aligned(?:\.sortedByCoord|\.toTranscriptome)?\.out$", re.IGNORECASE)
+_ALIGNER_SUFFIXES = re.compile(r"(?:[._](?:aligned|sorted|sortedbycoord|out|dedup|markdup|rmdup|filtered|"
+                               r"unique|uniq|primary|mapped|star|hisat2?|bowtie2?))+$", re.IGNORECASE)
+
+
+def _drop_annotation_columns(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Read featureCounts-style tables natively: annotation columns (Chr ... Length) dropped,
+    samples named by their alignment file (``/data/S1.sorted.bam`` -> ``S1``)."""
+    names = pd.Index(df.columns.astype(str))
+    annotation = names.str.lower().isin(ANNOTATION_COLUMNS)
+    if annotation.all() and len(names) > 1:
+        raise DataFileError(f"{path}: only annotation columns ({', '.join(names[:6])}), no sample columns")
+    if annotation.any() and not annotation.all():
+        log.info("%s: annotation columns dropped: %s", path, ", ".join(names[annotation]))
+        df = df.loc[:, ~annotation]
+        names = names[~annotation]
+        df.attrs["genes_in_rows"] = True  # annotation columns describe the rows: genes
+    bam = names.str.contains(_ALIGNMENT_SUFFIX)
+    if bam.any():
+        df.attrs["genes_in_rows"] = True
+        base = [_bam_sample_name(n) if is_bam else n for n, is_bam in zip(names, bam, strict=True)]
+        df = df.set_axis(pd.Index(base, dtype=object), axis=1)
+        log.info("%s: samples named by their alignment files (e.g. %s -> %s)", path, names[bam][0],
+                 base[int(np.flatnonzero(bam)[0])])
+    return df
+
+
+def _bam_sample_name(path: str) -> str:
+    """``/data/bam/S1Aligned.sortedByCoord.out.bam`` -> ``S1``: basename, alignment extension and
+    common aligner suffixes dropped."""
+    name = _ALIGNMENT_SUFFIX.sub("", path.replace("\\", "/").rsplit("/", 1)[-1])
+    return _ALIGNER_SUFFIXES.sub("", _STAR_SUFFIX.sub("", name)) or name
 
 
 def _raw_ids(path: Path, sep: str, encoding: str, position: int, skip_lines: int) -> pd.Index:
@@ -261,32 +420,59 @@ def _raw_ids(path: Path, sep: str, encoding: str, position: int, skip_lines: int
 
 # ----------------------------------------------------------------------------- readers
 def _numeric_frame(df: pd.DataFrame, source: str) -> np.ndarray:
-    """Frame -> float32, naming the first non-numeric cell if there is one."""
+    """Frame -> float32, naming the first cell that is not a number: text, true/false (pandas
+    reads whole columns of them as booleans, which would silently count as 1 and 0), or a number
+    beyond float32's range (1e39 would become inf)."""
+    flags = np.flatnonzero([pd.api.types.is_bool_dtype(t) for t in df.dtypes])
+    if len(flags):
+        c = int(flags[0])
+        raise NonNumericError(f"{source}: true/false value '{str(df.iloc[0, c]).lower()}' at row '{df.index[0]}', "
+                              f"column '{df.columns[c]}'; expected numbers")
     try:
-        return df.to_numpy(dtype=np.float32)
+        X64 = df.to_numpy(dtype=np.float64)
     except (ValueError, TypeError):
-        pass
-    values = df.to_numpy(dtype=object)
-    conv = pd.DataFrame(values).apply(pd.to_numeric, errors="coerce").to_numpy()
-    bad = pd.isna(conv) & ~pd.isna(values)
-    r, c = np.argwhere(bad)[0]
-    raise NonNumericError(f"{source}: non-numeric value {values[r, c]!r} at row '{df.index[r]}', "
-                          f"column '{df.columns[c]}'")
+        values = df.to_numpy(dtype=object)
+        conv = pd.DataFrame(values).apply(pd.to_numeric, errors="coerce").to_numpy()
+        bad = pd.isna(conv) & ~pd.isna(values)
+        r, c = np.argwhere(bad)[0]
+        raise NonNumericError(f"{source}: non-numeric value {values[r, c]!r} at row '{df.index[r]}', "
+                              f"column '{df.columns[c]}'") from None
+    big = np.isfinite(X64) & (np.abs(X64) > np.finfo(np.float32).max)
+    if big.any():
+        r, c = np.argwhere(big)[0]
+        raise InvalidValuesError(f"{source}: value {X64[r, c]:g} at row '{df.index[r]}', column "
+                                 f"'{df.columns[c]}' is beyond float32's range (3.4e38); {int(big.sum())} such "
+                                 "cells: rescale the data")
+    return X64.astype(np.float32)
 
 
-def _orient(df: pd.DataFrame, orientation: str, source: str) -> pd.DataFrame:
-    """Samples in rows. ``auto`` takes the longer axis as genes, and warns when that is a guess:
-    the longer axis is short (< AUTO_MIN_GENES) or not clearly longer (< AUTO_MIN_RATIO x)."""
+def _orient(df: pd.DataFrame, orientation: str, source: str, sheet_keys=None) -> pd.DataFrame:
+    """Samples in rows. ``auto`` reads a table with per-gene annotation columns or columns named
+    by alignment files (featureCounts) with genes in rows; with a sample sheet (``sheet_keys``: its ids and the match mode
+    comparing them, see ``id_keys``) takes the axis whose ids the sheet names; without
+    one, or when neither axis matches, the longer axis as genes, with a warning when that is a
+    guess: the longer axis is short (< AUTO_MIN_GENES) or not clearly longer (< AUTO_MIN_RATIO x)."""
     n_rows, n_cols = df.shape
     transpose = orientation == "genes_in_rows" or (orientation == "auto" and n_rows > n_cols)
+    if orientation == "auto" and df.attrs.get("genes_in_rows"):  # featureCounts: the layout says so
+        return df.T
+    if orientation == "auto" and sheet_keys is not None:
+        keys, match = sheet_keys
+        in_rows = int(id_keys(df.index, match).isin(keys).sum())
+        in_cols = int(id_keys(df.columns, match).isin(keys).sum())
+        if in_rows != in_cols:
+            transpose = in_cols > in_rows
+            log.info("%s: read with %s in rows: the sample sheet names %d of its %s", source,
+                     "genes" if transpose else "samples", max(in_rows, in_cols), "columns" if transpose else "rows")
+            return df.T if transpose else df
     if orientation == "auto":
         longer, shorter = max(n_rows, n_cols), min(n_rows, n_cols)
         if longer < AUTO_MIN_GENES or longer < AUTO_MIN_RATIO * shorter:
             n_samples, n_genes = (n_cols, n_rows) if transpose else (n_rows, n_cols)
             log.warning("%s: orientation 'auto' takes the longer axis as genes, so this %d x %d table is "
                         "read as %d samples x %d genes (%s in rows), a guess for a table this shape; "
-                        "pass --orientation samples_in_rows|genes_in_rows (orientation= in Python) to "
-                        "choose", source, n_rows, n_cols, n_samples, n_genes,
+                        "pass --orientation samples_in_rows|genes_in_rows (orientation= in Python), or "
+                        "--labels with a sample sheet, to choose", source, n_rows, n_cols, n_samples, n_genes,
                         "genes" if transpose else "samples")
     return df.T if transpose else df
 
@@ -312,7 +498,8 @@ def _read_parquet(path: Path, what: str = "table") -> pd.DataFrame:
     return df
 
 
-def _read_table(path: Path, fmt: str, orientation: str, sample_id_column: str | None) -> pd.DataFrame:
+def _read_table(path: Path, fmt: str, orientation: str, sample_id_column: str | None,
+                sheet_keys=None) -> pd.DataFrame:
     source = str(path)
     if fmt == "parquet":
         df = _read_parquet(path)
@@ -330,17 +517,20 @@ def _read_table(path: Path, fmt: str, orientation: str, sample_id_column: str | 
             raise DataFileError(f"{path}: data row {int(np.flatnonzero(df.index.isna())[0]) + 1} has no id")
         df.index = df.index.astype(str)
         df.columns = df.columns.astype(str)
+        df = _drop_annotation_columns(df, path)  # as for text tables
     else:
         index_col = 0
         if sample_id_column is not None:
-            header = _header_fields(path, "," if fmt == "csv" else "\t", _text_encoding(path))
+            encoding = _text_encoding(path)
+            dialect = sniff_dialect(path, fmt, encoding)
+            header = [h.strip() for h in _header_fields(path, dialect.sep, encoding, dialect.skip_lines)]
             matches = [i for i, h in enumerate(header) if h == sample_id_column]
             if len(matches) != 1:
                 raise LabelColumnError(f"{path}: id column '{sample_id_column}' "
                                        f"{'not found' if not matches else 'appears more than once'} in the header")
             index_col = matches[0]
         df = _read_delimited(path, fmt, index_col=index_col)
-    return _orient(df, orientation, source)
+    return _orient(df, orientation, source, sheet_keys)
 
 
 def _read_gct(path: Path) -> pd.DataFrame:
@@ -486,6 +676,8 @@ def _read_h5ad(path: Path) -> ad.AnnData:
         raise TruncatedFileError(f"{path}: not a readable h5ad file, truncated or corrupt ({one_line(e)})") from None
     if adata.X is None:
         raise DataFileError(f"{path}: h5ad file has no X matrix")
+    if adata.X.dtype.kind == "b":  # cast to float32 they would count as 1 and 0
+        raise NonNumericError(f"{path}: X holds true/false values (dtype bool); expected expression values")
     if hasattr(adata.X, "toarray"):
         adata.X = adata.X.toarray()
     adata.X = np.asarray(adata.X, dtype=np.float32)
@@ -494,8 +686,11 @@ def _read_h5ad(path: Path) -> ad.AnnData:
 
 def read(path: str | os.PathLike, *, format: str | None = None, orientation: str = "auto",
          samples=None, genes=None, duplicate_genes: str = "sum", counts_expected: bool = False,
-         sample_id_column: str | None = None) -> ad.AnnData:
+         sample_id_column: str | None = None, sheet_keys=None) -> ad.AnnData:
     """Read an expression file as AnnData: samples in ``obs``, genes in ``var``, float32 ``X``.
+
+    ``sheet_keys`` (set by ``load_data`` from a sample sheet) lets ``orientation="auto"`` take
+    the axis whose ids the sheet names as samples.
 
     Ensembl version suffixes are stripped and duplicate gene ids merged by ``duplicate_genes``
     (sum, mean, first or error). ``samples`` / ``genes`` select a subset (ARCHS4 reads only
@@ -515,7 +710,7 @@ def read(path: str | os.PathLike, *, format: str | None = None, orientation: str
         adata = read_archs4(path, samples=samples, genes=genes)
         samples = genes = None  # already applied on disk
     else:
-        df = _read_gct(path) if fmt == "gct" else _read_table(path, fmt, orientation, sample_id_column)
+        df = _read_gct(path) if fmt == "gct" else _read_table(path, fmt, orientation, sample_id_column, sheet_keys)
         check_unique_samples(df.index, source)
         X = _numeric_frame(df, source)
         with _duplicate_names_allowed():
@@ -523,9 +718,12 @@ def read(path: str | os.PathLike, *, format: str | None = None, orientation: str
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise DataFileError(f"{path}: no samples or no genes ({adata.n_obs} x {adata.n_vars})")
     with _duplicate_names_allowed():
-        adata.obs_names = adata.obs_names.astype(str)
+        adata.obs_names = _stripped(adata.obs_names, source, "sample")
+        blank = np.flatnonzero(adata.obs_names == "")
+        if len(blank):
+            raise DataFileError(f"{path}: sample {blank[0] + 1} has a blank id (only spaces)")
         check_unique_samples(adata.obs_names, source)
-        adata.var_names = strip_version(list(adata.var_names.astype(str)))
+        adata.var_names = strip_version(list(_stripped(adata.var_names, source, "gene")))
     adata = collapse_duplicates(adata, duplicate_genes, source)
     if samples is not None:
         adata = adata[_selection(samples, pd.Index(adata.obs_names), "samples", source)].copy()
@@ -535,6 +733,26 @@ def read(path: str | os.PathLike, *, format: str | None = None, orientation: str
                  counts_expected=counts_expected)
     adata.uns["exprssl"] = {"source": source, "format": fmt}
     return adata
+
+
+def _stripped(ids, source: str, what: str) -> pd.Index:
+    """Ids as strings without surrounding whitespace (``'S1 '`` and ``'S1'`` are one sample: a
+    sheet typed by hand must still match); says so when any had some."""
+    ids = pd.Index(ids).astype(str)
+    stripped = ids.str.strip()
+    changed = int((stripped != ids).sum())
+    if changed:
+        log.info("%s: %d %s ids had surrounding whitespace, removed (e.g. %r)", source, changed, what,
+                 ids[np.flatnonzero(stripped != ids)[0]])
+    return stripped
+
+
+def id_keys(ids, match: str = "exact") -> pd.Index:
+    """The keys sample ids are matched on: stripped strings, cut to the TCGA level for
+    ``match="tcga_sample"`` / ``"tcga_patient"``."""
+    keys = pd.Index(ids).astype(str).str.strip()
+    level = MATCH_MODES[match]
+    return keys if level is None else keys.map(lambda s: tcga_id(s, level))
 
 
 def write_h5ad(adata: ad.AnnData, path: str | os.PathLike) -> Path:
@@ -636,19 +854,17 @@ def add_labels(adata: ad.AnnData, labels: str | os.PathLike | pd.DataFrame, *, i
     keep = [c for c in (columns if columns is not None else sheet.columns) if c != id_column]
     level = MATCH_MODES[match]
     sheet = sheet[sheet[id_column].notna().to_numpy()]  # rows without an id label nothing
-    key_of = (lambda s: str(s)) if level is None else (lambda s: tcga_id(s, level))
-    sheet_keys = sheet[id_column].astype(str).map(key_of)
+    sheet_keys = pd.Series(id_keys(sheet[id_column], match), index=sheet.index)
     _check_consistent_duplicates(sheet, sheet_keys, keep, source, match)
     sheet = sheet.assign(_key=sheet_keys.to_numpy()).drop_duplicates("_key").set_index("_key")[keep]
-    sample_keys = pd.Index([key_of(s) for s in adata.obs_names])
+    sample_keys = id_keys(adata.obs_names, match)
     pos = sheet.index.get_indexer(sample_keys)
     matched = int((pos >= 0).sum())
     if matched == 0:
         raise LabelMatchError(
             f"{source}: no sample id matches the expression data (sheet ids e.g. "
             f"{', '.join(map(str, sheet.index[:3]))}; data ids e.g. {', '.join(map(str, adata.obs_names[:3]))}"
-            + ("; TCGA barcodes? try match='tcga_sample' or 'tcga_patient'" if str(adata.obs_names[0]).upper().startswith("TCGA") and level is None else "")
-            + ")")
+            + _match_hint(sheet.index, sample_keys, adata, level) + ")")
     out = adata.copy()
     joined = sheet.reindex(sample_keys)
     joined.index = out.obs_names
@@ -660,13 +876,80 @@ def add_labels(adata: ad.AnnData, labels: str | os.PathLike | pd.DataFrame, *, i
     return out
 
 
+def _match_hint(sheet_keys: pd.Index, sample_keys: pd.Index, adata: ad.AnnData, level) -> str:
+    """Why no id matched, when it can be told: case, TCGA barcodes, or the sheet naming genes."""
+    if sheet_keys.str.lower().isin(sample_keys.str.lower()).any():
+        return "; the ids differ only in upper/lower case: make them agree"
+    if str(adata.obs_names[0]).upper().startswith("TCGA") and level is None:
+        return "; TCGA barcodes? try match='tcga_sample' or 'tcga_patient'"
+    if sheet_keys.isin(pd.Index(adata.var_names)).any():
+        return "; the sheet names columns read as genes: pass --orientation genes_in_rows|samples_in_rows"
+    return ""
+
+
+MISSING_LABELS = frozenset({"", "nan", "NaN", "NA", "N/A", "None", "<NA>"})
+
+
+def label_values(values, column: str, *, quiet: bool = False) -> pd.Series:
+    """A label column as class names, the same for ``exprssl info`` and the benchmark: strings
+    without surrounding whitespace (``'Tumor '`` is ``'Tumor'``), missing values (empty, NA,
+    nan) as NaN. Says so, in one warning each, when whitespace was removed and when classes
+    differ only in upper/lower case (kept apart: ``'tumor'`` and ``'Tumor'`` may be a typo or
+    two classes; the sheet decides)."""
+    raw = pd.Series(values)
+    text = raw.astype(str).str.strip()
+    missing = raw.isna().to_numpy() | text.isin(MISSING_LABELS).to_numpy()
+    out = text.where(~missing)
+    numbers = pd.to_numeric(out.dropna(), errors="coerce")
+    if len(numbers) and numbers.notna().all():  # class codes: '1' and '1.0' are one class
+        canonical = numbers.map(lambda v: f"{v:g}")
+        if not quiet and (canonical != out.dropna()).any():
+            log.warning("label column '%s': numeric classes written differently (e.g. %r) read as numbers", column,
+                        out.dropna()[canonical != out.dropna()].iloc[0])
+        out = out.where(missing, canonical.reindex(out.index))
+    if not quiet:
+        spaced = (raw.astype(str) != text).to_numpy() & ~missing
+        if spaced.any():
+            log.warning("label column '%s': %d values had surrounding spaces, removed (e.g. %r -> %r)", column,
+                        int(spaced.sum()), str(raw[spaced].iloc[0]), text[spaced].iloc[0])
+        classes = pd.Index(out.dropna().unique())
+        folded = classes.str.lower()
+        if folded.duplicated().any():
+            same = classes[folded == folded[folded.duplicated()][0]]
+            log.warning("label column '%s': classes %s differ only in upper/lower case and are kept apart; "
+                        "make them agree in the sample sheet if they are one class", column,
+                        " and ".join(map(repr, same)))
+    return out
+
+
+def looks_continuous(values: pd.Series) -> int | None:
+    """The number of distinct values when a label column is a measurement (age, purity) rather
+    than classes: all numbers, more than 10 distinct ones. None otherwise."""
+    s = pd.Series(values).dropna()
+    if s.empty or pd.api.types.is_bool_dtype(s):
+        return None
+    numbers = pd.to_numeric(s, errors="coerce") if not pd.api.types.is_numeric_dtype(s) else s
+    if numbers.isna().any():
+        return None
+    n = int(numbers.nunique())
+    return n if n > 10 else None
+
+
 def require_label(adata: ad.AnnData, column: str, min_classes: int = 2) -> pd.Series:
-    """The label column as strings (missing values dropped later by callers); clear errors otherwise."""
+    """The label column as class names (``label_values``); one clear line when it is missing,
+    continuous, or has fewer than ``min_classes`` classes."""
     if column not in adata.obs.columns:
         raise LabelColumnError(f"label column '{column}' not found; available: "
                                f"{', '.join(map(str, adata.obs.columns)) or '(none: add a sample sheet with --labels)'}")
-    y = adata.obs[column]
-    classes = pd.Series(y).dropna().astype(str).unique()
+    n = looks_continuous(adata.obs[column])
+    if n is not None:
+        raise LabelColumnError(f"label column '{column}' looks continuous ({n} distinct values), not a set of "
+                               "classes; bin it into groups (e.g. age bands) in the sample sheet first")
+    y = label_values(adata.obs[column], column)
+    classes = y.dropna().unique()
+    if len(classes) > 2 and len(classes) == y.notna().sum():
+        raise LabelColumnError(f"label column '{column}' has a different value for every sample ({len(classes)} of "
+                               f"{len(classes)}): it looks like an id column, not classes")
     if len(classes) < min_classes:
         raise SingleClassError(f"label column '{column}' has {len(classes)} class"
                                f"{'' if len(classes) == 1 else 'es'}"
@@ -677,23 +960,48 @@ def require_label(adata: ad.AnnData, column: str, min_classes: int = 2) -> pd.Se
 # ----------------------------------------------------------------------------- entry points
 def load_data(path_or_name: str | os.PathLike, *, labels=None, label_id_column: str | None = None,
               match: str = "exact", **read_options: Any) -> ad.AnnData:
-    """A file path, or the name of a bundled dataset; optionally join a sample sheet."""
-    p = Path(path_or_name)
-    if p.exists():
+    """A file path, or the name of a bundled dataset; optionally join a sample sheet. With a
+    sheet and ``orientation="auto"`` (the default), a table is read the way round whose sample
+    ids the sheet names."""
+    p = data_file(path_or_name)
+    if p is not None:
+        if labels is not None and read_options.get("orientation", "auto") == "auto" \
+                and not isinstance(labels, pd.DataFrame) and match in MATCH_MODES:
+            read_options["sheet_keys"] = (_sheet_ids(Path(labels), label_id_column, match), match)
         adata = read(p, **read_options)
     else:
         from . import datasets
 
         if str(path_or_name) in datasets.names():
             adata = datasets.load(str(path_or_name))
-        elif p.suffix:
-            raise DataFileError(f"{p}: no such file")
+        elif Path(path_or_name).suffix:
+            raise DataFileError(f"{path_or_name}: no such file")
         else:
             raise DataFileError(f"'{path_or_name}' is neither an existing file nor a bundled dataset "
                                 f"(bundled: {', '.join(datasets.names())})")
     if labels is not None:
         adata = add_labels(adata, labels, id_column=label_id_column, match=match)
     return adata
+
+
+def data_file(path_or_name: str | os.PathLike) -> Path | None:
+    """The file ``--data`` names, or None for a bundled dataset's name: a directory (say, a
+    benchmark's ``--out`` named like the dataset) does not hide the bundled data of that name."""
+    p = Path(path_or_name)
+    if not (p.exists() or p.is_symlink()):
+        return None
+    if p.is_dir():
+        from . import datasets
+
+        if str(path_or_name) in datasets.names():
+            return None
+    return p
+
+
+def _sheet_ids(path: Path, id_column: str | None, match: str) -> pd.Index:
+    sheet = _read_sheet(path)
+    column = id_column if id_column in sheet.columns else sheet.columns[0]
+    return id_keys(sheet[column].dropna(), match)
 
 
 def summarize(adata: ad.AnnData, max_classes: int = 50) -> dict[str, Any]:
@@ -711,17 +1019,17 @@ def summarize(adata: ad.AnnData, max_classes: int = 50) -> dict[str, Any]:
         s = pd.Series(adata.obs[col]).dropna()
         if s.empty:
             continue
-        n = s.nunique()
-        if not pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-            as_number = pd.to_numeric(s, errors="coerce")  # a sheet read as text: '2.79E-06' is a number
-            if as_number.notna().all():
-                s = as_number
-        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) and n > 10:
+        if looks_continuous(s) is not None:
             # a measurement (age, purity, ...), not a phenotype to predict: a range, not 40 classes
-            numeric[str(col)] = {"n": int(len(s)), "min": float(s.min()), "median": float(s.median()),
-                                 "max": float(s.max())}
-        elif 2 <= n <= max_classes and n < len(s):
-            labels[str(col)] = {str(k): int(v) for k, v in s.astype(str).value_counts().items()}
+            x = pd.to_numeric(s)
+            numeric[str(col)] = {"n": int(len(x)), "min": float(x.min()), "median": float(x.median()),
+                                 "max": float(x.max())}
+            continue
+        s = label_values(s, str(col), quiet=True).dropna()
+        n = s.nunique()
+        if 2 <= n <= max_classes and n < len(s):
+            label_values(adata.obs[col], str(col))  # the same warnings as the benchmark
+            labels[str(col)] = {str(k): int(v) for k, v in s.value_counts().items()}
     return {"n_samples": int(adata.n_obs), "n_genes": int(adata.n_vars), "min": float(X.min()),
             "max": float(X.max()), "median": float(np.median(sample)),
             "fraction_zeros": float((sample == 0).mean()), "scale": scale,

@@ -35,6 +35,7 @@ from .preprocessing import OPTIONS as PREPROCESSING_OPTIONS
 from .preprocessing import Preprocessor, check_ignored_y
 from .sources import ExpressionSource
 from .training import TrainConfig
+from .validation import check_model_memory
 
 log = logging.getLogger("exprssl")
 FORMAT_VERSION = 1
@@ -169,8 +170,11 @@ class SSLModel(TransformerMixin, BaseEstimator):
         source = ExpressionSource.resolve(X, stream)
         train = params.train
         prep = source.fit_preprocessor(params.preprocessor, seed=train.seed)
-        method, history = source.pretrain(
-            lambda width: build_method(self.method, width, **params.method_params), prep, train)
+        def build(width: int):
+            check_model_memory(self.method, width, params.method_params)  # before allocating it
+            return build_method(self.method, width, **params.method_params)
+
+        method, history = source.pretrain(build, prep, train)
         n_features, names = source.features()
         self._set_fitted(method, prep, train, pd.DataFrame.from_records(history), n_features, names,
                          None)

@@ -39,6 +39,12 @@ from .methods import build_method, get_method
 from .outputs import artifact_kind, check_output, output_lock
 from .preprocessing import Preprocessor
 from .training import TrainConfig
+from .validation import (
+    WEIGHTS_METHOD_KEY,
+    check_finite_preprocessor,
+    check_finite_state,
+    check_same_method,
+)
 
 if TYPE_CHECKING:
     from .model import SSLModel
@@ -115,7 +121,9 @@ def _write_files(model: SSLModel, directory: Path) -> None:
     names = getattr(model, "feature_names_in_", None)
     if names is not None:
         (directory / FEATURES_FILE).write_text("\n".join(map(str, names)) + "\n")
-    torch.save(model.method_.state_dict(), directory / "weights.pt")
+    state = model.method_.state_dict()
+    state[WEIGHTS_METHOD_KEY] = model.method  # load refuses these weights under another method's config
+    torch.save(state, directory / "weights.pt")
     model.history_.to_csv(directory / "history.csv", index=False)
 
 
@@ -136,6 +144,7 @@ def load_model(cls: type[SSLModel], path: str | os.PathLike, map_location: str =
     prep = Preprocessor.load(path / "preprocessor.json")
     if not prep.__sklearn_is_fitted__():
         raise DataFileError(f"{path / 'preprocessor.json'}: the preprocessing was never fitted")
+    check_finite_preprocessor(prep, str(path / "preprocessor.json"))
     method = _read_weights(path / "weights.pt", path / "config.json", cfg, map_location)
     if len(prep.genes_) != cfg["n_features"]:
         raise DataFileError(
@@ -264,6 +273,8 @@ def _read_weights(
         raise DataFileError(
             f"{file}: not readable model weights (a {type(state).__name__}, not a state dict)"
         )
+    check_same_method(cfg["method"], state.pop(WEIGHTS_METHOD_KEY, None), str(file))
+    check_finite_state(state, str(file))
     expected = method.state_dict()
     for name, tensor in expected.items():
         got = state.get(name)

@@ -9,9 +9,11 @@ The rules every command follows, checked before any work starts:
 
 An artefact is recognised by what exprssl writes into it: a model directory by ``config.json``
 (with ``format_version`` and ``method``) and ``weights.pt``, a benchmark directory by
-``settings.json``, an embedding ``.h5ad`` by ``uns/exprssl/model``, a store by
+``settings.json``, a training log directory (``log_dir``: the CSV logger's ``metrics.csv``,
+checkpoints) by ``exprssl-log.json``, an embedding ``.h5ad`` by ``uns/exprssl/model``, a store by
 ``uns/exprssl_store`` (or, written by 0.2, its format attribute), an attributions table
-(``.csv``) by its header.
+(``.csv``) by its header. Replacing a model directory replaces exprssl's files only, so one that
+holds anything else (a user's ``notes.txt``) is refused even with ``overwrite``.
 """
 
 from __future__ import annotations
@@ -27,9 +29,15 @@ from pathlib import Path
 from .errors import OutputPathError
 
 KINDS = {"model": "model directory", "benchmark": "benchmark directory", "embedding": "embedding .h5ad",
-         "store": "expression store", "attributions": "attributions table"}
+         "store": "expression store", "attributions": "attributions table",
+         "log": "training log directory"}
 ATTRIBUTIONS_HEADER = "gene,class,approach,split,attribution,rank"  # exprssl.attributions.COLUMNS
-_DIR_KINDS = ("model", "benchmark")
+_DIR_KINDS = ("model", "benchmark", "log")
+_REUSED_KINDS = ("benchmark", "log")  # resumed or appended to, never replaced: no --overwrite needed
+# what exprssl writes into a model directory (model_io, the card): anything else there is the user's
+MODEL_FILES = frozenset({"config.json", "preprocessor.json", "genes.txt", "weights.pt", "history.csv",
+                         "features_in.txt", "README.md"})
+LOG_MARKER = "exprssl-log.json"
 
 
 def artifact_kind(path: str | os.PathLike) -> str | None:
@@ -37,6 +45,8 @@ def artifact_kind(path: str | os.PathLike) -> str | None:
     path = Path(path)
     if path.is_dir():
         try:
+            if (path / LOG_MARKER).is_file():
+                return "log"
             if (path / "weights.pt").is_file():
                 cfg = json.loads((path / "config.json").read_text())
                 if isinstance(cfg, dict) and "format_version" in cfg and "method" in cfg:
@@ -74,9 +84,29 @@ def _same_or_inside(inner: Path, outer: Path) -> bool:
     """``inner`` is ``outer`` itself or lies below it (symlinks resolved)."""
     try:
         inner, outer = inner.resolve(), outer.resolve()
-    except OSError:
+    except (OSError, RuntimeError):
         return False
     return inner == outer or outer in inner.parents
+
+
+def _check_resolvable(path: Path) -> None:
+    """Refuse, naming the link, an output path through a symbolic link that loops or points to
+    nothing: writing through it would fail half-way or create a file somewhere unexpected."""
+    try:
+        path.resolve(strict=False)
+    except (RuntimeError, OSError):
+        raise OutputPathError(f"{path}: a symbolic link loop (a link that points, directly or not, to itself); "
+                              "choose another output path") from None
+    if path.is_symlink() and not path.exists():
+        raise OutputPathError(f"{path}: a symbolic link to a missing target ({os.readlink(path)}); exprssl does "
+                              "not write through it: choose another output path")
+
+
+def _foreign_files(path: Path, kind: str) -> list[str]:
+    """Entries of an exprssl artefact directory that exprssl did not write (model directories)."""
+    if kind != "model" or not path.is_dir():
+        return []
+    return sorted(p.name for p in path.iterdir() if p.name not in MODEL_FILES)
 
 
 def check_writable(path: str | os.PathLike) -> None:
@@ -85,10 +115,10 @@ def check_writable(path: str | os.PathLike) -> None:
     read-only mount passes ``os.access`` for root."""
     path = Path(path).absolute()
     parent = path if path.is_dir() else path.parent
-    while not parent.exists():
+    while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise OutputPathError(f"{path}: cannot be created, {parent} is a file, not a directory")
+        raise OutputPathError(f"{path}: cannot be created: {parent} (part of the path) is a file, not a directory")
     try:
         fd, probe = tempfile.mkstemp(prefix=".exprssl-probe-", dir=parent)
     except OSError as e:
@@ -110,12 +140,18 @@ def check_output(path: str | os.PathLike, kind: str, *, overwrite: bool = False,
         raise ValueError(f"unknown output kind {kind!r}")
     path = Path(path)
     what = KINDS[kind]
+    _check_resolvable(path)
+    from .io import data_file
+
     for src in inputs:
-        if src is None or not Path(src).exists():
-            continue  # a bundled dataset's name, not a path
+        if src is None or data_file(src) is None:
+            continue  # a bundled dataset's name (even with a directory of that name here), not a path
         if _same_or_inside(Path(src), path):
             relation = "is" if Path(src).resolve() == path.resolve() else "contains"
             raise OutputPathError(f"{path}: the output {relation} an input ({src}); choose another output path")
+        if Path(src).is_dir() and _same_or_inside(path, Path(src)):  # e.g. an embedding inside the model
+            raise OutputPathError(f"{path}: the output lies inside an input directory ({src}), which exprssl "
+                                  "never writes into; choose another output path")
     if path.exists() or path.is_symlink():
         found = artifact_kind(path)
         if kind in _DIR_KINDS and path.is_dir() and not found and not any(path.iterdir()):
@@ -124,9 +160,15 @@ def check_output(path: str | os.PathLike, kind: str, *, overwrite: bool = False,
             holds = f"an exprssl {KINDS[found]}" if found else ("a directory" if path.is_dir() else "a file")
             raise OutputPathError(f"{path}: exists and is {holds}, not an exprssl {what}; exprssl never "
                                   "replaces what it did not write: choose a new output path")
-        elif kind != "benchmark" and not overwrite:
+        elif kind not in _REUSED_KINDS and not overwrite:
             raise OutputPathError(f"{path}: an exprssl {what} already exists there; pass --overwrite "
                                   "(overwrite=True) to replace it")
+        elif _foreign_files(path, kind):
+            foreign = _foreign_files(path, kind)
+            raise OutputPathError(f"{path}: holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
+                                  f"which exprssl did not write; replacing the {what} would lose "
+                                  f"{'it' if len(foreign) == 1 else 'them'}: move {'it' if len(foreign) == 1 else 'them'} "
+                                  "out or choose a new output path")
     check_writable(path)
     return path
 
@@ -161,5 +203,18 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
         os.close(fd)
 
 
+def prepare_log_dir(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """A training log directory (``log_dir``) checked by the output rules, created, and marked as
+    exprssl's: Lightning's CSV logger writes ``metrics.csv`` and ``hparams.yaml`` there and the
+    checkpoint callback ``checkpoints/``, names a user's own directory may already hold."""
+    path = check_output(path, "log", inputs=inputs)
+    path.mkdir(parents=True, exist_ok=True)
+    marker = path / LOG_MARKER
+    if not marker.exists():
+        marker.write_text(json.dumps({"written_by": "exprssl", "holds": ["metrics.csv", "hparams.yaml",
+                                                                          "checkpoints/"]}) + "\n")
+    return path
+
+
 __all__ = ["KINDS", "OutputPathError", "artifact_kind", "check_output", "check_writable",
-           "output_lock"]
+           "output_lock", "prepare_log_dir"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -233,8 +232,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         if lib and Xm.min() < 0:
             raise NegativeCountsError(f"{source}: negative values where counts are expected for CPM")
         if do_log and opts["log"] is True and scale == "log":
-            warnings.warn(f"{source}: values already look log-scale (max {Xm.max():.3g}); "
-                          "applying log2(x+1) again", stacklevel=2)
+            log.warning("%s: values already look log-scale (max %.3g); applying log2(x+1) again", source, Xm.max())
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # a refit never keeps state of the previous fit
         self.options_ = opts

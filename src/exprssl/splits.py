@@ -146,3 +146,26 @@ def log_fraction_grid(n_labelled: int, n_classes: int, n_points: int = 6) -> lis
             out.append(float(round(p, 4)))
     out[-1] = 1.0
     return out
+
+
+# beyond this many outer splits or label subsets the run time grows and the intervals do not
+MAX_REPEATS = 100
+# this many outer splits are always allowed (the default is 5), whatever the class sizes
+FEW_SPLITS = 10
+
+
+def check_repeats(splits: int, seeds: int, labels) -> None:
+    """Refuse more outer splits than the smallest class has labelled profiles, beyond
+    ``FEW_SPLITS`` (more re-deal the same few profiles and only multiply the run time:
+    ``--splits 1000`` on 40 samples would run for days), and more than ``MAX_REPEATS`` splits
+    or label subsets. Checked before any work."""
+    counts = pd.Series(_labels(labels)).value_counts()
+    smallest, cls = int(counts.min()), str(counts.idxmin())
+    limit = min(MAX_REPEATS, max(FEW_SPLITS, smallest))
+    if splits > limit:
+        raise ConfigError(f"splits {splits} is more than this cohort supports: at most {limit} (one per labelled "
+                          f"profile of the smallest class, '{cls}' with {smallest}, at least {FEW_SPLITS}, at most "
+                          f"{MAX_REPEATS}); more splits re-deal the same profiles and only multiply the run time")
+    if seeds > MAX_REPEATS:
+        raise ConfigError(f"seeds {seeds} is more than {MAX_REPEATS} label subsets per split; use --seeds <= "
+                          f"{MAX_REPEATS}")

@@ -35,7 +35,7 @@ from .errors import ConfigError, DataFileError, ExprsslError, OutputPathError, T
 from .genes import strip_version
 from .io import archs4_layout, check_h5ad, decode_strings, detect_format, one_line, open_hdf5, read
 from .utils import make_parents, remove_empty
-from .validation import check_unique_samples
+from .validation import check_streamed_h5ad, check_unique_samples
 
 log = logging.getLogger("exprssl")
 STORE_FORMAT = "exprssl-store-2"  # uns["exprssl_store"]["format"] of a store written by convert
@@ -463,6 +463,7 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
         if stream:
             raise
         return None
+    check_streamed_h5ad(store, str(p))  # what loading it whole refuses
     if stream:
         return store
     available = _available_memory()

@@ -38,11 +38,20 @@ def cpu_count() -> int:
 
 
 def user_threads() -> int | None:
-    """A thread count the user fixed in the environment, if any."""
-    for var in ("EXPRSSL_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
+    """A thread count the user fixed in the environment, if any. ``EXPRSSL_THREADS`` is ours: a
+    value that is not a positive integer is refused (ignoring it would run with a thread count
+    the user did not ask for); ``OMP_NUM_THREADS`` is OpenMP's, used when it is one."""
+    value = os.environ.get("EXPRSSL_THREADS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            from .errors import ConfigError
+
+            raise ConfigError(f"EXPRSSL_THREADS must be a positive integer (threads per fit), got {value!r}; "
+                              "unset it to size thread pools automatically")
+        return int(value)
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
     return None
 
 

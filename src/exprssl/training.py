@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from .errors import ConfigError, TrainingDivergedError
 from .losses import LossOutput
 from .options import OptionValueError, describe, option, options_class, validate_options
+from .outputs import prepare_log_dir
 from .threads import limit_threads, threads_for
 
 log = logging.getLogger("exprssl")
@@ -158,7 +159,7 @@ class TrainConfig:
     precision: str | None = option(None, "Lightning precision (32-true, bf16-mixed, 16-mixed, ...; "
                                    "default: 32-true)", choices=lightning_precisions, parse=_parse_precision)
     num_workers: int = option(0, "processes reading and preprocessing a streamed store "
-                              "(in-memory data need none)", ge=0)
+                              "(in-memory data need none; at most 256)", ge=0, le=256)
     progress: bool = option(True, "show a progress bar")
     log_dir: str | None = option(None, "directory for the CSV loss log and checkpoints", parse=_parse_path)
 
@@ -384,9 +385,8 @@ class SSLLightningModule(L.LightningModule):
         self.log_dict({k: v for k, v in rec.items() if k.startswith("train_") and k != "train_loss"})
         self.history.append(rec)
         if rec["eff_rank"] == rec["eff_rank"] and rec["eff_rank"] < 1.5:
-            warnings.warn(f"{self.method.name}: embeddings look collapsed at epoch {rec['epoch']} "
-                          f"(effective rank {rec['eff_rank']:.2f}, std {rec['emb_std']:.2e})",
-                          stacklevel=1)
+            log.warning("%s: embeddings look collapsed at epoch %d (effective rank %.2f, std %.2e)",
+                        self.method.name, rec["epoch"], rec["eff_rank"], rec["emb_std"])
 
     def configure_optimizers(self):
         opt_cfg = dict(self.method.optimizer_defaults)
@@ -417,6 +417,22 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance.*treespec.*")
 
 
+def holdout_size(n: int, cfg: TrainConfig, limit: int | None = None) -> int:
+    """Rows held out for early stopping: ``val_fraction`` of ``n`` (none below 20 samples, at
+    least 2 otherwise, at most ``limit``). Refused when too few rows would be left to train on:
+    at least two (BatchNorm needs a pair), and a batch's worth when the data allows."""
+    n_val = int(round(cfg.val_fraction * n)) if n >= 20 else 0
+    n_val = min(max(n_val, 2) if n_val else 0, limit or n)
+    n_train = n - n_val
+    if n < 2:
+        raise ConfigError(f"training needs at least 2 samples, got {n}")
+    if n_train < max(2, min(cfg.batch_size, n // 2)):
+        most = max(0.0, (n - max(2, min(cfg.batch_size, n // 2))) / n)
+        raise ConfigError(f"val_fraction {cfg.val_fraction:g} holds out {n_val} of {n} samples for early stopping, "
+                          f"leaving {n_train} to train on; use val_fraction <= {math.floor(most * 100) / 100:g}")
+    return n_val
+
+
 def train_method(method: torch.nn.Module, X: torch.Tensor, cfg: TrainConfig) -> list[dict]:
     """Pretrain ``method`` on the in-memory preprocessed matrix ``X`` (samples x features).
 
@@ -429,9 +445,7 @@ def train_method(method: torch.nn.Module, X: torch.Tensor, cfg: TrainConfig) -> 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     n = X.shape[0]
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
-    n_val = int(round(cfg.val_fraction * n)) if n >= 20 else 0
-    if 0 < n_val < 2:
-        n_val = 2
+    n_val = holdout_size(n, cfg)
     val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
     X_train = X[train_idx]
     train_dl = tensor_loader(X_train, cfg.batch_size, shuffle=True, seed=cfg.seed)
@@ -451,7 +465,7 @@ def train_streaming(method: torch.nn.Module, store, preprocessor, cfg: TrainConf
     cfg.validate()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     n = store.n_samples
-    n_val = min(2048, int(round(cfg.val_fraction * n))) if n >= 20 else 0
+    n_val = holdout_size(n, cfg, limit=2048)
     # drawn from a few random chunks each (ExpressionStore.sample_rows): uniform rows would decompress
     # the whole store twice before training starts
     val_idx = store.sample_rows(n_val, seed=cfg.seed) if n_val else np.array([], dtype=int)
@@ -553,6 +567,7 @@ def fit_loop(method: torch.nn.Module, train_dl, val_dl, pool: torch.Tensor, step
         callbacks.append(L.pytorch.callbacks.RichProgressBar(leave=False))
     logger: Any = False
     if cfg.log_dir:
+        prepare_log_dir(cfg.log_dir)  # the output rules: never write metrics.csv over a user's file
         logger = L.pytorch.loggers.CSVLogger(cfg.log_dir, name="", version="")
         callbacks.append(L.pytorch.callbacks.ModelCheckpoint(
             dirpath=Path(cfg.log_dir) / "checkpoints", monitor="val_loss" if val_dl else None,
@@ -562,8 +577,6 @@ def fit_loop(method: torch.nn.Module, train_dl, val_dl, pool: torch.Tensor, step
         enable_model_summary=False, enable_checkpointing=bool(cfg.log_dir), num_sanity_val_steps=0,
         deterministic=True, log_every_n_steps=max(1, min(50, steps_per_epoch)),
         use_distributed_sampler=not isinstance(train_dl.dataset, torch.utils.data.IterableDataset))
-    if cfg.log_dir:
-        Path(cfg.log_dir).mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), limit_threads(threads_for(step_flops(method, cfg.batch_size))):
         warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
         warnings.filterwarnings("ignore", category=UserWarning, module="torch.utils.data")

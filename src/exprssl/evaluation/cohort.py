@@ -64,16 +64,16 @@ def load_cohort(cfg: BenchmarkConfig) -> Cohort:
     Cohort
         Profiles, class codes (-1: pretraining only), groups and content fingerprints.
     """
-    adata = load_data(cfg.data, labels=cfg.labels, label_id_column=cfg.label_id_column)
-    require_label(adata, cfg.label)
+    adata = load_data(cfg.data, labels=cfg.labels, label_id_column=cfg.label_id_column,
+                      orientation=cfg.orientation)
+    labels = require_label(adata, cfg.label)  # class names as `exprssl info` shows them
     if cfg.group is not None and cfg.group not in adata.obs.columns:
         raise LabelColumnError(
             f"group column '{cfg.group}' not found; "
             f"available: {', '.join(map(str, adata.obs.columns))}"
         )
-    raw = adata.obs[cfg.label]
-    text = raw.astype(str).str.strip()
-    missing = (raw.isna() | text.isin(["", "nan", "NaN", "NA", "None", "<NA>"])).to_numpy()
+    missing = labels.isna().to_numpy()
+    text = labels.fillna("")
     dropped: dict[str, int] = {}
     in_task = ~missing
     if cfg.min_class_size:

@@ -4,48 +4,63 @@ really uses (``resolve_config``: numbers of splits and seeds decided)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 from ..encoders import default_encoder
 from ..errors import ConfigError
+from ..io import ORIENTATIONS
 from ..methods import available as available_methods
 from ..methods import check_method_params
 from ..options import OptionValueError, check_instance, option, option_error, options_class
 from ..preprocessing import Preprocessor
+from ..threads import cpu_count
 from .baselines import available as available_baselines
 from .baselines import default_baselines
 from .heads import HeadRecipe
 from .metrics import METRICS
 
+log = logging.getLogger("exprssl")
 PROTOCOLS = ("default", "paper")
 SPLIT_PARTS = ("pretrain", "finetune", "test")  # the paper preset brings its own train/test split
 
 
-def _names(v: Any) -> list[str]:
-    if (
-        isinstance(v, (str, bytes))
-        or not isinstance(v, (list, tuple))
-        or not all(isinstance(x, str) for x in v)
-    ):
+def unique_entries(name: str, values: list) -> list:
+    """A list option without repeats, in the given order: ``--methods scarf,scarf`` would run
+    SCARF twice and count it twice in the summary. Says so."""
+    out = list(dict.fromkeys(values))
+    if len(out) < len(values):
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        log.warning("%s: %s given more than once; each runs once", name, ", ".join(repeated))
+    return out
+
+
+def _names(v: Any, name: str = "names") -> list[str]:
+    if isinstance(v, str):  # YAML `methods: scarf` or `methods: scarf,vime`
+        v = [x.strip() for x in v.split(",") if x.strip()]
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
         raise OptionValueError("a list of names")
-    return list(v)
+    return unique_entries(name, list(v))
 
 
 def _paths(v: Any) -> list[str]:
     if isinstance(v, str):
         return [v]
-    return _names(v)
+    return _names(v, "pretrain_data")
 
 
 def _fractions(v: Any) -> list[float]:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):  # YAML `fractions: 0.5`
+        v = [v]
     if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)):
         raise OptionValueError("a list of label fractions in (0, 1]")
     out = [p for p in v if isinstance(p, bool) or not (isinstance(p, (int, float)) and 0 < p <= 1)]
     if out:
         raise OptionValueError(f"a list of label fractions in (0, 1] ({out[0]} is outside (0, 1])")
-    return [float(p) for p in v]
+    return unique_entries("fractions", [float(p) for p in v])
 
 
 def _mapping(v: Any) -> dict[str, Any]:
@@ -74,15 +89,17 @@ class BenchmarkConfig:
     labels: str | None = option(None, "sample sheet joined on sample id")
     label_id_column: str | None = option(None, "the sample sheet's sample-id column")
     methods: list[str] = option(
-        None, "SSL methods to pretrain", factory=available_methods, parse=_names
+        None, "SSL methods to pretrain", factory=available_methods,
+        parse=lambda v: _names(v, "methods"),
     )
     baselines: list[str] = option(
-        None, "supervised baselines and controls", factory=default_baselines, parse=_names
+        None, "supervised baselines and controls", factory=default_baselines,
+        parse=lambda v: _names(v, "baselines"),
     )
     fractions: list[float] | None = option(
         None, "label fractions (null: log-spaced grid from ~1 per class to 100%)", parse=_fractions
     )
-    n_fractions: int = option(6, "points of the log-spaced fraction grid", ge=1)
+    n_fractions: int = option(6, "points of the log-spaced fraction grid", ge=1, le=50)
     splits: int | None = option(
         None, "outer splits (null: 5 below 1,000 labelled profiles, else 1)", ge=1
     )
@@ -135,8 +152,12 @@ class BenchmarkConfig:
     min_test_per_class: float = option(
         3.0, "below this many test samples per class and split: no claim", ge=0
     )
-    bootstrap: int = option(2000, "bootstrap resamples of the intervals", ge=100)
+    bootstrap: int = option(2000, "bootstrap resamples of the intervals", ge=100, le=100_000)
     jobs: int | None = option(None, "worker processes (null: one per core)", ge=1)
+    orientation: str = option(
+        "auto", "a csv/tsv/parquet table's orientation (auto: the way round the sample sheet's "
+        "ids match)", choices=ORIENTATIONS
+    )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BenchmarkConfig:
@@ -156,7 +177,21 @@ class BenchmarkConfig:
         by the one validator, then the rules that join several fields or another registry."""
         if not self.data or not self.label:
             raise ConfigError("benchmark needs data and label")
+        for name in ("data", "label", "out", "labels", "label_id_column", "group"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{name} must be a single name or path, got {value!r}")
         check_instance(self, "benchmark")
+        jobs_limit = max(64, 4 * cpu_count())  # each job is a process
+        if self.jobs is not None and self.jobs > jobs_limit:
+            raise option_error("benchmark", "jobs", f"at most {jobs_limit} (4 worker processes "
+                               "per core here)", self.jobs)
+        same = [p for p in self.pretrain_data if _same_file(p, self.data)]
+        if same:
+            raise ConfigError(
+                f"pretrain_data {same[0]} is the --data file itself: its test profiles would "
+                "join every pretraining pool; leave it out (--transductive does that knowingly)"
+            )
         if self.seeds is not None and self.pretrain_seeds > self.seeds:
             raise option_error(
                 "benchmark",
@@ -181,6 +216,13 @@ class BenchmarkConfig:
                 f"benchmark: split must map {', '.join(SPLIT_PARTS)} to fractions "
                 f"summing to 1, got {self.split!r}"
             )
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return Path(a).exists() and Path(b).exists() and Path(a).samefile(b)
+    except OSError:
+        return False
 
 
 def paper_preset(cfg: BenchmarkConfig) -> BenchmarkConfig:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, RareClassError
-from ..splits import label_fraction_subsets, log_fraction_grid, split_indices
+from ..splits import check_repeats, label_fraction_subsets, log_fraction_grid, split_indices
+from ..validation import check_model_memory, check_top_genes
 from .baselines import get_baseline
 from .cells import SSL_HEADS, Approach
 from .cohort import Cohort
@@ -68,6 +69,8 @@ def plan_benchmark(cfg: BenchmarkConfig, cohort: Cohort) -> Plan:
                 f"{e}: --min-class-size N (min_class_size in a config) drops classes smaller "
                 "than N and lists them in the report"
             ) from None
+        if k == 0:  # the classes can be split: now bound the options by the data, before any work
+            check_against_data(cfg, cohort)
         parts = {name: lab[idx] for name, idx in parts.items()}
         if cfg.protocol == "paper":
             parts = {"pretrain": parts["train"], "finetune": parts["train"], "test": parts["test"]}
@@ -79,6 +82,18 @@ def plan_benchmark(cfg: BenchmarkConfig, cohort: Cohort) -> Plan:
     approaches = [Approach(m, "ssl", h) for m in cfg.methods for h in SSL_HEADS]
     approaches += [Approach(b, get_baseline(b).kind, b) for b in cfg.baselines]
     return Plan(splits, fractions, merged, approaches)
+
+
+def check_against_data(cfg: BenchmarkConfig, cohort: Cohort) -> None:
+    """Options bounded by the cohort they meet: splits and seeds by the smallest class (no run
+    that re-deals the same profiles for days), top genes by the genes, every model's size by
+    the free memory."""
+    check_repeats(cfg.splits, cfg.seeds, cohort.classes[cohort.y[cohort.labelled]])
+    top = cfg.preprocessing.get("top_k_variance")
+    check_top_genes(top, cohort.adata.n_vars, cfg.data)
+    n_features = min(top or cohort.adata.n_vars, cohort.adata.n_vars)
+    for method in cfg.methods:
+        check_model_memory(method, n_features, {**cfg.encoder, **cfg.method_options.get(method, {})})
 
 
 def _fraction_grid(cfg, cohort, splits) -> tuple[list[float], dict[float, list[float]]]:
