@@ -50,18 +50,26 @@ def stage_make(path: Path, n: int, d: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     gc, width = min(SOURCE_CHUNK[0], d), min(SOURCE_CHUNK[1], n)
     means = rng.lognormal(0.0, 2.0, d)  # many genes near zero, a few in the thousands
-    pool = [rng.poisson(means[:, None] * rng.lognormal(0.0, 0.3, width)[None, :]).astype(np.uint32)
-            for _ in range(8)]
+    pool = [
+        rng.poisson(means[:, None] * rng.lognormal(0.0, 0.3, width)[None, :]).astype(np.uint32)
+        for _ in range(8)
+    ]
 
     def chunks_of(block):  # each block's gzip chunks, compressed once: writing is then I/O only
         padded = np.zeros((-(-d // gc) * gc, width), dtype=np.uint32)
         padded[:d] = block
-        return [zlib.compress(padded[g0:g0 + gc].tobytes(), 4) for g0 in range(0, d, gc)]
+        return [zlib.compress(padded[g0 : g0 + gc].tobytes(), 4) for g0 in range(0, d, gc)]
 
     compressed = [chunks_of(b) for b in pool]
     with h5py.File(path, "w") as f:
-        dset = f.create_dataset("data/expression", shape=(d, n), dtype=np.uint32, chunks=(gc, width),
-                                compression="gzip", compression_opts=4)
+        dset = f.create_dataset(
+            "data/expression",
+            shape=(d, n),
+            dtype=np.uint32,
+            chunks=(gc, width),
+            compression="gzip",
+            compression_opts=4,
+        )
         for s0 in range(0, n, width):
             k = int(rng.integers(len(pool)))
             if s0 + width <= n:
@@ -69,8 +77,12 @@ def stage_make(path: Path, n: int, d: int, seed: int = 0) -> dict:
                     dset.id.write_direct_chunk((g0, s0), compressed[k][i])
             else:
                 dset[:, s0:] = pool[k][:, : n - s0]
-        f.create_dataset("meta/genes/symbol", data=np.array([f"GENE{i}" for i in range(d)], dtype="S"))
-        f.create_dataset("meta/samples/geo_accession", data=np.array([f"GSM{i}" for i in range(n)], dtype="S"))
+        f.create_dataset(
+            "meta/genes/symbol", data=np.array([f"GENE{i}" for i in range(d)], dtype="S")
+        )
+        f.create_dataset(
+            "meta/samples/geo_accession", data=np.array([f"GSM{i}" for i in range(n)], dtype="S")
+        )
     return {"seconds": time.perf_counter() - t}
 
 
@@ -131,8 +143,11 @@ def stage_step(n_genes: int, batch: int = 256, steps: int = 8) -> dict:
             step()
             times.append(time.perf_counter() - t)
         threads = torch.get_num_threads()
-    return {"samples_per_s": batch / statistics.median(times), "flops_per_sample": counter.get_total_flops() / batch,
-            "threads": threads}
+    return {
+        "samples_per_s": batch / statistics.median(times),
+        "flops_per_sample": counter.get_total_flops() / batch,
+        "threads": threads,
+    }
 
 
 def stage_pretrain(store_path: Path, model_dir: Path) -> dict:
@@ -154,15 +169,23 @@ def stage_embed(store_path: Path, model_dir: Path) -> dict:
     return {"seconds": time.perf_counter() - t, "rows": int(len(Z))}
 
 
-STAGES = {"make": stage_make, "convert": stage_convert, "stream": stage_stream, "step": stage_step,
-          "pretrain": stage_pretrain, "embed": stage_embed}
+STAGES = {
+    "make": stage_make,
+    "convert": stage_convert,
+    "stream": stage_stream,
+    "step": stage_step,
+    "pretrain": stage_pretrain,
+    "embed": stage_embed,
+}
 
 
 def run_stage(name: str, *args) -> dict:
     """Run one stage in a fresh interpreter; its result and its own peak RSS."""
-    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import compendium as c; "
-            f"r = c.STAGES[{name!r}](*json.loads(sys.argv[1])); r['peak_rss_mb'] = c.peak_rss_mb(); "
-            "print('RESULT', json.dumps(r))")
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import compendium as c; "
+        f"r = c.STAGES[{name!r}](*json.loads(sys.argv[1])); r['peak_rss_mb'] = c.peak_rss_mb(); "
+        "print('RESULT', json.dumps(r))"
+    )
     argv = json.dumps([str(a) if isinstance(a, Path) else a for a in args])
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code, argv], capture_output=True, text=True)
@@ -171,12 +194,19 @@ def run_stage(name: str, *args) -> dict:
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     result = json.loads(line[7:])
     result["wall_s"] = time.perf_counter() - t
-    print(f"  {name:<9} {result['wall_s']:8.1f} s  peak RSS {result['peak_rss_mb']:7.0f} MB", flush=True)
+    print(
+        f"  {name:<9} {result['wall_s']:8.1f} s  peak RSS {result['peak_rss_mb']:7.0f} MB",
+        flush=True,
+    )
     return result
 
 
 def run_size(n: int, d: int, work: Path, top_genes: int | None, stream_rows: int) -> dict:
-    src, store, model = work / f"archs4_{n}x{d}.h5", work / f"store_{n}x{d}.h5ad", work / f"model_{n}x{d}"
+    src, store, model = (
+        work / f"archs4_{n}x{d}.h5",
+        work / f"store_{n}x{d}.h5ad",
+        work / f"model_{n}x{d}",
+    )
     print(f"{n} samples x {d} genes in {work}", flush=True)
     r = {"samples": n, "genes": d}
     if not src.exists():
@@ -192,33 +222,69 @@ def run_size(n: int, d: int, work: Path, top_genes: int | None, stream_rows: int
 
 
 def table(results: list[dict]) -> str:
-    rows = [("samples x genes", lambda r: f"{r['samples']:,} x {r['genes']:,}"),
-            ("source (ARCHS4 layout, gzip-4)", lambda r: f"{r['source_gb']:.2f} GB"),
-            ("store (.h5ad, blosc-zstd)", lambda r: f"{r['store_gb']:.2f} GB (raw uint32 {r['raw_gb']:.1f} GB)"),
-            ("conversion", lambda r: f"{r['convert']['seconds']:.0f} s, {r['samples'] / r['convert']['seconds']:,.0f} samples/s"),
-            ("streaming (read+decompress+preprocess)", lambda r: f"{r['stream']['rows_per_s']:,.0f} samples/s"),
-            ("SCARF training step", lambda r: f"{r['step']['samples_per_s']:,.0f} samples/s "
-                                              f"({r['step']['flops_per_sample'] / 1e6:.0f} MFLOP/sample)"),
-            ("one epoch, streamed", lambda r: f"{r['pretrain']['seconds']:.0f} s"),
-            ("embedding", lambda r: f"{r['embed']['rows'] / r['embed']['seconds']:,.0f} samples/s"),
-            ("peak RSS make / convert", lambda r: f"{r.get('make', {}).get('peak_rss_mb', float('nan')):.0f} / "
-                                                  f"{r['convert']['peak_rss_mb']:.0f} MB"),
-            ("peak RSS stream / pretrain / embed", lambda r: f"{r['stream']['peak_rss_mb']:.0f} / "
-                                                             f"{r['pretrain']['peak_rss_mb']:.0f} / "
-                                                             f"{r['embed']['peak_rss_mb']:.0f} MB")]
+    rows = [
+        ("samples x genes", lambda r: f"{r['samples']:,} x {r['genes']:,}"),
+        ("source (ARCHS4 layout, gzip-4)", lambda r: f"{r['source_gb']:.2f} GB"),
+        (
+            "store (.h5ad, blosc-zstd)",
+            lambda r: f"{r['store_gb']:.2f} GB (raw uint32 {r['raw_gb']:.1f} GB)",
+        ),
+        (
+            "conversion",
+            lambda r: (
+                f"{r['convert']['seconds']:.0f} s, {r['samples'] / r['convert']['seconds']:,.0f} samples/s"
+            ),
+        ),
+        (
+            "streaming (read+decompress+preprocess)",
+            lambda r: f"{r['stream']['rows_per_s']:,.0f} samples/s",
+        ),
+        (
+            "SCARF training step",
+            lambda r: (
+                f"{r['step']['samples_per_s']:,.0f} samples/s "
+                f"({r['step']['flops_per_sample'] / 1e6:.0f} MFLOP/sample)"
+            ),
+        ),
+        ("one epoch, streamed", lambda r: f"{r['pretrain']['seconds']:.0f} s"),
+        ("embedding", lambda r: f"{r['embed']['rows'] / r['embed']['seconds']:,.0f} samples/s"),
+        (
+            "peak RSS make / convert",
+            lambda r: (
+                f"{r.get('make', {}).get('peak_rss_mb', float('nan')):.0f} / "
+                f"{r['convert']['peak_rss_mb']:.0f} MB"
+            ),
+        ),
+        (
+            "peak RSS stream / pretrain / embed",
+            lambda r: (
+                f"{r['stream']['peak_rss_mb']:.0f} / "
+                f"{r['pretrain']['peak_rss_mb']:.0f} / "
+                f"{r['embed']['peak_rss_mb']:.0f} MB"
+            ),
+        ),
+    ]
     width = max(len(name) for name, _ in rows)
-    lines = [f"| {'':<{width}} | " + " | ".join(f"run {i + 1}" for i in range(len(results))) + " |",
-             "|" + "-" * (width + 2) + "|" + "|".join("---" for _ in results) + "|"]
-    lines += [f"| {name:<{width}} | " + " | ".join(fmt(r) for r in results) + " |" for name, fmt in rows]
+    lines = [
+        f"| {'':<{width}} | " + " | ".join(f"run {i + 1}" for i in range(len(results))) + " |",
+        "|" + "-" * (width + 2) + "|" + "|".join("---" for _ in results) + "|",
+    ]
+    lines += [
+        f"| {name:<{width}} | " + " | ".join(fmt(r) for r in results) + " |" for name, fmt in rows
+    ]
     return "\n".join(lines)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--samples", default="20000", help="one size, or several comma-separated")
     p.add_argument("--genes", type=int, default=2000)
     p.add_argument("--top-genes", type=int, default=None, help="select genes at conversion")
-    p.add_argument("--stream-rows", type=int, default=50_000, help="rows timed by the streaming stage")
+    p.add_argument(
+        "--stream-rows", type=int, default=50_000, help="rows timed by the streaming stage"
+    )
     p.add_argument("--dir", type=Path, default=None)
     p.add_argument("--keep", action="store_true", help="keep the files")
     args = p.parse_args()

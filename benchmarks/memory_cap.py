@@ -45,9 +45,19 @@ CHILD = textwrap.dedent("""
 
 def write_store(path: Path, n: int, d: int, block: int = 4096) -> None:
     rng = np.random.default_rng(0)
-    _start_store(path, n, np.dtype(np.float32), 256, "gzip-1", [f"S{i}" for i in range(n)],
-                 pd.DataFrame(index=[f"G{i}" for i in range(d)]), {"format": STORE_FORMAT})
-    with h5py.File(path, "r+") as f:  # the store layout `exprssl convert` writes, filled block by block
+    _start_store(
+        path,
+        n,
+        np.dtype(np.float32),
+        256,
+        "gzip-1",
+        [f"S{i}" for i in range(n)],
+        pd.DataFrame(index=[f"G{i}" for i in range(d)]),
+        {"format": STORE_FORMAT},
+    )
+    with h5py.File(
+        path, "r+"
+    ) as f:  # the store layout `exprssl convert` writes, filled block by block
         for s0 in range(0, n, block):
             s1 = min(n, s0 + block)
             f["X"][s0:s1] = rng.gamma(2.0, 50.0, (s1 - s0, d)).astype(np.float32)
@@ -56,9 +66,15 @@ def write_store(path: Path, n: int, d: int, block: int = 4096) -> None:
 def make_cgroup(cap_bytes: int) -> Path | None:
     """A fresh memory cgroup capped at ``cap_bytes`` (swap included), or None without permission."""
     name = f"exprssl-memcap-{os.getpid()}"
-    for root, limits in ((Path("/sys/fs/cgroup"), ("memory.max", "memory.swap.max")),
-                         (Path("/sys/fs/cgroup/memory"), ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"))):
-        if not (root / "cgroup.procs").exists() or not (root / limits[0]).exists() and root.name != "memory":
+    for root, limits in (
+        (Path("/sys/fs/cgroup"), ("memory.max", "memory.swap.max")),
+        (Path("/sys/fs/cgroup/memory"), ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")),
+    ):
+        if (
+            not (root / "cgroup.procs").exists()
+            or not (root / limits[0]).exists()
+            and root.name != "memory"
+        ):
             continue
         group = root / name
         try:
@@ -76,12 +92,16 @@ def make_cgroup(cap_bytes: int) -> Path | None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--samples", type=int, default=150_000)
     p.add_argument("--genes", type=int, default=2000)
     p.add_argument("--cap-mb", type=int, default=1024)
     p.add_argument("--dir", default=None, help="where to write the store (default: a temp dir)")
-    p.add_argument("--in-memory", action="store_true", help="control: load the matrix whole instead")
+    p.add_argument(
+        "--in-memory", action="store_true", help="control: load the matrix whole instead"
+    )
     args = p.parse_args()
 
     data_mb = args.samples * args.genes * 4 / 2**20
@@ -90,25 +110,42 @@ def main() -> None:
         print(f"writing a {data_mb:.0f} MB store ({args.samples} x {args.genes}) ...", flush=True)
         write_store(store, args.samples, args.genes)
         group = make_cgroup(args.cap_mb * 2**20)
-        print(f"memory cap: {f'{args.cap_mb} MB via {group}' if group else 'none (no cgroup access)'}", flush=True)
+        print(
+            f"memory cap: {f'{args.cap_mb} MB via {group}' if group else 'none (no cgroup access)'}",
+            flush=True,
+        )
 
         def enter_group():
             if group is not None:
                 (group / "cgroup.procs").write_text(str(os.getpid()))
 
         try:
-            out = subprocess.run([sys.executable, "-c", CHILD, str(store),
-                                  "in-memory" if args.in_memory else "stream"], capture_output=True, text=True,
-                                 preexec_fn=enter_group)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    CHILD,
+                    str(store),
+                    "in-memory" if args.in_memory else "stream",
+                ],
+                capture_output=True,
+                text=True,
+                preexec_fn=enter_group,
+            )
         finally:
             if group is not None:
                 group.rmdir()
-        peak = next((line.split()[1] for line in out.stdout.splitlines() if line.startswith("peak_rss_mb")), "nan")
+        peak = next(
+            (line.split()[1] for line in out.stdout.splitlines() if line.startswith("peak_rss_mb")),
+            "nan",
+        )
         if out.returncode:
             print(out.stderr[-2000:] or f"killed by signal {-out.returncode} (over the cap)")
-        print(f"memory_cap: data_mb={data_mb:.0f} cap_mb={args.cap_mb} peak_rss_mb={peak} "
-              f"capped={'yes' if group else 'no'} mode={'in-memory' if args.in_memory else 'stream'} "
-              f"exit={out.returncode}")
+        print(
+            f"memory_cap: data_mb={data_mb:.0f} cap_mb={args.cap_mb} peak_rss_mb={peak} "
+            f"capped={'yes' if group else 'no'} mode={'in-memory' if args.in_memory else 'stream'} "
+            f"exit={out.returncode}"
+        )
 
 
 if __name__ == "__main__":

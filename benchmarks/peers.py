@@ -62,7 +62,13 @@ INSTALL_HINT = "pip install ts3l (CPU-only machine: pip install -c constraints.t
 
 def _quiet() -> None:
     """Lightning's info lines and warnings off (call after importing it: its import sets levels)."""
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+    for name in (
+        "lightning",
+        "lightning.pytorch",
+        "lightning.fabric",
+        "pytorch_lightning",
+        "lightning_fabric",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -71,7 +77,9 @@ def parse_shape(text: str) -> tuple[int, int]:
     try:
         n, g = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"shape '{text}' is not SAMPLESxGENES, e.g. 4096x20000") from None
+        raise argparse.ArgumentTypeError(
+            f"shape '{text}' is not SAMPLESxGENES, e.g. 4096x20000"
+        ) from None
     return n, g
 
 
@@ -98,10 +106,18 @@ def lead(ours: list[float], theirs: list[float]) -> float:
 def exprssl_runner(adata, batch: int) -> Callable[[int], float]:
     def run(epochs: int) -> float:
         t0 = time.perf_counter()
-        model = exprssl.SSLModel("scarf", epochs=epochs, batch_size=batch, val_fraction=0.0, patience=0,
-                                 progress=False, seed=0)
+        model = exprssl.SSLModel(
+            "scarf",
+            epochs=epochs,
+            batch_size=batch,
+            val_fraction=0.0,
+            patience=0,
+            progress=False,
+            seed=0,
+        )
         model.fit(adata)
         return time.perf_counter() - t0
+
     return run
 
 
@@ -137,21 +153,42 @@ def ts3l_runner(X: np.ndarray, batch: int, jobs: int, root: str) -> Callable[[in
     def run(epochs: int) -> float:
         t0 = time.perf_counter()
         config = SCARFConfig(
-            task="classification", loss_fn="CrossEntropyLoss", metric="accuracy_score", output_dim=2,
+            task="classification",
+            loss_fn="CrossEntropyLoss",
+            metric="accuracy_score",
+            output_dim=2,
             embedding_config=IdentityEmbeddingConfig(input_dim=X.shape[1]),
-            backbone_config=MLPBackboneConfig(input_dim=X.shape[1], hidden_dims=hidden[0],
-                                              n_hiddens=len(hidden), dropout_rate=SCARF["dropout"]),
-            pretraining_head_dim=SCARF["proj_hidden"], head_depth=2, dropout_rate=SCARF["dropout"],
-            corruption_rate=SCARF["corruption_rate"], tau=SCARF["temperature"])
+            backbone_config=MLPBackboneConfig(
+                input_dim=X.shape[1],
+                hidden_dims=hidden[0],
+                n_hiddens=len(hidden),
+                dropout_rate=SCARF["dropout"],
+            ),
+            pretraining_head_dim=SCARF["proj_hidden"],
+            head_depth=2,
+            dropout_rate=SCARF["dropout"],
+            corruption_rate=SCARF["corruption_rate"],
+            tau=SCARF["temperature"],
+        )
         module = SCARFLightning(config)
         dataset = SCARFDataset(frame, config=config, continuous_cols=columns, category_cols=[])
-        data = TS3LDataModule(dataset, dataset, batch_size=batch, train_sampler="random", n_jobs=jobs,
-                              drop_last=True)
-        trainer = Trainer(accelerator="cpu", max_epochs=epochs, limit_val_batches=0, num_sanity_val_steps=0,
-                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                          enable_model_summary=False, default_root_dir=root)
+        data = TS3LDataModule(
+            dataset, dataset, batch_size=batch, train_sampler="random", n_jobs=jobs, drop_last=True
+        )
+        trainer = Trainer(
+            accelerator="cpu",
+            max_epochs=epochs,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=root,
+        )
         trainer.fit(module, data)
         return time.perf_counter() - t0
+
     return run
 
 
@@ -181,11 +218,17 @@ def reference_runner(X: np.ndarray, batch: int) -> Callable[[int], float]:
     def run(epochs: int) -> float:
         t0 = time.perf_counter()
         torch.manual_seed(0)
-        net = torch.nn.Sequential(MLPEncoder(X.shape[1], SCARF["hidden_dims"], SCARF["dropout"]),
-                                  mlp_head(SCARF["hidden_dims"][-1], SCARF["proj_hidden"], SCARF["proj_dim"]))
+        net = torch.nn.Sequential(
+            MLPEncoder(X.shape[1], SCARF["hidden_dims"], SCARF["dropout"]),
+            mlp_head(SCARF["hidden_dims"][-1], SCARF["proj_hidden"], SCARF["proj_dim"]),
+        )
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-        loader = DataLoader(PerSampleCorruption(data, SCARF["corruption_rate"]), batch_size=batch,
-                            shuffle=True, drop_last=True)
+        loader = DataLoader(
+            PerSampleCorruption(data, SCARF["corruption_rate"]),
+            batch_size=batch,
+            shuffle=True,
+            drop_last=True,
+        )
         net.train()
         for _ in range(epochs):
             for x, corrupted in loader:
@@ -194,24 +237,47 @@ def reference_runner(X: np.ndarray, batch: int) -> Callable[[int], float]:
                 loss.backward()
                 opt.step()
         return time.perf_counter() - t0
+
     return run
 
 
 # ------------------------------------------------------------------------------ main
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shapes", type=lambda s: [parse_shape(v) for v in s.split(",")],
-                   default=[(4096, 20_000), (4096, 5_000)], help="SAMPLESxGENES[,...] (default 4096x20000,4096x5000)")
-    p.add_argument("--epochs", type=int, default=1,
-                   help="timed epochs per window of TabularS3L and the reference loop (~35 s each at 4096 samples)")
-    p.add_argument("--exprssl-epochs", type=int, default=5, help="timed epochs per window of exprssl")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--shapes",
+        type=lambda s: [parse_shape(v) for v in s.split(",")],
+        default=[(4096, 20_000), (4096, 5_000)],
+        help="SAMPLESxGENES[,...] (default 4096x20000,4096x5000)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=1,
+        help="timed epochs per window of TabularS3L and the reference loop (~35 s each at 4096 samples)",
+    )
+    p.add_argument(
+        "--exprssl-epochs", type=int, default=5, help="timed epochs per window of exprssl"
+    )
     p.add_argument("--repeats", type=int, default=3, help="timing windows per tool and shape")
     p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--threads", type=int, default=None, help="torch threads for every tool (default: torch's)")
-    p.add_argument("--ts3l-jobs", type=int, default=None,
-                   help="TS3LDataModule n_jobs (DataLoader workers; default: the library's own default)")
-    p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
-                   help="also time the reference loop shape (as slow as ts3l: --no-reference halves the run)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads for every tool (default: torch's)"
+    )
+    p.add_argument(
+        "--ts3l-jobs",
+        type=int,
+        default=None,
+        help="TS3LDataModule n_jobs (DataLoader workers; default: the library's own default)",
+    )
+    p.add_argument(
+        "--reference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the reference loop shape (as slow as ts3l: --no-reference halves the run)",
+    )
     args = p.parse_args()
     if min(args.epochs, args.exprssl_epochs, args.repeats) < 1:
         p.error("--epochs, --exprssl-epochs and --repeats must be >= 1")
@@ -219,11 +285,15 @@ def main() -> None:
     version = ts3l_version()
     _quiet()
     jobs = (ts3l_default_jobs() if args.ts3l_jobs is None else args.ts3l_jobs) if version else None
-    print(f"torch {torch.__version__}, {threads} threads | exprssl {exprssl.__version__} | "
-          f"ts3l {version or 'absent'}" + (f" (n_jobs={jobs})" if version else ""))
-    print(f"SCARF for every tool: encoder {SCARF['hidden_dims']} dropout {SCARF['dropout']}, corruption "
-          f"{SCARF['corruption_rate']}, temperature {SCARF['temperature']}, batch {args.batch}, no validation; "
-          f"{args.repeats} windows of {args.exprssl_epochs} (exprssl) / {args.epochs} (others) timed epochs")
+    print(
+        f"torch {torch.__version__}, {threads} threads | exprssl {exprssl.__version__} | "
+        f"ts3l {version or 'absent'}" + (f" (n_jobs={jobs})" if version else "")
+    )
+    print(
+        f"SCARF for every tool: encoder {SCARF['hidden_dims']} dropout {SCARF['dropout']}, corruption "
+        f"{SCARF['corruption_rate']}, temperature {SCARF['temperature']}, batch {args.batch}, no validation; "
+        f"{args.repeats} windows of {args.exprssl_epochs} (exprssl) / {args.epochs} (others) timed epochs"
+    )
 
     ratios: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="peers-") as root:
@@ -247,10 +317,14 @@ def main() -> None:
             print(f"\n{n} samples x {genes} genes")
             print(f"{'tool':<18}{'samples/s':>11}  {'exprssl is':>12}  windows")
             for name, r in rates.items():
-                print(f"{name:<18}{median(r):>11.0f}  {lead(rates['exprssl'], r):>11.1f}x  "
-                      + " ".join(f"{v:.0f}" for v in r))
+                print(
+                    f"{name:<18}{median(r):>11.0f}  {lead(rates['exprssl'], r):>11.1f}x  "
+                    + " ".join(f"{v:.0f}" for v in r)
+                )
             peer = next((r for name, r in rates.items() if name.startswith("TabularS3L")), None)
-            ratios[f"ratio_{genes / 1000:g}k"] = lead(rates["exprssl"], peer) if peer else float("nan")
+            ratios[f"ratio_{genes / 1000:g}k"] = (
+                lead(rates["exprssl"], peer) if peer else float("nan")
+            )
     if not version:
         print(f"\nTabularS3L was not timed: {INSTALL_HINT}")
     print("summary: " + " ".join(f"{k}={v:.1f}" for k, v in ratios.items()))

@@ -75,9 +75,13 @@ def _corruptors(method: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
     return found
 
 
-def time_method(method: nn.Module, X: torch.Tensor, batch: int, steps: int, bf16: bool = False) -> dict:
+def time_method(
+    method: nn.Module, X: torch.Tensor, batch: int, steps: int, bf16: bool = False
+) -> dict:
     """Median over steps (robust to a busy machine) of a full step's time and its corruption time."""
-    opt = build_optimizer([p for p in method.trainable_parameters() if p.requires_grad], **method.optimizer_defaults)
+    opt = build_optimizer(
+        [p for p in method.trainable_parameters() if p.requires_grad], **method.optimizer_defaults
+    )
     aug_time = [0.0]
     starts: dict[int, float] = {}
 
@@ -120,15 +124,23 @@ def time_method(method: nn.Module, X: torch.Tensor, batch: int, steps: int, bf16
     for h in hooks:
         h.remove()
     elapsed = statistics.median(step_times)
-    return {"step_s": elapsed, "samples_per_s": batch / elapsed, "flops": flops,
-            "aug_fraction": statistics.median(aug_times) / elapsed}
+    return {
+        "step_s": elapsed,
+        "samples_per_s": batch / elapsed,
+        "flops": flops,
+        "aug_fraction": statistics.median(aug_times) / elapsed,
+    }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--genes", type=int, default=20_000)
     p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--pool", type=int, default=2048, help="training rows (corruption's marginal pool)")
+    p.add_argument(
+        "--pool", type=int, default=2048, help="training rows (corruption's marginal pool)"
+    )
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--methods", default=",".join(available()))
     args = p.parse_args()
@@ -138,18 +150,26 @@ def main() -> None:
     bf16 = native_bf16() is not False  # unknown (no /proc/cpuinfo): time it, as before
     peak = matmul_peak()
     peak_bf16 = f"{matmul_peak(dtype=torch.bfloat16) / 1e9:.1f}" if bf16 else "skipped"
-    print(f"threads={torch.get_num_threads()} genes={args.genes} batch={args.batch} "
-          f"fp32 matmul peak={peak / 1e9:.1f} GFLOP/s (bf16: {peak_bf16})")
+    print(
+        f"threads={torch.get_num_threads()} genes={args.genes} batch={args.batch} "
+        f"fp32 matmul peak={peak / 1e9:.1f} GFLOP/s (bf16: {peak_bf16})"
+    )
     if not bf16:
-        print(f"bf16-mixed skipped: this CPU has no native bf16 (no AVX512-BF16 or AMX; torch uses "
-              f"{torch.backends.cpu.get_cpu_capability()}), where emulated bf16 matmuls run hundreds of times "
-              "slower than fp32")
-    print(f"{'method':<12}{'samples/s':>12}{'step ms':>10}{'GFLOP/step':>12}{'% peak':>9}{'% aug':>8}"
-          f"{'bf16-mixed samples/s':>22}")
+        print(
+            f"bf16-mixed skipped: this CPU has no native bf16 (no AVX512-BF16 or AMX; torch uses "
+            f"{torch.backends.cpu.get_cpu_capability()}), where emulated bf16 matmuls run hundreds of times "
+            "slower than fp32"
+        )
+    print(
+        f"{'method':<12}{'samples/s':>12}{'step ms':>10}{'GFLOP/step':>12}{'% peak':>9}{'% aug':>8}"
+        f"{'bf16-mixed samples/s':>22}"
+    )
     results = {}
     for name in args.methods.split(","):
         r = {}
-        for autocast in (False, True) if bf16 else (False,):  # --precision bf16-mixed: autocast, fp32 weights
+        for autocast in (
+            (False, True) if bf16 else (False,)
+        ):  # --precision bf16-mixed: autocast, fp32 weights
             torch.manual_seed(0)
             method = build_method(name, args.genes)
             method.fit_augmentations(X)
@@ -157,10 +177,15 @@ def main() -> None:
         r, r_bf16 = r[False], r.get(True)
         r["peak_fraction"] = r["flops"] / r["step_s"] / peak
         results[name] = r
-        bf16_column = (f"{r_bf16['samples_per_s']:>13.0f} ({r_bf16['samples_per_s'] / r['samples_per_s']:.1f}x)"
-                       if r_bf16 else f"{'skipped':>13}")
-        print(f"{name:<12}{r['samples_per_s']:>12.0f}{1e3 * r['step_s']:>10.1f}{r['flops'] / 1e9:>12.2f}"
-              f"{100 * r['peak_fraction']:>9.1f}{100 * r['aug_fraction']:>8.1f}{bf16_column}")
+        bf16_column = (
+            f"{r_bf16['samples_per_s']:>13.0f} ({r_bf16['samples_per_s'] / r['samples_per_s']:.1f}x)"
+            if r_bf16
+            else f"{'skipped':>13}"
+        )
+        print(
+            f"{name:<12}{r['samples_per_s']:>12.0f}{1e3 * r['step_s']:>10.1f}{r['flops'] / 1e9:>12.2f}"
+            f"{100 * r['peak_fraction']:>9.1f}{100 * r['aug_fraction']:>8.1f}{bf16_column}"
+        )
 
     # SCARF with the reference-style loop corruption (uniform replacement, randperm per sample)
     torch.manual_seed(0)
@@ -170,13 +195,17 @@ def main() -> None:
     for parent, name, child in _corruptors(scarf):
         setattr(parent, name, LoopUniformCorruptor(child.rate, low, high))
     loop = time_method(scarf, X, args.batch, max(3, args.steps // 3))
-    print(f"{'scarf-loop':<12}{loop['samples_per_s']:>12.0f}{1e3 * loop['step_s']:>10.1f}"
-          f"{loop['flops'] / 1e9:>12.2f}{100 * loop['flops'] / loop['step_s'] / peak:>9.1f}"
-          f"{100 * loop['aug_fraction']:>8.1f}")
+    print(
+        f"{'scarf-loop':<12}{loop['samples_per_s']:>12.0f}{1e3 * loop['step_s']:>10.1f}"
+        f"{loop['flops'] / 1e9:>12.2f}{100 * loop['flops'] / loop['step_s'] / peak:>9.1f}"
+        f"{100 * loop['aug_fraction']:>8.1f}"
+    )
 
     # the corruption alone, one batch, vs the loop: what vectorising buys before the GEMMs dilute it
     xb = X[: args.batch].contiguous()
-    corruptors = {source: Corruptor(0.3, source).fit(X) for source in ("marginal", "uniform", "batch_permute")}
+    corruptors = {
+        source: Corruptor(0.3, source).fit(X) for source in ("marginal", "uniform", "batch_permute")
+    }
     corruptors["loop"] = LoopUniformCorruptor(0.3, low, high)
     times = {}
     for source, c in corruptors.items():
@@ -186,8 +215,12 @@ def main() -> None:
             c(xb)
             ts.append(time.perf_counter() - t0)
         times[source] = statistics.median(ts[1:])
-    print("corruption alone, median ms: " + ", ".join(f"{k} {1e3 * v:.1f}" for k, v in times.items())
-          + " | vs loop: " + ", ".join(f"{k} {times['loop'] / v:.2f}x" for k, v in times.items() if k != "loop"))
+    print(
+        "corruption alone, median ms: "
+        + ", ".join(f"{k} {1e3 * v:.1f}" for k, v in times.items())
+        + " | vs loop: "
+        + ", ".join(f"{k} {times['loop'] / v:.2f}x" for k, v in times.items() if k != "loop")
+    )
 
     # what a streamed store costs per sample besides the step: preprocessing, in one process
     counts = torch.poisson(torch.full((min(args.pool, 2048), args.genes), 20.0)).numpy()
@@ -197,9 +230,15 @@ def main() -> None:
         t0 = time.perf_counter()
         prep.transform(counts)
         ts.append(time.perf_counter() - t0)
-    print(f"preprocessing (CPM, log2, z-score) alone: {len(counts) / min(ts):.0f} samples/s per process")
+    print(
+        f"preprocessing (CPM, log2, z-score) alone: {len(counts) / min(ts):.0f} samples/s per process"
+    )
 
-    speedup = results["scarf"]["samples_per_s"] / loop["samples_per_s"] if "scarf" in results else float("nan")
+    speedup = (
+        results["scarf"]["samples_per_s"] / loop["samples_per_s"]
+        if "scarf" in results
+        else float("nan")
+    )
     min_frac = min(r["peak_fraction"] for r in results.values())
     print(f"summary: speedup_vs_loop={speedup:.1f} peak_fraction={min_frac:.2f}")
 

@@ -43,23 +43,27 @@ def convert(src: Path) -> ad.AnnData:
         "description": "Acute lymphoblastic leukemia, 128 patients, Affymetrix HG-U95Av2, RMA log2",
         "license": "Artistic-2.0",
         "citation": "Chiaretti S. et al. (2004) Gene expression profile of adult T-cell acute lymphocytic "
-                    "leukemia identifies distinct subsets of patients with different response to therapy "
-                    "and survival. Blood 103(7):2771-2778.",
+        "leukemia identifies distinct subsets of patients with different response to therapy "
+        "and survival. Blood 103(7):2771-2778.",
         "source": "Bioconductor data package ALL 1.40.0 (Debian r-bioc-all)",
     }
     return adata
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--src", type=Path, default=Path("../shared/data/all_leukemia"))
     p.add_argument("--out", type=Path, default=Path("src/exprssl/datasets/data/all_leukemia.h5ad"))
     args = p.parse_args()
     adata = convert(args.src)
     with atomic_path(args.out) as tmp:
         adata.write_h5ad(tmp, compression="gzip", compression_opts=9)
-    print(f"wrote {args.out}: {adata.n_obs} samples x {adata.n_vars} probe sets, "
-          f"{args.out.stat().st_size / 1e6:.1f} MB")
+    print(
+        f"wrote {args.out}: {adata.n_obs} samples x {adata.n_vars} probe sets, "
+        f"{args.out.stat().st_size / 1e6:.1f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -21,10 +21,18 @@ import pandas as pd
 
 from exprssl.utils import atomic_path
 
-COLUMNS = {"Proteomics_Participant_ID": "patient", "Proteomics_Tumor_Normal": "tissue",
-           "Genomics_subtype": "Genomics_subtype", "MSI_status": "MSI_status",
-           "Histologic_type": "Histologic_type", "FIGO_stage": "FIGO_stage", "Histologic_Grade_FIGO": "grade",
-           "Case_excluded": "Case_excluded", "Age": "age", "BMI": "BMI"}
+COLUMNS = {
+    "Proteomics_Participant_ID": "patient",
+    "Proteomics_Tumor_Normal": "tissue",
+    "Genomics_subtype": "Genomics_subtype",
+    "MSI_status": "MSI_status",
+    "Histologic_type": "Histologic_type",
+    "FIGO_stage": "FIGO_stage",
+    "Histologic_Grade_FIGO": "grade",
+    "Case_excluded": "Case_excluded",
+    "Age": "age",
+    "BMI": "BMI",
+}
 
 
 def convert(src: Path) -> ad.AnnData:
@@ -44,7 +52,7 @@ def convert(src: Path) -> ad.AnnData:
     adata.uns["dataset"] = {
         "name": "cptac_ucec",
         "description": "CPTAC endometrial carcinoma (UCEC): bulk RNA-seq of 101 tumours and 14 adjacent normals "
-                       "of 101 patients (obs['patient']: normals share patients with tumours), 28,057 genes, log2 scale",
+        "of 101 patients (obs['patient']: normals share patients with tumours), 28,057 genes, log2 scale",
         "license": "Apache-2.0",
         "citation": "Dou Y. et al. (2020) Proteogenomic characterization of endometrial carcinoma. Cell 180(4):729-748",
         "source": "cptac 0.4.1 (PyPI), endometrial/data/transcriptomics_linear.cct.gz and clinical.txt",
@@ -53,14 +61,18 @@ def convert(src: Path) -> ad.AnnData:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--src", type=Path, default=Path("/tmp/cptac"))
     p.add_argument("--out", type=Path, default=Path("src/exprssl/datasets/data/cptac_ucec.h5ad"))
     args = p.parse_args()
     adata = convert(args.src)
     with atomic_path(args.out) as tmp:
         adata.write_h5ad(tmp, compression="gzip", compression_opts=9)
-    print(f"wrote {args.out}: {adata.n_obs} samples x {adata.n_vars} genes, {args.out.stat().st_size / 1e6:.1f} MB")
+    print(
+        f"wrote {args.out}: {adata.n_obs} samples x {adata.n_vars} genes, {args.out.stat().st_size / 1e6:.1f} MB"
+    )
 
 
 if __name__ == "__main__":

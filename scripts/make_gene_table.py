@@ -44,15 +44,23 @@ def build(db: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     symbols = table[table["kind"] == "symbol"]
     # an alias equal to the gene's own symbol says nothing
     own = table.merge(symbols, on=["gene_id", "name"], suffixes=("", "_s"))
-    table = table[~table.set_index(["gene_id", "name"]).index.isin(
-        own.loc[own["kind"] == "alias"].set_index(["gene_id", "name"]).index) | (table["kind"] != "alias")]
-    table = table.sort_values(["kind", "name", "gene_id"], key=lambda c: c.astype(str)).reset_index(drop=True)
+    table = table[
+        ~table.set_index(["gene_id", "name"]).index.isin(
+            own.loc[own["kind"] == "alias"].set_index(["gene_id", "name"]).index
+        )
+        | (table["kind"] != "alias")
+    ]
+    table = table.sort_values(["kind", "name", "gene_id"], key=lambda c: c.astype(str)).reset_index(
+        drop=True
+    )
     return table, meta
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--db", type=Path, default=None, help="org.Hs.eg.sqlite (default: the Debian path)")
+    ap.add_argument(
+        "--db", type=Path, default=None, help="org.Hs.eg.sqlite (default: the Debian path)"
+    )
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     db = args.db or Path(next(iter(glob.glob(DEFAULT_DB) or [DEFAULT_DB])))

@@ -50,31 +50,43 @@ class BadInput(NamedTuple):
 def good_counts(n_samples: int = 30, n_genes: int = 60, seed: int = 0) -> pd.DataFrame:
     """The issue's reference table: Poisson(150) counts, samples S0.. x genes G0.."""
     rng = np.random.default_rng(seed)
-    return pd.DataFrame(rng.poisson(150, (n_samples, n_genes)),
-                        index=pd.Index([f"S{i}" for i in range(n_samples)], name="sample"),
-                        columns=[f"G{i}" for i in range(n_genes)])
+    return pd.DataFrame(
+        rng.poisson(150, (n_samples, n_genes)),
+        index=pd.Index([f"S{i}" for i in range(n_samples)], name="sample"),
+        columns=[f"G{i}" for i in range(n_genes)],
+    )
 
 
 def _binary(n: int = 4096, seed: int = 1) -> bytes:
     return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
 
 
-def _write_archs4(path: Path, n_genes: int = 20, n_samples: int = 30, gene_ids: int | None = None) -> None:
+def _write_archs4(
+    path: Path, n_genes: int = 20, n_samples: int = 30, gene_ids: int | None = None
+) -> None:
     rng = np.random.default_rng(0)
     with h5py.File(path, "w") as f:
-        f.create_dataset("data/expression", data=rng.integers(0, 500, (n_genes, n_samples)).astype(np.uint32),
-                         chunks=(n_genes, 5), compression="gzip")
-        f.create_dataset("meta/genes/symbol",
-                         data=np.array([f"G{i}" for i in range(gene_ids or n_genes)], dtype="S"))
-        f.create_dataset("meta/samples/geo_accession",
-                         data=np.array([f"GSM{i}" for i in range(n_samples)], dtype="S"))
+        f.create_dataset(
+            "data/expression",
+            data=rng.integers(0, 500, (n_genes, n_samples)).astype(np.uint32),
+            chunks=(n_genes, 5),
+            compression="gzip",
+        )
+        f.create_dataset(
+            "meta/genes/symbol",
+            data=np.array([f"G{i}" for i in range(gene_ids or n_genes)], dtype="S"),
+        )
+        f.create_dataset(
+            "meta/samples/geo_accession",
+            data=np.array([f"GSM{i}" for i in range(n_samples)], dtype="S"),
+        )
 
 
 def _corrupt_middle(path: Path) -> None:
     """Overwrite the middle third with garbage, keeping the file's length and header."""
     data = bytearray(path.read_bytes())
     third = len(data) // 3
-    data[third:2 * third] = _binary(third, seed=7)
+    data[third : 2 * third] = _binary(third, seed=7)
     path.write_bytes(bytes(data))
 
 
@@ -95,7 +107,9 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     def data(name: str, error, expect: str, kind: str = "data") -> Path:
         p = tmp / kind / name
         p.parent.mkdir(exist_ok=True)
-        cases[f"{kind}:{name}"] = BadInput(p, kind, error, expect, good if kind == "labels" else None)
+        cases[f"{kind}:{name}"] = BadInput(
+            p, kind, error, expect, good if kind == "labels" else None
+        )
         return p
 
     # ---------------------------------------------------------------- expression files
@@ -104,29 +118,42 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     data("directory.csv", DataFileError, "is a directory").mkdir()
     data("binary.csv", DataFileError, "not a text file").write_bytes(_binary())
     data("utf16_no_bom.tsv", DataFileError, "not a text file").write_bytes(
-        frame.to_csv(sep="\t").encode("utf-16-le"))
-    data("latin1.csv", DataFileError, "not UTF-8").write_bytes(text.replace("G5,", "Gène5,").encode("latin-1"))
+        frame.to_csv(sep="\t").encode("utf-16-le")
+    )
+    data("latin1.csv", DataFileError, "not UTF-8").write_bytes(
+        text.replace("G5,", "Gène5,").encode("latin-1")
+    )
     data("not_gzip.csv.gz", TruncatedFileError, "gzip").write_text(text)
     truncated_gz = data("truncated.csv.gz", TruncatedFileError, "truncated")
-    pd.DataFrame(np.random.default_rng(0).random((200, 300))).to_csv(truncated_gz, compression="gzip")
+    pd.DataFrame(np.random.default_rng(0).random((200, 300))).to_csv(
+        truncated_gz, compression="gzip"
+    )
     _truncate(truncated_gz)
     data("empty.csv.gz", DataFileError, "file is empty").write_bytes(gzip.compress(b""))
-    data("gzip_named.csv", DataFileError, "looks like gzip-compressed data").write_bytes(gzip.compress(text.encode()))
-    data("excel_named.csv", DataFileError, "Excel workbook").write_bytes(b"PK\x03\x04" + _binary(200))
+    data("gzip_named.csv", DataFileError, "looks like gzip-compressed data").write_bytes(
+        gzip.compress(text.encode())
+    )
+    data("excel_named.csv", DataFileError, "Excel workbook").write_bytes(
+        b"PK\x03\x04" + _binary(200)
+    )
     data("blank_first_line.csv", DataFileError, "first line is empty").write_text("\n" + text)
     data("whitespace_only.tsv", DataFileError, "first line is empty").write_text("  \n\n \n")
     data("header_unclosed_quote.csv", DataFileError, "could not parse").write_text('"' + text)
     data("unnamed_column.csv", DataFileError, "no name").write_text(text.replace(",G3,", ",,", 1))
     data("header_only.csv", DataFileError, "no data rows").write_text(text.splitlines()[0] + "\n")
     data("only_ids.csv", DataFileError, "no value columns").write_text(
-        "sample\n" + "\n".join(frame.index) + "\n")
+        "sample\n" + "\n".join(frame.index) + "\n"
+    )
     lines = text.splitlines()
     data("ragged_long.csv", DataFileError, "fields").write_text(
-        "\n".join(lines[:4] + [lines[4] + ",7,8"] + lines[5:]) + "\n")
+        "\n".join(lines[:4] + [lines[4] + ",7,8"] + lines[5:]) + "\n"
+    )
     data("ragged_short.csv", InvalidValuesError, "sample S3").write_text(
-        "\n".join(lines[:4] + [lines[4].rsplit(",", 2)[0]] + lines[5:]) + "\n")
+        "\n".join(lines[:4] + [lines[4].rsplit(",", 2)[0]] + lines[5:]) + "\n"
+    )
     data("unclosed_quote.csv", DataFileError, "could not parse").write_text(
-        "\n".join(lines[:3] + ['S2,"12,13'] + lines[4:]) + "\n")
+        "\n".join(lines[:3] + ['S2,"12,13'] + lines[4:]) + "\n"
+    )
     bad = frame.astype(object)
     bad.iloc[3, 7] = "high"
     bad.to_csv(data("non_numeric.csv", NonNumericError, "'high' at row 'S3', column 'G7'"))
@@ -138,7 +165,9 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     dup.T.to_csv(data("dup_samples_in_header.csv", DuplicateSamplesError, "S1"))
     dup.to_csv(data("dup_samples_in_column.csv", DuplicateSamplesError, "S1"))
     data("fake.parquet", TruncatedFileError, "not a readable parquet").write_text(text)
-    pd.DataFrame(index=pd.RangeIndex(3)).to_parquet(data("no_columns.parquet", DataFileError, "no data"))
+    pd.DataFrame(index=pd.RangeIndex(3)).to_parquet(
+        data("no_columns.parquet", DataFileError, "no data")
+    )
     data("unknown.xlsx", UnknownFormatError, "unknown format").write_text(text)
     data("no_extension", UnknownFormatError, "unknown format").write_text(text)
 
@@ -147,13 +176,18 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     gct_text = gct_body.to_csv(sep="\t", index_label="Name")
     data("binary.gct", DataFileError, "not a text file").write_bytes(_binary())
     data("header_only.gct", DataFileError, "no data rows").write_text(
-        f"#1.2\n60\t30\n{gct_text.splitlines()[0]}\n")
+        f"#1.2\n60\t30\n{gct_text.splitlines()[0]}\n"
+    )
     data("version_only.gct", DataFileError, "dimension line").write_text("#1.2\n")
     data("bad_quote.gct", DataFileError, "could not parse").write_text(
-        f"#1.2\n60\t30\n{gct_text.replace('na', chr(34) + 'na', 1)}")
+        f"#1.2\n60\t30\n{gct_text.replace('na', chr(34) + 'na', 1)}"
+    )
     data("wrong_dims.gct", DataFileError, "dimension line says 50 genes x 30 samples").write_text(
-        f"#1.2\n50\t30\n{gct_text}")
-    data("bad_dims_line.gct", DataFileError, "dimension line").write_text(f"#1.2\nrows cols\n{gct_text}")
+        f"#1.2\n50\t30\n{gct_text}"
+    )
+    data("bad_dims_line.gct", DataFileError, "dimension line").write_text(
+        f"#1.2\nrows cols\n{gct_text}"
+    )
 
     with h5py.File(data("not_anndata.h5ad", DataFileError, "not an AnnData"), "w") as f:
         f.create_dataset("matrix", data=np.ones((3, 3)))
@@ -164,7 +198,9 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     with h5py.File(data("not_archs4.h5", DataFileError, "ARCHS4"), "w") as f:
         f.create_dataset("matrix", data=np.ones((3, 3)))
     data("text.h5", TruncatedFileError, "not a readable HDF5").write_text(text)
-    _write_archs4(data("archs4_gene_count_mismatch.h5", DataFileError, "does not match"), gene_ids=15)
+    _write_archs4(
+        data("archs4_gene_count_mismatch.h5", DataFileError, "does not match"), gene_ids=15
+    )
     archs4 = data("archs4_corrupt_chunks.h5", TruncatedFileError, "corrupt")
     _write_archs4(archs4, n_genes=400, n_samples=200)
     _corrupt_middle(archs4)
@@ -177,7 +213,9 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     fifo = special("fifo.csv", DataFileError, "named pipe")
     os.mkfifo(fifo)
     special("urandom.csv", DataFileError, "character device").symlink_to("/dev/urandom")
-    special("dangling_link.csv", DataFileError, "symbolic link to a missing file").symlink_to(tmp / "nowhere.csv")
+    special("dangling_link.csv", DataFileError, "symbolic link to a missing file").symlink_to(
+        tmp / "nowhere.csv"
+    )
     loop = special("link_loop.csv", DataFileError, "symbolic link loop")
     loop.symlink_to(loop)
     frame.T.to_csv(data("no_id_column.csv", DataFileError, "no id column"), index=False)
@@ -186,16 +224,33 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     flags.to_csv(data("true_false.csv", NonNumericError, "true/false value 'true'"))
     inf = frame.astype(object)
     inf.iloc[2, 3] = "Inf"
-    inf.to_csv(data("text_inf.csv", InvalidValuesError, "infinite values (first inf at sample S2, gene G3)"))
+    inf.to_csv(
+        data(
+            "text_inf.csv", InvalidValuesError, "infinite values (first inf at sample S2, gene G3)"
+        )
+    )
     inf.iloc[2, 3] = "1e39"
-    inf.to_csv(data("overflow_1e39.csv", InvalidValuesError, "1e+39 at row 'S2', column 'G3' is beyond float32"))
-    data("comments_only.csv", DataFileError, "only '#' comment lines").write_text("# exported\n# by hand\n")
+    inf.to_csv(
+        data(
+            "overflow_1e39.csv",
+            InvalidValuesError,
+            "1e+39 at row 'S2', column 'G3' is beyond float32",
+        )
+    )
+    data("comments_only.csv", DataFileError, "only '#' comment lines").write_text(
+        "# exported\n# by hand\n"
+    )
     fc = frame.T.iloc[:, :0].assign(Chr="chr1", Start=1, End=90, Strand="+", Length=90)
-    fc.rename_axis("Geneid").to_csv(data("fc_annotation_only.txt", DataFileError, "only annotation columns"),
-                                   sep="\t")
-    fc = frame.T.iloc[:, :4].set_axis([f"/run{i % 2}/S{i // 2}.sorted.bam" for i in range(4)], axis=1)
+    fc.rename_axis("Geneid").to_csv(
+        data("fc_annotation_only.txt", DataFileError, "only annotation columns"), sep="\t"
+    )
+    fc = frame.T.iloc[:, :4].set_axis(
+        [f"/run{i % 2}/S{i // 2}.sorted.bam" for i in range(4)], axis=1
+    )
     fc.insert(0, "Length", 90)
-    fc.rename_axis("Geneid").to_csv(data("fc_same_bam_names.txt", DuplicateSamplesError, "S0"), sep="\t")
+    fc.rename_axis("Geneid").to_csv(
+        data("fc_same_bam_names.txt", DuplicateSamplesError, "S0"), sep="\t"
+    )
     spaced = frame.copy()
     spaced.index = [*frame.index[:-1], " S1 "]
     spaced.to_csv(data("ids_equal_but_spaces.csv", DuplicateSamplesError, "S1"))
@@ -203,13 +258,22 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     spaced.to_csv(data("blank_id.csv", DataFileError, "sample 30 has a blank id"))
     euro = frame.astype(object)
     euro.iloc[3, 7] = "hoch"
-    euro.to_csv(data("semicolon_text_cell.csv", NonNumericError, "'hoch' at row 'S3', column 'G7'"), sep=";")
-    thousands = (frame * 10).astype(object).map(lambda v: f"{v // 1000},{v % 1000:03d}" if v >= 1000 else v)
-    thousands.to_csv(data("thousands_separators.tsv", DataFileError, "could have a thousands separator"), sep="\t")
+    euro.to_csv(
+        data("semicolon_text_cell.csv", NonNumericError, "'hoch' at row 'S3', column 'G7'"), sep=";"
+    )
+    thousands = (
+        (frame * 10).astype(object).map(lambda v: f"{v // 1000},{v % 1000:03d}" if v >= 1000 else v)
+    )
+    thousands.to_csv(
+        data("thousands_separators.tsv", DataFileError, "could have a thousands separator"),
+        sep="\t",
+    )
     dup_h5ad = ad.AnnData(frame.astype(np.float32))
     dup_h5ad.obs_names = [*frame.index[:-1], "S1"]
     dup_h5ad.write_h5ad(data("dup_samples.h5ad", DuplicateSamplesError, "S1"))
-    ad.AnnData((frame > 150).to_numpy()).write_h5ad(data("bool_matrix.h5ad", NonNumericError, "true/false"))
+    ad.AnnData((frame > 150).to_numpy()).write_h5ad(
+        data("bool_matrix.h5ad", NonNumericError, "true/false")
+    )
 
     # ---------------------------------------------------------------- sample sheets
     sheet = pd.DataFrame({"sample": frame.index, "tissue": ["lung", "liver"] * 15})
@@ -223,32 +287,50 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     labels("directory.tsv", DataFileError, "is a directory").mkdir()
     labels("binary.csv", DataFileError, "not a text file").write_bytes(_binary())
     labels("binary.tsv", DataFileError, "not a text file").write_bytes(_binary(seed=3))
-    labels("utf16_no_bom.csv", DataFileError, "not a text file").write_bytes(sheet_text.encode("utf-16-le"))
+    labels("utf16_no_bom.csv", DataFileError, "not a text file").write_bytes(
+        sheet_text.encode("utf-16-le")
+    )
     labels("fake.parquet", TruncatedFileError, "not a readable parquet").write_text(sheet_text)
-    pd.DataFrame(index=pd.RangeIndex(3)).to_parquet(labels("no_columns.parquet", DataFileError, "no data"))
+    pd.DataFrame(index=pd.RangeIndex(3)).to_parquet(
+        labels("no_columns.parquet", DataFileError, "no data")
+    )
     labels("not_gzip.csv.gz", TruncatedFileError, "gzip").write_text(sheet_text)
     sheet_lines = sheet_text.splitlines()
     labels("unclosed_quote.csv", DataFileError, "could not parse").write_text(
-        "\n".join(sheet_lines[:3] + ['S2,"lung'] + sheet_lines[4:]) + "\n")
+        "\n".join(sheet_lines[:3] + ['S2,"lung'] + sheet_lines[4:]) + "\n"
+    )
     labels("unclosed_quote.tsv", DataFileError, "could not parse").write_text(
-        "\n".join(sheet_lines[:3] + ['S2\t"lung'] + sheet_lines[4:]).replace(",", "\t") + "\n")
+        "\n".join(sheet_lines[:3] + ['S2\t"lung'] + sheet_lines[4:]).replace(",", "\t") + "\n"
+    )
     labels("header_only.csv", DataFileError, "no data rows").write_text("sample,tissue\n")
-    labels("blank_first_line.csv", DataFileError, "first line is empty").write_text("\n" + sheet_text)
-    labels("hdf5_named.csv", DataFileError, "looks like an HDF5 file").write_bytes(b"\x89HDF\r\n\x1a\n" + _binary(64))
+    labels("blank_first_line.csv", DataFileError, "first line is empty").write_text(
+        "\n" + sheet_text
+    )
+    labels("hdf5_named.csv", DataFileError, "looks like an HDF5 file").write_bytes(
+        b"\x89HDF\r\n\x1a\n" + _binary(64)
+    )
     labels("no_id_column.csv", LabelMatchError, "no sample id matches").write_text(
-        sheet[["tissue"]].assign(stage="I").to_csv(index=False))
+        sheet[["tissue"]].assign(stage="I").to_csv(index=False)
+    )
     labels("duplicate_column.csv", LabelColumnError, "'tissue'").write_text(
-        sheet.assign(t2=sheet["tissue"]).to_csv(index=False).replace("t2", "tissue", 1))
+        sheet.assign(t2=sheet["tissue"]).to_csv(index=False).replace("t2", "tissue", 1)
+    )
     conflicting = pd.concat([sheet, pd.DataFrame({"sample": ["S4"], "tissue": ["skin"]})])
-    labels("conflicting_ids.csv", LabelColumnError, "S4").write_text(conflicting.to_csv(index=False))
+    labels("conflicting_ids.csv", LabelColumnError, "S4").write_text(
+        conflicting.to_csv(index=False)
+    )
     labels("unknown.xlsx", UnknownFormatError, "unknown format").write_text(sheet_text)
-    ad.AnnData(frame.astype(np.float32)).write_h5ad(labels("sheet.h5ad", UnknownFormatError, "csv, tsv or parquet"))
+    ad.AnnData(frame.astype(np.float32)).write_h5ad(
+        labels("sheet.h5ad", UnknownFormatError, "csv, tsv or parquet")
+    )
     os.mkfifo(labels("fifo.csv", DataFileError, "named pipe"))
     loop = labels("link_loop.csv", DataFileError, "symbolic link loop")
     loop.symlink_to(loop)
     labels("comments_only.tsv", DataFileError, "only '#' comment lines").write_text("# sheet\n")
     sheet.assign(sample=sheet["sample"].str.lower()).to_csv(
-        labels("ids_differ_in_case.csv", LabelMatchError, "differ only in upper/lower case"), index=False)
+        labels("ids_differ_in_case.csv", LabelMatchError, "differ only in upper/lower case"),
+        index=False,
+    )
 
     # ---------------------------------------------------------------- exprssl convert sources
     def source(name: str, error, expect: str) -> Path:
@@ -264,7 +346,9 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     with h5py.File(source("not_archs4.h5", DataFileError, "ARCHS4"), "w") as f:
         f.create_dataset("matrix", data=np.ones((3, 3)))
     source("text.h5", TruncatedFileError, "not a readable HDF5").write_text(text)
-    _write_archs4(source("archs4_gene_count_mismatch.h5", DataFileError, "does not match"), gene_ids=15)
+    _write_archs4(
+        source("archs4_gene_count_mismatch.h5", DataFileError, "does not match"), gene_ids=15
+    )
     archs4 = source("archs4_corrupt_chunks.h5", TruncatedFileError, "corrupt")
     _write_archs4(archs4, n_genes=400, n_samples=200)
     _corrupt_middle(archs4)

@@ -93,11 +93,19 @@ def test_table_ranks_stability_and_overlap():
     t = attribution_table(v, genes, classes, "net", split=0)
     assert list(t.columns) == COLUMNS and len(t) == 12
     assert t[t["class"] == "a"].set_index("gene")["rank"].to_dict() == {
-        "g0": 5, "g1": 1, "g2": 2, "g3": 6, "g4": 3, "g5": 4}
+        "g0": 5,
+        "g1": 1,
+        "g2": 2,
+        "g3": 6,
+        "g4": 3,
+        "g5": 4,
+    }
     same = attribution_table(v, genes, classes, "net", split=1)
     reversed_ = attribution_table(v[:, ::-1], genes, classes, "net", split=1)
     s = stability(pd.concat([t, same]), k=2)
-    assert (s["spearman"] == 1).all() and (s["jaccard_top2"] == 1).all() and (s["n_splits"] == 2).all()
+    assert (
+        (s["spearman"] == 1).all() and (s["jaccard_top2"] == 1).all() and (s["n_splits"] == 2).all()
+    )
     s = stability(pd.concat([t, reversed_]), k=2).set_index("class")
     assert s.loc["b", "spearman"] == pytest.approx(-1) and s.loc["b", "jaccard_top2"] == 0
     ref = attribution_table(v[:, [1, 0, 2, 3, 4, 5]], genes, classes, "logreg", split=0)
@@ -128,8 +136,14 @@ def test_write_attributions_follows_the_output_rules(tmp_path):
 # ----------------------------------------------------------------------------- the control
 def _cohort(labels: str = "structured"):
     """1,000 profiles, 400 labelled (the unlabeled ones only pretrain), 500 genes, 80 drivers."""
-    a = latent_programmes(n_samples=1000, n_genes=500, genes_per_programme=20, unlabeled_fraction=0.6,
-                          labels=labels, seed=0)
+    a = latent_programmes(
+        n_samples=1000,
+        n_genes=500,
+        genes_per_programme=20,
+        unlabeled_fraction=0.6,
+        labels=labels,
+        seed=0,
+    )
     drivers = a.var_names[a.var["drives_label"].to_numpy()]
     return a, list(drivers)
 
@@ -137,8 +151,13 @@ def _cohort(labels: str = "structured"):
 @pytest.fixture(scope="module")
 def scarf():
     a, _ = _cohort()
-    return SSLModel("scarf", epochs=15, batch_size=128, progress=False,
-                    method_params={"hidden_dims": [128, 128], "dropout": 0.1}).fit(a)
+    return SSLModel(
+        "scarf",
+        epochs=15,
+        batch_size=128,
+        progress=False,
+        method_params={"hidden_dims": [128, 128], "dropout": 0.1},
+    ).fit(a)
 
 
 def _precision(table, drivers) -> pd.Series:
@@ -148,8 +167,15 @@ def _precision(table, drivers) -> pd.Series:
 
 def test_latent_programmes_record_their_driver_genes():
     a, drivers = _cohort()
-    assert len(drivers) == 80  # 4 label programmes x 20 genes; the nuisance programme drives no label
-    assert a.uns["exprssl"]["label_programmes"] == ["programme_0", "programme_1", "programme_2", "programme_3"]
+    assert (
+        len(drivers) == 80
+    )  # 4 label programmes x 20 genes; the nuisance programme drives no label
+    assert a.uns["exprssl"]["label_programmes"] == [
+        "programme_0",
+        "programme_1",
+        "programme_2",
+        "programme_3",
+    ]
     assert set(a.var.loc[drivers, "programme"]) == set(a.uns["exprssl"]["label_programmes"])
     assert ((a.var["loading"] != 0) == (a.var["programme"] != "background")).all()
     r, none = _cohort("random")
@@ -164,15 +190,29 @@ def test_control_top_genes_are_the_label_programmes_genes(scarf):
     assert len(y) == 397
     classes = list(a.obs["label"].cat.categories)
     torch.manual_seed(0)
-    mlp = train_network(MLPEncoder(X.shape[1], [128, 128], 0.1), X, y, 4,
-                        recipe=HeadRecipe(epochs=15, batch_size=64, encoder_lr=None), seed=0)
-    tables = [attribution_table(integrated_gradients(mlp, X, 4, y, n_steps=STEPS), a.var_names, classes, "mlp"),
-              explain(scarf, a, "label", n_steps=STEPS)]
+    mlp = train_network(
+        MLPEncoder(X.shape[1], [128, 128], 0.1),
+        X,
+        y,
+        4,
+        recipe=HeadRecipe(epochs=15, batch_size=64, encoder_lr=None),
+        seed=0,
+    )
+    tables = [
+        attribution_table(
+            integrated_gradients(mlp, X, 4, y, n_steps=STEPS), a.var_names, classes, "mlp"
+        ),
+        explain(scarf, a, "label", n_steps=STEPS),
+    ]
     table = pd.concat(tables)
     precision = _precision(table, drivers)
     shared = overlap(table, "logreg", K).groupby("approach")[f"overlap_top{K}_logreg"].mean()
-    print(f"\nprecision at {K} (chance 0.16):", precision.round(3).to_dict(),
-          f"\nshare of the top {K} also in logreg's:", shared.round(3).to_dict())
+    print(
+        f"\nprecision at {K} (chance 0.16):",
+        precision.round(3).to_dict(),
+        f"\nshare of the top {K} also in logreg's:",
+        shared.round(3).to_dict(),
+    )
     assert (shared > 0.45).all()  # they agree with the linear model mostly through the driver genes
     assert precision["logreg"] > 0.8
     assert precision["mlp"] > 0.7
@@ -201,30 +241,61 @@ def test_explain_command_writes_the_table_and_refuses_a_users_file(tmp_path):
 
     a = latent_programmes(n_samples=200, n_genes=300, genes_per_programme=20, seed=1)
     sheet = tmp_path / "samples.csv"
-    pd.DataFrame({"sample": a.obs_names, "state": a.obs["label"].astype(str)}).to_csv(sheet, index=False)
+    pd.DataFrame({"sample": a.obs_names, "state": a.obs["label"].astype(str)}).to_csv(
+        sheet, index=False
+    )
     del a.obs["label"]
     data = tmp_path / "cohort.h5ad"
     write_h5ad(a, data)
     model = tmp_path / "model"
-    SSLModel("scarf", epochs=2, progress=False, method_params={"hidden_dims": [32]}).fit(a).save(model)
+    SSLModel("scarf", epochs=2, progress=False, method_params={"hidden_dims": [32]}).fit(a).save(
+        model
+    )
     out = tmp_path / "attributions.csv"
-    by_path = explain(model, data, pd.read_csv(sheet)["state"].to_numpy(), baseline=False, n_steps=4)
+    by_path = explain(
+        model, data, pd.read_csv(sheet)["state"].to_numpy(), baseline=False, n_steps=4
+    )
     assert len(by_path) == 300 * 4 and set(by_path["approach"]) == {"scarf+linear_probe"}
     runner = CliRunner()
 
     def run(*args):
-        return runner.invoke(app, ["explain", "--model", model, "--data", data, "--labels", sheet, "--label",
-                                   "state", *map(str, args)], catch_exceptions=False)
+        return runner.invoke(
+            app,
+            [
+                "explain",
+                "--model",
+                model,
+                "--data",
+                data,
+                "--labels",
+                sheet,
+                "--label",
+                "state",
+                *map(str, args),
+            ],
+            catch_exceptions=False,
+        )
 
     r = run("--out", out, "--top", 5, "--splits", 2)
     assert r.exit_code == 0, r.output
     print(r.output)
     t = pd.read_csv(out)
-    assert list(t.columns) == COLUMNS and len(t) == 300 * 4 * 2 * 2  # genes x classes x approaches x splits
+    assert (
+        list(t.columns) == COLUMNS and len(t) == 300 * 4 * 2 * 2
+    )  # genes x classes x approaches x splits
     assert set(t["approach"]) == {"scarf+linear_probe", "logreg"}
-    assert "top 5 genes per class" in r.output and "over 2 splits" in r.output and "class_3" in r.output and "Jaccard" in r.output
-    assert t.query("approach == 'logreg' and split == 0 and `class` == 'class_0' and rank == 1")["gene"].iloc[0] \
+    assert (
+        "top 5 genes per class" in r.output
+        and "over 2 splits" in r.output
+        and "class_3" in r.output
+        and "Jaccard" in r.output
+    )
+    assert (
+        t.query("approach == 'logreg' and split == 0 and `class` == 'class_0' and rank == 1")[
+            "gene"
+        ].iloc[0]
         in r.output
+    )
     r = run("--out", out)
     assert r.exit_code == 2 and "--overwrite" in r.output and len(pd.read_csv(out)) == 4800
     assert run("--out", out, "--overwrite").exit_code == 0 and len(pd.read_csv(out)) == 300 * 4 * 2
@@ -234,7 +305,9 @@ def test_explain_command_writes_the_table_and_refuses_a_users_file(tmp_path):
     assert r.exit_code == 2 and "never replaces" in r.output and mine.read_text() == "gene\nx\n"
     r = run("--head", "svm")
     assert r.exit_code == 2 and "--head one of linear_probe, finetune" in r.output
-    r = runner.invoke(app, ["explain", "--model", str(model), "--data", str(data), "--label", "state"])
+    r = runner.invoke(
+        app, ["explain", "--model", str(model), "--data", str(data), "--label", "state"]
+    )
     assert r.exit_code == 2 and "label column 'state' not found" in r.output  # no sheet given
     assert len(r.output.strip().splitlines()) == 1
 
@@ -242,11 +315,29 @@ def test_explain_command_writes_the_table_and_refuses_a_users_file(tmp_path):
 def test_explain_through_a_fine_tuned_encoder():
     a = latent_programmes(n_samples=200, n_genes=300, genes_per_programme=20, seed=1)
     model = SSLModel("scarf", epochs=2, progress=False, method_params={"hidden_dims": [32]}).fit(a)
-    t = explain(model, a, a.obs["label"].to_numpy(), head="finetune", baseline=False, n_steps=8,
-                recipe=HeadRecipe(epochs=3))
-    assert set(t["approach"]) == {"scarf+finetune"} and len(t) == 300 * 4 and t["attribution"].ge(0).all()
+    t = explain(
+        model,
+        a,
+        a.obs["label"].to_numpy(),
+        head="finetune",
+        baseline=False,
+        n_steps=8,
+        recipe=HeadRecipe(epochs=3),
+    )
+    assert (
+        set(t["approach"]) == {"scarf+finetune"}
+        and len(t) == 300 * 4
+        and t["attribution"].ge(0).all()
+    )
     with pytest.raises(ConfigError, match="head must be one of"):
         explain(model, a, "label", head="svm")
-    with pytest.raises(LabelColumnError, match="class 'class_0' has 1 samples, fewer than the 3 splits"):
-        explain(model, a, np.where(a.obs["label"] == "class_0", None, a.obs["label"]).astype(object)
-                .tolist()[:-1] + ["class_0"], splits=3)
+    with pytest.raises(
+        LabelColumnError, match="class 'class_0' has 1 samples, fewer than the 3 splits"
+    ):
+        explain(
+            model,
+            a,
+            np.where(a.obs["label"] == "class_0", None, a.obs["label"]).astype(object).tolist()[:-1]
+            + ["class_0"],
+            splits=3,
+        )

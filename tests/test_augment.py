@@ -33,7 +33,9 @@ def test_fixed_mode_is_uniform_over_genes():
 @pytest.fixture
 def pool():
     torch.manual_seed(0)
-    return torch.randn(50, 30) * torch.arange(1, 31) + 100 * torch.arange(30)  # gene j lives near 100*j
+    return torch.randn(50, 30) * torch.arange(1, 31) + 100 * torch.arange(
+        30
+    )  # gene j lives near 100*j
 
 
 def test_marginal_values_come_from_same_gene_in_pool(pool):
@@ -49,8 +51,12 @@ def test_marginal_values_come_from_same_gene_in_pool(pool):
 
 
 def test_marginal_draws_a_fresh_pool_row_per_entry():
-    pool = torch.arange(1000, dtype=torch.float32).unsqueeze(1).expand(1000, 500).contiguous()  # row r holds r
-    xc, mask = Corruptor(0.5, "marginal").fit(pool)(torch.full((8, 500), -1.0), generator=torch.Generator().manual_seed(0))
+    pool = (
+        torch.arange(1000, dtype=torch.float32).unsqueeze(1).expand(1000, 500).contiguous()
+    )  # row r holds r
+    xc, mask = Corruptor(0.5, "marginal").fit(pool)(
+        torch.full((8, 500), -1.0), generator=torch.Generator().manual_seed(0)
+    )
     donors = xc[mask].long()
     assert donors.numel() == 2000 and donors.min() >= 0
     # 2,000 independent uniform draws over 1,000 rows hit ~1000 * (1 - e^-2) = 865 distinct rows
@@ -76,7 +82,9 @@ def test_batch_permute_values_from_another_sample_same_gene():
 
 
 def test_batch_permute_donors_cover_the_batch():
-    x = torch.arange(4, dtype=torch.float32).unsqueeze(1).expand(4, 3000).contiguous()  # row i holds i
+    x = (
+        torch.arange(4, dtype=torch.float32).unsqueeze(1).expand(4, 3000).contiguous()
+    )  # row i holds i
     xc, mask = Corruptor(0.5, "batch_permute")(x, generator=torch.Generator().manual_seed(0))
     donors = xc[0][mask[0]]
     counts = torch.bincount(donors.long(), minlength=4)
@@ -111,7 +119,11 @@ def test_draws_do_not_depend_on_thread_count(pool):
     the number of threads; and ``corruption_mask`` gives the entries ``Corruptor`` corrupts."""
     x = torch.randn(100, 30)  # several 32-row chunks
     threads = torch.get_num_threads()
-    for source, mode in (("marginal", "fixed"), ("batch_permute", "bernoulli"), ("uniform", "fixed")):
+    for source, mode in (
+        ("marginal", "fixed"),
+        ("batch_permute", "bernoulli"),
+        ("uniform", "fixed"),
+    ):
         c = Corruptor(0.3, source, mode).fit(pool)
         views = []
         for n in (1, 3):
@@ -129,7 +141,9 @@ def test_every_chunk_copies_its_rows_and_edge_rates(pool):
     input in every chunk, including a short last one; rates 0 and 1 are exact in both modes."""
     x = torch.randn(100, 30)
     for mode in ("fixed", "bernoulli"):
-        xc, mask = Corruptor(0.3, "marginal", mode).fit(pool)(x, generator=torch.Generator().manual_seed(3))
+        xc, mask = Corruptor(0.3, "marginal", mode).fit(pool)(
+            x, generator=torch.Generator().manual_seed(3)
+        )
         assert torch.equal(xc[~mask], x[~mask])
         assert (xc[mask] != x[mask]).all()  # pool values live near 100*j, x near 0
         assert mask[96:].any() and 0.2 < mask.float().mean() < 0.4
@@ -137,7 +151,9 @@ def test_every_chunk_copies_its_rows_and_edge_rates(pool):
         assert mask.all() and not xc.any()
         xc, mask = Corruptor(0.0, "zero", mode)(x)
         assert not mask.any() and torch.equal(xc, x)
-    assert corruption_mask(3, 5, 1 - 1e-12, "bernoulli").all()  # rounds to the uint32 threshold 2^32
+    assert corruption_mask(
+        3, 5, 1 - 1e-12, "bernoulli"
+    ).all()  # rounds to the uint32 threshold 2^32
 
 
 def test_pool_is_capped_and_not_saved(pool):
@@ -149,9 +165,13 @@ def test_pool_is_capped_and_not_saved(pool):
 def test_errors():
     with pytest.raises(ConfigError, match="replacement must be one of 'marginal', .*, got 'noise'"):
         Corruptor(0.3, "noise")
-    with pytest.raises(ConfigError, match=r"corruption_rate must be a finite number in \[0, 1\], got 1.3"):
+    with pytest.raises(
+        ConfigError, match=r"corruption_rate must be a finite number in \[0, 1\], got 1.3"
+    ):
         Corruptor(1.3)
-    with pytest.raises(ConfigError, match="corruption_mode must be one of 'fixed', 'bernoulli', got 'sometimes'"):
+    with pytest.raises(
+        ConfigError, match="corruption_mode must be one of 'fixed', 'bernoulli', got 'sometimes'"
+    ):
         Corruptor(0.3, "zero", "sometimes")
     with pytest.raises(RuntimeError, match="fit"):
         Corruptor(0.3, "marginal")(torch.zeros(2, 3))

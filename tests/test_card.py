@@ -20,11 +20,30 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 def saved(tmp_path_factory):
     rng = np.random.default_rng(0)
     a = ad.AnnData(rng.normal(8, 1, (40, 12)).astype(np.float32))
-    a.var_names = ["TP53", "ESR1", "MYC", "PTEN", "KRAS", "EGFR", "BRCA1", "BRCA2", "CDH1", "GATA3",
-                   "FOXA1", "ERBB2"]
+    a.var_names = [
+        "TP53",
+        "ESR1",
+        "MYC",
+        "PTEN",
+        "KRAS",
+        "EGFR",
+        "BRCA1",
+        "BRCA2",
+        "CDH1",
+        "GATA3",
+        "FOXA1",
+        "ERBB2",
+    ]
     a.obs_names = [f"s{i}" for i in range(40)]
-    model = SSLModel("scarf", epochs=2, batch_size=16, method_params={"hidden_dims": [8]}, progress=False,
-                     val_fraction=0.0, seed=5).fit(a)
+    model = SSLModel(
+        "scarf",
+        epochs=2,
+        batch_size=16,
+        method_params={"hidden_dims": [8]},
+        progress=False,
+        val_fraction=0.0,
+        seed=5,
+    ).fit(a)
     return model.save(tmp_path_factory.mktemp("card") / "model")
 
 
@@ -39,12 +58,30 @@ def test_save_writes_a_card_with_data_genes_training_and_hashes(saved):
     assert meta["method"] == "scarf" and meta["seed"] == 5
     assert meta["data_sources"][0]["n_profiles"] == 40 and meta["data_sources"][0]["n_genes"] == 12
     assert len(meta["data_sources"][0]["sha256"]) == 64
-    assert meta["genes"] == {"count": 12, "id_system": "symbol", "first": ["TP53", "ESR1", "MYC", "PTEN", "KRAS"]}
-    assert meta["training"]["epochs"] == 2 and set(meta["training"]["train_loss"]) >= {"first", "best", "last"}
-    assert set(meta["files_sha256"]) == {"config.json", "preprocessor.json", "genes.txt", "weights.pt", "features_in.txt",
-                                         "history.csv"}
+    assert meta["genes"] == {
+        "count": 12,
+        "id_system": "symbol",
+        "first": ["TP53", "ESR1", "MYC", "PTEN", "KRAS"],
+    }
+    assert meta["training"]["epochs"] == 2 and set(meta["training"]["train_loss"]) >= {
+        "first",
+        "best",
+        "last",
+    }
+    assert set(meta["files_sha256"]) == {
+        "config.json",
+        "preprocessor.json",
+        "genes.txt",
+        "weights.pt",
+        "features_in.txt",
+        "history.csv",
+    }
     text = (saved / CARD_FILE).read_text()
-    assert text.startswith("---\n") and "## Intended use and limits" in text and "identifier system: **symbol**" in text
+    assert (
+        text.startswith("---\n")
+        and "## Intended use and limits" in text
+        and "identifier system: **symbol**" in text
+    )
     assert "| in-memory AnnData | 40 | 12 |" in text
     assert verify(saved)["files_sha256"] == meta["files_sha256"]
 
@@ -55,8 +92,11 @@ def test_load_refuses_changed_weights_with_one_line(saved, tmp_path):
         f.write(b"\0")
     with pytest.raises(DataFileError) as e:
         SSLModel.load(d)
-    assert _one_line(e) == f"{d / 'weights.pt'}: sha256 differs from the model card's (the file was changed " \
-                           "or damaged after saving)"
+    assert (
+        _one_line(e)
+        == f"{d / 'weights.pt'}: sha256 differs from the model card's (the file was changed "
+        "or damaged after saving)"
+    )
 
 
 def test_a_model_saved_without_a_card_loads_with_a_warning(saved, tmp_path, caplog):
@@ -64,7 +104,9 @@ def test_a_model_saved_without_a_card_loads_with_a_warning(saved, tmp_path, capl
     (d / CARD_FILE).unlink()
     with caplog.at_level("WARNING", logger="exprssl"):
         m = SSLModel.load(d)
-    assert m.card_ is None and f"{d}: no model card (saved by exprssl 0.2 or earlier)" in caplog.text
+    assert (
+        m.card_ is None and f"{d}: no model card (saved by exprssl 0.2 or earlier)" in caplog.text
+    )
     m.save(tmp_path / "again")  # saving again adds one (the data is unknown by then)
     assert read_card(tmp_path / "again")["data_sources"] == []
 
@@ -94,7 +136,9 @@ def test_a_hub_id_loads_from_the_local_cache_offline(saved, tmp_path, monkeypatc
         np.testing.assert_array_equal(m.transform(X), ref.transform(X))
     with pytest.raises(ModelNotFoundError) as e:
         SSLModel.load("hf://org/not-cached")
-    assert _one_line(e).startswith("hf://org/not-cached: not found on the hub or in the local cache")
+    assert _one_line(e).startswith(
+        "hf://org/not-cached: not found on the hub or in the local cache"
+    )
     (snapshot / "genes.txt").write_text("changed\n")
     with pytest.raises(DataFileError, match="genes.txt: sha256 differs"):
         SSLModel.load("hf://org/expr-model")
@@ -109,7 +153,10 @@ def test_hub_ids_are_checked_and_the_extra_is_named_when_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if not installed
     with pytest.raises(ConfigError) as e:
         SSLModel.load("hf://org/name")
-    assert _one_line(e) == "loading or pushing hub models needs huggingface_hub: pip install 'exprssl[hub]'"
+    assert (
+        _one_line(e)
+        == "loading or pushing hub models needs huggingface_hub: pip install 'exprssl[hub]'"
+    )
 
 
 def test_push_uploads_a_verified_model_directory(saved, tmp_path, monkeypatch):
@@ -132,8 +179,10 @@ def test_push_uploads_a_verified_model_directory(saved, tmp_path, monkeypatch):
     monkeypatch.setattr(hf, "HfApi", FakeApi)
     url = push_to_hub(saved, "hf://org/expr-model", token="t", private=True)
     assert url.endswith("org/expr-model")
-    assert calls[1] == ("create", {"repo_id": "org/expr-model", "private": True, "exist_ok": True,
-                                   "repo_type": "model"})
+    assert calls[1] == (
+        "create",
+        {"repo_id": "org/expr-model", "private": True, "exist_ok": True, "repo_type": "model"},
+    )
     assert calls[2][1]["folder_path"] == str(saved)
     d = shutil.copytree(saved, tmp_path / "nocard")
     (d / CARD_FILE).unlink()
@@ -166,8 +215,18 @@ def test_cli_embed_takes_a_hub_id(saved, tmp_path, monkeypatch):
     renamed = a.copy()  # TP53, ESR1 as Ensembl ids, MYC as an alias
     renamed.var_names = ["ENSG00000141510.16", "ENSG00000091831", "c-Myc", *model.genes_[3:]]
     write_h5ad(renamed, tmp_path / "cohort.h5ad")
-    result = CliRunner().invoke(app, ["embed", "--model", "hf://org/expr-model", "--data",
-                                      str(tmp_path / "cohort.h5ad"), "--out", str(tmp_path / "e.h5ad")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "embed",
+            "--model",
+            "hf://org/expr-model",
+            "--data",
+            str(tmp_path / "cohort.h5ad"),
+            "--out",
+            str(tmp_path / "e.h5ad"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     Z = ad.read_h5ad(tmp_path / "e.h5ad").obsm["X_scarf"]
     np.testing.assert_allclose(Z, model.transform(a), rtol=1e-5, atol=1e-6)

@@ -28,8 +28,11 @@ with tempfile.TemporaryDirectory() as _d:
 
 def snapshot(root: Path) -> dict[str, str]:
     """Every file under ``root`` with a hash of its bytes: what must not change."""
-    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def assert_refused(args, root: Path, *needles: str, gone: list[Path] = ()):
@@ -54,8 +57,24 @@ def env(tmp_path_factory):
     good = root / "good.csv"
     good_counts().to_csv(good)
     model = root / "m"
-    r = runner.invoke(app, ["pretrain", "--method", "scarf", "--epochs", "1", "--data", str(good), "--out", str(model),
-                            "--set", "hidden_dims=[16]", "--no-progress"], catch_exceptions=False)
+    r = runner.invoke(
+        app,
+        [
+            "pretrain",
+            "--method",
+            "scarf",
+            "--epochs",
+            "1",
+            "--data",
+            str(good),
+            "--out",
+            str(model),
+            "--set",
+            "hidden_dims=[16]",
+            "--no-progress",
+        ],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     return root, corpus, good, model
 
@@ -63,14 +82,38 @@ def env(tmp_path_factory):
 def _commands(case, root: Path, model: Path):
     out = root / "out"
     if case.kind == "data":
-        return [["info", case.path],
-                ["pretrain", "--method", "scarf", "--data", case.path, "--out", out / "model"],
-                ["embed", "--model", model, "--data", case.path, "--out", out / "e.h5ad"],
-                ["benchmark", "--data", case.path, "--label", "x", "--out", out / "bench"]]
+        return [
+            ["info", case.path],
+            ["pretrain", "--method", "scarf", "--data", case.path, "--out", out / "model"],
+            ["embed", "--model", model, "--data", case.path, "--out", out / "e.h5ad"],
+            ["benchmark", "--data", case.path, "--label", "x", "--out", out / "bench"],
+        ]
     if case.kind == "labels":
-        return [["info", case.data, "--labels", case.path],
-                ["embed", "--model", model, "--data", case.data, "--labels", case.path, "--out", out / "e.h5ad"],
-                ["benchmark", "--data", case.data, "--labels", case.path, "--label", "x", "--out", out / "bench"]]
+        return [
+            ["info", case.data, "--labels", case.path],
+            [
+                "embed",
+                "--model",
+                model,
+                "--data",
+                case.data,
+                "--labels",
+                case.path,
+                "--out",
+                out / "e.h5ad",
+            ],
+            [
+                "benchmark",
+                "--data",
+                case.data,
+                "--labels",
+                case.path,
+                "--label",
+                "x",
+                "--out",
+                out / "bench",
+            ],
+        ]
     return [["convert", case.path, "--out", out / "store.h5ad"]]
 
 
@@ -83,39 +126,52 @@ def test_bad_file_through_every_command(env, name):
         assert str(case.path) in line, (args, line)
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--epochs", "-1"], "epochs must be an integer >= 1, got -1"),
-    (["--lr", "-1"], "lr must be"),
-    (["--lr", "1e30"], "lr must be"),
-    (["--precision", "bogus"], "precision"),
-    (["--strategy", "bogus"], "strategy"),
-    (["--set", "accelerator=tpu"], "accelerator"),
-    (["--set", "hidden_dims=abc"], "hidden_dims"),
-    (["--set", "temperature=0"], "temperature must be a finite number > 0, got 0"),
-    (["--set", "no_such_option=1"], "no_such_option"),
-    (["--set", "corruption_rate=1.5"], "corruption_rate"),
-    (["--batch-size", "1"], "batch_size"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--epochs", "-1"], "epochs must be an integer >= 1, got -1"),
+        (["--lr", "-1"], "lr must be"),
+        (["--lr", "1e30"], "lr must be"),
+        (["--precision", "bogus"], "precision"),
+        (["--strategy", "bogus"], "strategy"),
+        (["--set", "accelerator=tpu"], "accelerator"),
+        (["--set", "hidden_dims=abc"], "hidden_dims"),
+        (["--set", "temperature=0"], "temperature must be a finite number > 0, got 0"),
+        (["--set", "no_such_option=1"], "no_such_option"),
+        (["--set", "corruption_rate=1.5"], "corruption_rate"),
+        (["--batch-size", "1"], "batch_size"),
+    ],
+)
 def test_bad_option_values(env, args, needle):
     root, _, good, _ = env
-    assert_refused(["pretrain", "--method", "scarf", "--data", good, "--out", root / "out" / "m", *args], root, needle,
-                   gone=[root / "out"])
+    assert_refused(
+        ["pretrain", "--method", "scarf", "--data", good, "--out", root / "out" / "m", *args],
+        root,
+        needle,
+        gone=[root / "out"],
+    )
 
 
-@pytest.mark.parametrize("yaml_text,needle", [
-    ('epochs: "abc"', "epochs must be an integer"),
-    ("preprocessing: 5", "preprocessing must be a mapping"),
-    ("preprocessing: {foo: 1}", "foo"),
-    ("temprature: 0.5", "temprature"),
-    ("- a list", "mapping"),
-    ("epochs: [1", "not valid YAML"),
-    ("!!python/object/apply:os.system ['echo hacked']", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "yaml_text,needle",
+    [
+        ('epochs: "abc"', "epochs must be an integer"),
+        ("preprocessing: 5", "preprocessing must be a mapping"),
+        ("preprocessing: {foo: 1}", "foo"),
+        ("temprature: 0.5", "temprature"),
+        ("- a list", "mapping"),
+        ("epochs: [1", "not valid YAML"),
+        ("!!python/object/apply:os.system ['echo hacked']", "not valid YAML"),
+    ],
+)
 def test_bad_config_files(env, tmp_path, yaml_text, needle):
     root, _, good, _ = env
     cfg = root / "cfg.yaml"
-    cfg.write_text(f"method: scarf\ndata: {good}\nout: {root / 'out' / 'm'}\n" if not yaml_text.startswith(("-", "!"))
-                   else "")
+    cfg.write_text(
+        f"method: scarf\ndata: {good}\nout: {root / 'out' / 'm'}\n"
+        if not yaml_text.startswith(("-", "!"))
+        else ""
+    )
     cfg.write_text(cfg.read_text() + yaml_text + "\n")
     assert_refused(["pretrain", "--config", cfg], root, needle, gone=[root / "out"])
     cfg.unlink()
@@ -123,14 +179,20 @@ def test_bad_config_files(env, tmp_path, yaml_text, needle):
 
 def test_benchmark_option_values(env):
     root, _, good, _ = env
-    for args, needle in ((["--seeds", "0"], "seeds must be an integer >= 1"),
-                         (["--splits", "0"], "splits must be an integer >= 1"),
-                         (["--fractions", "0.5,2"], "2.0 is outside (0, 1]"),
-                         (["--methods", "simclr"], "unknown method 'simclr'"),
-                         (["--baselines", "svm"], "unknown baseline 'svm'"),
-                         (["--protocol", "magic"], "protocol must be one of")):
-        assert_refused(["benchmark", "--data", good, "--label", "x", "--out", root / "out" / "b", *args], root,
-                       needle, gone=[root / "out"])
+    for args, needle in (
+        (["--seeds", "0"], "seeds must be an integer >= 1"),
+        (["--splits", "0"], "splits must be an integer >= 1"),
+        (["--fractions", "0.5,2"], "2.0 is outside (0, 1]"),
+        (["--methods", "simclr"], "unknown method 'simclr'"),
+        (["--baselines", "svm"], "unknown baseline 'svm'"),
+        (["--protocol", "magic"], "protocol must be one of"),
+    ):
+        assert_refused(
+            ["benchmark", "--data", good, "--label", "x", "--out", root / "out" / "b", *args],
+            root,
+            needle,
+            gone=[root / "out"],
+        )
 
 
 def _damaged_models(model: Path, root: Path) -> dict[str, Path]:
@@ -144,7 +206,9 @@ def _damaged_models(model: Path, root: Path) -> dict[str, Path]:
         cases[name] = p
         return p
 
-    (copy("truncated_weights") / "weights.pt").write_bytes((model / "weights.pt").read_bytes()[:200])
+    (copy("truncated_weights") / "weights.pt").write_bytes(
+        (model / "weights.pt").read_bytes()[:200]
+    )
     (copy("random_weights") / "weights.pt").write_bytes(os.urandom(4096))
     (copy("invalid_config") / "config.json").write_text("{not json")
     (copy("list_config") / "config.json").write_text("[1, 2]")
@@ -168,8 +232,11 @@ def _damaged_models(model: Path, root: Path) -> dict[str, Path]:
 def test_damaged_model_directories(env):
     root, _, good, model = env
     for name, path in _damaged_models(model, root).items():
-        line = assert_refused(["embed", "--model", path, "--data", good, "--out", root / "out" / "e.h5ad"], root,
-                              gone=[root / "out"])
+        line = assert_refused(
+            ["embed", "--model", path, "--data", good, "--out", root / "out" / "e.h5ad"],
+            root,
+            gone=[root / "out"],
+        )
         assert str(path) in line, (name, line)
     assert not (root / "hacked").exists()
 
@@ -182,33 +249,64 @@ def test_outputs_never_replace_or_lose_user_files(env):
     (user / "notes.txt").write_text("x")
     notes = root / "notes.txt"
     notes.write_text("precious")
-    pretrain = ["pretrain", "--method", "scarf", "--epochs", "1", "--set", "hidden_dims=[8]", "--no-progress"]
-    assert_refused([*pretrain, "--data", user / "data.csv", "--out", user], root, "contains an input")
-    assert_refused([*pretrain, "--data", good, "--out", user], root, "not an exprssl model directory")
-    assert_refused([*pretrain, "--data", good, "--out", notes], root, "not an exprssl model directory")
+    pretrain = [
+        "pretrain",
+        "--method",
+        "scarf",
+        "--epochs",
+        "1",
+        "--set",
+        "hidden_dims=[8]",
+        "--no-progress",
+    ]
+    assert_refused(
+        [*pretrain, "--data", user / "data.csv", "--out", user], root, "contains an input"
+    )
+    assert_refused(
+        [*pretrain, "--data", good, "--out", user], root, "not an exprssl model directory"
+    )
+    assert_refused(
+        [*pretrain, "--data", good, "--out", notes], root, "not an exprssl model directory"
+    )
     assert_refused([*pretrain, "--data", good, "--out", model], root, "--overwrite")
     assert_refused([*pretrain, "--data", good, "--out", notes / "sub"], root, "is a file")
     assert_refused([*pretrain, "--data", good, "--out", "/sys/exprssl-model"], root, "cannot write")
     cwd = os.getcwd()
     try:
         os.chdir(user)
-        assert_refused([*pretrain, "--data", good, "--out", "."], root, "not an exprssl model directory")
+        assert_refused(
+            [*pretrain, "--data", good, "--out", "."], root, "not an exprssl model directory"
+        )
     finally:
         os.chdir(cwd)
-    assert_refused([*pretrain, "--data", good, "--out", model / "weights.pt"], root, "not an exprssl model")
+    assert_refused(
+        [*pretrain, "--data", good, "--out", model / "weights.pt"], root, "not an exprssl model"
+    )
     emb = root / "e.h5ad"
     r = runner.invoke(app, ["embed", "--model", str(model), "--data", str(good), "--out", str(emb)])
     assert r.exit_code == 0, r.output
     embed = ["embed", "--model", model, "--data"]
     assert_refused([*embed, emb, "--out", emb], root, "is an input")
     assert_refused([*embed, good, "--out", emb], root, "--overwrite")
-    assert_refused([*embed, good, "--out", notes.with_suffix(".h5ad").parent / "p" / "x.txt"], root, ".h5ad")
+    assert_refused(
+        [*embed, good, "--out", notes.with_suffix(".h5ad").parent / "p" / "x.txt"], root, ".h5ad"
+    )
     (user / "dir.h5ad").mkdir()
     assert_refused([*embed, good, "--out", user / "dir.h5ad"], root, "not an exprssl embedding")
-    assert_refused(["benchmark", "--data", good, "--label", "x", "--out", notes], root, "not an exprssl benchmark")
-    assert_refused(["benchmark", "--data", good, "--label", "x", "--out", user], root, "not an exprssl benchmark")
+    assert_refused(
+        ["benchmark", "--data", good, "--label", "x", "--out", notes],
+        root,
+        "not an exprssl benchmark",
+    )
+    assert_refused(
+        ["benchmark", "--data", good, "--label", "x", "--out", user],
+        root,
+        "not an exprssl benchmark",
+    )
     assert_refused(["convert", good, "--out", notes], root, "not an exprssl expression store")
-    r = runner.invoke(app, ["embed", "--model", str(model), "--data", str(good), "--out", str(emb), "--overwrite"])
+    r = runner.invoke(
+        app, ["embed", "--model", str(model), "--data", str(good), "--out", str(emb), "--overwrite"]
+    )
     assert r.exit_code == 0, r.output  # an exprssl artefact of the same kind, replaced on request
 
 
@@ -218,8 +316,13 @@ def _small_cohort(root: Path, n: int = 40) -> tuple[Path, Path]:
     data, sheet = root / "c40.csv", root / "c40_sheet.csv"
     if not data.exists():
         good_counts(n_samples=n, n_genes=30).to_csv(data)
-        sheet.write_text("sample,L,age,pid,code\n" + "".join(f"S{i},{'ab'[i % 2]},{20 + i * 1.5},P-{i},"
-                                                          f"{['1', '1.0', '2'][i % 3]}\n" for i in range(n)))
+        sheet.write_text(
+            "sample,L,age,pid,code\n"
+            + "".join(
+                f"S{i},{'ab'[i % 2]},{20 + i * 1.5},P-{i},{['1', '1.0', '2'][i % 3]}\n"
+                for i in range(n)
+            )
+        )
     return data, sheet
 
 
@@ -227,7 +330,9 @@ def _small_cohort(root: Path, n: int = 40) -> tuple[Path, Path]:
 def test_bad_thread_count_in_environment(env, monkeypatch, env_value):
     root, _, good, _ = env
     monkeypatch.setenv("EXPRSSL_THREADS", env_value)
-    assert_refused(["info", good], root, "EXPRSSL_THREADS must be a positive integer", f"{env_value!r}")
+    assert_refused(
+        ["info", good], root, "EXPRSSL_THREADS must be a positive integer", f"{env_value!r}"
+    )
 
 
 def test_removed_working_directory(env, tmp_path):
@@ -251,24 +356,29 @@ def test_removed_working_directory_in_a_fresh_process(env, tmp_path):
     _, _, good, _ = env
     gone = tmp_path / "gone"
     gone.mkdir()
-    script = (f"import os; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); "
-              f"import sys; sys.argv = ['exprssl', 'info', {str(good)!r}]; from exprssl.cli import main; main()")
+    script = (
+        f"import os; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); "
+        f"import sys; sys.argv = ['exprssl', 'info', {str(good)!r}]; from exprssl.cli import main; main()"
+    )
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().count("\n") == 0 and "no longer exists" in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--val-fraction", "0.99"], "val_fraction 0.99 holds out 30 of 30 samples"),
-    (["--set", "hidden_dims=[100000000]"], "GB to train, more than the"),
-    (["--top-genes", "100000"], "--top-genes 100000 is more than the 60 genes"),
-    (["--set", "log_dir=LOGS"], "not an exprssl training log directory"),
-    (["--set", "log_dir=NOTES/sub"], "(part of the path) is a file"),
-    (["--config", "CFGDIR"], "is a directory; --config takes a YAML file"),
-    (["--config", "LATIN"], "not UTF-8 text"),
-    (["--num-workers", "100000"], "num_workers must be an integer in [0, 256]"),
-    (["--set", "log_dir=OUT/logs"], "log_dir must lie outside the model directory"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--val-fraction", "0.99"], "val_fraction 0.99 holds out 30 of 30 samples"),
+        (["--set", "hidden_dims=[100000000]"], "GB to train, more than the"),
+        (["--top-genes", "100000"], "--top-genes 100000 is more than the 60 genes"),
+        (["--set", "log_dir=LOGS"], "not an exprssl training log directory"),
+        (["--set", "log_dir=NOTES/sub"], "(part of the path) is a file"),
+        (["--config", "CFGDIR"], "is a directory; --config takes a YAML file"),
+        (["--config", "LATIN"], "not UTF-8 text"),
+        (["--num-workers", "100000"], "num_workers must be an integer in [0, 256]"),
+        (["--set", "log_dir=OUT/logs"], "log_dir must lie outside the model directory"),
+    ],
+)
 def test_option_values_checked_against_the_data(env, args, needle):
     """Range checks that need the data (samples, genes, memory) or the file system, before any
     work: exit 2, one line, and the user's files unchanged (a metrics.csv of their own too)."""
@@ -279,23 +389,50 @@ def test_option_values_checked_against_the_data(env, args, needle):
     (root / "cfgdir").mkdir(exist_ok=True)
     (root / "latin.yaml").write_bytes(b"method: scarf\nnote: caf\xe9\n")
     (root / "notes.txt").write_text("precious")
-    where = {"LOGS": str(logs), "NOTES": str(root / "notes.txt"), "CFGDIR": str(root / "cfgdir"),
-             "LATIN": str(root / "latin.yaml"), "OUT": str(root / "out" / "m")}
+    where = {
+        "LOGS": str(logs),
+        "NOTES": str(root / "notes.txt"),
+        "CFGDIR": str(root / "cfgdir"),
+        "LATIN": str(root / "latin.yaml"),
+        "OUT": str(root / "out" / "m"),
+    }
     args = [functools.reduce(lambda a, kv: a.replace(*kv), where.items(), a) for a in args]
-    assert_refused(["pretrain", "--method", "scarf", "--epochs", "1", "--no-progress", "--data", good,
-                    "--out", root / "out" / "m", *args], root, needle, gone=[root / "out"])
+    assert_refused(
+        [
+            "pretrain",
+            "--method",
+            "scarf",
+            "--epochs",
+            "1",
+            "--no-progress",
+            "--data",
+            good,
+            "--out",
+            root / "out" / "m",
+            *args,
+        ],
+        root,
+        needle,
+        gone=[root / "out"],
+    )
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--splits", "1000"], "splits 1000 is more than this cohort supports: at most 20"),
-    (["--seeds", "1000"], "seeds 1000 is more than 100"),
-    (["--orientation", "sideways"], "orientation must be one of"),
-    (["--label", "age"], "label column 'age' looks continuous (40 distinct values)"),
-    (["--label", "pid"], "label column 'pid' has a different value for every sample (40 of 40)"),
-    (["--fractions", ","], "lists nothing"),
-    (["--top-genes", "500"], "--top-genes 500 is more than the 30 genes"),
-    (["--pretrain-data", "DATA"], "is the --data file itself"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--splits", "1000"], "splits 1000 is more than this cohort supports: at most 20"),
+        (["--seeds", "1000"], "seeds 1000 is more than 100"),
+        (["--orientation", "sideways"], "orientation must be one of"),
+        (["--label", "age"], "label column 'age' looks continuous (40 distinct values)"),
+        (
+            ["--label", "pid"],
+            "label column 'pid' has a different value for every sample (40 of 40)",
+        ),
+        (["--fractions", ","], "lists nothing"),
+        (["--top-genes", "500"], "--top-genes 500 is more than the 30 genes"),
+        (["--pretrain-data", "DATA"], "is the --data file itself"),
+    ],
+)
 def test_benchmark_options_bounded_by_the_data(env, args, needle):
     """Refused at once (the issue's --splits 1000 on 40 samples ran for hours), nothing written."""
     import time
@@ -307,20 +444,41 @@ def test_benchmark_options_bounded_by_the_data(env, args, needle):
     if "--label" in args:
         base = {}
     t0 = time.perf_counter()
-    assert_refused(["benchmark", "--data", data, "--labels", sheet, *[x for kv in base.items() for x in kv],
-                    "--methods", "scarf", "--epochs", "1", "--out", root / "out" / "b", "--no-progress", *args],
-                   root, needle, gone=[root / "out"])
+    assert_refused(
+        [
+            "benchmark",
+            "--data",
+            data,
+            "--labels",
+            sheet,
+            *[x for kv in base.items() for x in kv],
+            "--methods",
+            "scarf",
+            "--epochs",
+            "1",
+            "--out",
+            root / "out" / "b",
+            "--no-progress",
+            *args,
+        ],
+        root,
+        needle,
+        gone=[root / "out"],
+    )
     assert time.perf_counter() - t0 < 30
 
 
-@pytest.mark.parametrize("yaml_text,needle", [
-    ("bootstrap: 1000000000", "bootstrap must be an integer in [100, 100000], got 1000000000"),
-    ("n_fractions: 100000", "n_fractions must be an integer in [1, 50], got 100000"),
-    ("orientation: diagonal", "orientation must be one of"),
-    ("jobs: 100000", "jobs must be at most"),
-    ("label: [L, M]", "label must be a single name or path, got ['L', 'M']"),
-    ("group: {a: 1}", "group must be a single name or path"),
-])
+@pytest.mark.parametrize(
+    "yaml_text,needle",
+    [
+        ("bootstrap: 1000000000", "bootstrap must be an integer in [100, 100000], got 1000000000"),
+        ("n_fractions: 100000", "n_fractions must be an integer in [1, 50], got 100000"),
+        ("orientation: diagonal", "orientation must be one of"),
+        ("jobs: 100000", "jobs must be at most"),
+        ("label: [L, M]", "label must be a single name or path, got ['L', 'M']"),
+        ("group: {a: 1}", "group must be a single name or path"),
+    ],
+)
 def test_benchmark_config_file_bounds(env, yaml_text, needle):
     root, _, good, _ = env
     cfg = root / "bench.yaml"
@@ -336,21 +494,35 @@ def test_benchmark_model_too_large_for_memory(env):
     root, _, _, _ = env
     data, sheet = _small_cohort(root)
     cfg = root / "big.yaml"
-    cfg.write_text(f"data: {data}\nlabels: {sheet}\nlabel: L\nout: {root / 'out' / 'b'}\nmethods: [scarf]\n"
-                   "encoder: {hidden_dims: [100000000]}\n")
+    cfg.write_text(
+        f"data: {data}\nlabels: {sheet}\nlabel: L\nout: {root / 'out' / 'b'}\nmethods: [scarf]\n"
+        "encoder: {hidden_dims: [100000000]}\n"
+    )
     try:
-        assert_refused(["benchmark", "--config", cfg, "--no-progress"], root, "GB to train, more than the",
-                       gone=[root / "out"])
+        assert_refused(
+            ["benchmark", "--config", cfg, "--no-progress"],
+            root,
+            "GB to train, more than the",
+            gone=[root / "out"],
+        )
     finally:
         cfg.unlink()
 
 
 def test_embed_options(env):
     root, _, good, model = env
-    assert_refused(["embed", "--model", model, "--data", good, "--out", root / "out" / "e.h5ad", "--key", " "],
-                   root, "--key must be a non-empty", gone=[root / "out"])
-    assert_refused(["embed", "--model", model, "--data", good, "--out", model / "e.h5ad"], root,
-                   "lies inside an input directory", gone=[model / "e.h5ad"])
+    assert_refused(
+        ["embed", "--model", model, "--data", good, "--out", root / "out" / "e.h5ad", "--key", " "],
+        root,
+        "--key must be a non-empty",
+        gone=[root / "out"],
+    )
+    assert_refused(
+        ["embed", "--model", model, "--data", good, "--out", model / "e.h5ad"],
+        root,
+        "lies inside an input directory",
+        gone=[model / "e.h5ad"],
+    )
 
 
 @pytest.mark.parametrize("command", ["pretrain", "embed", "benchmark", "convert"])
@@ -367,13 +539,17 @@ def test_output_through_links_and_files(env, command):
         dangling.symlink_to(links / "nowhere")
     notes = root / "notes.txt"
     notes.write_text("precious")
-    base = {"pretrain": ["pretrain", "--method", "scarf", "--epochs", "1", "--data", good],
-            "embed": ["embed", "--model", model, "--data", good],
-            "benchmark": ["benchmark", "--data", good, "--label", "x"],
-            "convert": ["convert", good]}[command]
+    base = {
+        "pretrain": ["pretrain", "--method", "scarf", "--epochs", "1", "--data", good],
+        "embed": ["embed", "--model", model, "--data", good],
+        "benchmark": ["benchmark", "--data", good, "--label", "x"],
+        "convert": ["convert", good],
+    }[command]
     assert_refused([*base, "--out", loop], root, "symbolic link loop")
     assert_refused([*base, "--out", dangling], root, "symbolic link to a missing target")
-    assert_refused([*base, "--out", notes / "sub" / f"x{ext}"], root, f"{notes} (part of the path) is a file")
+    assert_refused(
+        [*base, "--out", notes / "sub" / f"x{ext}"], root, f"{notes} (part of the path) is a file"
+    )
 
 
 def test_overwrite_keeps_what_the_user_put_in_a_model_directory(env, tmp_path):
@@ -384,16 +560,43 @@ def test_overwrite_keeps_what_the_user_put_in_a_model_directory(env, tmp_path):
     if not mine.exists():
         shutil.copytree(model, mine)
         (mine / "notes.txt").write_text("which run this was")
-    assert_refused(["pretrain", "--method", "scarf", "--epochs", "1", "--no-progress", "--data", good,
-                    "--out", mine, "--overwrite"], root, "holds notes.txt, which exprssl did not write")
+    assert_refused(
+        [
+            "pretrain",
+            "--method",
+            "scarf",
+            "--epochs",
+            "1",
+            "--no-progress",
+            "--data",
+            good,
+            "--out",
+            mine,
+            "--overwrite",
+        ],
+        root,
+        "holds notes.txt, which exprssl did not write",
+    )
     assert (mine / "notes.txt").read_text() == "which run this was"
 
 
 def test_log_dir_of_exprssl_is_reused_and_marked(env, tmp_path):
     root, _, good, _ = env
     logs = tmp_path / "logs"
-    args = ["pretrain", "--method", "scarf", "--epochs", "1", "--no-progress", "--set", "hidden_dims=[8]",
-            "--data", str(good), "--set", f"log_dir={logs}"]
+    args = [
+        "pretrain",
+        "--method",
+        "scarf",
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--set",
+        "hidden_dims=[8]",
+        "--data",
+        str(good),
+        "--set",
+        f"log_dir={logs}",
+    ]
     for out in ("m1", "m2"):  # a second run writes into exprssl's own log directory again
         r = runner.invoke(app, [*args, "--out", str(tmp_path / out)], catch_exceptions=False)
         assert r.exit_code == 0, r.output
@@ -440,19 +643,32 @@ def test_models_with_nan_or_foreign_weights_are_refused_at_load(env):
     torch.save({**state, "_exprssl_method": "barlow"}, other / "weights.pt")
     for damaged in (nan_weights, nan_prep, other):
         _reseal(damaged)
-    for path, needle in ((nan_weights, "encoder.0.weight hold NaN"), (nan_prep, "'fill' holds 1 NaN"),
-                         (other, "weights of a 'barlow' model, but config.json names 'scarf'")):
-        assert_refused(["embed", "--model", path, "--data", good, "--out", root / "out" / "e.h5ad"], root,
-                       str(path), needle, gone=[root / "out"])
+    for path, needle in (
+        (nan_weights, "encoder.0.weight hold NaN"),
+        (nan_prep, "'fill' holds 1 NaN"),
+        (other, "weights of a 'barlow' model, but config.json names 'scarf'"),
+    ):
+        assert_refused(
+            ["embed", "--model", path, "--data", good, "--out", root / "out" / "e.h5ad"],
+            root,
+            str(path),
+            needle,
+            gone=[root / "out"],
+        )
 
 
 @pytest.mark.parametrize("command", ["pretrain", "embed"])
 def test_streamed_h5ad_with_duplicate_samples(env, command):
     root, corpus, _, model = env
     dup = corpus["data:dup_samples.h5ad"].path
-    base = (["pretrain", "--method", "scarf", "--epochs", "1", "--out", root / "out" / "m"] if command == "pretrain"
-            else ["embed", "--model", model, "--out", root / "out" / "e.h5ad"])
-    assert_refused([*base, "--data", dup, "--stream"], root, "duplicated sample ids", gone=[root / "out"])
+    base = (
+        ["pretrain", "--method", "scarf", "--epochs", "1", "--out", root / "out" / "m"]
+        if command == "pretrain"
+        else ["embed", "--model", model, "--out", root / "out" / "e.h5ad"]
+    )
+    assert_refused(
+        [*base, "--data", dup, "--stream"], root, "duplicated sample ids", gone=[root / "out"]
+    )
 
 
 def test_bundled_name_as_data_and_out(env, tmp_path):
@@ -463,8 +679,23 @@ def test_bundled_name_as_data_and_out(env, tmp_path):
     try:
         os.chdir(tmp_path)
         Path("all_leukemia").mkdir()
-        line = assert_refused(["benchmark", "--data", "all_leukemia", "--label", "mol.biol", "--out", "all_leukemia",
-                               "--min-class-size", "5", "--splits", "1000"], tmp_path, "splits 1000")
+        line = assert_refused(
+            [
+                "benchmark",
+                "--data",
+                "all_leukemia",
+                "--label",
+                "mol.biol",
+                "--out",
+                "all_leukemia",
+                "--min-class-size",
+                "5",
+                "--splits",
+                "1000",
+            ],
+            tmp_path,
+            "splits 1000",
+        )
         assert "is an input" not in line
     finally:
         os.chdir(cwd)
@@ -473,8 +704,14 @@ def test_bundled_name_as_data_and_out(env, tmp_path):
 def test_repeated_methods_and_baselines_run_once():
     from exprssl.evaluation.protocol import BenchmarkConfig
 
-    cfg = BenchmarkConfig.from_dict({"data": "x", "label": "y", "methods": ["scarf", "scarf"],
-                                     "baselines": ["logreg", "logreg", "xgboost"]})
+    cfg = BenchmarkConfig.from_dict(
+        {
+            "data": "x",
+            "label": "y",
+            "methods": ["scarf", "scarf"],
+            "baselines": ["logreg", "logreg", "xgboost"],
+        }
+    )
     cfg.validate()  # values are normalised where they are checked
     assert cfg.methods == ["scarf"] and cfg.baselines == ["logreg", "xgboost"]
 
@@ -484,8 +721,15 @@ def test_yaml_scalars_where_lists_belong():
     one fraction, not an internal error."""
     from exprssl.evaluation.protocol import BenchmarkConfig
 
-    cfg = BenchmarkConfig.from_dict({"data": "x", "label": "y", "methods": "scarf", "baselines": "logreg, mlp",
-                                     "fractions": 0.5})
+    cfg = BenchmarkConfig.from_dict(
+        {
+            "data": "x",
+            "label": "y",
+            "methods": "scarf",
+            "baselines": "logreg, mlp",
+            "fractions": 0.5,
+        }
+    )
     cfg.validate()
     assert (cfg.methods, cfg.baselines, cfg.fractions) == (["scarf"], ["logreg", "mlp"], [0.5])
 
@@ -493,9 +737,26 @@ def test_yaml_scalars_where_lists_belong():
 def test_repeated_methods_are_said(env):
     root, _, _, _ = env
     data, sheet = _small_cohort(root)
-    r = runner.invoke(app, ["benchmark", "--data", str(data), "--labels", str(sheet), "--label", "L", "--out",
-                            str(root / "out" / "b"), "--methods", "scarf,scarf", "--baselines", "logreg,logreg",
-                            "--splits", "1000"])
+    r = runner.invoke(
+        app,
+        [
+            "benchmark",
+            "--data",
+            str(data),
+            "--labels",
+            str(sheet),
+            "--label",
+            "L",
+            "--out",
+            str(root / "out" / "b"),
+            "--methods",
+            "scarf,scarf",
+            "--baselines",
+            "logreg,logreg",
+            "--splits",
+            "1000",
+        ],
+    )
     assert r.exit_code == 2
     assert "methods: scarf given more than once; each runs once" in r.stderr
     assert "baselines: logreg given more than once" in r.stderr
@@ -509,11 +770,17 @@ def test_labels_differing_in_case_or_spaces_info_and_benchmark_agree(env, tmp_pa
     root, _, _, _ = env
     data, _ = _small_cohort(root)
     sheet = tmp_path / "sheet.csv"
-    sheet.write_text("sample,L\n" + "".join(f"S{i},{['Tumor', 'Tumor ', 'tumor', 'Normal'][i % 4]}\n"
-                                            for i in range(40)))
+    sheet.write_text(
+        "sample,L\n"
+        + "".join(f"S{i},{['Tumor', 'Tumor ', 'tumor', 'Normal'][i % 4]}\n" for i in range(40))
+    )
     r = runner.invoke(app, ["info", str(data), "--labels", str(sheet)])
     assert r.exit_code == 0, r.output
-    assert "label L (3 classes): Tumor 20, " in r.stdout and "Normal 10" in r.stdout and "tumor 10" in r.stdout
+    assert (
+        "label L (3 classes): Tumor 20, " in r.stdout
+        and "Normal 10" in r.stdout
+        and "tumor 10" in r.stdout
+    )
     assert "10 values had surrounding spaces, removed" in r.stderr
     assert "'Tumor' and 'tumor' differ only in upper/lower case" in r.stderr
     cohort = load_cohort(BenchmarkConfig(data=str(data), labels=str(sheet), label="L"))
@@ -528,7 +795,10 @@ def test_numeric_classes_written_differently_are_one_class(env):
     r = runner.invoke(app, ["info", str(data), "--labels", str(sheet)])
     assert r.exit_code == 0, r.output
     assert "label code (2 classes): 1 27, 2 13" in r.stdout
-    assert "label column 'code': numeric classes written differently (e.g. '1.0') read as numbers" in r.stderr
+    assert (
+        "label column 'code': numeric classes written differently (e.g. '1.0') read as numbers"
+        in r.stderr
+    )
 
 
 def test_warnings_are_one_line_through_the_logger(env, tmp_path):
@@ -539,8 +809,23 @@ def test_warnings_are_one_line_through_the_logger(env, tmp_path):
     frame = good_counts()
     frame[:] = 5
     frame.to_csv(const)
-    r = runner.invoke(app, ["pretrain", "--method", "scarf", "--epochs", "1", "--no-progress", "--data", str(const),
-                            "--orientation", "samples_in_rows", "--out", str(tmp_path / "m")])
+    r = runner.invoke(
+        app,
+        [
+            "pretrain",
+            "--method",
+            "scarf",
+            "--epochs",
+            "1",
+            "--no-progress",
+            "--data",
+            str(const),
+            "--orientation",
+            "samples_in_rows",
+            "--out",
+            str(tmp_path / "m"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "UserWarning" not in r.output and ".py:" not in r.output, r.output
     assert "exprssl: warning: scarf: embeddings look collapsed" in r.stderr

@@ -17,8 +17,24 @@ from exprssl.cli import app
 from exprssl.errors import LabelMatchError
 
 runner = CliRunner()
-FAST = ["--epochs", "1", "--splits", "2", "--methods", "scarf", "--baselines", "logreg", "--seeds", "1",
-        "--fractions", "1.0", "--no-tune", "--no-progress", "--jobs", "1"]
+FAST = [
+    "--epochs",
+    "1",
+    "--splits",
+    "2",
+    "--methods",
+    "scarf",
+    "--baselines",
+    "logreg",
+    "--seeds",
+    "1",
+    "--fractions",
+    "1.0",
+    "--no-tune",
+    "--no-progress",
+    "--jobs",
+    "1",
+]
 
 
 def _cohort(n: int = 60, genes: int = 25, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -26,8 +42,11 @@ def _cohort(n: int = 60, genes: int = 25, seed: int = 0) -> tuple[pd.DataFrame, 
     rng = np.random.default_rng(seed)
     y = np.array(["a", "b"] * (n // 2))
     X = rng.poisson(50, (n, genes)) + (y == "a")[:, None] * (np.arange(genes) < 5) * 40
-    frame = pd.DataFrame(X, index=pd.Index([f"P{i}" for i in range(n)], name="id"),
-                         columns=[f"G{i}" for i in range(genes)])
+    frame = pd.DataFrame(
+        X,
+        index=pd.Index([f"P{i}" for i in range(n)], name="id"),
+        columns=[f"G{i}" for i in range(genes)],
+    )
     return frame, y
 
 
@@ -36,18 +55,35 @@ def write_feature_counts(path: Path, counts: pd.DataFrame) -> list[str]:
     one column per BAM path (genes in rows). Returns the BAM paths."""
     bams = [f"/data/run1/{s}Aligned.sortedByCoord.out.bam" for s in counts.index]
     table = counts.T.set_axis(bams, axis=1)
-    ann = pd.DataFrame({"Chr": "chr1;chr1", "Start": "100;900", "End": "400;1500", "Strand": "+;+",
-                        "Length": 900}, index=table.index)
+    ann = pd.DataFrame(
+        {"Chr": "chr1;chr1", "Start": "100;900", "End": "400;1500", "Strand": "+;+", "Length": 900},
+        index=table.index,
+    )
     with open(path, "w") as fh:
-        fh.write('# Program:featureCounts v2.0.6; Command:"featureCounts" "-a" "genes.gtf" "-o" "counts.txt"\n')
+        fh.write(
+            '# Program:featureCounts v2.0.6; Command:"featureCounts" "-a" "genes.gtf" "-o" "counts.txt"\n'
+        )
         pd.concat([ann, table], axis=1).rename_axis("Geneid").to_csv(fh, sep="\t")
     return bams
 
 
 def _run(tmp_path: Path, data: Path, sheet: Path) -> dict:
     out = tmp_path / "bench"
-    r = runner.invoke(app, ["benchmark", "--data", str(data), "--labels", str(sheet), "--label", "L", "--out",
-                            str(out), *FAST])
+    r = runner.invoke(
+        app,
+        [
+            "benchmark",
+            "--data",
+            str(data),
+            "--labels",
+            str(sheet),
+            "--label",
+            "L",
+            "--out",
+            str(out),
+            *FAST,
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert (out / "results.csv").is_file() and (out / "report.html").is_file()
     return json.loads((out / "manifest.json").read_text())
@@ -88,7 +124,9 @@ def test_separators_and_decimal_marks_are_sniffed(tmp_path, sep, decimal):
     a = io.read(path, orientation="samples_in_rows")
     np.testing.assert_allclose(a.X, values.to_numpy(np.float32), rtol=1e-6)
     sheet = tmp_path / "sheet.txt"
-    sheet.write_text(f"id{sep}L\n" + "".join(f"{i}{sep}{'ab'[k % 2]}\n" for k, i in enumerate(frame.index)))
+    sheet.write_text(
+        f"id{sep}L\n" + "".join(f"{i}{sep}{'ab'[k % 2]}\n" for k, i in enumerate(frame.index))
+    )
     assert io.add_labels(a, sheet).obs["L"].tolist() == ["a", "b"] * 4
 
 
@@ -97,8 +135,14 @@ def test_excel_separator_line_and_line_endings(tmp_path, text):
     """Excel's 'sep=;' first line, old Mac (CR) and Windows (CRLF) line endings."""
     frame, _ = _cohort(n=8, genes=5)
     path = tmp_path / "t.csv"
-    path.write_text(text.format(semicolons=frame.to_csv(sep=";"), commas_cr=frame.to_csv().replace("\n", "\r"),
-                                commas_crlf=frame.to_csv().replace("\n", "\r\n")), newline="")
+    path.write_text(
+        text.format(
+            semicolons=frame.to_csv(sep=";"),
+            commas_cr=frame.to_csv().replace("\n", "\r"),
+            commas_crlf=frame.to_csv().replace("\n", "\r\n"),
+        ),
+        newline="",
+    )
     a = io.read(path, orientation="samples_in_rows")
     np.testing.assert_array_equal(a.X, frame.to_numpy(np.float32))
 
@@ -112,8 +156,12 @@ def test_sample_sheet_decides_the_orientation(tmp_path):
         table.to_csv(tmp_path / name)
         a = io.load_data(tmp_path / name, labels=sheet)
         assert a.shape == (40, 30) and a.obs["L"].tolist() == list(y), name
-    with pytest.raises(LabelMatchError, match="the sheet names columns read as genes: pass --orientation"):
-        io.load_data(tmp_path / "rows.csv", labels=sheet, orientation="genes_in_rows")  # explicit wins
+    with pytest.raises(
+        LabelMatchError, match="the sheet names columns read as genes: pass --orientation"
+    ):
+        io.load_data(
+            tmp_path / "rows.csv", labels=sheet, orientation="genes_in_rows"
+        )  # explicit wins
 
 
 def test_ids_with_surrounding_spaces_match(tmp_path):
@@ -121,6 +169,8 @@ def test_ids_with_surrounding_spaces_match(tmp_path):
     spaced = frame.copy()
     spaced.index = [f" {i} " for i in frame.index]
     spaced.to_csv(tmp_path / "t.csv")
-    (tmp_path / "s.csv").write_text("id,L\n" + "".join(f"{i}  ,{c}\n" for i, c in zip(frame.index, y, strict=True)))
+    (tmp_path / "s.csv").write_text(
+        "id,L\n" + "".join(f"{i}  ,{c}\n" for i, c in zip(frame.index, y, strict=True))
+    )
     a = io.load_data(tmp_path / "t.csv", labels=tmp_path / "s.csv")
     assert list(a.obs_names) == list(frame.index) and a.obs["L"].tolist() == list(y)

@@ -23,17 +23,22 @@ def _worker(rank: int, world: int, rendezvous: str, out: dict):
     x1, x2 = torch.randn(8, 6), torch.randn(8, 6)  # the same global batch on every rank...
     local = slice(rank * 4, rank * 4 + 4)  # ...of which each rank owns half
     losses = {}
-    for name, fn in (("nt_xent", lambda a, b: nt_xent(a, b, 0.5)), ("barlow", lambda a, b: barlow_twins_loss(a, b).total)):
+    for name, fn in (
+        ("nt_xent", lambda a, b: nt_xent(a, b, 0.5)),
+        ("barlow", lambda a, b: barlow_twins_loss(a, b).total),
+    ):
         w.grad = None
         loss = fn(x1[local] @ w, x2[local] @ w)
         loss.backward()
         grad = w.grad.clone()
         dist.all_reduce(grad)  # what DDP does: average the gradients
         losses[name] = (loss.item(), (grad / world).tolist())
-    sampler = DistributedSampler(TensorRows(torch.arange(20.0)[:, None]), num_replicas=world, rank=rank,
-                                 shuffle=True, seed=0)
-    loader = DataLoader(TensorRows(torch.arange(20.0)[:, None]), batch_size=4, sampler=sampler,
-                        collate_fn=_identity)
+    sampler = DistributedSampler(
+        TensorRows(torch.arange(20.0)[:, None]), num_replicas=world, rank=rank, shuffle=True, seed=0
+    )
+    loader = DataLoader(
+        TensorRows(torch.arange(20.0)[:, None]), batch_size=4, sampler=sampler, collate_fn=_identity
+    )
     rows = sorted(int(v) for b in loader for v in b[:, 0])
     out[rank] = {"losses": losses, "rows": rows}
     dist.destroy_process_group()
@@ -46,7 +51,10 @@ def test_two_process_losses_equal_single_process(tmp_path):
     torch.manual_seed(0)
     w = torch.randn(6, 4, requires_grad=True)
     x1, x2 = torch.randn(8, 6), torch.randn(8, 6)
-    for name, fn in (("nt_xent", lambda a, b: nt_xent(a, b, 0.5)), ("barlow", lambda a, b: barlow_twins_loss(a, b).total)):
+    for name, fn in (
+        ("nt_xent", lambda a, b: nt_xent(a, b, 0.5)),
+        ("barlow", lambda a, b: barlow_twins_loss(a, b).total),
+    ):
         w.grad = None
         ref = fn(x1 @ w, x2 @ w)
         ref.backward()
@@ -68,11 +76,37 @@ def test_lightning_ddp_pretraining_two_cpu_processes(tmp_path, method):
     exe = shutil.which("exprssl") or str(Path(sys.executable).parent / "exprssl")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     failures = []
-    for attempt in range(2):  # one retry: a rare abort of a rank at process teardown was seen under load
+    for attempt in range(
+        2
+    ):  # one retry: a rare abort of a rank at process teardown was seen under load
         out = tmp_path / f"m{attempt}"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", exe,
-               "pretrain", "--method", method, "--data", "all_leukemia", "--out", str(out), "--epochs", "2",
-               "--devices", "2", "--strategy", "ddp", "--top-genes", "300", "--batch-size", "16", "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            exe,
+            "pretrain",
+            "--method",
+            method,
+            "--data",
+            "all_leukemia",
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--devices",
+            "2",
+            "--strategy",
+            "ddp",
+            "--top-genes",
+            "300",
+            "--batch-size",
+            "16",
+            "--no-progress",
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
         if r.returncode == 0:
             break

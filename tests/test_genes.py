@@ -17,10 +17,26 @@ def _adata(genes, seed=0):
 
 
 def test_strip_version_only_touches_ensembl():
-    ids = ["ENSG00000141510.16", "ENST00000269305.9", "ENSMUSG00000059552.13", "ENSG00000182378.14_PAR_Y",
-           "HLA-A", "1000_at", "MT-CO1", "ENSG00000141510"]
-    assert list(strip_version(ids)) == ["ENSG00000141510", "ENST00000269305", "ENSMUSG00000059552",
-                                        "ENSG00000182378_PAR_Y", "HLA-A", "1000_at", "MT-CO1", "ENSG00000141510"]
+    ids = [
+        "ENSG00000141510.16",
+        "ENST00000269305.9",
+        "ENSMUSG00000059552.13",
+        "ENSG00000182378.14_PAR_Y",
+        "HLA-A",
+        "1000_at",
+        "MT-CO1",
+        "ENSG00000141510",
+    ]
+    assert list(strip_version(ids)) == [
+        "ENSG00000141510",
+        "ENST00000269305",
+        "ENSMUSG00000059552",
+        "ENSG00000182378_PAR_Y",
+        "HLA-A",
+        "1000_at",
+        "MT-CO1",
+        "ENSG00000141510",
+    ]
 
 
 def test_alignment_by_name_not_position():
@@ -38,7 +54,12 @@ def test_alignment_by_name_not_position():
 def test_missing_genes_filled_and_reported():
     a = _adata(["A", "B", "C", "X"])
     out, rep = align_genes(a, ["A", "B", "C", "D"], fill_value=0.0)
-    assert rep.n_present == 3 and rep.coverage == pytest.approx(0.75) and rep.missing == ["D"] and rep.extra == 1
+    assert (
+        rep.n_present == 3
+        and rep.coverage == pytest.approx(0.75)
+        and rep.missing == ["D"]
+        and rep.extra == 1
+    )
     assert (out.X[:, 3] == 0).all()
     nan_out, _ = align_genes(a, ["A", "B", "C", "D"])
     assert np.isnan(nan_out.X[:, 3]).all()
@@ -55,8 +76,11 @@ def test_coverage_below_threshold_is_an_error():
     a = _adata([f"G{i}" for i in range(4)])
     a.uns["exprssl"] = {"source": "cohort.h5ad"}
     ref = [f"G{i}" for i in range(10)]
-    with pytest.raises(GeneOverlapError, match=r"cohort.h5ad: only 40.0% of the 10 reference genes found \(4\); "
-                                               r"missing e.g. G4, G5.*minimum 50%"):
+    with pytest.raises(
+        GeneOverlapError,
+        match=r"cohort.h5ad: only 40.0% of the 10 reference genes found \(4\); "
+        r"missing e.g. G4, G5.*minimum 50%",
+    ):
         align_genes(a, ref)
     _, rep = align_genes(a, ref, min_coverage=0.4)
     assert rep.coverage == pytest.approx(0.4)
@@ -70,16 +94,26 @@ def test_duplicate_collapse_is_logged_with_examples_and_the_option(caplog):
         out = collapse_duplicates(a, "mean", "x.csv")
     assert list(out.var_names) == ["A", "B", "C"]
     np.testing.assert_allclose(out.X[:, 0], (a.X[:, 0] + a.X[:, 2]) / 2, rtol=1e-6)
-    assert ("x.csv: merged 2 duplicated gene ids by mean, e.g. A, C (duplicate_genes: sum, mean, first or error)"
-            in caplog.text)
+    assert (
+        "x.csv: merged 2 duplicated gene ids by mean, e.g. A, C (duplicate_genes: sum, mean, first or error)"
+        in caplog.text
+    )
 
 
 # ------------------------------------------------- identifier systems, through the shipped table
 def test_aliases_and_renamed_symbols_map_to_current_symbols():
     from exprssl.genes import match_genes
 
-    rep = match_genes(["P53", "C10orf54", "FAM46C", "c-Myc", "NOTAGENE"], ["TP53", "VSIR", "TENT5C", "MYC", "ESR1"])
-    assert rep.direct == 0 and rep.mapped == {"TP53": "P53", "VSIR": "C10orf54", "TENT5C": "FAM46C", "MYC": "c-Myc"}
+    rep = match_genes(
+        ["P53", "C10orf54", "FAM46C", "c-Myc", "NOTAGENE"],
+        ["TP53", "VSIR", "TENT5C", "MYC", "ESR1"],
+    )
+    assert rep.direct == 0 and rep.mapped == {
+        "TP53": "P53",
+        "VSIR": "C10orf54",
+        "TENT5C": "FAM46C",
+        "MYC": "c-Myc",
+    }
     assert list(rep.index) == [0, 1, 2, 3, -1] and rep.missing == ["ESR1"] and rep.ambiguous == {}
     # a model trained on a retired symbol finds the gene under its current name
     old = match_genes(["VSIR", "TENT5C"], ["C10orf54", "FAM46C"])
@@ -100,14 +134,20 @@ def test_one_to_many_names_are_reported_ambiguous_never_guessed():
 
     # MLL2 is an alias of both KMT2D and KMT2B
     rep = match_genes(["MLL2", "TP53"], ["KMT2D", "KMT2B", "TP53"])
-    assert rep.ambiguous == {"KMT2D": ["MLL2"], "KMT2B": ["MLL2"]} and list(rep.index) == [-1, -1, 1]
+    assert rep.ambiguous == {"KMT2D": ["MLL2"], "KMT2B": ["MLL2"]} and list(rep.index) == [
+        -1,
+        -1,
+        1,
+    ]
     rep = match_genes(["ENSG00000167548", "ENSG00000272333"], ["MLL2"])
     assert "MLL2" in rep.ambiguous and rep.n_present == 0 and rep.missing == []
     # two data columns for one model gene
     two = match_genes(["P53", "ENSG00000141510"], ["TP53"])
     assert two.ambiguous == {"TP53": ["P53", "ENSG00000141510"]} and two.n_present == 0
     frame = two.to_frame()
-    assert frame.to_dict("records") == [{"reference": "TP53", "status": "ambiguous", "data": "P53|ENSG00000141510"}]
+    assert frame.to_dict("records") == [
+        {"reference": "TP53", "status": "ambiguous", "data": "P53|ENSG00000141510"}
+    ]
     assert "0 of 1 reference genes present" in two.summary() and "1 ambiguous" in two.summary()
 
 
@@ -140,10 +180,18 @@ def test_symbol_model_embeds_an_ensembl_cohort_with_the_coverage_the_table_allow
 
     cohort = datasets.load("cptac_ucec")
     cohort = cohort[:, cohort.var_names[:3000]].copy()
-    model = SSLModel("scarf", epochs=1, batch_size=32, method_params={"hidden_dims": [16]}, progress=False,
-                     val_fraction=0.0).fit(cohort)
+    model = SSLModel(
+        "scarf",
+        epochs=1,
+        batch_size=32,
+        method_params={"hidden_dims": [16]},
+        progress=False,
+        val_fraction=0.0,
+    ).fit(cohort)
     t = gene_table()
-    ens = t[t["kind"] == "ensembl"].merge(t[t["kind"] == "symbol"], on="gene_id", suffixes=("_e", "_s"))
+    ens = t[t["kind"] == "ensembl"].merge(
+        t[t["kind"] == "symbol"], on="gene_id", suffixes=("_e", "_s")
+    )
     one = ens.groupby("name_s")["name_e"].transform("size").eq(1)
     to_ens = dict(zip(ens.loc[one, "name_s"], ens.loc[one, "name_e"] + ".7", strict=True))
     relabelled = cohort.copy()
@@ -155,7 +203,9 @@ def test_symbol_model_embeds_an_ensembl_cohort_with_the_coverage_the_table_allow
     assert rep.n_present + len(rep.ambiguous) == len(model.genes_) and len(rep.ambiguous) < 30
     assert len(rep.mapped) == n_ens - len(rep.ambiguous) and rep.missing == []
     without = cohort[:, ~cohort.var_names.isin(list(rep.ambiguous))].copy()
-    np.testing.assert_allclose(model.transform(relabelled), model.transform(without), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        model.transform(relabelled), model.transform(without), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_pretraining_sources_in_another_identifier_system_pool_by_the_table(tmp_path):
@@ -163,11 +213,15 @@ def test_pretraining_sources_in_another_identifier_system_pool_by_the_table(tmp_
     from exprssl.io import write_h5ad
 
     cohort = _adata(["TP53", "ESR1", "MYC", "PTEN"])
-    src = _adata(["ENSG00000136997.9", "ENSG00000141510.16", "ENSG00000091831.3"], seed=1)  # MYC, TP53, ESR1
+    src = _adata(
+        ["ENSG00000136997.9", "ENSG00000141510.16", "ENSG00000091831.3"], seed=1
+    )  # MYC, TP53, ESR1
     src.obs_names = [f"x{i}" for i in range(5)]
     write_h5ad(src, tmp_path / "src.h5ad")
     pooled, sources = _pool_sources(cohort, [str(tmp_path / "src.h5ad")])
-    assert list(pooled.var_names) == ["TP53", "ESR1", "MYC"] and sources[0][2] == pytest.approx(0.75)
+    assert list(pooled.var_names) == ["TP53", "ESR1", "MYC"] and sources[0][2] == pytest.approx(
+        0.75
+    )
     pooled_src = sources[0][1]
     assert list(pooled_src.var_names) == ["TP53", "ESR1", "MYC"]
     np.testing.assert_array_equal(pooled_src.X, src.X[:, [1, 2, 0]])

@@ -23,9 +23,14 @@ def _reference(encoder, net, X, y, rows, epochs, recipe):
         head.weight.copy_(net.head_w[0].T)
         head.bias.copy_(net.head_b[0])
     model = nn.Sequential(enc, head)
-    opt = torch.optim.AdamW([{"params": head.parameters(), "lr": recipe.lr},
-                             {"params": enc.parameters(), "lr": recipe.encoder_lr}], weight_decay=recipe.weight_decay,
-                            fused=True)
+    opt = torch.optim.AdamW(
+        [
+            {"params": head.parameters(), "lr": recipe.lr},
+            {"params": enc.parameters(), "lr": recipe.encoder_lr},
+        ],
+        weight_decay=recipe.weight_decay,
+        fused=True,
+    )
     for _ in range(epochs):
         model.train()
         opt.zero_grad()
@@ -48,7 +53,9 @@ def test_each_stacked_model_equals_its_own_reference_training():
     untrained = copy.deepcopy(net)
     train_stacked(net, X, y, masks, None, recipe)
     stacked = predict_proba(net, X)
-    refs = [_reference(enc, untrained, X, y, masks[m].nonzero().view(-1), 6, recipe) for m in range(3)]
+    refs = [
+        _reference(enc, untrained, X, y, masks[m].nonzero().view(-1), 6, recipe) for m in range(3)
+    ]
     for m in range(3):
         # float noise only (Adam's first steps amplify it); a model that saw another's rows is 10x off
         np.testing.assert_allclose(stacked[m], refs[m], atol=2e-3)
@@ -86,7 +93,9 @@ def test_frozen_encoder_and_linear_model():
     train_stacked(net, X, y, torch.ones(2, 20, dtype=torch.bool), None, HeadRecipe(epochs=3))
     block = net.blocks[0]
     np.testing.assert_array_equal(block.weight[:, 0].detach().numpy(), before[0].T.numpy())
-    assert all(torch.equal(a, b) for a, b in zip(before, enc.parameters(), strict=True))  # source untouched
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, enc.parameters(), strict=True)
+    )  # source untouched
     linear = StackedMLP(None, 12, 3, 1)
     train_stacked(linear, X, y, torch.ones(1, 20, dtype=torch.bool), None, HeadRecipe(epochs=2))
     assert predict_proba(linear, X).shape == (1, 20, 3)

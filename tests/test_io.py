@@ -42,14 +42,17 @@ def _check(a: ad.AnnData, frame: pd.DataFrame):
     np.testing.assert_allclose(a.X, frame.to_numpy())
 
 
-@pytest.mark.parametrize("name,writer", [
-    ("x.csv", lambda df, p: df.to_csv(p)),
-    ("x.tsv", lambda df, p: df.to_csv(p, sep="\t")),
-    ("x.tsv.gz", lambda df, p: df.to_csv(p, sep="\t", compression="gzip")),
-    ("x.txt", lambda df, p: df.to_csv(p, sep="\t")),
-    ("x.parquet", lambda df, p: df.to_parquet(p)),
-    ("x.h5ad", lambda df, p: ad.AnnData(df.astype(np.float32)).write_h5ad(p)),
-])
+@pytest.mark.parametrize(
+    "name,writer",
+    [
+        ("x.csv", lambda df, p: df.to_csv(p)),
+        ("x.tsv", lambda df, p: df.to_csv(p, sep="\t")),
+        ("x.tsv.gz", lambda df, p: df.to_csv(p, sep="\t", compression="gzip")),
+        ("x.txt", lambda df, p: df.to_csv(p, sep="\t")),
+        ("x.parquet", lambda df, p: df.to_parquet(p)),
+        ("x.h5ad", lambda df, p: ad.AnnData(df.astype(np.float32)).write_h5ad(p)),
+    ],
+)
 def test_readers_samples_in_rows(tmp_path, frame, name, writer):
     p = tmp_path / name
     writer(frame, p)
@@ -58,11 +61,14 @@ def test_readers_samples_in_rows(tmp_path, frame, name, writer):
     assert a.uns["exprssl"]["source"] == str(p)
 
 
-@pytest.mark.parametrize("name,writer", [
-    ("g.csv", lambda df, p: df.to_csv(p)),
-    ("g.tsv.gz", lambda df, p: df.to_csv(p, sep="\t", compression="gzip")),
-    ("g.parquet", lambda df, p: df.to_parquet(p)),
-])
+@pytest.mark.parametrize(
+    "name,writer",
+    [
+        ("g.csv", lambda df, p: df.to_csv(p)),
+        ("g.tsv.gz", lambda df, p: df.to_csv(p, sep="\t", compression="gzip")),
+        ("g.parquet", lambda df, p: df.to_parquet(p)),
+    ],
+)
 def test_readers_genes_in_rows_auto_and_explicit(tmp_path, frame, name, writer):
     p = tmp_path / name
     writer(frame.T, p)  # 40 genes x 6 samples on disk
@@ -84,13 +90,25 @@ def test_gct(tmp_path, frame):
 
 def _write_archs4(path, n_genes=30, n_samples=50, seed=0):
     rng = np.random.default_rng(seed)
-    X = rng.integers(0, 1000, (n_genes, n_samples)).astype(np.uint32)  # genes x samples, like ARCHS4
+    X = rng.integers(0, 1000, (n_genes, n_samples)).astype(
+        np.uint32
+    )  # genes x samples, like ARCHS4
     with h5py.File(path, "w") as f:
         f.create_dataset("data/expression", data=X, chunks=(n_genes, 5), compression="gzip")
-        f.create_dataset("meta/genes/symbol", data=np.array([f"G{i}" for i in range(n_genes)], dtype="S"))
-        f.create_dataset("meta/samples/geo_accession", data=np.array([f"GSM{i}" for i in range(n_samples)], dtype="S"))
-        f.create_dataset("meta/samples/series_id", data=np.array([f"GSE{i // 10}" for i in range(n_samples)], dtype="S"))
-        f.create_dataset("meta/samples/title", data=np.array([f"t{i}" for i in range(n_samples)], dtype="S"))
+        f.create_dataset(
+            "meta/genes/symbol", data=np.array([f"G{i}" for i in range(n_genes)], dtype="S")
+        )
+        f.create_dataset(
+            "meta/samples/geo_accession",
+            data=np.array([f"GSM{i}" for i in range(n_samples)], dtype="S"),
+        )
+        f.create_dataset(
+            "meta/samples/series_id",
+            data=np.array([f"GSE{i // 10}" for i in range(n_samples)], dtype="S"),
+        )
+        f.create_dataset(
+            "meta/samples/title", data=np.array([f"t{i}" for i in range(n_samples)], dtype="S")
+        )
     return X
 
 
@@ -102,7 +120,10 @@ def test_archs4_full_and_partial(tmp_path):
     np.testing.assert_array_equal(a.X, X.T)
     assert a.obs["series_id"].iloc[12] == "GSE1"
     part = io.read(p, samples=["GSM7", "GSM2", "GSM40"], genes=["G5", "G0"])
-    assert list(part.obs_names) == ["GSM7", "GSM2", "GSM40"] and list(part.var_names) == ["G5", "G0"]
+    assert list(part.obs_names) == ["GSM7", "GSM2", "GSM40"] and list(part.var_names) == [
+        "G5",
+        "G0",
+    ]
     np.testing.assert_array_equal(part.X, X[[5, 0]][:, [7, 2, 40]].T)
     assert list(part.obs["title"]) == ["t7", "t2", "t40"]
 
@@ -121,12 +142,17 @@ def test_archs4_reads_only_requested_columns(tmp_path, monkeypatch):
     monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
     io.read(p, samples=[3, 1])
     data_reads = [k for k in seen if isinstance(k, tuple)]
-    assert data_reads and all(not (isinstance(k[1], slice) and k[1] == slice(None)) for k in data_reads)
+    assert data_reads and all(
+        not (isinstance(k[1], slice) and k[1] == slice(None)) for k in data_reads
+    )
 
 
 def test_version_stripping_and_duplicate_policies(tmp_path):
-    df = pd.DataFrame([[1.0, 2.0, 3.0, 4.0]] * 3, index=["a", "b", "c"],
-                      columns=["ENSG00000141510.16", "ENSG00000141510.2", "HLA-A", "1000_at"])
+    df = pd.DataFrame(
+        [[1.0, 2.0, 3.0, 4.0]] * 3,
+        index=["a", "b", "c"],
+        columns=["ENSG00000141510.16", "ENSG00000141510.2", "HLA-A", "1000_at"],
+    )
     p = tmp_path / "d.csv"
     df.to_csv(p)
     a = io.read(p)
@@ -157,7 +183,9 @@ def test_nan_and_inf(tmp_path, frame):
     frame.iloc[2, 5] = np.nan
     p = tmp_path / "nan.csv"
     frame.to_csv(p)
-    with pytest.raises(InvalidValuesError, match=r"nan.csv: 1 NaN values \(first at sample S2, gene GENE5\)"):
+    with pytest.raises(
+        InvalidValuesError, match=r"nan.csv: 1 NaN values \(first at sample S2, gene GENE5\)"
+    ):
         io.read(p)
     frame.iloc[2, 5] = np.inf
     frame.to_parquet(tmp_path / "inf.parquet")
@@ -170,7 +198,9 @@ def test_non_numeric_cell(tmp_path, frame):
     frame.iloc[1, 3] = "high"
     p = tmp_path / "t.csv"
     frame.to_csv(p)
-    with pytest.raises(NonNumericError, match=r"t.csv: non-numeric value 'high' at row 'S1', column 'GENE3'"):
+    with pytest.raises(
+        NonNumericError, match=r"t.csv: non-numeric value 'high' at row 'S1', column 'GENE3'"
+    ):
         io.read(p)
 
 
@@ -178,7 +208,9 @@ def test_negative_counts(tmp_path, frame):
     frame.iloc[0, 0] = -3
     p = tmp_path / "neg.csv"
     frame.to_csv(p)
-    with pytest.raises(NegativeCountsError, match=r"neg.csv: 1 negative values.*sample S0, gene GENE0"):
+    with pytest.raises(
+        NegativeCountsError, match=r"neg.csv: 1 negative values.*sample S0, gene GENE0"
+    ):
         io.read(p, counts_expected=True)
     assert io.read(p).X[0, 0] == -3  # allowed when counts are not expected (e.g. z-scores)
 
@@ -187,7 +219,9 @@ def test_duplicate_sample_ids(tmp_path, frame):
     frame.index = ["S0", "S1", "S1", "S3", "S4", "S4"]
     p = tmp_path / "dup.csv"
     frame.to_csv(p)
-    with pytest.raises(DuplicateSamplesError, match="dup.csv: 2 duplicated sample ids, e.g. S1, S4"):
+    with pytest.raises(
+        DuplicateSamplesError, match="dup.csv: 2 duplicated sample ids, e.g. S1, S4"
+    ):
         io.read(p)
 
 
@@ -213,8 +247,12 @@ def test_truncated_hdf5_h5ad_parquet_gzip(tmp_path, frame):
 @pytest.fixture
 def expr():
     a = ad.AnnData(np.ones((4, 3), dtype=np.float32))
-    a.obs_names = ["TCGA-A1-A0SB-01A-11R-A144-07", "TCGA-A1-A0SD-01A-11R-A115-07",
-                   "TCGA-A1-A0SD-11A-11R-A115-07", "TCGA-ZZ-0000-01A-11R-A000-07"]
+    a.obs_names = [
+        "TCGA-A1-A0SB-01A-11R-A144-07",
+        "TCGA-A1-A0SD-01A-11R-A115-07",
+        "TCGA-A1-A0SD-11A-11R-A115-07",
+        "TCGA-ZZ-0000-01A-11R-A000-07",
+    ]
     a.var_names = ["a", "b", "c"]
     return a
 
@@ -223,7 +261,9 @@ def test_add_labels_exact_and_report(tmp_path):
     a = ad.AnnData(np.ones((3, 2), dtype=np.float32))
     a.obs_names = ["s1", "s2", "s3"]
     sheet = tmp_path / "labels.tsv"
-    pd.DataFrame({"id": ["s3", "s1", "x9"], "tissue": ["lung", "liver", "skin"]}).to_csv(sheet, sep="\t", index=False)
+    pd.DataFrame({"id": ["s3", "s1", "x9"], "tissue": ["lung", "liver", "skin"]}).to_csv(
+        sheet, sep="\t", index=False
+    )
     out = io.add_labels(a, sheet)
     assert list(out.obs["tissue"].fillna("NA")) == ["liver", "NA", "lung"]
     assert out.uns["exprssl"]["label_match"] == {"matched": 2, "n_samples": 3, "n_label_rows": 3}
@@ -256,11 +296,16 @@ def test_add_labels_tcga_levels(expr):
     patients = pd.DataFrame({"case": ["TCGA-A1-A0SB", "TCGA-A1-A0SD"], "stage": ["I", "II"]})
     out = io.add_labels(expr, patients, match="tcga_patient")
     assert list(out.obs["stage"].fillna("NA")) == ["I", "II", "II", "NA"]
-    samples = pd.DataFrame({"sample": ["TCGA-A1-A0SD-11", "TCGA-A1-A0SB-01"], "type": ["normal", "tumour"]})
+    samples = pd.DataFrame(
+        {"sample": ["TCGA-A1-A0SD-11", "TCGA-A1-A0SB-01"], "type": ["normal", "tumour"]}
+    )
     out = io.add_labels(expr, samples, match="tcga_sample")
     assert list(out.obs["type"].fillna("NA")) == ["tumour", "NA", "normal", "NA"]
     pairs = pd.DataFrame({"id": ["TCGA-A1-A0SB|TCGA-A1-A0SB-01A"], "x": ["y"]})
-    assert io.add_labels(expr, pairs, match="tcga_sample").uns["exprssl"]["label_match"]["matched"] == 1
+    assert (
+        io.add_labels(expr, pairs, match="tcga_sample").uns["exprssl"]["label_match"]["matched"]
+        == 1
+    )
     assert io.tcga_id("TCGA-A1-A0SB-01A-11R-A144-07", "sample") == "TCGA-A1-A0SB-01"
     assert io.tcga_id("TCGA-A1-A0SB-01A-11R-A144-07", "patient") == "TCGA-A1-A0SB"
 
@@ -285,7 +330,9 @@ def test_label_column_missing_and_single_class(tmp_path, expr):
 def test_load_data_bundled_name_and_unknown():
     a = io.load_data("all_leukemia")
     assert a.shape == (128, 12625)
-    with pytest.raises(DataFileError, match="neither an existing file nor a bundled dataset.*all_leukemia"):
+    with pytest.raises(
+        DataFileError, match="neither an existing file nor a bundled dataset.*all_leukemia"
+    ):
         io.load_data("tcga_everything")
 
 
@@ -328,7 +375,9 @@ def test_gzip_csv_roundtrip_values(tmp_path, frame):
 # ----------------------------------------------------------------------------- duplicates are seen
 def _dup_gene_frame():
     """Samples x genes with gene G0 twice: merged values are 2 (sum), 1 (mean), 0 (first)."""
-    return pd.DataFrame([[0.0, 1.0, 2.0, 3.0]] * 3, index=["S0", "S1", "S2"], columns=["G0", "G1", "G0", "G2"])
+    return pd.DataFrame(
+        [[0.0, 1.0, 2.0, 3.0]] * 3, index=["S0", "S1", "S2"], columns=["G0", "G1", "G0", "G2"]
+    )
 
 
 def _write_parquet_raw(df: pd.DataFrame, path, index_name: str):
@@ -336,7 +385,9 @@ def _write_parquet_raw(df: pd.DataFrame, path, index_name: str):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    arrays = [pa.array(list(df.index))] + [pa.array(df.iloc[:, i].to_numpy()) for i in range(df.shape[1])]
+    arrays = [pa.array(list(df.index))] + [
+        pa.array(df.iloc[:, i].to_numpy()) for i in range(df.shape[1])
+    ]
     pq.write_table(pa.table(arrays, names=[index_name, *map(str, df.columns)]), path)
 
 
@@ -348,12 +399,19 @@ def _write_gct(df_genes_by_samples: pd.DataFrame, path):
         fh.write(body.to_csv(sep="\t", index_label="Name"))
 
 
-@pytest.mark.parametrize("name,write", [
-    ("h.csv", lambda df, p: df.to_csv(p, index_label="sample")),
-    ("h.tsv.gz", lambda df, p: df.to_csv(p, sep="\t", index_label="sample", compression="gzip")),
-    ("h.txt", lambda df, p: df.to_csv(p, sep="\t", index_label="sample")),
-    ("h.parquet", lambda df, p: _write_parquet_raw(df, p, "sample")),
-], ids=["csv", "tsv.gz", "txt", "parquet"])
+@pytest.mark.parametrize(
+    "name,write",
+    [
+        ("h.csv", lambda df, p: df.to_csv(p, index_label="sample")),
+        (
+            "h.tsv.gz",
+            lambda df, p: df.to_csv(p, sep="\t", index_label="sample", compression="gzip"),
+        ),
+        ("h.txt", lambda df, p: df.to_csv(p, sep="\t", index_label="sample")),
+        ("h.parquet", lambda df, p: _write_parquet_raw(df, p, "sample")),
+    ],
+    ids=["csv", "tsv.gz", "txt", "parquet"],
+)
 @pytest.mark.parametrize("policy,expected", [("sum", 2.0), ("mean", 1.0), ("first", 0.0)])
 def test_duplicate_genes_in_header_are_merged_not_renamed(tmp_path, name, write, policy, expected):
     p = tmp_path / name
@@ -361,15 +419,21 @@ def test_duplicate_genes_in_header_are_merged_not_renamed(tmp_path, name, write,
     a = io.read(p, orientation="samples_in_rows", duplicate_genes=policy)
     assert list(a.var_names) == ["G0", "G1", "G2"]  # no 'G0.1'
     np.testing.assert_array_equal(a.X[:, 0], [expected] * 3)
-    with pytest.raises(DuplicateGenesError, match=rf"{name.replace('.', '[.]')}: 1 duplicated gene ids, e\.g\. G0"):
+    with pytest.raises(
+        DuplicateGenesError, match=rf"{name.replace('.', '[.]')}: 1 duplicated gene ids, e\.g\. G0"
+    ):
         io.read(p, orientation="samples_in_rows", duplicate_genes="error")
 
 
-@pytest.mark.parametrize("name,write", [
-    ("r.csv", lambda df, p: df.T.to_csv(p, index_label="gene")),
-    ("r.parquet", lambda df, p: df.T.to_parquet(p)),
-    ("r.gct", lambda df, p: _write_gct(df.T, p)),
-], ids=["csv", "parquet", "gct"])
+@pytest.mark.parametrize(
+    "name,write",
+    [
+        ("r.csv", lambda df, p: df.T.to_csv(p, index_label="gene")),
+        ("r.parquet", lambda df, p: df.T.to_parquet(p)),
+        ("r.gct", lambda df, p: _write_gct(df.T, p)),
+    ],
+    ids=["csv", "parquet", "gct"],
+)
 def test_duplicate_genes_in_first_column_are_merged(tmp_path, name, write):
     p = tmp_path / name
     write(_dup_gene_frame(), p)
@@ -380,18 +444,26 @@ def test_duplicate_genes_in_first_column_are_merged(tmp_path, name, write):
         io.read(p, orientation="genes_in_rows", duplicate_genes="error")
 
 
-@pytest.mark.parametrize("name,write", [
-    ("s.csv", lambda df, p: df.to_csv(p, index_label="gene")),
-    ("s.tsv.gz", lambda df, p: df.to_csv(p, sep="\t", index_label="gene", compression="gzip")),
-    ("s.parquet", lambda df, p: _write_parquet_raw(df, p, "gene")),
-    ("s.gct", _write_gct),
-], ids=["csv", "tsv.gz", "parquet", "gct"])
+@pytest.mark.parametrize(
+    "name,write",
+    [
+        ("s.csv", lambda df, p: df.to_csv(p, index_label="gene")),
+        ("s.tsv.gz", lambda df, p: df.to_csv(p, sep="\t", index_label="gene", compression="gzip")),
+        ("s.parquet", lambda df, p: _write_parquet_raw(df, p, "gene")),
+        ("s.gct", _write_gct),
+    ],
+    ids=["csv", "tsv.gz", "parquet", "gct"],
+)
 def test_duplicate_sample_ids_in_header_are_refused(tmp_path, name, write):
-    genes_by_samples = pd.DataFrame(np.ones((5, 4)), index=[f"G{i}" for i in range(5)],
-                                    columns=["S0", "S1", "S0", "S3"])
+    genes_by_samples = pd.DataFrame(
+        np.ones((5, 4)), index=[f"G{i}" for i in range(5)], columns=["S0", "S1", "S0", "S3"]
+    )
     p = tmp_path / name
     write(genes_by_samples, p)
-    with pytest.raises(DuplicateSamplesError, match=rf"{name.replace('.', '[.]')}: 1 duplicated sample ids, e\.g\. S0;"):
+    with pytest.raises(
+        DuplicateSamplesError,
+        match=rf"{name.replace('.', '[.]')}: 1 duplicated sample ids, e\.g\. S0;",
+    ):
         io.read(p, orientation="genes_in_rows") if not name.endswith(".gct") else io.read(p)
 
 
@@ -408,14 +480,21 @@ def _expected_small():
     return pd.DataFrame([[1.0, 2.0], [3.0, 4.0]], index=["S0", "S1"], columns=["G0", "G1"])
 
 
-@pytest.mark.parametrize("name,content", [
-    ("utf16.csv", "sample,G0,G1\nS0,1,2\nS1,3,4\n".encode("utf-16")),  # Excel 'Unicode text': BOM
-    ("utf8bom.csv", "\ufeffsample,G0,G1\nS0,1,2\nS1,3,4\n".encode()),
-    ("rstyle.csv", b"G0,G1\nS0,1,2\nS1,3,4\n"),  # R write.table: no name for the id column
-    ("rnames.csv", b'"","G0","G1"\n"S0",1,2\n"S1",3,4\n'),  # R write.csv
-    ("trailing.csv", b"sample,G0,G1,\nS0,1,2,\nS1,3,4,\n"),  # a separator ending every line
-    ("crlf.tsv", b"sample\tG0\tG1\r\nS0\t1\t2\r\nS1\t3\t4\r\n"),
-], ids=["utf16-bom", "utf8-bom", "r-write-table", "r-write-csv", "trailing-separator", "crlf"])
+@pytest.mark.parametrize(
+    "name,content",
+    [
+        (
+            "utf16.csv",
+            "sample,G0,G1\nS0,1,2\nS1,3,4\n".encode("utf-16"),
+        ),  # Excel 'Unicode text': BOM
+        ("utf8bom.csv", "\ufeffsample,G0,G1\nS0,1,2\nS1,3,4\n".encode()),
+        ("rstyle.csv", b"G0,G1\nS0,1,2\nS1,3,4\n"),  # R write.table: no name for the id column
+        ("rnames.csv", b'"","G0","G1"\n"S0",1,2\n"S1",3,4\n'),  # R write.csv
+        ("trailing.csv", b"sample,G0,G1,\nS0,1,2,\nS1,3,4,\n"),  # a separator ending every line
+        ("crlf.tsv", b"sample\tG0\tG1\r\nS0\t1\t2\r\nS1\t3\t4\r\n"),
+    ],
+    ids=["utf16-bom", "utf8-bom", "r-write-table", "r-write-csv", "trailing-separator", "crlf"],
+)
 def test_text_table_variants_read_correctly(tmp_path, name, content):
     p = tmp_path / name
     p.write_bytes(content)
@@ -429,7 +508,9 @@ def test_ids_are_kept_as_written(tmp_path):
     assert list(a.obs_names) == ["001", "1.0"] and list(a.var_names) == ["0001", "2"]
     mid = tmp_path / "mid.csv"
     mid.write_text("G0,sample,G1\n1,S0,2\n3,S1,4\n")
-    _check(io.read(mid, orientation="samples_in_rows", sample_id_column="sample"), _expected_small())
+    _check(
+        io.read(mid, orientation="samples_in_rows", sample_id_column="sample"), _expected_small()
+    )
     with pytest.raises(LabelColumnError, match=r"mid\.csv: id column 'id' not found"):
         io.read(mid, sample_id_column="id")
 
@@ -440,7 +521,9 @@ def test_text_table_errors_name_the_problem(tmp_path):
     assert io.read(comma, orientation="samples_in_rows").shape == (2, 2)
     unnamed = tmp_path / "unnamed.csv"
     unnamed.write_text("sample,G0,,G2\nS0,1,2,3\nS1,3,4,5\n")
-    with pytest.raises(DataFileError, match=r"unnamed\.csv: column 3 \(after 'G0'\) has values but no name"):
+    with pytest.raises(
+        DataFileError, match=r"unnamed\.csv: column 3 \(after 'G0'\) has values but no name"
+    ):
         io.read(unnamed)
     no_id = tmp_path / "noid.csv"
     no_id.write_text("sample,G0,G1\nS0,1,2\n,3,4\n")
@@ -458,8 +541,11 @@ def test_gct_version_and_dimensions_are_checked(tmp_path, frame):
         io.read(p)
     _write_gct(frame.T, p)
     p.write_text(p.read_text().replace("40\t6", "40\t7", 1))
-    with pytest.raises(DataFileError, match=r"x\.gct: the dimension line says 40 genes x 7 samples, the table "
-                                            r"has 40 genes x 6 samples"):
+    with pytest.raises(
+        DataFileError,
+        match=r"x\.gct: the dimension line says 40 genes x 7 samples, the table "
+        r"has 40 genes x 6 samples",
+    ):
         io.read(p)
 
 
@@ -467,16 +553,21 @@ def test_gct_version_and_dimensions_are_checked(tmp_path, frame):
 def test_orientation_auto_warns_when_it_guesses(tmp_path, caplog):
     rng = np.random.default_rng(0)
     p = tmp_path / "wide.csv"  # 100 samples x 60 genes, samples in rows: auto transposes it
-    pd.DataFrame(rng.poisson(5, (100, 60)), index=[f"S{i}" for i in range(100)],
-                 columns=[f"G{i}" for i in range(60)]).to_csv(p, index_label="sample")
+    pd.DataFrame(
+        rng.poisson(5, (100, 60)),
+        index=[f"S{i}" for i in range(100)],
+        columns=[f"G{i}" for i in range(60)],
+    ).to_csv(p, index_label="sample")
     with caplog.at_level("WARNING", logger="exprssl"):
         a = io.read(p)
     assert a.shape == (60, 100)
     [record] = [r for r in caplog.records if "orientation" in r.getMessage()]
     msg = record.getMessage()
     assert record.levelname == "WARNING" and "\n" not in msg
-    assert msg.startswith(f"{p}: orientation 'auto' takes the longer axis as genes, so this 100 x 60 table is "
-                          "read as 60 samples x 100 genes (genes in rows)")
+    assert msg.startswith(
+        f"{p}: orientation 'auto' takes the longer axis as genes, so this 100 x 60 table is "
+        "read as 60 samples x 100 genes (genes in rows)"
+    )
     assert "--orientation samples_in_rows|genes_in_rows" in msg
     caplog.clear()
     with caplog.at_level("WARNING", logger="exprssl"):
@@ -494,13 +585,21 @@ def test_a_few_negative_cells_in_counts_warn(caplog):
     assert guess_scale(X) == "counts"
     X[4, 7] = -3
     with caplog.at_level("WARNING", logger="exprssl"):
-        assert guess_scale(X, source="good.csv", samples=[f"S{i}" for i in range(30)],
-                           genes=[f"G{i}" for i in range(60)]) == "standardized"
+        assert (
+            guess_scale(
+                X,
+                source="good.csv",
+                samples=[f"S{i}" for i in range(30)],
+                genes=[f"G{i}" for i in range(60)],
+            )
+            == "standardized"
+        )
     [record] = caplog.records
     assert record.levelname == "WARNING" and record.getMessage() == (
         "good.csv: 1 negative value (first -3 at sample S4, gene G7) in data that otherwise look like raw "
         "counts, so the whole matrix is treated as already standardised (no CPM, no log2); fix those cells, "
-        "or set the preprocessing options library_size and log explicitly")
+        "or set the preprocessing options library_size and log explicitly"
+    )
     caplog.clear()
     X[0, :3] = -1.5  # still few, and TPM-like once non-integer
     X[0, 3] += 0.5
@@ -509,7 +608,9 @@ def test_a_few_negative_cells_in_counts_warn(caplog):
     assert "data: 4 negative values (first -1.5 at sample 0, gene 0)" in caplog.text
     assert "linear-scale values (TPM/FPKM)" in caplog.text
     caplog.clear()
-    Z = np.random.default_rng(1).standard_normal((30, 60)).astype(np.float32)  # z-scores: no warning
+    Z = (
+        np.random.default_rng(1).standard_normal((30, 60)).astype(np.float32)
+    )  # z-scores: no warning
     with caplog.at_level("WARNING", logger="exprssl"):
         assert guess_scale(Z) == "standardized"
         assert guess_scale(np.log2(X.clip(0) + 1)) == "log"
@@ -525,8 +626,11 @@ def test_one_negative_cell_is_found_beyond_the_strided_sample():
 
 
 def test_info_summary_warns_naming_the_file(tmp_path, caplog):
-    frame = pd.DataFrame(np.random.default_rng(0).poisson(150, (30, 60)), index=[f"S{i}" for i in range(30)],
-                         columns=[f"G{i}" for i in range(60)])
+    frame = pd.DataFrame(
+        np.random.default_rng(0).poisson(150, (30, 60)),
+        index=[f"S{i}" for i in range(30)],
+        columns=[f"G{i}" for i in range(60)],
+    )
     frame.iloc[2, 5] = -7
     p = tmp_path / "neg.csv"
     frame.to_csv(p, index_label="sample")
@@ -539,25 +643,42 @@ def test_info_summary_warns_naming_the_file(tmp_path, caplog):
 def test_sheet_variants_and_duplicate_rows(tmp_path):
     a = ad.AnnData(np.ones((3, 2), dtype=np.float32))
     a.obs_names = ["s1", "s2", "s3"]
-    rnames = tmp_path / "r.csv"  # R write.csv: unnamed id column; a repeated identical row is harmless
+    rnames = (
+        tmp_path / "r.csv"
+    )  # R write.csv: unnamed id column; a repeated identical row is harmless
     rnames.write_text('"","tissue"\n"s1","lung"\n"s3","skin"\n"s1","lung"\n')
     out = io.add_labels(a, rnames)
     assert list(out.obs["tissue"].fillna("NA")) == ["lung", "NA", "skin"]
     conflict = tmp_path / "c.tsv"
     conflict.write_text("id\ttissue\ns1\tlung\ns1\tliver\n")
-    with pytest.raises(LabelColumnError, match=r"c\.tsv: sample id 's1' has 2 different values in column "
-                                               r"'tissue' \('lung', 'liver'\)"):
+    with pytest.raises(
+        LabelColumnError,
+        match=r"c\.tsv: sample id 's1' has 2 different values in column "
+        r"'tissue' \('lung', 'liver'\)",
+    ):
         io.add_labels(a, conflict)
-    assert "tissue" not in io.add_labels(a, conflict, columns=["id"]).obs.columns  # nothing to disagree on
+    assert (
+        "tissue" not in io.add_labels(a, conflict, columns=["id"]).obs.columns
+    )  # nothing to disagree on
 
 
 def test_sheet_conflicts_at_tcga_patient_level_name_the_match(expr):
-    sheet = pd.DataFrame({"id": ["TCGA-A1-A0SD-01A", "TCGA-A1-A0SD-11A"], "type": ["tumour", "normal"],
-                          "stage": ["II", "II"]})
-    with pytest.raises(LabelColumnError, match=r"labels: sample id 'TCGA-A1-A0SD' \(as compared by "
-                                               r"match='tcga_patient'\) has 2 different values in column 'type'"):
+    sheet = pd.DataFrame(
+        {
+            "id": ["TCGA-A1-A0SD-01A", "TCGA-A1-A0SD-11A"],
+            "type": ["tumour", "normal"],
+            "stage": ["II", "II"],
+        }
+    )
+    with pytest.raises(
+        LabelColumnError,
+        match=r"labels: sample id 'TCGA-A1-A0SD' \(as compared by "
+        r"match='tcga_patient'\) has 2 different values in column 'type'",
+    ):
         io.add_labels(expr, sheet, match="tcga_patient")
-    out = io.add_labels(expr, sheet, match="tcga_patient", columns=["id", "stage"])  # consistent columns join
+    out = io.add_labels(
+        expr, sheet, match="tcga_patient", columns=["id", "stage"]
+    )  # consistent columns join
     assert list(out.obs["stage"].fillna("NA")) == ["NA", "II", "II", "NA"]
 
 
@@ -576,6 +697,8 @@ def test_unreadable_file_is_one_line(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(io, "open", denied, raising=False)  # as root, chmod 000 would not stop a read
+    monkeypatch.setattr(
+        io, "open", denied, raising=False
+    )  # as root, chmod 000 would not stop a read
     with pytest.raises(DataFileError, match=r"locked\.csv: cannot be read \(Permission denied\)"):
         io.read(p)

@@ -33,8 +33,10 @@ def _entry_points(case, out_dir: Path):
         return {"read": lambda: io.read(case.path), "load_data": lambda: io.load_data(case.path)}
     if case.kind == "labels":
         good = io.read(case.data)
-        return {"add_labels": lambda: io.add_labels(good, case.path),
-                "load_data(labels=)": lambda: io.load_data(case.data, labels=case.path)}
+        return {
+            "add_labels": lambda: io.add_labels(good, case.path),
+            "load_data(labels=)": lambda: io.load_data(case.data, labels=case.path),
+        }
     return {"convert": lambda: store.convert(case.path, out_dir / "store.h5ad")}
 
 

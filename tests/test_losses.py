@@ -12,8 +12,10 @@ from exprssl.losses import LossOutput, barlow_twins_loss, byol_loss, masked_mse,
 
 
 def _cos(a, b):
-    return float(sum(x * y for x, y in zip(a, b, strict=True)) /
-                 (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))))
+    return float(
+        sum(x * y for x, y in zip(a, b, strict=True))
+        / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+    )
 
 
 def test_nt_xent_reference():
@@ -63,7 +65,7 @@ def test_barlow_reference():
             if i == j:
                 on += (1 - c) ** 2
             else:
-                off += c ** 2
+                off += c**2
     out = barlow_twins_loss(z1, z2, lambd)
     assert set(out.parts) == {"on_diag", "off_diag"}
     assert_close(out.parts["on_diag"].item(), on)
@@ -77,7 +79,15 @@ def test_vime_reference():
     recon = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     x = torch.tensor([[1.5, 2.0], [2.0, 4.0]])
     sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
-    bce = -(math.log(sig(0.0)) + math.log(1 - sig(2.0)) + math.log(1 - sig(-1.0)) + math.log(sig(0.5))) / 4
+    bce = (
+        -(
+            math.log(sig(0.0))
+            + math.log(1 - sig(2.0))
+            + math.log(1 - sig(-1.0))
+            + math.log(sig(0.5))
+        )
+        / 4
+    )
     mse = (0.25 + 0 + 1 + 0) / 4
     out = vime_loss(logits, target, recon, x, alpha=2.0)
     assert set(out.parts) == {"mask_bce", "recon_mse"}

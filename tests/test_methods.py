@@ -18,12 +18,19 @@ from exprssl.training import EpochMeans, TrainConfig, check_finite_weights, trai
 
 def test_registry_lists_the_five_methods():
     assert available() == ["barlow", "byol", "mae", "scarf", "vime"]
-    with pytest.raises(ConfigError, match="unknown method 'simclr'; available: barlow, byol, mae, scarf, vime"):
+    with pytest.raises(
+        ConfigError, match="unknown method 'simclr'; available: barlow, byol, mae, scarf, vime"
+    ):
         build_method("simclr", 10)
-    with pytest.raises(ConfigError, match=r"^scarf: unknown option\(s\) temprature \(did you mean temperature\?\); "
-                                          "accepted: corruption_mode, corruption_rate, dropout, hidden_dims, "):
+    with pytest.raises(
+        ConfigError,
+        match=r"^scarf: unknown option\(s\) temprature \(did you mean temperature\?\); "
+        "accepted: corruption_mode, corruption_rate, dropout, hidden_dims, ",
+    ):
         build_method("scarf", 10, temprature=0.5)
-    with pytest.raises(ConfigError, match=r"^scarf: temperature must be a finite number > 0, got 0$"):
+    with pytest.raises(
+        ConfigError, match=r"^scarf: temperature must be a finite number > 0, got 0$"
+    ):
         build_method("scarf", 10, temperature=0)  # checked before anything is built
 
 
@@ -57,8 +64,13 @@ def test_method_contract(name):
 
 
 # what each loss is made of: parts (logged as train_/val_<part>) and metrics (train_<metric>)
-LOSS_PARTS = {"scarf": ({"nt_xent"}, set()), "byol": (set(), {"tau"}), "vime": ({"mask_bce", "recon_mse"}, set()),
-              "barlow": ({"on_diag", "off_diag"}, set()), "mae": ({"masked_mse", "unmasked_mse"}, set())}
+LOSS_PARTS = {
+    "scarf": ({"nt_xent"}, set()),
+    "byol": (set(), {"tau"}),
+    "vime": ({"mask_bce", "recon_mse"}, set()),
+    "barlow": ({"on_diag", "off_diag"}, set()),
+    "mae": ({"masked_mse", "unmasked_mse"}, set()),
+}
 
 
 @pytest.mark.parametrize("name", sorted(LOSS_PARTS))
@@ -72,10 +84,13 @@ def test_loss_parts_add_up(name):
     assert set(out.parts) == parts and set(out.metrics) == metrics
     assert all(not v.requires_grad and v.ndim == 0 for v in out.parts.values())
     p, o = out.parts, m.options
-    expected = {"scarf": lambda: p["nt_xent"], "byol": lambda: out.total,
-                "vime": lambda: p["mask_bce"] + o.alpha * p["recon_mse"],
-                "barlow": lambda: p["on_diag"] + o.lambd * p["off_diag"],
-                "mae": lambda: p["masked_mse"] + o.unmasked_weight * p["unmasked_mse"]}[name]()
+    expected = {
+        "scarf": lambda: p["nt_xent"],
+        "byol": lambda: out.total,
+        "vime": lambda: p["mask_bce"] + o.alpha * p["recon_mse"],
+        "barlow": lambda: p["on_diag"] + o.lambd * p["off_diag"],
+        "mae": lambda: p["masked_mse"] + o.unmasked_weight * p["unmasked_mse"],
+    }[name]()
     assert out.total.item() == pytest.approx(float(expected.detach()), rel=1e-6)
     if name == "byol":
         assert out.metrics["tau"] == 0.99
@@ -95,17 +110,23 @@ def test_cosine_tau_schedule():
 
 
 def test_byol_target_is_ema_only():
-    m = build_method("byol", 20, hidden_dims=[16], proj_hidden=32, proj_dim=8, tau=0.9, ema_schedule="fixed")
+    m = build_method(
+        "byol", 20, hidden_dims=[16], proj_hidden=32, proj_dim=8, tau=0.9, ema_schedule="fixed"
+    )
     m.fit_augmentations(torch.randn(32, 20))
     assert all(not p.requires_grad for p in m.target_encoder.parameters())
-    assert {id(p) for p in m.trainable_parameters()}.isdisjoint({id(p) for p in m.target_encoder.parameters()})
+    assert {id(p) for p in m.trainable_parameters()}.isdisjoint(
+        {id(p) for p in m.target_encoder.parameters()}
+    )
     before_t = m.target_encoder[0].weight.detach().clone()
     opt = torch.optim.SGD(m.trainable_parameters(), lr=0.5)
     m.loss(torch.randn(16, 20)).total.backward()
     opt.step()
     assert torch.equal(m.target_encoder[0].weight, before_t)  # gradients never touch the target
     m.on_train_batch_end(1, 10)
-    torch.testing.assert_close(m.target_encoder[0].weight, 0.9 * before_t + 0.1 * m.encoder[0].weight.detach())
+    torch.testing.assert_close(
+        m.target_encoder[0].weight, 0.9 * before_t + 0.1 * m.encoder[0].weight.detach()
+    )
 
 
 def test_vime_mask_target_is_changed_entries(monkeypatch):
@@ -145,8 +166,13 @@ def test_mae_reconstructs_original_on_masked_entries():
 
 
 # ------------------------------------------------------------------ training: history and divergence
-SMALL = {"scarf": {}, "byol": {"proj_hidden": 16, "proj_dim": 8}, "vime": {},
-         "barlow": {"proj_hidden": 16, "proj_dim": 16}, "mae": {"decoder_hidden": 16}}
+SMALL = {
+    "scarf": {},
+    "byol": {"proj_hidden": 16, "proj_dim": 8},
+    "vime": {},
+    "barlow": {"proj_hidden": 16, "proj_dim": 16},
+    "mae": {"decoder_hidden": 16},
+}
 
 
 def _tiny_data(n=48, d=20, seed=0):
@@ -157,11 +183,19 @@ def _tiny_data(n=48, d=20, seed=0):
 def test_history_records_every_loss_part(name):
     torch.manual_seed(0)
     m = build_method(name, 20, hidden_dims=[8], **SMALL[name])
-    history = train_method(m, _tiny_data(), TrainConfig(epochs=2, batch_size=16, val_fraction=0.25,
-                                                        patience=0, progress=False))
+    history = train_method(
+        m,
+        _tiny_data(),
+        TrainConfig(epochs=2, batch_size=16, val_fraction=0.25, patience=0, progress=False),
+    )
     parts, metrics = LOSS_PARTS[name]
-    expected = (["epoch", "train_loss", "val_loss"] + [f"train_{p}" for p in sorted(parts)]
-                + [f"val_{p}" for p in sorted(parts)] + [f"train_{k}" for k in metrics] + ["emb_std", "eff_rank"])
+    expected = (
+        ["epoch", "train_loss", "val_loss"]
+        + [f"train_{p}" for p in sorted(parts)]
+        + [f"val_{p}" for p in sorted(parts)]
+        + [f"train_{k}" for k in metrics]
+        + ["emb_std", "eff_rank"]
+    )
     assert len(history) == 2
     for rec in history:
         assert sorted(rec) == sorted(expected)
@@ -174,8 +208,14 @@ def test_history_records_every_loss_part(name):
 
 def test_history_without_validation_keeps_the_columns():
     m = build_method("vime", 20, hidden_dims=[8])
-    rec = train_method(m, _tiny_data(), TrainConfig(epochs=1, batch_size=16, val_fraction=0.0, progress=False))[0]
-    assert math.isnan(rec["val_loss"]) and math.isnan(rec["val_mask_bce"]) and math.isfinite(rec["train_mask_bce"])
+    rec = train_method(
+        m, _tiny_data(), TrainConfig(epochs=1, batch_size=16, val_fraction=0.0, progress=False)
+    )[0]
+    assert (
+        math.isnan(rec["val_loss"])
+        and math.isnan(rec["val_mask_bce"])
+        and math.isfinite(rec["train_mask_bce"])
+    )
 
 
 def test_epoch_means_are_weighted_and_sync_once():
@@ -190,10 +230,18 @@ def test_huge_learning_rate_stops_with_diverged_error():
     """`--lr 10` with SGD on unscaled data: the run stops with a one-line hint, no weights come back."""
     torch.manual_seed(0)
     m = build_method("mae", 20, hidden_dims=[16])
-    with pytest.raises(TrainingDivergedError, match=r"^mae: training diverged at epoch \d+ \(.*\); lower the "
-                                                    r"learning rate \(now 10\) or check the input scale"):
-        train_method(m, _tiny_data(n=40) * 100, TrainConfig(epochs=5, batch_size=16, lr=10, optimizer="sgd",
-                                                              val_fraction=0.25, progress=False))
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"^mae: training diverged at epoch \d+ \(.*\); lower the "
+        r"learning rate \(now 10\) or check the input scale",
+    ):
+        train_method(
+            m,
+            _tiny_data(n=40) * 100,
+            TrainConfig(
+                epochs=5, batch_size=16, lr=10, optimizer="sgd", val_fraction=0.25, progress=False
+            ),
+        )
 
 
 def test_nan_validation_loss_is_not_swallowed_by_early_stopping():
@@ -202,22 +250,35 @@ def test_nan_validation_loss_is_not_swallowed_by_early_stopping():
     m = build_method("scarf", 20, hidden_dims=[8])
     train_loss = m.loss
     m.loss = lambda x: train_loss(x) if m.training else LossOutput(torch.tensor(float("nan")))
-    with pytest.raises(TrainingDivergedError, match=r"^scarf: training diverged at epoch 1 \(the validation "
-                                                    r"loss is nan\); lower the learning rate \(now 0.001\)"):
-        train_method(m, _tiny_data(), TrainConfig(epochs=3, batch_size=16, val_fraction=0.25, patience=5,
-                                                  progress=False))
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"^scarf: training diverged at epoch 1 \(the validation "
+        r"loss is nan\); lower the learning rate \(now 0.001\)",
+    ):
+        train_method(
+            m,
+            _tiny_data(),
+            TrainConfig(epochs=3, batch_size=16, val_fraction=0.25, patience=5, progress=False),
+        )
 
 
 def test_nan_training_loss_and_overflowing_embeddings_stop_training():
     X = _tiny_data()
     X[5, 3] = float("nan")
     with pytest.raises(TrainingDivergedError, match=r"\(the training loss is nan\)"):
-        train_method(build_method("vime", 20, hidden_dims=[8]), X,
-                     TrainConfig(epochs=2, batch_size=16, val_fraction=0.0, progress=False))
+        train_method(
+            build_method("vime", 20, hidden_dims=[8]),
+            X,
+            TrainConfig(epochs=2, batch_size=16, val_fraction=0.0, progress=False),
+        )
     m = build_method("scarf", 20, hidden_dims=[8])
-    m.embed = lambda x: torch.full((x.shape[0], 8), 1e30)  # finite, but squared norms overflow float32
+    m.embed = lambda x: torch.full(
+        (x.shape[0], 8), 1e30
+    )  # finite, but squared norms overflow float32
     with pytest.raises(TrainingDivergedError, match=r"\(the largest embedding value is 1e\+30\)"):
-        train_method(m, _tiny_data(), TrainConfig(epochs=2, batch_size=16, val_fraction=0.0, progress=False))
+        train_method(
+            m, _tiny_data(), TrainConfig(epochs=2, batch_size=16, val_fraction=0.0, progress=False)
+        )
 
 
 def test_non_finite_weights_are_never_returned():
@@ -225,8 +286,11 @@ def test_non_finite_weights_are_never_returned():
     check_finite_weights(m)
     with torch.no_grad():
         m.encoder[1].running_var[0] = float("inf")
-    with pytest.raises(TrainingDivergedError, match=r"^barlow: training diverged: non-finite weights in "
-                                                    r"encoder.1.running_var; lower the learning rate"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"^barlow: training diverged: non-finite weights in "
+        r"encoder.1.running_var; lower the learning rate",
+    ):
         check_finite_weights(m)
 
 
@@ -235,8 +299,13 @@ def test_true_precisions_train_and_return_float32_weights(precision):
     """Lightning converts the weights and batches; the collapse monitor's rows must follow, and
     the trained method comes back in float32 for embedding and saving."""
     m = build_method("scarf", 20, hidden_dims=[8])
-    history = train_method(m, _tiny_data(), TrainConfig(epochs=1, batch_size=16, precision=precision,
-                                                        accelerator="cpu", progress=False))
+    history = train_method(
+        m,
+        _tiny_data(),
+        TrainConfig(
+            epochs=1, batch_size=16, precision=precision, accelerator="cpu", progress=False
+        ),
+    )
     assert math.isfinite(history[0]["eff_rank"])
     assert all(t.dtype == torch.float32 for t in m.state_dict().values() if t.is_floating_point())
     assert m.embed(_tiny_data(n=4)).dtype == torch.float32
@@ -250,7 +319,9 @@ def test_a_new_method_is_one_class_with_its_options(monkeypatch):
     from exprssl.methods import EncoderOptions, SSLMethod, describe_options, register
     from exprssl.methods.options import option
 
-    monkeypatch.setattr(methods_pkg, "METHODS", dict(methods_pkg.METHODS))  # unregistered afterwards
+    monkeypatch.setattr(
+        methods_pkg, "METHODS", dict(methods_pkg.METHODS)
+    )  # unregistered afterwards
 
     @dataclass(frozen=True)
     class ToyOptions(EncoderOptions):
@@ -267,9 +338,13 @@ def test_a_new_method_is_one_class_with_its_options(monkeypatch):
     assert "toy" in available() and [r["name"] for r in describe_options("toy")][-1] == "target"
     with pytest.raises(ConfigError, match=r"^toy: target must be a finite number > 0, got -1$"):
         build_method("toy", 20, target=-1)
-    history = train_method(build_method("toy", 20, hidden_dims=[8]), _tiny_data(),
-                           TrainConfig(epochs=1, batch_size=16, progress=False))
+    history = train_method(
+        build_method("toy", 20, hidden_dims=[8]),
+        _tiny_data(),
+        TrainConfig(epochs=1, batch_size=16, progress=False),
+    )
     assert {"train_energy", "val_energy"} <= set(history[0])
     with pytest.raises(TypeError, match="Options must be a dataclass extending EncoderOptions"):
+
         class Broken(SSLMethod):
             Options = dict

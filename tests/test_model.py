@@ -49,7 +49,9 @@ def module_data(n=600, n_genes=300, n_classes=4, n_modules=12, module_size=15, n
 
 
 FAST = dict(epochs=3, batch_size=64, method_params={"hidden_dims": [64, 64]}, progress=False)
-TINY = dict(epochs=1, batch_size=16, method_params={"hidden_dims": [8]}, progress=False, val_fraction=0.0)
+TINY = dict(
+    epochs=1, batch_size=16, method_params={"hidden_dims": [8]}, progress=False, val_fraction=0.0
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,9 @@ def test_save_load_roundtrip_identical_embeddings(tmp_path, data, method):
     m.save(tmp_path / "model")
     m2 = SSLModel.load(tmp_path / "model")
     np.testing.assert_array_equal(z, m2.transform(data))
-    assert m2.genes_ == m.genes_ and m2.method == method and m2.model_dir_ == str(tmp_path / "model")
+    assert (
+        m2.genes_ == m.genes_ and m2.method == method and m2.model_dir_ == str(tmp_path / "model")
+    )
     assert len(m2.history_) == len(m.history_) > 0
     assert m2.get_params()["method_params"] == m.method_params_ == m2.method_params_
     # saving again over an existing model needs overwrite, replaces it whole, leaves no temp dirs
@@ -152,8 +156,14 @@ def test_collapse_monitors():
 
 
 def test_history_records_epochs(data):
-    m = SSLModel("barlow", epochs=4, batch_size=64, method_params={"hidden_dims": [32]}, patience=0,
-                 progress=False).fit(data)
+    m = SSLModel(
+        "barlow",
+        epochs=4,
+        batch_size=64,
+        method_params={"hidden_dims": [32]},
+        patience=0,
+        progress=False,
+    ).fit(data)
     h = m.history_
     assert list(h["epoch"]) == [1, 2, 3, 4]
     assert h[["train_loss", "val_loss", "emb_std", "eff_rank"]].notna().all().all()
@@ -172,10 +182,18 @@ def test_pretraining_beats_random_encoder(method):
     y = data.obs["label"].to_numpy()
     rng = np.random.default_rng(0)
     # few labels: 5 per class; the rest is the test set
-    train_idx = np.concatenate([rng.choice(np.flatnonzero(y == c), 5, replace=False) for c in np.unique(y)])
+    train_idx = np.concatenate(
+        [rng.choice(np.flatnonzero(y == c), 5, replace=False) for c in np.unique(y)]
+    )
     test_idx = np.setdiff1d(np.arange(len(y)), train_idx)
-    opts = dict(epochs=30, batch_size=128, method_params={"hidden_dims": [128, 128]}, seed=0, progress=False,
-                patience=0)
+    opts = dict(
+        epochs=30,
+        batch_size=128,
+        method_params={"hidden_dims": [128, 128]},
+        seed=0,
+        progress=False,
+        patience=0,
+    )
     trained = SSLModel(method, **opts).fit(data)
     random_init = SSLModel(method, **dict(opts, epochs=1, lr=1e-12)).fit(data)
     acc_trained = _probe_accuracy(trained.transform(data), y, train_idx, test_idx)
@@ -200,14 +218,26 @@ def _one_line(e: pytest.ExceptionInfo) -> str:
     return text
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    (dict(epochs="abc"), "epochs must be an integer >= 1, got 'abc'"),
-    (dict(preprocessor={"foo": 1}), "unknown preprocessing option(s): foo; accepted: library_size, "),
-    (dict(preprocessor=5), "preprocessor must be an exprssl.Preprocessor, a dict of its options"),
-    (dict(method_params={"temperature": 0}), "temperature must be a finite number > 0, got 0"),
-    (dict(method_params=[1, 2]), "method_params must be a dict of the options of method 'scarf'"),
-    (dict(method="nope"), "unknown method 'nope'"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (dict(epochs="abc"), "epochs must be an integer >= 1, got 'abc'"),
+        (
+            dict(preprocessor={"foo": 1}),
+            "unknown preprocessing option(s): foo; accepted: library_size, ",
+        ),
+        (
+            dict(preprocessor=5),
+            "preprocessor must be an exprssl.Preprocessor, a dict of its options",
+        ),
+        (dict(method_params={"temperature": 0}), "temperature must be a finite number > 0, got 0"),
+        (
+            dict(method_params=[1, 2]),
+            "method_params must be a dict of the options of method 'scarf'",
+        ),
+        (dict(method="nope"), "unknown method 'nope'"),
+    ],
+)
 def test_check_params_and_fit_give_the_same_one_line_error(small, params, message):
     model = SSLModel(**params)  # stored as given: scikit-learn estimators never check in __init__
     with pytest.raises(ConfigError) as from_check:
@@ -220,8 +250,9 @@ def test_check_params_and_fit_give_the_same_one_line_error(small, params, messag
 
 def test_check_params_resolves_without_fitting():
     prep = Preprocessor(top_k_variance=5)
-    method_params, train, preprocessor = SSLModel("vime", epochs=3, lr="1e-3", preprocessor=prep,
-                                                  method_params={"corruption_rate": 0.5}).check_params()
+    method_params, train, preprocessor = SSLModel(
+        "vime", epochs=3, lr="1e-3", preprocessor=prep, method_params={"corruption_rate": 0.5}
+    ).check_params()
     assert method_params["corruption_rate"] == 0.5 and "hidden_dims" in method_params
     assert train.epochs == 3 and train.lr == pytest.approx(1e-3)
     assert preprocessor is not prep and preprocessor.top_k_variance == 5
@@ -246,7 +277,9 @@ def test_fit_leaves_the_callers_objects_alone(small):
     fitted = Preprocessor().fit(small[:30])
     state = fitted.to_dict()
     m2 = SSLModel("scarf", preprocessor=fitted, **TINY).fit(small[30:])
-    assert fitted.to_dict() == state == m2.preprocessor_.to_dict() and m2.preprocessor_ is not fitted
+    assert (
+        fitted.to_dict() == state == m2.preprocessor_.to_dict() and m2.preprocessor_ is not fitted
+    )
 
 
 def test_fit_on_non_numeric_or_unknown_input_is_one_line():
@@ -271,7 +304,10 @@ def test_missing_model_genes_warn_with_the_coverage(tiny_model, small, caplog):
     assert Z.shape == (60, 8)
     [record] = [r for r in caplog.records if "genes found" in r.getMessage()]
     assert record.levelname == "WARNING"
-    assert "24 of the model's 30 genes found (80.0%); 6 missing (G0, G1, G2, G3, G4, ...)" in record.getMessage()
+    assert (
+        "24 of the model's 30 genes found (80.0%); 6 missing (G0, G1, G2, G3, G4, ...)"
+        in record.getMessage()
+    )
     with pytest.raises(GeneOverlapError) as e:
         tiny_model.transform(small[:, 20:].copy())
     assert "only 10 of the model's 30 genes found (33.3%)" in _one_line(e)
@@ -286,13 +322,22 @@ def test_transform_returns_anndata_like_exprssl_embed(tmp_path, tiny_model, smal
     out = tiny_model.transform(small, return_anndata=True)
     assert out.n_obs == 60 and out.n_vars == 0 and "X_scarf" not in small.obsm
     np.testing.assert_array_equal(out.obsm["X_scarf"], Z)
-    assert list(out.obs["label"]) == list(small.obs["label"]) and list(out.obs_names) == list(small.obs_names)
-    assert dict(out.uns["exprssl"]) == {"model": "(not saved)", "method": "scarf", "source": "AnnData",
-                                        "n_model_genes": 30}
+    assert list(out.obs["label"]) == list(small.obs["label"]) and list(out.obs_names) == list(
+        small.obs_names
+    )
+    assert dict(out.uns["exprssl"]) == {
+        "model": "(not saved)",
+        "method": "scarf",
+        "source": "AnnData",
+        "n_model_genes": 30,
+    }
     frame = pd.DataFrame(np.asarray(small.X), index=small.obs_names, columns=small.var_names)
     from_frame = tiny_model.transform(frame, key="emb", return_anndata=True)
     np.testing.assert_array_equal(from_frame.obsm["emb"], Z)
-    assert list(from_frame.obs_names) == list(small.obs_names) and from_frame.uns["exprssl"]["source"] == "DataFrame"
+    assert (
+        list(from_frame.obs_names) == list(small.obs_names)
+        and from_frame.uns["exprssl"]["source"] == "DataFrame"
+    )
     with pytest.raises(ConfigError, match="key='emb' stores the embeddings in an AnnData's obsm"):
         tiny_model.transform(np.asarray(small.X), key="emb")
     # a streamed h5ad: obs from the file, the file's path as the source, the saved model's path
@@ -359,8 +404,10 @@ def test_concurrent_saves_never_race(tmp_path, tiny_model):
         outcomes = list(pool.map(save, range(8)))
     assert "saved" in outcomes and set(outcomes) <= {"saved", "busy"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
-    np.testing.assert_array_equal(SSLModel.load(target).embed_preprocessed(np.zeros((2, 30))),
-                                  tiny_model.embed_preprocessed(np.zeros((2, 30))))
+    np.testing.assert_array_equal(
+        SSLModel.load(target).embed_preprocessed(np.zeros((2, 30))),
+        tiny_model.embed_preprocessed(np.zeros((2, 30))),
+    )
 
 
 # ---------------------------------------------------------------------------- loading
@@ -380,6 +427,7 @@ def _edit_config(**changes):
             else:
                 cfg[k] = v
         (d / "config.json").write_text(json.dumps(cfg))
+
     return edit
 
 
@@ -388,22 +436,52 @@ def _other_preprocessor(d):
     Preprocessor().fit(rng.normal(size=(10, 20)) + 5).save(d / "preprocessor.json")
 
 
-@pytest.mark.parametrize(("damage", "file", "message"), [
-    (_truncate, "weights.pt", "not readable model weights"),
-    (lambda d: (d / "weights.pt").write_bytes(np.random.default_rng(0).bytes(5000)), "weights.pt",
-     "not readable model weights"),
-    (lambda d: (d / "config.json").write_text("{not json"), "config.json", "not valid JSON"),
-    (lambda d: (d / "config.json").write_text("[1, 2]"), "config.json", "expected a JSON object"),
-    (_edit_config(n_features=None), "config.json", "'n_features' (the number of genes the encoder takes) must be"),
-    (_edit_config(n_features="abc"), "config.json", "must be a positive integer, got 'abc'"),
-    (_edit_config(n_features=7), "weights.pt", "does not match config.json (method 'scarf', n_features 7)"),
-    (_edit_config(method="nope"), "config.json", "unknown method 'nope'"),
-    (_edit_config(method_config=[1]), "config.json", "'method_config' must be a JSON object"),
-    (_edit_config(method_config={"hidden_dims": [16]}), "weights.pt", "does not match config.json"),
-    (_other_preprocessor, "preprocessor.json", "20 genes, but config.json and weights.pt are for 30"),
-    (lambda d: (d / "preprocessor.json").write_text("{}"), "preprocessor.json", "not a valid preprocessor file"),
-    (lambda d: (d / "weights.pt").unlink(), "", "missing weights.pt"),
-])
+@pytest.mark.parametrize(
+    ("damage", "file", "message"),
+    [
+        (_truncate, "weights.pt", "not readable model weights"),
+        (
+            lambda d: (d / "weights.pt").write_bytes(np.random.default_rng(0).bytes(5000)),
+            "weights.pt",
+            "not readable model weights",
+        ),
+        (lambda d: (d / "config.json").write_text("{not json"), "config.json", "not valid JSON"),
+        (
+            lambda d: (d / "config.json").write_text("[1, 2]"),
+            "config.json",
+            "expected a JSON object",
+        ),
+        (
+            _edit_config(n_features=None),
+            "config.json",
+            "'n_features' (the number of genes the encoder takes) must be",
+        ),
+        (_edit_config(n_features="abc"), "config.json", "must be a positive integer, got 'abc'"),
+        (
+            _edit_config(n_features=7),
+            "weights.pt",
+            "does not match config.json (method 'scarf', n_features 7)",
+        ),
+        (_edit_config(method="nope"), "config.json", "unknown method 'nope'"),
+        (_edit_config(method_config=[1]), "config.json", "'method_config' must be a JSON object"),
+        (
+            _edit_config(method_config={"hidden_dims": [16]}),
+            "weights.pt",
+            "does not match config.json",
+        ),
+        (
+            _other_preprocessor,
+            "preprocessor.json",
+            "20 genes, but config.json and weights.pt are for 30",
+        ),
+        (
+            lambda d: (d / "preprocessor.json").write_text("{}"),
+            "preprocessor.json",
+            "not a valid preprocessor file",
+        ),
+        (lambda d: (d / "weights.pt").unlink(), "", "missing weights.pt"),
+    ],
+)
 def test_damaged_model_directories_are_one_line(tmp_path, tiny_model, damage, file, message):
     d = tiny_model.save(tmp_path / "model")
     damage(d)

@@ -51,9 +51,16 @@ def test_cpm_log_zscore_values(counts):
     np.testing.assert_allclose(Z.std(0), 1, atol=1e-3)
 
 
-@pytest.mark.parametrize("options", [dict(), dict(top_k_variance=40), dict(standardize=False),
-                                     dict(library_size=False, log=False), dict(library_size=False, log=False,
-                                                                               standardize=False)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(),
+        dict(top_k_variance=40),
+        dict(standardize=False),
+        dict(library_size=False, log=False),
+        dict(library_size=False, log=False, standardize=False),
+    ],
+)
 def test_transform_leaves_the_input_alone_and_matches_float64(counts, options):
     """Transform works in place on its own float32 copies (streaming preprocesses every batch);
     the caller's matrix is never modified, and values match a float64 computation."""
@@ -83,7 +90,9 @@ def test_transform_never_changes_fit(counts):
     p.transform(test)
     p.transform(train)
     assert _state(p) == before
-    np.testing.assert_array_equal(p.transform(train), Preprocessor(top_k_variance=100, quantile=True).fit_transform(train))
+    np.testing.assert_array_equal(
+        p.transform(train), Preprocessor(top_k_variance=100, quantile=True).fit_transform(train)
+    )
 
 
 def test_rows_are_independent(counts):
@@ -143,7 +152,10 @@ def test_alignment_by_name_with_missing_genes(counts):
     keep = counts.var_names[60:]
     Z = p.transform(counts[:, keep].copy())
     np.testing.assert_array_equal(Z[:, :60], 0)
-    with pytest.raises(GeneOverlapError, match=r"only 30 of the model's 300 genes found \(10.0%\); missing e.g. GENE00030, "):
+    with pytest.raises(
+        GeneOverlapError,
+        match=r"only 30 of the model's 300 genes found \(10.0%\); missing e.g. GENE00030, ",
+    ):
         p.transform(counts[:, :30].copy())
 
 
@@ -172,16 +184,19 @@ def test_bad_inputs(counts):
 
 
 # ---------------------------------------------------------------- scikit-learn estimator contract
-@pytest.mark.parametrize(("option", "value", "message"), [
-    ("library_size", "yes", "library_size must be true, false or auto, got 'yes'"),
-    ("quantile", "no", "quantile must be true or false, got 'no'"),
-    ("top_k_variance", 0, "top_k_variance must be an integer >= 1 (or null), got 0"),
-    ("top_k_variance", 2.5, "top_k_variance must be an integer >= 1"),
-    ("clip", -1, "clip must be a finite number > 0 (or null), got -1"),
-    ("min_mean", "abc", "min_mean must be a finite number (or null), got 'abc'"),
-    ("min_coverage", 1.5, "min_coverage must be a finite number in [0, 1], got 1.5"),
-    ("standardize", None, "standardize must be true or false, got None"),
-])
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("library_size", "yes", "library_size must be true, false or auto, got 'yes'"),
+        ("quantile", "no", "quantile must be true or false, got 'no'"),
+        ("top_k_variance", 0, "top_k_variance must be an integer >= 1 (or null), got 0"),
+        ("top_k_variance", 2.5, "top_k_variance must be an integer >= 1"),
+        ("clip", -1, "clip must be a finite number > 0 (or null), got -1"),
+        ("min_mean", "abc", "min_mean must be a finite number (or null), got 'abc'"),
+        ("min_coverage", 1.5, "min_coverage must be a finite number in [0, 1], got 1.5"),
+        ("standardize", None, "standardize must be true or false, got None"),
+    ],
+)
 def test_options_are_stored_as_given_and_checked_by_fit(counts, option, value, message):
     p = Preprocessor(**{option: value})  # scikit-learn: __init__ stores, never checks
     assert p.get_params()[option] == value
@@ -192,10 +207,14 @@ def test_options_are_stored_as_given_and_checked_by_fit(counts, option, value, m
 
 
 def test_from_options_names_the_accepted_keys():
-    assert OPTIONS == tuple(Preprocessor().get_params()) or set(OPTIONS) == set(Preprocessor().get_params())
+    assert OPTIONS == tuple(Preprocessor().get_params()) or set(OPTIONS) == set(
+        Preprocessor().get_params()
+    )
     assert "min_coverage" in OPTIONS
     assert Preprocessor.from_options({"top_k_variance": 10}).top_k_variance == 10
-    with pytest.raises(ConfigError, match=r"unknown preprocessing option\(s\): foo; accepted: library_size, log, "):
+    with pytest.raises(
+        ConfigError, match=r"unknown preprocessing option\(s\): foo; accepted: library_size, log, "
+    ):
         Preprocessor.from_options({"foo": 1, "log": True})
     with pytest.raises(ConfigError, match="preprocessing options must be a mapping"):
         Preprocessor.from_options(5)
@@ -216,7 +235,9 @@ def test_dataframes_arrays_and_anndata_agree(counts):
     np.testing.assert_array_equal(p_np.transform(X), p_ad.transform(counts))
     # a DataFrame is aligned by its column names, whatever their order
     np.testing.assert_allclose(p_df.transform(df[genes[::-1]]), p_df.transform(df), rtol=1e-6)
-    np.testing.assert_array_equal(p_df.get_feature_names_out(), np.asarray(p_df.genes_, dtype=object))
+    np.testing.assert_array_equal(
+        p_df.get_feature_names_out(), np.asarray(p_df.genes_, dtype=object)
+    )
 
 
 def test_unnamed_columns_are_taken_in_fit_order_or_refused(counts, caplog):
@@ -226,7 +247,9 @@ def test_unnamed_columns_are_taken_in_fit_order_or_refused(counts, caplog):
         Z = p.transform(X)
     np.testing.assert_array_equal(Z, p.transform(counts))
     assert "no gene names; its 300 columns are taken as the fitted genes" in caplog.text
-    with pytest.raises(GeneOverlapError, match="X has 299 features, but Preprocessor is expecting 300"):
+    with pytest.raises(
+        GeneOverlapError, match="X has 299 features, but Preprocessor is expecting 300"
+    ):
         p.transform(X[:, 1:])
 
 
@@ -246,7 +269,10 @@ def test_missing_genes_are_reported_at_default_verbosity(counts, caplog):
         p.transform(counts[:, 60:].copy())
     [record] = [r for r in caplog.records if "genes found" in r.getMessage()]
     assert record.levelname == "WARNING" and record.name == "exprssl"
-    assert "240 of the model's 300 genes found (80.0%); 60 missing (GENE00000, GENE00001, GENE00002, GENE00003, GENE00004, ...)" in record.getMessage()
+    assert (
+        "240 of the model's 300 genes found (80.0%); 60 missing (GENE00000, GENE00001, GENE00002, GENE00003, GENE00004, ...)"
+        in record.getMessage()
+    )
     caplog.clear()
     with caplog.at_level("WARNING", logger="exprssl"):
         p.transform(counts)  # all genes: silent
@@ -271,27 +297,52 @@ def test_refit_forgets_the_previous_fit(counts):
 
 def test_format_version_1_files_stay_readable(tmp_path):
     """A preprocessor.json as models saved before this version wrote it."""
-    old = {"version": 1,
-           "params": {"library_size": "auto", "log": "auto", "min_mean": None, "top_k_variance": 2,
-                      "quantile": False, "standardize": True, "clip": 10.0, "min_coverage": 0.5},
-           "fitted": {"input_scale_": "log", "library_size_": False, "log_": False,
-                      "input_genes_": ["A", "B", "C"], "gene_index_": [0, 2], "fill_": [1.0, 3.0],
-                      "mean_": [1.0, 3.0], "scale_": [2.0, 0.5]}}
+    old = {
+        "version": 1,
+        "params": {
+            "library_size": "auto",
+            "log": "auto",
+            "min_mean": None,
+            "top_k_variance": 2,
+            "quantile": False,
+            "standardize": True,
+            "clip": 10.0,
+            "min_coverage": 0.5,
+        },
+        "fitted": {
+            "input_scale_": "log",
+            "library_size_": False,
+            "log_": False,
+            "input_genes_": ["A", "B", "C"],
+            "gene_index_": [0, 2],
+            "fill_": [1.0, 3.0],
+            "mean_": [1.0, 3.0],
+            "scale_": [2.0, 0.5],
+        },
+    }
     path = tmp_path / "preprocessor.json"
     path.write_text(__import__("json").dumps(old))
     p = Preprocessor.load(path)
-    assert p.genes_ == ["A", "C"] and p.describe() == ["top 2 genes by variance", "z-score, clip ±10"]
-    np.testing.assert_allclose(p.transform(np.array([[3.0, 9.0, 2.0]]), ["A", "B", "C"]), [[1.0, -2.0]])
+    assert p.genes_ == ["A", "C"] and p.describe() == [
+        "top 2 genes by variance",
+        "z-score, clip ±10",
+    ]
+    np.testing.assert_allclose(
+        p.transform(np.array([[3.0, 9.0, 2.0]]), ["A", "B", "C"]), [[1.0, -2.0]]
+    )
     assert Preprocessor.from_dict(p.to_dict()).to_dict() == p.to_dict() == old
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda d: d["fitted"].update(fill_=[1.0]), "fill_ is 1 values, expected 2"),
-    (lambda d: d["fitted"].update(gene_index_=[0, 5]), "gene_index_ is not an increasing list"),
-    (lambda d: d["fitted"].pop("input_genes_"), "lacks input_genes_"),
-    (lambda d: d["params"].update(foo=1), "unknown preprocessing option"),
-    (lambda d: d.update(version=7), "format"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["fitted"].update(fill_=[1.0]), "fill_ is 1 values, expected 2"),
+        (lambda d: d["fitted"].update(gene_index_=[0, 5]), "gene_index_ is not an increasing list"),
+        (lambda d: d["fitted"].pop("input_genes_"), "lacks input_genes_"),
+        (lambda d: d["params"].update(foo=1), "unknown preprocessing option"),
+        (lambda d: d.update(version=7), "format"),
+    ],
+)
 def test_damaged_preprocessor_files_are_one_line(tmp_path, counts, change, message):
     import json
 
@@ -310,7 +361,9 @@ def test_damaged_preprocessor_files_are_one_line(tmp_path, counts, change, messa
 def test_gene_names_passed_where_y_goes_are_refused(counts):
     """fit(X, y) for scikit-learn: the old positional genes would silently become y."""
     X = np.asarray(counts.X, dtype=np.float32)
-    with pytest.raises(ConfigError, match="y has 300 entries for 200 samples; .* pass gene names as genes="):
+    with pytest.raises(
+        ConfigError, match="y has 300 entries for 200 samples; .* pass gene names as genes="
+    ):
         Preprocessor().fit(X, list(counts.var_names))
     labels = counts.obs["label"].to_numpy()
     assert Preprocessor().fit(X, labels).genes_ == Preprocessor().fit(X).genes_

@@ -22,11 +22,22 @@ class Killed(Exception):
 
 
 def _cfg(data, out):
-    return BenchmarkConfig(data=str(data), label="label", out=str(out), methods=["scarf"],
-                           baselines=["logreg", "random_encoder"], fractions=[0.3, 1.0], splits=1,
-                           seeds=1, epochs=1, batch_size=32, bootstrap=200, jobs=1,
-                           encoder={"hidden_dims": [16], "dropout": 0.1},
-                           finetune={"epochs": 2, "batch_size": 16, "patience": 1})
+    return BenchmarkConfig(
+        data=str(data),
+        label="label",
+        out=str(out),
+        methods=["scarf"],
+        baselines=["logreg", "random_encoder"],
+        fractions=[0.3, 1.0],
+        splits=1,
+        seeds=1,
+        epochs=1,
+        batch_size=32,
+        bootstrap=200,
+        jobs=1,
+        encoder={"hidden_dims": [16], "dropout": 0.1},
+        finetune={"epochs": 2, "batch_size": 16, "patience": 1},
+    )
 
 
 def test_kill_between_predictions_and_results_resumes_identically(tmp_path, monkeypatch):
@@ -35,8 +46,9 @@ def test_kill_between_predictions_and_results_resumes_identically(tmp_path, monk
     whole = run_benchmark(_cfg(data, tmp_path / "whole"), progress=False)
 
     # every group flushes; the second flush dies after predictions.parquet, before the rest
-    monkeypatch.setattr(runner, "evaluate_stage",
-                        functools.partial(runner.evaluate_stage, flush_every=-1.0))
+    monkeypatch.setattr(
+        runner, "evaluate_stage", functools.partial(runner.evaluate_stage, flush_every=-1.0)
+    )
     writes = {"n": 0}
     real_write = results_module.atomic_write_text
 
@@ -51,14 +63,19 @@ def test_kill_between_predictions_and_results_resumes_identically(tmp_path, monk
     with pytest.raises(Killed):
         run_benchmark(_cfg(data, out), progress=False)
     on_disk = pd.read_parquet(out / "predictions.parquet").groupby(CELL_KEY).ngroups
-    assert on_disk > pd.read_csv(out / "results.csv").groupby(
-        ["split", "method", "head", "fraction", "seed"]).ngroups  # a cell only half written
+    assert (
+        on_disk
+        > pd.read_csv(out / "results.csv")
+        .groupby(["split", "method", "head", "fraction", "seed"])
+        .ngroups
+    )  # a cell only half written
     monkeypatch.setattr(results_module, "atomic_write_text", real_write)
 
     resumed = run_benchmark(_cfg(data, out), progress=False)
     for name in ("results.csv", "summary.csv"):
-        pd.testing.assert_frame_equal(pd.read_csv(out / name),
-                                      pd.read_csv(tmp_path / "whole" / name))
+        pd.testing.assert_frame_equal(
+            pd.read_csv(out / name), pd.read_csv(tmp_path / "whole" / name)
+        )
     assert list(resumed.summary["verdict"].fillna("")) == list(whole.summary["verdict"].fillna(""))
     preds = pd.read_parquet(out / "predictions.parquet")
     assert not preds.duplicated(CELL_KEY + ["test_index"]).any()

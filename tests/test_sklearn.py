@@ -22,13 +22,21 @@ from exprssl import Preprocessor, SSLModel
 from exprssl.errors import ExprsslError, NotFittedError
 from exprssl.training import TrainConfig
 
-TINY = dict(epochs=1, batch_size=16, method_params={"hidden_dims": [4]}, progress=False, val_fraction=0.0,
-            patience=0)
+TINY = dict(
+    epochs=1,
+    batch_size=16,
+    method_params={"hidden_dims": [4]},
+    progress=False,
+    val_fraction=0.0,
+    patience=0,
+)
 
 # Checks that cannot pass, by name, each with why. exprssl's input errors are ValueError (non-numbers
 # TypeError) like scikit-learn's, but its messages are its own one-line ones (they name the file,
 # sample and gene), and these checks match scikit-learn's message text.
-OWN_MESSAGE = "exprssl raises a ValueError with its own one-line message, not scikit-learn's wording"
+OWN_MESSAGE = (
+    "exprssl raises a ValueError with its own one-line message, not scikit-learn's wording"
+)
 EXPECTED_FAILURES = {
     "check_fit2d_1sample": "fitting needs >= 2 samples (BatchNorm, gene variances); " + OWN_MESSAGE,
     "check_fit2d_predict1d": "1-D input at transform: " + OWN_MESSAGE,
@@ -38,10 +46,9 @@ EXPECTED_FAILURES = {
 }
 SSL_EXPECTED_FAILURES = {
     **EXPECTED_FAILURES,
-    "check_do_not_raise_errors_in_init_or_set_params":
-        "SSLModel's **misplaced exists only to turn method options passed as keywords (the API before "
-        "method_params) into a ConfigError that says where they go; the check passes it a value. Real "
-        "parameters are never checked in __init__ (test_init_stores_params_unchecked)",
+    "check_do_not_raise_errors_in_init_or_set_params": "SSLModel's **misplaced exists only to turn method options passed as keywords (the API before "
+    "method_params) into a ConfigError that says where they go; the check passes it a value. Real "
+    "parameters are never checked in __init__ (test_init_stores_params_unchecked)",
 }
 
 
@@ -54,9 +61,14 @@ def _quiet_warnings(caplog):
     caplog.set_level(logging.ERROR, logger="exprssl")  # the checks' random data trip scale warnings
 
 
-@pytest.mark.filterwarnings("ignore::numpy.exceptions.ComplexWarning")  # check_complex_data, expected to fail
-@parametrize_with_checks([Preprocessor(), SSLModel("scarf", **TINY)], expected_failed_checks=_expected_failures,
-                         xfail_strict=True)
+@pytest.mark.filterwarnings(
+    "ignore::numpy.exceptions.ComplexWarning"
+)  # check_complex_data, expected to fail
+@parametrize_with_checks(
+    [Preprocessor(), SSLModel("scarf", **TINY)],
+    expected_failed_checks=_expected_failures,
+    xfail_strict=True,
+)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -78,7 +90,9 @@ def _as(kind: str, X: np.ndarray, y: np.ndarray):
         return X, y
     if kind == "pandas":
         return pd.DataFrame(X, index=samples, columns=genes), pd.Series(y, index=samples)
-    adata = ad.AnnData(X, obs=pd.DataFrame({"label": y}, index=samples), var=pd.DataFrame(index=genes))
+    adata = ad.AnnData(
+        X, obs=pd.DataFrame({"label": y}, index=samples), var=pd.DataFrame(index=genes)
+    )
     return adata, adata.obs["label"]
 
 
@@ -88,7 +102,9 @@ KINDS = ["numpy", "pandas", "anndata"]
 @pytest.mark.parametrize("kind", KINDS)
 def test_pipeline_fit_predict(kind):
     X, y = _as(kind, *_classes())
-    pipe = Pipeline([("ssl", SSLModel("scarf", **{**TINY, "epochs": 2})), ("lr", LogisticRegression())])
+    pipe = Pipeline(
+        [("ssl", SSLModel("scarf", **{**TINY, "epochs": 2})), ("lr", LogisticRegression())]
+    )
     pipe.fit(X, y)  # the Pipeline passes y to SSLModel.fit_transform: ignored, never an obsm key
     assert pipe.predict(X).shape == (48,) and pipe.score(X, y) > 0.5
     if kind == "anndata":
@@ -102,7 +118,9 @@ def test_pipeline_fit_predict(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_grid_search_over_ssl_options(kind):
     X, y = _as(kind, *_classes())
-    pipe = Pipeline([("prep", Preprocessor()), ("ssl", SSLModel("scarf", **TINY)), ("lr", LogisticRegression())])
+    pipe = Pipeline(
+        [("prep", Preprocessor()), ("ssl", SSLModel("scarf", **TINY)), ("lr", LogisticRegression())]
+    )
     search = GridSearchCV(pipe, {"ssl__epochs": [1, 2]}, cv=2, error_score="raise").fit(X, y)
     assert search.best_params_["ssl__epochs"] in (1, 2)
     assert len(search.cv_results_["mean_test_score"]) == 2
@@ -114,7 +132,9 @@ def test_train_options_mirror_train_config():
     """Every TrainConfig field is an SSLModel parameter with the same default."""
     params = inspect.signature(SSLModel).parameters
     for field in dataclasses.fields(TrainConfig):
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        default = (
+            field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        )
         assert params[field.name].default == default, field.name
     own = {"method", "method_params", "preprocessor", "misplaced"}
     assert set(params) - own == {f.name for f in dataclasses.fields(TrainConfig)}
@@ -127,7 +147,10 @@ def test_init_stores_params_unchecked():
     model = SSLModel(**junk)
     assert model.get_params() == junk
     model.set_params(**junk)
-    assert Preprocessor(**{name: -1 for name in Preprocessor._get_param_names()}).get_params()["clip"] == -1
+    assert (
+        Preprocessor(**{name: -1 for name in Preprocessor._get_param_names()}).get_params()["clip"]
+        == -1
+    )
 
 
 def test_get_set_params_and_clone():
@@ -139,16 +162,23 @@ def test_get_set_params_and_clone():
     model.set_params(epochs=7, preprocessor__top_k_variance=9)
     assert model.epochs == 7 and prep.top_k_variance == 9
     twin = clone(model)
-    assert twin.get_params()["method_params"] == {"corruption_rate": 0.5} and twin.preprocessor is not prep
+    assert (
+        twin.get_params()["method_params"] == {"corruption_rate": 0.5}
+        and twin.preprocessor is not prep
+    )
     with pytest.raises(ValueError, match="Invalid parameter 'corruption_rate'"):
         model.set_params(corruption_rate=0.2)
 
 
 def test_not_fitted_is_scikit_learns_and_one_line():
-    for estimator, call in ((SSLModel(), lambda m: m.transform(np.ones((3, 2)))),
-                            (Preprocessor(), lambda p: p.transform(np.ones((3, 2)))),
-                            (SSLModel(), lambda m: m.save("never_written"))):
+    for estimator, call in (
+        (SSLModel(), lambda m: m.transform(np.ones((3, 2)))),
+        (Preprocessor(), lambda p: p.transform(np.ones((3, 2)))),
+        (SSLModel(), lambda m: m.save("never_written")),
+    ):
         with pytest.raises(NotFittedError) as e:
             call(estimator)
-        assert isinstance(e.value, sklearn.exceptions.NotFittedError) and isinstance(e.value, ExprsslError)
+        assert isinstance(e.value, sklearn.exceptions.NotFittedError) and isinstance(
+            e.value, ExprsslError
+        )
         assert "not fitted yet" in str(e.value) and "\n" not in str(e.value)

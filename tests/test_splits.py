@@ -38,7 +38,9 @@ def test_deterministic_from_seed(labels):
 
 def test_groups_never_cross_parts(labels):
     groups = np.repeat(np.arange(50), 2)  # 2 samples per patient, patients nested in classes
-    parts = split_indices(labels, {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}, groups=groups, seed=1)
+    parts = split_indices(
+        labels, {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}, groups=groups, seed=1
+    )
     seen = [set(groups[idx]) for idx in parts.values()]
     assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
     assert all(set(labels[idx]) == {"a", "b", "c"} for idx in parts.values())
@@ -54,9 +56,13 @@ def test_groups_of_unequal_size_split_by_samples_not_groups():
         groups += [f"{cls}-big"] * 40 + [f"{cls}-small{i}" for i in range(20)]
     y, groups = np.array(y), np.array(groups)
     for seed in range(10):
-        parts = split_indices(y, {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}, groups=groups, seed=seed)
+        parts = split_indices(
+            y, {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}, groups=groups, seed=seed
+        )
         sizes = {k: len(v) for k, v in parts.items()}
-        assert sizes["pretrain"] >= 80 and 16 <= sizes["finetune"] <= 24 and 16 <= sizes["test"] <= 24, sizes
+        assert (
+            sizes["pretrain"] >= 80 and 16 <= sizes["finetune"] <= 24 and 16 <= sizes["test"] <= 24
+        ), sizes
         seen = [set(groups[idx]) for idx in parts.values()]
         assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
         assert all(set(y[idx]) == {"a", "b"} for idx in parts.values())
@@ -88,7 +94,9 @@ def test_large_split_is_fast():
     y = rng.integers(0, 30, 200_000).astype(str)
     t = time.perf_counter()
     split_indices(y, {"a": 0.6, "b": 0.2, "c": 0.2}, seed=0)
-    split_indices(y, {"a": 0.6, "b": 0.2, "c": 0.2}, groups=rng.integers(0, 66_000, 200_000), seed=0)
+    split_indices(
+        y, {"a": 0.6, "b": 0.2, "c": 0.2}, groups=rng.integers(0, 66_000, 200_000), seed=0
+    )
     assert time.perf_counter() - t < 10
 
 

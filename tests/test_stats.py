@@ -20,11 +20,17 @@ from exprssl.evaluation.stats import (
 )
 
 
-@pytest.mark.parametrize("metric,reference", [
-    ("accuracy", accuracy_score),
-    ("balanced_accuracy", balanced_accuracy_score),
-    ("macro_f1", lambda y, p: f1_score(y, p, average="macro", labels=np.unique(y), zero_division=0)),
-])
+@pytest.mark.parametrize(
+    "metric,reference",
+    [
+        ("accuracy", accuracy_score),
+        ("balanced_accuracy", balanced_accuracy_score),
+        (
+            "macro_f1",
+            lambda y, p: f1_score(y, p, average="macro", labels=np.unique(y), zero_division=0),
+        ),
+    ],
+)
 def test_weighted_scores_equal_sklearn_and_resampling(metric, reference):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, 60)
@@ -34,7 +40,9 @@ def test_weighted_scores_equal_sklearn_and_resampling(metric, reference):
     # a bootstrap weight vector is the same as scoring the resampled rows
     idx = rng.integers(0, 60, 60)
     W = np.bincount(idx, minlength=60)[None, :].astype(float)
-    np.testing.assert_allclose(weighted_scores(W, y, pred, 4, metric)[0], [reference(y[idx], p[idx]) for p in pred])
+    np.testing.assert_allclose(
+        weighted_scores(W, y, pred, 4, metric)[0], [reference(y[idx], p[idx]) for p in pred]
+    )
 
 
 def _splits(n_splits, n_test, acc_a, acc_b, rng, n_seeds=2, shared=0.0):
@@ -60,7 +68,10 @@ def test_paired_interval_detects_a_real_difference_and_not_a_null_one():
     point, reps = bootstrap(_splits(5, 80, 0.7, 0.7, rng), ["a", "b"], 3, "accuracy", n_boot=1000)
     lo, hi = interval(reps["a"] - reps["b"])
     assert lo < 0 < hi and verdict(lo, hi, False) == "no detectable difference"
-    assert verdict(-0.3, -0.1, False) == "SSL worse" and verdict(0.1, 0.3, True) == "too small for a claim"
+    assert (
+        verdict(-0.3, -0.1, False) == "SSL worse"
+        and verdict(0.1, 0.3, True) == "too small for a claim"
+    )
 
 
 def test_pairing_tightens_the_interval():
@@ -79,7 +90,9 @@ def test_identical_predictions_still_get_a_test_sampling_interval():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 4, 12)
     pred = np.tile(np.where(rng.random(12) < 0.6, y, (y + 1) % 4), (3, 1))
-    point, reps = bootstrap([SplitPredictions(y, {"a": pred})], ["a"], 4, "balanced_accuracy", n_boot=500)
+    point, reps = bootstrap(
+        [SplitPredictions(y, {"a": pred})], ["a"], 4, "balanced_accuracy", n_boot=500
+    )
     lo, hi = interval(reps["a"])
     assert hi - lo > 0.2 and lo <= point["a"] <= hi
 
@@ -104,8 +117,11 @@ def test_too_small_rule():
 def _tables(n_splits=3, seeds=2, n_test=50, fractions=(0.2, 1.0), gap=0.3):
     rng = np.random.default_rng(4)
     res, preds = [], []
-    approaches = [("scarf", "ssl", "finetune", 0.5 + gap), ("logreg", "baseline", "logreg", 0.5),
-                  ("random_encoder", "control", "random_encoder", 0.3)]
+    approaches = [
+        ("scarf", "ssl", "finetune", 0.5 + gap),
+        ("logreg", "baseline", "logreg", 0.5),
+        ("random_encoder", "control", "random_encoder", 0.3),
+    ]
     for k in range(n_splits):
         y = rng.integers(0, 3, n_test)
         test_index = np.arange(n_test) + 1000 * k
@@ -114,37 +130,75 @@ def _tables(n_splits=3, seeds=2, n_test=50, fractions=(0.2, 1.0), gap=0.3):
                 for method, kind, head, acc in approaches:
                     name = f"{method}+{head}" if kind == "ssl" else method
                     p = np.where(rng.random(n_test) < acc, y, (y + 1) % 3)
-                    preds.append(pd.DataFrame({"split": k, "seed": seed, "fraction": frac, "approach": name,
-                                               "test_index": test_index, "y_true": y, "y_pred": p}))
-                    res.append({"split": k, "method": method, "kind": kind, "head": head, "fraction": frac,
-                                "n_labelled": int(30 * frac), "seed": seed, "metric": "balanced_accuracy",
-                                "value": balanced_accuracy_score(y, p)})
+                    preds.append(
+                        pd.DataFrame(
+                            {
+                                "split": k,
+                                "seed": seed,
+                                "fraction": frac,
+                                "approach": name,
+                                "test_index": test_index,
+                                "y_true": y,
+                                "y_pred": p,
+                            }
+                        )
+                    )
+                    res.append(
+                        {
+                            "split": k,
+                            "method": method,
+                            "kind": kind,
+                            "head": head,
+                            "fraction": frac,
+                            "n_labelled": int(30 * frac),
+                            "seed": seed,
+                            "metric": "balanced_accuracy",
+                            "value": balanced_accuracy_score(y, p),
+                        }
+                    )
     return pd.DataFrame(res), pd.concat(preds, ignore_index=True)
 
 
 def test_summarize_rows_verdicts_and_consistency():
     res, preds = _tables()
-    s = summarize(res, preds, metric="balanced_accuracy", n_classes=3, n_test_per_split=50, n_boot=500)
+    s = summarize(
+        res, preds, metric="balanced_accuracy", n_classes=3, n_test_per_split=50, n_boot=500
+    )
     assert len(s) == 6 and set(s["kind"]) == {"ssl", "baseline", "control"}
     ssl = s[s["best_ssl"]]
-    assert len(ssl) == 2 and (ssl["vs"] == "logreg").all() and (ssl["verdict"] == "SSL better").all()
-    assert (s.loc[s["best_baseline"], "approach"] == "logreg").all()  # the control is never the baseline
+    assert (
+        len(ssl) == 2 and (ssl["vs"] == "logreg").all() and (ssl["verdict"] == "SSL better").all()
+    )
+    assert (
+        s.loc[s["best_baseline"], "approach"] == "logreg"
+    ).all()  # the control is never the baseline
     # the mean is the mean of results.csv's values, inside its interval
     for r in s.itertuples():
         v = res[(res["method"] == r.method) & (res["fraction"] == r.fraction)]["value"]
         assert r.mean == pytest.approx(v.mean()) and r.lo <= r.mean <= r.hi
     diff, lo, hi = paired_difference(preds, 1.0, "scarf+finetune", "random_encoder", 3, n_boot=500)
     assert lo > 0.3 and lo < diff < hi
-    small = summarize(res, preds, metric="balanced_accuracy", n_classes=3, n_test_per_split=6, n_boot=200)
+    small = summarize(
+        res, preds, metric="balanced_accuracy", n_classes=3, n_test_per_split=6, n_boot=200
+    )
     assert (small.loc[small["best_ssl"], "verdict"] == "too small for a claim").all()
     null_res, null_preds = _tables(gap=0.0)
-    null = summarize(null_res, null_preds, metric="balanced_accuracy", n_classes=3, n_test_per_split=50, n_boot=500)
+    null = summarize(
+        null_res,
+        null_preds,
+        metric="balanced_accuracy",
+        n_classes=3,
+        n_test_per_split=50,
+        n_boot=500,
+    )
     assert (null.loc[null["best_ssl"], "verdict"] == "no detectable difference").all()
 
 
 def test_split_predictions_drops_incomplete_approaches():
     _, preds = _tables(n_splits=2)
-    partial = preds[~((preds["approach"] == "logreg") & (preds["split"] == 1) & (preds["seed"] == 1))]
+    partial = preds[
+        ~((preds["approach"] == "logreg") & (preds["split"] == 1) & (preds["seed"] == 1))
+    ]
     sp = split_predictions(partial, 1.0, ["scarf+finetune", "logreg"])
     assert "logreg" in sp[0].preds and "logreg" not in sp[1].preds
     assert sp[0].preds["scarf+finetune"].shape == (2, 50)
@@ -163,4 +217,6 @@ def test_predicting_a_class_absent_from_the_held_out_part_is_scored_silently():
         warnings.simplefilter("error")
         assert score(y_true, y_pred, "balanced_accuracy") == pytest.approx(0.75)
         proba = np.eye(3)[[0, 2, 1, 1]]
-        assert classification_metrics(y_true, proba, ["a", "b", "c"])["balanced_accuracy"] == pytest.approx(0.75)
+        assert classification_metrics(y_true, proba, ["a", "b", "c"])[
+            "balanced_accuracy"
+        ] == pytest.approx(0.75)

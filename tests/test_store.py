@@ -43,7 +43,10 @@ def _archs4(path, n_genes=12, n_samples=1000, genes=None):
     with h5py.File(path, "w") as f:
         f.create_dataset("data/expression", data=X, chunks=(n_genes, 64), compression="gzip")
         f.create_dataset("meta/genes/symbol", data=np.array(genes, dtype="S"))
-        f.create_dataset("meta/samples/geo_accession", data=np.array([f"GSM{i}" for i in range(n_samples)], dtype="S"))
+        f.create_dataset(
+            "meta/samples/geo_accession",
+            data=np.array([f"GSM{i}" for i in range(n_samples)], dtype="S"),
+        )
     return X
 
 
@@ -59,13 +62,22 @@ def test_convert_archs4_streams_to_sample_major(store):
     assert s.shape == (1000, 12) and s.chunk_rows == 50 and s.genes[:2] == ["G0", "G1"]
     np.testing.assert_array_equal(s.rows(np.array([7, 3, 999])), X[:, [7, 3, 999]].T)
     assert is_store(s.path) and s.uns["format"] == STORE_FORMAT and s.samples[5] == "GSM5"
-    with h5py.File(s.path) as f:  # integer counts stay integers, Blosc-compressed, in whole-row chunks
-        assert f["X"].dtype == np.uint32 and f["X"].chunks == (50, 12) and "32001" in f["X"]._filters
+    with h5py.File(
+        s.path
+    ) as f:  # integer counts stay integers, Blosc-compressed, in whole-row chunks
+        assert (
+            f["X"].dtype == np.uint32 and f["X"].chunks == (50, 12) and "32001" in f["X"]._filters
+        )
 
 
 def _store_content(path):
     with h5py.File(path) as f:
-        return f["X"][:], f["obs/_index"][:], f["var/_index"][:], {k: f["var"][k][:] for k in f["var"]}
+        return (
+            f["X"][:],
+            f["obs/_index"][:],
+            f["var/_index"][:],
+            {k: f["var"][k][:] for k in f["var"]},
+        )
 
 
 def test_convert_selects_genes_and_anndata_opens_the_store(tmp_path):
@@ -73,10 +85,16 @@ def test_convert_selects_genes_and_anndata_opens_the_store(tmp_path):
 
     genes = [f"ENSG{i:011d}.{i % 3 + 1}" for i in range(40)]
     X = _archs4(tmp_path / "a.h5", n_genes=40, n_samples=300, genes=genes)
-    (tmp_path / "genes.txt").write_text("# kept genes\n" + "".join(f"ENSG{i:011d}\n" for i in range(0, 40, 2))
-                                       + "NOT_A_GENE\n")
-    out = convert(tmp_path / "a.h5", tmp_path / "s.h5ad", genes=tmp_path / "genes.txt", top_genes=5,
-                  chunk_rows=32)
+    (tmp_path / "genes.txt").write_text(
+        "# kept genes\n" + "".join(f"ENSG{i:011d}\n" for i in range(0, 40, 2)) + "NOT_A_GENE\n"
+    )
+    out = convert(
+        tmp_path / "a.h5",
+        tmp_path / "s.h5ad",
+        genes=tmp_path / "genes.txt",
+        top_genes=5,
+        chunk_rows=32,
+    )
     a = ad.read_h5ad(out, backed="r")
     # the 5 listed genes (even positions) of largest variance of log1p(CPM), in the source's order
     cpm = np.log1p(X / X.sum(0) * 1e6)
@@ -87,7 +105,11 @@ def test_convert_selects_genes_and_anndata_opens_the_store(tmp_path):
     assert a.X.dtype == np.uint32 and a.shape == (300, 5)
     np.testing.assert_array_equal(a.X[10:20], X[top][:, 10:20].T)
     selection = a.uns["exprssl_store"]["gene_selection"]
-    assert selection["n_listed"] == 21 and selection["n_listed_found"] == 20 and selection["top_genes"] == 5
+    assert (
+        selection["n_listed"] == 21
+        and selection["n_listed_found"] == 20
+        and selection["top_genes"] == 5
+    )
     assert a.uns["exprssl_store"]["codec"] == "blosc-zstd" and out.stat().st_size < X.size * 4
     a.file.close()
     with pytest.raises(DataFileError, match=r"none\.txt: none of the 1 listed genes is in .*a\.h5"):
@@ -113,11 +135,14 @@ def test_interrupted_conversion_resumes_to_identical_content(tmp_path):
         convert(tmp_path / "a.h5", tmp_path / "s.h5ad", progress=interrupt, **options)
     assert not (tmp_path / "s.h5ad").exists() and (tmp_path / ".s.h5ad.partial").exists()
     calls.clear()
-    convert(tmp_path / "a.h5", tmp_path / "s.h5ad", progress=lambda *a: calls.append(a[0::2]), **options)
+    convert(
+        tmp_path / "a.h5", tmp_path / "s.h5ad", progress=lambda *a: calls.append(a[0::2]), **options
+    )
     assert calls[0] == (512, "converting")  # resumed after the 3 blocks done, no gene scan again
     assert not list(tmp_path.glob(".s.h5ad*"))
-    for resumed, whole in zip(_store_content(tmp_path / "s.h5ad"), _store_content(tmp_path / "whole.h5ad"),
-                              strict=True):
+    for resumed, whole in zip(
+        _store_content(tmp_path / "s.h5ad"), _store_content(tmp_path / "whole.h5ad"), strict=True
+    ):
         if isinstance(whole, dict):
             assert whole.keys() == resumed.keys()
             for k in whole:
@@ -128,9 +153,16 @@ def test_interrupted_conversion_resumes_to_identical_content(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         convert(tmp_path / "a.h5", tmp_path / "u.h5ad", progress=interrupt, **options)
     calls.clear()
-    convert(tmp_path / "a.h5", tmp_path / "u.h5ad", progress=lambda *a: calls.append(a[0::2]),
-            **{**options, "top_genes": 10})
-    assert calls[0][1] == "scanning genes" and ExpressionStore(tmp_path / "u.h5ad").shape == (1000, 10)
+    convert(
+        tmp_path / "a.h5",
+        tmp_path / "u.h5ad",
+        progress=lambda *a: calls.append(a[0::2]),
+        **{**options, "top_genes": 10},
+    )
+    assert calls[0][1] == "scanning genes" and ExpressionStore(tmp_path / "u.h5ad").shape == (
+        1000,
+        10,
+    )
 
 
 def _legacy_store(path, X):
@@ -139,10 +171,16 @@ def _legacy_store(path, X):
     with h5py.File(path, "w") as f:
         f.attrs["format"] = LEGACY_STORE_FORMAT
         f.create_dataset("X", data=X, chunks=(min(256, n), d))
-        f.create_dataset("genes", data=np.array([f"G{i}" for i in range(d)], dtype=object),
-                         dtype=h5py.string_dtype())
-        f.create_dataset("samples", data=np.array([f"S{i}" for i in range(n)], dtype=object),
-                         dtype=h5py.string_dtype())
+        f.create_dataset(
+            "genes",
+            data=np.array([f"G{i}" for i in range(d)], dtype=object),
+            dtype=h5py.string_dtype(),
+        )
+        f.create_dataset(
+            "samples",
+            data=np.array([f"S{i}" for i in range(n)], dtype=object),
+            dtype=h5py.string_dtype(),
+        )
 
 
 def test_a_0_2_store_still_streams_and_converts(tmp_path):
@@ -152,7 +190,9 @@ def test_a_0_2_store_still_streams_and_converts(tmp_path):
     assert isinstance(s, ExpressionStore) and s.shape == (300, 20) and s.samples[3] == "S3"
     np.testing.assert_array_equal(s.rows(np.array([5, 1])), X[[5, 1]])
     SSLModel_ = __import__("exprssl").SSLModel
-    m = SSLModel_("scarf", epochs=1, batch_size=64, method_params={"hidden_dims": [8]}, progress=False)
+    m = SSLModel_(
+        "scarf", epochs=1, batch_size=64, method_params={"hidden_dims": [8]}, progress=False
+    )
     assert m.fit(tmp_path / "old.h5").transform(tmp_path / "old.h5").shape == (300, 8)
     new = ExpressionStore(convert(tmp_path / "old.h5", tmp_path / "new.h5ad"))
     np.testing.assert_array_equal(new.rows(np.arange(300)), X)
@@ -189,8 +229,11 @@ def test_convert_h5ad_and_tables(tmp_path, kind):
         a = ad.AnnData(sp.csr_matrix(X) if kind.startswith("csr") else X)
         a.obs_names, a.var_names = samples, genes
         a.write_h5ad(src)
-    s = ExpressionStore(convert(src, tmp_path / "s.h5ad", chunk_rows=16, block_samples=32,
-                                orientation="samples_in_rows"))
+    s = ExpressionStore(
+        convert(
+            src, tmp_path / "s.h5ad", chunk_rows=16, block_samples=32, orientation="samples_in_rows"
+        )
+    )
     np.testing.assert_array_equal(s.rows(np.arange(70)), X)
     assert s.genes[:2] == ["ENSG00000000000", "ENSG00000000001"] and s.samples[69] == "S69"
 
@@ -210,8 +253,12 @@ def test_convert_checks_the_source_before_writing(tmp_path):
         f["meta/samples/geo_accession"][3] = b"GSM3"
     with h5py.File(tmp_path / "a.h5", "a") as f:  # the same gene twice, once with a version suffix
         del f["meta/genes/symbol"]
-        f.create_dataset("meta/genes/symbol", data=np.array(
-            ["ENSG00000000001.2", "ENSG00000000001.5"] + [f"G{i}" for i in range(10)], dtype="S"))
+        f.create_dataset(
+            "meta/genes/symbol",
+            data=np.array(
+                ["ENSG00000000001.2", "ENSG00000000001.5"] + [f"G{i}" for i in range(10)], dtype="S"
+            ),
+        )
     with pytest.raises(DataFileError, match=r"a\.h5: duplicated gene ids"):
         convert(tmp_path / "a.h5", tmp_path / "s.h5ad")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "d"]
@@ -224,7 +271,9 @@ def test_unreadable_rows_are_one_line(store, monkeypatch):
         raise OSError("Can't synchronously read data (filter returned failure during read)")
 
     monkeypatch.setattr(h5py.Dataset, "__getitem__", failing_read)
-    with pytest.raises(TruncatedFileError, match=r"s\.h5ad: rows could not be read, truncated or corrupt \(Can't"):
+    with pytest.raises(
+        TruncatedFileError, match=r"s\.h5ad: rows could not be read, truncated or corrupt \(Can't"
+    ):
         next(s.blocks())
 
 
@@ -264,19 +313,51 @@ def test_shards_are_disjoint(store):
 
 def test_cli_convert_and_pretrain_from_store(tmp_path):
     _archs4(tmp_path / "a.h5", n_genes=30, n_samples=600)
-    r = CliRunner().invoke(app, ["convert", str(tmp_path / "a.h5"), "--out", str(tmp_path / "s.h5ad")])
+    r = CliRunner().invoke(
+        app, ["convert", str(tmp_path / "a.h5"), "--out", str(tmp_path / "s.h5ad")]
+    )
     assert r.exit_code == 0, r.output
     assert "600 samples x 30 genes" in r.output
-    r = CliRunner().invoke(app, ["pretrain", "--method", "scarf", "--data", str(tmp_path / "s.h5ad"), "--out",
-                                 str(tmp_path / "m"), "--epochs", "2", "--batch-size", "64", "--no-progress",
-                                 "--set", "hidden_dims=[32]"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "pretrain",
+            "--method",
+            "scarf",
+            "--data",
+            str(tmp_path / "s.h5ad"),
+            "--out",
+            str(tmp_path / "m"),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "64",
+            "--no-progress",
+            "--set",
+            "hidden_dims=[32]",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "streamed from disk" in r.output and (tmp_path / "m" / "weights.pt").exists()
 
     # embedding the store streams it block by block and equals embedding it in memory
-    (tmp_path / "labels.csv").write_text("id,batch\n" + "".join(f"GSM{i},b{i % 3}\n" for i in range(0, 600, 2)))
-    r = CliRunner().invoke(app, ["embed", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "s.h5ad"),
-                                 "--out", str(tmp_path / "z.h5ad"), "--labels", str(tmp_path / "labels.csv")])
+    (tmp_path / "labels.csv").write_text(
+        "id,batch\n" + "".join(f"GSM{i},b{i % 3}\n" for i in range(0, 600, 2))
+    )
+    r = CliRunner().invoke(
+        app,
+        [
+            "embed",
+            "--model",
+            str(tmp_path / "m"),
+            "--data",
+            str(tmp_path / "s.h5ad"),
+            "--out",
+            str(tmp_path / "z.h5ad"),
+            "--labels",
+            str(tmp_path / "labels.csv"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     import anndata as ad
 
@@ -316,8 +397,16 @@ def _make_store(path, n, d=500, seed=0):
     from exprssl.store import _start_store
 
     rng = np.random.default_rng(seed)
-    _start_store(path, n, np.dtype(np.float32), 256, "gzip-1", [f"S{i}" for i in range(n)],
-                 pd.DataFrame(index=[f"G{i}" for i in range(d)]), {"format": STORE_FORMAT})
+    _start_store(
+        path,
+        n,
+        np.dtype(np.float32),
+        256,
+        "gzip-1",
+        [f"S{i}" for i in range(n)],
+        pd.DataFrame(index=[f"G{i}" for i in range(d)]),
+        {"format": STORE_FORMAT},
+    )
     with h5py.File(path, "r+") as f:
         for s0 in range(0, n, 2048):
             s1 = min(n, s0 + 2048)
@@ -330,8 +419,11 @@ def _make_sparse_h5ad(path, n, d=500, seed=0):
     import scipy.sparse as sp
 
     X = sp.csr_matrix(np.random.default_rng(seed).poisson(0.7, (n, d)).astype(np.float32))
-    ad.AnnData(X=X, obs=pd.DataFrame(index=[f"S{i}" for i in range(n)]),
-               var=pd.DataFrame(index=[f"G{i}" for i in range(d)])).write_h5ad(path)
+    ad.AnnData(
+        X=X,
+        obs=pd.DataFrame(index=[f"S{i}" for i in range(n)]),
+        var=pd.DataFrame(index=[f"G{i}" for i in range(d)]),
+    ).write_h5ad(path)
 
 
 @pytest.mark.parametrize("kind", ["store", "h5ad"])
@@ -346,9 +438,15 @@ def test_peak_memory_flat_in_number_of_samples(tmp_path, kind):
         path = tmp_path / (f"s{n}.h5ad" if kind == "store" else f"x{n}.h5ad")
         (_make_store if kind == "store" else _make_sparse_h5ad)(path, n)
         runs = []
-        for _ in range(2):  # the least of two runs: a one-off 20-60 MB spike (threads' heaps) is noise
-            out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(path)], capture_output=True, text=True,
-                                 timeout=300)
+        for _ in range(
+            2
+        ):  # the least of two runs: a one-off 20-60 MB spike (threads' heaps) is noise
+            out = subprocess.run(
+                [sys.executable, "-c", PEAK_SCRIPT, str(path)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert out.returncode == 0, out.stderr[-2000:]
             runs.append(int(out.stdout.strip().splitlines()[-1]))
         peaks.append(min(runs))
@@ -364,7 +462,9 @@ def _h5ad(path, X, sparse: str | None = None):
     import scipy.sparse as sp
 
     n, d = X.shape
-    obs = pd.DataFrame({"tissue": [f"t{i % 3}" for i in range(n)]}, index=[f"S{i}" for i in range(n)])
+    obs = pd.DataFrame(
+        {"tissue": [f"t{i % 3}" for i in range(n)]}, index=[f"S{i}" for i in range(n)]
+    )
     var = pd.DataFrame(index=[f"ENSG{i:011d}.{i % 4 + 1}" for i in range(d)])  # versioned ids
     matrix = {None: X, "csr": sp.csr_matrix(X), "csc": sp.csc_matrix(X)}[sparse]
     ad.AnnData(X=matrix, obs=obs, var=var).write_h5ad(path)
@@ -376,12 +476,16 @@ def test_h5ad_reads_rows_in_backed_mode(tmp_path, sparse):
     X[:, 0] = np.arange(700)
     _h5ad(tmp_path / "a.h5ad", X, sparse)
     s = ExpressionStore(tmp_path / "a.h5ad")
-    assert s.shape == (700, 40) and s.chunk_rows == 256 and s.genes[1] == "ENSG00000000001"  # version stripped
+    assert (
+        s.shape == (700, 40) and s.chunk_rows == 256 and s.genes[1] == "ENSG00000000001"
+    )  # version stripped
     np.testing.assert_array_equal(s.rows(np.array([699, 3, 256])), X[[699, 3, 256]])
     np.testing.assert_array_equal(np.concatenate([b for _, b in s.blocks(rows=300)]), X)
     assert s.samples[:2] == ["S0", "S1"] and list(s.obs["tissue"][:4]) == ["t0", "t1", "t2", "t0"]
     prep = Preprocessor(**IDENTITY).fit(s.rows(np.arange(100)), genes=s.genes)
-    seen = np.concatenate([b[:, 0].numpy() for b in StreamingRows(s, prep, batch_size=50, seed=0)]).astype(int)
+    seen = np.concatenate(
+        [b[:, 0].numpy() for b in StreamingRows(s, prep, batch_size=50, seed=0)]
+    ).astype(int)
     assert len(seen) == 700 // 50 * 50 and len(set(seen)) == len(seen)
     assert not np.array_equal(seen[:100], np.arange(100))  # shuffled
 
@@ -392,12 +496,16 @@ def test_h5ad_streaming_errors_name_the_file(tmp_path):
     with pytest.raises(DataFileError, match=r"c\.h5ad: X is stored as csc_matrix.*exprssl convert"):
         ExpressionStore(tmp_path / "c.h5ad")
     (tmp_path / "t.csv").write_text("id,G1\nS1,1\n")
-    with pytest.raises(ConfigError, match=r"t\.csv: only an exprssl store or an \.h5ad file can be streamed"):
+    with pytest.raises(
+        ConfigError, match=r"t\.csv: only an exprssl store or an \.h5ad file can be streamed"
+    ):
         open_streamed(tmp_path / "t.csv", stream=True)
     assert open_streamed(tmp_path / "t.csv") is None
     with pytest.raises(ConfigError, match="all_leukemia: streaming reads a file on disk"):
         open_streamed("all_leukemia", stream=True)
-    assert open_streamed(tmp_path / "c.h5ad") is None  # not streamable: by default it is loaded whole
+    assert (
+        open_streamed(tmp_path / "c.h5ad") is None
+    )  # not streamable: by default it is loaded whole
 
 
 def test_h5ad_streams_when_asked_or_too_big(tmp_path, monkeypatch):
@@ -415,20 +523,51 @@ def test_h5ad_streams_when_asked_or_too_big(tmp_path, monkeypatch):
 def test_cli_pretrain_and_embed_stream_an_h5ad(tmp_path):
     X = np.random.default_rng(1).poisson(3.0, (300, 30)).astype(np.float32)
     _h5ad(tmp_path / "a.h5ad", X, "csr")
-    r = CliRunner().invoke(app, ["pretrain", "--method", "scarf", "--data", str(tmp_path / "a.h5ad"), "--out",
-                                 str(tmp_path / "m"), "--epochs", "1", "--batch-size", "64", "--no-progress",
-                                 "--set", "hidden_dims=[16]", "--stream"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "pretrain",
+            "--method",
+            "scarf",
+            "--data",
+            str(tmp_path / "a.h5ad"),
+            "--out",
+            str(tmp_path / "m"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--no-progress",
+            "--set",
+            "hidden_dims=[16]",
+            "--stream",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "300 samples x 30 genes (streamed from disk)" in r.output
-    r = CliRunner().invoke(app, ["embed", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "a.h5ad"),
-                                 "--out", str(tmp_path / "z.h5ad"), "--stream"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "embed",
+            "--model",
+            str(tmp_path / "m"),
+            "--data",
+            str(tmp_path / "a.h5ad"),
+            "--out",
+            str(tmp_path / "z.h5ad"),
+            "--stream",
+        ],
+    )
     assert r.exit_code == 0, r.output
     import anndata as ad
 
     from exprssl import SSLModel, read
 
     z = ad.read_h5ad(tmp_path / "z.h5ad")
-    assert z.obsm["X_scarf"].shape == (300, 16) and list(z.obs["tissue"][:2]) == ["t0", "t1"]  # obs kept
+    assert z.obsm["X_scarf"].shape == (300, 16) and list(z.obs["tissue"][:2]) == [
+        "t0",
+        "t1",
+    ]  # obs kept
     in_memory = SSLModel.load(tmp_path / "m").transform(read(tmp_path / "a.h5ad"))
     np.testing.assert_allclose(z.obsm["X_scarf"], in_memory, rtol=1e-5, atol=1e-5)
 
@@ -444,8 +583,12 @@ def test_dataloader_workers_share_the_epoch_and_split_the_rows(store):
     orders = []
     for epoch in (0, 1):
         ds.set_epoch(epoch)
-        seen = np.concatenate([b[:, 0].numpy() for b in DataLoader(ds, batch_size=None, num_workers=2)])
-        assert len(seen) == 1000 and len(set(seen.astype(int))) == 1000  # 50-row chunks: no remainder
+        seen = np.concatenate(
+            [b[:, 0].numpy() for b in DataLoader(ds, batch_size=None, num_workers=2)]
+        )
+        assert (
+            len(seen) == 1000 and len(set(seen.astype(int))) == 1000
+        )  # 50-row chunks: no remainder
         orders.append(seen)
     assert not np.array_equal(orders[0], orders[1])
 
@@ -454,8 +597,15 @@ def test_pretrain_with_workers(tmp_path):
     from exprssl import SSLModel
 
     _make_store(tmp_path / "s.h5ad", 1200, d=40)
-    m = SSLModel("scarf", epochs=2, batch_size=100, method_params={"hidden_dims": [16]}, progress=False, patience=0,
-                 num_workers=2).fit(tmp_path / "s.h5ad")
+    m = SSLModel(
+        "scarf",
+        epochs=2,
+        batch_size=100,
+        method_params={"hidden_dims": [16]},
+        progress=False,
+        patience=0,
+        num_workers=2,
+    ).fit(tmp_path / "s.h5ad")
     assert len(m.history_) == 2 and np.isfinite(m.history_["train_loss"]).all()
     assert m.train_config_.num_workers == 2
     with pytest.raises(ConfigError, match=r"num_workers must be an integer in \[0, 256\]"):
@@ -466,11 +616,19 @@ def test_convert_gene_list_of_symbols_selects_a_source_in_ensembl_ids(tmp_path):
     import anndata as ad
 
     # TP53, ESR1, MYC, KRAS in versioned Ensembl ids, then two unrelated ids
-    genes = ["ENSG00000141510.16", "ENSG00000091831.3", "ENSG00000136997.9", "ENSG00000133703.12",
-             "ENSG00000000003.15", "ENSG00000000005.6"]
+    genes = [
+        "ENSG00000141510.16",
+        "ENSG00000091831.3",
+        "ENSG00000136997.9",
+        "ENSG00000133703.12",
+        "ENSG00000000003.15",
+        "ENSG00000000005.6",
+    ]
     X = _archs4(tmp_path / "a.h5", n_genes=len(genes), n_samples=64, genes=genes)
     (tmp_path / "genes.txt").write_text("MYC\nTP53\nKRAS\n")
-    out = convert(tmp_path / "a.h5", tmp_path / "s.h5ad", genes=tmp_path / "genes.txt", chunk_rows=32)
+    out = convert(
+        tmp_path / "a.h5", tmp_path / "s.h5ad", genes=tmp_path / "genes.txt", chunk_rows=32
+    )
     a = ad.read_h5ad(out, backed="r")
     assert list(a.var_names) == ["ENSG00000141510", "ENSG00000136997", "ENSG00000133703"]
     np.testing.assert_array_equal(a.X[:], X[[0, 2, 3]].T)

@@ -34,21 +34,30 @@ def test_importing_exprssl_sets_passive_waiting_unless_chosen():
 
     code = "import exprssl, os; print(os.environ['OMP_WAIT_POLICY'])"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     assert run.stdout.strip() == "PASSIVE"
-    run = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
-                         capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert run.stdout.strip() == "ACTIVE"
 
 
 def test_busy_cores_count_only_the_cores_this_process_may_use():
     """A job pinned to cpus 2-3 of a node whose cpus 0-1 are saturated has both of its own free;
     guest time (already inside user time) is not counted twice."""
-    stat = ("cpu  900 0 0 100 0 0 0 0 50 0\n"
-            "cpu0 400 0 0 0 0 0 0 0 50 0\n"
-            "cpu1 400 0 0 0 0 0 0 0 0 0\n"
-            "cpu2 50 0 0 50 0 0 0 0 0 0\n"
-            "cpu3 50 0 0 50 0 0 0 0 0 0\n"
-            "intr 12345 0 0\n")
+    stat = (
+        "cpu  900 0 0 100 0 0 0 0 50 0\n"
+        "cpu0 400 0 0 0 0 0 0 0 50 0\n"
+        "cpu1 400 0 0 0 0 0 0 0 0 0\n"
+        "cpu2 50 0 0 50 0 0 0 0 0 0\n"
+        "cpu3 50 0 0 50 0 0 0 0 0 0\n"
+        "intr 12345 0 0\n"
+    )
     assert threads._cpu_times(stat, {2, 3}) == (200.0, 100.0)
     assert threads._cpu_times(stat, None) == (1000.0, 100.0)

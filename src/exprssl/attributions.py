@@ -41,7 +41,9 @@ COLUMNS = ATTRIBUTIONS_HEADER.split(",")  # gene, class, approach, split, attrib
 HEADS = ("linear_probe", "finetune")
 IG_STEPS = 32  # Gauss-Legendre points along the path: attributions add up to the logit difference
 # within 2-3% on the default encoder (16 points: 4-7%; ranks need fewer than sums)
-IG_BATCH = 32  # samples per Captum call: at most IG_BATCH * IG_STEPS interpolated profiles in memory
+IG_BATCH = (
+    32  # samples per Captum call: at most IG_BATCH * IG_STEPS interpolated profiles in memory
+)
 
 
 # ----------------------------------------------------------------------------- networks
@@ -72,9 +74,18 @@ def probe_network(encoder: nn.Module, weight: np.ndarray, bias: np.ndarray) -> n
     return nn.Sequential(copy.deepcopy(encoder), head).eval()
 
 
-def integrated_gradients(network: nn.Module | Callable, X: np.ndarray, n_classes: int, y: np.ndarray | None = None,
-                         *, samples: str = "class", signed: bool = False, target: str = "logit",
-                         n_steps: int = IG_STEPS, batch_size: int = IG_BATCH) -> np.ndarray:
+def integrated_gradients(
+    network: nn.Module | Callable,
+    X: np.ndarray,
+    n_classes: int,
+    y: np.ndarray | None = None,
+    *,
+    samples: str = "class",
+    signed: bool = False,
+    target: str = "logit",
+    n_steps: int = IG_STEPS,
+    batch_size: int = IG_BATCH,
+) -> np.ndarray:
     """Per-class gene attributions (n_classes, n_genes) of ``network`` on standardised rows ``X``.
 
     Baseline: the mean profile (zeros). ``target``: each class's ``"logit"`` or ``"probability"``.
@@ -104,15 +115,25 @@ def integrated_gradients(network: nn.Module | Callable, X: np.ndarray, n_classes
             rows = np.flatnonzero(y == c) if samples == "class" else np.arange(len(X))
             counts[c] = len(rows)
             for start in range(0, len(rows), batch_size):
-                x = torch.from_numpy(X[rows[start:start + batch_size]])
-                a = ig.attribute(x, baselines=torch.zeros_like(x), target=c, n_steps=n_steps).detach()
+                x = torch.from_numpy(X[rows[start : start + batch_size]])
+                a = ig.attribute(
+                    x, baselines=torch.zeros_like(x), target=c, n_steps=n_steps
+                ).detach()
                 totals[c] += (a if signed else a.abs()).sum(0).double().numpy()
     return (totals / np.maximum(counts, 1)[:, None]).astype(np.float32)
 
 
-def train_network(encoder: nn.Module | None, X: np.ndarray, y: np.ndarray, n_classes: int, *,
-                  freeze_encoder: bool = False, recipe=None, val_fraction: float = 0.2,
-                  seed: int = 0) -> nn.Module:
+def train_network(
+    encoder: nn.Module | None,
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    freeze_encoder: bool = False,
+    recipe=None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> nn.Module:
     """An encoder (pretrained or random-init) + softmax head trained by the benchmark's fine-tuning
     recipe (``evaluation.heads``), early-stopping on a stratified ``val_fraction`` of the rows
     when every class has two; returned as a plain network for ``integrated_gradients``."""
@@ -121,8 +142,14 @@ def train_network(encoder: nn.Module | None, X: np.ndarray, y: np.ndarray, n_cla
     recipe = recipe if recipe is not None else HeadRecipe()
     y = np.array(y, dtype=np.int64)  # a writable copy: torch shares its memory
     torch.manual_seed(seed)
-    net = StackedMLP(copy.deepcopy(encoder) if encoder is not None else None, X.shape[1], n_classes, 1,
-                     freeze_encoder=freeze_encoder, seed=seed)
+    net = StackedMLP(
+        copy.deepcopy(encoder) if encoder is not None else None,
+        X.shape[1],
+        n_classes,
+        1,
+        freeze_encoder=freeze_encoder,
+        seed=seed,
+    )
     val = np.zeros(len(y), dtype=bool)
     if val_fraction > 0 and np.bincount(y, minlength=n_classes)[np.unique(y)].min() >= 2:
         rng = np.random.default_rng(seed)
@@ -130,8 +157,15 @@ def train_network(encoder: nn.Module | None, X: np.ndarray, y: np.ndarray, n_cla
             rows = rng.permutation(np.flatnonzero(y == c))
             val[rows[: min(len(rows) - 1, max(1, round(val_fraction * len(rows))))]] = True
     Xt = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32)
-    train_stacked(net, Xt, torch.as_tensor(y, dtype=torch.long), torch.from_numpy(~val)[None],
-                  torch.from_numpy(val)[None] if val.any() else None, recipe, seed=seed)
+    train_stacked(
+        net,
+        Xt,
+        torch.as_tensor(y, dtype=torch.long),
+        torch.from_numpy(~val)[None],
+        torch.from_numpy(val)[None] if val.any() else None,
+        recipe,
+        seed=seed,
+    )
     return stacked_member(net)
 
 
@@ -143,13 +177,19 @@ def logistic_weights(model, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     did not see get zeros."""
     steps = getattr(model, "steps", None)
     clf = steps[-1][1] if steps else model
-    coef, intercept = np.asarray(clf.coef_, dtype=np.float64), np.asarray(clf.intercept_, dtype=np.float64)
+    coef, intercept = (
+        np.asarray(clf.coef_, dtype=np.float64),
+        np.asarray(clf.intercept_, dtype=np.float64),
+    )
     if steps and len(steps) > 1:  # StandardScaler: logit = ((x - mean) / scale) @ coef.T + b
         scaler = steps[0][1]
         coef = coef / scaler.scale_
         intercept = intercept - coef @ scaler.mean_
     if coef.shape[0] == 1:
-        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+        coef, intercept = (
+            np.vstack([-coef / 2, coef / 2]),
+            np.array([-intercept[0] / 2, intercept[0] / 2]),
+        )
     W, b = np.zeros((n_classes, coef.shape[1])), np.zeros(n_classes)
     seen = np.asarray(clf.classes_, dtype=int)
     W[seen], b[seen] = coef, intercept
@@ -165,23 +205,30 @@ def pca_gene_weights(score_weights: np.ndarray, components: np.ndarray) -> np.nd
 
 
 # ----------------------------------------------------------------------------- the table
-def attribution_table(values: np.ndarray, genes: Sequence[str], classes: Sequence[str], approach: str,
-                      split: int = 0) -> pd.DataFrame:
+def attribution_table(
+    values: np.ndarray, genes: Sequence[str], classes: Sequence[str], approach: str, split: int = 0
+) -> pd.DataFrame:
     """Tidy rows (``COLUMNS``) of per-class attributions ``values`` (n_classes, n_genes); rank 1
     is the largest |attribution| of its class (ties: gene order)."""
     values = np.asarray(values, dtype=np.float64)
     n_classes, n_genes = values.shape
     if n_genes != len(genes) or n_classes != len(classes):
-        raise ValueError(f"attributions of shape {values.shape} for {len(classes)} classes x {len(genes)} genes")
+        raise ValueError(
+            f"attributions of shape {values.shape} for {len(classes)} classes x {len(genes)} genes"
+        )
     order = np.argsort(-np.abs(values), axis=1, kind="stable")
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(1, n_genes + 1)[None].repeat(n_classes, 0), axis=1)
-    return pd.DataFrame({
-        "gene": np.tile(np.asarray(genes, dtype=object), n_classes),
-        "class": np.repeat(np.asarray(classes, dtype=object), n_genes),
-        "approach": approach, "split": int(split),
-        "attribution": values.ravel(), "rank": rank.ravel(),
-    })[COLUMNS]
+    return pd.DataFrame(
+        {
+            "gene": np.tile(np.asarray(genes, dtype=object), n_classes),
+            "class": np.repeat(np.asarray(classes, dtype=object), n_genes),
+            "approach": approach,
+            "split": int(split),
+            "attribution": values.ravel(),
+            "rank": rank.ravel(),
+        }
+    )[COLUMNS]
 
 
 def top_genes(table: pd.DataFrame, k: int = 20) -> pd.DataFrame:
@@ -214,8 +261,23 @@ def stability(table: pd.DataFrame, k: int = 20) -> pd.DataFrame:
             top = (imp.rank(ascending=False, method="first") <= k).to_numpy(dtype=np.float64)
             inter = top.T @ top
             size = top.sum(0)
-            jac = float(np.mean([inter[i, j] / (size[i] + size[j] - inter[i, j]) for i, j in combinations(range(n), 2)]))
-        rows.append({"approach": approach, "class": cls, "n_splits": n, "spearman": rho, f"jaccard_top{k}": jac})
+            jac = float(
+                np.mean(
+                    [
+                        inter[i, j] / (size[i] + size[j] - inter[i, j])
+                        for i, j in combinations(range(n), 2)
+                    ]
+                )
+            )
+        rows.append(
+            {
+                "approach": approach,
+                "class": cls,
+                "n_splits": n,
+                "spearman": rho,
+                f"jaccard_top{k}": jac,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -227,8 +289,12 @@ def overlap(table: pd.DataFrame, reference: str, k: int = 20) -> pd.DataFrame:
     other = top[top["approach"] != reference].merge(ref, on=["gene", "class", "split"], how="left")
     other["shared"] = other["shared"].astype("boolean").fillna(False).astype(bool)
     per_split = other.groupby(["approach", "class", "split"])["shared"].mean()
-    return (per_split.groupby(["approach", "class"]).mean().rename(f"overlap_top{k}_{reference}")
-            .reset_index())
+    return (
+        per_split.groupby(["approach", "class"])
+        .mean()
+        .rename(f"overlap_top{k}_{reference}")
+        .reset_index()
+    )
 
 
 def precision_at_k(table: pd.DataFrame, relevant: Sequence[str], k: int = 20) -> pd.DataFrame:
@@ -236,7 +302,12 @@ def precision_at_k(table: pd.DataFrame, relevant: Sequence[str], k: int = 20) ->
     (a control's known driver genes)."""
     top = table[table["rank"] <= k]
     hit = top["gene"].isin(set(map(str, relevant)))
-    return hit.groupby([top["approach"], top["split"], top["class"]]).mean().rename("precision").reset_index()
+    return (
+        hit.groupby([top["approach"], top["split"], top["class"]])
+        .mean()
+        .rename("precision")
+        .reset_index()
+    )
 
 
 # ----------------------------------------------------------------------------- SSLModel level
@@ -254,9 +325,23 @@ def _labels(adata, labels) -> pd.Series:
     return y.map(lambda v: None if v is None else str(v))
 
 
-def explain(model, adata, labels, *, head: str = "linear_probe", splits: int = 1, baseline: bool = True,
-            samples: str = "class", signed: bool = False, target: str = "logit", C: float = 1.0,
-            recipe=None, seed: int = 0, n_steps: int = IG_STEPS, batch_size: int = IG_BATCH) -> pd.DataFrame:
+def explain(
+    model,
+    adata,
+    labels,
+    *,
+    head: str = "linear_probe",
+    splits: int = 1,
+    baseline: bool = True,
+    samples: str = "class",
+    signed: bool = False,
+    target: str = "logit",
+    C: float = 1.0,
+    recipe=None,
+    seed: int = 0,
+    n_steps: int = IG_STEPS,
+    batch_size: int = IG_BATCH,
+) -> pd.DataFrame:
     """Per-class gene attributions (``COLUMNS``) of a fitted ``SSLModel`` (or its directory) with
     a head fit on ``labels`` (an ``adata.obs`` column name, or one value per sample; missing =
     unlabelled). ``adata``: an AnnData, a file path or a bundled dataset's name.
@@ -289,28 +374,44 @@ def explain(model, adata, labels, *, head: str = "linear_probe", splits: int = 1
     keep = y_text.notna().to_numpy()
     classes = np.array(sorted(set(y_text[keep])), dtype=object)
     if len(classes) < 2:
-        raise LabelColumnError(f"labels: {len(classes)} class among the samples; need at least 2 to explain")
+        raise LabelColumnError(
+            f"labels: {len(classes)} class among the samples; need at least 2 to explain"
+        )
     y = pd.Categorical(y_text[keep], categories=classes).codes.astype(np.int64)
     if splits > 1 and np.bincount(y).min() < splits:
         small = classes[np.bincount(y).argmin()]
-        raise LabelColumnError(f"labels: class '{small}' has {np.bincount(y).min()} samples, fewer than the "
-                               f"{splits} splits; use fewer splits")
+        raise LabelColumnError(
+            f"labels: class '{small}' has {np.bincount(y).min()} samples, fewer than the "
+            f"{splits} splits; use fewer splits"
+        )
     X = model.preprocessor_.transform(adata[keep] if not keep.all() else adata)
     genes = list(model.genes_)
     encoder = model.method_.encoder
-    parts = ([np.arange(len(y))] if splits == 1 else
-             [fit for fit, _ in StratifiedKFold(splits, shuffle=True, random_state=seed).split(X, y)])
+    parts = (
+        [np.arange(len(y))]
+        if splits == 1
+        else [
+            fit for fit, _ in StratifiedKFold(splits, shuffle=True, random_state=seed).split(X, y)
+        ]
+    )
     name = f"{model.method}+{head}"
     tables = []
-    ig: dict[str, Any] = {"samples": samples, "signed": signed, "target": target, "n_steps": n_steps,
-                          "batch_size": batch_size}
+    ig: dict[str, Any] = {
+        "samples": samples,
+        "signed": signed,
+        "target": target,
+        "n_steps": n_steps,
+        "batch_size": batch_size,
+    }
     for split, fit in enumerate(parts):
         if head == "linear_probe":
             Z = model.embed_preprocessed(X[fit])
             W, b = logistic_weights(fit_logistic(Z, y[fit], {"C": C}, seed), len(classes))
             net = probe_network(encoder, W, b)
         else:
-            net = train_network(encoder, X[fit], y[fit], len(classes), recipe=recipe, seed=seed + split)
+            net = train_network(
+                encoder, X[fit], y[fit], len(classes), recipe=recipe, seed=seed + split
+            )
         values = integrated_gradients(net, X, len(classes), y, **ig)
         tables.append(attribution_table(values, genes, classes, name, split))
         if baseline:
@@ -319,8 +420,13 @@ def explain(model, adata, labels, *, head: str = "linear_probe", splits: int = 1
     return pd.concat(tables, ignore_index=True)
 
 
-def write_attributions(table: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool = False,
-                       inputs: Sequence[Any] = ()) -> None:
+def write_attributions(
+    table: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    inputs: Sequence[Any] = (),
+) -> None:
     """``attributions.csv`` by the output rules: checked first (a file exprssl did not write is
     never replaced; an attributions table only with ``overwrite``), written atomically."""
     from .outputs import check_output

@@ -27,14 +27,19 @@ _CHUNK_ROWS = 32  # rows per independently seeded chunk of a CPU corruption: the
 # on the seed only, never on how many threads process the chunks
 
 
-def _chunk_rngs(generator: torch.Generator | None, rows: int) -> list[tuple[int, int, np.random.Generator]]:
+def _chunk_rngs(
+    generator: torch.Generator | None, rows: int
+) -> list[tuple[int, int, np.random.Generator]]:
     """``(first_row, end_row, rng)`` per chunk of rows, each with its own PCG64 stream spawned
     from one draw of torch's RNG: reproducible under ``torch.manual_seed`` or an explicit
     generator, and about twice as fast as torch's CPU generator for bulk draws."""
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     starts = range(0, rows, _CHUNK_ROWS)
     seeds = np.random.SeedSequence(seed).spawn(len(starts))
-    return [(r0, min(r0 + _CHUNK_ROWS, rows), np.random.default_rng(sq)) for r0, sq in zip(starts, seeds, strict=True)]
+    return [
+        (r0, min(r0 + _CHUNK_ROWS, rows), np.random.default_rng(sq))
+        for r0, sq in zip(starts, seeds, strict=True)
+    ]
 
 
 def _random_u32(rng: np.random.Generator, rows: int, d: int) -> np.ndarray:
@@ -56,7 +61,11 @@ def _run_chunks(work, chunks: list) -> list:
     if threads <= 1:
         return [work(c) for c in chunks]
     if _POOL is None or _POOL[:2] != (os.getpid(), threads):  # a forked worker needs its own pool
-        _POOL = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="exprssl-corrupt"))
+        _POOL = (
+            os.getpid(),
+            threads,
+            ThreadPoolExecutor(threads, thread_name_prefix="exprssl-corrupt"),
+        )
     return list(_POOL[2].map(work, chunks))
 
 
@@ -77,11 +86,20 @@ def _check(rate: float, mode: str) -> None:
     if not 0 <= rate <= 1:
         raise ConfigError(f"corruption_rate must be a finite number in [0, 1], got {rate!r}")
     if mode not in MODES:
-        raise ConfigError(f"corruption_mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+        raise ConfigError(
+            f"corruption_mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}"
+        )
 
 
-def _select_numpy(rng: np.random.Generator, rows: int, d: int, rate: float, mode: str, need_cols: bool = True,
-                  mask: np.ndarray | None = None):
+def _select_numpy(
+    rng: np.random.Generator,
+    rows: int,
+    d: int,
+    rate: float,
+    mode: str,
+    need_cols: bool = True,
+    mask: np.ndarray | None = None,
+):
     """Flat row-major indices (within the chunk) and gene indices of the entries to corrupt, and
     the chunk's dense mask written into ``mask`` when given. In bernoulli mode the gene indices
     cost a modulo over every entry, so only when ``need_cols``."""
@@ -111,7 +129,12 @@ def _select_numpy(rng: np.random.Generator, rows: int, d: int, rate: float, mode
 
 def _select_torch(generator, batch: int, d: int, rate: float, mode: str, device) -> torch.Tensor:
     if mode == "bernoulli":
-        return (torch.rand(batch, d, generator=generator, device=device) < rate).view(-1).nonzero().view(-1)
+        return (
+            (torch.rand(batch, d, generator=generator, device=device) < rate)
+            .view(-1)
+            .nonzero()
+            .view(-1)
+        )
     k = int(rate * d)
     if k == 0:
         return torch.empty(0, dtype=torch.long, device=device)
@@ -122,8 +145,14 @@ def _select_torch(generator, batch: int, d: int, rate: float, mode: str, device)
     return (cols + torch.arange(batch, device=device).unsqueeze(1) * d).view(-1)
 
 
-def corruption_indices(batch: int, n_genes: int, rate: float, mode: Mode = "fixed",
-                       generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+def corruption_indices(
+    batch: int,
+    n_genes: int,
+    rate: float,
+    mode: Mode = "fixed",
+    generator: torch.Generator | None = None,
+    device=None,
+) -> torch.Tensor:
     """Flat (row * n_genes + gene) indices of the entries to corrupt, row-major.
 
     ``fixed``: exactly floor(rate * n_genes) genes in every row (the SCARF definition): the k
@@ -138,13 +167,24 @@ def corruption_indices(batch: int, n_genes: int, rate: float, mode: Mode = "fixe
     if device.type != "cpu":
         return _select_torch(generator, batch, n_genes, rate, mode, device)
     chunks = _chunk_rngs(generator, batch)
-    parts = _run_chunks(lambda c: _select_numpy(c[2], c[1] - c[0], n_genes, rate, mode, need_cols=False)[0]
-                        + c[0] * n_genes, chunks)
+    parts = _run_chunks(
+        lambda c: (
+            _select_numpy(c[2], c[1] - c[0], n_genes, rate, mode, need_cols=False)[0]
+            + c[0] * n_genes
+        ),
+        chunks,
+    )
     return torch.from_numpy(np.concatenate(parts) if parts else np.empty(0, dtype=np.int64))
 
 
-def corruption_mask(batch: int, n_genes: int, rate: float, mode: Mode = "fixed",
-                    generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+def corruption_mask(
+    batch: int,
+    n_genes: int,
+    rate: float,
+    mode: Mode = "fixed",
+    generator: torch.Generator | None = None,
+    device=None,
+) -> torch.Tensor:
     """Boolean (batch, n_genes) mask of entries to corrupt (see ``corruption_indices``)."""
     flat = corruption_indices(batch, n_genes, rate, mode, generator, device)
     mask = torch.zeros(batch, n_genes, dtype=torch.bool, device=flat.device)
@@ -168,11 +208,18 @@ class Corruptor(nn.Module):
     rows to represent each gene's marginal, a bounded memory cost at ARCHS4 scale.
     """
 
-    def __init__(self, rate: float = 0.3, source: Source = "marginal", mode: Mode = "fixed",
-                 max_pool: int = 20_000):
+    def __init__(
+        self,
+        rate: float = 0.3,
+        source: Source = "marginal",
+        mode: Mode = "fixed",
+        max_pool: int = 20_000,
+    ):
         super().__init__()
         if source not in SOURCES:
-            raise ConfigError(f"replacement must be one of {', '.join(map(repr, SOURCES))}, got {source!r}")
+            raise ConfigError(
+                f"replacement must be one of {', '.join(map(repr, SOURCES))}, got {source!r}"
+            )
         _check(rate, mode)
         self.rate, self.source, self.mode, self.max_pool = float(rate), source, mode, int(max_pool)
         self.register_buffer("pool", torch.empty(0), persistent=False)
@@ -195,11 +242,17 @@ class Corruptor(nn.Module):
 
     @property
     def is_fitted(self) -> bool:
-        return self.source in ("batch_permute", "zero") or self.pool.numel() > 0 or self.low.numel() > 0
+        return (
+            self.source in ("batch_permute", "zero")
+            or self.pool.numel() > 0
+            or self.low.numel() > 0
+        )
 
     def _require_fit(self) -> None:
         if not self.is_fitted:
-            raise RuntimeError(f"Corruptor(source='{self.source}') must be fit on training data first")
+            raise RuntimeError(
+                f"Corruptor(source='{self.source}') must be fit on training data first"
+            )
 
     def _replacement_torch(self, x: torch.Tensor, flat: torch.Tensor, generator) -> torch.Tensor:
         """Replacement values for the flat indices ``flat`` of ``x`` (accelerator path)."""
@@ -219,14 +272,23 @@ class Corruptor(nn.Module):
         u = torch.rand(n, generator=generator, device=x.device).to(x.dtype)
         return self.low[cols].to(x.dtype) + u * self.span[cols].to(x.dtype)
 
-    def _corrupt_chunk(self, x: np.ndarray, out: np.ndarray, mask: np.ndarray, stats: tuple, chunk) -> None:
+    def _corrupt_chunk(
+        self, x: np.ndarray, out: np.ndarray, mask: np.ndarray, stats: tuple, chunk
+    ) -> None:
         """Copy rows ``r0:r1`` of ``x`` into ``out`` and corrupt them there, writing their
         ``mask`` (numpy views, CPU path); ``stats`` holds the fitted pool, or low and span."""
         r0, r1, rng = chunk
         batch, d = x.shape
         out[r0:r1] = x[r0:r1]
-        flat, cols = _select_numpy(rng, r1 - r0, d, self.rate, self.mode,
-                                   need_cols=self.source in ("marginal", "uniform"), mask=mask[r0:r1])
+        flat, cols = _select_numpy(
+            rng,
+            r1 - r0,
+            d,
+            self.rate,
+            self.mode,
+            need_cols=self.source in ("marginal", "uniform"),
+            mask=mask[r0:r1],
+        )
         n = flat.size
         if self.source == "zero":
             values = 0.0
@@ -245,13 +307,17 @@ class Corruptor(nn.Module):
             values = pool.reshape(-1)[rows]
         else:
             low, span = stats
-            values = low[cols] + rng.random(n, dtype=np.float32).astype(x.dtype, copy=False) * span[cols]
+            values = (
+                low[cols] + rng.random(n, dtype=np.float32).astype(x.dtype, copy=False) * span[cols]
+            )
         out[r0:r1].reshape(-1)[flat] = values
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
         """Return ``(x_corrupted, mask)``; ``mask`` marks the entries selected for corruption."""
         if x.ndim != 2:
-            raise ValueError(f"Corruptor expects a (batch, genes) matrix, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"Corruptor expects a (batch, genes) matrix, got shape {tuple(x.shape)}"
+            )
         if self.source in ("marginal", "uniform"):
             self._require_fit()
         x = x.detach().contiguous()
@@ -259,7 +325,9 @@ class Corruptor(nn.Module):
         if x_np is None:  # GPU or a dtype numpy lacks (bfloat16): torch indexing
             x_corrupt = x.clone()
             mask = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
-            flat = corruption_indices(x.shape[0], x.shape[1], self.rate, self.mode, generator, x.device)
+            flat = corruption_indices(
+                x.shape[0], x.shape[1], self.rate, self.mode, generator, x.device
+            )
             x_corrupt.view(-1)[flat] = self._replacement_torch(x, flat, generator).to(x.dtype)
             mask.view(-1)[flat] = True
             return x_corrupt, mask
@@ -268,14 +336,19 @@ class Corruptor(nn.Module):
         fitted = {"marginal": (self.pool,), "uniform": (self.low, self.span)}.get(self.source, ())
         stats = tuple(t.to(x.dtype).numpy() for t in fitted)
         out_np, mask_np = x_corrupt.numpy(), mask.numpy()
-        _run_chunks(lambda c: self._corrupt_chunk(x_np, out_np, mask_np, stats, c), _chunk_rngs(generator, x.shape[0]))
+        _run_chunks(
+            lambda c: self._corrupt_chunk(x_np, out_np, mask_np, stats, c),
+            _chunk_rngs(generator, x.shape[0]),
+        )
         return x_corrupt, mask
 
     def extra_repr(self) -> str:
         return f"rate={self.rate}, source={self.source}, mode={self.mode}"
 
 
-def gaussian_noise(x: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def gaussian_noise(
+    x: torch.Tensor, std: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     if std <= 0:
         return x
     return x + std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

@@ -66,7 +66,11 @@ def describe_data(given, data) -> list[dict[str, Any]]:
     """The training data as the card lists it: name, profiles, genes, content hash."""
     if isinstance(given, (str, os.PathLike)):
         name = str(given)
-    elif hasattr(data, "uns") and isinstance(data.uns.get("exprssl"), dict) and data.uns["exprssl"].get("source"):
+    elif (
+        hasattr(data, "uns")
+        and isinstance(data.uns.get("exprssl"), dict)
+        and data.uns["exprssl"].get("source")
+    ):
         name = str(data.uns["exprssl"]["source"])
     else:
         name = f"in-memory {type(given).__name__}"
@@ -74,8 +78,15 @@ def describe_data(given, data) -> list[dict[str, Any]]:
         data = np.asarray(data, dtype=np.float32)
     shape = tuple(data.shape)
     digest, of = _content_sha256(data)
-    return [{"name": name, "n_profiles": int(shape[0]), "n_genes": int(shape[1]),
-             "sha256": digest, "hash_of": of}]
+    return [
+        {
+            "name": name,
+            "n_profiles": int(shape[0]),
+            "n_genes": int(shape[1]),
+            "sha256": digest,
+            "hash_of": of,
+        }
+    ]
 
 
 def _history_summary(history: pd.DataFrame) -> dict[str, Any]:
@@ -83,12 +94,19 @@ def _history_summary(history: pd.DataFrame) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {"epochs": len(history)}
     for col in ("train_loss", "val_loss"):
-        s = pd.to_numeric(history.get(col), errors="coerce").dropna() if col in history else pd.Series()
+        s = (
+            pd.to_numeric(history.get(col), errors="coerce").dropna()
+            if col in history
+            else pd.Series()
+        )
         if len(s):
             best = int(s.idxmin())
-            out[col] = {"first": float(s.iloc[0]), "best": float(s.min()),
-                        "best_epoch": int(history["epoch"].iloc[best]) if "epoch" in history else best + 1,
-                        "last": float(s.iloc[-1])}
+            out[col] = {
+                "first": float(s.iloc[0]),
+                "best": float(s.min()),
+                "best_epoch": int(history["epoch"].iloc[best]) if "epoch" in history else best + 1,
+                "last": float(s.iloc[-1]),
+            }
     for col in ("emb_std", "eff_rank"):
         s = pd.to_numeric(history[col], errors="coerce").dropna() if col in history else pd.Series()
         if len(s):
@@ -103,22 +121,32 @@ def card_metadata(model, directory: Path) -> dict[str, Any]:
     from . import __version__
     from .genes import detect_id_system
 
-    sources = getattr(model, "data_sources_", None) or (getattr(model, "card_", None) or {}).get(
-        "data_sources") or []
-    files = {p.name: file_sha256(p) for p in sorted(directory.iterdir())
-             if p.is_file() and p.name != CARD_FILE and not p.name.startswith(".")}
+    sources = (
+        getattr(model, "data_sources_", None)
+        or (getattr(model, "card_", None) or {}).get("data_sources")
+        or []
+    )
+    files = {
+        p.name: file_sha256(p)
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name != CARD_FILE and not p.name.startswith(".")
+    }
     return {
         "library_name": "exprssl",
         "tags": ["exprssl", "gene-expression", "self-supervised", model.method],
         "exprssl": {
-            "card_version": CARD_VERSION, "method": model.method,
+            "card_version": CARD_VERSION,
+            "method": model.method,
             "method_options": dict(model.method_params_),
             "train_options": {k: v for k, v in vars(model.train_config_).items()},
             "seed": int(model.train_config_.seed),
             "preprocessing": dict(model.preprocessor_.options_),
             "data_sources": list(sources),
-            "genes": {"count": len(model.genes_), "id_system": detect_id_system(model.genes_),
-                      "first": list(model.genes_[:5])},
+            "genes": {
+                "count": len(model.genes_),
+                "id_system": detect_id_system(model.genes_),
+                "first": list(model.genes_[:5]),
+            },
             "embedding_dim": int(model.embedding_dim_),
             "training": _history_summary(model.history_),
             "versions": {"exprssl": __version__, "torch": torch.__version__.split("+")[0]},
@@ -134,27 +162,43 @@ def _fmt(x: Any) -> str:
 def render(meta: dict[str, Any]) -> str:
     """The card's text: YAML front matter, then the human-readable sections."""
     m = meta["exprssl"]
-    lines = [f"# exprssl {m['method'].upper()} encoder", "",
-             f"A self-supervised encoder of bulk gene-expression profiles ({m['genes']['count']:,} genes "
-             f"in, {m['embedding_dim']} dimensions out), trained with exprssl {m['versions']['exprssl']}.",
-             "Load it with `exprssl.SSLModel.load(path_or_hub_id)`; its files are verified against the "
-             "hashes above.", "", "## Method and options", "", f"- method: `{m['method']}`"]
+    lines = [
+        f"# exprssl {m['method'].upper()} encoder",
+        "",
+        f"A self-supervised encoder of bulk gene-expression profiles ({m['genes']['count']:,} genes "
+        f"in, {m['embedding_dim']} dimensions out), trained with exprssl {m['versions']['exprssl']}.",
+        "Load it with `exprssl.SSLModel.load(path_or_hub_id)`; its files are verified against the "
+        "hashes above.",
+        "",
+        "## Method and options",
+        "",
+        f"- method: `{m['method']}`",
+    ]
     lines += [f"- {k}: `{v}`" for k, v in m["method_options"].items()]
     lines += [f"- training {k}: `{v}`" for k, v in m["train_options"].items()]
     lines += ["", "## Training data", ""]
     if m["data_sources"]:
         lines += ["| source | profiles | genes | sha256 (of) |", "| --- | ---: | ---: | --- |"]
-        lines += [f"| {s['name']} | {s['n_profiles']:,} | {s['n_genes']:,} | `{s['sha256'][:16]}…` "
-                  f"({s.get('hash_of', 'content')}) |" for s in m["data_sources"]]
+        lines += [
+            f"| {s['name']} | {s['n_profiles']:,} | {s['n_genes']:,} | `{s['sha256'][:16]}…` "
+            f"({s.get('hash_of', 'content')}) |"
+            for s in m["data_sources"]
+        ]
     else:
         lines.append("Not recorded (the model was trained before exprssl recorded its data).")
     g = m["genes"]
-    lines += ["", "## Genes", "",
-              f"{g['count']:,} genes, identifier system: **{g['id_system']}** (e.g. "
-              f"{', '.join(g['first'])}; the full list is genes.txt). Cohorts in another system "
-              "(Ensembl ids, HGNC symbols, aliases, Entrez ids) are matched through exprssl's "
-              "identifier table; ambiguous names are never guessed.",
-              "", "## Preprocessing", ""]
+    lines += [
+        "",
+        "## Genes",
+        "",
+        f"{g['count']:,} genes, identifier system: **{g['id_system']}** (e.g. "
+        f"{', '.join(g['first'])}; the full list is genes.txt). Cohorts in another system "
+        "(Ensembl ids, HGNC symbols, aliases, Entrez ids) are matched through exprssl's "
+        "identifier table; ambiguous names are never guessed.",
+        "",
+        "## Preprocessing",
+        "",
+    ]
     lines += [f"- {k}: `{v}`" for k, v in m["preprocessing"].items()]
     t = m["training"]
     lines += ["", "## Training curve", ""]
@@ -163,28 +207,43 @@ def render(meta: dict[str, Any]) -> str:
         for col in ("train_loss", "val_loss"):
             if col in t:
                 c = t[col]
-                lines.append(f"- {col}: first {_fmt(c['first'])}, best {_fmt(c['best'])} (epoch "
-                             f"{c['best_epoch']}), last {_fmt(c['last'])}")
+                lines.append(
+                    f"- {col}: first {_fmt(c['first'])}, best {_fmt(c['best'])} (epoch "
+                    f"{c['best_epoch']}), last {_fmt(c['last'])}"
+                )
         if "eff_rank" in t or "emb_std" in t:
-            lines += ["", "Collapse monitors (on held-out rows; an effective rank near 1 means "
-                      "collapsed embeddings):"]
+            lines += [
+                "",
+                "Collapse monitors (on held-out rows; an effective rank near 1 means "
+                "collapsed embeddings):",
+            ]
             for col in ("eff_rank", "emb_std"):
                 if col in t:
                     c = t[col]
-                    lines.append(f"- {col}: first {_fmt(c['first'])}, last {_fmt(c['last'])}, "
-                                 f"min {_fmt(c['min'])}")
+                    lines.append(
+                        f"- {col}: first {_fmt(c['first'])}, last {_fmt(c['last'])}, "
+                        f"min {_fmt(c['min'])}"
+                    )
     else:
         lines.append("No training history was saved.")
-    lines += ["", "## Software", "", f"exprssl {m['versions']['exprssl']}, torch {m['versions']['torch']}, "
-              f"seed {m['seed']}.", "", "## Intended use and limits", "",
-              "- Intended: embedding bulk expression profiles of the same kind (organism, assay, "
-              "scale) as the training data, for downstream models with few labels, and as a "
-              "pretrained approach in `exprssl benchmark`.",
-              "- Not validated for other assays, organisms or single-cell data; genes missing from "
-              "a cohort are imputed with their training mean, so low gene coverage degrades the "
-              "embedding (exprssl reports the coverage and refuses below a minimum).",
-              "- Not a diagnostic tool. Whether it helps on your cohort is an empirical question: "
-              "`exprssl benchmark` compares it with supervised baselines on the same splits.", ""]
+    lines += [
+        "",
+        "## Software",
+        "",
+        f"exprssl {m['versions']['exprssl']}, torch {m['versions']['torch']}, seed {m['seed']}.",
+        "",
+        "## Intended use and limits",
+        "",
+        "- Intended: embedding bulk expression profiles of the same kind (organism, assay, "
+        "scale) as the training data, for downstream models with few labels, and as a "
+        "pretrained approach in `exprssl benchmark`.",
+        "- Not validated for other assays, organisms or single-cell data; genes missing from "
+        "a cohort are imputed with their training mean, so low gene coverage degrades the "
+        "embedding (exprssl reports the coverage and refuses below a minimum).",
+        "- Not a diagnostic tool. Whether it helps on your cohort is an empirical question: "
+        "`exprssl benchmark` compares it with supervised baselines on the same splits.",
+        "",
+    ]
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=100)
     return f"{_FENCE}{front}{_FENCE}\n" + "\n".join(lines)
 
@@ -203,13 +262,15 @@ def read_card(directory: str | os.PathLike) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     text = path.read_text(encoding="utf-8", errors="replace")
-    if not text.startswith(_FENCE) or _FENCE not in text[len(_FENCE):]:
+    if not text.startswith(_FENCE) or _FENCE not in text[len(_FENCE) :]:
         raise DataFileError(f"{path}: a model card without its metadata block (--- YAML ---)")
-    block = text[len(_FENCE):text.index("\n" + _FENCE, len(_FENCE) - 1) + 1]
+    block = text[len(_FENCE) : text.index("\n" + _FENCE, len(_FENCE) - 1) + 1]
     try:
         meta = yaml.safe_load(block)
     except yaml.YAMLError as e:
-        raise DataFileError(f"{path}: unreadable card metadata ({str(e).splitlines()[0]})") from None
+        raise DataFileError(
+            f"{path}: unreadable card metadata ({str(e).splitlines()[0]})"
+        ) from None
     if not isinstance(meta, dict) or not isinstance(meta.get("exprssl"), dict):
         raise DataFileError(f"{path}: the card's metadata has no 'exprssl' section")
     return meta["exprssl"]
@@ -222,8 +283,11 @@ def verify(directory: str | os.PathLike) -> dict[str, Any] | None:
     directory = Path(directory)
     meta = read_card(directory)
     if meta is None:
-        log.warning("%s: no model card (saved by exprssl 0.2 or earlier): files not verified; "
-                    "save it again to add one", directory)
+        log.warning(
+            "%s: no model card (saved by exprssl 0.2 or earlier): files not verified; "
+            "save it again to add one",
+            directory,
+        )
         return None
     files = meta.get("files_sha256")
     if not isinstance(files, dict) or "weights.pt" not in files:
@@ -233,6 +297,8 @@ def verify(directory: str | os.PathLike) -> dict[str, Any] | None:
         if not path.is_file():
             raise DataFileError(f"{path}: listed in the model card but missing")
         if file_sha256(path) != expected:
-            raise DataFileError(f"{path}: sha256 differs from the model card's (the file was changed or "
-                                "damaged after saving)")
+            raise DataFileError(
+                f"{path}: sha256 differs from the model card's (the file was changed or "
+                "damaged after saving)"
+            )
     return meta

@@ -34,17 +34,28 @@ class MLPEncoder(nn.Sequential):
     The default (``DEFAULT_HIDDEN_DIMS``, ``DEFAULT_DROPOUT``) is the encoder of Dradjat et al. (2025).
     """
 
-    def __init__(self, n_genes: int, hidden_dims: Sequence[int] = DEFAULT_HIDDEN_DIMS,
-                 dropout: float = DEFAULT_DROPOUT, batchnorm: bool = True):
+    def __init__(
+        self,
+        n_genes: int,
+        hidden_dims: Sequence[int] = DEFAULT_HIDDEN_DIMS,
+        dropout: float = DEFAULT_DROPOUT,
+        batchnorm: bool = True,
+    ):
         dims = [int(n_genes), *map(int, hidden_dims)]
         if len(dims) < 2:
             raise ValueError("hidden_dims needs at least one layer")
-        layers = [m for a, b in zip(dims[:-1], dims[1:], strict=True) for m in _block(a, b, batchnorm, dropout)]
+        layers = [
+            m
+            for a, b in zip(dims[:-1], dims[1:], strict=True)
+            for m in _block(a, b, batchnorm, dropout)
+        ]
         super().__init__(*layers)
         self.in_dim, self.out_dim = dims[0], dims[-1]
 
 
-def mlp_head(in_dim: int, hidden: int, out_dim: int, n_layers: int = 2, batchnorm: bool = True) -> nn.Sequential:
+def mlp_head(
+    in_dim: int, hidden: int, out_dim: int, n_layers: int = 2, batchnorm: bool = True
+) -> nn.Sequential:
     """Projection / predictor / decoder head: (n_layers - 1) hidden blocks, then a linear output."""
     layers: list[nn.Module] = []
     d = in_dim

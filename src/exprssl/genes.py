@@ -36,22 +36,33 @@ def collapse_duplicates(adata: ad.AnnData, policy: str = "sum", source: str = "d
     """Merge columns sharing a gene id: ``sum`` (counts of transcripts/probes of one gene),
     ``mean``, ``first``, or ``error``. Vectorised as one sparse indicator matmul."""
     if policy not in DUPLICATE_POLICIES:
-        raise ConfigError(f"duplicate_genes must be one of {', '.join(DUPLICATE_POLICIES)}, got '{policy}'")
+        raise ConfigError(
+            f"duplicate_genes must be one of {', '.join(DUPLICATE_POLICIES)}, got '{policy}'"
+        )
     names = pd.Index(adata.var_names)
     if names.is_unique:
         return adata
     dups = names[names.duplicated()].unique()
     if policy == "error":
-        raise DuplicateGenesError(f"{source}: {len(dups)} duplicated gene ids, e.g. "
-                                  f"{', '.join(map(str, dups[:5]))} (choose duplicate_genes='sum', 'mean' or 'first')")
+        raise DuplicateGenesError(
+            f"{source}: {len(dups)} duplicated gene ids, e.g. "
+            f"{', '.join(map(str, dups[:5]))} (choose duplicate_genes='sum', 'mean' or 'first')"
+        )
     codes, uniques = pd.factorize(names)
-    log.info("%s: merged %d duplicated gene ids by %s, e.g. %s (duplicate_genes: sum, mean, first or error)",
-             source, len(dups), policy, ", ".join(map(str, dups[:3])))
+    log.info(
+        "%s: merged %d duplicated gene ids by %s, e.g. %s (duplicate_genes: sum, mean, first or error)",
+        source,
+        len(dups),
+        policy,
+        ", ".join(map(str, dups[:3])),
+    )
     if policy == "first":
         first = np.unique(codes, return_index=True)[1]
         return adata[:, np.sort(first)].copy()
-    ind = sp.csr_matrix((np.ones(len(codes), dtype=np.float32), (np.arange(len(codes)), codes)),
-                        shape=(len(codes), len(uniques)))
+    ind = sp.csr_matrix(
+        (np.ones(len(codes), dtype=np.float32), (np.arange(len(codes)), codes)),
+        shape=(len(codes), len(uniques)),
+    )
     if policy == "mean":
         ind = ind.multiply(1.0 / np.bincount(codes)).tocsr().astype(np.float32)
     X = np.asarray(ind.T.dot(np.asarray(adata.X).T).T, dtype=np.float32)
@@ -87,8 +98,13 @@ def _resolver() -> pd.DataFrame:
     alias). A name left with several ids is ambiguous."""
     t = gene_table()
     ids = t["gene_id"].drop_duplicates()
-    rows = pd.concat([t[["name", "gene_id"]].assign(rank=np.where(t["kind"] == "alias", 1, 0)),
-                      pd.DataFrame({"name": ids, "gene_id": ids, "rank": 0})], ignore_index=True)
+    rows = pd.concat(
+        [
+            t[["name", "gene_id"]].assign(rank=np.where(t["kind"] == "alias", 1, 0)),
+            pd.DataFrame({"name": ids, "gene_id": ids, "rank": 0}),
+        ],
+        ignore_index=True,
+    )
     best = rows.groupby("name")["rank"].transform("min")
     rows = rows[rows["rank"] == best].drop_duplicates(["name", "gene_id"])
     return rows[["name", "gene_id"]].reset_index(drop=True)
@@ -143,18 +159,22 @@ class AlignmentReport:
 
     def summary(self) -> str:
         """One line for logs and reports."""
-        return (f"{self.n_present} of {self.n_reference} reference genes present "
-                f"({100 * self.coverage:.1f}%: {self.direct} by name, {len(self.mapped)} through the "
-                f"identifier table), {len(self.ambiguous)} ambiguous, {len(self.missing)} missing, "
-                f"{self.extra} extra ignored")
+        return (
+            f"{self.n_present} of {self.n_reference} reference genes present "
+            f"({100 * self.coverage:.1f}%: {self.direct} by name, {len(self.mapped)} through the "
+            f"identifier table), {len(self.ambiguous)} ambiguous, {len(self.missing)} missing, "
+            f"{self.extra} extra ignored"
+        )
 
     __str__ = summary
 
     def to_frame(self) -> pd.DataFrame:
         """One row per reference gene not matched by name: reference, status, data name(s)."""
-        rows = ([(g, "mapped", d) for g, d in self.mapped.items()]
-                + [(g, "ambiguous", "|".join(c)) for g, c in self.ambiguous.items()]
-                + [(g, "missing", "") for g in self.missing])
+        rows = (
+            [(g, "mapped", d) for g, d in self.mapped.items()]
+            + [(g, "ambiguous", "|".join(c)) for g, c in self.ambiguous.items()]
+            + [(g, "missing", "") for g in self.missing]
+        )
         return pd.DataFrame(rows, columns=["reference", "status", "data"])
 
 
@@ -179,27 +199,47 @@ def _match_cached(names: tuple[str, ...], reference: tuple[str, ...]) -> Alignme
     free = np.setdiff1d(np.arange(len(have)), index[direct])
     if len(todo_ref) and len(free):
         rk, ck = _keys(ref[todo_ref]), _keys(have[free])
-        pairs = rk.merge(ck, on="gene_id", suffixes=("_r", "_c")).drop_duplicates(["pos_r", "pos_c"])
+        pairs = rk.merge(ck, on="gene_id", suffixes=("_r", "_c")).drop_duplicates(
+            ["pos_r", "pos_c"]
+        )
         if len(pairs):
             per_ref = pairs.groupby("pos_r")["pos_c"].transform("size")
             per_col = pairs.groupby("pos_c")["pos_r"].transform("size")
             ok = (pairs["n_ids_r"] == 1) & (pairs["n_ids_c"] == 1) & (per_ref == 1) & (per_col == 1)
             good = pairs[ok]
             index[todo_ref[good["pos_r"].to_numpy()]] = free[good["pos_c"].to_numpy()]
-            mapped = dict(zip(ref[todo_ref[good["pos_r"]]].tolist(), have[free[good["pos_c"]]].tolist(),
-                              strict=True))
+            mapped = dict(
+                zip(
+                    ref[todo_ref[good["pos_r"]]].tolist(),
+                    have[free[good["pos_c"]]].tolist(),
+                    strict=True,
+                )
+            )
             bad = pairs[~pairs["pos_r"].isin(good["pos_r"])]
             for r, cols in bad.groupby("pos_r")["pos_c"]:
                 ambiguous[str(ref[todo_ref[r]])] = [str(names[free[c]]) for c in cols]
     present = index >= 0
     missing = [str(g) for g, p in zip(ref, present, strict=True) if not p and g not in ambiguous]
-    return AlignmentReport(n_reference=len(ref), n_present=int(present.sum()),
-                           extra=int(len(set(have)) - present.sum()), missing=missing,
-                           direct=int(direct.sum()), mapped=mapped, ambiguous=ambiguous, index=index)
+    return AlignmentReport(
+        n_reference=len(ref),
+        n_present=int(present.sum()),
+        extra=int(len(set(have)) - present.sum()),
+        missing=missing,
+        direct=int(direct.sum()),
+        mapped=mapped,
+        ambiguous=ambiguous,
+        index=index,
+    )
 
 
-def align_genes(adata: ad.AnnData, reference: Sequence[str], *, min_coverage: float = 0.5,
-                fill_value: float = np.nan, source: str | None = None) -> tuple[ad.AnnData, AlignmentReport]:
+def align_genes(
+    adata: ad.AnnData,
+    reference: Sequence[str],
+    *,
+    min_coverage: float = 0.5,
+    fill_value: float = np.nan,
+    source: str | None = None,
+) -> tuple[ad.AnnData, AlignmentReport]:
     """Reorder ``adata``'s genes to ``reference`` by NAME (never by position), through the
     identifier table where names differ (see ``match_genes``).
 
@@ -209,7 +249,9 @@ def align_genes(adata: ad.AnnData, reference: Sequence[str], *, min_coverage: fl
     source = source or str(adata.uns.get("exprssl", {}).get("source", "data"))
     ref = strip_version(list(reference))
     if not pd.Index(strip_version(list(adata.var_names))).is_unique:
-        raise DuplicateGenesError(f"{source}: duplicated gene ids after version stripping; collapse them first")
+        raise DuplicateGenesError(
+            f"{source}: duplicated gene ids after version stripping; collapse them first"
+        )
     report = match_genes(list(adata.var_names), list(reference))
     pos = report.index
     present = pos >= 0
@@ -217,11 +259,14 @@ def align_genes(adata: ad.AnnData, reference: Sequence[str], *, min_coverage: fl
         raise GeneOverlapError(
             f"{source}: only {100 * report.coverage:.1f}% of the {len(ref)} reference genes found "
             f"({report.n_present}); missing e.g. {', '.join(report.missing[:5])}; "
-            f"below the minimum {100 * min_coverage:.0f}%")
+            f"below the minimum {100 * min_coverage:.0f}%"
+        )
     X = np.full((adata.n_obs, len(ref)), fill_value, dtype=np.float32)
     src = np.asarray(adata.X.toarray() if sp.issparse(adata.X) else adata.X)
     X[:, present] = src[:, pos[present]]
-    out = ad.AnnData(X=X, obs=adata.obs.copy(), var=pd.DataFrame(index=pd.Index(ref)), uns=dict(adata.uns))
+    out = ad.AnnData(
+        X=X, obs=adata.obs.copy(), var=pd.DataFrame(index=pd.Index(ref)), uns=dict(adata.uns)
+    )
     if report.missing or report.mapped or report.ambiguous:
         log.info("%s: %s", source, report)
     return out, report

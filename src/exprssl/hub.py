@@ -22,11 +22,13 @@ def is_hub_id(path) -> bool:
 
 def parse_hub_id(hub_id: str) -> tuple[str, str | None]:
     """``hf://org/name@rev`` -> ("org/name", "rev"); a malformed id is a one-line ConfigError."""
-    body = hub_id[len(HUB_PREFIX):] if hub_id.startswith(HUB_PREFIX) else hub_id
+    body = hub_id[len(HUB_PREFIX) :] if hub_id.startswith(HUB_PREFIX) else hub_id
     repo, _, revision = body.partition("@")
     parts = repo.split("/")
     if len(parts) != 2 or not all(parts) or (_ and not revision):
-        raise ConfigError(f"{hub_id}: not a hub model id (expected hf://org/name or hf://org/name@revision)")
+        raise ConfigError(
+            f"{hub_id}: not a hub model id (expected hf://org/name or hf://org/name@revision)"
+        )
     return repo, revision or None
 
 
@@ -34,8 +36,9 @@ def _hf():
     try:
         import huggingface_hub
     except ImportError:
-        raise ConfigError("loading or pushing hub models needs huggingface_hub: "
-                          "pip install 'exprssl[hub]'") from None
+        raise ConfigError(
+            "loading or pushing hub models needs huggingface_hub: pip install 'exprssl[hub]'"
+        ) from None
     return huggingface_hub
 
 
@@ -51,24 +54,30 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
         local = Path(hf.snapshot_download(repo_id=repo, revision=revision, repo_type="model"))
     except Exception as e:  # noqa: BLE001  offline misses, unknown repos, HTTP errors: one line each
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelNotFoundError(f"{path}: not found on the hub or in the local cache ({reason})") from None
+        raise ModelNotFoundError(
+            f"{path}: not found on the hub or in the local cache ({reason})"
+        ) from None
     if read_card(local) is None:
-        raise ModelNotFoundError(f"{path}: the hub copy has no model card (README.md), so its files "
-                                 "cannot be verified")
+        raise ModelNotFoundError(
+            f"{path}: the hub copy has no model card (README.md), so its files cannot be verified"
+        )
     verify(local)
     return local
 
 
-def push_to_hub(model_dir: str | os.PathLike, repo_id: str, token: str | None = None,
-                private: bool = False) -> str:
+def push_to_hub(
+    model_dir: str | os.PathLike, repo_id: str, token: str | None = None, private: bool = False
+) -> str:
     """Publish a saved model directory (checked against its card first) as a hub model repo;
     returns the repo's URL. The card becomes the repo's README."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelNotFoundError(f"{model_dir}: no such model directory")
     if read_card(model_dir) is None:
-        raise ModelNotFoundError(f"{model_dir}: no model card (saved by exprssl 0.2?); load and save it "
-                                 "again to add one before publishing")
+        raise ModelNotFoundError(
+            f"{model_dir}: no model card (saved by exprssl 0.2?); load and save it "
+            "again to add one before publishing"
+        )
     verify(model_dir)
     repo, revision = parse_hub_id(repo_id)
     if revision:
@@ -76,7 +85,12 @@ def push_to_hub(model_dir: str | os.PathLike, repo_id: str, token: str | None = 
     hf = _hf()
     api = hf.HfApi(token=token)
     url = api.create_repo(repo_id=repo, private=private, exist_ok=True, repo_type="model")
-    api.upload_folder(folder_path=str(model_dir), repo_id=repo, repo_type="model",
-                      commit_message="exprssl model", allow_patterns=None,
-                      ignore_patterns=[".*"])
+    api.upload_folder(
+        folder_path=str(model_dir),
+        repo_id=repo,
+        repo_type="model",
+        commit_message="exprssl model",
+        allow_patterns=None,
+        ignore_patterns=[".*"],
+    )
     return str(url)

@@ -59,8 +59,18 @@ from .validation import check_matrix, check_unique_samples
 
 log = logging.getLogger("exprssl")
 
-FORMATS = {".h5ad": "h5ad", ".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".tab": "tsv",
-           ".parquet": "parquet", ".pq": "parquet", ".gct": "gct", ".h5": "archs4", ".hdf5": "archs4"}
+FORMATS = {
+    ".h5ad": "h5ad",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".gct": "gct",
+    ".h5": "archs4",
+    ".hdf5": "archs4",
+}
 ORIENTATIONS = ("auto", "samples_in_rows", "genes_in_rows")
 ARCHS4_GENE_KEYS = ("meta/genes/symbol", "meta/genes/gene_symbol", "meta/genes/genes")
 ARCHS4_SAMPLE_KEY = "meta/samples/geo_accession"
@@ -78,13 +88,18 @@ def detect_format(path: Path) -> str:
         suffixes = suffixes[:-1]
     if suffixes and suffixes[-1] in FORMATS:
         return FORMATS[suffixes[-1]]
-    raise UnknownFormatError(f"{path}: unknown format '{''.join(path.suffixes) or '(no extension)'}'; "
-                             f"supported: {', '.join(sorted(FORMATS))} (csv/tsv/txt/gct also .gz)")
+    raise UnknownFormatError(
+        f"{path}: unknown format '{''.join(path.suffixes) or '(no extension)'}'; "
+        f"supported: {', '.join(sorted(FORMATS))} (csv/tsv/txt/gct also .gz)"
+    )
 
 
-_SPECIAL_FILES = ((stat.S_ISFIFO, "a named pipe (FIFO) or a shell pipe"),
-                  (stat.S_ISCHR, "a character device (such as /dev/urandom or a terminal)"),
-                  (stat.S_ISSOCK, "a socket"), (stat.S_ISBLK, "a block device"))
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe (FIFO) or a shell pipe"),
+    (stat.S_ISCHR, "a character device (such as /dev/urandom or a terminal)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 _STANDARD_INPUT = frozenset({"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
@@ -95,8 +110,10 @@ def _check_file(path: Path) -> None:
     FIFOs, /dev/stdin and devices have no size and cannot be read twice (the format is sniffed
     from the start of the file, then the file is read), so they are named, not called empty."""
     if str(path) in _STANDARD_INPUT:
-        raise DataFileError(f"{path}: standard input cannot be read: exprssl recognises the format from the "
-                            "file name and reads the file more than once; save the data to a file first")
+        raise DataFileError(
+            f"{path}: standard input cannot be read: exprssl recognises the format from the "
+            "file name and reads the file more than once; save the data to a file first"
+        )
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -110,8 +127,10 @@ def _check_file(path: Path) -> None:
         raise DataFileError(f"{path}: is a directory, expected a file")
     for test, what in _SPECIAL_FILES:
         if test(info.st_mode):
-            raise DataFileError(f"{path}: is {what}, not a regular file; exprssl reads files it can open "
-                                "more than once: save the data to a file first")
+            raise DataFileError(
+                f"{path}: is {what}, not a regular file; exprssl reads files it can open "
+                "more than once: save the data to a file first"
+            )
     if info.st_size == 0:
         raise DataFileError(f"{path}: file is empty")
     try:
@@ -133,7 +152,9 @@ def decode_strings(values: np.ndarray, source: str = "data") -> np.ndarray:
         if a.dtype.kind == "S":
             return np.char.decode(a, "utf-8").astype(object)
         if a.dtype.kind == "O":
-            return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in a], dtype=object)
+            return np.array(
+                [x.decode() if isinstance(x, bytes) else str(x) for x in a], dtype=object
+            )
     except UnicodeDecodeError as e:
         raise DataFileError(f"{source}: ids are not UTF-8 text ({one_line(e)})") from None
     return a
@@ -141,9 +162,12 @@ def decode_strings(values: np.ndarray, source: str = "data") -> np.ndarray:
 
 # ----------------------------------------------------------------------------- text tables
 _SNIFF_BYTES = 1 << 16
-_MAGIC = {b"\x1f\x8b": "gzip-compressed data (name it .gz)", b"PAR1": "a parquet file (name it .parquet)",
-          b"\x89HDF\r\n\x1a\n": "an HDF5 file (name it .h5ad or .h5)",
-          b"PK\x03\x04": "a zip archive or Excel workbook (export it as csv)"}
+_MAGIC = {
+    b"\x1f\x8b": "gzip-compressed data (name it .gz)",
+    b"PAR1": "a parquet file (name it .parquet)",
+    b"\x89HDF\r\n\x1a\n": "an HDF5 file (name it .h5ad or .h5)",
+    b"PK\x03\x04": "a zip archive or Excel workbook (export it as csv)",
+}
 _COMPRESSION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 
 
@@ -152,12 +176,16 @@ def _is_gzip(path: Path) -> bool:
 
 
 def _truncated(path: Path, error: BaseException) -> TruncatedFileError:
-    return TruncatedFileError(f"{path}: compressed file is truncated, corrupt or not gzip ({one_line(error)})")
+    return TruncatedFileError(
+        f"{path}: compressed file is truncated, corrupt or not gzip ({one_line(error)})"
+    )
 
 
 def _not_utf8(path: Path, error: UnicodeDecodeError) -> DataFileError:
-    return DataFileError(f"{path}: not UTF-8 text (invalid byte 0x{error.object[error.start]:02x}): "
-                         "binary, or another encoding such as Latin-1; save it as UTF-8")
+    return DataFileError(
+        f"{path}: not UTF-8 text (invalid byte 0x{error.object[error.start]:02x}): "
+        "binary, or another encoding such as Latin-1; save it as UTF-8"
+    )
 
 
 def _text_encoding(path: Path) -> str:
@@ -165,7 +193,7 @@ def _text_encoding(path: Path) -> str:
     UTF-8; binary files (NUL bytes) and other encodings are refused here, naming the file, instead
     of surfacing later as a decode error or as one garbled column."""
     try:
-        with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as fh:
+        with gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb") as fh:
             head = fh.read(_SNIFF_BYTES)
     except _COMPRESSION_ERRORS as e:
         raise _truncated(path, e) from None
@@ -178,8 +206,10 @@ def _text_encoding(path: Path) -> str:
         raise DataFileError(f"{path}: not a text file: looks like {kind}")
     nul = head.find(b"\x00")
     if nul >= 0:
-        raise DataFileError(f"{path}: not a text file (NUL byte at offset {nul}): binary, or UTF-16 "
-                            "without a byte-order mark")
+        raise DataFileError(
+            f"{path}: not a text file (NUL byte at offset {nul}): binary, or UTF-16 "
+            "without a byte-order mark"
+        )
     try:
         codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < _SNIFF_BYTES)
     except UnicodeDecodeError as e:
@@ -193,7 +223,9 @@ class Dialect(NamedTuple):
 
     sep: str
     decimal: str = "."
-    skip_lines: int = 0  # lines before the header: '#' comments (featureCounts' command line), GCT's two
+    skip_lines: int = (
+        0  # lines before the header: '#' comments (featureCounts' command line), GCT's two
+    )
 
 
 SEPARATORS = {",": "comma", "\t": "tab", ";": "semicolon"}
@@ -244,7 +276,7 @@ def sniff_dialect(path: Path, fmt: str, encoding: str, skip_lines: int = 0) -> D
             i += 1
     if i > skip_lines and i >= len(lines):
         raise DataFileError(f"{path}: only '#' comment lines, no header row or data")
-    header, body = (lines[i] if i < len(lines) else ""), [ln for ln in lines[i + 1:] if ln.strip()]
+    header, body = (lines[i] if i < len(lines) else ""), [ln for ln in lines[i + 1 :] if ln.strip()]
     default = "," if fmt == "csv" else "\t"
 
     def consistent(sep: str) -> bool:
@@ -256,16 +288,22 @@ def sniff_dialect(path: Path, fmt: str, encoding: str, skip_lines: int = 0) -> D
         others = [s for s in SEPARATORS if s != default and consistent(s)]
         if others:
             sep = max(others, key=lambda s: len(_split_line(header, s)))
-            log.info("%s: read as %s-separated (the header and first rows split that way)", path, SEPARATORS[sep])
+            log.info(
+                "%s: read as %s-separated (the header and first rows split that way)",
+                path,
+                SEPARATORS[sep],
+            )
     decimal = "."
     if sep != ",":
         cells = [c.strip().strip('"') for ln in body[:20] for c in _split_line(ln, sep)[1:]]
         commas = [c for c in cells if _DECIMAL_COMMA.match(c)]
         if commas and not any(_DECIMAL_POINT.match(c) for c in cells):
             if all(re.fullmatch(r"[-+]?\d{1,3},\d{3}", c) for c in commas):
-                raise DataFileError(f"{path}: numbers such as '{commas[0]}' could have a thousands separator or a "
-                                    "decimal comma; export them without thousands separators (or with more "
-                                    "or fewer than 3 decimals)")
+                raise DataFileError(
+                    f"{path}: numbers such as '{commas[0]}' could have a thousands separator or a "
+                    "decimal comma; export them without thousands separators (or with more "
+                    "or fewer than 3 decimals)"
+                )
             decimal = ","
             log.info("%s: numbers read with decimal commas", path)
     return Dialect(sep, decimal, i)
@@ -286,17 +324,28 @@ def _header_fields(path: Path, sep: str, encoding: str, skip_lines: int = 0) -> 
     except UnicodeDecodeError as e:
         raise _not_utf8(path, e) from None
     except csv.Error as e:
-        raise DataFileError(f"{path}: could not parse the header row ({one_line(e)}; an unclosed quote?)") from None
+        raise DataFileError(
+            f"{path}: could not parse the header row ({one_line(e)}; an unclosed quote?)"
+        ) from None
     if header is None:
         raise DataFileError(f"{path}: no header row")
     if not any(h.strip() for h in header):
-        raise DataFileError(f"{path}: the first line is empty; expected a header row of ids"
-                            + (f" (line {skip_lines + 1})" if skip_lines else ""))
+        raise DataFileError(
+            f"{path}: the first line is empty; expected a header row of ids"
+            + (f" (line {skip_lines + 1})" if skip_lines else "")
+        )
     return header
 
 
-def _read_delimited(path: Path, fmt: str, *, index_col: int | None = 0, skip_lines: int = 0,
-                    as_strings: bool = False, what: str = "table") -> pd.DataFrame:
+def _read_delimited(
+    path: Path,
+    fmt: str,
+    *,
+    index_col: int | None = 0,
+    skip_lines: int = 0,
+    as_strings: bool = False,
+    what: str = "table",
+) -> pd.DataFrame:
     """A csv/tsv table (optionally gzipped) with the header's names as written and string ids.
 
     The separator, decimal mark and leading comment lines come from ``sniff_dialect``.
@@ -308,8 +357,16 @@ def _read_delimited(path: Path, fmt: str, *, index_col: int | None = 0, skip_lin
     sep, skip_lines = dialect.sep, dialect.skip_lines
     header = _header_fields(path, sep, encoding, skip_lines)
     try:
-        df = pd.read_csv(path, sep=sep, decimal=dialect.decimal, index_col=index_col, skiprows=skip_lines,
-                         encoding=encoding, dtype=str if as_strings else None, low_memory=False)
+        df = pd.read_csv(
+            path,
+            sep=sep,
+            decimal=dialect.decimal,
+            index_col=index_col,
+            skiprows=skip_lines,
+            encoding=encoding,
+            dtype=str if as_strings else None,
+            low_memory=False,
+        )
     except _COMPRESSION_ERRORS as e:
         raise _truncated(path, e) from None
     except UnicodeDecodeError as e:
@@ -321,9 +378,13 @@ def _read_delimited(path: Path, fmt: str, *, index_col: int | None = 0, skip_lin
     if index_col is None and not isinstance(df.index, pd.RangeIndex):
         df = df.reset_index()  # rows one field longer than the header: pandas took the ids as index
         header = ["", *header]
-    id_name = header.pop(index_col) if index_col is not None and len(header) == df.shape[1] + 1 else None
+    id_name = (
+        header.pop(index_col) if index_col is not None and len(header) == df.shape[1] + 1 else None
+    )
     if len(header) != df.shape[1]:
-        raise DataFileError(f"{path}: the header row has {len(header)} names for {df.shape[1]} value columns")
+        raise DataFileError(
+            f"{path}: the header row has {len(header)} names for {df.shape[1]} value columns"
+        )
     df.columns = _stripped(header, str(path), "column")
     unnamed = np.flatnonzero(df.columns == "")
     first_value = 0 if index_col is not None else 1  # a sheet's first column holds the ids
@@ -333,25 +394,35 @@ def _read_delimited(path: Path, fmt: str, *, index_col: int | None = 0, skip_lin
         if not empty.all():
             col = int(unnamed_values[~empty][0])
             after = f" (after '{df.columns[col - 1]}')" if col > 0 else ""
-            raise DataFileError(f"{path}: column {col + 1 + (index_col is not None)}{after} has values but "
-                                "no name in the header row")
+            raise DataFileError(
+                f"{path}: column {col + 1 + (index_col is not None)}{after} has values but "
+                "no name in the header row"
+            )
         df = df.iloc[:, np.setdiff1d(np.arange(df.shape[1]), unnamed_values)]
     if index_col is None and len(unnamed) and unnamed[0] == 0:
-        df.columns = pd.Index(["Unnamed: 0", *df.columns[1:]], dtype=object)  # R's write.csv row names
+        df.columns = pd.Index(
+            ["Unnamed: 0", *df.columns[1:]], dtype=object
+        )  # R's write.csv row names
     if df.shape[0] == 0:
         raise DataFileError(f"{path}: {what} has a header row but no data rows")
     if index_col is not None:
         if df.shape[1] == 0:
-            raise DataFileError(f"{path}: {what} has only an id column, no value columns (separators tried: "
-                                f"{', '.join(SEPARATORS.values())})")
-        if df.index.dtype.kind != "O":  # ids that parsed as numbers: re-read as written ("001" stays)
+            raise DataFileError(
+                f"{path}: {what} has only an id column, no value columns (separators tried: "
+                f"{', '.join(SEPARATORS.values())})"
+            )
+        if (
+            df.index.dtype.kind != "O"
+        ):  # ids that parsed as numbers: re-read as written ("001" stays)
             raw = _raw_ids(path, sep, encoding, index_col, skip_lines)
             _check_id_column(df.index, raw, id_name, path)
             df.index = raw if len(raw) == len(df) else df.index
         missing = np.flatnonzero(pd.isna(df.index))
         if len(missing):
             raise DataFileError(f"{path}: data row {missing[0] + 1} has no id in the id column")
-        df.index = pd.Index(df.index.astype(str), name=id_name or None)  # stripped by read(), saying so
+        df.index = pd.Index(
+            df.index.astype(str), name=id_name or None
+        )  # stripped by read(), saying so
         df = _drop_annotation_columns(df, path)
     return df
 
@@ -366,19 +437,41 @@ def _check_id_column(ids: pd.Index, raw: pd.Index, name: str | None, path: Path)
     decimals = (values != np.round(values)).mean() > 0.5 if len(values) else False
     if repeats or decimals:
         label = f" ('{name}')" if name else ""
-        raise DataFileError(f"{path}: the first column{label} holds {'repeated' if repeats else 'decimal'} "
-                            "numbers, not ids: the table seems to have no id column; make the first column "
-                            "the gene or sample ids")
+        raise DataFileError(
+            f"{path}: the first column{label} holds {'repeated' if repeats else 'decimal'} "
+            "numbers, not ids: the table seems to have no id column; make the first column "
+            "the gene or sample ids"
+        )
 
 
 # annotation columns of count tables (featureCounts: Chr, Start, End, Strand, Length; GCT and
 # others: Description, gene names): per-gene facts, not samples
-ANNOTATION_COLUMNS = frozenset({"chr", "chrom", "chromosome", "start", "end", "strand", "length", "description",
-                                "gene_name", "gene_symbol", "gene_type", "gene_biotype", "biotype"})
+ANNOTATION_COLUMNS = frozenset(
+    {
+        "chr",
+        "chrom",
+        "chromosome",
+        "start",
+        "end",
+        "strand",
+        "length",
+        "description",
+        "gene_name",
+        "gene_symbol",
+        "gene_type",
+        "gene_biotype",
+        "biotype",
+    }
+)
 _ALIGNMENT_SUFFIX = re.compile(r"\.(?:bam|sam|cram)$", re.IGNORECASE)
-_STAR_SUFFIX = re.compile(r"[._]?Aligned(?:\.sortedByCoord|\.toTranscriptome)?\.out$", re.IGNORECASE)
-_ALIGNER_SUFFIXES = re.compile(r"(?:[._](?:aligned|sorted|sortedbycoord|out|dedup|markdup|rmdup|filtered|"
-                               r"unique|uniq|primary|mapped|star|hisat2?|bowtie2?))+$", re.IGNORECASE)
+_STAR_SUFFIX = re.compile(
+    r"[._]?Aligned(?:\.sortedByCoord|\.toTranscriptome)?\.out$", re.IGNORECASE
+)
+_ALIGNER_SUFFIXES = re.compile(
+    r"(?:[._](?:aligned|sorted|sortedbycoord|out|dedup|markdup|rmdup|filtered|"
+    r"unique|uniq|primary|mapped|star|hisat2?|bowtie2?))+$",
+    re.IGNORECASE,
+)
 
 
 def _drop_annotation_columns(df: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -387,7 +480,9 @@ def _drop_annotation_columns(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     names = pd.Index(df.columns.astype(str))
     annotation = names.str.lower().isin(ANNOTATION_COLUMNS)
     if annotation.all() and len(names) > 1:
-        raise DataFileError(f"{path}: only annotation columns ({', '.join(names[:6])}), no sample columns")
+        raise DataFileError(
+            f"{path}: only annotation columns ({', '.join(names[:6])}), no sample columns"
+        )
     if annotation.any() and not annotation.all():
         log.info("%s: annotation columns dropped: %s", path, ", ".join(names[annotation]))
         df = df.loc[:, ~annotation]
@@ -398,8 +493,12 @@ def _drop_annotation_columns(df: pd.DataFrame, path: Path) -> pd.DataFrame:
         df.attrs["genes_in_rows"] = True
         base = [_bam_sample_name(n) if is_bam else n for n, is_bam in zip(names, bam, strict=True)]
         df = df.set_axis(pd.Index(base, dtype=object), axis=1)
-        log.info("%s: samples named by their alignment files (e.g. %s -> %s)", path, names[bam][0],
-                 base[int(np.flatnonzero(bam)[0])])
+        log.info(
+            "%s: samples named by their alignment files (e.g. %s -> %s)",
+            path,
+            names[bam][0],
+            base[int(np.flatnonzero(bam)[0])],
+        )
     return df
 
 
@@ -413,8 +512,15 @@ def _bam_sample_name(path: str) -> str:
 def _raw_ids(path: Path, sep: str, encoding: str, position: int, skip_lines: int) -> pd.Index:
     """One column of the data rows as strings. Only for numeric-looking ids: a per-column dtype
     in the main read would cost pandas a Series per column (seconds on 20k genes)."""
-    ids = pd.read_csv(path, sep=sep, header=None, skiprows=skip_lines + 1, usecols=[position], dtype=str,
-                      encoding=encoding).iloc[:, 0]
+    ids = pd.read_csv(
+        path,
+        sep=sep,
+        header=None,
+        skiprows=skip_lines + 1,
+        usecols=[position],
+        dtype=str,
+        encoding=encoding,
+    ).iloc[:, 0]
     return pd.Index(ids.to_numpy(), dtype=object)
 
 
@@ -426,8 +532,10 @@ def _numeric_frame(df: pd.DataFrame, source: str) -> np.ndarray:
     flags = np.flatnonzero([pd.api.types.is_bool_dtype(t) for t in df.dtypes])
     if len(flags):
         c = int(flags[0])
-        raise NonNumericError(f"{source}: true/false value '{str(df.iloc[0, c]).lower()}' at row '{df.index[0]}', "
-                              f"column '{df.columns[c]}'; expected numbers")
+        raise NonNumericError(
+            f"{source}: true/false value '{str(df.iloc[0, c]).lower()}' at row '{df.index[0]}', "
+            f"column '{df.columns[c]}'; expected numbers"
+        )
     try:
         X64 = df.to_numpy(dtype=np.float64)
     except (ValueError, TypeError):
@@ -435,14 +543,18 @@ def _numeric_frame(df: pd.DataFrame, source: str) -> np.ndarray:
         conv = pd.DataFrame(values).apply(pd.to_numeric, errors="coerce").to_numpy()
         bad = pd.isna(conv) & ~pd.isna(values)
         r, c = np.argwhere(bad)[0]
-        raise NonNumericError(f"{source}: non-numeric value {values[r, c]!r} at row '{df.index[r]}', "
-                              f"column '{df.columns[c]}'") from None
+        raise NonNumericError(
+            f"{source}: non-numeric value {values[r, c]!r} at row '{df.index[r]}', "
+            f"column '{df.columns[c]}'"
+        ) from None
     big = np.isfinite(X64) & (np.abs(X64) > np.finfo(np.float32).max)
     if big.any():
         r, c = np.argwhere(big)[0]
-        raise InvalidValuesError(f"{source}: value {X64[r, c]:g} at row '{df.index[r]}', column "
-                                 f"'{df.columns[c]}' is beyond float32's range (3.4e38); {int(big.sum())} such "
-                                 "cells: rescale the data")
+        raise InvalidValuesError(
+            f"{source}: value {X64[r, c]:g} at row '{df.index[r]}', column "
+            f"'{df.columns[c]}' is beyond float32's range (3.4e38); {int(big.sum())} such "
+            "cells: rescale the data"
+        )
     return X64.astype(np.float32)
 
 
@@ -462,18 +574,30 @@ def _orient(df: pd.DataFrame, orientation: str, source: str, sheet_keys=None) ->
         in_cols = int(id_keys(df.columns, match).isin(keys).sum())
         if in_rows != in_cols:
             transpose = in_cols > in_rows
-            log.info("%s: read with %s in rows: the sample sheet names %d of its %s", source,
-                     "genes" if transpose else "samples", max(in_rows, in_cols), "columns" if transpose else "rows")
+            log.info(
+                "%s: read with %s in rows: the sample sheet names %d of its %s",
+                source,
+                "genes" if transpose else "samples",
+                max(in_rows, in_cols),
+                "columns" if transpose else "rows",
+            )
             return df.T if transpose else df
     if orientation == "auto":
         longer, shorter = max(n_rows, n_cols), min(n_rows, n_cols)
         if longer < AUTO_MIN_GENES or longer < AUTO_MIN_RATIO * shorter:
             n_samples, n_genes = (n_cols, n_rows) if transpose else (n_rows, n_cols)
-            log.warning("%s: orientation 'auto' takes the longer axis as genes, so this %d x %d table is "
-                        "read as %d samples x %d genes (%s in rows), a guess for a table this shape; "
-                        "pass --orientation samples_in_rows|genes_in_rows (orientation= in Python), or "
-                        "--labels with a sample sheet, to choose", source, n_rows, n_cols, n_samples, n_genes,
-                        "genes" if transpose else "samples")
+            log.warning(
+                "%s: orientation 'auto' takes the longer axis as genes, so this %d x %d table is "
+                "read as %d samples x %d genes (%s in rows), a guess for a table this shape; "
+                "pass --orientation samples_in_rows|genes_in_rows (orientation= in Python), or "
+                "--labels with a sample sheet, to choose",
+                source,
+                n_rows,
+                n_cols,
+                n_samples,
+                n_genes,
+                "genes" if transpose else "samples",
+            )
     return df.T if transpose else df
 
 
@@ -492,14 +616,17 @@ def _read_parquet(path: Path, what: str = "table") -> pd.DataFrame:
         else:
             df = table.to_pandas()
     except (OSError, ValueError, TypeError, pa.ArrowException) as e:
-        raise TruncatedFileError(f"{path}: not a readable parquet file, truncated or corrupt ({one_line(e)})") from None
+        raise TruncatedFileError(
+            f"{path}: not a readable parquet file, truncated or corrupt ({one_line(e)})"
+        ) from None
     if df.shape[1] == 0:
         raise DataFileError(f"{path}: {what} has no data (no columns)")
     return df
 
 
-def _read_table(path: Path, fmt: str, orientation: str, sample_id_column: str | None,
-                sheet_keys=None) -> pd.DataFrame:
+def _read_table(
+    path: Path, fmt: str, orientation: str, sample_id_column: str | None, sheet_keys=None
+) -> pd.DataFrame:
     source = str(path)
     if fmt == "parquet":
         df = _read_parquet(path)
@@ -507,14 +634,20 @@ def _read_table(path: Path, fmt: str, orientation: str, sample_id_column: str | 
             col = sample_id_column or df.columns[0]
             found = int((df.columns == col).sum())
             if found != 1:
-                raise LabelColumnError(f"{path}: id column '{col}' "
-                                       f"{'appears more than once' if found else 'not found'}; columns: "
-                                       f"{', '.join(map(str, df.columns[:10]))}")
+                raise LabelColumnError(
+                    f"{path}: id column '{col}' "
+                    f"{'appears more than once' if found else 'not found'}; columns: "
+                    f"{', '.join(map(str, df.columns[:10]))}"
+                )
             df = df.set_index(col)
         if df.shape[0] == 0 or df.shape[1] == 0:
-            raise DataFileError(f"{path}: table has no data rows or no value columns ({df.shape[0]} x {df.shape[1]})")
+            raise DataFileError(
+                f"{path}: table has no data rows or no value columns ({df.shape[0]} x {df.shape[1]})"
+            )
         if df.index.hasnans:
-            raise DataFileError(f"{path}: data row {int(np.flatnonzero(df.index.isna())[0]) + 1} has no id")
+            raise DataFileError(
+                f"{path}: data row {int(np.flatnonzero(df.index.isna())[0]) + 1} has no id"
+            )
         df.index = df.index.astype(str)
         df.columns = df.columns.astype(str)
         df = _drop_annotation_columns(df, path)  # as for text tables
@@ -523,11 +656,15 @@ def _read_table(path: Path, fmt: str, orientation: str, sample_id_column: str | 
         if sample_id_column is not None:
             encoding = _text_encoding(path)
             dialect = sniff_dialect(path, fmt, encoding)
-            header = [h.strip() for h in _header_fields(path, dialect.sep, encoding, dialect.skip_lines)]
+            header = [
+                h.strip() for h in _header_fields(path, dialect.sep, encoding, dialect.skip_lines)
+            ]
             matches = [i for i, h in enumerate(header) if h == sample_id_column]
             if len(matches) != 1:
-                raise LabelColumnError(f"{path}: id column '{sample_id_column}' "
-                                       f"{'not found' if not matches else 'appears more than once'} in the header")
+                raise LabelColumnError(
+                    f"{path}: id column '{sample_id_column}' "
+                    f"{'not found' if not matches else 'appears more than once'} in the header"
+                )
             index_col = matches[0]
         df = _read_delimited(path, fmt, index_col=index_col)
     return _orient(df, orientation, source, sheet_keys)
@@ -545,19 +682,25 @@ def _read_gct(path: Path) -> pd.DataFrame:
     except UnicodeDecodeError as e:
         raise _not_utf8(path, e) from None
     if not version.startswith("#1."):
-        raise DataFileError(f"{path}: not a GCT file (first line '{version[:20]}', expected '#1.2')")
+        raise DataFileError(
+            f"{path}: not a GCT file (first line '{version[:20]}', expected '#1.2')"
+        )
     if version != "#1.2":
         raise DataFileError(f"{path}: GCT version '{version[:20]}' is not supported, only '#1.2'")
     dims = dims_line.split()
     if len(dims) < 2 or not all(d.isdigit() for d in dims[:2]):
-        raise DataFileError(f"{path}: line 2 should be the dimension line '<genes><TAB><samples>', "
-                            f"got '{dims_line[:40]}'")
+        raise DataFileError(
+            f"{path}: line 2 should be the dimension line '<genes><TAB><samples>', "
+            f"got '{dims_line[:40]}'"
+        )
     df = _read_delimited(path, "gct", skip_lines=2)
     df = df.drop(columns=[c for c in df.columns if str(c).lower() == "description"])
     n_genes, n_samples = int(dims[0]), int(dims[1])
     if df.shape != (n_genes, n_samples):
-        raise DataFileError(f"{path}: the dimension line says {n_genes} genes x {n_samples} samples, the "
-                            f"table has {df.shape[0]} genes x {df.shape[1]} samples")
+        raise DataFileError(
+            f"{path}: the dimension line says {n_genes} genes x {n_samples} samples, the "
+            f"table has {df.shape[0]} genes x {df.shape[1]} samples"
+        )
     return df.T
 
 
@@ -574,7 +717,9 @@ def _selection(requested, available: pd.Index, what: str, source: str) -> np.nda
     pos = available.get_indexer([str(r) for r in req])
     if (pos < 0).any():
         missing = [str(r) for r, p in zip(req, pos, strict=True) if p < 0]
-        raise DataFileError(f"{source}: {len(missing)} requested {what} not in the file, e.g. {', '.join(missing[:5])}")
+        raise DataFileError(
+            f"{source}: {len(missing)} requested {what} not in the file, e.g. {', '.join(missing[:5])}"
+        )
     return pos
 
 
@@ -585,35 +730,51 @@ def open_hdf5(path: Path, kind: str = "HDF5"):
     try:
         return h5py.File(path, "r")
     except OSError as e:
-        raise TruncatedFileError(f"{path}: not a readable {kind} file, truncated or corrupt ({one_line(e)})") from None
+        raise TruncatedFileError(
+            f"{path}: not a readable {kind} file, truncated or corrupt ({one_line(e)})"
+        ) from None
 
 
 def archs4_layout(f, path: Path) -> tuple[pd.Index, pd.Index, Any]:
     """Gene ids, sample ids and the genes x samples ``data/expression`` dataset of an open ARCHS4
     file, after checking the layout (keys, 1-D id lists matching the matrix's shape)."""
     if "data/expression" not in f:
-        raise DataFileError(f"{path}: HDF5 file without 'data/expression': not in the ARCHS4 layout "
-                            f"(top-level keys: {', '.join(list(f.keys())[:8]) or 'none'})")
+        raise DataFileError(
+            f"{path}: HDF5 file without 'data/expression': not in the ARCHS4 layout "
+            f"(top-level keys: {', '.join(list(f.keys())[:8]) or 'none'})"
+        )
     gkey = next((k for k in ARCHS4_GENE_KEYS if k in f), None)
     if gkey is None or ARCHS4_SAMPLE_KEY not in f:
-        raise DataFileError(f"{path}: ARCHS4 file lacks gene symbols ({' or '.join(ARCHS4_GENE_KEYS)}) "
-                            f"or sample ids ({ARCHS4_SAMPLE_KEY})")
+        raise DataFileError(
+            f"{path}: ARCHS4 file lacks gene symbols ({' or '.join(ARCHS4_GENE_KEYS)}) "
+            f"or sample ids ({ARCHS4_SAMPLE_KEY})"
+        )
     dset = f["data/expression"]
     gene_ds, sample_ds = f[gkey], f[ARCHS4_SAMPLE_KEY]
-    if dset.ndim != 2 or gene_ds.ndim != 1 or sample_ds.ndim != 1 or dset.shape != (len(gene_ds), len(sample_ds)):
-        raise DataFileError(f"{path}: data/expression shape {dset.shape} does not match "
-                            f"{gene_ds.shape[0] if gene_ds.ndim else 0} genes x "
-                            f"{sample_ds.shape[0] if sample_ds.ndim else 0} samples ({gkey}, {ARCHS4_SAMPLE_KEY})")
+    if (
+        dset.ndim != 2
+        or gene_ds.ndim != 1
+        or sample_ds.ndim != 1
+        or dset.shape != (len(gene_ds), len(sample_ds))
+    ):
+        raise DataFileError(
+            f"{path}: data/expression shape {dset.shape} does not match "
+            f"{gene_ds.shape[0] if gene_ds.ndim else 0} genes x "
+            f"{sample_ds.shape[0] if sample_ds.ndim else 0} samples ({gkey}, {ARCHS4_SAMPLE_KEY})"
+        )
     try:
         genes = pd.Index(decode_strings(gene_ds[:], str(path)))
         samples = pd.Index(decode_strings(sample_ds[:], str(path)))
     except OSError as e:
-        raise TruncatedFileError(f"{path}: HDF5 ids could not be read, truncated or corrupt ({one_line(e)})") from None
+        raise TruncatedFileError(
+            f"{path}: HDF5 ids could not be read, truncated or corrupt ({one_line(e)})"
+        ) from None
     return genes, samples, dset
 
 
-def read_archs4(path: Path, samples=None, genes=None,
-                sample_meta: Sequence[str] | None = None) -> ad.AnnData:
+def read_archs4(
+    path: Path, samples=None, genes=None, sample_meta: Sequence[str] | None = None
+) -> ad.AnnData:
     """ARCHS4 HDF5 (genes x samples on disk): reads only the requested samples and genes.
 
     h5py fancy selection needs increasing indices, so the selection is read sorted and then put
@@ -634,13 +795,19 @@ def read_archs4(path: Path, samples=None, genes=None,
             X = np.asarray(block, dtype=np.float32)[g_order][:, s_order].T
             obs = pd.DataFrame(index=pd.Index(all_samples[si].astype(str)))
             meta = f["meta/samples"]
-            keys = sample_meta if sample_meta is not None else [k for k in meta if k != "geo_accession"]
+            keys = (
+                sample_meta
+                if sample_meta is not None
+                else [k for k in meta if k != "geo_accession"]
+            )
             for k in keys:
                 d = meta.get(k)
                 if d is not None and getattr(d, "ndim", 0) == 1 and d.shape[0] == len(all_samples):
                     obs[k] = decode_strings(d[:][si], source) if len(si) else []
         except OSError as e:
-            raise TruncatedFileError(f"{path}: HDF5 data could not be read, truncated or corrupt ({one_line(e)})") from None
+            raise TruncatedFileError(
+                f"{path}: HDF5 data could not be read, truncated or corrupt ({one_line(e)})"
+            ) from None
     var = pd.DataFrame(index=pd.Index(all_genes[gi].astype(str)))
     return ad.AnnData(X=X, obs=obs, var=var)
 
@@ -650,8 +817,10 @@ def check_h5ad(path: Path) -> None:
     with open_hdf5(path, "h5ad") as f:
         keys = list(f.keys())
     if "obs" not in keys or "var" not in keys:
-        raise DataFileError(f"{path}: HDF5 file but not an AnnData h5ad (no obs/var groups; top-level keys: "
-                            f"{', '.join(keys[:8]) or 'none'})")
+        raise DataFileError(
+            f"{path}: HDF5 file but not an AnnData h5ad (no obs/var groups; top-level keys: "
+            f"{', '.join(keys[:8]) or 'none'})"
+        )
     if "X" not in keys:
         raise DataFileError(f"{path}: h5ad file has no X matrix (only {', '.join(keys[:8])})")
 
@@ -673,20 +842,33 @@ def _read_h5ad(path: Path) -> ad.AnnData:
     except MemoryError:
         raise
     except Exception as e:  # anndata raises many types on malformed content; none is a bug of ours
-        raise TruncatedFileError(f"{path}: not a readable h5ad file, truncated or corrupt ({one_line(e)})") from None
+        raise TruncatedFileError(
+            f"{path}: not a readable h5ad file, truncated or corrupt ({one_line(e)})"
+        ) from None
     if adata.X is None:
         raise DataFileError(f"{path}: h5ad file has no X matrix")
     if adata.X.dtype.kind == "b":  # cast to float32 they would count as 1 and 0
-        raise NonNumericError(f"{path}: X holds true/false values (dtype bool); expected expression values")
+        raise NonNumericError(
+            f"{path}: X holds true/false values (dtype bool); expected expression values"
+        )
     if hasattr(adata.X, "toarray"):
         adata.X = adata.X.toarray()
     adata.X = np.asarray(adata.X, dtype=np.float32)
     return adata
 
 
-def read(path: str | os.PathLike, *, format: str | None = None, orientation: str = "auto",
-         samples=None, genes=None, duplicate_genes: str = "sum", counts_expected: bool = False,
-         sample_id_column: str | None = None, sheet_keys=None) -> ad.AnnData:
+def read(
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    orientation: str = "auto",
+    samples=None,
+    genes=None,
+    duplicate_genes: str = "sum",
+    counts_expected: bool = False,
+    sample_id_column: str | None = None,
+    sheet_keys=None,
+) -> ad.AnnData:
     """Read an expression file as AnnData: samples in ``obs``, genes in ``var``, float32 ``X``.
 
     ``sheet_keys`` (set by ``load_data`` from a sample sheet) lets ``orientation="auto"`` take
@@ -699,10 +881,14 @@ def read(path: str | os.PathLike, *, format: str | None = None, orientation: str
     path = Path(path)
     _check_file(path)
     if orientation not in ORIENTATIONS:
-        raise ConfigError(f"{path}: orientation must be one of {', '.join(ORIENTATIONS)}, got '{orientation}'")
+        raise ConfigError(
+            f"{path}: orientation must be one of {', '.join(ORIENTATIONS)}, got '{orientation}'"
+        )
     fmt = format or detect_format(path)
     if fmt not in FORMATS.values():
-        raise UnknownFormatError(f"{path}: unknown format '{fmt}'; supported: {', '.join(sorted(set(FORMATS.values())))}")
+        raise UnknownFormatError(
+            f"{path}: unknown format '{fmt}'; supported: {', '.join(sorted(set(FORMATS.values())))}"
+        )
     source = str(path)
     if fmt == "h5ad":
         adata = _read_h5ad(path)
@@ -710,11 +896,17 @@ def read(path: str | os.PathLike, *, format: str | None = None, orientation: str
         adata = read_archs4(path, samples=samples, genes=genes)
         samples = genes = None  # already applied on disk
     else:
-        df = _read_gct(path) if fmt == "gct" else _read_table(path, fmt, orientation, sample_id_column, sheet_keys)
+        df = (
+            _read_gct(path)
+            if fmt == "gct"
+            else _read_table(path, fmt, orientation, sample_id_column, sheet_keys)
+        )
         check_unique_samples(df.index, source)
         X = _numeric_frame(df, source)
         with _duplicate_names_allowed():
-            adata = ad.AnnData(X=X, obs=pd.DataFrame(index=df.index), var=pd.DataFrame(index=df.columns))
+            adata = ad.AnnData(
+                X=X, obs=pd.DataFrame(index=df.index), var=pd.DataFrame(index=df.columns)
+            )
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise DataFileError(f"{path}: no samples or no genes ({adata.n_obs} x {adata.n_vars})")
     with _duplicate_names_allowed():
@@ -729,8 +921,13 @@ def read(path: str | os.PathLike, *, format: str | None = None, orientation: str
         adata = adata[_selection(samples, pd.Index(adata.obs_names), "samples", source)].copy()
     if genes is not None:
         adata = adata[:, _selection(genes, pd.Index(adata.var_names), "genes", source)].copy()
-    check_matrix(adata.X, source, samples=adata.obs_names, genes=adata.var_names,
-                 counts_expected=counts_expected)
+    check_matrix(
+        adata.X,
+        source,
+        samples=adata.obs_names,
+        genes=adata.var_names,
+        counts_expected=counts_expected,
+    )
     adata.uns["exprssl"] = {"source": source, "format": fmt}
     return adata
 
@@ -742,8 +939,13 @@ def _stripped(ids, source: str, what: str) -> pd.Index:
     stripped = ids.str.strip()
     changed = int((stripped != ids).sum())
     if changed:
-        log.info("%s: %d %s ids had surrounding whitespace, removed (e.g. %r)", source, changed, what,
-                 ids[np.flatnonzero(stripped != ids)[0]])
+        log.info(
+            "%s: %d %s ids had surrounding whitespace, removed (e.g. %r)",
+            source,
+            changed,
+            what,
+            ids[np.flatnonzero(stripped != ids)[0]],
+        )
     return stripped
 
 
@@ -805,12 +1007,15 @@ def _check_unique_columns(sheet: pd.DataFrame, source: str) -> None:
     names = pd.Index(sheet.columns)
     if not names.is_unique:
         dup = names[names.duplicated()][0]
-        raise LabelColumnError(f"{source}: column '{dup}' appears {int((names == dup).sum())} times in the "
-                               "header; rename all but one")
+        raise LabelColumnError(
+            f"{source}: column '{dup}' appears {int((names == dup).sum())} times in the "
+            "header; rename all but one"
+        )
 
 
-def _check_consistent_duplicates(sheet: pd.DataFrame, keys: pd.Series, keep: list, source: str,
-                                 match: str) -> None:
+def _check_consistent_duplicates(
+    sheet: pd.DataFrame, keys: pd.Series, keep: list, source: str, match: str
+) -> None:
     """Rows sharing a sample id must agree on every label kept: otherwise which row wins would be an
     accident of row order."""
     dup = keys.duplicated(keep=False).to_numpy()
@@ -824,20 +1029,31 @@ def _check_consistent_duplicates(sheet: pd.DataFrame, keys: pd.Series, keep: lis
         key, col = counts.index[r], counts.columns[c]
         values = rows[col][(keys[dup] == key).to_numpy()].unique()
         level = "" if match == "exact" else f" (as compared by match='{match}')"
-        raise LabelColumnError(f"{source}: sample id '{key}'{level} has {len(values)} different values in "
-                               f"column '{col}' ({', '.join(map(repr, map(str, values[:3])))}); keep one row per "
-                               "sample, or select the columns to join")
+        raise LabelColumnError(
+            f"{source}: sample id '{key}'{level} has {len(values)} different values in "
+            f"column '{col}' ({', '.join(map(repr, map(str, values[:3])))}); keep one row per "
+            "sample, or select the columns to join"
+        )
 
 
-def add_labels(adata: ad.AnnData, labels: str | os.PathLike | pd.DataFrame, *, id_column: str | None = None,
-               columns: Sequence[str] | None = None, match: str = "exact") -> ad.AnnData:
+def add_labels(
+    adata: ad.AnnData,
+    labels: str | os.PathLike | pd.DataFrame,
+    *,
+    id_column: str | None = None,
+    columns: Sequence[str] | None = None,
+    match: str = "exact",
+) -> ad.AnnData:
     """Join a sample sheet into ``obs`` on a sample-id column (default: its first column).
 
     Returns a new AnnData in the same sample order; unmatched samples get missing labels. The
     match count is logged and kept in ``uns["exprssl"]["label_match"]``.
     """
     if isinstance(labels, pd.DataFrame):
-        sheet, source = labels.reset_index() if not isinstance(labels.index, pd.RangeIndex) else labels, "labels"
+        sheet, source = (
+            labels.reset_index() if not isinstance(labels.index, pd.RangeIndex) else labels,
+            "labels",
+        )
     else:
         sheet, source = _read_sheet(Path(labels)), str(labels)
     if match not in MATCH_MODES:
@@ -845,12 +1061,16 @@ def add_labels(adata: ad.AnnData, labels: str | os.PathLike | pd.DataFrame, *, i
     _check_unique_columns(sheet, source)
     id_column = id_column or sheet.columns[0]
     if id_column not in sheet.columns:
-        raise LabelColumnError(f"{source}: id column '{id_column}' not found; columns: {', '.join(map(str, sheet.columns))}")
+        raise LabelColumnError(
+            f"{source}: id column '{id_column}' not found; columns: {', '.join(map(str, sheet.columns))}"
+        )
     if columns is not None:
         missing = [c for c in columns if c not in sheet.columns]
         if missing:
-            raise LabelColumnError(f"{source}: column '{missing[0]}' not found; columns: "
-                                   f"{', '.join(map(str, sheet.columns))}")
+            raise LabelColumnError(
+                f"{source}: column '{missing[0]}' not found; columns: "
+                f"{', '.join(map(str, sheet.columns))}"
+            )
     keep = [c for c in (columns if columns is not None else sheet.columns) if c != id_column]
     level = MATCH_MODES[match]
     sheet = sheet[sheet[id_column].notna().to_numpy()]  # rows without an id label nothing
@@ -864,15 +1084,29 @@ def add_labels(adata: ad.AnnData, labels: str | os.PathLike | pd.DataFrame, *, i
         raise LabelMatchError(
             f"{source}: no sample id matches the expression data (sheet ids e.g. "
             f"{', '.join(map(str, sheet.index[:3]))}; data ids e.g. {', '.join(map(str, adata.obs_names[:3]))}"
-            + _match_hint(sheet.index, sample_keys, adata, level) + ")")
+            + _match_hint(sheet.index, sample_keys, adata, level)
+            + ")"
+        )
     out = adata.copy()
     joined = sheet.reindex(sample_keys)
     joined.index = out.obs_names
     # one concat, not a column at a time: a clinical sheet has hundreds of columns
-    out.obs = pd.concat([out.obs.drop(columns=[c for c in keep if c in out.obs.columns]), joined[keep]], axis=1)
+    out.obs = pd.concat(
+        [out.obs.drop(columns=[c for c in keep if c in out.obs.columns]), joined[keep]], axis=1
+    )
     info = out.uns.setdefault("exprssl", {})
-    info["label_match"] = {"matched": matched, "n_samples": int(adata.n_obs), "n_label_rows": int(len(sheet))}
-    log.info("%s: labels matched %d of %d samples (%d sheet rows)", source, matched, adata.n_obs, len(sheet))
+    info["label_match"] = {
+        "matched": matched,
+        "n_samples": int(adata.n_obs),
+        "n_label_rows": int(len(sheet)),
+    }
+    log.info(
+        "%s: labels matched %d of %d samples (%d sheet rows)",
+        source,
+        matched,
+        adata.n_obs,
+        len(sheet),
+    )
     return out
 
 
@@ -904,21 +1138,32 @@ def label_values(values, column: str, *, quiet: bool = False) -> pd.Series:
     if len(numbers) and numbers.notna().all():  # class codes: '1' and '1.0' are one class
         canonical = numbers.map(lambda v: f"{v:g}")
         if not quiet and (canonical != out.dropna()).any():
-            log.warning("label column '%s': numeric classes written differently (e.g. %r) read as numbers", column,
-                        out.dropna()[canonical != out.dropna()].iloc[0])
+            log.warning(
+                "label column '%s': numeric classes written differently (e.g. %r) read as numbers",
+                column,
+                out.dropna()[canonical != out.dropna()].iloc[0],
+            )
         out = out.where(missing, canonical.reindex(out.index))
     if not quiet:
         spaced = (raw.astype(str) != text).to_numpy() & ~missing
         if spaced.any():
-            log.warning("label column '%s': %d values had surrounding spaces, removed (e.g. %r -> %r)", column,
-                        int(spaced.sum()), str(raw[spaced].iloc[0]), text[spaced].iloc[0])
+            log.warning(
+                "label column '%s': %d values had surrounding spaces, removed (e.g. %r -> %r)",
+                column,
+                int(spaced.sum()),
+                str(raw[spaced].iloc[0]),
+                text[spaced].iloc[0],
+            )
         classes = pd.Index(out.dropna().unique())
         folded = classes.str.lower()
         if folded.duplicated().any():
             same = classes[folded == folded[folded.duplicated()][0]]
-            log.warning("label column '%s': classes %s differ only in upper/lower case and are kept apart; "
-                        "make them agree in the sample sheet if they are one class", column,
-                        " and ".join(map(repr, same)))
+            log.warning(
+                "label column '%s': classes %s differ only in upper/lower case and are kept apart; "
+                "make them agree in the sample sheet if they are one class",
+                column,
+                " and ".join(map(repr, same)),
+            )
     return out
 
 
@@ -939,34 +1184,52 @@ def require_label(adata: ad.AnnData, column: str, min_classes: int = 2) -> pd.Se
     """The label column as class names (``label_values``); one clear line when it is missing,
     continuous, or has fewer than ``min_classes`` classes."""
     if column not in adata.obs.columns:
-        raise LabelColumnError(f"label column '{column}' not found; available: "
-                               f"{', '.join(map(str, adata.obs.columns)) or '(none: add a sample sheet with --labels)'}")
+        raise LabelColumnError(
+            f"label column '{column}' not found; available: "
+            f"{', '.join(map(str, adata.obs.columns)) or '(none: add a sample sheet with --labels)'}"
+        )
     n = looks_continuous(adata.obs[column])
     if n is not None:
-        raise LabelColumnError(f"label column '{column}' looks continuous ({n} distinct values), not a set of "
-                               "classes; bin it into groups (e.g. age bands) in the sample sheet first")
+        raise LabelColumnError(
+            f"label column '{column}' looks continuous ({n} distinct values), not a set of "
+            "classes; bin it into groups (e.g. age bands) in the sample sheet first"
+        )
     y = label_values(adata.obs[column], column)
     classes = y.dropna().unique()
     if len(classes) > 2 and len(classes) == y.notna().sum():
-        raise LabelColumnError(f"label column '{column}' has a different value for every sample ({len(classes)} of "
-                               f"{len(classes)}): it looks like an id column, not classes")
+        raise LabelColumnError(
+            f"label column '{column}' has a different value for every sample ({len(classes)} of "
+            f"{len(classes)}): it looks like an id column, not classes"
+        )
     if len(classes) < min_classes:
-        raise SingleClassError(f"label column '{column}' has {len(classes)} class"
-                               f"{'' if len(classes) == 1 else 'es'}"
-                               f"{' (' + classes[0] + ')' if len(classes) == 1 else ''}; need at least {min_classes}")
+        raise SingleClassError(
+            f"label column '{column}' has {len(classes)} class"
+            f"{'' if len(classes) == 1 else 'es'}"
+            f"{' (' + classes[0] + ')' if len(classes) == 1 else ''}; need at least {min_classes}"
+        )
     return y
 
 
 # ----------------------------------------------------------------------------- entry points
-def load_data(path_or_name: str | os.PathLike, *, labels=None, label_id_column: str | None = None,
-              match: str = "exact", **read_options: Any) -> ad.AnnData:
+def load_data(
+    path_or_name: str | os.PathLike,
+    *,
+    labels=None,
+    label_id_column: str | None = None,
+    match: str = "exact",
+    **read_options: Any,
+) -> ad.AnnData:
     """A file path, or the name of a bundled dataset; optionally join a sample sheet. With a
     sheet and ``orientation="auto"`` (the default), a table is read the way round whose sample
     ids the sheet names."""
     p = data_file(path_or_name)
     if p is not None:
-        if labels is not None and read_options.get("orientation", "auto") == "auto" \
-                and not isinstance(labels, pd.DataFrame) and match in MATCH_MODES:
+        if (
+            labels is not None
+            and read_options.get("orientation", "auto") == "auto"
+            and not isinstance(labels, pd.DataFrame)
+            and match in MATCH_MODES
+        ):
             read_options["sheet_keys"] = (_sheet_ids(Path(labels), label_id_column, match), match)
         adata = read(p, **read_options)
     else:
@@ -977,8 +1240,10 @@ def load_data(path_or_name: str | os.PathLike, *, labels=None, label_id_column: 
         elif Path(path_or_name).suffix:
             raise DataFileError(f"{path_or_name}: no such file")
         else:
-            raise DataFileError(f"'{path_or_name}' is neither an existing file nor a bundled dataset "
-                                f"(bundled: {', '.join(datasets.names())})")
+            raise DataFileError(
+                f"'{path_or_name}' is neither an existing file nor a bundled dataset "
+                f"(bundled: {', '.join(datasets.names())})"
+            )
     if labels is not None:
         adata = add_labels(adata, labels, id_column=label_id_column, match=match)
     return adata
@@ -1007,12 +1272,18 @@ def _sheet_ids(path: Path, id_column: str | None, match: str) -> pd.Index:
 def summarize(adata: ad.AnnData, max_classes: int = 50) -> dict[str, Any]:
     """What `exprssl info` prints: shape, value range and scale, label columns with class counts."""
     X = np.asarray(adata.X)
-    scale = guess_scale(X, source=str(adata.uns.get("exprssl", {}).get("source", "data")),
-                        samples=adata.obs_names, genes=adata.var_names)
-    sentences = {"counts": "looks like raw counts (CPM + log2 by default)",
-                 "log": "looks log-scale (not logged again)",
-                 "linear": "looks linear-scale, e.g. TPM/FPKM (log2 by default)",
-                 "standardized": "has negative values: looks already standardised"}
+    scale = guess_scale(
+        X,
+        source=str(adata.uns.get("exprssl", {}).get("source", "data")),
+        samples=adata.obs_names,
+        genes=adata.var_names,
+    )
+    sentences = {
+        "counts": "looks like raw counts (CPM + log2 by default)",
+        "log": "looks log-scale (not logged again)",
+        "linear": "looks linear-scale, e.g. TPM/FPKM (log2 by default)",
+        "standardized": "has negative values: looks already standardised",
+    }
     sample = X.ravel()[:: max(1, X.size // 1_000_000)]
     labels, numeric = {}, {}
     for col in adata.obs.columns:
@@ -1022,15 +1293,27 @@ def summarize(adata: ad.AnnData, max_classes: int = 50) -> dict[str, Any]:
         if looks_continuous(s) is not None:
             # a measurement (age, purity, ...), not a phenotype to predict: a range, not 40 classes
             x = pd.to_numeric(s)
-            numeric[str(col)] = {"n": int(len(x)), "min": float(x.min()), "median": float(x.median()),
-                                 "max": float(x.max())}
+            numeric[str(col)] = {
+                "n": int(len(x)),
+                "min": float(x.min()),
+                "median": float(x.median()),
+                "max": float(x.max()),
+            }
             continue
         s = label_values(s, str(col), quiet=True).dropna()
         n = s.nunique()
         if 2 <= n <= max_classes and n < len(s):
             label_values(adata.obs[col], str(col))  # the same warnings as the benchmark
             labels[str(col)] = {str(k): int(v) for k, v in s.value_counts().items()}
-    return {"n_samples": int(adata.n_obs), "n_genes": int(adata.n_vars), "min": float(X.min()),
-            "max": float(X.max()), "median": float(np.median(sample)),
-            "fraction_zeros": float((sample == 0).mean()), "scale": scale,
-            "scale_description": sentences[scale], "label_columns": labels, "numeric_columns": numeric}
+    return {
+        "n_samples": int(adata.n_obs),
+        "n_genes": int(adata.n_vars),
+        "min": float(X.min()),
+        "max": float(X.max()),
+        "median": float(np.median(sample)),
+        "fraction_zeros": float((sample == 0).mean()),
+        "scale": scale,
+        "scale_description": sentences[scale],
+        "label_columns": labels,
+        "numeric_columns": numeric,
+    }

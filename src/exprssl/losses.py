@@ -91,8 +91,13 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3) -
     return LossOutput(on_diag + lambd * off_diag, {"on_diag": on_diag, "off_diag": off_diag})
 
 
-def vime_loss(mask_logits: torch.Tensor, mask_target: torch.Tensor, recon: torch.Tensor,
-              x_orig: torch.Tensor, alpha: float = 2.0) -> LossOutput:
+def vime_loss(
+    mask_logits: torch.Tensor,
+    mask_target: torch.Tensor,
+    recon: torch.Tensor,
+    x_orig: torch.Tensor,
+    alpha: float = 2.0,
+) -> LossOutput:
     """VIME self-supervised loss: BCE(mask estimate) + alpha * MSE(feature reconstruction).
 
     Parts ``mask_bce`` and ``recon_mse``; ``total = mask_bce + alpha * recon_mse``.
@@ -102,8 +107,9 @@ def vime_loss(mask_logits: torch.Tensor, mask_target: torch.Tensor, recon: torch
     return LossOutput(bce + alpha * mse, {"mask_bce": bce, "recon_mse": mse})
 
 
-def masked_mse(recon: torch.Tensor, x_orig: torch.Tensor, mask: torch.Tensor,
-               unmasked_weight: float = 0.0) -> LossOutput:
+def masked_mse(
+    recon: torch.Tensor, x_orig: torch.Tensor, mask: torch.Tensor, unmasked_weight: float = 0.0
+) -> LossOutput:
     """MSE on the corrupted entries, plus ``unmasked_weight`` times the MSE on the others.
 
     Parts ``masked_mse`` and ``unmasked_mse`` (both always reported: the second shows how well

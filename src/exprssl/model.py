@@ -52,7 +52,9 @@ class ResolvedParams(NamedTuple):
 
 
 def _n_samples(data) -> int | None:
-    shape = getattr(data, "shape", None)  # arrays, frames, AnnData, stores; None for paths and lists
+    shape = getattr(
+        data, "shape", None
+    )  # arrays, frames, AnnData, stores; None for paths and lists
     return int(shape[0]) if shape is not None and len(shape) >= 1 else None
 
 
@@ -79,19 +81,36 @@ class SSLModel(TransformerMixin, BaseEstimator):
     loaded from, else None).
     """
 
-    def __init__(self, method: str = "scarf", *, method_params: Mapping[str, Any] | None = None,
-                 preprocessor: Preprocessor | Mapping[str, Any] | None = None,
-                 epochs: int = 50, batch_size: int = 256, optimizer: str | None = None,
-                 lr: float | None = None, weight_decay: float | None = None, val_fraction: float = 0.1,
-                 patience: int = 10, seed: int = 0, accelerator: str = "auto", devices: Any = "auto",
-                 num_nodes: int = 1, strategy: str = "auto", precision: str | None = None,
-                 num_workers: int = 0, progress: bool = True, log_dir: str | None = None,
-                 **misplaced: Any):
+    def __init__(
+        self,
+        method: str = "scarf",
+        *,
+        method_params: Mapping[str, Any] | None = None,
+        preprocessor: Preprocessor | Mapping[str, Any] | None = None,
+        epochs: int = 50,
+        batch_size: int = 256,
+        optimizer: str | None = None,
+        lr: float | None = None,
+        weight_decay: float | None = None,
+        val_fraction: float = 0.1,
+        patience: int = 10,
+        seed: int = 0,
+        accelerator: str = "auto",
+        devices: Any = "auto",
+        num_nodes: int = 1,
+        strategy: str = "auto",
+        precision: str | None = None,
+        num_workers: int = 0,
+        progress: bool = True,
+        log_dir: str | None = None,
+        **misplaced: Any,
+    ):
         if misplaced:  # scikit-learn forbids **kwargs as parameters; this only explains the error
             raise ConfigError(
                 f"SSLModel got unknown keyword(s) {', '.join(sorted(misplaced))}: options of the method go "
                 f"in method_params, e.g. SSLModel({method!r}, method_params={misplaced!r}); SSLModel's own "
-                f"keywords are {', '.join(self._get_param_names())}")
+                f"keywords are {', '.join(self._get_param_names())}"
+            )
         self.method = method
         self.method_params = method_params
         self.preprocessor = preprocessor
@@ -121,9 +140,13 @@ class SSLModel(TransformerMixin, BaseEstimator):
             raise ConfigError(f"method must be a method name, got {self.method!r}")
         get_method(self.method)
         if self.method_params is not None and not isinstance(self.method_params, Mapping):
-            raise ConfigError(f"method_params must be a dict of the options of method '{self.method}', "
-                              f"got {self.method_params!r}")
-        method_params = check_method_params(self.method, copy.deepcopy(dict(self.method_params or {})))
+            raise ConfigError(
+                f"method_params must be a dict of the options of method '{self.method}', "
+                f"got {self.method_params!r}"
+            )
+        method_params = check_method_params(
+            self.method, copy.deepcopy(dict(self.method_params or {}))
+        )
         train = TrainConfig(**{name: copy.deepcopy(getattr(self, name)) for name in _TRAIN_FIELDS})
         train.validate()
         preprocessor = self._preprocessor_copy()
@@ -138,8 +161,10 @@ class SSLModel(TransformerMixin, BaseEstimator):
             return copy.deepcopy(p) if p.__sklearn_is_fitted__() else clone(p)
         if isinstance(p, Mapping):
             return Preprocessor.from_options(p)
-        raise ConfigError(f"preprocessor must be an exprssl.Preprocessor, a dict of its options "
-                          f"({', '.join(PREPROCESSING_OPTIONS)}) or None, got {p!r}")
+        raise ConfigError(
+            f"preprocessor must be an exprssl.Preprocessor, a dict of its options "
+            f"({', '.join(PREPROCESSING_OPTIONS)}) or None, got {p!r}"
+        )
 
     # ------------------------------------------------------------- fitting
     def __sklearn_is_fitted__(self) -> bool:
@@ -153,7 +178,9 @@ class SSLModel(TransformerMixin, BaseEstimator):
 
     def _check_fitted(self) -> None:
         if not self.__sklearn_is_fitted__():
-            raise NotFittedError("this SSLModel is not fitted yet: call fit(X) or SSLModel.load(path)")
+            raise NotFittedError(
+                "this SSLModel is not fitted yet: call fit(X) or SSLModel.load(path)"
+            )
 
     def fit(self, X, y=None, *, stream: bool | None = None) -> SSLModel:
         """Pretrain on the samples of ``X`` (``y`` and labels, if any, are ignored).
@@ -170,19 +197,23 @@ class SSLModel(TransformerMixin, BaseEstimator):
         source = ExpressionSource.resolve(X, stream)
         train = params.train
         prep = source.fit_preprocessor(params.preprocessor, seed=train.seed)
+
         def build(width: int):
             check_model_memory(self.method, width, params.method_params)  # before allocating it
             return build_method(self.method, width, **params.method_params)
 
         method, history = source.pretrain(build, prep, train)
         n_features, names = source.features()
-        self._set_fitted(method, prep, train, pd.DataFrame.from_records(history), n_features, names,
-                         None)
+        self._set_fitted(
+            method, prep, train, pd.DataFrame.from_records(history), n_features, names, None
+        )
         self.data_sources_ = describe_data(X, source.store if source.streamed else source.data)
         return self
 
     # ----------------------------------------------------------- embedding
-    def embed_preprocessed(self, X: np.ndarray | torch.Tensor, batch_size: int = 2048) -> np.ndarray:
+    def embed_preprocessed(
+        self, X: np.ndarray | torch.Tensor, batch_size: int = 2048
+    ) -> np.ndarray:
         """Embeddings of rows already transformed by ``self.preprocessor_``."""
         self._check_fitted()
         enc = self.method_.encoder
@@ -193,14 +224,23 @@ class SSLModel(TransformerMixin, BaseEstimator):
         out = []
         with torch.no_grad():
             for start in range(0, X.shape[0], batch_size):
-                out.append(self.method_.embed(X[start:start + batch_size].to(device)).float().cpu())
+                out.append(
+                    self.method_.embed(X[start : start + batch_size].to(device)).float().cpu()
+                )
         enc.train(was_training)
         if not out:
             return np.zeros((0, self.embedding_dim_), dtype=np.float32)
         return torch.cat(out).numpy()
 
-    def transform(self, X, *, key: str | None = None, return_anndata: bool = False,
-                  stream: bool | None = None, progress: Callable[[int, int], Any] | None = None):
+    def transform(
+        self,
+        X,
+        *,
+        key: str | None = None,
+        return_anndata: bool = False,
+        stream: bool | None = None,
+        progress: Callable[[int, int], Any] | None = None,
+    ):
         """Embed ``X`` (genes aligned by name): a float32 array (n_samples, embedding_dim_).
 
         ``X`` is anything ``fit`` takes. With an AnnData and ``key``, the embeddings are also
@@ -212,15 +252,21 @@ class SSLModel(TransformerMixin, BaseEstimator):
         called after each block. ``stream`` as in ``fit``.
         """
         self._check_fitted()
-        return self._transform(ExpressionSource.resolve(X, stream), key=key, return_anndata=return_anndata,
-                               progress=progress)
+        return self._transform(
+            ExpressionSource.resolve(X, stream),
+            key=key,
+            return_anndata=return_anndata,
+            progress=progress,
+        )
 
     def _transform(self, source: ExpressionSource, *, key, return_anndata, progress=None):
         """``transform`` of an already resolved source."""
         if key is not None and not return_anndata and not source.is_anndata:
-            raise ConfigError(f"key={key!r} stores the embeddings in an AnnData's obsm, and "
-                              f"{'a store' if source.streamed else type(source.data).__name__} has none: use "
-                              "the returned array, or return_anndata=True")
+            raise ConfigError(
+                f"key={key!r} stores the embeddings in an AnnData's obsm, and "
+                f"{'a store' if source.streamed else type(source.data).__name__} has none: use "
+                "the returned array, or return_anndata=True"
+            )
         Z = source.embed(self.embed_preprocessed, self.preprocessor_, self.embedding_dim_, progress)
         if not return_anndata:
             if key is not None:
@@ -229,12 +275,23 @@ class SSLModel(TransformerMixin, BaseEstimator):
         import anndata as ad
 
         result = ad.AnnData(obs=source.obs(), obsm={key or f"X_{self.method}": Z})
-        result.uns["exprssl"] = {"model": self.model_dir_ or "(not saved)", "method": self.method,
-                                 "source": source.provenance(), "n_model_genes": len(self.genes_)}
+        result.uns["exprssl"] = {
+            "model": self.model_dir_ or "(not saved)",
+            "method": self.method,
+            "source": source.provenance(),
+            "n_model_genes": len(self.genes_),
+        }
         return result
 
-    def fit_transform(self, X, y=None, *, key: str | None = None, return_anndata: bool = False,
-                      stream: bool | None = None):
+    def fit_transform(
+        self,
+        X,
+        y=None,
+        *,
+        key: str | None = None,
+        return_anndata: bool = False,
+        stream: bool | None = None,
+    ):
         """``fit`` then ``transform`` the same samples (read once); ``y`` is ignored, so a
         Pipeline's labels are never taken for an obsm key."""
         source = ExpressionSource.resolve(X, stream)
@@ -245,8 +302,10 @@ class SSLModel(TransformerMixin, BaseEstimator):
         """Names of the embedding dimensions: ``<method>0``, ``<method>1``, ..."""
         self._check_fitted()
         if input_features is not None and len(input_features) != self.n_features_in_:
-            raise ValueError(f"input_features has {len(input_features)} names, but SSLModel was fitted "
-                             f"on {self.n_features_in_} features")
+            raise ValueError(
+                f"input_features has {len(input_features)} names, but SSLModel was fitted "
+                f"on {self.n_features_in_} features"
+            )
         return np.asarray([f"{self.method}{i}" for i in range(self.embedding_dim_)], dtype=object)
 
     # ---------------------------------------------------------- persistence
@@ -304,8 +363,16 @@ class SSLModel(TransformerMixin, BaseEstimator):
 
         return load_model(cls, path, map_location)
 
-    def _set_fitted(self, method, prep: Preprocessor, train: TrainConfig, history: pd.DataFrame,
-                    n_features: int, feature_names, model_dir: str | None) -> None:
+    def _set_fitted(
+        self,
+        method,
+        prep: Preprocessor,
+        train: TrainConfig,
+        history: pd.DataFrame,
+        n_features: int,
+        feature_names,
+        model_dir: str | None,
+    ) -> None:
         """Every fitted attribute, from one place: ``fit`` and ``load`` both call it, so a
         loaded model has exactly the state of the one that was saved."""
         self.method_, self.preprocessor_, self.train_config_ = method, prep, train

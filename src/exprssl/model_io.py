@@ -122,7 +122,9 @@ def _write_files(model: SSLModel, directory: Path) -> None:
     if names is not None:
         (directory / FEATURES_FILE).write_text("\n".join(map(str, names)) + "\n")
     state = model.method_.state_dict()
-    state[WEIGHTS_METHOD_KEY] = model.method  # load refuses these weights under another method's config
+    state[WEIGHTS_METHOD_KEY] = (
+        model.method
+    )  # load refuses these weights under another method's config
     torch.save(state, directory / "weights.pt")
     model.history_.to_csv(directory / "history.csv", index=False)
 

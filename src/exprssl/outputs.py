@@ -28,15 +28,32 @@ from pathlib import Path
 
 from .errors import OutputPathError
 
-KINDS = {"model": "model directory", "benchmark": "benchmark directory", "embedding": "embedding .h5ad",
-         "store": "expression store", "attributions": "attributions table",
-         "log": "training log directory"}
+KINDS = {
+    "model": "model directory",
+    "benchmark": "benchmark directory",
+    "embedding": "embedding .h5ad",
+    "store": "expression store",
+    "attributions": "attributions table",
+    "log": "training log directory",
+}
 ATTRIBUTIONS_HEADER = "gene,class,approach,split,attribution,rank"  # exprssl.attributions.COLUMNS
 _DIR_KINDS = ("model", "benchmark", "log")
-_REUSED_KINDS = ("benchmark", "log")  # resumed or appended to, never replaced: no --overwrite needed
+_REUSED_KINDS = (
+    "benchmark",
+    "log",
+)  # resumed or appended to, never replaced: no --overwrite needed
 # what exprssl writes into a model directory (model_io, the card): anything else there is the user's
-MODEL_FILES = frozenset({"config.json", "preprocessor.json", "genes.txt", "weights.pt", "history.csv",
-                         "features_in.txt", "README.md"})
+MODEL_FILES = frozenset(
+    {
+        "config.json",
+        "preprocessor.json",
+        "genes.txt",
+        "weights.pt",
+        "history.csv",
+        "features_in.txt",
+        "README.md",
+    }
+)
 LOG_MARKER = "exprssl-log.json"
 
 
@@ -95,11 +112,15 @@ def _check_resolvable(path: Path) -> None:
     try:
         path.resolve(strict=False)
     except (RuntimeError, OSError):
-        raise OutputPathError(f"{path}: a symbolic link loop (a link that points, directly or not, to itself); "
-                              "choose another output path") from None
+        raise OutputPathError(
+            f"{path}: a symbolic link loop (a link that points, directly or not, to itself); "
+            "choose another output path"
+        ) from None
     if path.is_symlink() and not path.exists():
-        raise OutputPathError(f"{path}: a symbolic link to a missing target ({os.readlink(path)}); exprssl does "
-                              "not write through it: choose another output path")
+        raise OutputPathError(
+            f"{path}: a symbolic link to a missing target ({os.readlink(path)}); exprssl does "
+            "not write through it: choose another output path"
+        )
 
 
 def _foreign_files(path: Path, kind: str) -> list[str]:
@@ -118,18 +139,29 @@ def check_writable(path: str | os.PathLike) -> None:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise OutputPathError(f"{path}: cannot be created: {parent} (part of the path) is a file, not a directory")
+        raise OutputPathError(
+            f"{path}: cannot be created: {parent} (part of the path) is a file, not a directory"
+        )
     try:
         fd, probe = tempfile.mkstemp(prefix=".exprssl-probe-", dir=parent)
     except OSError as e:
-        reason = "is read-only" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else f"refuses files: {e.strerror}"
+        reason = (
+            "is read-only"
+            if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+            else f"refuses files: {e.strerror}"
+        )
         raise OutputPathError(f"{path}: cannot write there ({parent} {reason})") from None
     os.close(fd)
     os.unlink(probe)
 
 
-def check_output(path: str | os.PathLike, kind: str, *, overwrite: bool = False,
-                 inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+def check_output(
+    path: str | os.PathLike,
+    kind: str,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike | None] = (),
+) -> Path:
     """Refuse an output path that would replace or lose something exprssl did not write.
 
     ``kind`` is one of ``KINDS``. A missing path or an empty directory (for directory kinds) is
@@ -148,27 +180,43 @@ def check_output(path: str | os.PathLike, kind: str, *, overwrite: bool = False,
             continue  # a bundled dataset's name (even with a directory of that name here), not a path
         if _same_or_inside(Path(src), path):
             relation = "is" if Path(src).resolve() == path.resolve() else "contains"
-            raise OutputPathError(f"{path}: the output {relation} an input ({src}); choose another output path")
-        if Path(src).is_dir() and _same_or_inside(path, Path(src)):  # e.g. an embedding inside the model
-            raise OutputPathError(f"{path}: the output lies inside an input directory ({src}), which exprssl "
-                                  "never writes into; choose another output path")
+            raise OutputPathError(
+                f"{path}: the output {relation} an input ({src}); choose another output path"
+            )
+        if Path(src).is_dir() and _same_or_inside(
+            path, Path(src)
+        ):  # e.g. an embedding inside the model
+            raise OutputPathError(
+                f"{path}: the output lies inside an input directory ({src}), which exprssl "
+                "never writes into; choose another output path"
+            )
     if path.exists() or path.is_symlink():
         found = artifact_kind(path)
         if kind in _DIR_KINDS and path.is_dir() and not found and not any(path.iterdir()):
             pass  # an empty directory: nothing to lose
         elif found != kind:
-            holds = f"an exprssl {KINDS[found]}" if found else ("a directory" if path.is_dir() else "a file")
-            raise OutputPathError(f"{path}: exists and is {holds}, not an exprssl {what}; exprssl never "
-                                  "replaces what it did not write: choose a new output path")
+            holds = (
+                f"an exprssl {KINDS[found]}"
+                if found
+                else ("a directory" if path.is_dir() else "a file")
+            )
+            raise OutputPathError(
+                f"{path}: exists and is {holds}, not an exprssl {what}; exprssl never "
+                "replaces what it did not write: choose a new output path"
+            )
         elif kind not in _REUSED_KINDS and not overwrite:
-            raise OutputPathError(f"{path}: an exprssl {what} already exists there; pass --overwrite "
-                                  "(overwrite=True) to replace it")
+            raise OutputPathError(
+                f"{path}: an exprssl {what} already exists there; pass --overwrite "
+                "(overwrite=True) to replace it"
+            )
         elif _foreign_files(path, kind):
             foreign = _foreign_files(path, kind)
-            raise OutputPathError(f"{path}: holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
-                                  f"which exprssl did not write; replacing the {what} would lose "
-                                  f"{'it' if len(foreign) == 1 else 'them'}: move {'it' if len(foreign) == 1 else 'them'} "
-                                  "out or choose a new output path")
+            raise OutputPathError(
+                f"{path}: holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
+                f"which exprssl did not write; replacing the {what} would lose "
+                f"{'it' if len(foreign) == 1 else 'them'}: move {'it' if len(foreign) == 1 else 'them'} "
+                "out or choose a new output path"
+            )
     check_writable(path)
     return path
 
@@ -191,8 +239,10 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
             if os.fstat(fd).st_ino != os.stat(lock).st_ino:
                 raise BlockingIOError
         except (BlockingIOError, FileNotFoundError):
-            raise OutputPathError(f"{path}: another exprssl process is writing it; wait for it to "
-                                  "finish or choose another output path") from None
+            raise OutputPathError(
+                f"{path}: another exprssl process is writing it; wait for it to "
+                "finish or choose another output path"
+            ) from None
         try:
             yield
         finally:
@@ -203,7 +253,9 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
         os.close(fd)
 
 
-def prepare_log_dir(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+def prepare_log_dir(
+    path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()
+) -> Path:
     """A training log directory (``log_dir``) checked by the output rules, created, and marked as
     exprssl's: Lightning's CSV logger writes ``metrics.csv`` and ``hparams.yaml`` there and the
     checkpoint callback ``checkpoints/``, names a user's own directory may already hold."""
@@ -211,10 +263,21 @@ def prepare_log_dir(path: str | os.PathLike, inputs: Iterable[str | os.PathLike 
     path.mkdir(parents=True, exist_ok=True)
     marker = path / LOG_MARKER
     if not marker.exists():
-        marker.write_text(json.dumps({"written_by": "exprssl", "holds": ["metrics.csv", "hparams.yaml",
-                                                                          "checkpoints/"]}) + "\n")
+        marker.write_text(
+            json.dumps(
+                {"written_by": "exprssl", "holds": ["metrics.csv", "hparams.yaml", "checkpoints/"]}
+            )
+            + "\n"
+        )
     return path
 
 
-__all__ = ["KINDS", "OutputPathError", "artifact_kind", "check_output", "check_writable",
-           "output_lock", "prepare_log_dir"]
+__all__ = [
+    "KINDS",
+    "OutputPathError",
+    "artifact_kind",
+    "check_output",
+    "check_writable",
+    "output_lock",
+    "prepare_log_dir",
+]

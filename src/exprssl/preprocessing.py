@@ -64,11 +64,15 @@ def check_ignored_y(y, n_samples: int | None, what: str) -> None:
     if y is None:
         return
     if isinstance(y, str):
-        raise ConfigError(f"{what}: the second argument is y, which is ignored (labels are never used), got "
-                          f"{y!r}; pass the obsm key as key={y!r}")
+        raise ConfigError(
+            f"{what}: the second argument is y, which is ignored (labels are never used), got "
+            f"{y!r}; pass the obsm key as key={y!r}"
+        )
     if n_samples is not None and hasattr(y, "__len__") and len(y) != n_samples:
-        raise ConfigError(f"{what}: y has {len(y)} entries for {n_samples} samples; y is ignored (labels are "
-                          "never used): pass gene names as genes=")
+        raise ConfigError(
+            f"{what}: y has {len(y)} entries for {n_samples} samples; y is ignored (labels are "
+            "never used): pass gene names as genes="
+        )
 
 
 # ------------------------------------------------------------------------------ option checks
@@ -86,20 +90,25 @@ class PreprocessingOptions:
     """The ``Preprocessor``'s options, checked by the package's one validator
     (``exprssl.options``): ``preprocessing: clip must be a finite number > 0 (or null), got -1``."""
 
-    library_size: bool | str = option("auto", "CPM scaling (auto: only for raw counts)",
-                                      parse=_parse_flag_or_auto)
-    log: bool | str = option("auto", "log2(x+1) (auto: only for linear-scale values)",
-                             parse=_parse_flag_or_auto)
+    library_size: bool | str = option(
+        "auto", "CPM scaling (auto: only for raw counts)", parse=_parse_flag_or_auto
+    )
+    log: bool | str = option(
+        "auto", "log2(x+1) (auto: only for linear-scale values)", parse=_parse_flag_or_auto
+    )
     min_mean: float | None = option(None, "drop genes with a lower mean", note="or null")
     top_k_variance: int | None = option(None, "keep the most variable genes", ge=1, note="or null")
     quantile: bool = option(False, "quantile-normalise every sample")
     standardize: bool = option(True, "z-score every gene")
     clip: float | None = option(10.0, "clip z-scores to [-clip, clip]", gt=0, note="or null")
-    min_coverage: float = option(0.5, "smallest fraction of the fitted genes data to transform "
-                                 "must have", ge=0, le=1)
+    min_coverage: float = option(
+        0.5, "smallest fraction of the fitted genes data to transform must have", ge=0, le=1
+    )
 
 
-OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(PreprocessingOptions))  # the option names, for the CLI and config files
+OPTIONS: tuple[str, ...] = tuple(
+    f.name for f in fields(PreprocessingOptions)
+)  # the option names, for the CLI and config files
 
 
 def _column_moments(X: np.ndarray, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
@@ -108,11 +117,11 @@ def _column_moments(X: np.ndarray, block: int = 2048) -> tuple[np.ndarray, np.nd
     n = X.shape[0]
     total = np.zeros(X.shape[1])
     for s in range(0, n, block):
-        total += X[s:s + block].sum(0, dtype=np.float64)
+        total += X[s : s + block].sum(0, dtype=np.float64)
     mean = total / n
     sq = np.zeros(X.shape[1])
     for s in range(0, n, block):
-        sq += np.square(X[s:s + block] - mean).sum(0, dtype=np.float64)
+        sq += np.square(X[s : s + block] - mean).sum(0, dtype=np.float64)
     return mean, sq / n
 
 
@@ -127,10 +136,18 @@ class Preprocessor(TransformerMixin, BaseEstimator):
     imputed with their training mean and reported as a warning).
     """
 
-    def __init__(self, *, library_size: bool | str = "auto", log: bool | str = "auto",
-                 min_mean: float | None = None, top_k_variance: int | None = None,
-                 quantile: bool = False, standardize: bool = True, clip: float | None = 10.0,
-                 min_coverage: float = 0.5):
+    def __init__(
+        self,
+        *,
+        library_size: bool | str = "auto",
+        log: bool | str = "auto",
+        min_mean: float | None = None,
+        top_k_variance: int | None = None,
+        quantile: bool = False,
+        standardize: bool = True,
+        clip: float | None = 10.0,
+        min_coverage: float = 0.5,
+    ):
         self.library_size = library_size
         self.log = log
         self.min_mean = min_mean
@@ -145,12 +162,16 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         """A Preprocessor from a mapping of options (a config file's ``preprocessing:``); an
         unknown name or a non-mapping is a one-line ConfigError listing the accepted names."""
         if not isinstance(options, Mapping):
-            raise ConfigError(f"preprocessing options must be a mapping of option: value "
-                              f"(accepted: {', '.join(OPTIONS)}), got {options!r}")
+            raise ConfigError(
+                f"preprocessing options must be a mapping of option: value "
+                f"(accepted: {', '.join(OPTIONS)}), got {options!r}"
+            )
         unknown = sorted(set(map(str, options)) - set(OPTIONS))
         if unknown:
-            raise ConfigError(f"unknown preprocessing option(s): {', '.join(unknown)}; "
-                              f"accepted: {', '.join(OPTIONS)}")
+            raise ConfigError(
+                f"unknown preprocessing option(s): {', '.join(unknown)}; "
+                f"accepted: {', '.join(OPTIONS)}"
+            )
         return cls(**options)
 
     def check_params(self) -> dict[str, Any]:
@@ -171,7 +192,9 @@ class Preprocessor(TransformerMixin, BaseEstimator):
 
     def _check_fitted(self) -> None:
         if not self.__sklearn_is_fitted__():
-            raise NotFittedError("this Preprocessor is not fitted yet: call fit() on training samples first")
+            raise NotFittedError(
+                "this Preprocessor is not fitted yet: call fit() on training samples first"
+            )
 
     def _matrix(self, data, genes) -> tuple[np.ndarray, list[str] | None, str, Any]:
         """The checked float32 matrix (``exprssl.validation.check_matrix``), its gene names (None
@@ -180,7 +203,9 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         if not hasattr(matrix, "shape"):
             matrix = np.asarray(matrix)
         if names is not None and len(matrix.shape) == 2 and len(names) != matrix.shape[1]:
-            raise ConfigError(f"{source}: {len(names)} gene names for a matrix with {matrix.shape[1]} columns")
+            raise ConfigError(
+                f"{source}: {len(names)} gene names for a matrix with {matrix.shape[1]} columns"
+            )
         return check_matrix(matrix, source, samples=samples, genes=names), names, source, samples
 
     def _scale_counts(self, X: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
@@ -221,18 +246,28 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         index = pd.Index(names)
         if not index.is_unique:
             dups = index[index.duplicated()].unique()
-            raise ConfigError(f"{source}: {len(dups)} duplicate gene names, e.g. {', '.join(dups[:5])}; "
-                              "collapse them first (exprssl.read does)")
+            raise ConfigError(
+                f"{source}: {len(dups)} duplicate gene names, e.g. {', '.join(dups[:5])}; "
+                "collapse them first (exprssl.read does)"
+            )
         scale = guess_scale(Xm, source=source, samples=samples, genes=names)
         lib = scale == "counts" if opts["library_size"] == "auto" else opts["library_size"]
         do_log = scale in ("counts", "linear") if opts["log"] == "auto" else opts["log"]
         if do_log and scale == "standardized":
-            raise NegativeCountsError(f"{source}: negative values, so log2(x+1) is impossible; "
-                                      "the data look already standardised (use log=False)")
+            raise NegativeCountsError(
+                f"{source}: negative values, so log2(x+1) is impossible; "
+                "the data look already standardised (use log=False)"
+            )
         if lib and Xm.min() < 0:
-            raise NegativeCountsError(f"{source}: negative values where counts are expected for CPM")
+            raise NegativeCountsError(
+                f"{source}: negative values where counts are expected for CPM"
+            )
         if do_log and opts["log"] is True and scale == "log":
-            log.warning("%s: values already look log-scale (max %.3g); applying log2(x+1) again", source, Xm.max())
+            log.warning(
+                "%s: values already look log-scale (max %.3g); applying log2(x+1) again",
+                source,
+                Xm.max(),
+            )
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # a refit never keeps state of the previous fit
         self.options_ = opts
@@ -255,7 +290,9 @@ class Preprocessor(TransformerMixin, BaseEstimator):
             keep = np.zeros_like(keep)
             keep[top] = True
         if not keep.any():
-            raise ConfigError(f"{source}: gene filtering (min_mean={opts['min_mean']}) removed every gene")
+            raise ConfigError(
+                f"{source}: gene filtering (min_mean={opts['min_mean']}) removed every gene"
+            )
         self.gene_index_ = np.flatnonzero(keep)
         self.genes_ = [names[i] for i in self.gene_index_]
         self.fill_ = mean[self.gene_index_].astype(np.float32)  # imputes genes absent later
@@ -283,7 +320,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         positions = np.arange(d)
         out = np.empty(X.shape, dtype=np.float32)
         for r0 in range(0, X.shape[0], block):  # bounded memory: a few int arrays per block
-            x = X[r0:r0 + block]
+            x = X[r0 : r0 + block]
             order = np.argsort(x, axis=1, kind="stable")
             xs = np.take_along_axis(x, order, axis=1)
             starts_run = np.ones(xs.shape, dtype=bool)
@@ -291,9 +328,11 @@ class Preprocessor(TransformerMixin, BaseEstimator):
             ends_run = np.ones(xs.shape, dtype=bool)
             ends_run[:, :-1] = starts_run[:, 1:]
             first = np.maximum.accumulate(np.where(starts_run, positions, 0), axis=1)
-            last = np.minimum.accumulate(np.where(ends_run, positions, d - 1)[:, ::-1], axis=1)[:, ::-1]
+            last = np.minimum.accumulate(np.where(ends_run, positions, d - 1)[:, ::-1], axis=1)[
+                :, ::-1
+            ]
             values = (cum_ref[last + 1] - cum_ref[first]) / (last - first + 1)
-            np.put_along_axis(out[r0:r0 + block], order, values.astype(np.float32), axis=1)
+            np.put_along_axis(out[r0 : r0 + block], order, values.astype(np.float32), axis=1)
         return out
 
     # -------------------------------------------------------------- transform
@@ -309,14 +348,23 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         coverage = found / n_model
         if not missing:
             return coverage
-        shown = ", ".join(missing[:MISSING_SHOWN]) + (", ..." if len(missing) > MISSING_SHOWN else "")
+        shown = ", ".join(missing[:MISSING_SHOWN]) + (
+            ", ..." if len(missing) > MISSING_SHOWN else ""
+        )
         what = f"{found} of the model's {n_model} genes found ({100 * coverage:.1f}%)"
         if coverage < self.options_["min_coverage"]:
-            raise GeneOverlapError(f"{source}: only {what}; missing e.g. {shown}; below the minimum "
-                                   f"{100 * self.options_['min_coverage']:.0f}% (min_coverage)")
+            raise GeneOverlapError(
+                f"{source}: only {what}; missing e.g. {shown}; below the minimum "
+                f"{100 * self.options_['min_coverage']:.0f}% (min_coverage)"
+            )
         if report:
-            log.warning("%s: %s; %d missing (%s) are imputed with their training mean",
-                        source, what, len(missing), shown)
+            log.warning(
+                "%s: %s; %d missing (%s) are imputed with their training mean",
+                source,
+                what,
+                len(missing),
+                shown,
+            )
         return coverage
 
     def _model_names(self, names, source: str = "data", report: bool = False) -> list[str]:
@@ -341,10 +389,15 @@ class Preprocessor(TransformerMixin, BaseEstimator):
                 f"{source}: X has {d} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input; columns without gene names can only be "
                 "taken in the fit order: pass gene names (a DataFrame, an AnnData or genes=) to align "
-                "them by name")
+                "them by name"
+            )
         if hasattr(self, "feature_names_in_"):
-            log.warning("%s: no gene names; its %d columns are taken as the fitted genes in their fit "
-                        "order (pass a DataFrame, an AnnData or genes= to align them by name)", source, d)
+            log.warning(
+                "%s: no gene names; its %d columns are taken as the fitted genes in their fit "
+                "order (pass a DataFrame, an AnnData or genes= to align them by name)",
+                source,
+                d,
+            )
         return self.input_genes_
 
     def transform(self, X, genes=None, *, report_coverage: bool = True) -> np.ndarray:
@@ -356,7 +409,9 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         if names is None:
             names = self._names_for_unnamed(Xm.shape[1], source)
         if names == self.input_genes_:
-            every = len(self.gene_index_) == Xm.shape[1]  # gene_index_ is sorted: all genes, in order
+            every = (
+                len(self.gene_index_) == Xm.shape[1]
+            )  # gene_index_ is sorted: all genes, in order
             Xs = self._scale_counts(Xm, None if every else self.gene_index_)
         else:
             self.gene_coverage(names, source, report=report_coverage)
@@ -394,15 +449,28 @@ class Preprocessor(TransformerMixin, BaseEstimator):
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (format version 1): the options, and the fitted state if fitted."""
         fitted = self.__sklearn_is_fitted__()
-        d: dict[str, Any] = {"version": FORMAT_VERSION, "params": self.options_ if fitted else self.check_params()}
+        d: dict[str, Any] = {
+            "version": FORMAT_VERSION,
+            "params": self.options_ if fitted else self.check_params(),
+        }
         if fitted:
             d["fitted"] = {
-                "input_scale_": self.input_scale_, "library_size_": self.library_size_, "log_": self.log_,
-                "input_genes_": self.input_genes_, "gene_index_": self.gene_index_.tolist(),
+                "input_scale_": self.input_scale_,
+                "library_size_": self.library_size_,
+                "log_": self.log_,
+                "input_genes_": self.input_genes_,
+                "gene_index_": self.gene_index_.tolist(),
                 "fill_": self.fill_.tolist(),
-                **({"quantile_ref_": self.quantile_ref_.tolist()} if self.options_["quantile"] else {}),
-                **({"mean_": self.mean_.tolist(), "scale_": self.scale_.tolist()}
-                   if self.options_["standardize"] else {}),
+                **(
+                    {"quantile_ref_": self.quantile_ref_.tolist()}
+                    if self.options_["quantile"]
+                    else {}
+                ),
+                **(
+                    {"mean_": self.mean_.tolist(), "scale_": self.scale_.tolist()}
+                    if self.options_["standardize"]
+                    else {}
+                ),
             }
         return d
 
@@ -411,7 +479,9 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         """The inverse of ``to_dict``; anything inconsistent is a one-line ConfigError."""
         if not isinstance(d, Mapping) or d.get("version") != FORMAT_VERSION:
             version = d.get("version") if isinstance(d, Mapping) else None
-            raise ConfigError(f"unsupported preprocessor format (version {version!r}, expected {FORMAT_VERSION})")
+            raise ConfigError(
+                f"unsupported preprocessor format (version {version!r}, expected {FORMAT_VERSION})"
+            )
         p = cls.from_options(d.get("params", {}))
         f = d.get("fitted")
         if f:
@@ -423,23 +493,38 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         try:
             genes = [str(g) for g in f["input_genes_"]]
             index = np.asarray(f["gene_index_"], dtype=np.int64)
-            arrays = {k: np.asarray(f[k], dtype=np.float32)
-                      for k in ("fill_", "quantile_ref_", "mean_", "scale_") if k in f}
+            arrays = {
+                k: np.asarray(f[k], dtype=np.float32)
+                for k in ("fill_", "quantile_ref_", "mean_", "scale_")
+                if k in f
+            }
             scale, lib, do_log = str(f["input_scale_"]), f["library_size_"], f["log_"]
         except KeyError as e:
             raise ConfigError(f"fitted state lacks {e.args[0]}") from None
         except (TypeError, ValueError) as e:
             raise ConfigError(f"fitted state is malformed ({e})") from None
-        if index.ndim != 1 or not len(index) or index.min() < 0 or index.max() >= len(genes) \
-                or (np.diff(index) <= 0).any():
-            raise ConfigError(f"fitted gene_index_ is not an increasing list of positions in the "
-                              f"{len(genes)} input genes")
-        needed = ["fill_"] + (["quantile_ref_"] if opts["quantile"] else []) + \
-            (["mean_", "scale_"] if opts["standardize"] else [])
+        if (
+            index.ndim != 1
+            or not len(index)
+            or index.min() < 0
+            or index.max() >= len(genes)
+            or (np.diff(index) <= 0).any()
+        ):
+            raise ConfigError(
+                f"fitted gene_index_ is not an increasing list of positions in the "
+                f"{len(genes)} input genes"
+            )
+        needed = (
+            ["fill_"]
+            + (["quantile_ref_"] if opts["quantile"] else [])
+            + (["mean_", "scale_"] if opts["standardize"] else [])
+        )
         for key in needed:
             if key not in arrays or arrays[key].shape != index.shape:
                 got = "missing" if key not in arrays else f"{arrays[key].size} values"
-                raise ConfigError(f"fitted {key} is {got}, expected {len(index)} (one per kept gene)")
+                raise ConfigError(
+                    f"fitted {key} is {got}, expected {len(index)} (one per kept gene)"
+                )
         if not isinstance(lib, bool) or not isinstance(do_log, bool):
             raise ConfigError("fitted library_size_ and log_ must be true or false")
         self.options_ = opts
@@ -487,5 +572,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         if opts["quantile"]:
             steps.append("quantile normalisation")
         if opts["standardize"]:
-            steps.append("z-score" + (f", clip ±{opts['clip']:g}" if opts["clip"] is not None else ""))
+            steps.append(
+                "z-score" + (f", clip ±{opts['clip']:g}" if opts["clip"] is not None else "")
+            )
         return steps or ["none"]

@@ -28,8 +28,14 @@ def _nonnegative_scale(flat: np.ndarray) -> Scale:
     return "linear"
 
 
-def guess_scale(X: np.ndarray, max_check: int = 200_000, *, source: str = "data",
-                samples: Sequence | None = None, genes: Sequence | None = None) -> Scale:
+def guess_scale(
+    X: np.ndarray,
+    max_check: int = 200_000,
+    *,
+    source: str = "data",
+    samples: Sequence | None = None,
+    genes: Sequence | None = None,
+) -> Scale:
     """Classify values as raw counts, log scale, other linear (TPM/FPKM) or already standardised.
 
     Rules (documented in the README): any negative value -> ``standardized``; all integers with a
@@ -60,7 +66,14 @@ def _warn_few_negatives(X: np.ndarray, rest: Scale, source: str, samples, genes)
         return
     first = np.argwhere(negative)[0]
     where = describe_position(*first, samples, genes) if X.ndim == 2 else f"index {first[0]}"
-    log.warning("%s: %d negative value%s (first %g at %s) in data that otherwise look like %s, so the "
-                "whole matrix is treated as already standardised (no CPM, no log2); fix those cells, or "
-                "set the preprocessing options library_size and log explicitly",
-                source, n, "" if n == 1 else "s", X[tuple(first)], where, _DESCRIPTIONS[rest])
+    log.warning(
+        "%s: %d negative value%s (first %g at %s) in data that otherwise look like %s, so the "
+        "whole matrix is treated as already standardised (no CPM, no log2); fix those cells, or "
+        "set the preprocessing options library_size and log explicitly",
+        source,
+        n,
+        "" if n == 1 else "s",
+        X[tuple(first)],
+        where,
+        _DESCRIPTIONS[rest],
+    )

@@ -79,13 +79,17 @@ class ExpressionSource:
             return data.n_vars, [str(g) for g in data.var_names]
         if isinstance(data, pd.DataFrame):
             return data.shape[1], [str(g) for g in data.columns]
-        shape = data.shape if hasattr(data, "shape") else np.asarray(data).shape  # arrays, sparse, lists
+        shape = (
+            data.shape if hasattr(data, "shape") else np.asarray(data).shape
+        )  # arrays, sparse, lists
         return shape[1], None
 
     def describe(self) -> str:
         """'N samples x G genes', and whether they stream: what the CLI prints before training."""
         n_genes, _ = self.features()
-        return f"{self.n_samples} samples x {n_genes} genes" + (" (streamed from disk)" if self.streamed else "")
+        return f"{self.n_samples} samples x {n_genes} genes" + (
+            " (streamed from disk)" if self.streamed else ""
+        )
 
     def obs(self) -> pd.DataFrame:
         """Sample metadata for an embedding's AnnData: obs of an AnnData or store, else sample ids."""
@@ -109,11 +113,15 @@ class ExpressionSource:
         if prep.__sklearn_is_fitted__():
             return prep
         if self.streamed:
-            return prep.fit(self.store.rows(self.store.sample_rows(STREAM_FIT_ROWS, seed=seed)),
-                            genes=self.store.genes)
+            return prep.fit(
+                self.store.rows(self.store.sample_rows(STREAM_FIT_ROWS, seed=seed)),
+                genes=self.store.genes,
+            )
         return prep.fit(self.data)
 
-    def pretrain(self, build: Callable[[int], torch.nn.Module], prep: Preprocessor, cfg) -> tuple[Any, list[dict]]:
+    def pretrain(
+        self, build: Callable[[int], torch.nn.Module], prep: Preprocessor, cfg
+    ) -> tuple[Any, list[dict]]:
         """``(method, history)``: the method built for the preprocessed width (after seeding,
         so weight init is part of the seeded run) and trained on these samples, streamed in
         bounded memory or from one preprocessed matrix."""
@@ -128,8 +136,13 @@ class ExpressionSource:
         method = build(Xp.shape[1])
         return method, train_method(method, torch.from_numpy(Xp), cfg)
 
-    def embed(self, embed_preprocessed: Callable[[np.ndarray], np.ndarray], prep: Preprocessor, dim: int,
-              progress: Callable[[int, int], Any] | None = None) -> np.ndarray:
+    def embed(
+        self,
+        embed_preprocessed: Callable[[np.ndarray], np.ndarray],
+        prep: Preprocessor,
+        dim: int,
+        progress: Callable[[int, int], Any] | None = None,
+    ) -> np.ndarray:
         """Embeddings of every sample; a store is read block by block, so only the embeddings are
         held in memory, and ``progress(done, total)`` is called after each block."""
         if not self.streamed:
@@ -138,7 +151,9 @@ class ExpressionSource:
         prep.gene_coverage(store.genes, store.source)  # reported once, not per block
         Z = np.empty((store.n_samples, dim), dtype=np.float32)
         for r0, block in store.blocks():
-            Z[r0:r0 + len(block)] = embed_preprocessed(prep.transform(block, store.genes, report_coverage=False))
+            Z[r0 : r0 + len(block)] = embed_preprocessed(
+                prep.transform(block, store.genes, report_coverage=False)
+            )
             if progress:
                 progress(r0 + len(block), store.n_samples)
         return Z

@@ -46,8 +46,9 @@ def _deal_groups(sizes: np.ndarray, frac: np.ndarray, rng: np.random.Generator) 
     part = np.empty(len(sizes), dtype=int)
     order = np.argsort(sizes, kind="stable")  # ties keep the shuffled order: random among equals
     part[order[:n_parts]] = rng.permutation(n_parts)
-    deficit = frac * sizes.sum() - np.bincount(part[order[:n_parts]], weights=sizes[order[:n_parts]],
-                                               minlength=n_parts)
+    deficit = frac * sizes.sum() - np.bincount(
+        part[order[:n_parts]], weights=sizes[order[:n_parts]], minlength=n_parts
+    )
     for unit in order[n_parts:][::-1]:  # one step per group of the class
         p = int(np.argmax(deficit))
         part[unit] = p
@@ -55,7 +56,9 @@ def _deal_groups(sizes: np.ndarray, frac: np.ndarray, rng: np.random.Generator) 
     return part
 
 
-def split_indices(labels, parts: Mapping[str, float], *, groups=None, seed: int = 0) -> dict[str, np.ndarray]:
+def split_indices(
+    labels, parts: Mapping[str, float], *, groups=None, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Stratified split of sample positions into named parts (e.g. pretrain / finetune / test).
 
     Within each class, samples are shuffled with ``seed`` and dealt to the parts by their
@@ -84,8 +87,9 @@ def split_indices(labels, parts: Mapping[str, float], *, groups=None, seed: int 
         _, unit_of_sample = np.unique(g, return_inverse=True)  # units in sorted group-name order
         unit_order = np.arange(unit_of_sample.max() + 1)
         # a group's class: its most frequent label (ties: the label seen first in the group)
-        pair, first, count = np.unique(unit_of_sample * len(classes) + y_code, return_index=True,
-                                       return_counts=True)
+        pair, first, count = np.unique(
+            unit_of_sample * len(classes) + y_code, return_index=True, return_counts=True
+        )
         pick = np.lexsort((first, -count, pair // len(classes)))
         pair_unit = (pair // len(classes))[pick]
         unit_class = (pair % len(classes))[pick][np.r_[True, np.diff(pair_unit) != 0]]
@@ -97,9 +101,11 @@ def split_indices(labels, parts: Mapping[str, float], *, groups=None, seed: int 
         if len(members) == 0:  # every sample of the class sits in groups led by another class
             continue
         if len(members) < len(names):
-            raise RareClassError(f"class '{cls}' has {len(members)} {what}, fewer than the {len(names)} parts "
-                                 f"({', '.join(names)}) the split needs; drop rare classes first "
-                                 f"(e.g. a minimum class size)")
+            raise RareClassError(
+                f"class '{cls}' has {len(members)} {what}, fewer than the {len(names)} parts "
+                f"({', '.join(names)}) the split needs; drop rare classes first "
+                f"(e.g. a minimum class size)"
+            )
         members = members[rng.permutation(len(members))]
         if groups is None:
             part_of_unit[members] = np.repeat(np.arange(len(names)), _allocate(len(members), frac))
@@ -109,8 +115,9 @@ def split_indices(labels, parts: Mapping[str, float], *, groups=None, seed: int 
     return {name: np.flatnonzero(part_of_sample == i) for i, name in enumerate(names)}
 
 
-def label_fraction_subsets(labels, fractions: Sequence[float], *, seed: int = 0,
-                           min_per_class: int = 1) -> dict[float, np.ndarray]:
+def label_fraction_subsets(
+    labels, fractions: Sequence[float], *, seed: int = 0, min_per_class: int = 1
+) -> dict[float, np.ndarray]:
     """Nested, stratified subsets: for p1 < p2, subset(p1) is contained in subset(p2).
 
     Each class is shuffled once with ``seed``; the subset for fraction p takes the first
@@ -126,8 +133,10 @@ def label_fraction_subsets(labels, fractions: Sequence[float], *, seed: int = 0,
     orders = {c: rng.permutation(np.flatnonzero(y == c)) for c in sorted(set(y))}
     out = {}
     for p in sorted(set(fr)):
-        take = [order[: min(len(order), max(min_per_class, math.ceil(p * len(order))))]
-                for order in orders.values()]
+        take = [
+            order[: min(len(order), max(min_per_class, math.ceil(p * len(order))))]
+            for order in orders.values()
+        ]
         out[p] = np.sort(np.concatenate(take))
     return out
 
@@ -163,9 +172,13 @@ def check_repeats(splits: int, seeds: int, labels) -> None:
     smallest, cls = int(counts.min()), str(counts.idxmin())
     limit = min(MAX_REPEATS, max(FEW_SPLITS, smallest))
     if splits > limit:
-        raise ConfigError(f"splits {splits} is more than this cohort supports: at most {limit} (one per labelled "
-                          f"profile of the smallest class, '{cls}' with {smallest}, at least {FEW_SPLITS}, at most "
-                          f"{MAX_REPEATS}); more splits re-deal the same profiles and only multiply the run time")
+        raise ConfigError(
+            f"splits {splits} is more than this cohort supports: at most {limit} (one per labelled "
+            f"profile of the smallest class, '{cls}' with {smallest}, at least {FEW_SPLITS}, at most "
+            f"{MAX_REPEATS}); more splits re-deal the same profiles and only multiply the run time"
+        )
     if seeds > MAX_REPEATS:
-        raise ConfigError(f"seeds {seeds} is more than {MAX_REPEATS} label subsets per split; use --seeds <= "
-                          f"{MAX_REPEATS}")
+        raise ConfigError(
+            f"seeds {seeds} is more than {MAX_REPEATS} label subsets per split; use --seeds <= "
+            f"{MAX_REPEATS}"
+        )

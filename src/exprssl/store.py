@@ -39,18 +39,28 @@ from .validation import check_streamed_h5ad, check_unique_samples
 
 log = logging.getLogger("exprssl")
 STORE_FORMAT = "exprssl-store-2"  # uns["exprssl_store"]["format"] of a store written by convert
-LEGACY_STORE_FORMAT = "exprssl-store-1"  # the 0.2 layout: root attribute "format", X, genes, samples
+LEGACY_STORE_FORMAT = (
+    "exprssl-store-1"  # the 0.2 layout: root attribute "format", X, genes, samples
+)
 STORE_KEY = "exprssl_store"
-H5AD_CHUNK_ROWS = 256  # rows per shuffled block of an h5ad, whose own HDF5 chunks may be tiny or absent
+H5AD_CHUNK_ROWS = (
+    256  # rows per shuffled block of an h5ad, whose own HDF5 chunks may be tiny or absent
+)
 # Blosc (hdf5plugin) with bit shuffling: on 20k-gene counts zstd level 1 decompresses at ~6,400
 # samples/s on one core, ~6x a SCARF training step on this 2-core CPU, and packs 7.4x (gzip-1: 1,560
 # samples/s, 6.9x; lz4: 16,900 samples/s, 5.5x). Readers need the filter: ``import hdf5plugin``
 # (exprssl does) before anndata reads X; gzip-1 needs no plugin anywhere.
-CODECS = {"blosc-zstd": lambda: hdf5plugin.Blosc(cname="zstd", clevel=1, shuffle=hdf5plugin.Blosc.BITSHUFFLE),
-          "blosc-lz4": lambda: hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE),
-          "gzip-1": lambda: {"compression": "gzip", "compression_opts": 1, "shuffle": True},
-          "lzf": lambda: {"compression": "lzf", "shuffle": True},
-          "none": lambda: {}}
+CODECS = {
+    "blosc-zstd": lambda: hdf5plugin.Blosc(
+        cname="zstd", clevel=1, shuffle=hdf5plugin.Blosc.BITSHUFFLE
+    ),
+    "blosc-lz4": lambda: hdf5plugin.Blosc(
+        cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE
+    ),
+    "gzip-1": lambda: {"compression": "gzip", "compression_opts": 1, "shuffle": True},
+    "lzf": lambda: {"compression": "lzf", "shuffle": True},
+    "none": lambda: {},
+}
 DEFAULT_CODEC = "blosc-zstd"
 BLOCK_BYTES = 256 * 2**20  # source values held in memory per conversion block
 
@@ -89,7 +99,12 @@ class _Source:
 
     def __init__(self, genes, samples, dtype, read_block: Callable, step: int = 1, kind: str = ""):
         self.genes, self.samples = list(genes), list(samples)
-        self.dtype, self.read, self.step, self.kind = np.dtype(dtype), read_block, max(1, int(step)), kind
+        self.dtype, self.read, self.step, self.kind = (
+            np.dtype(dtype),
+            read_block,
+            max(1, int(step)),
+            kind,
+        )
         self.path: Path | None = None  # named in read errors
 
 
@@ -106,18 +121,32 @@ def _open_source(src: Path, fmt: str, orientation: str) -> Iterator[_Source]:
             X = f["X"]
             genes = decode_strings(f["genes"][:], str(src))
             samples = decode_strings(f["samples"][:], str(src))
-            yield _Source(genes, samples, X.dtype, lambda s0, s1, cols: _take(X[s0:s1], cols),
-                          X.chunks[0] if X.chunks else 1, "exprssl 0.2 store")
+            yield _Source(
+                genes,
+                samples,
+                X.dtype,
+                lambda s0, s1, cols: _take(X[s0:s1], cols),
+                X.chunks[0] if X.chunks else 1,
+                "exprssl 0.2 store",
+            )
     elif fmt == "archs4":
         with open_hdf5(src) as f:
             genes, samples, dset = archs4_layout(f, src)
 
-            def block(s0: int, s1: int, cols):  # genes x samples on disk: every gene, whole chunk columns
+            def block(
+                s0: int, s1: int, cols
+            ):  # genes x samples on disk: every gene, whole chunk columns
                 raw = dset[:, s0:s1]
                 return (raw if cols is None else raw[cols]).T
 
-            yield _Source(strip_version(list(genes)), samples, dset.dtype, block,
-                          dset.chunks[1] if dset.chunks else 1, "ARCHS4")
+            yield _Source(
+                strip_version(list(genes)),
+                samples,
+                dset.dtype,
+                block,
+                dset.chunks[1] if dset.chunks else 1,
+                "ARCHS4",
+            )
     elif fmt == "h5ad":
         import anndata as ad
 
@@ -126,14 +155,21 @@ def _open_source(src: Path, fmt: str, orientation: str) -> Iterator[_Source]:
             a = ad.read_h5ad(src, backed="r")
         except MemoryError:
             raise
-        except Exception as e:  # anndata raises many types on malformed content; none is a bug of ours
-            raise TruncatedFileError(f"{src}: not a readable h5ad file, truncated or corrupt ({one_line(e)})") from None
+        except (
+            Exception
+        ) as e:  # anndata raises many types on malformed content; none is a bug of ours
+            raise TruncatedFileError(
+                f"{src}: not a readable h5ad file, truncated or corrupt ({one_line(e)})"
+            ) from None
         try:
+
             def rows(s0: int, s1: int, cols):
                 b = a.X[s0:s1]
                 return _take(b.toarray() if hasattr(b, "toarray") else np.asarray(b), cols)
 
-            yield _Source(strip_version(list(a.var_names)), list(a.obs_names), a.X.dtype, rows, 1, "h5ad")
+            yield _Source(
+                strip_version(list(a.var_names)), list(a.obs_names), a.X.dtype, rows, 1, "h5ad"
+            )
         finally:
             a.file.close()
     else:
@@ -141,8 +177,14 @@ def _open_source(src: Path, fmt: str, orientation: str) -> Iterator[_Source]:
         X = a.X
         integral = X.size and np.all(X >= 0) and X.max() < 2**31 and np.array_equal(X, np.round(X))
         dtype = np.int32 if integral else np.float32
-        yield _Source(list(a.var_names), list(a.obs_names), dtype,
-                      lambda s0, s1, cols: _take(X[s0:s1], cols), 1, fmt)
+        yield _Source(
+            list(a.var_names),
+            list(a.obs_names),
+            dtype,
+            lambda s0, s1, cols: _take(X[s0:s1], cols),
+            1,
+            fmt,
+        )
 
 
 def _take(block: np.ndarray, cols) -> np.ndarray:
@@ -163,14 +205,20 @@ def _block_width(source: _Source, block_samples: int | None) -> int:
     unit = source.step
     bytes_per_sample = max(1, len(source.genes)) * source.dtype.itemsize
     if unit * bytes_per_sample > 4 * BLOCK_BYTES:
-        log.warning("a source chunk column (%d samples x all %d genes) exceeds the memory per block; reading "
-                    "across its chunks (slower)", source.step, len(source.genes))
+        log.warning(
+            "a source chunk column (%d samples x all %d genes) exceeds the memory per block; reading "
+            "across its chunks (slower)",
+            source.step,
+            len(source.genes),
+        )
         unit = 1
     target = block_samples if block_samples else BLOCK_BYTES // bytes_per_sample
     return max(unit, target // unit * unit)
 
 
-def _gene_stats(source: _Source, width: int, n: int, counts: bool, progress) -> tuple[np.ndarray, np.ndarray]:
+def _gene_stats(
+    source: _Source, width: int, n: int, counts: bool, progress
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-gene mean and variance over all samples, in one streaming pass: of log1p(CPM) for
     counts (library sizes need every gene, which full-gene blocks give), else of the values."""
     d = len(source.genes)
@@ -194,32 +242,50 @@ def _read(source: _Source, s0: int, s1: int, cols) -> np.ndarray:
     try:
         return source.read(s0, s1, cols)
     except OSError as e:
-        raise TruncatedFileError(f"{source.path}: samples {s0}..{s1 - 1} could not be read, truncated or "
-                                 f"corrupt ({one_line(e)})") from None
+        raise TruncatedFileError(
+            f"{source.path}: samples {s0}..{s1 - 1} could not be read, truncated or "
+            f"corrupt ({one_line(e)})"
+        ) from None
 
 
-def _select_genes(source: _Source, src: Path, genes, top_genes: int | None, width: int,
-                  progress) -> tuple[np.ndarray, pd.DataFrame, dict]:
+def _select_genes(
+    source: _Source, src: Path, genes, top_genes: int | None, width: int, progress
+) -> tuple[np.ndarray, pd.DataFrame, dict]:
     """Positions of the genes to keep (source order), their ``var`` table and the record of the
     choice: the listed genes found in the source, then the ``top_genes`` most variable of them."""
     d = len(source.genes)
     keep = np.arange(d)
     record: dict = {"n_source_genes": d}
     if genes is not None:
-        listed = read_gene_list(genes) if isinstance(genes, (str, os.PathLike)) else [str(g) for g in genes]
+        listed = (
+            read_gene_list(genes)
+            if isinstance(genes, (str, os.PathLike))
+            else [str(g) for g in genes]
+        )
         pos = match_gene_list(listed, source.genes)
         found = np.unique(pos[pos >= 0])
         if not len(found):
-            raise DataFileError(f"{genes if isinstance(genes, (str, os.PathLike)) else 'genes'}: none of the "
-                                f"{len(listed)} listed genes is in {src} (e.g. {', '.join(listed[:3])}; the source "
-                                f"has e.g. {', '.join(map(str, source.genes[:3]))})")
+            raise DataFileError(
+                f"{genes if isinstance(genes, (str, os.PathLike)) else 'genes'}: none of the "
+                f"{len(listed)} listed genes is in {src} (e.g. {', '.join(listed[:3])}; the source "
+                f"has e.g. {', '.join(map(str, source.genes[:3]))})"
+            )
         missing = [g for g, p in zip(listed, pos, strict=True) if p < 0]
         if missing:
-            log.warning("%s: %d of %d listed genes are not in %s, e.g. %s", genes if isinstance(genes, (str, os.PathLike))
-                        else "genes", len(missing), len(listed), src, ", ".join(missing[:5]))
+            log.warning(
+                "%s: %d of %d listed genes are not in %s, e.g. %s",
+                genes if isinstance(genes, (str, os.PathLike)) else "genes",
+                len(missing),
+                len(listed),
+                src,
+                ", ".join(missing[:5]),
+            )
         keep = found
-        record.update(gene_list=str(genes) if isinstance(genes, (str, os.PathLike)) else "given",
-                      n_listed=len(listed), n_listed_found=len(found))
+        record.update(
+            gene_list=str(genes) if isinstance(genes, (str, os.PathLike)) else "given",
+            n_listed=len(listed),
+            n_listed_found=len(found),
+        )
     var = pd.DataFrame(index=pd.Index([str(source.genes[i]) for i in keep], dtype=object))
     if top_genes is not None:
         counts = source.dtype.kind in "iu"
@@ -227,9 +293,13 @@ def _select_genes(source: _Source, src: Path, genes, top_genes: int | None, widt
         order = np.argsort(-variance[keep], kind="stable")[:top_genes]
         keep = np.sort(keep[order])
         statistic = "log1p_cpm" if counts else "value"
-        var = pd.DataFrame({f"mean_{statistic}": mean[keep].astype(np.float32),
-                            f"var_{statistic}": variance[keep].astype(np.float32)},
-                           index=pd.Index([str(source.genes[i]) for i in keep], dtype=object))
+        var = pd.DataFrame(
+            {
+                f"mean_{statistic}": mean[keep].astype(np.float32),
+                f"var_{statistic}": variance[keep].astype(np.float32),
+            },
+            index=pd.Index([str(source.genes[i]) for i in keep], dtype=object),
+        )
         record.update(top_genes=int(top_genes), top_genes_statistic=f"variance of {statistic}")
     record["n_genes"] = len(keep)
     return keep, var, record
@@ -244,8 +314,17 @@ def _conversion_key(src: Path, settings: dict) -> str:
     """What must be unchanged for a partial conversion to be resumed: the source file (path, size,
     modification time) and every setting that shapes the store."""
     st = src.stat()
-    text = json.dumps({"source": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                       "format": STORE_FORMAT, **settings}, sort_keys=True, default=str)
+    text = json.dumps(
+        {
+            "source": str(src.resolve()),
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "format": STORE_FORMAT,
+            **settings,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -275,25 +354,46 @@ def _write_record(record: Path, key: str, rows_done: int) -> None:
     os.replace(tmp, record)
 
 
-def _start_store(path: Path, n: int, dtype: np.dtype, chunk_rows: int, codec: str, samples,
-                 var: pd.DataFrame, uns: dict) -> None:
+def _start_store(
+    path: Path,
+    n: int,
+    dtype: np.dtype,
+    chunk_rows: int,
+    codec: str,
+    samples,
+    var: pd.DataFrame,
+    uns: dict,
+) -> None:
     """An AnnData file with an empty row-chunked, compressed ``X`` and its final obs, var, uns."""
     from anndata.io import write_elem
 
     with h5py.File(path, "w") as f:
         f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
-        X = f.create_dataset("X", shape=(n, len(var)), dtype=dtype,
-                             chunks=(min(chunk_rows, max(n, 1)), max(len(var), 1)), **dict(CODECS[codec]()))
+        X = f.create_dataset(
+            "X",
+            shape=(n, len(var)),
+            dtype=dtype,
+            chunks=(min(chunk_rows, max(n, 1)), max(len(var), 1)),
+            **dict(CODECS[codec]()),
+        )
         X.attrs["encoding-type"], X.attrs["encoding-version"] = "array", "0.2.0"
         write_elem(f, "obs", pd.DataFrame(index=pd.Index([str(s) for s in samples], dtype=object)))
         write_elem(f, "var", var)
         write_elem(f, "uns", {STORE_KEY: uns})
 
 
-def convert(src: str | os.PathLike, out: str | os.PathLike, *, genes: str | os.PathLike | Sequence[str] | None = None,
-            top_genes: int | None = None, chunk_rows: int = 256, block_samples: int | None = None,
-            codec: str = DEFAULT_CODEC, progress: Callable[[int, int, str], object] | None = None,
-            orientation: str = "auto") -> Path:
+def convert(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    genes: str | os.PathLike | Sequence[str] | None = None,
+    top_genes: int | None = None,
+    chunk_rows: int = 256,
+    block_samples: int | None = None,
+    codec: str = DEFAULT_CODEC,
+    progress: Callable[[int, int, str], object] | None = None,
+    orientation: str = "auto",
+) -> Path:
     """Write ``src`` as a sample-major AnnData store at ``out`` (an ``.h5ad``).
 
     ``genes`` (a file of gene ids, one a line, or a list) keeps the listed genes; ``top_genes``
@@ -310,31 +410,58 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, genes: str | os.P
     if top_genes is not None and top_genes < 1:
         raise ConfigError(f"top_genes must be >= 1, got {top_genes}")
     if chunk_rows < 1 or (block_samples is not None and block_samples < 1):
-        raise ConfigError(f"chunk_rows and block_samples must be >= 1, got {chunk_rows} and {block_samples}")
+        raise ConfigError(
+            f"chunk_rows and block_samples must be >= 1, got {chunk_rows} and {block_samples}"
+        )
     if not src.exists():
         raise DataFileError(f"{src}: no such file")
     if out.exists() and out.resolve() == src.resolve():
         raise OutputPathError(f"{out}: the output would replace the input; choose another --out")
     if out.is_dir():
-        raise OutputPathError(f"{out}: is a directory; the store is one file, e.g. {out / 'store.h5ad'}")
+        raise OutputPathError(
+            f"{out}: is a directory; the store is one file, e.g. {out / 'store.h5ad'}"
+        )
     if out.suffix != ".h5ad":
-        raise ConfigError(f"{out}: a store is an AnnData file: name it .h5ad (.h5 means an ARCHS4 file)")
+        raise ConfigError(
+            f"{out}: a store is an AnnData file: name it .h5ad (.h5 means an ARCHS4 file)"
+        )
     fmt = detect_format(src)
     with _open_source(src, fmt, orientation) as source:
         source.path = src
         if len(set(source.genes)) != len(source.genes):
-            raise DataFileError(f"{src}: duplicated gene ids; collapse them first (exprssl.read, then write h5ad)")
+            raise DataFileError(
+                f"{src}: duplicated gene ids; collapse them first (exprssl.read, then write h5ad)"
+            )
         check_unique_samples(source.samples, str(src))
         n = len(source.samples)
         width = _block_width(source, block_samples)
-        settings = {"genes": _genes_digest(genes), "top_genes": top_genes, "chunk_rows": chunk_rows,
-                    "block": width, "codec": codec, "orientation": orientation}
+        settings = {
+            "genes": _genes_digest(genes),
+            "top_genes": top_genes,
+            "chunk_rows": chunk_rows,
+            "block": width,
+            "codec": codec,
+            "orientation": orientation,
+        }
         key = _conversion_key(src, settings)
         partial, record = _partial_paths(out)
         created = make_parents(out)
         try:
-            _copy(source, src, out, partial, record, key, n, width, genes, top_genes,
-                  chunk_rows, codec, progress)
+            _copy(
+                source,
+                src,
+                out,
+                partial,
+                record,
+                key,
+                n,
+                width,
+                genes,
+                top_genes,
+                chunk_rows,
+                codec,
+                progress,
+            )
         except ExprsslError:  # a broken source or a bad selection: resuming would fail the same way
             for p in (partial, record):
                 with contextlib.suppress(FileNotFoundError):
@@ -347,8 +474,21 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, genes: str | os.P
     return out
 
 
-def _copy(source: _Source, src: Path, out: Path, partial: Path, record: Path, key: str, n: int, width: int,
-          genes, top_genes, chunk_rows: int, codec: str, progress) -> None:
+def _copy(
+    source: _Source,
+    src: Path,
+    out: Path,
+    partial: Path,
+    record: Path,
+    key: str,
+    n: int,
+    width: int,
+    genes,
+    top_genes,
+    chunk_rows: int,
+    codec: str,
+    progress,
+) -> None:
     """Fill the partial store block by block, from where a previous run stopped."""
     done = _resume_point(partial, record, key, n)
     if done:
@@ -358,10 +498,18 @@ def _copy(source: _Source, src: Path, out: Path, partial: Path, record: Path, ke
         cols = match_gene_list(var_names, source.genes)
     else:
         cols, var, selection = _select_genes(source, src, genes, top_genes, width, progress)
-        uns = {"format": STORE_FORMAT, "source": str(src), "source_format": source.kind,
-               "codec": codec, "chunk_rows": int(min(chunk_rows, max(n, 1))),
-               "dtype": str(_disk_dtype(source.dtype)), "gene_selection": selection}
-        _start_store(partial, n, _disk_dtype(source.dtype), chunk_rows, codec, source.samples, var, uns)
+        uns = {
+            "format": STORE_FORMAT,
+            "source": str(src),
+            "source_format": source.kind,
+            "codec": codec,
+            "chunk_rows": int(min(chunk_rows, max(n, 1))),
+            "dtype": str(_disk_dtype(source.dtype)),
+            "gene_selection": selection,
+        }
+        _start_store(
+            partial, n, _disk_dtype(source.dtype), chunk_rows, codec, source.samples, var, uns
+        )
         _write_record(record, key, 0)
     take = None if len(cols) == len(source.genes) else np.asarray(cols)
     with h5py.File(partial, "r+") as f:
@@ -371,12 +519,14 @@ def _copy(source: _Source, src: Path, out: Path, partial: Path, record: Path, ke
         carry = None  # rows read but short of a whole output chunk, written with the next block
         for s0 in range(pos // width * width, n, width):
             s1 = min(n, s0 + width)
-            block = _read(source, s0, s1, take)[max(0, pos - s0):]  # resuming: rows already written
+            block = _read(source, s0, s1, take)[
+                max(0, pos - s0) :
+            ]  # resuming: rows already written
             if carry is not None:
                 block = np.concatenate([carry, block])
             end = pos + len(block) if s1 == n else pos + len(block) // rows * rows
-            X[pos:end] = block[:end - pos]
-            carry = block[end - pos:]
+            X[pos:end] = block[: end - pos]
+            carry = block[end - pos :]
             pos = end
             f.flush()  # the rows are on disk before the record says so
             _write_record(record, key, pos)
@@ -393,7 +543,9 @@ def _umask() -> int:
 def _genes_digest(genes) -> str | None:
     if genes is None:
         return None
-    listed = read_gene_list(genes) if isinstance(genes, (str, os.PathLike)) else [str(g) for g in genes]
+    listed = (
+        read_gene_list(genes) if isinstance(genes, (str, os.PathLike)) else [str(g) for g in genes]
+    )
     return hashlib.sha256("\n".join(listed).encode()).hexdigest()
 
 
@@ -453,13 +605,19 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
         if not stream:
             return None
         if not p.is_file():
-            raise ConfigError(f"{p}: streaming reads a file on disk (an exprssl store or an .h5ad); "
-                              "bundled datasets are loaded whole")
-        raise ConfigError(f"{p}: only an exprssl store or an .h5ad file can be streamed; "
-                          f"write a store once with `exprssl convert {p} --out STORE.h5ad`")
+            raise ConfigError(
+                f"{p}: streaming reads a file on disk (an exprssl store or an .h5ad); "
+                "bundled datasets are loaded whole"
+            )
+        raise ConfigError(
+            f"{p}: only an exprssl store or an .h5ad file can be streamed; "
+            f"write a store once with `exprssl convert {p} --out STORE.h5ad`"
+        )
     try:
         store = ExpressionStore(p)
-    except DataFileError:  # e.g. a CSC matrix or duplicated genes: loading it whole copes or says why
+    except (
+        DataFileError
+    ):  # e.g. a CSC matrix or duplicated genes: loading it whole copes or says why
         if stream:
             raise
         return None
@@ -469,8 +627,12 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
     available = _available_memory()
     dense = store.n_samples * len(store.genes) * 4
     if available is not None and dense > available / 4:
-        log.info("%s: %.1f GB as float32, more than a quarter of the available %.1f GB: streaming it from disk",
-                 p, dense / 1e9, available / 1e9)
+        log.info(
+            "%s: %.1f GB as float32, more than a quarter of the available %.1f GB: streaming it from disk",
+            p,
+            dense / 1e9,
+            available / 1e9,
+        )
         return store
     return None
 
@@ -486,8 +648,10 @@ class _RowReader:
             return
         encoding = node.attrs.get("encoding-type", "")
         if encoding != "csr_matrix":
-            raise DataFileError(f"{path}: X is stored as {encoding or 'an unknown encoding'}, which cannot be "
-                                "read by samples; rewrite it once with `exprssl convert` to stream it")
+            raise DataFileError(
+                f"{path}: X is stored as {encoding or 'an unknown encoding'}, which cannot be "
+                "read by samples; rewrite it once with `exprssl convert` to stream it"
+            )
         from anndata.io import sparse_dataset
 
         self._sparse, self._X = True, sparse_dataset(node)
@@ -496,8 +660,9 @@ class _RowReader:
         try:
             block = self._X[idx]
         except OSError as e:  # a chunk that no longer decompresses: the file changed or is damaged
-            raise TruncatedFileError(f"{self._path}: rows could not be read, truncated or corrupt "
-                                     f"({one_line(e)})") from None
+            raise TruncatedFileError(
+                f"{self._path}: rows could not be read, truncated or corrupt ({one_line(e)})"
+            ) from None
         if self._sparse:
             block = block.toarray()
         return np.asarray(block, dtype=np.float32)
@@ -518,15 +683,28 @@ class ExpressionStore:
                     self._open_h5ad(f)
                 else:
                     if f.attrs.get("format") != LEGACY_STORE_FORMAT:
-                        raise DataFileError(f"{self.path}: not an exprssl store (make one with `exprssl convert`)")
-                    log.info("%s: a store written by exprssl 0.2; it streams, but `exprssl convert %s --out "
-                             "STORE.h5ad` makes a compressed one that anndata opens", self.path, self.path)
+                        raise DataFileError(
+                            f"{self.path}: not an exprssl store (make one with `exprssl convert`)"
+                        )
+                    log.info(
+                        "%s: a store written by exprssl 0.2; it streams, but `exprssl convert %s --out "
+                        "STORE.h5ad` makes a compressed one that anndata opens",
+                        self.path,
+                        self.path,
+                    )
                     self.shape = f["X"].shape
                     self.chunk_rows = f["X"].chunks[0]
                     self.genes = list(decode_strings(f["genes"][:], str(self.path)))
         except OSError as e:
-            raise TruncatedFileError(f"{self.path}: not a readable HDF5 file ({one_line(e)})") from None
-        except (KeyError, TypeError, ValueError, IndexError) as e:  # the groups or attributes are not as written
+            raise TruncatedFileError(
+                f"{self.path}: not a readable HDF5 file ({one_line(e)})"
+            ) from None
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+        ) as e:  # the groups or attributes are not as written
             kind = "h5ad file" if self.is_h5ad else "exprssl store"
             raise DataFileError(f"{self.path}: not a readable {kind} ({one_line(e)})") from None
         self.source = str(self.path)
@@ -537,14 +715,22 @@ class ExpressionStore:
         if "X" not in f or "var" not in f or "obs" not in f:
             raise DataFileError(f"{self.path}: not an h5ad file (no X, obs or var)")
         X = f["X"]
-        self.shape = tuple(int(v) for v in (X.shape if isinstance(X, h5py.Dataset) else X.attrs["shape"]))
+        self.shape = tuple(
+            int(v) for v in (X.shape if isinstance(X, h5py.Dataset) else X.attrs["shape"])
+        )
         _RowReader(X, self.path)  # fails now, naming the file, if X cannot be read by rows
-        row_chunked = isinstance(X, h5py.Dataset) and X.chunks is not None and X.chunks[1] == X.shape[1]
-        self.chunk_rows = X.chunks[0] if row_chunked else H5AD_CHUNK_ROWS  # a store's chunks: read whole
+        row_chunked = (
+            isinstance(X, h5py.Dataset) and X.chunks is not None and X.chunks[1] == X.shape[1]
+        )
+        self.chunk_rows = (
+            X.chunks[0] if row_chunked else H5AD_CHUNK_ROWS
+        )  # a store's chunks: read whole
         self.genes = [str(g) for g in strip_version([str(g) for g in read_elem(f["var"]).index])]
         if len(set(self.genes)) != len(self.genes):
-            raise DataFileError(f"{self.path}: duplicated gene ids; collapse them first "
-                                "(exprssl.read, then write h5ad) or load the file in memory")
+            raise DataFileError(
+                f"{self.path}: duplicated gene ids; collapse them first "
+                "(exprssl.read, then write h5ad) or load the file in memory"
+            )
 
     @contextmanager
     def open(self) -> Iterator[_RowReader]:
@@ -572,7 +758,7 @@ class ExpressionStore:
                 if not len(part):
                     continue
                 r0 = int(chunk[part[0]]) * self.chunk_rows
-                block = X[r0:min(self.n_samples, r0 + self.chunk_rows)]
+                block = X[r0 : min(self.n_samples, r0 + self.chunk_rows)]
                 out[order[part]] = block[sorted_idx[part] - r0]
         return out
 
@@ -601,20 +787,22 @@ class ExpressionStore:
         rows = max(self.chunk_rows, rows // self.chunk_rows * self.chunk_rows)
         with self.open() as X:
             for r0 in range(0, self.n_samples, rows):
-                yield r0, X[r0:r0 + rows]
+                yield r0, X[r0 : r0 + rows]
 
     def sample_rows(self, n: int, seed: int = 0, exclude: np.ndarray | None = None) -> np.ndarray:
         """Sorted random rows (none of ``exclude``), drawn from a random quarter-full set of chunks:
         uniform rows of a compendium would decompress every chunk to keep a few rows of each."""
         rng = np.random.default_rng(seed)
-        chunks = rng.permutation(self.n_chunks)[:max(1, math.ceil(4 * n / self.chunk_rows))]
+        chunks = rng.permutation(self.n_chunks)[: max(1, math.ceil(4 * n / self.chunk_rows))]
         starts = np.sort(chunks) * self.chunk_rows
         candidates = (starts[:, None] + np.arange(self.chunk_rows)).ravel()
         candidates = candidates[candidates < self.n_samples]
         if exclude is not None and len(exclude):
             candidates = np.setdiff1d(candidates, exclude)
         if len(candidates) < n:  # a small store, or one mostly excluded: every row is a candidate
-            candidates = np.setdiff1d(np.arange(self.n_samples), exclude if exclude is not None else [])
+            candidates = np.setdiff1d(
+                np.arange(self.n_samples), exclude if exclude is not None else []
+            )
         return np.sort(rng.choice(candidates, min(n, len(candidates)), replace=False))
 
     @property
@@ -633,9 +821,18 @@ class StreamingRows(IterableDataset):
     within a buffer of ``buffer_chunks`` chunks. Under DDP (and DataLoader workers) each process
     reads a disjoint set of chunks. ``exclude`` rows (the validation set) are skipped."""
 
-    def __init__(self, store: ExpressionStore, preprocessor, batch_size: int, *, buffer_chunks: int = 8,
-                 seed: int = 0, exclude: np.ndarray | None = None, rank: int | None = None,
-                 world_size: int | None = None):
+    def __init__(
+        self,
+        store: ExpressionStore,
+        preprocessor,
+        batch_size: int,
+        *,
+        buffer_chunks: int = 8,
+        seed: int = 0,
+        exclude: np.ndarray | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
         self.store, self.prep, self.batch_size = store, preprocessor, batch_size
         self.buffer_chunks, self.seed = buffer_chunks, seed
         self.exclude = np.zeros(store.n_samples, dtype=bool)
@@ -681,7 +878,7 @@ class StreamingRows(IterableDataset):
         with self.store.open() as X:
             for b0 in range(0, len(chunks), self.buffer_chunks):
                 parts = list(carry)
-                for c in np.sort(chunks[b0:b0 + self.buffer_chunks]):
+                for c in np.sort(chunks[b0 : b0 + self.buffer_chunks]):
                     r0, r1 = c * cr, min(self.store.n_samples, (c + 1) * cr)
                     keep = ~self.exclude[r0:r1]
                     if keep.all():
@@ -697,6 +894,6 @@ class StreamingRows(IterableDataset):
                 order = rng.permutation(len(buf))
                 n_full = len(buf) // self.batch_size * self.batch_size
                 for s in range(0, n_full, self.batch_size):
-                    yield torch.from_numpy(buf[order[s:s + self.batch_size]])
+                    yield torch.from_numpy(buf[order[s : s + self.batch_size]])
                 carry = [raw[order[n_full:]]] if n_full < len(buf) else []
         # the last incomplete batch is dropped: BatchNorm needs >1 sample and batches stay equal

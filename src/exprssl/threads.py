@@ -46,8 +46,10 @@ def user_threads() -> int | None:
         if not value.isdigit() or int(value) < 1:
             from .errors import ConfigError
 
-            raise ConfigError(f"EXPRSSL_THREADS must be a positive integer (threads per fit), got {value!r}; "
-                              "unset it to size thread pools automatically")
+            raise ConfigError(
+                f"EXPRSSL_THREADS must be a positive integer (threads per fit), got {value!r}; "
+                "unset it to size thread pools automatically"
+            )
         return int(value)
     value = os.environ.get("OMP_NUM_THREADS", "").strip()
     if value.isdigit() and int(value) > 0:

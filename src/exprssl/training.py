@@ -32,12 +32,21 @@ from .threads import limit_threads, threads_for
 
 log = logging.getLogger("exprssl")
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
-              "rmsprop": torch.optim.RMSprop}
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+}
 
 
-def build_optimizer(params, optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
-                    momentum: float = 0.9) -> torch.optim.Optimizer:
+def build_optimizer(
+    params,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+) -> torch.optim.Optimizer:
     """An optimizer by name; Adam/AdamW use the fused kernel where torch has one for the device:
     one kernel over all parameters instead of a loop over tensors (the first layer alone holds
     5M weights at 20k genes; the loop costs ~5% of a CPU training step)."""
@@ -64,8 +73,11 @@ def available_accelerators() -> tuple[str, ...]:
     """The accelerator names Lightning can use on this machine (``auto`` and ``cpu`` always)."""
     from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator, XLAAccelerator
 
-    present = {"cuda": CUDAAccelerator.is_available(), "mps": MPSAccelerator.is_available(),
-               "tpu": XLAAccelerator.is_available()}
+    present = {
+        "cuda": CUDAAccelerator.is_available(),
+        "mps": MPSAccelerator.is_available(),
+        "tpu": XLAAccelerator.is_available(),
+    }
     present["gpu"] = present["cuda"] or present["mps"]
     return tuple(a for a in ACCELERATORS if a in ("auto", "cpu") or present[a])
 
@@ -89,9 +101,24 @@ def lightning_precisions() -> tuple[str, ...]:
     try:
         from lightning.fabric.connector import _PRECISION_INPUT
     except ImportError:  # a Lightning that moved its private alias
-        return ("64-true", "32-true", "16-true", "16-mixed", "bf16-true", "bf16-mixed", "64", "32", "16", "bf16")
-    names = dict.fromkeys(str(v) for lit in typing.get_args(_PRECISION_INPUT) for v in typing.get_args(lit))
-    return tuple(sorted(names, key=lambda v: "-" not in v))  # full names first, then '32', 'bf16', ...
+        return (
+            "64-true",
+            "32-true",
+            "16-true",
+            "16-mixed",
+            "bf16-true",
+            "bf16-mixed",
+            "64",
+            "32",
+            "16",
+            "bf16",
+        )
+    names = dict.fromkeys(
+        str(v) for lit in typing.get_args(_PRECISION_INPUT) for v in typing.get_args(lit)
+    )
+    return tuple(
+        sorted(names, key=lambda v: "-" not in v)
+    )  # full names first, then '32', 'bf16', ...
 
 
 def _parse_precision(v: Any) -> str:
@@ -116,8 +143,11 @@ def _parse_devices(v: Any) -> int | str | list[int]:
             raise OptionValueError(requirement) from None
     if isinstance(v, numbers.Integral) and not isinstance(v, bool) and (v == -1 or v >= 1):
         return int(v)
-    if (isinstance(v, (list, tuple)) and v
-            and all(isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= 0 for i in v)):
+    if (
+        isinstance(v, (list, tuple))
+        and v
+        and all(isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= 0 for i in v)
+    ):
         return [int(i) for i in v]
     raise OptionValueError(requirement)
 
@@ -140,28 +170,51 @@ class TrainConfig:
 
     epochs: int = option(50, "maximum passes over the training samples", ge=1)
     batch_size: int = option(256, "samples per step (BatchNorm needs at least 2)", ge=2)
-    optimizer: str | None = option(None, "optimizer (default: the method's own)", choices=tuple(OPTIMIZERS),
-                                   parse=_parse_name)
+    optimizer: str | None = option(
+        None, "optimizer (default: the method's own)", choices=tuple(OPTIMIZERS), parse=_parse_name
+    )
     lr: float | None = option(None, "learning rate (default: the method's own)", gt=0, le=10)
     weight_decay: float | None = option(None, "L2 weight decay (default: the method's own)", ge=0)
-    val_fraction: float = option(0.1, "fraction of samples held out for early stopping on the SSL loss",
-                                 ge=0, lt=1)
-    patience: int = option(10, "epochs without a better validation loss before stopping (0: never stop early)",
-                           ge=0)
-    seed: int = option(0, "seed of the split, weight init, batches and augmentations", ge=0, le=2**32 - 1)
-    accelerator: str = option("auto", "hardware: auto, cpu, gpu, cuda, mps or tpu (must be present)",
-                              choices=available_accelerators, parse=_parse_name, note="available on this machine")
-    devices: int | str | list[int] = option("auto", "'auto', a device count (-1: all) or device indices",
-                                            parse=_parse_devices)
+    val_fraction: float = option(
+        0.1, "fraction of samples held out for early stopping on the SSL loss", ge=0, lt=1
+    )
+    patience: int = option(
+        10, "epochs without a better validation loss before stopping (0: never stop early)", ge=0
+    )
+    seed: int = option(
+        0, "seed of the split, weight init, batches and augmentations", ge=0, le=2**32 - 1
+    )
+    accelerator: str = option(
+        "auto",
+        "hardware: auto, cpu, gpu, cuda, mps or tpu (must be present)",
+        choices=available_accelerators,
+        parse=_parse_name,
+        note="available on this machine",
+    )
+    devices: int | str | list[int] = option(
+        "auto", "'auto', a device count (-1: all) or device indices", parse=_parse_devices
+    )
     num_nodes: int = option(1, "machines in a distributed run", ge=1)
-    strategy: str = option("auto", "Lightning strategy name (ddp, ddp_spawn, fsdp, ...)",
-                           choices=lightning_strategies)
-    precision: str | None = option(None, "Lightning precision (32-true, bf16-mixed, 16-mixed, ...; "
-                                   "default: 32-true)", choices=lightning_precisions, parse=_parse_precision)
-    num_workers: int = option(0, "processes reading and preprocessing a streamed store "
-                              "(in-memory data need none; at most 256)", ge=0, le=256)
+    strategy: str = option(
+        "auto", "Lightning strategy name (ddp, ddp_spawn, fsdp, ...)", choices=lightning_strategies
+    )
+    precision: str | None = option(
+        None,
+        "Lightning precision (32-true, bf16-mixed, 16-mixed, ...; default: 32-true)",
+        choices=lightning_precisions,
+        parse=_parse_precision,
+    )
+    num_workers: int = option(
+        0,
+        "processes reading and preprocessing a streamed store "
+        "(in-memory data need none; at most 256)",
+        ge=0,
+        le=256,
+    )
     progress: bool = option(True, "show a progress bar")
-    log_dir: str | None = option(None, "directory for the CSV loss log and checkpoints", parse=_parse_path)
+    log_dir: str | None = option(
+        None, "directory for the CSV loss log and checkpoints", parse=_parse_path
+    )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> TrainConfig:
@@ -210,8 +263,14 @@ def tensor_loader(X: torch.Tensor, batch_size: int, *, shuffle: bool, seed: int 
     # drop the last incomplete batch in training so BatchNorm never sees a batch of one
     drop_last = shuffle and n > bs
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorRows(X), batch_size=bs, shuffle=shuffle, drop_last=drop_last,
-                      collate_fn=_identity, generator=gen if shuffle else None)
+    return DataLoader(
+        TensorRows(X),
+        batch_size=bs,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        collate_fn=_identity,
+        generator=gen if shuffle else None,
+    )
 
 
 def effective_rank(Z: torch.Tensor) -> float:
@@ -284,8 +343,13 @@ class SSLLightningModule(L.LightningModule):
     embedding stops training with ``TrainingDivergedError``.
     """
 
-    def __init__(self, method: torch.nn.Module, cfg: TrainConfig, total_steps: int,
-                 monitor_rows: torch.Tensor | None = None):
+    def __init__(
+        self,
+        method: torch.nn.Module,
+        cfg: TrainConfig,
+        total_steps: int,
+        monitor_rows: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.monitor_rows = monitor_rows
         self.method = method
@@ -302,14 +366,22 @@ class SSLLightningModule(L.LightningModule):
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
         return TrainingDivergedError(
             f"{self.method.name}: training diverged at epoch {self.current_epoch + 1} ({what} is {value:g}); "
-            f"lower the learning rate (now {lr:g}) or check the input scale (exprssl info shows it)")
+            f"lower the learning rate (now {lr:g}) or check the input scale (exprssl info shows it)"
+        )
 
     def training_step(self, batch, batch_idx):
         out: LossOutput = self.method.loss(batch)
         n = batch.shape[0]
         self._part_names = list(out.parts)
         self._train.add({"loss": out.total, **out.parts, **out.metrics}, n)
-        self.log("train_loss", out.total.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
+        self.log(
+            "train_loss",
+            out.total.detach(),
+            prog_bar=True,
+            on_step=True,
+            on_epoch=False,
+            batch_size=n,
+        )
         return out.total
 
     def on_train_epoch_start(self):
@@ -333,7 +405,9 @@ class SSLLightningModule(L.LightningModule):
         if self.trainer.world_size <= 1 or not values:
             return values
         reduced = self.trainer.strategy.reduce(
-            torch.tensor(list(values.values()), dtype=torch.float64, device=self.device), reduce_op="mean")
+            torch.tensor(list(values.values()), dtype=torch.float64, device=self.device),
+            reduce_op="mean",
+        )
         return dict(zip(values, reduced.tolist(), strict=True))
 
     def on_validation_epoch_end(self):
@@ -373,20 +447,32 @@ class SSLLightningModule(L.LightningModule):
         bad = _not_finite(train)
         if bad:
             raise self._diverged(f"the training {bad[0].removeprefix('train_')}", bad[1])
-        rec = {"epoch": self.current_epoch + 1, "train_loss": train.pop("train_loss", math.nan),
-               "val_loss": self._last_val.pop("val_loss", math.nan)}
-        parts = {f"train_{p}": train.pop(f"train_{p}") for p in self._part_names if f"train_{p}" in train}
+        rec = {
+            "epoch": self.current_epoch + 1,
+            "train_loss": train.pop("train_loss", math.nan),
+            "val_loss": self._last_val.pop("val_loss", math.nan),
+        }
+        parts = {
+            f"train_{p}": train.pop(f"train_{p}") for p in self._part_names if f"train_{p}" in train
+        }
         rec.update(parts)
         rec.update({f"val_{p}": self._last_val.get(f"val_{p}", math.nan) for p in self._part_names})
         rec.update(train)  # the metrics (BYOL's train_tau)
         rec.update({"emb_std": math.nan, "eff_rank": math.nan})
         rec.update(self._collapse_monitors())
         self._last_val = {}
-        self.log_dict({k: v for k, v in rec.items() if k.startswith("train_") and k != "train_loss"})
+        self.log_dict(
+            {k: v for k, v in rec.items() if k.startswith("train_") and k != "train_loss"}
+        )
         self.history.append(rec)
         if rec["eff_rank"] == rec["eff_rank"] and rec["eff_rank"] < 1.5:
-            log.warning("%s: embeddings look collapsed at epoch %d (effective rank %.2f, std %.2e)",
-                        self.method.name, rec["epoch"], rec["eff_rank"], rec["emb_std"])
+            log.warning(
+                "%s: embeddings look collapsed at epoch %d (effective rank %.2f, std %.2e)",
+                self.method.name,
+                rec["epoch"],
+                rec["eff_rank"],
+                rec["emb_std"],
+            )
 
     def configure_optimizers(self):
         opt_cfg = dict(self.method.optimizer_defaults)
@@ -399,13 +485,17 @@ class SSLLightningModule(L.LightningModule):
 
 def check_finite_weights(method: torch.nn.Module) -> None:
     """Refuse weights (parameters and BatchNorm statistics) that are NaN or infinite."""
-    bad = [name for name, t in method.state_dict().items()
-           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad = [
+        name
+        for name, t in method.state_dict().items()
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
     if bad:
         raise TrainingDivergedError(
             f"{getattr(method, 'name', 'method')}: training diverged: non-finite weights in {bad[0]}"
             f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}; lower the learning rate or check "
-            f"the input scale (exprssl info shows it)")
+            f"the input scale (exprssl info shows it)"
+        )
 
 
 def _quiet_lightning() -> None:
@@ -428,8 +518,10 @@ def holdout_size(n: int, cfg: TrainConfig, limit: int | None = None) -> int:
         raise ConfigError(f"training needs at least 2 samples, got {n}")
     if n_train < max(2, min(cfg.batch_size, n // 2)):
         most = max(0.0, (n - max(2, min(cfg.batch_size, n // 2))) / n)
-        raise ConfigError(f"val_fraction {cfg.val_fraction:g} holds out {n_val} of {n} samples for early stopping, "
-                          f"leaving {n_train} to train on; use val_fraction <= {math.floor(most * 100) / 100:g}")
+        raise ConfigError(
+            f"val_fraction {cfg.val_fraction:g} holds out {n_val} of {n} samples for early stopping, "
+            f"leaving {n_train} to train on; use val_fraction <= {math.floor(most * 100) / 100:g}"
+        )
     return n_val
 
 
@@ -453,8 +545,15 @@ def train_method(method: torch.nn.Module, X: torch.Tensor, cfg: TrainConfig) -> 
     return fit_loop(method, train_dl, val_dl, X_train, len(train_dl), cfg)
 
 
-def train_streaming(method: torch.nn.Module, store, preprocessor, cfg: TrainConfig, *,
-                    max_pool: int = 4096, buffer_chunks: int = 8) -> list[dict]:
+def train_streaming(
+    method: torch.nn.Module,
+    store,
+    preprocessor,
+    cfg: TrainConfig,
+    *,
+    max_pool: int = 4096,
+    buffer_chunks: int = 8,
+) -> list[dict]:
     """Pretrain from an out-of-core store (``exprssl.store``) in bounded memory.
 
     Validation rows (``val_fraction``, at most 2,048) and the augmentation pool (at most
@@ -472,15 +571,28 @@ def train_streaming(method: torch.nn.Module, store, preprocessor, cfg: TrainConf
     pool_idx = store.sample_rows(min(max_pool, n - n_val), seed=cfg.seed + 1, exclude=val_idx)
     genes = store.genes
     pool = torch.from_numpy(preprocessor.transform(store.rows(pool_idx), genes))
-    stream = StreamingRows(store, preprocessor, min(cfg.batch_size, n - n_val), buffer_chunks=buffer_chunks,
-                           seed=cfg.seed, exclude=val_idx)
+    stream = StreamingRows(
+        store,
+        preprocessor,
+        min(cfg.batch_size, n - n_val),
+        buffer_chunks=buffer_chunks,
+        seed=cfg.seed,
+        exclude=val_idx,
+    )
     # workers read and preprocess disjoint chunks in parallel with training; each holds its own buffer
-    train_dl = DataLoader(stream, batch_size=None, num_workers=cfg.num_workers,
-                          pin_memory=cfg.num_workers > 0 and torch.cuda.is_available())
+    train_dl = DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=cfg.num_workers,
+        pin_memory=cfg.num_workers > 0 and torch.cuda.is_available(),
+    )
     val_dl = None
     if n_val:
-        val_dl = tensor_loader(torch.from_numpy(preprocessor.transform(store.rows(val_idx), genes)), 1024,
-                               shuffle=False)
+        val_dl = tensor_loader(
+            torch.from_numpy(preprocessor.transform(store.rows(val_idx), genes)),
+            1024,
+            shuffle=False,
+        )
     return fit_loop(method, train_dl, val_dl, pool, len(stream), cfg)
 
 
@@ -490,7 +602,9 @@ def native_bf16() -> bool | None:
     times slower than float32 (measured 0.3 vs 147 GFLOP/s on an AVX2-only CPU)."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+            flags = next(
+                (line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None
+            )
     except OSError:
         return None
     if flags is None:  # e.g. ARM's cpuinfo says "Features"
@@ -503,37 +617,55 @@ def _on_cpu(cfg: TrainConfig) -> bool:
         return True
     from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
 
-    return cfg.accelerator == "auto" and not (CUDAAccelerator.is_available() or MPSAccelerator.is_available())
+    return cfg.accelerator == "auto" and not (
+        CUDAAccelerator.is_available() or MPSAccelerator.is_available()
+    )
 
 
 def check_precision(cfg: TrainConfig) -> None:
     """One warning line when a bf16 precision would train on a CPU without native bf16."""
     if str(cfg.precision or "").startswith("bf16") and _on_cpu(cfg) and native_bf16() is False:
         capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
-        log.warning("precision %s: this CPU has no native bf16 (no AVX512-BF16 or AMX; torch uses %s), so bf16 "
-                    "matmuls are emulated and train far slower than --precision 32-true", cfg.precision,
-                    capability)
+        log.warning(
+            "precision %s: this CPU has no native bf16 (no AVX512-BF16 or AMX; torch uses %s), so bf16 "
+            "matmuls are emulated and train far slower than --precision 32-true",
+            cfg.precision,
+            capability,
+        )
 
 
 def lightning_trainer(cfg: TrainConfig, **kwargs: Any) -> L.Trainer:
     """A Trainer on ``cfg``'s hardware options; what Lightning refuses is a one-line ConfigError."""
     try:
-        return L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-                         strategy=cfg.strategy, precision=cfg.precision, **kwargs)
+        return L.Trainer(
+            accelerator=cfg.accelerator,
+            devices=cfg.devices,
+            num_nodes=cfg.num_nodes,
+            strategy=cfg.strategy,
+            precision=cfg.precision,
+            **kwargs,
+        )
     except (MisconfigurationException, ValueError, TypeError, ImportError) as e:
         # a combination the field checks cannot see (devices=[0, 1] on CPU), or a strategy or
         # precision whose package is missing (deepspeed, transformer-engine)
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"training: Lightning refused accelerator={cfg.accelerator!r}, devices={cfg.devices!r}, "
-                          f"strategy={cfg.strategy!r}, precision={cfg.precision!r}: {first_line}") from None
+        raise ConfigError(
+            f"training: Lightning refused accelerator={cfg.accelerator!r}, devices={cfg.devices!r}, "
+            f"strategy={cfg.strategy!r}, precision={cfg.precision!r}: {first_line}"
+        ) from None
 
 
 def check_hardware_options(cfg: TrainConfig) -> None:
     """Let Lightning judge accelerator, devices, strategy and precision together, before any
     data is read or output written (cheap: a Trainer is built, nothing is run)."""
     _quiet_lightning()
-    lightning_trainer(cfg, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False)
+    lightning_trainer(
+        cfg,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
 
 
 def _copy_into(buffers: dict | None, state: dict) -> dict:
@@ -552,31 +684,53 @@ def step_flops(method: torch.nn.Module, batch_size: int) -> float:
     return 6.0 * batch_size * sum(p.numel() for p in method.parameters())
 
 
-def fit_loop(method: torch.nn.Module, train_dl, val_dl, pool: torch.Tensor, steps_per_epoch: int,
-             cfg: TrainConfig) -> list[dict]:
+def fit_loop(
+    method: torch.nn.Module,
+    train_dl,
+    val_dl,
+    pool: torch.Tensor,
+    steps_per_epoch: int,
+    cfg: TrainConfig,
+) -> list[dict]:
     """The Lightning run shared by in-memory and streaming training."""
     _quiet_lightning()
     check_precision(cfg)
     method.fit_augmentations(pool)
-    monitor = pool[torch.randperm(pool.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[:1024]]
+    monitor = pool[
+        torch.randperm(pool.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[:1024]
+    ]
     module = SSLLightningModule(method, cfg, steps_per_epoch * cfg.epochs, monitor_rows=monitor)
     callbacks: list[L.Callback] = []
     if val_dl is not None and cfg.patience > 0:
-        callbacks.append(L.pytorch.callbacks.EarlyStopping("val_loss", patience=cfg.patience, mode="min"))
+        callbacks.append(
+            L.pytorch.callbacks.EarlyStopping("val_loss", patience=cfg.patience, mode="min")
+        )
     if cfg.progress:
         callbacks.append(L.pytorch.callbacks.RichProgressBar(leave=False))
     logger: Any = False
     if cfg.log_dir:
         prepare_log_dir(cfg.log_dir)  # the output rules: never write metrics.csv over a user's file
         logger = L.pytorch.loggers.CSVLogger(cfg.log_dir, name="", version="")
-        callbacks.append(L.pytorch.callbacks.ModelCheckpoint(
-            dirpath=Path(cfg.log_dir) / "checkpoints", monitor="val_loss" if val_dl else None,
-            save_last=True))
+        callbacks.append(
+            L.pytorch.callbacks.ModelCheckpoint(
+                dirpath=Path(cfg.log_dir) / "checkpoints",
+                monitor="val_loss" if val_dl else None,
+                save_last=True,
+            )
+        )
     trainer = lightning_trainer(
-        cfg, max_epochs=cfg.epochs, logger=logger, callbacks=callbacks, enable_progress_bar=cfg.progress,
-        enable_model_summary=False, enable_checkpointing=bool(cfg.log_dir), num_sanity_val_steps=0,
-        deterministic=True, log_every_n_steps=max(1, min(50, steps_per_epoch)),
-        use_distributed_sampler=not isinstance(train_dl.dataset, torch.utils.data.IterableDataset))
+        cfg,
+        max_epochs=cfg.epochs,
+        logger=logger,
+        callbacks=callbacks,
+        enable_progress_bar=cfg.progress,
+        enable_model_summary=False,
+        enable_checkpointing=bool(cfg.log_dir),
+        num_sanity_val_steps=0,
+        deterministic=True,
+        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        use_distributed_sampler=not isinstance(train_dl.dataset, torch.utils.data.IterableDataset),
+    )
     with warnings.catch_warnings(), limit_threads(threads_for(step_flops(method, cfg.batch_size))):
         warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
         warnings.filterwarnings("ignore", category=UserWarning, module="torch.utils.data")

@@ -18,28 +18,44 @@ from .errors import (
 )
 
 
-def describe_position(i: int, j: int, samples: Sequence | None = None, genes: Sequence | None = None) -> str:
+def describe_position(
+    i: int, j: int, samples: Sequence | None = None, genes: Sequence | None = None
+) -> str:
     """'sample S3, gene TP53' for cell (i, j), falling back to positions when names are unknown."""
-    return (f"sample {samples[i] if samples is not None else i}, "
-            f"gene {genes[j] if genes is not None else j}")
+    return (
+        f"sample {samples[i] if samples is not None else i}, "
+        f"gene {genes[j] if genes is not None else j}"
+    )
 
 
-def check_matrix(X, source: str = "data", *, samples: Sequence | None = None, genes: Sequence | None = None,
-                 counts_expected: bool = False) -> np.ndarray:
+def check_matrix(
+    X,
+    source: str = "data",
+    *,
+    samples: Sequence | None = None,
+    genes: Sequence | None = None,
+    counts_expected: bool = False,
+) -> np.ndarray:
     """A 2-D numeric samples x genes matrix without NaN/inf (and without negative values where
     raw counts are expected); returns it as a float32 array. The finiteness check is one float64
     sum (NaN and inf propagate), so a clean matrix costs one pass and no mask."""
     X = np.asarray(X)
     if X.dtype.kind == "c":  # casting would silently drop the imaginary part
-        raise InvalidValuesError(f"{source}: complex values (dtype {X.dtype}); expected real expression values")
+        raise InvalidValuesError(
+            f"{source}: complex values (dtype {X.dtype}); expected real expression values"
+        )
     if X.dtype.kind == "b":  # true/false flags would count as 1 and 0
-        raise NonNumericError(f"{source}: true/false values (dtype bool); expected expression values")
+        raise NonNumericError(
+            f"{source}: true/false values (dtype bool); expected expression values"
+        )
     if X.dtype.kind not in "iuf":
         try:
             X = X.astype(np.float32)
         except (TypeError, ValueError):
-            raise NonNumericError(f"{source}: values are not numbers (dtype {X.dtype}); expected a numeric "
-                                  "samples x genes matrix") from None
+            raise NonNumericError(
+                f"{source}: values are not numbers (dtype {X.dtype}); expected a numeric "
+                "samples x genes matrix"
+            ) from None
     if X.ndim != 2:
         raise ConfigError(f"{source}: expected a 2-D samples x genes matrix, got shape {X.shape}")
     X = X.astype(np.float32, copy=False)
@@ -47,17 +63,23 @@ def check_matrix(X, source: str = "data", *, samples: Sequence | None = None, ge
         nan, inf = np.isnan(X), np.isinf(X)
         if inf.any():  # the sum can also overflow on finite float32 values near the maximum
             i, j = np.argwhere(inf)[0]
-            raise InvalidValuesError(f"{source}: {int(inf.sum())} infinite values (first {X[i, j]:g} at "
-                                     f"{describe_position(i, j, samples, genes)}): a text 'Inf', or a number "
-                                     "beyond float32's range (3.4e38)")
+            raise InvalidValuesError(
+                f"{source}: {int(inf.sum())} infinite values (first {X[i, j]:g} at "
+                f"{describe_position(i, j, samples, genes)}): a text 'Inf', or a number "
+                "beyond float32's range (3.4e38)"
+            )
         if nan.any():
             i, j = np.argwhere(nan)[0]
-            raise InvalidValuesError(f"{source}: {int(nan.sum())} NaN values (first at "
-                                     f"{describe_position(i, j, samples, genes)}); empty cells and NA read as NaN")
+            raise InvalidValuesError(
+                f"{source}: {int(nan.sum())} NaN values (first at "
+                f"{describe_position(i, j, samples, genes)}); empty cells and NA read as NaN"
+            )
     if counts_expected and X.size and X.min() < 0:
         i, j = np.argwhere(X < 0)[0]
-        raise NegativeCountsError(f"{source}: {int((X < 0).sum())} negative values where raw counts are "
-                                  f"expected (first {X[i, j]:g} at {describe_position(i, j, samples, genes)})")
+        raise NegativeCountsError(
+            f"{source}: {int((X < 0).sum())} negative values where raw counts are "
+            f"expected (first {X[i, j]:g} at {describe_position(i, j, samples, genes)})"
+        )
     return X
 
 
@@ -66,8 +88,10 @@ def check_unique_samples(names, source: str = "data") -> None:
     names = pd.Index(names)
     if not names.is_unique:
         dups = names[names.duplicated()].unique()
-        raise DuplicateSamplesError(f"{source}: {len(dups)} duplicated sample ids, e.g. "
-                                    f"{', '.join(map(str, dups[:5]))}; each sample must appear once")
+        raise DuplicateSamplesError(
+            f"{source}: {len(dups)} duplicated sample ids, e.g. "
+            f"{', '.join(map(str, dups[:5]))}; each sample must appear once"
+        )
 
 
 # copies of the weights a fit holds: weights, gradients, two Adam moments, the best state kept
@@ -75,7 +99,9 @@ def check_unique_samples(names, source: str = "data") -> None:
 _FIT_COPIES = 6
 
 
-def check_model_memory(method: str, n_features: int, params: dict, source: str = "model too large") -> int:
+def check_model_memory(
+    method: str, n_features: int, params: dict, source: str = "model too large"
+) -> int:
     """Refuse, before any weight is allocated, a model whose fit would not fit in memory
     (``hidden_dims=[100000000]`` asks for hundreds of GB). The parameters are counted on
     PyTorch's meta device, which allocates nothing. Returns the parameter count."""
@@ -89,9 +115,11 @@ def check_model_memory(method: str, n_features: int, params: dict, source: str =
     need = n_params * 4 * _FIT_COPIES
     available = _available_memory()
     if available is not None and need > available:
-        raise ConfigError(f"{source}: a {method} model of {n_params:,} weights for {n_features:,} genes needs about "
-                          f"{need / 1e9:.1f} GB to train, more than the {available / 1e9:.1f} GB available; "
-                          "choose smaller hidden_dims / embedding_dim, or fewer genes (--top-genes)")
+        raise ConfigError(
+            f"{source}: a {method} model of {n_params:,} weights for {n_features:,} genes needs about "
+            f"{need / 1e9:.1f} GB to train, more than the {available / 1e9:.1f} GB available; "
+            "choose smaller hidden_dims / embedding_dim, or fewer genes (--top-genes)"
+        )
     return n_params
 
 
@@ -100,12 +128,19 @@ def check_finite_state(state: dict, source: str = "weights") -> None:
     NaN without a word."""
     import torch
 
-    bad = [name for name, t in state.items()
-           if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad = [
+        name
+        for name, t in state.items()
+        if isinstance(t, torch.Tensor)
+        and t.is_floating_point()
+        and not bool(torch.isfinite(t).all())
+    ]
     if bad:
         more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-        raise InvalidValuesError(f"{source}: weights {bad[0]}{more} hold NaN or infinite values; the file is "
-                                 "damaged or from a diverged run: pretrain again")
+        raise InvalidValuesError(
+            f"{source}: weights {bad[0]}{more} hold NaN or infinite values; the file is "
+            "damaged or from a diverged run: pretrain again"
+        )
 
 
 _FITTED_ARRAYS = ("fill_", "mean_", "scale_", "quantile_ref_")
@@ -123,17 +158,23 @@ def check_finite_preprocessor(prep, source: str = "preprocessor") -> None:
             j = int(np.flatnonzero(~np.isfinite(values))[0])
             genes = getattr(prep, "genes_", None)
             gene = f" (gene {genes[j]})" if genes is not None and j < len(genes) else ""
-            raise InvalidValuesError(f"{source}: '{name.rstrip('_')}' holds {int((~np.isfinite(values)).sum())} "
-                                     f"NaN or infinite values, first at position {j}{gene}; the file is damaged: "
-                                     "pretrain again")
+            raise InvalidValuesError(
+                f"{source}: '{name.rstrip('_')}' holds {int((~np.isfinite(values)).sum())} "
+                f"NaN or infinite values, first at position {j}{gene}; the file is damaged: "
+                "pretrain again"
+            )
 
 
-def check_same_method(config_method: str, weights_method: str | None, source: str = "weights") -> None:
+def check_same_method(
+    config_method: str, weights_method: str | None, source: str = "weights"
+) -> None:
     """Refuse weights written for another method than the one config.json names: two methods
     can share layer names and shapes, and the wrong one would load silently."""
     if weights_method is not None and weights_method != config_method:
-        raise InvalidValuesError(f"{source}: weights of a '{weights_method}' model, but config.json names "
-                                 f"'{config_method}'; the files come from different models")
+        raise InvalidValuesError(
+            f"{source}: weights of a '{weights_method}' model, but config.json names "
+            f"'{config_method}'; the files come from different models"
+        )
 
 
 # the entry of weights.pt naming the method that wrote it (models saved before 0.3 lack it)
@@ -143,10 +184,16 @@ WEIGHTS_METHOD_KEY = "_exprssl_method"
 def check_top_genes(top_genes: int | None, n_genes: int, source: str = "data") -> None:
     """``--top-genes`` (``top_k_variance``) against the genes the data has: asking for more
     keeps every gene, which is not what was asked."""
-    if top_genes is not None and not isinstance(top_genes, bool) and isinstance(top_genes, int) \
-            and top_genes > n_genes:
-        raise ConfigError(f"{source}: --top-genes {top_genes} is more than the {n_genes} genes the data has; "
-                          f"use at most {n_genes}, or leave it out to keep them all")
+    if (
+        top_genes is not None
+        and not isinstance(top_genes, bool)
+        and isinstance(top_genes, int)
+        and top_genes > n_genes
+    ):
+        raise ConfigError(
+            f"{source}: --top-genes {top_genes} is more than the {n_genes} genes the data has; "
+            f"use at most {n_genes}, or leave it out to keep them all"
+        )
 
 
 def check_streamed_h5ad(store, source: str) -> None:
@@ -159,4 +206,6 @@ def check_streamed_h5ad(store, source: str) -> None:
         X = f["X"]
         dtype = X.dtype if isinstance(X, h5py.Dataset) else X["data"].dtype
     if dtype.kind == "b":
-        raise NonNumericError(f"{source}: X holds true/false values (dtype bool); expected expression values")
+        raise NonNumericError(
+            f"{source}: X holds true/false values (dtype bool); expected expression values"
+        )

@@ -1,8 +1,8 @@
 """Bundled real datasets (offline, by name) and a seeded synthetic generator.
 
-    >>> exprssl.datasets.names()
-    ['all_leukemia', 'cptac_ucec']
-    >>> adata = exprssl.datasets.load("all_leukemia")
+>>> exprssl.datasets.names()
+['all_leukemia', 'cptac_ucec']
+>>> adata = exprssl.datasets.load("all_leukemia")
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ REGISTRY: dict[str, dict[str, Any]] = {
     "all_leukemia": {
         "file": "all_leukemia.h5ad",
         "description": "Adult acute lymphoblastic leukemia: 128 patients x 12,625 Affymetrix HG-U95Av2 "
-                       "probe sets, RMA-normalised log2 intensities (microarray; already log scale).",
+        "probe sets, RMA-normalised log2 intensities (microarray; already log scale).",
         "feature_kind": "probe sets",
         "label_columns": ["mol.biol", "BT", "lineage", "sex", "remission", "relapse"],
         "default_label": "mol.biol",
@@ -34,7 +34,7 @@ REGISTRY: dict[str, dict[str, Any]] = {
     "cptac_ucec": {
         "file": "cptac_ucec.h5ad",
         "description": "CPTAC endometrial carcinoma: bulk RNA-seq of 101 tumours and 14 adjacent normals from "
-                       "101 patients x 28,057 genes, log2 scale. Group splits by 'patient'.",
+        "101 patients x 28,057 genes, log2 scale. Group splits by 'patient'.",
         "feature_kind": "genes",
         "label_columns": ["tissue", "Genomics_subtype", "MSI_status", "Histologic_type"],
         "default_label": "Genomics_subtype",
@@ -52,8 +52,10 @@ def names() -> list[str]:
 
 def _entry(name: str) -> dict[str, Any]:
     if name not in REGISTRY:
-        raise DataFileError(f"'{name}' is neither an existing file nor a bundled dataset "
-                            f"(bundled: {', '.join(names())})")
+        raise DataFileError(
+            f"'{name}' is neither an existing file nor a bundled dataset "
+            f"(bundled: {', '.join(names())})"
+        )
     return REGISTRY[name]
 
 
@@ -72,7 +74,10 @@ def load(name: str) -> ad.AnnData:
     adata = _read(name).copy()
     adata.uns["exprssl"] = {"source": f"bundled:{name}", "format": "h5ad"}
     # label counts stay out of uns: class names like "BCR/ABL" are not valid HDF5 keys
-    adata.uns["dataset"] = {"name": name, **{k: entry[k] for k in ("description", "license", "citation", "source")}}
+    adata.uns["dataset"] = {
+        "name": name,
+        **{k: entry[k] for k in ("description", "license", "citation", "source")},
+    }
     return adata
 
 
@@ -86,10 +91,16 @@ def info(name: str) -> dict[str, Any]:
         labels[col] = {str(k): int(v) for k, v in counts.items() if v > 0}
     from ..scale import guess_scale
 
-    return {"name": name, "n_samples": int(a.n_obs), "n_genes": int(a.n_vars),
-            "feature_kind": entry["feature_kind"], "label_columns": labels,
-            "default_label": entry["default_label"], "scale": guess_scale(np.asarray(a.X)),
-            **{k: entry[k] for k in ("description", "license", "citation", "source", "demo")}}
+    return {
+        "name": name,
+        "n_samples": int(a.n_obs),
+        "n_genes": int(a.n_vars),
+        "feature_kind": entry["feature_kind"],
+        "label_columns": labels,
+        "default_label": entry["default_label"],
+        "scale": guess_scale(np.asarray(a.X)),
+        **{k: entry[k] for k in ("description", "license", "citation", "source", "demo")},
+    }
 
 
 __all__ = ["REGISTRY", "info", "latent_programmes", "load", "names", "synthetic"]

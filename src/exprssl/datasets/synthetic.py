@@ -13,11 +13,22 @@ from ..errors import ConfigError
 LABEL_MODES = ("structured", "random")
 
 
-def synthetic(n_samples: int = 1000, n_genes: int = 2000, n_classes: int = 4, *,
-              n_informative: int = 200, module_size: int = 20, effect_size: float = 0.5,
-              counts: bool = True, library_size: tuple[float, float] = (5e6, 2e7),
-              dispersion: float = 0.2, n_groups: int | None = None, n_batches: int = 1,
-              batch_effect: float = 0.0, seed: int = 0) -> ad.AnnData:
+def synthetic(
+    n_samples: int = 1000,
+    n_genes: int = 2000,
+    n_classes: int = 4,
+    *,
+    n_informative: int = 200,
+    module_size: int = 20,
+    effect_size: float = 0.5,
+    counts: bool = True,
+    library_size: tuple[float, float] = (5e6, 2e7),
+    dispersion: float = 0.2,
+    n_groups: int | None = None,
+    n_batches: int = 1,
+    batch_effect: float = 0.0,
+    seed: int = 0,
+) -> ad.AnnData:
     """Negative-binomial counts whose informative genes move in co-expressed modules by class.
 
     Generative model (per sample i, gene g):
@@ -36,8 +47,10 @@ def synthetic(n_samples: int = 1000, n_genes: int = 2000, n_classes: int = 4, *,
     Deterministic from ``seed``; float32 throughout.
     """
     if n_classes < 2 or n_samples < n_classes:
-        raise ConfigError(f"synthetic: need n_classes >= 2 and n_samples >= n_classes, got "
-                          f"{n_classes} classes for {n_samples} samples")
+        raise ConfigError(
+            f"synthetic: need n_classes >= 2 and n_samples >= n_classes, got "
+            f"{n_classes} classes for {n_samples} samples"
+        )
     n_informative = min(n_informative, n_genes)
     rng = np.random.default_rng(seed)
     y = np.arange(n_samples) % n_classes
@@ -55,18 +68,26 @@ def synthetic(n_samples: int = 1000, n_genes: int = 2000, n_classes: int = 4, *,
     centers = rng.normal(0, 1, (n_classes, n_modules)).astype(np.float32)
     group_shift = rng.normal(0, 0.3, (group.max() + 1, n_modules)).astype(np.float32)
     batch_shift = rng.normal(0, batch_effect, (n_batches, n_modules)).astype(np.float32)
-    activity = (effect_size * centers[y] + rng.normal(0, 0.5, (n_samples, n_modules)).astype(np.float32)
-                + group_shift[group] + batch_shift[batch])
+    activity = (
+        effect_size * centers[y]
+        + rng.normal(0, 0.5, (n_samples, n_modules)).astype(np.float32)
+        + group_shift[group]
+        + batch_shift[batch]
+    )
 
     genes = rng.permutation(n_genes)[: n_modules * module_size]
     module_of = np.repeat(np.arange(n_modules), module_size)
-    weights = (rng.choice([-1.0, 1.0], genes.size) * rng.uniform(0.3, 1.0, genes.size)).astype(np.float32)
+    weights = (rng.choice([-1.0, 1.0], genes.size) * rng.uniform(0.3, 1.0, genes.size)).astype(
+        np.float32
+    )
 
     log_p = rng.normal(0, 1.6, n_genes).astype(np.float32)
     log_mean = np.broadcast_to(log_p, (n_samples, n_genes)).copy()
     log_mean[:, genes] += activity[:, module_of] * weights
     if batch_effect > 0:  # batches also shift baseline expression of random genes
-        log_mean += rng.normal(0, batch_effect * 0.3, (n_batches, n_genes)).astype(np.float32)[batch]
+        log_mean += rng.normal(0, batch_effect * 0.3, (n_batches, n_genes)).astype(np.float32)[
+            batch
+        ]
     mean = np.exp(log_mean - log_mean.max(1, keepdims=True), dtype=np.float32)
     lib = rng.uniform(*library_size, n_samples).astype(np.float32)
     mean *= (lib / mean.sum(1))[:, None]
@@ -78,19 +99,26 @@ def synthetic(n_samples: int = 1000, n_genes: int = 2000, n_classes: int = 4, *,
         X = mean * np.exp(rng.standard_normal(mean.shape, dtype=np.float32) * np.sqrt(dispersion))
         X = np.log2(X / X.sum(1, keepdims=True) * 1e6 + 1, dtype=np.float32)
 
-    obs = pd.DataFrame({
-        "label": pd.Categorical([f"class_{k}" for k in y]),
-        "group": pd.Categorical([f"patient_{g}" for g in group]),
-        "batch": pd.Categorical([f"batch_{b}" for b in batch]),
-    }, index=[f"sample_{i}" for i in range(n_samples)])
-    var = pd.DataFrame({"informative": np.isin(np.arange(n_genes), genes)},
-                       index=[f"GENE{g:05d}" for g in range(n_genes)])
+    obs = pd.DataFrame(
+        {
+            "label": pd.Categorical([f"class_{k}" for k in y]),
+            "group": pd.Categorical([f"patient_{g}" for g in group]),
+            "batch": pd.Categorical([f"batch_{b}" for b in batch]),
+        },
+        index=[f"sample_{i}" for i in range(n_samples)],
+    )
+    var = pd.DataFrame(
+        {"informative": np.isin(np.arange(n_genes), genes)},
+        index=[f"GENE{g:05d}" for g in range(n_genes)],
+    )
     adata = ad.AnnData(X=X, obs=obs, var=var)
     adata.uns["exprssl"] = {"source": f"synthetic(seed={seed})", "format": "synthetic"}
     return adata
 
 
-def _class_centres(rng: np.random.Generator, n_classes: int, n_programmes: int, separation: float) -> np.ndarray:
+def _class_centres(
+    rng: np.random.Generator, n_classes: int, n_programmes: int, separation: float
+) -> np.ndarray:
     """Class centres in programme space, ``separation`` apart: orthogonal directions when there
     are at least as many programmes as classes (all pairs equally far), else random directions."""
     g = rng.normal(size=(max(n_classes, n_programmes), n_programmes))
@@ -101,11 +129,23 @@ def _class_centres(rng: np.random.Generator, n_classes: int, n_programmes: int, 
     return directions * (separation / np.sqrt(2))
 
 
-def latent_programmes(n_samples: int = 1500, n_genes: int = 1000, n_classes: int = 4, *,
-                      labels: str = "structured", n_programmes: int = 4, n_nuisance: int = 1,
-                      genes_per_programme: int = 40, separation: float = 4.0, effect_size: float = 0.25,
-                      library_size: float = 2e6, library_spread: float = 0.4, dispersion: float = 0.2,
-                      unlabeled_fraction: float = 0.0, seed: int = 0) -> ad.AnnData:
+def latent_programmes(
+    n_samples: int = 1500,
+    n_genes: int = 1000,
+    n_classes: int = 4,
+    *,
+    labels: str = "structured",
+    n_programmes: int = 4,
+    n_nuisance: int = 1,
+    genes_per_programme: int = 40,
+    separation: float = 4.0,
+    effect_size: float = 0.25,
+    library_size: float = 2e6,
+    library_spread: float = 0.4,
+    dispersion: float = 0.2,
+    unlabeled_fraction: float = 0.0,
+    seed: int = 0,
+) -> ad.AnnData:
     """Counts driven by a few latent programmes, with a label known to depend on them: the
     benchmark's positive control (``labels="structured"``) and negative control (``"random"``).
 
@@ -137,55 +177,89 @@ def latent_programmes(n_samples: int = 1500, n_genes: int = 1000, n_classes: int
     Deterministic from ``seed``; float32 throughout.
     """
     if labels not in LABEL_MODES:
-        raise ConfigError(f"latent_programmes: labels must be one of {', '.join(LABEL_MODES)}, got '{labels}'")
+        raise ConfigError(
+            f"latent_programmes: labels must be one of {', '.join(LABEL_MODES)}, got '{labels}'"
+        )
     if n_classes < 2 or n_samples < n_classes:
-        raise ConfigError(f"latent_programmes: need n_classes >= 2 and n_samples >= n_classes, got "
-                          f"{n_classes} classes for {n_samples} samples")
+        raise ConfigError(
+            f"latent_programmes: need n_classes >= 2 and n_samples >= n_classes, got "
+            f"{n_classes} classes for {n_samples} samples"
+        )
     if n_programmes < 1 or n_nuisance < 0 or genes_per_programme < 1:
-        raise ConfigError(f"latent_programmes: need n_programmes >= 1, n_nuisance >= 0 and genes_per_programme "
-                          f">= 1, got {n_programmes}, {n_nuisance} and {genes_per_programme}")
+        raise ConfigError(
+            f"latent_programmes: need n_programmes >= 1, n_nuisance >= 0 and genes_per_programme "
+            f">= 1, got {n_programmes}, {n_nuisance} and {genes_per_programme}"
+        )
     if not 0 <= unlabeled_fraction < 1:
-        raise ConfigError(f"latent_programmes: unlabeled_fraction must be in [0, 1), got {unlabeled_fraction}")
+        raise ConfigError(
+            f"latent_programmes: unlabeled_fraction must be in [0, 1), got {unlabeled_fraction}"
+        )
     n_total = n_programmes + n_nuisance
     if n_total * genes_per_programme > n_genes:
-        raise ConfigError(f"latent_programmes: {n_total} programmes x {genes_per_programme} genes do not fit "
-                          f"in n_genes={n_genes}")
+        raise ConfigError(
+            f"latent_programmes: {n_total} programmes x {genes_per_programme} genes do not fit "
+            f"in n_genes={n_genes}"
+        )
     rng = np.random.default_rng(seed)
     centres = _class_centres(rng, n_classes, n_programmes, separation)
     state = rng.integers(0, n_classes, n_samples)
-    z = np.concatenate([centres[state] + rng.normal(size=(n_samples, n_programmes)),
-                        rng.normal(size=(n_samples, n_nuisance))], axis=1).astype(np.float32)
+    z = np.concatenate(
+        [
+            centres[state] + rng.normal(size=(n_samples, n_programmes)),
+            rng.normal(size=(n_samples, n_nuisance)),
+        ],
+        axis=1,
+    ).astype(np.float32)
     y = ((z[:, None, :n_programmes] - centres[None]) ** 2).sum(-1).argmin(1)
 
     genes = rng.permutation(n_genes)[: n_total * genes_per_programme]
     programme_of = np.repeat(np.arange(n_total), genes_per_programme)
     loadings = np.zeros((n_total, n_genes), dtype=np.float32)
-    loadings[programme_of, genes] = rng.choice([-1.0, 1.0], genes.size) * rng.uniform(0.5, 1.0, genes.size)
+    loadings[programme_of, genes] = rng.choice([-1.0, 1.0], genes.size) * rng.uniform(
+        0.5, 1.0, genes.size
+    )
 
-    log_mean = rng.normal(0, 1.5, n_genes).astype(np.float32) + np.float32(effect_size) * (z @ loadings)
+    log_mean = rng.normal(0, 1.5, n_genes).astype(np.float32) + np.float32(effect_size) * (
+        z @ loadings
+    )
     mean = np.exp(log_mean - log_mean.max(1, keepdims=True))
     lib = library_size * np.exp(rng.normal(0, library_spread, n_samples))
     mean *= (lib / mean.sum(1, dtype=np.float64)).astype(np.float32)[:, None]
     shape = (1.0 / (dispersion * np.exp(rng.normal(0, 0.5, n_genes)))).astype(np.float32)
-    gamma = rng.standard_gamma(np.broadcast_to(shape, mean.shape), dtype=np.float32) * (mean / shape)
+    gamma = rng.standard_gamma(np.broadcast_to(shape, mean.shape), dtype=np.float32) * (
+        mean / shape
+    )
     X = rng.poisson(gamma).astype(np.float32)
     unlabeled = rng.random(n_samples) < unlabeled_fraction
-    if labels == "random":  # drawn last: the negative control has exactly the positive control's counts
+    if (
+        labels == "random"
+    ):  # drawn last: the negative control has exactly the positive control's counts
         y = rng.permutation(y)
     y[unlabeled] = -1  # a missing category
 
-    names = [f"programme_{k}" for k in range(n_programmes)] + [f"nuisance_{k}" for k in range(n_nuisance)]
+    names = [f"programme_{k}" for k in range(n_programmes)] + [
+        f"nuisance_{k}" for k in range(n_nuisance)
+    ]
     gene_programme = np.full(n_genes, n_total)
     gene_programme[genes] = programme_of
-    obs = pd.DataFrame({"label": pd.Categorical.from_codes(y, [f"class_{k}" for k in range(n_classes)])},
-                       index=[f"sample_{i}" for i in range(n_samples)])
+    obs = pd.DataFrame(
+        {"label": pd.Categorical.from_codes(y, [f"class_{k}" for k in range(n_classes)])},
+        index=[f"sample_{i}" for i in range(n_samples)],
+    )
     label_programmes = names[:n_programmes] if labels == "structured" else []
-    var = pd.DataFrame({"programme": pd.Categorical.from_codes(gene_programme, [*names, "background"]),
-                        "loading": loadings.sum(0),  # one programme per gene: its loading, or 0
-                        "drives_label": gene_programme < (n_programmes if labels == "structured" else 0)},
-                       index=[f"GENE{g:05d}" for g in range(n_genes)])
+    var = pd.DataFrame(
+        {
+            "programme": pd.Categorical.from_codes(gene_programme, [*names, "background"]),
+            "loading": loadings.sum(0),  # one programme per gene: its loading, or 0
+            "drives_label": gene_programme < (n_programmes if labels == "structured" else 0),
+        },
+        index=[f"GENE{g:05d}" for g in range(n_genes)],
+    )
     adata = ad.AnnData(X=X, obs=obs, var=var)
     adata.obsm["programmes"] = z
-    adata.uns["exprssl"] = {"source": f"latent_programmes(labels={labels}, seed={seed})", "format": "synthetic",
-                            "label_programmes": label_programmes}
+    adata.uns["exprssl"] = {
+        "source": f"latent_programmes(labels={labels}, seed={seed})",
+        "format": "synthetic",
+        "label_programmes": label_programmes,
+    }
     return adata
