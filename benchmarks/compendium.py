@@ -182,9 +182,9 @@ STAGES = {
 def run_stage(name: str, *args) -> dict:
     """Run one stage in a fresh interpreter; its result and its own peak RSS."""
     code = (
-        f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import compendium as c; "
-        f"r = c.STAGES[{name!r}](*json.loads(sys.argv[1])); r['peak_rss_mb'] = c.peak_rss_mb(); "
-        "print('RESULT', json.dumps(r))"
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import compendium "
+        f"as c; r = c.STAGES[{name!r}](*json.loads(sys.argv[1])); r['peak_rss_mb'] = "
+        "c.peak_rss_mb(); print('RESULT', json.dumps(r))"
     )
     argv = json.dumps([str(a) if isinstance(a, Path) else a for a in args])
     t = time.perf_counter()
@@ -232,7 +232,8 @@ def table(results: list[dict]) -> str:
         (
             "conversion",
             lambda r: (
-                f"{r['convert']['seconds']:.0f} s, {r['samples'] / r['convert']['seconds']:,.0f} samples/s"
+                f"{r['convert']['seconds']:.0f} s, {r['samples'] / r['convert']['seconds']:,.0f} "
+                "samples/s"
             ),
         ),
         (

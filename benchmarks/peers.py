@@ -290,9 +290,10 @@ def main() -> None:
         f"ts3l {version or 'absent'}" + (f" (n_jobs={jobs})" if version else "")
     )
     print(
-        f"SCARF for every tool: encoder {SCARF['hidden_dims']} dropout {SCARF['dropout']}, corruption "
-        f"{SCARF['corruption_rate']}, temperature {SCARF['temperature']}, batch {args.batch}, no validation; "
-        f"{args.repeats} windows of {args.exprssl_epochs} (exprssl) / {args.epochs} (others) timed epochs"
+        f"SCARF for every tool: encoder {SCARF['hidden_dims']} dropout {SCARF['dropout']}, "
+        f"corruption {SCARF['corruption_rate']}, temperature {SCARF['temperature']}, batch "
+        f"{args.batch}, no validation; {args.repeats} windows of {args.exprssl_epochs} (exprssl) / "
+        f"{args.epochs} (others) timed epochs"
     )
 
     ratios: dict[str, float] = {}

@@ -156,9 +156,9 @@ def main() -> None:
     )
     if not bf16:
         print(
-            f"bf16-mixed skipped: this CPU has no native bf16 (no AVX512-BF16 or AMX; torch uses "
-            f"{torch.backends.cpu.get_cpu_capability()}), where emulated bf16 matmuls run hundreds of times "
-            "slower than fp32"
+            "bf16-mixed skipped: this CPU has no native bf16 (no AVX512-BF16 or AMX; torch uses "
+            f"{torch.backends.cpu.get_cpu_capability()}), where emulated bf16 matmuls run hundreds "
+            "of times slower than fp32"
         )
     print(
         f"{'method':<12}{'samples/s':>12}{'step ms':>10}{'GFLOP/step':>12}{'% peak':>9}{'% aug':>8}"
@@ -178,7 +178,8 @@ def main() -> None:
         r["peak_fraction"] = r["flops"] / r["step_s"] / peak
         results[name] = r
         bf16_column = (
-            f"{r_bf16['samples_per_s']:>13.0f} ({r_bf16['samples_per_s'] / r['samples_per_s']:.1f}x)"
+            f"{r_bf16['samples_per_s']:>13.0f} "
+            f"({r_bf16['samples_per_s'] / r['samples_per_s']:.1f}x)"
             if r_bf16
             else f"{'skipped':>13}"
         )
@@ -231,7 +232,8 @@ def main() -> None:
         prep.transform(counts)
         ts.append(time.perf_counter() - t0)
     print(
-        f"preprocessing (CPM, log2, z-score) alone: {len(counts) / min(ts):.0f} samples/s per process"
+        f"preprocessing (CPM, log2, z-score) alone: {len(counts) / min(ts):.0f} samples/s per "
+        "process"
     )
 
     speedup = (

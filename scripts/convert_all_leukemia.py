@@ -42,9 +42,9 @@ def convert(src: Path) -> ad.AnnData:
         "name": "all_leukemia",
         "description": "Acute lymphoblastic leukemia, 128 patients, Affymetrix HG-U95Av2, RMA log2",
         "license": "Artistic-2.0",
-        "citation": "Chiaretti S. et al. (2004) Gene expression profile of adult T-cell acute lymphocytic "
-        "leukemia identifies distinct subsets of patients with different response to therapy "
-        "and survival. Blood 103(7):2771-2778.",
+        "citation": "Chiaretti S. et al. (2004) Gene expression profile of adult T-cell acute "
+        "lymphocytic leukemia identifies distinct subsets of patients with different response to "
+        "therapy and survival. Blood 103(7):2771-2778.",
         "source": "Bioconductor data package ALL 1.40.0 (Debian r-bioc-all)",
     }
     return adata

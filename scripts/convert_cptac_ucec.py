@@ -51,11 +51,14 @@ def convert(src: Path) -> ad.AnnData:
     adata = ad.AnnData(X=expr.T.to_numpy(dtype=np.float32), obs=obs, var=var)
     adata.uns["dataset"] = {
         "name": "cptac_ucec",
-        "description": "CPTAC endometrial carcinoma (UCEC): bulk RNA-seq of 101 tumours and 14 adjacent normals "
-        "of 101 patients (obs['patient']: normals share patients with tumours), 28,057 genes, log2 scale",
+        "description": "CPTAC endometrial carcinoma (UCEC): bulk RNA-seq of 101 tumours and 14 "
+        "adjacent normals of 101 patients (obs['patient']: normals share patients with tumours), "
+        "28,057 genes, log2 scale",
         "license": "Apache-2.0",
-        "citation": "Dou Y. et al. (2020) Proteogenomic characterization of endometrial carcinoma. Cell 180(4):729-748",
-        "source": "cptac 0.4.1 (PyPI), endometrial/data/transcriptomics_linear.cct.gz and clinical.txt",
+        "citation": "Dou Y. et al. (2020) Proteogenomic characterization of endometrial "
+        "carcinoma. Cell 180(4):729-748",
+        "source": "cptac 0.4.1 (PyPI), endometrial/data/transcriptomics_linear.cct.gz and "
+        "clinical.txt",
     }
     return adata
 
@@ -71,7 +74,8 @@ def main() -> None:
     with atomic_path(args.out) as tmp:
         adata.write_h5ad(tmp, compression="gzip", compression_opts=9)
     print(
-        f"wrote {args.out}: {adata.n_obs} samples x {adata.n_vars} genes, {args.out.stat().st_size / 1e6:.1f} MB"
+        f"wrote {args.out}: {adata.n_obs} samples x {adata.n_vars} genes, "
+        f"{args.out.stat().st_size / 1e6:.1f} MB"
     )
 
 

@@ -357,8 +357,8 @@ def test_removed_working_directory_in_a_fresh_process(env, tmp_path):
     gone = tmp_path / "gone"
     gone.mkdir()
     script = (
-        f"import os; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); "
-        f"import sys; sys.argv = ['exprssl', 'info', {str(good)!r}]; from exprssl.cli import main; main()"
+        f"import os; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); import sys; sys.argv = "
+        f"['exprssl', 'info', {str(good)!r}]; from exprssl.cli import main; main()"
     )
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr

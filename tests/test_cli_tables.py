@@ -61,7 +61,8 @@ def write_feature_counts(path: Path, counts: pd.DataFrame) -> list[str]:
     )
     with open(path, "w") as fh:
         fh.write(
-            '# Program:featureCounts v2.0.6; Command:"featureCounts" "-a" "genes.gtf" "-o" "counts.txt"\n'
+            '# Program:featureCounts v2.0.6; Command:"featureCounts" "-a" "genes.gtf" "-o" '
+            '"counts.txt"\n'
         )
         pd.concat([ann, table], axis=1).rename_axis("Geneid").to_csv(fh, sep="\t")
     return bams

@@ -95,8 +95,8 @@ def test_duplicate_collapse_is_logged_with_examples_and_the_option(caplog):
     assert list(out.var_names) == ["A", "B", "C"]
     np.testing.assert_allclose(out.X[:, 0], (a.X[:, 0] + a.X[:, 2]) / 2, rtol=1e-6)
     assert (
-        "x.csv: merged 2 duplicated gene ids by mean, e.g. A, C (duplicate_genes: sum, mean, first or error)"
-        in caplog.text
+        "x.csv: merged 2 duplicated gene ids by mean, e.g. A, C (duplicate_genes: sum, mean, "
+        "first or error)" in caplog.text
     )
 
 

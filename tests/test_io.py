@@ -596,9 +596,9 @@ def test_a_few_negative_cells_in_counts_warn(caplog):
         )
     [record] = caplog.records
     assert record.levelname == "WARNING" and record.getMessage() == (
-        "good.csv: 1 negative value (first -3 at sample S4, gene G7) in data that otherwise look like raw "
-        "counts, so the whole matrix is treated as already standardised (no CPM, no log2); fix those cells, "
-        "or set the preprocessing options library_size and log explicitly"
+        "good.csv: 1 negative value (first -3 at sample S4, gene G7) in data that otherwise look "
+        "like raw counts, so the whole matrix is treated as already standardised (no CPM, no "
+        "log2); fix those cells, or set the preprocessing options library_size and log explicitly"
     )
     caplog.clear()
     X[0, :3] = -1.5  # still few, and TPM-like once non-integer

@@ -270,8 +270,8 @@ def test_missing_genes_are_reported_at_default_verbosity(counts, caplog):
     [record] = [r for r in caplog.records if "genes found" in r.getMessage()]
     assert record.levelname == "WARNING" and record.name == "exprssl"
     assert (
-        "240 of the model's 300 genes found (80.0%); 60 missing (GENE00000, GENE00001, GENE00002, GENE00003, GENE00004, ...)"
-        in record.getMessage()
+        "240 of the model's 300 genes found (80.0%); 60 missing (GENE00000, GENE00001, GENE00002, "
+        "GENE00003, GENE00004, ...)" in record.getMessage()
     )
     caplog.clear()
     with caplog.at_level("WARNING", logger="exprssl"):

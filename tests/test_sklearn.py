@@ -41,14 +41,17 @@ EXPECTED_FAILURES = {
     "check_fit2d_1sample": "fitting needs >= 2 samples (BatchNorm, gene variances); " + OWN_MESSAGE,
     "check_fit2d_predict1d": "1-D input at transform: " + OWN_MESSAGE,
     "check_estimators_empty_data_messages": "0 samples or 0 genes: " + OWN_MESSAGE,
-    "check_dtype_object": "non-numbers: exprssl raises NonNumericError (a TypeError) with its own message",
-    "check_complex_data": "complex input is refused (InvalidValuesError, a ValueError) with its own message",
+    "check_dtype_object": "non-numbers: exprssl raises NonNumericError (a TypeError) with its own "
+    "message",
+    "check_complex_data": "complex input is refused (InvalidValuesError, a ValueError) with its "
+    "own message",
 }
 SSL_EXPECTED_FAILURES = {
     **EXPECTED_FAILURES,
-    "check_do_not_raise_errors_in_init_or_set_params": "SSLModel's **misplaced exists only to turn method options passed as keywords (the API before "
-    "method_params) into a ConfigError that says where they go; the check passes it a value. Real "
-    "parameters are never checked in __init__ (test_init_stores_params_unchecked)",
+    "check_do_not_raise_errors_in_init_or_set_params": "SSLModel's **misplaced exists only to "
+    "turn method options passed as keywords (the API before method_params) into a ConfigError "
+    "that says where they go; the check passes it a value. Real parameters are never checked in "
+    "__init__ (test_init_stores_params_unchecked)",
 }
 
 

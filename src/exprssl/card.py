@@ -165,8 +165,9 @@ def render(meta: dict[str, Any]) -> str:
     lines = [
         f"# exprssl {m['method'].upper()} encoder",
         "",
-        f"A self-supervised encoder of bulk gene-expression profiles ({m['genes']['count']:,} genes "
-        f"in, {m['embedding_dim']} dimensions out), trained with exprssl {m['versions']['exprssl']}.",
+        f"A self-supervised encoder of bulk gene-expression profiles ({m['genes']['count']:,} "
+        f"genes in, {m['embedding_dim']} dimensions out), trained with exprssl "
+        f"{m['versions']['exprssl']}.",
         "Load it with `exprssl.SSLModel.load(path_or_hub_id)`; its files are verified against the "
         "hashes above.",
         "",

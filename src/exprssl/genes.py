@@ -50,7 +50,8 @@ def collapse_duplicates(adata: ad.AnnData, policy: str = "sum", source: str = "d
         )
     codes, uniques = pd.factorize(names)
     log.info(
-        "%s: merged %d duplicated gene ids by %s, e.g. %s (duplicate_genes: sum, mean, first or error)",
+        "%s: merged %d duplicated gene ids by %s, e.g. %s (duplicate_genes: sum, mean, first or "
+        "error)",
         source,
         len(dups),
         policy,

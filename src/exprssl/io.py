@@ -642,7 +642,8 @@ def _read_table(
             df = df.set_index(col)
         if df.shape[0] == 0 or df.shape[1] == 0:
             raise DataFileError(
-                f"{path}: table has no data rows or no value columns ({df.shape[0]} x {df.shape[1]})"
+                f"{path}: table has no data rows or no value columns ({df.shape[0]} x "
+                f"{df.shape[1]})"
             )
         if df.index.hasnans:
             raise DataFileError(
@@ -718,7 +719,8 @@ def _selection(requested, available: pd.Index, what: str, source: str) -> np.nda
     if (pos < 0).any():
         missing = [str(r) for r, p in zip(req, pos, strict=True) if p < 0]
         raise DataFileError(
-            f"{source}: {len(missing)} requested {what} not in the file, e.g. {', '.join(missing[:5])}"
+            f"{source}: {len(missing)} requested {what} not in the file, e.g. "
+            f"{', '.join(missing[:5])}"
         )
     return pos
 
@@ -1062,7 +1064,8 @@ def add_labels(
     id_column = id_column or sheet.columns[0]
     if id_column not in sheet.columns:
         raise LabelColumnError(
-            f"{source}: id column '{id_column}' not found; columns: {', '.join(map(str, sheet.columns))}"
+            f"{source}: id column '{id_column}' not found; columns: "
+            f"{', '.join(map(str, sheet.columns))}"
         )
     if columns is not None:
         missing = [c for c in columns if c not in sheet.columns]
@@ -1083,7 +1086,8 @@ def add_labels(
     if matched == 0:
         raise LabelMatchError(
             f"{source}: no sample id matches the expression data (sheet ids e.g. "
-            f"{', '.join(map(str, sheet.index[:3]))}; data ids e.g. {', '.join(map(str, adata.obs_names[:3]))}"
+            f"{', '.join(map(str, sheet.index[:3]))}; data ids e.g. "
+            f"{', '.join(map(str, adata.obs_names[:3]))}"
             + _match_hint(sheet.index, sample_keys, adata, level)
             + ")"
         )

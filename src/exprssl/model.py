@@ -107,9 +107,10 @@ class SSLModel(TransformerMixin, BaseEstimator):
     ):
         if misplaced:  # scikit-learn forbids **kwargs as parameters; this only explains the error
             raise ConfigError(
-                f"SSLModel got unknown keyword(s) {', '.join(sorted(misplaced))}: options of the method go "
-                f"in method_params, e.g. SSLModel({method!r}, method_params={misplaced!r}); SSLModel's own "
-                f"keywords are {', '.join(self._get_param_names())}"
+                f"SSLModel got unknown keyword(s) {', '.join(sorted(misplaced))}: options of the "
+                f"method go in method_params, e.g. SSLModel({method!r}, "
+                f"method_params={misplaced!r}); SSLModel's own keywords are "
+                f"{', '.join(self._get_param_names())}"
             )
         self.method = method
         self.method_params = method_params

@@ -214,8 +214,8 @@ def check_output(
             raise OutputPathError(
                 f"{path}: holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
                 f"which exprssl did not write; replacing the {what} would lose "
-                f"{'it' if len(foreign) == 1 else 'them'}: move {'it' if len(foreign) == 1 else 'them'} "
-                "out or choose a new output path"
+                f"{'it' if len(foreign) == 1 else 'them'}: move "
+                f"{'it' if len(foreign) == 1 else 'them'} out or choose a new output path"
             )
     check_writable(path)
     return path

@@ -388,8 +388,8 @@ class Preprocessor(TransformerMixin, BaseEstimator):
             raise GeneOverlapError(
                 f"{source}: X has {d} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input; columns without gene names can only be "
-                "taken in the fit order: pass gene names (a DataFrame, an AnnData or genes=) to align "
-                "them by name"
+                "taken in the fit order: pass gene names (a DataFrame, an AnnData or genes=) to "
+                "align them by name"
             )
         if hasattr(self, "feature_names_in_"):
             log.warning(

@@ -174,8 +174,9 @@ def check_repeats(splits: int, seeds: int, labels) -> None:
     if splits > limit:
         raise ConfigError(
             f"splits {splits} is more than this cohort supports: at most {limit} (one per labelled "
-            f"profile of the smallest class, '{cls}' with {smallest}, at least {FEW_SPLITS}, at most "
-            f"{MAX_REPEATS}); more splits re-deal the same profiles and only multiply the run time"
+            f"profile of the smallest class, '{cls}' with {smallest}, at least {FEW_SPLITS}, at "
+            f"most {MAX_REPEATS}); more splits re-deal the same profiles and only multiply the run "
+            "time"
         )
     if seeds > MAX_REPEATS:
         raise ConfigError(

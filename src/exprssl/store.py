@@ -206,8 +206,8 @@ def _block_width(source: _Source, block_samples: int | None) -> int:
     bytes_per_sample = max(1, len(source.genes)) * source.dtype.itemsize
     if unit * bytes_per_sample > 4 * BLOCK_BYTES:
         log.warning(
-            "a source chunk column (%d samples x all %d genes) exceeds the memory per block; reading "
-            "across its chunks (slower)",
+            "a source chunk column (%d samples x all %d genes) exceeds the memory per block; "
+            "reading across its chunks (slower)",
             source.step,
             len(source.genes),
         )
@@ -628,7 +628,8 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
     dense = store.n_samples * len(store.genes) * 4
     if available is not None and dense > available / 4:
         log.info(
-            "%s: %.1f GB as float32, more than a quarter of the available %.1f GB: streaming it from disk",
+            "%s: %.1f GB as float32, more than a quarter of the available %.1f GB: streaming it "
+            "from disk",
             p,
             dense / 1e9,
             available / 1e9,
@@ -687,8 +688,8 @@ class ExpressionStore:
                             f"{self.path}: not an exprssl store (make one with `exprssl convert`)"
                         )
                     log.info(
-                        "%s: a store written by exprssl 0.2; it streams, but `exprssl convert %s --out "
-                        "STORE.h5ad` makes a compressed one that anndata opens",
+                        "%s: a store written by exprssl 0.2; it streams, but `exprssl convert %s "
+                        "--out STORE.h5ad` makes a compressed one that anndata opens",
                         self.path,
                         self.path,
                     )

@@ -365,8 +365,9 @@ class SSLLightningModule(L.LightningModule):
     def _diverged(self, what: str, value: float) -> TrainingDivergedError:
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
         return TrainingDivergedError(
-            f"{self.method.name}: training diverged at epoch {self.current_epoch + 1} ({what} is {value:g}); "
-            f"lower the learning rate (now {lr:g}) or check the input scale (exprssl info shows it)"
+            f"{self.method.name}: training diverged at epoch {self.current_epoch + 1} ({what} is "
+            f"{value:g}); lower the learning rate (now {lr:g}) or check the input scale (exprssl "
+            "info shows it)"
         )
 
     def training_step(self, batch, batch_idx):
@@ -492,9 +493,9 @@ def check_finite_weights(method: torch.nn.Module) -> None:
     ]
     if bad:
         raise TrainingDivergedError(
-            f"{getattr(method, 'name', 'method')}: training diverged: non-finite weights in {bad[0]}"
-            f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}; lower the learning rate or check "
-            f"the input scale (exprssl info shows it)"
+            f"{getattr(method, 'name', 'method')}: training diverged: non-finite weights in "
+            f"{bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}; lower the learning "
+            "rate or check the input scale (exprssl info shows it)"
         )
 
 
@@ -519,8 +520,9 @@ def holdout_size(n: int, cfg: TrainConfig, limit: int | None = None) -> int:
     if n_train < max(2, min(cfg.batch_size, n // 2)):
         most = max(0.0, (n - max(2, min(cfg.batch_size, n // 2))) / n)
         raise ConfigError(
-            f"val_fraction {cfg.val_fraction:g} holds out {n_val} of {n} samples for early stopping, "
-            f"leaving {n_train} to train on; use val_fraction <= {math.floor(most * 100) / 100:g}"
+            f"val_fraction {cfg.val_fraction:g} holds out {n_val} of {n} samples for early "
+            f"stopping, leaving {n_train} to train on; use val_fraction <= "
+            f"{math.floor(most * 100) / 100:g}"
         )
     return n_val
 
@@ -627,8 +629,8 @@ def check_precision(cfg: TrainConfig) -> None:
     if str(cfg.precision or "").startswith("bf16") and _on_cpu(cfg) and native_bf16() is False:
         capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
         log.warning(
-            "precision %s: this CPU has no native bf16 (no AVX512-BF16 or AMX; torch uses %s), so bf16 "
-            "matmuls are emulated and train far slower than --precision 32-true",
+            "precision %s: this CPU has no native bf16 (no AVX512-BF16 or AMX; torch uses %s), so "
+            "bf16 matmuls are emulated and train far slower than --precision 32-true",
             cfg.precision,
             capability,
         )
@@ -650,8 +652,9 @@ def lightning_trainer(cfg: TrainConfig, **kwargs: Any) -> L.Trainer:
         # precision whose package is missing (deepspeed, transformer-engine)
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(
-            f"training: Lightning refused accelerator={cfg.accelerator!r}, devices={cfg.devices!r}, "
-            f"strategy={cfg.strategy!r}, precision={cfg.precision!r}: {first_line}"
+            f"training: Lightning refused accelerator={cfg.accelerator!r}, "
+            f"devices={cfg.devices!r}, strategy={cfg.strategy!r}, precision={cfg.precision!r}: "
+            f"{first_line}"
         ) from None
 
 

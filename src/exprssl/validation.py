@@ -116,9 +116,9 @@ def check_model_memory(
     available = _available_memory()
     if available is not None and need > available:
         raise ConfigError(
-            f"{source}: a {method} model of {n_params:,} weights for {n_features:,} genes needs about "
-            f"{need / 1e9:.1f} GB to train, more than the {available / 1e9:.1f} GB available; "
-            "choose smaller hidden_dims / embedding_dim, or fewer genes (--top-genes)"
+            f"{source}: a {method} model of {n_params:,} weights for {n_features:,} genes needs "
+            f"about {need / 1e9:.1f} GB to train, more than the {available / 1e9:.1f} GB "
+            "available; choose smaller hidden_dims / embedding_dim, or fewer genes (--top-genes)"
         )
     return n_params
 

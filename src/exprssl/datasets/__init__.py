@@ -21,27 +21,29 @@ from .synthetic import latent_programmes, synthetic
 REGISTRY: dict[str, dict[str, Any]] = {
     "all_leukemia": {
         "file": "all_leukemia.h5ad",
-        "description": "Adult acute lymphoblastic leukemia: 128 patients x 12,625 Affymetrix HG-U95Av2 "
-        "probe sets, RMA-normalised log2 intensities (microarray; already log scale).",
+        "description": "Adult acute lymphoblastic leukemia: 128 patients x 12,625 Affymetrix "
+        "HG-U95Av2 probe sets, RMA-normalised log2 intensities (microarray; already log scale).",
         "feature_kind": "probe sets",
         "label_columns": ["mol.biol", "BT", "lineage", "sex", "remission", "relapse"],
         "default_label": "mol.biol",
         "demo": {"label": "mol.biol", "min_class_size": 5},
         "license": "Artistic-2.0",
-        "citation": "Chiaretti et al. (2004) Blood 103(7):2771-2778; Bioconductor package ALL 1.40.0",
+        "citation": "Chiaretti et al. (2004) Blood 103(7):2771-2778; Bioconductor package ALL "
+        "1.40.0",
         "source": "Debian r-bioc-all (Bioconductor ALL 1.40.0); scripts/convert_all_leukemia.py",
     },
     "cptac_ucec": {
         "file": "cptac_ucec.h5ad",
-        "description": "CPTAC endometrial carcinoma: bulk RNA-seq of 101 tumours and 14 adjacent normals from "
-        "101 patients x 28,057 genes, log2 scale. Group splits by 'patient'.",
+        "description": "CPTAC endometrial carcinoma: bulk RNA-seq of 101 tumours and 14 adjacent "
+        "normals from 101 patients x 28,057 genes, log2 scale. Group splits by 'patient'.",
         "feature_kind": "genes",
         "label_columns": ["tissue", "Genomics_subtype", "MSI_status", "Histologic_type"],
         "default_label": "Genomics_subtype",
         "demo": {"label": "Genomics_subtype", "group": "patient", "min_class_size": 5},
         "license": "Apache-2.0",
         "citation": "Dou et al. (2020) Cell 180(4):729-748; cptac Python package 0.4.1",
-        "source": "PyPI cptac 0.4.1 (endometrial transcriptomics + clinical); scripts/convert_cptac_ucec.py",
+        "source": "PyPI cptac 0.4.1 (endometrial transcriptomics + clinical); "
+        "scripts/convert_cptac_ucec.py",
     },
 }
 
