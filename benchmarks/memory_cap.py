@@ -37,7 +37,14 @@ CHILD = textwrap.dedent("""
     if sys.argv[2] == "in-memory":  # the control: the whole matrix in memory, as without a store
         s = ExpressionStore(data)
         data = s.rows(np.arange(s.n_samples))
-    SSLModel("scarf", epochs=1, batch_size=256, method_params={"hidden_dims": [256, 256]}, progress=False, patience=0).fit(data)
+    SSLModel(
+        "scarf",
+        epochs=1,
+        batch_size=256,
+        method_params={"hidden_dims": [256, 256]},
+        progress=False,
+        patience=0,
+    ).fit(data)
     status = open("/proc/self/status").read()
     print("peak_rss_mb", int(status.split("VmHWM:")[1].split()[0]) // 1024)
 """)
@@ -111,7 +118,8 @@ def main() -> None:
         write_store(store, args.samples, args.genes)
         group = make_cgroup(args.cap_mb * 2**20)
         print(
-            f"memory cap: {f'{args.cap_mb} MB via {group}' if group else 'none (no cgroup access)'}",
+            "memory cap: "
+            + (f"{args.cap_mb} MB via {group}" if group else "none (no cgroup access)"),
             flush=True,
         )
 

@@ -28,7 +28,8 @@ TabularS3L is optional and skipped when absent. Install it next to exprssl with
 
 (``constraints.txt`` pins the CPU build of torch, so pip does not pull a CUDA build), then
 
-    python benchmarks/peers.py [--shapes 4096x20000,4096x5000] [--epochs 1] [--repeats 3] [--threads N]
+    python benchmarks/peers.py [--shapes 4096x20000,4096x5000] [--epochs 1] [--repeats 3] \
+        [--threads N]
 
 Its last line is exactly ``summary: ratio_20k=X.X ratio_5k=Y.Y`` (exprssl / TabularS3L samples/s,
 keyed by gene count; ``nan`` without ts3l).
@@ -256,7 +257,8 @@ def main() -> None:
         "--epochs",
         type=int,
         default=1,
-        help="timed epochs per window of TabularS3L and the reference loop (~35 s each at 4096 samples)",
+        help="timed epochs per window of TabularS3L and the reference loop "
+        "(~35 s each at 4096 samples)",
     )
     p.add_argument(
         "--exprssl-epochs", type=int, default=5, help="timed epochs per window of exprssl"

@@ -7,8 +7,9 @@ times SCARF with the paper's reference-style corruption: a per-sample Python loo
 ``randperm`` with uniform replacement, both as a whole step and as the corruption alone. Each
 method is also timed under bf16 autocast (what ``--precision bf16-mixed`` runs) on a CPU with
 native bf16 (AVX512-BF16 or AMX), where bf16 GEMMs are several times faster than fp32; elsewhere
-torch emulates them hundreds of times slower, so that column is skipped, and the output says so. Times are medians over steps, so a busy machine skews them less. A last
-measurement is preprocessing alone, which a streamed store pays per sample on top of the step.
+torch emulates them hundreds of times slower, so that column is skipped, and the output says
+so. Times are medians over steps, so a busy machine skews them less. A last measurement is
+preprocessing alone, which a streamed store pays per sample on top of the step.
 
     python benchmarks/throughput.py [--genes 20000] [--batch 256] [--steps 10]
 
@@ -78,7 +79,7 @@ def _corruptors(method: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
 def time_method(
     method: nn.Module, X: torch.Tensor, batch: int, steps: int, bf16: bool = False
 ) -> dict:
-    """Median over steps (robust to a busy machine) of a full step's time and its corruption time."""
+    """Median over steps (robust to a busy machine) of a full step's and its corruption's time."""
     opt = build_optimizer(
         [p for p in method.trainable_parameters() if p.requires_grad], **method.optimizer_defaults
     )
@@ -184,7 +185,8 @@ def main() -> None:
             else f"{'skipped':>13}"
         )
         print(
-            f"{name:<12}{r['samples_per_s']:>12.0f}{1e3 * r['step_s']:>10.1f}{r['flops'] / 1e9:>12.2f}"
+            f"{name:<12}{r['samples_per_s']:>12.0f}{1e3 * r['step_s']:>10.1f}"
+            f"{r['flops'] / 1e9:>12.2f}"
             f"{100 * r['peak_fraction']:>9.1f}{100 * r['aug_fraction']:>8.1f}{bf16_column}"
         )
 

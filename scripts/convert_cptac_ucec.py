@@ -1,7 +1,9 @@
 """Build the bundled `cptac_ucec` dataset from the cptac 0.4.1 wheel (PyPI).
 
-    pip download --no-deps -d /tmp/cptac cptac==0.4.1 && (cd /tmp/cptac && unzip -q cptac-0.4.1-*.whl)
-    python scripts/convert_cptac_ucec.py --src /tmp/cptac --out src/exprssl/datasets/data/cptac_ucec.h5ad
+    pip download --no-deps -d /tmp/cptac cptac==0.4.1
+    (cd /tmp/cptac && unzip -q cptac-0.4.1-*.whl)
+    python scripts/convert_cptac_ucec.py --src /tmp/cptac \
+        --out src/exprssl/datasets/data/cptac_ucec.h5ad
 
 Source: CPTAC endometrial carcinoma (UCEC) discovery cohort, Dou et al. 2020, as packaged in the
 cptac Python package 0.4.1 (Apache-2.0; later versions download data at run time).

@@ -112,7 +112,8 @@ def test_a_model_saved_without_a_card_loads_with_a_warning(saved, tmp_path, capl
 
 
 def _fake_hub_cache(tmp_path, monkeypatch, saved, repo="org/expr-model"):
-    """The layout huggingface_hub's cache uses: models--org--name/{refs/main, snapshots/<commit>/}."""
+    """The layout huggingface_hub's cache uses:
+    models--org--name/{refs/main, snapshots/<commit>/}."""
     constants = pytest.importorskip("huggingface_hub.constants")
     cache = tmp_path / "hub"
     root = cache / f"models--{repo.replace('/', '--')}"

@@ -310,7 +310,7 @@ def test_outputs_never_replace_or_lose_user_files(env):
     assert r.exit_code == 0, r.output  # an exprssl artefact of the same kind, replaced on request
 
 
-# ----------------------------------------------------------------------------- round three (issue 21)
+# ------------------------------------------------------------------------ round three (issue 21)
 def _small_cohort(root: Path, n: int = 40) -> tuple[Path, Path]:
     """A 40-sample table and its sheet (two classes of 20): the cohort the issue hung on."""
     data, sheet = root / "c40.csv", root / "c40_sheet.csv"

@@ -1,5 +1,6 @@
 """Bundled real data loads offline with the source's numbers; the synthetic generators are seeded,
-and the latent-programme control's labels depend on its latent state (or, as the negative control, do not)."""
+and the latent-programme control's labels depend on its latent state (or, as the negative control,
+do not)."""
 
 from __future__ import annotations
 
@@ -119,7 +120,8 @@ def _log_cpm(X):
 
 
 def _probe_score(F, y, per_class, seed=0):
-    """Balanced accuracy of standardised logistic regression trained on ``per_class`` labels per class."""
+    """Balanced accuracy of standardised logistic regression trained on ``per_class`` labels per
+    class."""
     rng = np.random.default_rng(seed)
     train = np.concatenate(
         [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in np.unique(y)]

@@ -57,7 +57,8 @@ def test_each_stacked_model_equals_its_own_reference_training():
         _reference(enc, untrained, X, y, masks[m].nonzero().view(-1), 6, recipe) for m in range(3)
     ]
     for m in range(3):
-        # float noise only (Adam's first steps amplify it); a model that saw another's rows is 10x off
+        # float noise only (Adam's first steps amplify it); a model that saw another's rows is
+        # 10x off
         np.testing.assert_allclose(stacked[m], refs[m], atol=2e-3)
         assert all(np.abs(stacked[m] - refs[o]).max() > 1e-2 for o in range(3) if o != m)
 

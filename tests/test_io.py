@@ -549,7 +549,7 @@ def test_gct_version_and_dimensions_are_checked(tmp_path, frame):
         io.read(p)
 
 
-# ----------------------------------------------------------------------------- warnings that name the rule
+# ------------------------------------------------------------------ warnings that name the rule
 def test_orientation_auto_warns_when_it_guesses(tmp_path, caplog):
     rng = np.random.default_rng(0)
     p = tmp_path / "wide.csv"  # 100 samples x 60 genes, samples in rows: auto transposes it

@@ -165,7 +165,7 @@ def test_mae_reconstructs_original_on_masked_entries():
     assert loss.item() < 0.5 * first
 
 
-# ------------------------------------------------------------------ training: history and divergence
+# ---------------------------------------------------------------- training: history and divergence
 SMALL = {
     "scarf": {},
     "byol": {"proj_hidden": 16, "proj_dim": 8},
@@ -227,7 +227,8 @@ def test_epoch_means_are_weighted_and_sync_once():
 
 
 def test_huge_learning_rate_stops_with_diverged_error():
-    """`--lr 10` with SGD on unscaled data: the run stops with a one-line hint, no weights come back."""
+    """`--lr 10` with SGD on unscaled data: the run stops with a one-line hint, no weights come
+    back."""
     torch.manual_seed(0)
     m = build_method("mae", 20, hidden_dims=[16])
     with pytest.raises(

@@ -1,4 +1,5 @@
-"""Method options and training options: typed, documented, checked in one place, one message format."""
+"""Method options and training options: typed, documented, checked in one place, one message
+format."""
 
 from __future__ import annotations
 
@@ -235,8 +236,8 @@ def test_default_encoder_defined_once():
         ({"log_dir": 5}, "log_dir must be a directory path, got 5"),
         (
             {"epocs": 3},
-            r"training: unknown option\(s\) epocs \(did you mean epochs\?\); accepted: accelerator, "
-            "batch_size, devices, epochs, ",
+            r"training: unknown option\(s\) epocs \(did you mean epochs\?\); accepted: "
+            "accelerator, batch_size, devices, epochs, ",
         ),
     ],
 )

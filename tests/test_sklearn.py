@@ -31,9 +31,9 @@ TINY = dict(
     patience=0,
 )
 
-# Checks that cannot pass, by name, each with why. exprssl's input errors are ValueError (non-numbers
-# TypeError) like scikit-learn's, but its messages are its own one-line ones (they name the file,
-# sample and gene), and these checks match scikit-learn's message text.
+# Checks that cannot pass, by name, each with why. exprssl's input errors are ValueError
+# (non-numbers TypeError) like scikit-learn's, but its messages are its own one-line ones (they
+# name the file, sample and gene), and these checks match scikit-learn's message text.
 OWN_MESSAGE = (
     "exprssl raises a ValueError with its own one-line message, not scikit-learn's wording"
 )

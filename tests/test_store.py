@@ -35,7 +35,7 @@ IDENTITY = dict(library_size=False, log=False, standardize=False)
 
 
 def _archs4(path, n_genes=12, n_samples=1000, genes=None):
-    """A file in ARCHS4's layout: genes x samples integer counts, gzip, chunked by sample columns."""
+    """A file in ARCHS4's layout: genes x samples integer counts, gzip, chunked by sample column."""
     rng = np.random.default_rng(0)
     X = rng.poisson(rng.gamma(0.5, 40.0, (n_genes, 1)), (n_genes, n_samples)).astype(np.uint32)
     X[0] = np.arange(n_samples)  # gene 0 tags the sample index
@@ -166,7 +166,7 @@ def test_interrupted_conversion_resumes_to_identical_content(tmp_path):
 
 
 def _legacy_store(path, X):
-    """A store as exprssl 0.2 wrote it: X float32 in row chunks, genes and samples as string lists."""
+    """A store as exprssl 0.2 wrote it: X float32 in row chunks, genes and samples as str lists."""
     n, d = X.shape
     with h5py.File(path, "w") as f:
         f.attrs["format"] = LEGACY_STORE_FORMAT
@@ -382,8 +382,9 @@ PEAK_SCRIPT = textwrap.dedent("""
     import resource, sys
     import numpy as np
     from exprssl import SSLModel
-    SSLModel("scarf", epochs=1, batch_size=256, method_params={"hidden_dims": [64]}, progress=False, patience=0).fit(sys.argv[1],
-                                                                                                  stream=True)
+    model = SSLModel("scarf", epochs=1, batch_size=256, method_params={"hidden_dims": [64]},
+                     progress=False, patience=0)
+    model.fit(sys.argv[1], stream=True)
     try:  # this process's own peak: ru_maxrss starts from the parent's RSS at exec on Linux
         status = open("/proc/self/status").read()
         print(int(status.split("VmHWM:")[1].split()[0]) // 1024)

@@ -346,12 +346,12 @@ def explain(
     a head fit on ``labels`` (an ``adata.obs`` column name, or one value per sample; missing =
     unlabelled). ``adata``: an AnnData, a file path or a bundled dataset's name.
 
-    ``head``: ``"linear_probe"`` (the default protocol's logistic probe on the embedding, C =
-    ``C``) or ``"finetune"`` (encoder + softmax head trained by the fine-tuning recipe). Attributions
-    run through encoder + head by integrated gradients on the model's standardised inputs (see
-    ``integrated_gradients``) over every labelled sample. ``splits`` > 1 fits one head per
-    training part of a stratified K-fold, for ``stability``; ``baseline`` adds logistic
-    regression on the same standardised genes (approach ``logreg``) for ``overlap``.
+    ``head``: ``"linear_probe"`` (the default protocol's logistic probe on the embedding, C = ``C``)
+    or ``"finetune"`` (encoder + softmax head trained by the fine-tuning recipe). Attributions run
+    through encoder + head by integrated gradients on the model's standardised inputs (see
+    ``integrated_gradients``) over every labelled sample. ``splits`` > 1 fits one head per training
+    part of a stratified K-fold, for ``stability``; ``baseline`` adds logistic regression on the
+    same standardised genes (approach ``logreg``) for ``overlap``.
     """
     from sklearn.model_selection import StratifiedKFold
 

@@ -81,8 +81,9 @@ def _as_numpy(t: torch.Tensor) -> np.ndarray | None:
 
 
 def _check(rate: float, mode: str) -> None:
-    """The same checks and wording as the methods' options (``corruption_rate``, ``corruption_mode``);
-    rates 0 and 1 are allowed here (no / full corruption), methods ask for a rate in (0, 1)."""
+    """The same checks and wording as the methods' options (``corruption_rate``,
+    ``corruption_mode``); rates 0 and 1 are allowed here (no / full corruption), methods ask for
+    a rate in (0, 1)."""
     if not 0 <= rate <= 1:
         raise ConfigError(f"corruption_rate must be a finite number in [0, 1], got {rate!r}")
     if mode not in MODES:

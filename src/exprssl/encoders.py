@@ -14,7 +14,8 @@ DEFAULT_DROPOUT: float = 0.2
 
 
 def default_encoder() -> dict[str, Any]:
-    """The default encoder's options as a fresh JSON-able dict: ``{"hidden_dims": [...], "dropout": ...}``."""
+    """The default encoder's options as a fresh JSON-able dict:
+    ``{"hidden_dims": [...], "dropout": ...}``."""
     return {"hidden_dims": list(DEFAULT_HIDDEN_DIMS), "dropout": DEFAULT_DROPOUT}
 
 
@@ -31,7 +32,8 @@ def _block(in_dim: int, out_dim: int, batchnorm: bool, dropout: float) -> list[n
 class MLPEncoder(nn.Sequential):
     """[Linear -> BatchNorm -> ReLU -> Dropout] blocks; the embedding is the last block's output.
 
-    The default (``DEFAULT_HIDDEN_DIMS``, ``DEFAULT_DROPOUT``) is the encoder of Dradjat et al. (2025).
+    The default (``DEFAULT_HIDDEN_DIMS``, ``DEFAULT_DROPOUT``) is the encoder of Dradjat et al.
+    (2025).
     """
 
     def __init__(

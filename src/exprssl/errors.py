@@ -75,7 +75,8 @@ class ModelNotFoundError(ExprsslError):
 
 
 class OutputPathError(ExprsslError):
-    """An output path that would replace or lose something exprssl did not write, or cannot be written."""
+    """An output path that would replace or lose something exprssl did not write, or that cannot
+    be written."""
 
 
 class TrainingDivergedError(ExprsslError):

@@ -560,10 +560,11 @@ def _numeric_frame(df: pd.DataFrame, source: str) -> np.ndarray:
 
 def _orient(df: pd.DataFrame, orientation: str, source: str, sheet_keys=None) -> pd.DataFrame:
     """Samples in rows. ``auto`` reads a table with per-gene annotation columns or columns named
-    by alignment files (featureCounts) with genes in rows; with a sample sheet (``sheet_keys``: its ids and the match mode
-    comparing them, see ``id_keys``) takes the axis whose ids the sheet names; without
-    one, or when neither axis matches, the longer axis as genes, with a warning when that is a
-    guess: the longer axis is short (< AUTO_MIN_GENES) or not clearly longer (< AUTO_MIN_RATIO x)."""
+    by alignment files (featureCounts) with genes in rows; with a sample sheet (``sheet_keys``:
+    its ids and the match mode comparing them, see ``id_keys``) takes the axis whose ids the sheet
+    names; without one, or when neither axis matches, the longer axis as genes, with a warning
+    when that is a guess: the longer axis is short (< AUTO_MIN_GENES) or not clearly longer
+    (< AUTO_MIN_RATIO x)."""
     n_rows, n_cols = df.shape
     transpose = orientation == "genes_in_rows" or (orientation == "auto" and n_rows > n_cols)
     if orientation == "auto" and df.attrs.get("genes_in_rows"):  # featureCounts: the layout says so
@@ -969,7 +970,7 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike) -> Path:
 
 # ----------------------------------------------------------------------------- labels
 def tcga_id(barcode: str, level: str = "sample") -> str:
-    """Cut a TCGA barcode to ``patient`` (3 fields) or ``sample`` (4 fields, vial letter dropped)."""
+    """Cut a TCGA barcode to ``patient`` (3 fields) or ``sample`` (4 fields, vial letter gone)."""
     s = str(barcode)
     if "|" in s:  # GDC "case|sample" pair: keep the part that is a barcode at this level
         parts = [p for p in s.split("|") if p.upper().startswith("TCGA-")]
@@ -1121,7 +1122,10 @@ def _match_hint(sheet_keys: pd.Index, sample_keys: pd.Index, adata: ad.AnnData, 
     if str(adata.obs_names[0]).upper().startswith("TCGA") and level is None:
         return "; TCGA barcodes? try match='tcga_sample' or 'tcga_patient'"
     if sheet_keys.isin(pd.Index(adata.var_names)).any():
-        return "; the sheet names columns read as genes: pass --orientation genes_in_rows|samples_in_rows"
+        return (
+            "; the sheet names columns read as genes: pass --orientation "
+            "genes_in_rows|samples_in_rows"
+        )
     return ""
 
 
@@ -1190,7 +1194,7 @@ def require_label(adata: ad.AnnData, column: str, min_classes: int = 2) -> pd.Se
     if column not in adata.obs.columns:
         raise LabelColumnError(
             f"label column '{column}' not found; available: "
-            f"{', '.join(map(str, adata.obs.columns)) or '(none: add a sample sheet with --labels)'}"
+            + (", ".join(map(str, adata.obs.columns)) or "(none: add a sample sheet with --labels)")
         )
     n = looks_continuous(adata.obs[column])
     if n is not None:

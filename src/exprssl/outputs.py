@@ -58,7 +58,8 @@ LOG_MARKER = "exprssl-log.json"
 
 
 def artifact_kind(path: str | os.PathLike) -> str | None:
-    """Which exprssl artefact ``path`` is (``model``, ``benchmark``, ``embedding``, ``store``), or None."""
+    """Which exprssl artefact ``path`` is (``model``, ``benchmark``, ``embedding``, ``store``),
+    or None."""
     path = Path(path)
     if path.is_dir():
         try:
@@ -177,7 +178,8 @@ def check_output(
 
     for src in inputs:
         if src is None or data_file(src) is None:
-            continue  # a bundled dataset's name (even with a directory of that name here), not a path
+            # a bundled dataset's name (even with a directory of that name here), not a path
+            continue
         if _same_or_inside(Path(src), path):
             relation = "is" if Path(src).resolve() == path.resolve() else "contains"
             raise OutputPathError(

@@ -416,7 +416,8 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         else:
             self.gene_coverage(names, source, report=report_coverage)
             names = self._model_names(names)
-            # library size from the genes the sample has that the model knows (same basis as training)
+            # library size from the genes the sample has that the model knows (the training
+            # basis)
             pos = {g: i for i, g in enumerate(names)}
             shared_in = [pos[g] for g in self.input_genes_ if g in pos]
             local = {names[j]: k for k, j in enumerate(shared_in)}

@@ -39,11 +39,11 @@ def guess_scale(
     """Classify values as raw counts, log scale, other linear (TPM/FPKM) or already standardised.
 
     Rules (documented in the README): any negative value -> ``standardized``; all integers with a
-    maximum above 100 -> ``counts``; maximum at most 50 -> ``log`` (log2 of counts/TPM rarely exceeds
-    ~25); otherwise ``linear`` (non-integer, large range: TPM, FPKM, CPM). The negative check sees
-    every cell; the others a strided sample of ``max_check`` values. A few negative cells in data
-    that otherwise look like counts or TPM log a warning naming ``source`` and the first one (with
-    ``samples`` / ``genes`` as names when given).
+    maximum above 100 -> ``counts``; maximum at most 50 -> ``log`` (log2 of counts/TPM rarely
+    exceeds ~25); otherwise ``linear`` (non-integer, large range: TPM, FPKM, CPM). The negative
+    check sees every cell; the others a strided sample of ``max_check`` values. A few negative cells
+    in data that otherwise look like counts or TPM log a warning naming ``source`` and the first one
+    (with ``samples`` / ``genes`` as names when given).
     """
     X = np.asarray(X)
     flat = X.ravel()

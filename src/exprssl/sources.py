@@ -71,7 +71,7 @@ class ExpressionSource:
         return self.n_samples, self.features()[0]
 
     def features(self) -> tuple[int, list[str] | None]:
-        """Number of input columns and their gene names (None for an array), without reading values."""
+        """Number of input columns and their gene names (None for an array), reading no values."""
         if self.streamed:
             return len(self.store.genes), list(self.store.genes)
         data = self.data
@@ -92,7 +92,7 @@ class ExpressionSource:
         )
 
     def obs(self) -> pd.DataFrame:
-        """Sample metadata for an embedding's AnnData: obs of an AnnData or store, else sample ids."""
+        """Sample metadata for an embedding's AnnData: an AnnData's or store's obs, else ids."""
         if self.streamed:
             return self.store.obs.copy()
         if self.is_anndata:

@@ -16,7 +16,8 @@ def _labels(labels) -> np.ndarray:
 
 
 def drop_rare_classes(labels, min_count: int) -> tuple[np.ndarray, dict[str, int]]:
-    """Boolean mask of samples whose class has at least ``min_count`` members, and the dropped classes."""
+    """Boolean mask of samples whose class has at least ``min_count`` members, and the dropped
+    classes."""
     y = _labels(labels)
     counts = pd.Series(y).value_counts()
     dropped = {str(k): int(v) for k, v in counts.items() if v < min_count}

@@ -97,7 +97,7 @@ def lightning_strategies() -> tuple[str, ...]:
 
 
 def lightning_precisions() -> tuple[str, ...]:
-    """Precision names Lightning accepts ('32-true', 'bf16-mixed', '16', ...), read from Lightning."""
+    """Precision names Lightning accepts ('32-true', 'bf16-mixed', '16', ...), as it lists them."""
     try:
         from lightning.fabric.connector import _PRECISION_INPUT
     except ImportError:  # a Lightning that moved its private alias
@@ -131,7 +131,7 @@ def _parse_precision(v: Any) -> str:
 
 
 def _parse_devices(v: Any) -> int | str | list[int]:
-    """Lightning's ``devices``: 'auto', a count (-1: all) or a list of device indices ('0,1' too)."""
+    """Lightning's ``devices``: 'auto', a count (-1: all) or a list of indices ('0,1' too)."""
     requirement = "'auto', a number of devices (>= 1, or -1 for all) or a list of device indices"
     if isinstance(v, str):
         text = v.strip()
@@ -218,11 +218,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> TrainConfig:
-        """A validated config from a mapping (YAML, CLI flags); unknown keys are refused, naming the accepted ones."""
+        """A validated config from a mapping (YAML, CLI flags); unknown keys are refused, naming
+        the accepted ones."""
         return validate_options(cls, d, "training")
 
     def validate(self) -> TrainConfig:
-        """Check every field's type and range (one-line ConfigError) and normalise the values in place."""
+        """Check every field's type and range (one-line ConfigError); normalise values in place."""
         checked = validate_options(type(self), self.to_dict(), "training")
         for f in fields(self):
             setattr(self, f.name, getattr(checked, f.name))
@@ -233,12 +234,14 @@ class TrainConfig:
 
     @staticmethod
     def describe() -> list[dict]:
-        """One dict per option (name, type, default, help, allowed), as ``exprssl.methods.describe_options``."""
+        """One dict per option (name, type, default, help, allowed), as
+        ``exprssl.methods.describe_options``."""
         return describe(TrainConfig)
 
 
 class TensorRows(Dataset):
-    """Rows of an in-memory tensor, fetched a whole batch at a time (one gather, no per-sample collate)."""
+    """Rows of an in-memory tensor, fetched a whole batch at a time (one gather, no per-sample
+    collate)."""
 
     def __init__(self, X: torch.Tensor):
         self.X = X
@@ -274,7 +277,8 @@ def tensor_loader(X: torch.Tensor, batch_size: int, *, shuffle: bool, seed: int 
 
 
 def effective_rank(Z: torch.Tensor) -> float:
-    """RankMe (Garrido et al. 2023): exp of the entropy of normalised singular values; ~1 means collapse."""
+    """RankMe (Garrido et al. 2023): exp of the entropy of normalised singular values; ~1 means
+    collapse."""
     s = torch.linalg.svdvals(Z.double())
     if s.sum() <= 0:
         return 0.0
@@ -283,7 +287,7 @@ def effective_rank(Z: torch.Tensor) -> float:
 
 
 def embedding_std(Z: torch.Tensor) -> float:
-    """Mean per-dimension std of L2-normalised embeddings: 1/sqrt(d) when spread, 0 when collapsed."""
+    """Mean per-dimension std of L2-normalised embeddings: 1/sqrt(d) if spread, 0 if collapsed."""
     Zn = torch.nn.functional.normalize(Z.double(), dim=1)
     return float(Zn.std(0).mean())
 
@@ -567,8 +571,8 @@ def train_streaming(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     n = store.n_samples
     n_val = holdout_size(n, cfg, limit=2048)
-    # drawn from a few random chunks each (ExpressionStore.sample_rows): uniform rows would decompress
-    # the whole store twice before training starts
+    # drawn from a few random chunks each (ExpressionStore.sample_rows): uniform rows would
+    # decompress the whole store twice before training starts
     val_idx = store.sample_rows(n_val, seed=cfg.seed) if n_val else np.array([], dtype=int)
     pool_idx = store.sample_rows(min(max_pool, n - n_val), seed=cfg.seed + 1, exclude=val_idx)
     genes = store.genes
@@ -581,7 +585,8 @@ def train_streaming(
         seed=cfg.seed,
         exclude=val_idx,
     )
-    # workers read and preprocess disjoint chunks in parallel with training; each holds its own buffer
+    # workers read and preprocess disjoint chunks in parallel with training; each holds its own
+    # buffer
     train_dl = DataLoader(
         stream,
         batch_size=None,

@@ -42,9 +42,9 @@ def synthetic(
       library size L_i ~ U(library_size).
 
     ``counts=False`` returns log2(CPM + 1) floats instead, with log-normal noise in place of the
-    Poisson-gamma draws (10,000 x 20,000 in a few seconds; counts take ~20 s). ``obs`` has ``label`` ("class_0", ...),
-    ``group`` (patient-like, several samples each, nested in a class) and ``batch``.
-    Deterministic from ``seed``; float32 throughout.
+    Poisson-gamma draws (10,000 x 20,000 in a few seconds; counts take ~20 s). ``obs`` has
+    ``label`` ("class_0", ...), ``group`` (patient-like, several samples each, nested in a class)
+    and ``batch``. Deterministic from ``seed``; float32 throughout.
     """
     if n_classes < 2 or n_samples < n_classes:
         raise ConfigError(
