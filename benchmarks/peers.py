@@ -28,7 +28,7 @@ TabularS3L is optional and skipped when absent. Install it next to exprssl with
 
 (``constraints.txt`` pins the CPU build of torch, so pip does not pull a CUDA build), then
 
-    python benchmarks/peers.py [--shapes 4096x20000,4096x5000] [--epochs 1] [--repeats 3] \
+    python benchmarks/peers.py [--shapes 4096x20000,4096x5000] [--epochs 1] [--repeats 3] \\
         [--threads N]
 
 Its last line is exactly ``summary: ratio_20k=X.X ratio_5k=Y.Y`` (exprssl / TabularS3L samples/s,

@@ -2,7 +2,7 @@
 
     pip download --no-deps -d /tmp/cptac cptac==0.4.1
     (cd /tmp/cptac && unzip -q cptac-0.4.1-*.whl)
-    python scripts/convert_cptac_ucec.py --src /tmp/cptac \
+    python scripts/convert_cptac_ucec.py --src /tmp/cptac \\
         --out src/exprssl/datasets/data/cptac_ucec.h5ad
 
 Source: CPTAC endometrial carcinoma (UCEC) discovery cohort, Dou et al. 2020, as packaged in the
