@@ -20,6 +20,7 @@ from .heads import HeadRecipe
 from .metrics import METRICS
 
 PROTOCOLS = ("default", "paper")
+POOL_SCALINGS = ("standardize", "quantile", "none")
 SPLIT_PARTS = ("pretrain", "finetune", "test")  # the paper preset brings its own train/test split
 
 
@@ -31,6 +32,13 @@ def _names(v: Any) -> list[str]:
     ):
         raise OptionValueError("a list of names")
     return list(v)
+
+
+def _method_names(v: Any) -> list[str]:
+    """SSL methods; ``none`` (or an empty list) runs only the given models and baselines."""
+    if v == "none" or (isinstance(v, (list, tuple)) and list(v) == ["none"]):
+        return []
+    return _names(v)
 
 
 def _paths(v: Any) -> list[str]:
@@ -74,7 +82,15 @@ class BenchmarkConfig:
     labels: str | None = option(None, "sample sheet joined on sample id")
     label_id_column: str | None = option(None, "the sample sheet's sample-id column")
     methods: list[str] = option(
-        None, "SSL methods to pretrain", factory=available_methods, parse=_names
+        None, "SSL methods to pretrain (none: only the given models)", factory=available_methods,
+        parse=_method_names,
+    )
+    models: list[str] = option(
+        None, "pretrained encoders (model directories or hf:// ids) evaluated as approaches",
+        factory=list, parse=_paths,
+    )
+    min_model_coverage: float = option(
+        0.5, "a model is refused below this fraction of its genes found in the cohort", ge=0, le=1
     )
     baselines: list[str] = option(
         None, "supervised baselines and controls", factory=default_baselines, parse=_names
@@ -97,6 +113,11 @@ class BenchmarkConfig:
     group: str | None = option(None, "obs column whose groups never straddle a split")
     pretrain_data: list[str] = option(
         None, "extra tables added to each split's pool", factory=list, parse=_paths
+    )
+    pool_scaling: str = option(
+        "standardize",
+        "how each pretraining source and the cohort are put on one scale before pooling",
+        choices=POOL_SCALINGS,
     )
     transductive: bool = option(False, "the test profiles (never their labels) join the pools")
     protocol: str = option(
