@@ -110,6 +110,7 @@ def test_given_models_are_approaches_with_their_pretraining_in_the_report(cohort
     m1 = manifest["models"]["m1"]
     assert m1["gene_coverage"] == 1.0 and m1["data_sources"][0]["n_profiles"] == 80
     assert m1["method"] == "scarf" and manifest["fingerprint"]["model:m1"] == m1["weights_sha256"]
+    assert m1["input_scaling"].startswith("the model's count/log steps, then each gene z-scored")
     report = (out / "report.md").read_text()
     assert "## Pretrained models" in report and "80 profiles" in report and "**m2**" in report
     # a rerun resumes (same weights); changed weights are refused, naming the model

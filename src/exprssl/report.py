@@ -656,8 +656,8 @@ def _models_section(summary, manifest, metric, out, figures) -> list:
             *(sources or ["data its card does not record"]),
             f"; {genes.get('count')} genes ({genes.get('id_system')}), "
             f"{100 * m.get('gene_coverage', 0):.1f}% of them found in this cohort (",
-            User(m.get("alignment")), "); weights sha256 ", Code(str(m.get("weights_sha256"))[:16]),
-            "."])
+            User(m.get("alignment")), "); cohort scaled by ", m.get("input_scaling", "?"),
+            "; weights sha256 ", Code(str(m.get("weights_sha256"))[:16]), "."])
     return [Heading(2, ["Pretrained models"]), Para([
         "Each given model is evaluated as approaches (", Code("<name>+linear_probe"), ", ",
         Code("<name>+finetune"), ") on the same splits, label subsets and tuning as the SSL methods "

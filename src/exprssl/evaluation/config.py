@@ -116,7 +116,8 @@ class BenchmarkConfig:
     )
     pool_scaling: str = option(
         "standardize",
-        "how each pretraining source and the cohort are put on one scale before pooling",
+        "how each pretraining source and the cohort are put on one scale before pooling (and, "
+        "with standardize, the cohort z-scored per split before a given model)",
         choices=POOL_SCALINGS,
     )
     transductive: bool = option(False, "the test profiles (never their labels) join the pools")

@@ -30,6 +30,7 @@ class PretrainedModel:
     coverage: float
     alignment: str  # match_genes' one-line summary
     card: dict[str, Any] = field(default_factory=dict)
+    scaling: str = "standardize"  # pool_scaling: the cohort z-scored per split (else the model's)
 
     def describe(self) -> dict[str, Any]:
         """What the manifest and the report say about the model."""
@@ -40,6 +41,11 @@ class PretrainedModel:
             "directory": self.directory,
             "weights_sha256": self.weights_sha256,
             "gene_coverage": round(self.coverage, 4),
+            "input_scaling": (
+                "the model's count/log steps, then each gene z-scored by the cohort's split pool"
+                if self.scaling == "standardize"
+                else "the model's own preprocessing statistics (from its pretraining data)"
+            ),
             "alignment": self.alignment,
             "method": c.get("method"),
             "method_options": c.get("method_options") or {},
@@ -113,25 +119,52 @@ def load_models(cfg: BenchmarkConfig, cohort: Cohort) -> list[PretrainedModel]:
         )
         out.append(
             PretrainedModel(
-                name, str(given), directory, weights, match.coverage, match.summary(), card
+                name,
+                str(given),
+                directory,
+                weights,
+                match.coverage,
+                match.summary(),
+                card,
+                cfg.pool_scaling,
             )
         )
     return out
 
 
-def model_inputs(cohort: Cohort, m: PretrainedModel) -> tuple[np.ndarray, np.ndarray]:
+def model_inputs(
+    cohort: Cohort, m: PretrainedModel, pool_rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Every cohort profile through the model's own preprocessor (genes aligned by name, missing
-    ones imputed with the model's training mean), and its embedding: (inputs, embeddings). The
-    same for every split: the model's statistics come from its own pretraining data, never from
-    the cohort's test profiles."""
+    ones imputed with the model's training mean), and its embedding: (inputs, embeddings).
+
+    With ``pool_rows`` (``pool_scaling: standardize``, the default) the model's own count and
+    log steps are kept, but each gene is z-scored by the cohort's statistics on those rows (a
+    split's pool, never its test profiles), as every pretraining source was scaled on its own:
+    a cohort of another platform or tissue meets the encoder on the scale it was trained on.
+    Without, the model's statistics from its pretraining data are used as they are."""
     from ..model import SSLModel
+    from ..preprocessing import Preprocessor
 
     model = SSLModel.load(m.directory)
-    X = model.preprocessor_.transform(
-        np.asarray(cohort.adata.X, dtype=np.float32),
-        list(cohort.adata.var_names),
-        report_coverage=False,
-    )
+    prep = model.preprocessor_
+    X_raw = np.asarray(cohort.adata.X, dtype=np.float32)
+    genes = list(cohort.adata.var_names)
+    if pool_rows is None:
+        X = prep.transform(X_raw, genes, report_coverage=False)
+    else:
+        state = prep.to_dict()
+        unscaled = {**state["params"], "standardize": False, "clip": None}
+        X = Preprocessor.from_dict({**state, "params": unscaled}).transform(
+            X_raw, genes, report_coverage=False
+        )
+        mean, sd = X[pool_rows].mean(0), X[pool_rows].std(0)
+        sd[sd < 1e-8] = 1.0  # genes the cohort lacks (imputed: constant) become 0
+        X = (X - mean) / sd
+        clip = prep.options_.get("clip")
+        if clip is not None:
+            np.clip(X, -clip, clip, out=X)
+        X = np.ascontiguousarray(X, dtype=np.float32)
     return X, model.embed_preprocessed(X)
 
 
@@ -140,26 +173,34 @@ def write_model_features(
     models: list[PretrainedModel],
     out: Path,
     features: dict[int, dict[str, str]],
-    test0: np.ndarray,
+    splits: list,
+    pool_scaling: str,
 ) -> None:
     """Each model's inputs (``X:<name>``, what fine-tuning reads) and embeddings (``Z:<name>``,
-    what the probe reads), computed once and shared by every split; the first split's test
-    embeddings and the model's pretraining history go to the report's plots."""
+    what the probe reads) per split (once for every split when the model's own statistics are
+    used); the first split's test embeddings and the model's pretraining history go to the
+    report's plots."""
     from ..model import SSLModel
     from ..utils import atomic_savez, atomic_write_text
     from .schema import FeatureKey
 
-    cache = Path(out) / "cache" / "models"
-    cache.mkdir(parents=True, exist_ok=True)
+    per_split = pool_scaling == "standardize"
+    test0 = splits[0].test
     labels = cohort.classes[cohort.y[test0]].astype(str)
     for m in models:
-        X, Z = model_inputs(cohort, m)
-        np.save(cache / f"{m.name}_X.npy", X)
-        np.save(cache / f"{m.name}_Z.npy", Z)
-        for feats in features.values():
-            feats[str(FeatureKey("X", m.name))] = str(cache / f"{m.name}_X.npy")
-            feats[str(FeatureKey.embedding(m.name))] = str(cache / f"{m.name}_Z.npy")
-        atomic_savez(out / "embeddings" / f"{m.name}.npz", Z=Z[test0], labels=labels)
+        shared = None
+        for s in splits:
+            cache = Path(out) / "cache" / f"split{s.index}" if per_split else Path(out) / "cache"
+            cache.mkdir(parents=True, exist_ok=True)
+            paths = (cache / f"model_{m.name}_X.npy", cache / f"model_{m.name}_Z.npy")
+            if per_split or shared is None:
+                X, Z = model_inputs(cohort, m, s.pool if per_split else None)
+                np.save(paths[0], X)
+                np.save(paths[1], Z)
+                shared = Z if shared is None else shared
+            features[s.index][str(FeatureKey("X", m.name))] = str(paths[0])
+            features[s.index][str(FeatureKey.embedding(m.name))] = str(paths[1])
+        atomic_savez(out / "embeddings" / f"{m.name}.npz", Z=shared[test0], labels=labels)
         history = SSLModel.load(m.directory).history_
         if history is not None and not history.empty:
             atomic_write_text(out / "histories" / f"{m.name}.csv", history.to_csv(index=False))

@@ -103,7 +103,7 @@ def pretrain_stage(
     for s in plan.splits:
         write_features(cfg, cohort, s, features[s.index], models, out)
     if given:
-        write_model_features(cohort, list(given), out, features, plan.splits[0].test)
+        write_model_features(cohort, list(given), out, features, plan.splits, cfg.pool_scaling)
         for s in plan.splits:
             for p in range(cfg.pretrain_seeds):
                 models.update({(s.index, m.name, p): m.directory for m in given})
