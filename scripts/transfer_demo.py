@@ -38,7 +38,9 @@ def syng_file(name: str) -> Path:
     try:
         dist = md.distribution("syng-bts")
     except md.PackageNotFoundError:
-        raise SystemExit("transfer_demo: needs the syng-bts wheel's data: pip install --no-deps syng-bts")
+        raise SystemExit(
+            "transfer_demo: needs the syng-bts wheel's data: pip install --no-deps syng-bts"
+        ) from None
     path = Path(dist.locate_file(f"syng_bts/data/{name}"))
     if not path.is_file():
         raise SystemExit(f"transfer_demo: {path} not found in the installed syng-bts")
@@ -60,6 +62,9 @@ def main() -> None:
     ap.add_argument("--splits", type=int, default=5)
     ap.add_argument("--seeds", type=int, default=2, help="label subsets per split and fraction")
     ap.add_argument("--jobs", type=int, default=None)
+    ap.add_argument("--pool-scaling", default="standardize",
+                    help="standardize: the cohort z-scored per split before the PRAD encoder; "
+                    "none: the encoder's own PRAD statistics")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,7 +99,7 @@ def main() -> None:
         fractions=[0.02, 0.05, 0.2, 0.5, 1.0], epochs=args.epochs, batch_size=64, patience=10,
         encoder=ENCODER, preprocessing={"top_k_variance": TOP_GENES},
         finetune={"epochs": 30, "lr": 1e-3, "encoder_lr": 1e-4, "batch_size": 32, "patience": 5},
-        jobs=args.jobs, progress=False,
+        pool_scaling=args.pool_scaling, jobs=args.jobs, progress=False,
     )
     elapsed = time.perf_counter() - t0
 
@@ -104,7 +109,9 @@ def main() -> None:
     rows = []
     for frac, g in run.summary.groupby("fraction"):
         for head in ("linear_probe", "finetune"):
-            d, lo, hi = paired_difference(preds, frac, f"prad_scarf+{head}", f"scarf+{head}", n_classes)
+            d, lo, hi = paired_difference(
+                preds, frac, f"prad_scarf+{head}", f"scarf+{head}", n_classes
+            )
             rows.append({"fraction": frac, "n_labelled": int(round(g["n_labelled"].mean())),
                          "head": head, "transfer_minus_in_cohort": round(d, 3),
                          "ci_lo": round(lo, 3), "ci_hi": round(hi, 3),
@@ -112,8 +119,8 @@ def main() -> None:
                          else "no detectable difference"})
     gain = pd.DataFrame(rows)
     gain.to_csv(out / "transfer_gain.csv", index=False)
-    cols = ["fraction", "approach", "mean", "lo", "hi", "vs", "diff", "diff_lo", "diff_hi", "verdict",
-            "degenerate"]
+    cols = ["fraction", "approach", "mean", "lo", "hi", "vs", "diff", "diff_lo", "diff_hi",
+            "verdict", "degenerate"]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(run.summary[cols].round(3).to_string(index=False))
         print("\ntransfer (PRAD encoder) minus in-cohort pool (SCARF on BRCA), balanced accuracy:")

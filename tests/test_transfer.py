@@ -273,3 +273,15 @@ def test_degenerate_approaches_are_flagged_and_never_best():
     assert s.loc["scarf+finetune", "degenerate"] == "predicted a single class in 2 of 2 cells"
     assert s.loc["logreg", "degenerate"] == "" and s.loc["scarf+linear_probe", "degenerate"] == ""
     assert s.loc["scarf+linear_probe", "best_ssl"] and not s.loc["scarf+finetune", "best_ssl"]
+    assert s.loc["scarf+linear_probe", "verdict"] is not None
+    # when every approach of a kind is flagged, the best flagged one is still compared
+    only = summarize(
+        pd.DataFrame(rows).query("head != 'linear_probe'"),
+        pd.concat(preds).query("approach != 'scarf+linear_probe'"),
+        metric="balanced_accuracy",
+        n_classes=2,
+        n_test_per_split=40,
+        n_boot=200,
+    )
+    row = only.set_index("approach").loc["scarf+finetune"]
+    assert row["best_ssl"] and row["degenerate"] != "" and row["verdict"] == "SSL worse"

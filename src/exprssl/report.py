@@ -682,13 +682,16 @@ def _degenerate_section(summary, manifest, metric, out, figures) -> list:
     bad = summary[summary["degenerate"].fillna("").astype(str) != ""]
     if bad.empty:
         return []
+    picked = bad["best_ssl"].astype(bool) | bad["best_baseline"].astype(bool)
     rows = [[[_fmt_fraction(r.fraction, r.n_labelled)], [User(r.approach)], [f"{r.mean:.3f}"],
-             [r.degenerate]] for r in bad.itertuples()]
+             [r.degenerate], ["yes: every one of its kind was flagged" if p else "no"]]
+            for r, p in zip(bad.itertuples(), picked, strict=True)]
     return [Heading(2, ["Degenerate approaches"]), Para([
-        "These approaches predicted a single class in some cell, or scored at chance where the best "
-        "baseline did not; they are never counted as the best SSL approach or baseline (the paired "
-        "verdicts use the best non-degenerate one)."]),
-        Table(["fraction", "approach", "mean", "why flagged"], rows)]
+        "These approaches predicted a single class in some cell, or scored at chance where a "
+        "baseline did not. The best SSL approach and the best baseline of a fraction are picked "
+        "among the others; only when every approach of a kind is flagged is the best flagged one "
+        "compared (marked below)."]),
+        Table(["fraction", "approach", "mean", "why flagged", "picked as best"], rows)]
 
 
 SECTIONS = (_answer_section, _data_section, _protocol_section, _pooling_section, _models_section,

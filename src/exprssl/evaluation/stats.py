@@ -164,11 +164,8 @@ def summarize(results: pd.DataFrame, predictions: pd.DataFrame, *, metric: str, 
             else:  # no paired bootstrap for this metric: a t-interval over cells
                 ci[a] = mean_ci(g[g["approach"] == a]["value"])[1:]
         flags = degenerate_flags(splits, have, info, point, reps, n_classes, paired)
-        ok = ~info.index.isin(list(flags))  # the best of a kind is never a degenerate approach
-        baselines = info[(info["kind"] == "baseline") & info.index.isin(have) & ok]
-        best_base = baselines["mean"].idxmax() if len(baselines) else None
-        ssl = info[(info["kind"] == "ssl") & ok]
-        best_ssl = ssl["mean"].idxmax() if len(ssl) else None
+        best_base = _best(info[(info["kind"] == "baseline") & info.index.isin(have)], flags)
+        best_ssl = _best(info[info["kind"] == "ssl"], flags)
         for a, row in info.iterrows():
             lo, hi = ci[a]
             rec = {"fraction": frac, "approach": a, **row.to_dict(), "lo": lo, "hi": hi,
@@ -184,6 +181,14 @@ def summarize(results: pd.DataFrame, predictions: pd.DataFrame, *, metric: str, 
     order = {"ssl": 0, "baseline": 1, "control": 2}
     return out.sort_values(["fraction", "kind", "mean"], key=lambda c: c.map(order) if c.name == "kind" else c,
                            ascending=[True, True, False], kind="stable").reset_index(drop=True)
+
+
+def _best(candidates: pd.DataFrame, flags: dict[str, str]) -> str | None:
+    """The candidate of highest mean among those not flagged degenerate; only when every one is
+    flagged, the best flagged one (its flag stays in the summary, and the report says so)."""
+    clean = candidates[~candidates.index.isin(list(flags))]
+    pool = clean if len(clean) else candidates
+    return pool["mean"].idxmax() if len(pool) else None
 
 
 CHANCE_MARGIN = 0.02  # a mean this close to the best constant prediction's score is at chance
