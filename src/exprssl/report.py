@@ -659,8 +659,8 @@ def _models_section(summary, manifest, metric, out, figures) -> list:
             User(m.get("alignment")), "); cohort scaled by ", m.get("input_scaling", "?"),
             "; weights sha256 ", Code(str(m.get("weights_sha256"))[:16]), "."])
     return [Heading(2, ["Pretrained models"]), Para([
-        "Each given model is evaluated as approaches (", Code("<name>+linear_probe"), ", ",
-        Code("<name>+finetune"), ") on the same splits, label subsets and tuning as the SSL methods "
+        "Each given model is evaluated as two approaches (its name with +linear_probe and "
+        "+finetune) on the same splits, label subsets and tuning as the SSL methods "
         "pretrained here, with its own preprocessing and gene list (its genes matched to the "
         "cohort's by name or through the identifier table; missing ones imputed with its training "
         "mean); fine-tuning starts from its weights."]), Bullets(items)]
