@@ -141,7 +141,9 @@ def summarize(results: pd.DataFrame, predictions: pd.DataFrame, *, metric: str, 
               seed: int = 0) -> pd.DataFrame:
     """Approach x fraction: mean over splits x seeds, two-stage bootstrap interval, and for each
     SSL approach the paired difference to the fraction's best baseline with its interval and
-    verdict. ``best_ssl`` marks the row whose verdict answers the benchmark's question."""
+    verdict. ``best_ssl`` marks the row whose verdict answers the benchmark's question;
+    ``degenerate`` says why an approach is flagged (``degenerate_flags``), and the best of a
+    kind is picked among the unflagged ones."""
     from .metrics import mean_ci
 
     r = _approach_table(results, metric)
@@ -200,7 +202,8 @@ def degenerate_flags(splits: list[SplitPredictions], have: list[str], info: pd.D
     """Approach -> why it is degenerate at this fraction: it predicted a single class in some
     cell (a collapsed head or encoder), or its mean is at chance (within ``CHANCE_MARGIN`` of
     the best constant prediction's score) where some baseline's interval is above chance. Such
-    an approach is flagged in the summary and never picked as the best of its kind."""
+    an approach is flagged in the summary and picked as the best of its kind only when every
+    one of that kind is flagged (``_best``)."""
     flags: dict[str, str] = {}
     if not have or not splits:
         return flags
