@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_FLAGS := --disable-pip-version-check --quiet -c constraints.txt
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench transfer-demo clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -24,5 +24,10 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/throughput.py
 
+# pretrain once on TCGA PRAD miRNA counts, benchmark --model on TCGA BRCA (data: the syng-bts wheel)
+transfer-demo: $(VENV)/.installed
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps syng-bts
+	$(PY) scripts/transfer_demo.py --out transfer_demo
+
 clean:
-	rm -rf $(VENV) demo_report .pytest_cache
+	rm -rf $(VENV) demo_report transfer_demo .pytest_cache

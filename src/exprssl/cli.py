@@ -564,6 +564,14 @@ def benchmark(
                                                       "profiles still pretrain; noted in the report).")] = None,
     pretrain_data: Annotated[list[str] | None, typer.Option(help="More unlabeled profiles for the pretraining "
                                                             "pool (repeatable; genes aligned by name).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="A pretrained encoder (model directory "
+                                                    "or hf://org/name) evaluated beside the SSL methods "
+                                                    "(repeatable; --methods none: only the models).")] = None,
+    min_model_coverage: Annotated[float | None, typer.Option(help="Refuse a model with fewer of its genes "
+                                                             "in the cohort (default 0.5).")] = None,
+    pool_scaling: Annotated[str | None, typer.Option(help="standardize (default), quantile or none: each "
+                                                     "--pretrain-data source and the cohort scaled on their "
+                                                     "own before pooling.")] = None,
     transductive: Annotated[bool | None, typer.Option("--transductive/--inductive", help="Let the test "
                                                       "profiles (never their labels) join the pretraining pool.")] = None,
     tune: Annotated[bool | None, typer.Option("--tune/--no-tune", help="Inner-CV hyperparameters for every "
@@ -587,8 +595,9 @@ def benchmark(
                 labels=str(labels) if labels else None, label_id_column=label_id_column,
                 methods=_csv(methods), baselines=_csv(baselines), fractions=_csv(fractions, float), splits=splits,
                 seeds=seeds, pretrain_seeds=pretrain_seeds, group=group, min_class_size=min_class_size,
-                pretrain_data=pretrain_data or None, transductive=transductive, tune=tune, protocol=protocol,
-                epochs=epochs, jobs=jobs, orientation=orientation)
+                pretrain_data=pretrain_data or None, models=model or None,
+                min_model_coverage=min_model_coverage, pool_scaling=pool_scaling, transductive=transductive,
+                tune=tune, protocol=protocol, epochs=epochs, jobs=jobs, orientation=orientation)
     for key in ("data", "label", "out"):
         if not cfg.get(key):
             raise ConfigError(f"--{key} is required (on the command line or in --config)")

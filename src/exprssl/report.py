@@ -202,7 +202,8 @@ def _caveats(manifest: dict) -> list[list]:
         out.append([f"Fractions {', '.join(f'{float(f):.0%}' for f in group)} give the same "
                     f"labelled subsets: shown once, as {float(keep):.0%}."])
     out.append(["The best SSL approach and the best baseline are picked per fraction by their "
-                "mean; both sides are picked the same way."])
+                "mean, among approaches not flagged degenerate (a single class predicted, or "
+                "chance-level scores); both sides are picked the same way."])
     return out
 
 
@@ -633,8 +634,69 @@ def _run_section(summary, manifest, metric, out, figures) -> list:
         [f"worker processes: {manifest.get('jobs')}; wall time (s): {manifest.get('timings_s')}"]])]
 
 
-SECTIONS = (_answer_section, _data_section, _protocol_section, _scores_section,
-            _comparison_section, _plots_section, _tuning_section, _run_section)
+def _models_section(summary, manifest, metric, out, figures) -> list:
+    """Where each given pretrained encoder was pretrained (from its model card), and how well its
+    genes cover the cohort: what a reader needs to judge a transfer result."""
+    models = manifest.get("models") or {}
+    if not models:
+        return []
+    items = []
+    for name, m in models.items():
+        sources: list = []
+        for src in m.get("data_sources") or []:
+            n = src.get("n_profiles")
+            sources += ["; " if sources else "", User(src.get("name")),
+                        f" ({n:,} profiles)" if isinstance(n, int) else ""]
+        genes = m.get("genes") or {}
+        options = ", ".join(f"{k}={v}" for k, v in (m.get("method_options") or {}).items())
+        items.append([
+            Bold(name), " (", User(m.get("given")), "): pretrained with ", User(m.get("method")),
+            f" ({options}) for {m.get('epochs_trained')} epochs (at most {m.get('max_epochs')}), "
+            f"exprssl {m.get('exprssl_version')}, on ",
+            *(sources or ["data its card does not record"]),
+            f"; {genes.get('count')} genes ({genes.get('id_system')}), "
+            f"{100 * m.get('gene_coverage', 0):.1f}% of them found in this cohort (",
+            User(m.get("alignment")), "); cohort scaled by ", m.get("input_scaling", "?"),
+            "; weights sha256 ", Code(str(m.get("weights_sha256"))[:16]), "."])
+    return [Heading(2, ["Pretrained models"]), Para([
+        "Each given model is evaluated as two approaches (its name with +linear_probe and "
+        "+finetune) on the same splits, label subsets and tuning as the SSL methods "
+        "pretrained here, with its own preprocessing and gene list (its genes matched to the "
+        "cohort's by name or through the identifier table; missing ones imputed with its training "
+        "mean); fine-tuning starts from its weights."]), Bullets(items)]
+
+
+def _pooling_section(summary, manifest, metric, out, figures) -> list:
+    """How pretraining sources of other platforms were put on the cohort's scale."""
+    scaling = (manifest.get("pool") or {}).get("scaling")
+    if not scaling:
+        return []
+    return [Para([Bold("Pooling"), ": ", scaling])]
+
+
+def _degenerate_section(summary, manifest, metric, out, figures) -> list:
+    """Approaches that predicted a single class, or scored at chance where a baseline did not:
+    flagged, and never picked as the best of their kind."""
+    if summary.empty or "degenerate" not in summary:
+        return []
+    bad = summary[summary["degenerate"].fillna("").astype(str) != ""]
+    if bad.empty:
+        return []
+    picked = bad["best_ssl"].astype(bool) | bad["best_baseline"].astype(bool)
+    rows = [[[_fmt_fraction(r.fraction, r.n_labelled)], [User(r.approach)], [f"{r.mean:.3f}"],
+             [r.degenerate], ["yes: every one of its kind was flagged" if p else "no"]]
+            for r, p in zip(bad.itertuples(), picked, strict=True)]
+    return [Heading(2, ["Degenerate approaches"]), Para([
+        "These approaches predicted a single class in some cell, or scored at chance where a "
+        "baseline did not. The best SSL approach and the best baseline of a fraction are picked "
+        "among the others; only when every approach of a kind is flagged is the best flagged one "
+        "compared (marked below)."]),
+        Table(["fraction", "approach", "mean", "why flagged", "picked as best"], rows)]
+
+
+SECTIONS = (_answer_section, _data_section, _protocol_section, _pooling_section, _models_section,
+            _scores_section, _degenerate_section, _comparison_section, _plots_section,
+            _tuning_section, _run_section)
 
 
 def write_report(out_dir: str | Path, *, main_metric: str | None = None) -> dict[str, Path]:

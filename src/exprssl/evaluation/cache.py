@@ -28,6 +28,7 @@ _RESUMABLE = {
     "jobs",
     "bootstrap",
     "min_test_per_class",
+    "min_model_coverage",  # only refuses a model; the model's weights hash is in the fingerprint
 }
 
 

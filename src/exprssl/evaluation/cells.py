@@ -105,6 +105,8 @@ def evaluate_group(job: GroupJob) -> list[CellOutcome]:
         t0 = time.perf_counter()
         if a.kind == "ssl":
             learner, key = ssl_learner(a, job.protocol)
+            own = str(FeatureKey("X", a.method))  # a given model's own preprocessing of the genes
+            key = own if key == "X" and own in job.features else key
             max_folds = MAX_FOLDS[learner]
         else:
             baseline = get_baseline(a.method)

@@ -25,6 +25,7 @@ from .metrics import METRICS
 
 log = logging.getLogger("exprssl")
 PROTOCOLS = ("default", "paper")
+POOL_SCALINGS = ("standardize", "quantile", "none")
 SPLIT_PARTS = ("pretrain", "finetune", "test")  # the paper preset brings its own train/test split
 
 
@@ -46,10 +47,17 @@ def _names(v: Any, name: str = "names") -> list[str]:
     return unique_entries(name, list(v))
 
 
-def _paths(v: Any) -> list[str]:
+def _method_names(v: Any) -> list[str]:
+    """SSL methods; ``none`` (or an empty list) runs only the given models and baselines."""
+    if v == "none" or (isinstance(v, (list, tuple)) and list(v) == ["none"]):
+        return []
+    return _names(v, "methods")
+
+
+def _paths(v: Any, name: str = "pretrain_data") -> list[str]:
     if isinstance(v, str):
         return [v]
-    return _names(v, "pretrain_data")
+    return _names(v, name)
 
 
 def _fractions(v: Any) -> list[float]:
@@ -89,8 +97,15 @@ class BenchmarkConfig:
     labels: str | None = option(None, "sample sheet joined on sample id")
     label_id_column: str | None = option(None, "the sample sheet's sample-id column")
     methods: list[str] = option(
-        None, "SSL methods to pretrain", factory=available_methods,
-        parse=lambda v: _names(v, "methods"),
+        None, "SSL methods to pretrain (none: only the given models)", factory=available_methods,
+        parse=_method_names,
+    )
+    models: list[str] = option(
+        None, "pretrained encoders (model directories or hf:// ids) evaluated as approaches",
+        factory=list, parse=lambda v: _paths(v, "models"),
+    )
+    min_model_coverage: float = option(
+        0.5, "a model is refused below this fraction of its genes found in the cohort", ge=0, le=1
     )
     baselines: list[str] = option(
         None, "supervised baselines and controls", factory=default_baselines,
@@ -114,6 +129,12 @@ class BenchmarkConfig:
     group: str | None = option(None, "obs column whose groups never straddle a split")
     pretrain_data: list[str] = option(
         None, "extra tables added to each split's pool", factory=list, parse=_paths
+    )
+    pool_scaling: str = option(
+        "standardize",
+        "how each pretraining source and the cohort are put on one scale before pooling (and, "
+        "with standardize, the cohort z-scored per split before a given model)",
+        choices=POOL_SCALINGS,
     )
     transductive: bool = option(False, "the test profiles (never their labels) join the pools")
     protocol: str = option(

@@ -48,7 +48,8 @@ def _git_revision() -> str | None:
 
 
 def write_manifest(
-    cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, out: Path, timings: dict, jobs: int
+    cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, out: Path, timings: dict, jobs: int,
+    models: list = (),
 ) -> dict:
     from ..preprocessing import Preprocessor
     from .baselines import all_grids
@@ -87,6 +88,7 @@ def write_manifest(
         "preprocessing": prep.describe(),
         "n_features": len(prep.genes_),
         "fingerprint": cohort.fingerprint,
+        "models": {m.name: m.describe() for m in models},
         "jobs": jobs,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
@@ -109,7 +111,10 @@ def _describe_pool(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> dict:
         parts["test profiles, without their labels (transductive)"] = int(len(s.test))
     for name, src, cov in cohort.sources:
         parts[f"{name} ({100 * cov:.0f}% of the genes)"] = int(src.n_obs)
+    from .scaling import DESCRIPTIONS
+
     return {
+        "scaling": DESCRIPTIONS[cfg.pool_scaling] if cohort.sources else None,
         "size": int(len(s.pool) + sum(src.n_obs for _, src, _ in cohort.sources)),
         "parts": parts,
         "n_genes": int(cohort.adata.n_vars),

@@ -15,6 +15,7 @@ from .baselines import get_baseline
 from .cells import SSL_HEADS, Approach
 from .cohort import Cohort
 from .config import BenchmarkConfig
+from .models import check_model_names
 
 
 @dataclass
@@ -79,7 +80,8 @@ def plan_benchmark(cfg: BenchmarkConfig, cohort: Cohort) -> Plan:
             pool = np.union1d(pool, parts["test"])
         splits.append(Split(k, parts["pretrain"], parts["finetune"], parts["test"], pool))
     fractions, merged = _fraction_grid(cfg, cohort, splits)
-    approaches = [Approach(m, "ssl", h) for m in cfg.methods for h in SSL_HEADS]
+    encoders = [*cfg.methods, *check_model_names(cfg)]  # per-split SSL methods, given models
+    approaches = [Approach(m, "ssl", h) for m in encoders for h in SSL_HEADS]
     approaches += [Approach(b, get_baseline(b).kind, b) for b in cfg.baselines]
     return Plan(splits, fractions, merged, approaches)
 

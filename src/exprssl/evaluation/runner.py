@@ -23,9 +23,11 @@ from .config import BenchmarkConfig, resolve_config
 from .features import write_features
 from .heads import HeadRecipe
 from .manifest import write_manifest
+from .models import PretrainedModel, load_models, write_model_features
 from .planning import Plan, Split, carve_validation, plan_benchmark
 from .pool import Progress, run_tasks
 from .results import ResultStore
+from .scaling import scale_pool
 from .schema import FeatureKey, Layout
 from .stats import summarize
 
@@ -67,10 +69,12 @@ def pretrain_stage(
     out: Path,
     jobs: int,
     progress: Callable[[int], None] = lambda n: None,
+    given: list[PretrainedModel] = (),
 ) -> dict[str, Any]:
     """Per split: preprocessing fit on the pool; every SSL model pretrained (or loaded from
     ``models/``); features, embeddings, PCA scores and random-encoder features written to
-    ``cache/`` for the workers. Returns the feature paths and model directories."""
+    ``cache/`` for the workers; each ``given`` model's inputs and embeddings (once, for every
+    split). Returns the feature paths and model directories."""
     features: dict[int, dict[str, str]] = {}
     models: dict[tuple[int, str, int], str] = {}
     tasks, timings = [], {}
@@ -98,6 +102,11 @@ def pretrain_stage(
     timings["pretraining"] = time.perf_counter() - t0
     for s in plan.splits:
         write_features(cfg, cohort, s, features[s.index], models, out)
+    if given:
+        write_model_features(cohort, list(given), out, features, plan.splits, cfg.pool_scaling)
+        for s in plan.splits:
+            for p in range(cfg.pretrain_seeds):
+                models.update({(s.index, m.name, p): m.directory for m in given})
     return {"features": features, "models": models, "timings": timings, "n_pretrained": len(tasks)}
 
 
@@ -110,16 +119,18 @@ def _prepare_split(cfg: BenchmarkConfig, cohort: Cohort, s: Split, out: Path):
     cache = Layout(out).cache(s.index)
     cache.mkdir(parents=True, exist_ok=True)
     genes = list(cohort.adata.var_names)
-    pool = np.concatenate(
-        [
-            np.asarray(cohort.adata.X[s.pool], dtype=np.float32),
-            *[np.asarray(src.X, dtype=np.float32) for _, src, _ in cohort.sources],
-        ]
+    cohort_X, sources = scale_pool(  # each source on the cohort pool's scale (never the test's)
+        cfg.pool_scaling,
+        np.asarray(cohort.adata.X, dtype=np.float32),
+        s.pool,
+        [np.asarray(src.X, dtype=np.float32) for _, src, _ in cohort.sources],
+        genes,
     )
+    pool = np.concatenate([cohort_X[s.pool], *sources])
     prep = Preprocessor.from_options(cfg.preprocessing).fit(pool, genes=genes)
     np.save(cache / "pool_raw.npy", pool)
     np.save(cache / "pool.npy", prep.transform(pool, genes))
-    np.save(cache / "X.npy", prep.transform(np.asarray(cohort.adata.X, dtype=np.float32), genes))
+    np.save(cache / "X.npy", prep.transform(cohort_X, genes))
     prep.save(cache / "preprocessor.json")
     paths = {
         "X": str(cache / "X.npy"),
@@ -157,7 +168,7 @@ def plan_jobs(
                 **{
                     str(FeatureKey.embedding(m)): feats[str(FeatureKey.embedding(m, p))]
                     for m in cfg.methods
-                },
+                },  # a given model's Z:<name> is in feats already
             }
             for frac in plan.fractions:
                 todo = [a for a in plan.approaches if not store.has(s.index, a, frac, seed)]
@@ -178,7 +189,11 @@ def plan_jobs(
                         approaches=todo,
                         classes=cohort.classes,
                         features=job_feats,
-                        models={m: artefacts["models"][s.index, m, p] for m in cfg.methods},
+                        models={  # per-split SSL models and given models, by approach method
+                            m: d
+                            for (k, m, q), d in artefacts["models"].items()
+                            if (k, q) == (s.index, p)
+                        },
                         encoder=cfg.encoder,
                         recipe=recipe,
                         tune=cfg.tune,
@@ -235,6 +250,8 @@ def _write_best_predictions(
     if summary.empty:
         return
     last = summary[summary["fraction"] == summary["fraction"].max()]
+    if "degenerate" in last and (last["degenerate"].fillna("") == "").any():
+        last = last[last["degenerate"].fillna("") == ""]
     top = last.loc[last["mean"].idxmax()]
     p = store.predictions()
     p = p[(p["approach"] == top["approach"]) & np.isclose(p["fraction"], top["fraction"])]
@@ -282,6 +299,8 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
         cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data]
     )  # before any work
     cohort = load_cohort(cfg)
+    given = load_models(cfg, cohort)  # refused here (names, cards, gene coverage), before any work
+    cohort.fingerprint.update({f"model:{m.name}": m.weights_sha256 for m in given})
     cfg = resolve_config(cfg, len(cohort.labelled))
     plan = plan_benchmark(cfg, cohort)
     # single-threaded worker processes never spin on a busy core: with neighbours each gets its fair
@@ -295,7 +314,9 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
         store = ResultStore(out)
         with Progress(progress) as bar:
             n_models = len(plan.splits) * len(cfg.methods) * cfg.pretrain_seeds
-            artefacts = pretrain_stage(cfg, cohort, plan, out, jobs, bar("pretraining", n_models))
+            artefacts = pretrain_stage(
+                cfg, cohort, plan, out, jobs, bar("pretraining", n_models), given
+            )
             group_jobs = plan_jobs(cfg, cohort, plan, store, artefacts)
             n_cells = len(plan.splits) * cfg.seeds * len(plan.fractions) * len(plan.approaches)
             tick = bar(
@@ -308,5 +329,5 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
             "evaluation": evaluation,
             "total": time.perf_counter() - t0,
         }
-        manifest = write_manifest(cfg, cohort, plan, out, timings, jobs)
+        manifest = write_manifest(cfg, cohort, plan, out, timings, jobs, given)
     return BenchmarkRun(out, store.results(), summary, manifest)

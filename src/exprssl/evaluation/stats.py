@@ -141,7 +141,9 @@ def summarize(results: pd.DataFrame, predictions: pd.DataFrame, *, metric: str, 
               seed: int = 0) -> pd.DataFrame:
     """Approach x fraction: mean over splits x seeds, two-stage bootstrap interval, and for each
     SSL approach the paired difference to the fraction's best baseline with its interval and
-    verdict. ``best_ssl`` marks the row whose verdict answers the benchmark's question."""
+    verdict. ``best_ssl`` marks the row whose verdict answers the benchmark's question;
+    ``degenerate`` says why an approach is flagged (``degenerate_flags``), and the best of a
+    kind is picked among the unflagged ones."""
     from .metrics import mean_ci
 
     r = _approach_table(results, metric)
@@ -157,17 +159,20 @@ def summarize(results: pd.DataFrame, predictions: pd.DataFrame, *, metric: str, 
         splits = split_predictions(predictions, frac, list(info.index))
         have = [a for a in info.index if all(a in sp.preds for sp in splits)]
         point, reps = bootstrap(splits, have, n_classes, paired, n_boot, seed) if have else ({}, {})
-        baselines = info[(info["kind"] == "baseline") & info.index.isin(have)]
-        best_base = baselines["mean"].idxmax() if len(baselines) else None
-        ssl = info[info["kind"] == "ssl"]
-        best_ssl = ssl["mean"].idxmax() if len(ssl) else None
-        for a, row in info.iterrows():
+        ci = {}
+        for a in info.index:
             if paired == metric and a in reps:
-                lo, hi = interval(reps[a])
+                ci[a] = interval(reps[a])
             else:  # no paired bootstrap for this metric: a t-interval over cells
-                _, lo, hi = mean_ci(g[g["approach"] == a]["value"])
+                ci[a] = mean_ci(g[g["approach"] == a]["value"])[1:]
+        flags = degenerate_flags(splits, have, info, point, reps, n_classes, paired)
+        best_base = _best(info[(info["kind"] == "baseline") & info.index.isin(have)], flags)
+        best_ssl = _best(info[info["kind"] == "ssl"], flags)
+        for a, row in info.iterrows():
+            lo, hi = ci[a]
             rec = {"fraction": frac, "approach": a, **row.to_dict(), "lo": lo, "hi": hi,
                    "n_test": n_test_per_split, "best_ssl": a == best_ssl, "best_baseline": a == best_base,
+                   "degenerate": flags.get(a, ""),
                    "vs": None, "diff": np.nan, "diff_lo": np.nan, "diff_hi": np.nan, "verdict": None}
             if row["kind"] == "ssl" and best_base is not None and a in reps:
                 d_lo, d_hi = interval(reps[a] - reps[best_base])
@@ -178,6 +183,46 @@ def summarize(results: pd.DataFrame, predictions: pd.DataFrame, *, metric: str, 
     order = {"ssl": 0, "baseline": 1, "control": 2}
     return out.sort_values(["fraction", "kind", "mean"], key=lambda c: c.map(order) if c.name == "kind" else c,
                            ascending=[True, True, False], kind="stable").reset_index(drop=True)
+
+
+def _best(candidates: pd.DataFrame, flags: dict[str, str]) -> str | None:
+    """The candidate of highest mean among those not flagged degenerate; only when every one is
+    flagged, the best flagged one (its flag stays in the summary, and the report says so)."""
+    clean = candidates[~candidates.index.isin(list(flags))]
+    pool = clean if len(clean) else candidates
+    return pool["mean"].idxmax() if len(pool) else None
+
+
+CHANCE_MARGIN = 0.02  # a mean this close to the best constant prediction's score is at chance
+
+
+def degenerate_flags(splits: list[SplitPredictions], have: list[str], info: pd.DataFrame,
+                     point: dict[str, float], reps: dict[str, np.ndarray], n_classes: int,
+                     metric: str) -> dict[str, str]:
+    """Approach -> why it is degenerate at this fraction: it predicted a single class in some
+    cell (a collapsed head or encoder), or its mean is at chance (within ``CHANCE_MARGIN`` of
+    the best constant prediction's score) where some baseline's interval is above chance. Such
+    an approach is flagged in the summary and picked as the best of its kind only when every
+    one of that kind is flagged (``_best``)."""
+    flags: dict[str, str] = {}
+    if not have or not splits:
+        return flags
+    for a in have:
+        single = sum(int((sp.preds[a] == sp.preds[a][:, :1]).all(1).sum()) for sp in splits)
+        if single:
+            cells = sum(len(sp.preds[a]) for sp in splits)
+            flags[a] = f"predicted a single class in {single} of {cells} cells"
+    chance = float(np.mean([
+        weighted_scores(np.ones((1, len(sp.y))), sp.y,
+                        np.repeat(np.arange(n_classes)[:, None], len(sp.y), 1), n_classes, metric).max()
+        for sp in splits]))
+    above = [b for b in have if info.loc[b, "kind"] == "baseline" and b not in flags
+             and interval(reps[b])[0] > chance]
+    for a in have:
+        if a not in flags and point[a] <= chance + CHANCE_MARGIN and above:
+            flags[a] = f"at chance ({point[a]:.3f}; a constant prediction scores {chance:.3f}) " \
+                       f"where {above[0]} is above it"
+    return flags
 
 
 def paired_difference(predictions: pd.DataFrame, fraction: float, a: str, b: str, n_classes: int,
