@@ -73,8 +73,9 @@ def test_unlabeled_profiles_pool_and_no_test_profile_leaks(bench):
     unlabeled = set(range(N_UNLABELED))  # the first profiles have no label
     for s in splits.values():
         pre, ft, test, pool = (set(s[k]) for k in ("pretrain", "finetune", "test", "pool"))
-        assert pool == pre | unlabeled  # every unlabeled profile pretrains
-        assert not test & pool and not test & ft and not pre & ft
+        assert pool == ft | unlabeled  # every non-test profile pretrains
+        assert pre == ft and len(ft) + len(test) == 240 - N_UNLABELED  # every label: test or 100%
+        assert not test & pool and not test & ft
         assert not unlabeled & (ft | test)  # ... and never fine-tunes or tests
     assert splits["0"]["test"] != splits["1"]["test"]  # independent outer splits
     pool = json.loads((out / "manifest.json").read_text())["pool"]
@@ -172,7 +173,9 @@ def test_rejected_run_writes_nothing(tmp_path, data_file):
     ({"finetune": {"epochs": "abc"}}, "finetune: epochs must be an integer"),  # used to be a late TypeError
     ({"preprocessing": {"top_k_variance": 0}}, "top_k_variance must be an integer >= 1"),  # after writing
     ({"preprocessing": {"top_genes": 5}}, "unknown preprocessing option"),
-    ({"split": {"train": 0.8, "test": 0.2}}, "split must map pretrain, finetune, test"),  # was a KeyError
+    ({"split": {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}},
+     "split must be a mapping of train, test to fractions summing to 1 \\(the default protocol's"),
+    ({"protocol": "paper", "split": {"train": 0.8, "test": 0.2}}, "split must be a mapping of pretrain, finetune, test"),
     ({"min_test_per_class": -1}, "min_test_per_class must be a finite number >= 0"),
 ])
 def test_bad_options_fail_before_anything_is_written(tmp_path, data_file, kw, msg):
@@ -198,12 +201,12 @@ def test_rare_classes_only_pretrain_and_fractions_that_repeat_are_merged(tmp_pat
     a.obs.loc[a.obs_names[:2], "label"] = "rare"
     p = tmp_path / "small.h5ad"
     write_h5ad(a, p)
-    cfg = resolve_config(_cfg(p, tmp_path / "o", min_class_size=5, fractions=[0.5, 0.6, 0.9, 1.0]), 58)
+    cfg = resolve_config(_cfg(p, tmp_path / "o", min_class_size=5, fractions=[0.5, 0.6, 0.97, 1.0]), 58)
     cohort = load_cohort(cfg)
     plan = plan_benchmark(cfg, cohort)
     assert cohort.dropped == {"rare": 2} and set(plan.splits[0].pool) >= {0, 1}
-    # per class ~4 finetune samples: 0.9 and 1.0 label all of them, so they are one column
-    assert 1.0 in plan.fractions and 0.9 not in plan.fractions and plan.merged[1.0] == [0.9, 1.0]
+    # per class ~15 training samples: 0.97 and 1.0 label all of them, so they are one column
+    assert 1.0 in plan.fractions and 0.97 not in plan.fractions and plan.merged[1.0] == [0.97, 1.0]
 
 
 def test_pretrain_data_adds_to_the_pool_and_transductive_adds_the_test_profiles(tmp_path, data_file):
@@ -217,20 +220,24 @@ def test_pretrain_data_adds_to_the_pool_and_transductive_adds_the_test_profiles(
     assert cohort.sources[0][2] == pytest.approx(0.8)
     plan = plan_benchmark(cfg, cohort)
     s = plan.splits[0]
-    assert set(s.test) <= set(s.pool) and not set(s.finetune) & set(s.pool)
+    assert set(s.test) <= set(s.pool) and set(s.finetune) <= set(s.pool)
 
 
-def test_paper_protocol_is_a_preset(tmp_path, data_file):
+def test_paper_protocol_is_a_preset_with_0_2s_disjoint_split(tmp_path, data_file):
     from exprssl.evaluation.protocol import paper_preset
 
     cfg = _cfg(data_file, tmp_path / "p", protocol="paper", splits=None)
     preset = paper_preset(cfg)
-    assert preset is not cfg and cfg.split == {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}
-    assert preset.split == {"train": 0.8, "test": 0.2} and preset.main_metric == "accuracy" and preset.splits == 1
+    assert preset is not cfg and cfg.split is None
+    assert preset.split == {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}
+    assert preset.main_metric == cfg.main_metric and preset.splits is None
     run = run_benchmark(_cfg(data_file, tmp_path / "p", protocol="paper", methods=["scarf"], baselines=["logreg"],
-                             fractions=[1.0], seeds=1), progress=False)
+                             fractions=[1.0], seeds=1, splits=1), progress=False)
     splits = json.loads((tmp_path / "p" / "splits.json").read_text())["0"]
-    assert splits["pretrain"] == splits["finetune"] and run.manifest["config"]["main_metric"] == "accuracy"
+    pre, ft, test, pool = (set(splits[k]) for k in ("pretrain", "finetune", "test", "pool"))
+    assert not pre & ft and not pre & test and not ft & test and pool == pre | set(range(N_UNLABELED))
+    assert (len(pre), len(ft), len(test)) == pytest.approx((126, 42, 42), abs=2)  # 0.6 / 0.2 / 0.2 of 210
+    assert run.manifest["full_labels"]["mean"] == len(ft)
 
 
 def test_config_unknown_key():

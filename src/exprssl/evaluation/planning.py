@@ -18,13 +18,14 @@ from .config import BenchmarkConfig
 
 @dataclass
 class Split:
+    """One outer split, as cohort positions. Default protocol: ``pretrain`` and ``finetune`` are
+    both every non-test labelled profile (the labels' "100%"); paper protocol: disjoint parts."""
+
     index: int
-    pretrain: np.ndarray  # cohort positions; the labelled part of the pool
-    finetune: np.ndarray
+    pretrain: np.ndarray  # the labelled part of the pool
+    finetune: np.ndarray  # the labelled profiles the label fractions are drawn from
     test: np.ndarray
-    pool: (
-        np.ndarray
-    )  # cohort positions pretraining uses (pretrain part + profiles without the label)
+    pool: np.ndarray  # what pretraining uses: pretrain part + profiles without the label
 
 
 @dataclass
@@ -69,7 +70,7 @@ def plan_benchmark(cfg: BenchmarkConfig, cohort: Cohort) -> Plan:
                 "than N and lists them in the report"
             ) from None
         parts = {name: lab[idx] for name, idx in parts.items()}
-        if cfg.protocol == "paper":
+        if cfg.protocol == "default":  # every non-test profile pretrains, every label fine-tunes
             parts = {"pretrain": parts["train"], "finetune": parts["train"], "test": parts["test"]}
         pool = np.union1d(parts["pretrain"], unlabeled)
         if cfg.transductive:
