@@ -126,6 +126,9 @@ def test_rerun_resumes_without_recomputing(bench, data_file, monkeypatch):
 
     monkeypatch.setattr(proto, "evaluate_group", no_training)
     monkeypatch.setattr(proto, "pretrain_one", no_training)
+    import exprssl.evaluation.attribution_stage as attribution_stage
+
+    monkeypatch.setattr(attribution_stage, "explain_split", no_training)  # attributions.csv complete
     again = run_benchmark(_cfg(data_file, out), progress=False)
     pd.testing.assert_frame_equal(again.results.reset_index(drop=True), run.results.reset_index(drop=True))
 
@@ -290,3 +293,86 @@ def test_one_split_gets_three_seeds_by_default(data_file):
     assert resolve_config(_cfg(data_file, "o", seeds=None, splits=None), n).seeds == 2  # 5 splits
     assert resolve_config(_cfg(data_file, "o", seeds=None, splits=3, pretrain_seeds=4), n).seeds == 4
     assert resolve_config(_cfg(data_file, "o", seeds=2, splits=1), n).seeds == 2
+
+
+def test_attributions_written_after_a_benchmark_and_reported(bench):
+    """attributions.csv: every gene x class for each explained approach (the best SSL approach,
+    the best baseline, the best linear baseline) and split; the report shows them."""
+    from exprssl.attributions import COLUMNS
+    from exprssl.report import write_report
+
+    out, run = bench
+    info = run.manifest["attributions"]
+    t = pd.read_csv(out / "attributions.csv")
+    assert list(t.columns) == COLUMNS and info["fraction"] == 1.0
+    s = run.summary[run.summary["fraction"] == 1.0]
+    best = {s.loc[s["best_ssl"], "approach"].iloc[0], s.loc[s["best_baseline"], "approach"].iloc[0]}
+    assert best - {"xgboost"} <= set(info["approaches"]) == set(t["approach"])
+    assert info["reference"] in {"elasticnet", "logreg", "pca_logreg"} and info["reference"] in set(t["approach"])
+    sizes = t.groupby(["approach", "split", "class"]).size()
+    assert len(sizes) == len(info["approaches"]) * 2 * 3 and (sizes == 150).all()  # 150 genes, 2 splits, 3 classes
+    assert t.groupby(["approach", "split", "class"])["rank"].apply(lambda r: sorted(r) == list(range(1, 151))).all()
+    assert np.isfinite(t["attribution"]).all()
+    md = write_report(out)["report_md"].read_text()
+    assert "## Genes carrying the prediction" in md and "100% of the labels = " in md
+
+
+def test_resume_refuses_a_0_2_directory(bench, tmp_path, data_file):
+    import shutil
+
+    out, _ = bench
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    settings = json.loads((old / "settings.json").read_text())
+    del settings["layout"]
+    settings["exprssl_version"] = "0.2.0"
+    (old / "settings.json").write_text(json.dumps(settings))
+    before = (old / "results.csv").read_bytes()
+    with pytest.raises(ConfigError, match=r"^\S+old: a benchmark directory of exprssl 0.2.0, whose protocol split the "
+                                          r"labels differently; use a new --out directory") as e:
+        run_benchmark(_cfg(data_file, old), progress=False)
+    assert "\n" not in str(e.value) and (old / "results.csv").read_bytes() == before
+
+
+def test_all_leukemia_100_percent_is_every_non_test_label_and_paper_is_0_2s_split():
+    """The bundled subtype task: each split's label fractions are nested subsets of every
+    non-test labelled profile (100% = all of them), the pool is every non-test profile, and no
+    test profile is in a pool or a labelled subset; --protocol paper gives 0.2's split."""
+    from exprssl.evaluation.manifest import describe_full_labels
+    from exprssl.splits import label_fraction_subsets, split_indices
+
+    base = dict(data="all_leukemia", label="mol.biol", out="unused", min_class_size=5, splits=3, seeds=2)
+    cfg = BenchmarkConfig(**base)
+    cohort = load_cohort(cfg)
+    cfg = resolve_config(cfg, len(cohort.labelled))
+    plan = plan_benchmark(cfg, cohort)
+    n, labelled = cohort.adata.n_obs, set(cohort.labelled)
+    assert cfg.split == {"train": 0.8, "test": 0.2} and len(plan.splits) == 3
+    for s in plan.splits:
+        test = set(s.test)
+        assert set(s.finetune) == labelled - test and set(s.pretrain) == set(s.finetune)
+        assert set(s.pool) == set(range(n)) - test  # every non-test profile, dropped classes too
+        assert len(test) == pytest.approx(0.2 * len(labelled), abs=3)
+        for seed in range(cfg.seeds):
+            subsets = label_fraction_subsets(cohort.y[s.finetune], plan.fractions, seed=seed)
+            assert set(s.finetune[subsets[1.0]]) == set(s.finetune)
+            previous: set = set()
+            for f in plan.fractions:  # nested, never a test profile
+                chosen = set(s.finetune[subsets[f]])
+                assert previous <= chosen and not chosen & test
+                previous = chosen
+    smallest = np.bincount(cohort.y[plan.splits[0].finetune[label_fraction_subsets(
+        cohort.y[plan.splits[0].finetune], plan.fractions, seed=0)[plan.fractions[0]]]]])
+    assert smallest.min() >= 1 and smallest.max() <= 2  # about one per class
+    full = describe_full_labels(cfg, cohort, plan)
+    assert full["mean"] == pytest.approx(np.mean([len(s.finetune) for s in plan.splits]))
+    assert sum(full["per_class"].values()) == pytest.approx(full["mean"])
+
+    paper = resolve_config(BenchmarkConfig(**base, protocol="paper"), len(cohort.labelled))
+    for s in plan_benchmark(paper, cohort).splits:  # 0.2's default split, part for part
+        lab = cohort.labelled
+        parts = split_indices(cohort.classes[cohort.y[lab]], {"pretrain": 0.6, "finetune": 0.2, "test": 0.2},
+                              seed=s.index)
+        for k in ("pretrain", "finetune", "test"):
+            np.testing.assert_array_equal(np.sort(getattr(s, k)), np.sort(lab[parts[k]]))
+        assert set(s.pool) == set(s.pretrain) | set(np.flatnonzero(cohort.y < 0))
