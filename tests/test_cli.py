@@ -160,9 +160,12 @@ def test_benchmark_min_class_size_drops_rare_classes(tmp_path):
     out = tmp_path / "b"
     r = run("benchmark", "--data", "all_leukemia", "--label", "mol.biol", "--min-class-size", 5, "--methods",
             "scarf", "--baselines", "logreg", "--fractions", "1", "--seeds", 1, "--epochs", 1, "--out", out,
-            "--top-genes", 300, "--no-progress")
+            "--top-genes", 300, "--no-attributions", "--no-progress")
     assert r.exit_code == 0, r.output
+    assert not (out / "attributions.csv").exists()
     manifest = json.loads((out / "manifest.json").read_text())
+    n = manifest["full_labels"]["mean"]  # every non-test labelled profile: 126 - 20% held out
+    assert n == pytest.approx(0.8 * 126, abs=2) and f"100% of the labels = {n:g} labelled profiles" in r.output
     assert manifest["config"]["preprocessing"] == {"top_k_variance": 300}
     assert "top 300 genes by variance" in (out / "report.md").read_text()
     assert manifest["dataset"]["dropped_classes"] == {"NUP-98": 1, "p15/p16": 1}
