@@ -575,9 +575,12 @@ def _protocol_section(summary, manifest, metric, out, figures) -> list:
         return []
     cfg = manifest.get("config", {})
     group = [", grouped by ", Code(cfg["group"])] if cfg.get("group") else []
+    sizes = dict(manifest.get("split_sizes") or {})
+    if cfg.get("protocol", "default") == "default" and "finetune" in sizes:
+        sizes = {"train": sizes["finetune"], "test": sizes.get("test"), "pool": sizes.get("pool")}
     return [Para([Bold("Protocol"), f" ({cfg.get('protocol', 'default')}): "
                   f"{manifest.get('splits')} outer stratified split(s)", *group,
-                  f" of sizes {manifest.get('split_sizes')}; {len(manifest.get('seeds', []))} "
+                  f" of sizes {sizes}; {len(manifest.get('seeds', []))} "
                   "label subsets per split and fraction; preprocessing fit on each split's "
                   f"pretraining pool: {' → '.join(manifest.get('preprocessing', []))}; the test "
                   "set is never used for pretraining, fitting, tuning or early stopping."])]

@@ -208,9 +208,9 @@ def attribution_stage(
     done = set(zip(old["approach"], old["split"].astype(int), strict=True))
     tasks = attribution_tasks(cfg, cohort, plan, artefacts, out, fraction, approaches, done)
     tables = [old] if len(old) else []
-    genes = list(cohort.adata.var_names)
     classes = cohort.classes.astype(str)
     for task, values in _results(tasks, jobs):
+        genes = _split_genes(out, task.split)  # each split's preprocessing keeps its own genes
         tables += [attribution_table(v, genes, classes, a, task.split) for a, v in values.items()]
     if tasks:
         table = pd.concat(tables, ignore_index=True).sort_values(
@@ -227,6 +227,13 @@ def attribution_stage(
         "computed": sum(len(t.approaches) for t in tasks),
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def _split_genes(out: Path, split: int) -> list[str]:
+    """The genes of a split's preprocessed features (``top_k_variance`` picks them per pool)."""
+    from ..preprocessing import Preprocessor
+
+    return list(Preprocessor.load(Layout(out).cache(split) / "preprocessor.json").genes_)
 
 
 def _results(tasks: list[AttributionTask], jobs: int):
