@@ -150,8 +150,10 @@ def test_resume_refuses_other_settings_and_changed_data(bench, data_file, tmp_pa
 def test_more_seeds_add_cells(tmp_path, data_file):
     out = tmp_path / "grow"
     small = dict(methods=["scarf"], baselines=["logreg"], fractions=[1.0], splits=1)
-    first = run_benchmark(_cfg(data_file, out, seeds=1, **small), progress=False)
-    grown = run_benchmark(_cfg(data_file, out, seeds=2, **small), progress=False)
+    first = run_benchmark(_cfg(data_file, out, seeds=1, attributions=False, **small), progress=False)
+    assert not (out / "attributions.csv").exists() and first.manifest["attributions"] is None
+    grown = run_benchmark(_cfg(data_file, out, seeds=2, **small), progress=False)  # attributions: a resumable option
+    assert (out / "attributions.csv").is_file()
     assert set(first.results["seed"]) == {0} and set(grown.results["seed"]) == {0, 1}
     kept = grown.results[grown.results["seed"] == 0].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, first.results.reset_index(drop=True), check_dtype=False)
