@@ -379,3 +379,30 @@ def test_all_leukemia_100_percent_is_every_non_test_label_and_paper_is_0_2s_spli
         for k in ("pretrain", "finetune", "test"):
             np.testing.assert_array_equal(np.sort(getattr(s, k)), np.sort(lab[parts[k]]))
         assert set(s.pool) == set(s.pretrain) | set(np.flatnonzero(cohort.y < 0))
+
+
+def test_every_explainable_approach_gives_per_class_gene_attributions(bench, data_file):
+    """Each kind the attribution stage explains (probe and fine-tuned encoder by integrated
+    gradients, the MLP baseline, logistic regression, the elastic net, PCA + logistic regression
+    mapped back to the genes) gives a finite (classes x genes) table from its tuned params."""
+    from exprssl.evaluation.attribution_stage import AttributionTask, explain_split
+    from exprssl.evaluation.heads import HeadRecipe
+
+    out, _ = bench
+    cache = out / "cache" / "split0"
+    feats = {k: str(cache / f) for k, f in (("X", "X.npy"), ("pool", "pool.npy"), ("pca", "pca.npy"),
+                                            ("Z:scarf:0", "Z_scarf_0.npy"))}
+    t = pd.read_csv(out / "tuning.csv")
+    t = t[(t["split"] == 0) & (t["seed"] == 0) & (t["fraction"] == 1.0)].set_index("approach")["params"]
+    names = ["scarf+linear_probe", "scarf+finetune", "mlp", "logreg", "elasticnet", "pca_logreg"]
+    parts = json.loads((out / "splits.json").read_text())["0"]
+    cfg = _cfg(data_file, out)
+    task = AttributionTask(
+        0, [(a, a.split("+")[0], a.split("+")[-1], json.loads(t[a])) for a in names],
+        lab=np.array(parts["finetune"]), val=np.array([], dtype=int), rows=np.array(parts["test"]),
+        y=load_cohort(cfg).y, n_classes=3, features=feats, models={"scarf": str(out / "models" / "split0" / "scarf")},
+        encoder=cfg.encoder, recipe=HeadRecipe.check(cfg.finetune))
+    values = explain_split(task)
+    assert list(values) == names
+    for a, v in values.items():
+        assert v.shape == (3, 150) and np.isfinite(v).all() and (np.abs(v).sum(1) > 0).all(), a
