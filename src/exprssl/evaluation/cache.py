@@ -58,7 +58,7 @@ def prepare_output(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> Path:
             raise ConfigError(
                 f"{out}: a benchmark directory of exprssl "
                 f"{before.get('exprssl_version', '< 0.3')}, whose protocol split the labels "
-                "differently; use a new --out directory (or `--protocol paper` there for 0.2's "
+                "differently; use a new --out directory (`--protocol paper` reproduces 0.2's "
                 "split)"
             )
         changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
