@@ -58,7 +58,7 @@ def main() -> None:
         out = Path(args.out) if args.out else Path(tmp) / "bench"
         if args.demo01:
             options = dict(data="all_leukemia", label="mol.biol", out=str(out), min_class_size=5, seeds=5,
-                           pretrain_seeds=5, n_fractions=5, split={"pretrain": 0.5, "finetune": 0.25, "test": 0.25},
+                           pretrain_seeds=5, n_fractions=5, protocol="paper", split={"pretrain": 0.5, "finetune": 0.25, "test": 0.25},
                            epochs=100, batch_size=32, patience=15, preprocessing={"top_k_variance": 5000},
                            finetune={"epochs": 60, "lr": 1e-3, "encoder_lr": 1e-4, "batch_size": 16, "patience": 10})
         else:

@@ -82,3 +82,35 @@ def test_baseline_registry_and_the_elastic_net_file():
     assert (proba.argmax(1) == y[:6]).mean() >= 0.8
     _, default = net.fit_predict(X, y, X[:6], None, job)
     assert default == net.grid[0]
+
+
+def test_elastic_net_is_the_best_baseline_when_it_scores_highest():
+    """The summary's best baseline (the verdicts' comparison) and the baselines the attributions
+    explain both pick the elastic net when it scores highest; the control never counts."""
+    import pandas as pd
+    from sklearn.metrics import balanced_accuracy_score
+
+    from exprssl.evaluation.attribution_stage import chosen_approaches
+    from exprssl.evaluation.stats import summarize
+
+    rng = np.random.default_rng(0)
+    res, preds = [], []
+    for k in range(2):
+        y = rng.integers(0, 3, 40)
+        for frac, n in ((0.2, 6), (1.0, 30)):
+            for method, kind, head, acc in (("scarf", "ssl", "linear_probe", 0.6), ("logreg", "baseline", "logreg", 0.7),
+                                            ("elasticnet", "baseline", "elasticnet", 0.9),
+                                            ("random_encoder", "control", "random_encoder", 0.95)):
+                p = np.where(rng.random(40) < acc, y, (y + 1) % 3)
+                name = f"{method}+{head}" if kind == "ssl" else method
+                preds.append(pd.DataFrame({"split": k, "seed": 0, "fraction": frac, "approach": name,
+                                           "test_index": np.arange(40) + 100 * k, "y_true": y, "y_pred": p}))
+                res.append({"split": k, "method": method, "kind": kind, "head": head, "fraction": frac,
+                            "n_labelled": n, "seed": 0, "metric": "balanced_accuracy",
+                            "value": balanced_accuracy_score(y, p)})
+    s = summarize(pd.DataFrame(res), pd.concat(preds), metric="balanced_accuracy", n_classes=3,
+                  n_test_per_split=40, n_boot=200)
+    assert (s.loc[s["best_baseline"], "approach"] == "elasticnet").all() and s["best_baseline"].sum() == 2
+    assert (s.loc[s["best_ssl"], "vs"] == "elasticnet").all()
+    fraction, explained = chosen_approaches(s, ["logreg", "elasticnet", "random_encoder"])
+    assert fraction == 1.0 and explained == ["scarf+linear_probe", "elasticnet"]

@@ -149,7 +149,7 @@ def test_bad_labels_are_one_line_exit_2(tmp_path):
     r = run("benchmark", "--data", "all_leukemia", "--label", "subtype", "--out", tmp_path / "b")
     _assert_one_line_error(r, "label column 'subtype' not found")
     r = run("benchmark", "--data", "all_leukemia", "--label", "mol.biol", "--fractions", "0.5,2",
-            "--out", tmp_path / "b")
+            "--no-attributions", "--out", tmp_path / "b")
     _assert_one_line_error(r, "2.0 is outside (0, 1]")
     r = run("benchmark", "--data", "all_leukemia", "--label", "mol.biol", "--out", tmp_path / "b")
     _assert_one_line_error(r, "class 'NUP-98' has 1 samples", "--min-class-size N")
@@ -160,9 +160,13 @@ def test_benchmark_min_class_size_drops_rare_classes(tmp_path):
     out = tmp_path / "b"
     r = run("benchmark", "--data", "all_leukemia", "--label", "mol.biol", "--min-class-size", 5, "--methods",
             "scarf", "--baselines", "logreg", "--fractions", "1", "--seeds", 1, "--epochs", 1, "--out", out,
-            "--top-genes", 300, "--no-progress")
+            "--top-genes", 300, "--splits", 2, "--no-progress")
     assert r.exit_code == 0, r.output
+    t = pd.read_csv(out / "attributions.csv")  # each split's own 300 genes (kept on its pool)
+    assert (t.groupby(["approach", "split", "class"]).size() == 300).all() and "logreg" in set(t["approach"])
     manifest = json.loads((out / "manifest.json").read_text())
+    n = manifest["full_labels"]["mean"]  # every non-test labelled profile: 126 - 20% held out
+    assert n == pytest.approx(0.8 * 126, abs=2) and f"100% of the labels = {n:g} labelled profiles" in r.output
     assert manifest["config"]["preprocessing"] == {"top_k_variance": 300}
     assert "top 300 genes by variance" in (out / "report.md").read_text()
     assert manifest["dataset"]["dropped_classes"] == {"NUP-98": 1, "p15/p16": 1}

@@ -18,7 +18,7 @@ from exprssl.evaluation.protocol import BenchmarkConfig, run_benchmark
 from exprssl.evaluation.stats import paired_difference
 from exprssl.io import write_h5ad
 
-SMALLEST = 0.02  # one labelled sample per class
+SMALLEST = 0.008  # one labelled sample per class (of ~110 training profiles each)
 
 
 def _run(tmp_path_factory, labels: str):
@@ -26,8 +26,8 @@ def _run(tmp_path_factory, labels: str):
     path = tmp_path_factory.mktemp(labels) / "cohort.h5ad"
     write_h5ad(a, path)
     cfg = BenchmarkConfig(data=str(path), label="label", out=str(path.parent / "bench"), methods=["scarf"],
-                          baselines=["logreg", "random_encoder"], fractions=[SMALLEST, 0.2], splits=5, seeds=1,
-                          split={"pretrain": 0.4, "finetune": 0.2, "test": 0.4}, epochs=20, batch_size=128,
+                          baselines=["logreg", "random_encoder"], fractions=[SMALLEST, 0.07], splits=5, seeds=1,
+                          split={"train": 0.6, "test": 0.4}, attributions=False, epochs=20, batch_size=128,
                           encoder={"hidden_dims": [256, 256], "dropout": 0.2}, bootstrap=1000)
     return run_benchmark(cfg, progress=False)
 
@@ -59,7 +59,8 @@ def test_unlabeled_profiles_pretrain(positive):
     assert 600 < n_unlabeled < 900
     pool = positive.manifest["pool"]
     assert pool["parts"]["profiles without the label"] == n_unlabeled
-    assert pool["size"] == n_unlabeled + pool["parts"]["labelled profiles of the pretraining part"]
+    assert pool["size"] == n_unlabeled + pool["parts"]["labelled training profiles (labels unused)"]
+    assert positive.manifest["full_labels"]["mean"] == pytest.approx(0.6 * (1500 - n_unlabeled), abs=3)
 
 
 @pytest.mark.slow

@@ -73,8 +73,9 @@ def test_unlabeled_profiles_pool_and_no_test_profile_leaks(bench):
     unlabeled = set(range(N_UNLABELED))  # the first profiles have no label
     for s in splits.values():
         pre, ft, test, pool = (set(s[k]) for k in ("pretrain", "finetune", "test", "pool"))
-        assert pool == pre | unlabeled  # every unlabeled profile pretrains
-        assert not test & pool and not test & ft and not pre & ft
+        assert pool == ft | unlabeled  # every non-test profile pretrains
+        assert pre == ft and len(ft) + len(test) == 240 - N_UNLABELED  # every label: test or 100%
+        assert not test & pool and not test & ft
         assert not unlabeled & (ft | test)  # ... and never fine-tunes or tests
     assert splits["0"]["test"] != splits["1"]["test"]  # independent outer splits
     pool = json.loads((out / "manifest.json").read_text())["pool"]
@@ -125,6 +126,9 @@ def test_rerun_resumes_without_recomputing(bench, data_file, monkeypatch):
 
     monkeypatch.setattr(proto, "evaluate_group", no_training)
     monkeypatch.setattr(proto, "pretrain_one", no_training)
+    import exprssl.evaluation.attribution_stage as attribution_stage
+
+    monkeypatch.setattr(attribution_stage, "explain_split", no_training)  # attributions.csv complete
     again = run_benchmark(_cfg(data_file, out), progress=False)
     pd.testing.assert_frame_equal(again.results.reset_index(drop=True), run.results.reset_index(drop=True))
 
@@ -146,8 +150,10 @@ def test_resume_refuses_other_settings_and_changed_data(bench, data_file, tmp_pa
 def test_more_seeds_add_cells(tmp_path, data_file):
     out = tmp_path / "grow"
     small = dict(methods=["scarf"], baselines=["logreg"], fractions=[1.0], splits=1)
-    first = run_benchmark(_cfg(data_file, out, seeds=1, **small), progress=False)
-    grown = run_benchmark(_cfg(data_file, out, seeds=2, **small), progress=False)
+    first = run_benchmark(_cfg(data_file, out, seeds=1, attributions=False, **small), progress=False)
+    assert not (out / "attributions.csv").exists() and first.manifest["attributions"] is None
+    grown = run_benchmark(_cfg(data_file, out, seeds=2, **small), progress=False)  # attributions: a resumable option
+    assert (out / "attributions.csv").is_file()
     assert set(first.results["seed"]) == {0} and set(grown.results["seed"]) == {0, 1}
     kept = grown.results[grown.results["seed"] == 0].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, first.results.reset_index(drop=True), check_dtype=False)
@@ -172,7 +178,9 @@ def test_rejected_run_writes_nothing(tmp_path, data_file):
     ({"finetune": {"epochs": "abc"}}, "finetune: epochs must be an integer"),  # used to be a late TypeError
     ({"preprocessing": {"top_k_variance": 0}}, "top_k_variance must be an integer >= 1"),  # after writing
     ({"preprocessing": {"top_genes": 5}}, "unknown preprocessing option"),
-    ({"split": {"train": 0.8, "test": 0.2}}, "split must map pretrain, finetune, test"),  # was a KeyError
+    ({"split": {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}},
+     "split must be a mapping of train, test to fractions summing to 1 \\(the default protocol's"),
+    ({"protocol": "paper", "split": {"train": 0.8, "test": 0.2}}, "split must be a mapping of pretrain, finetune, test"),
     ({"min_test_per_class": -1}, "min_test_per_class must be a finite number >= 0"),
 ])
 def test_bad_options_fail_before_anything_is_written(tmp_path, data_file, kw, msg):
@@ -198,12 +206,12 @@ def test_rare_classes_only_pretrain_and_fractions_that_repeat_are_merged(tmp_pat
     a.obs.loc[a.obs_names[:2], "label"] = "rare"
     p = tmp_path / "small.h5ad"
     write_h5ad(a, p)
-    cfg = resolve_config(_cfg(p, tmp_path / "o", min_class_size=5, fractions=[0.5, 0.6, 0.9, 1.0]), 58)
+    cfg = resolve_config(_cfg(p, tmp_path / "o", min_class_size=5, fractions=[0.5, 0.6, 0.97, 1.0]), 58)
     cohort = load_cohort(cfg)
     plan = plan_benchmark(cfg, cohort)
     assert cohort.dropped == {"rare": 2} and set(plan.splits[0].pool) >= {0, 1}
-    # per class ~4 finetune samples: 0.9 and 1.0 label all of them, so they are one column
-    assert 1.0 in plan.fractions and 0.9 not in plan.fractions and plan.merged[1.0] == [0.9, 1.0]
+    # per class ~15 training samples: 0.97 and 1.0 label all of them, so they are one column
+    assert 1.0 in plan.fractions and 0.97 not in plan.fractions and plan.merged[1.0] == [0.97, 1.0]
 
 
 def test_pretrain_data_adds_to_the_pool_and_transductive_adds_the_test_profiles(tmp_path, data_file):
@@ -217,20 +225,24 @@ def test_pretrain_data_adds_to_the_pool_and_transductive_adds_the_test_profiles(
     assert cohort.sources[0][2] == pytest.approx(0.8)
     plan = plan_benchmark(cfg, cohort)
     s = plan.splits[0]
-    assert set(s.test) <= set(s.pool) and not set(s.finetune) & set(s.pool)
+    assert set(s.test) <= set(s.pool) and set(s.finetune) <= set(s.pool)
 
 
-def test_paper_protocol_is_a_preset(tmp_path, data_file):
+def test_paper_protocol_is_a_preset_with_0_2s_disjoint_split(tmp_path, data_file):
     from exprssl.evaluation.protocol import paper_preset
 
     cfg = _cfg(data_file, tmp_path / "p", protocol="paper", splits=None)
     preset = paper_preset(cfg)
-    assert preset is not cfg and cfg.split == {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}
-    assert preset.split == {"train": 0.8, "test": 0.2} and preset.main_metric == "accuracy" and preset.splits == 1
+    assert preset is not cfg and cfg.split is None
+    assert preset.split == {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}
+    assert preset.main_metric == cfg.main_metric and preset.splits is None
     run = run_benchmark(_cfg(data_file, tmp_path / "p", protocol="paper", methods=["scarf"], baselines=["logreg"],
-                             fractions=[1.0], seeds=1), progress=False)
+                             fractions=[1.0], seeds=1, splits=1), progress=False)
     splits = json.loads((tmp_path / "p" / "splits.json").read_text())["0"]
-    assert splits["pretrain"] == splits["finetune"] and run.manifest["config"]["main_metric"] == "accuracy"
+    pre, ft, test, pool = (set(splits[k]) for k in ("pretrain", "finetune", "test", "pool"))
+    assert not pre & ft and not pre & test and not ft & test and pool == pre | set(range(N_UNLABELED))
+    assert (len(pre), len(ft), len(test)) == pytest.approx((126, 42, 42), abs=2)  # 0.6 / 0.2 / 0.2 of 210
+    assert run.manifest["full_labels"]["mean"] == len(ft)
 
 
 def test_config_unknown_key():
@@ -283,3 +295,114 @@ def test_one_split_gets_three_seeds_by_default(data_file):
     assert resolve_config(_cfg(data_file, "o", seeds=None, splits=None), n).seeds == 2  # 5 splits
     assert resolve_config(_cfg(data_file, "o", seeds=None, splits=3, pretrain_seeds=4), n).seeds == 4
     assert resolve_config(_cfg(data_file, "o", seeds=2, splits=1), n).seeds == 2
+
+
+def test_attributions_written_after_a_benchmark_and_reported(bench):
+    """attributions.csv: every gene x class for each explained approach (the best SSL approach,
+    the best baseline, the best linear baseline) and split; the report shows them."""
+    from exprssl.attributions import COLUMNS
+    from exprssl.report import write_report
+
+    out, run = bench
+    info = run.manifest["attributions"]
+    t = pd.read_csv(out / "attributions.csv")
+    assert list(t.columns) == COLUMNS and info["fraction"] == 1.0
+    s = run.summary[run.summary["fraction"] == 1.0]
+    best = {s.loc[s["best_ssl"], "approach"].iloc[0], s.loc[s["best_baseline"], "approach"].iloc[0]}
+    assert best - {"xgboost"} <= set(info["approaches"]) == set(t["approach"])
+    assert info["reference"] in {"elasticnet", "logreg", "pca_logreg"} and info["reference"] in set(t["approach"])
+    sizes = t.groupby(["approach", "split", "class"]).size()
+    assert len(sizes) == len(info["approaches"]) * 2 * 3 and (sizes == 150).all()  # 150 genes, 2 splits, 3 classes
+    assert t.groupby(["approach", "split", "class"])["rank"].apply(lambda r: sorted(r) == list(range(1, 151))).all()
+    assert np.isfinite(t["attribution"]).all()
+    md = write_report(out)["report_md"].read_text()
+    assert "## Genes carrying the prediction" in md and "100% of the labels = " in md
+
+
+def test_resume_refuses_a_0_2_directory(bench, tmp_path, data_file):
+    import shutil
+
+    out, _ = bench
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    settings = json.loads((old / "settings.json").read_text())
+    del settings["layout"]
+    settings["exprssl_version"] = "0.2.0"
+    (old / "settings.json").write_text(json.dumps(settings))
+    before = (old / "results.csv").read_bytes()
+    with pytest.raises(ConfigError, match=r"^\S+old: a benchmark directory of exprssl 0.2.0, whose protocol split the "
+                                          r"labels differently; use a new --out directory") as e:
+        run_benchmark(_cfg(data_file, old), progress=False)
+    assert "\n" not in str(e.value) and (old / "results.csv").read_bytes() == before
+
+
+def test_all_leukemia_100_percent_is_every_non_test_label_and_paper_is_0_2s_split():
+    """The bundled subtype task: each split's label fractions are nested subsets of every
+    non-test labelled profile (100% = all of them), the pool is every non-test profile, and no
+    test profile is in a pool or a labelled subset; --protocol paper gives 0.2's split."""
+    from exprssl.evaluation.manifest import describe_full_labels
+    from exprssl.splits import label_fraction_subsets, split_indices
+
+    base = dict(data="all_leukemia", label="mol.biol", out="unused", min_class_size=5, splits=3, seeds=2)
+    cfg = BenchmarkConfig(**base)
+    cohort = load_cohort(cfg)
+    cfg = resolve_config(cfg, len(cohort.labelled))
+    plan = plan_benchmark(cfg, cohort)
+    n, labelled = cohort.adata.n_obs, set(cohort.labelled)
+    assert cfg.split == {"train": 0.8, "test": 0.2} and len(plan.splits) == 3
+    for s in plan.splits:
+        test = set(s.test)
+        assert set(s.finetune) == labelled - test and set(s.pretrain) == set(s.finetune)
+        assert set(s.pool) == set(range(n)) - test  # every non-test profile, dropped classes too
+        assert len(test) == pytest.approx(0.2 * len(labelled), abs=3)
+        for seed in range(cfg.seeds):
+            subsets = label_fraction_subsets(cohort.y[s.finetune], plan.fractions, seed=seed)
+            assert set(s.finetune[subsets[1.0]]) == set(s.finetune)
+            previous: set = set()
+            for f in plan.fractions:  # nested, never a test profile
+                chosen = set(s.finetune[subsets[f]])
+                assert previous <= chosen and not chosen & test
+                previous = chosen
+    ft = plan.splits[0].finetune
+    first = ft[label_fraction_subsets(cohort.y[ft], plan.fractions, seed=0)[plan.fractions[0]]]
+    per_class = np.bincount(cohort.y[first], minlength=len(cohort.classes))
+    assert per_class.min() >= 1 and len(first) <= 2 * len(cohort.classes)  # about one per class
+    full = describe_full_labels(cfg, cohort, plan)
+    assert full["mean"] == pytest.approx(np.mean([len(s.finetune) for s in plan.splits]))
+    assert sum(full["per_class"].values()) == pytest.approx(full["mean"])
+
+    paper = resolve_config(BenchmarkConfig(**base, protocol="paper"), len(cohort.labelled))
+    for s in plan_benchmark(paper, cohort).splits:  # 0.2's default split, part for part
+        lab = cohort.labelled
+        parts = split_indices(cohort.classes[cohort.y[lab]], {"pretrain": 0.6, "finetune": 0.2, "test": 0.2},
+                              seed=s.index)
+        for k in ("pretrain", "finetune", "test"):
+            np.testing.assert_array_equal(np.sort(getattr(s, k)), np.sort(lab[parts[k]]))
+        assert set(s.pool) == set(s.pretrain) | set(np.flatnonzero(cohort.y < 0))
+
+
+def test_every_explainable_approach_gives_per_class_gene_attributions(bench, data_file):
+    """Each kind the attribution stage explains (probe and fine-tuned encoder by integrated
+    gradients, the MLP baseline, logistic regression, the elastic net, PCA + logistic regression
+    mapped back to the genes) gives a finite (classes x genes) table from its tuned params."""
+    from exprssl.evaluation.attribution_stage import AttributionTask, explain_split
+    from exprssl.evaluation.heads import HeadRecipe
+
+    out, _ = bench
+    cache = out / "cache" / "split0"
+    feats = {k: str(cache / f) for k, f in (("X", "X.npy"), ("pool", "pool.npy"), ("pca", "pca.npy"),
+                                            ("Z:scarf:0", "Z_scarf_0.npy"))}
+    t = pd.read_csv(out / "tuning.csv")
+    t = t[(t["split"] == 0) & (t["seed"] == 0) & (t["fraction"] == 1.0)].set_index("approach")["params"]
+    names = ["scarf+linear_probe", "scarf+finetune", "mlp", "logreg", "elasticnet", "pca_logreg"]
+    parts = json.loads((out / "splits.json").read_text())["0"]
+    cfg = _cfg(data_file, out)
+    task = AttributionTask(
+        0, [(a, a.split("+")[0], a.split("+")[-1], json.loads(t[a])) for a in names],
+        lab=np.array(parts["finetune"]), val=np.array([], dtype=int), rows=np.array(parts["test"]),
+        y=load_cohort(cfg).y, n_classes=3, features=feats, models={"scarf": str(out / "models" / "split0" / "scarf")},
+        encoder=cfg.encoder, recipe=HeadRecipe.check(cfg.finetune))
+    values = explain_split(task)
+    assert list(values) == names
+    for a, v in values.items():
+        assert v.shape == (3, 150) and np.isfinite(v).all() and (np.abs(v).sum(1) > 0).all(), a

@@ -240,7 +240,8 @@ def top_genes(table: pd.DataFrame, k: int = 20) -> pd.DataFrame:
 def _importance(table: pd.DataFrame, approach: str, cls: str) -> pd.DataFrame:
     """|attribution| of one approach and class: genes x splits."""
     part = table[(table["approach"] == approach) & (table["class"] == cls)]
-    return part.pivot(index="gene", columns="split", values="attribution").abs()
+    # a gene missing from a split's rows (its preprocessing did not keep it) had no attribution
+    return part.pivot(index="gene", columns="split", values="attribution").abs().fillna(0.0)
 
 
 def stability(table: pd.DataFrame, k: int = 20) -> pd.DataFrame:

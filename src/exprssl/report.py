@@ -126,7 +126,7 @@ def _answer(summary: pd.DataFrame, manifest: dict, metric: str) -> tuple[list[li
     else:
         first = [Bold("No detectable difference"), " between the best SSL approach and the best "
                  f"baseline at any label fraction (paired 95% intervals all include 0; {m})."]
-    lines = [first]
+    lines = [first, *([full] if (full := _full_labels(manifest)) else [])]
     labels = _labels_saved(summary)
     if labels:
         lines.append(labels)
@@ -151,6 +151,19 @@ def _labels_saved(summary: pd.DataFrame) -> list:
                 f"({reach['target']:.3f}, ", User(reach["baseline"]),
                 ") at any fraction tried: no labels saved."]
     return []
+
+
+def _full_labels(manifest: dict) -> list:
+    """What "100%" of the labels is, per split: how many labelled profiles, from which part of
+    the cohort, and per class."""
+    full = manifest.get("full_labels")
+    if not full:
+        return []
+    per_class: list = []
+    for k, v in full.get("per_class", {}).items():
+        per_class += [", " if per_class else "", User(k), f" {v:g}"]
+    return [f"100% of the labels = {full['mean']:g} labelled profiles per split (mean over "
+            f"splits; {full.get('of')}): ", *per_class, "."]
 
 
 def _setting(manifest: dict, name: str):
@@ -563,9 +576,12 @@ def _protocol_section(summary, manifest, metric, out, figures) -> list:
         return []
     cfg = manifest.get("config", {})
     group = [", grouped by ", Code(cfg["group"])] if cfg.get("group") else []
+    sizes = dict(manifest.get("split_sizes") or {})
+    if cfg.get("protocol", "default") == "default" and "finetune" in sizes:
+        sizes = {"train": sizes["finetune"], "test": sizes.get("test"), "pool": sizes.get("pool")}
     return [Para([Bold("Protocol"), f" ({cfg.get('protocol', 'default')}): "
                   f"{manifest.get('splits')} outer stratified split(s)", *group,
-                  f" of sizes {manifest.get('split_sizes')}; {len(manifest.get('seeds', []))} "
+                  f" of sizes {sizes}; {len(manifest.get('seeds', []))} "
                   "label subsets per split and fraction; preprocessing fit on each split's "
                   f"pretraining pool: {' → '.join(manifest.get('preprocessing', []))}; the test "
                   "set is never used for pretraining, fitting, tuning or early stopping."])]
@@ -622,6 +638,49 @@ def _tuning_section(summary, manifest, metric, out, figures) -> list:
         blocks.append(Bullets([[f"{len(notes)} of {len(t)} cells kept the defaults: ",
                                 User(notes.mode().iloc[0]), "."]]))
     return blocks
+
+
+def _attributions_section(summary, manifest, metric, out, figures, k: int = 20,
+                          shown: int = 8) -> list:
+    """Which genes carry the prediction: per class, the best approaches' top genes (best mean
+    rank over splits), their stability across splits and their overlap with the linear
+    baseline's top genes (``attributions.csv``)."""
+    from .attributions import overlap, stability
+
+    path = out / "attributions.csv"
+    info = manifest.get("attributions") or {}
+    if not path.exists():
+        return []
+    table = pd.read_csv(path, dtype={"gene": str, "class": str})
+    if table.empty:
+        return []
+    k = min(k, table["gene"].nunique())
+    stable = stability(table, k).set_index(["approach", "class"])
+    ref = info.get("reference")
+    shared = (overlap(table, ref, k).set_index(["approach", "class"]).iloc[:, 0]
+              if ref in set(table["approach"]) else pd.Series(dtype=float))
+    mean_rank = table.groupby(["approach", "class", "gene"])["rank"].mean().reset_index()
+    rows = []
+    for (cls, approach), g in mean_rank.groupby(["class", "approach"], sort=True):
+        top = g.nsmallest(shown, "rank")["gene"]
+        st = stable.loc[(approach, cls)]
+        stab = ("one split" if st["n_splits"] < 2 else
+                f"ρ {st['spearman']:.2f}, top-{k} Jaccard {st[f'jaccard_top{k}']:.2f}")
+        ov = shared.get((approach, cls))
+        rows.append([[User(cls)], [User(approach)], [User(", ".join(top))], [stab],
+                     ["reference" if approach == ref else "" if ov is None else f"{ov:.0%}"]])
+    frac = info.get("fraction")
+    where = f" at {frac:.0%} of the labels" if frac is not None else ""
+    return [Heading(2, ["Genes carrying the prediction"]), Para([
+        f"Per-class gene attributions of the best SSL approach and the best baselines{where}, "
+        "re-fitted on each split's seed-0 labelled subset with the hyperparameters its cell "
+        "chose, on the standardised genes: networks by integrated gradients (mean |attribution| "
+        "over the split's test samples of the class), linear models by their coefficients. "
+        f"Genes by mean rank over splits; stability: Spearman ρ of the attributions and Jaccard "
+        f"overlap of the top {k} genes between splits; overlap: share of the top {k} that are "
+        "also the linear baseline's (same split). All rows: attributions.csv."]),
+        Table(["class", "approach", f"top {shown} genes", "stability across splits",
+               f"top-{k} overlap with {ref or 'a linear baseline'}"], rows)]
 
 
 def _run_section(summary, manifest, metric, out, figures) -> list:
@@ -696,7 +755,7 @@ def _degenerate_section(summary, manifest, metric, out, figures) -> list:
 
 SECTIONS = (_answer_section, _data_section, _protocol_section, _pooling_section, _models_section,
             _scores_section, _degenerate_section, _comparison_section, _plots_section,
-            _tuning_section, _run_section)
+            _attributions_section, _tuning_section, _run_section)
 
 
 def write_report(out_dir: str | Path, *, main_metric: str | None = None) -> dict[str, Path]:

@@ -29,7 +29,12 @@ _RESUMABLE = {
     "bootstrap",
     "min_test_per_class",
     "min_model_coverage",  # only refuses a model; the model's weights hash is in the fingerprint
+    "attributions",
 }
+
+# the output directory's layout: 3 since 0.3 (the default protocol's train/test split, the
+# ``split`` option's parts per protocol); a directory without it was written by 0.2
+LAYOUT = 3
 
 
 def _settings(cfg: BenchmarkConfig, cohort: Cohort) -> dict:
@@ -38,6 +43,7 @@ def _settings(cfg: BenchmarkConfig, cohort: Cohort) -> dict:
     )
     settings["exprssl_version"] = __version__  # another release may score differently
     settings["fingerprint"] = cohort.fingerprint
+    settings["layout"] = LAYOUT
     return settings
 
 
@@ -49,6 +55,13 @@ def prepare_output(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> Path:
     settings_file, split_file = Layout(out).settings, Layout(out).splits
     if settings_file.exists():
         before = json.loads(settings_file.read_text())
+        if before.get("layout") != LAYOUT:
+            raise ConfigError(
+                f"{out}: a benchmark directory of exprssl "
+                f"{before.get('exprssl_version', '< 0.3')}, whose protocol split the labels "
+                "differently; use a new --out directory (`--protocol paper` reproduces 0.2's "
+                "split)"
+            )
         changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
         if changed:
             raise ConfigError(

@@ -38,11 +38,10 @@ class Approach:
 
 def ssl_learner(a: Approach, protocol: str) -> tuple[str, str]:
     """(learner, feature key) of an SSL head: fine-tuning trains the encoder on the genes; the
-    paper protocol's frozen head is a softmax layer trained by gradient descent on the
-    embeddings, the default protocol's a logistic probe."""
+    frozen head is a logistic probe on the embeddings (under either protocol)."""
     if a.head == "finetune":
         return "torch", "X"
-    return ("torch" if protocol == "paper" else "logistic"), str(FeatureKey.embedding(a.method))
+    return "logistic", str(FeatureKey.embedding(a.method))
 
 
 @dataclass

@@ -197,3 +197,27 @@ def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob, freeze: bool 
         test_proba.append(predict_proba(net, Xt)[-1])
     chosen = pick(cv, losses) if cv else 0
     return test_proba[chosen].astype(np.float64), dict(grid[chosen])
+
+
+def train_torch(F_lab, y_lab, encoder, params, job, freeze: bool = False, seed: int = 0):
+    """One encoder + softmax head trained as ``fit_torch``'s final model (``params``: the chosen
+    learning-rate scale; early stopping on the job's validation part), returned as the trained
+    one-model ``StackedMLP``: the network an attribution runs through."""
+    import torch
+
+    pos = {int(c): i for i, c in enumerate(job.lab)}
+    val = np.zeros(len(y_lab), dtype=bool)
+    val[[pos[int(c)] for c in job.val]] = True
+    X = torch.as_tensor(np.ascontiguousarray(F_lab), dtype=torch.float32)
+    net = StackedMLP(encoder, X.shape[1], job.n_classes, 1, freeze_encoder=freeze, seed=seed)
+    train_stacked(
+        net,
+        X,
+        torch.as_tensor(y_lab, dtype=torch.long),
+        torch.from_numpy(~val)[None],
+        torch.from_numpy(val)[None],
+        job.recipe,
+        lr_scale=params.get("lr_scale", 1.0),
+        seed=seed,
+    )
+    return net

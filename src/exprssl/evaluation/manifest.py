@@ -48,7 +48,13 @@ def _git_revision() -> str | None:
 
 
 def write_manifest(
-    cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, out: Path, timings: dict, jobs: int,
+    cfg: BenchmarkConfig,
+    cohort: Cohort,
+    plan: Plan,
+    out: Path,
+    timings: dict,
+    jobs: int,
+    attributions: dict | None = None,
     models: list = (),
 ) -> dict:
     from ..preprocessing import Preprocessor
@@ -81,6 +87,7 @@ def write_manifest(
             k: int(np.mean([len(getattr(s, k)) for s in plan.splits]))
             for k in ("pretrain", "finetune", "test", "pool")
         },
+        "full_labels": describe_full_labels(cfg, cohort, plan),
         "fractions": plan.fractions,
         "merged_fractions": {str(k): v for k, v in plan.merged.items()},
         "seeds": list(range(cfg.seeds)),
@@ -89,6 +96,7 @@ def write_manifest(
         "n_features": len(prep.genes_),
         "fingerprint": cohort.fingerprint,
         "models": {m.name: m.describe() for m in models},
+        "attributions": attributions,
         "jobs": jobs,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
@@ -98,15 +106,16 @@ def write_manifest(
 
 def _describe_pool(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> dict:
     s = plan.splits[0]
+    labelled = (
+        "labelled training profiles (labels unused)"
+        if cfg.protocol == "default"
+        else "labelled profiles of the pretraining part"
+    )
     parts = {
-        "labelled profiles of the pretraining part": int(len(s.pretrain))
-        if cfg.protocol != "paper"
-        else 0,
+        labelled: int(len(s.pretrain)),
         "profiles without the label": cohort.n_missing,
         "profiles of classes too small for the task": int(sum(cohort.dropped.values())),
     }
-    if cfg.protocol == "paper":
-        parts["training profiles (paper protocol)"] = int(len(s.pretrain))
     if cfg.transductive:
         parts["test profiles, without their labels (transductive)"] = int(len(s.test))
     for name, src, cov in cohort.sources:
@@ -118,4 +127,21 @@ def _describe_pool(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> dict:
         "size": int(len(s.pool) + sum(src.n_obs for _, src, _ in cohort.sources)),
         "parts": parts,
         "n_genes": int(cohort.adata.n_vars),
+    }
+
+
+def describe_full_labels(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> dict:
+    """What "100%" of the labels is: the labelled profiles a split's label fractions are drawn
+    from (mean over splits, and per class), and which part of the cohort they are."""
+    counts = np.array(
+        [np.bincount(cohort.y[s.finetune], minlength=len(cohort.classes)) for s in plan.splits]
+    )
+    return {
+        "mean": float(counts.sum(1).mean()),
+        "per_class": {
+            str(c): float(v) for c, v in zip(cohort.classes, counts.mean(0), strict=True)
+        },
+        "of": "every labelled profile outside the test part"
+        if cfg.protocol == "default"
+        else "the fine-tune part of the labelled profiles (paper protocol)",
     }

@@ -20,13 +20,14 @@ from .models import check_model_names
 
 @dataclass
 class Split:
+    """One outer split, as cohort positions. Default protocol: ``pretrain`` and ``finetune`` are
+    both every non-test labelled profile (the labels' "100%"); paper protocol: disjoint parts."""
+
     index: int
-    pretrain: np.ndarray  # cohort positions; the labelled part of the pool
-    finetune: np.ndarray
+    pretrain: np.ndarray  # the labelled part of the pool
+    finetune: np.ndarray  # the labelled profiles the label fractions are drawn from
     test: np.ndarray
-    pool: (
-        np.ndarray
-    )  # cohort positions pretraining uses (pretrain part + profiles without the label)
+    pool: np.ndarray  # what pretraining uses: pretrain part + profiles without the label
 
 
 @dataclass
@@ -73,7 +74,7 @@ def plan_benchmark(cfg: BenchmarkConfig, cohort: Cohort) -> Plan:
         if k == 0:  # the classes can be split: now bound the options by the data, before any work
             check_against_data(cfg, cohort)
         parts = {name: lab[idx] for name, idx in parts.items()}
-        if cfg.protocol == "paper":
+        if cfg.protocol == "default":  # every non-test profile pretrains, every label fine-tunes
             parts = {"pretrain": parts["train"], "finetune": parts["train"], "test": parts["test"]}
         pool = np.union1d(parts["pretrain"], unlabeled)
         if cfg.transductive:

@@ -2,8 +2,10 @@
 and at how many labels? Run as named stages with plain inputs and outputs:
 
 1. ``load_cohort``: the profiles, the label, and every profile without it (they only pretrain).
-2. ``plan_benchmark``: K outer stratified (optionally grouped) splits, each split's pretraining
-   pool, the label fractions (merged where they give the same subsets) and the approaches.
+2. ``plan_benchmark``: K outer stratified (optionally grouped) splits, each holding out a test
+   part: every other profile pretrains and every other label is "100%" (``--protocol paper``:
+   0.2's disjoint pretrain / fine-tune / test parts); the label fractions (merged where they
+   give the same subsets) and the approaches.
 3. ``prepare_output``: the output directory is checked and a resumed run's settings compared
    before anything is written.
 4. ``pretrain_stage``: per split, preprocessing fit on the pool, every SSL model pretrained once
@@ -12,11 +14,13 @@ and at how many labels? Run as named stages with plain inputs and outputs:
    processes; the parent alone writes results.
 6. ``summarize_stage``: means with two-stage bootstrap intervals, paired differences and
    verdicts (summary.csv), and the manifest. The report is written by the caller.
+7. ``attribution_stage``: per-class gene attributions of the best SSL approach and the best
+   baselines at the largest fraction, one re-fit per split (attributions.csv).
 
 Each concern has its own module: ``config`` (options, presets), ``cohort`` (stage 1),
 ``planning`` (stage 2), ``cache`` (stage 3: the output directory and resume checks),
 ``features`` (derived features), ``pool`` (worker processes, progress), ``runner`` (stages 4-6
-and ``run_benchmark``), ``manifest`` (provenance), ``schema`` (file columns, names, keys) and
+and ``run_benchmark``), ``attribution_stage`` (stage 7), ``manifest`` (provenance), ``schema`` (file columns, names, keys) and
 ``baselines/`` (one file per baseline). This module re-exports the public names.
 
 Leakage-safe by construction: test samples never enter a pretraining pool (unless

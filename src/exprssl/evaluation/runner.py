@@ -16,6 +16,7 @@ from ..outputs import check_output, output_lock
 from ..splits import label_fraction_subsets
 from ..threads import cpu_count
 from ..utils import atomic_savez, atomic_write_text
+from .attribution_stage import attribution_stage
 from .cache import prepare_output
 from .cells import GroupJob, evaluate_group
 from .cohort import Cohort, load_cohort
@@ -324,10 +325,14 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
             )
             evaluation = evaluate_stage(group_jobs, store, jobs, tick)
         summary = summarize_stage(cfg, cohort, plan, store, out)
+        explained = None
+        if cfg.attributions:
+            explained = attribution_stage(cfg, cohort, plan, summary, artefacts, out, jobs)
         timings = {
             **artefacts["timings"],
             "evaluation": evaluation,
+            **({"attributions": explained["seconds"]} if explained else {}),
             "total": time.perf_counter() - t0,
         }
-        manifest = write_manifest(cfg, cohort, plan, out, timings, jobs, given)
+        manifest = write_manifest(cfg, cohort, plan, out, timings, jobs, explained, given)
     return BenchmarkRun(out, store.results(), summary, manifest)

@@ -109,6 +109,10 @@ class Layout:
         return self.out / "summary.csv"
 
     @property
+    def attributions(self) -> Path:
+        return self.out / "attributions.csv"
+
+    @property
     def manifest(self) -> Path:
         return self.out / "manifest.json"
 
