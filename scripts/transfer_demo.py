@@ -49,8 +49,11 @@ def syng_file(name: str) -> Path:
 
 def counts(name: str, source: str) -> ad.AnnData:
     frame = pd.read_parquet(syng_file(name))
-    a = ad.AnnData(frame.to_numpy(dtype=np.float32), var=pd.DataFrame(index=frame.columns),
-                   obs=pd.DataFrame(index=frame.index.astype(str)))
+    a = ad.AnnData(
+        frame.to_numpy(dtype=np.float32),
+        var=pd.DataFrame(index=frame.columns),
+        obs=pd.DataFrame(index=frame.index.astype(str)),
+    )
     a.uns["exprssl"] = {"source": source}
     return a
 
@@ -62,9 +65,12 @@ def main() -> None:
     ap.add_argument("--splits", type=int, default=5)
     ap.add_argument("--seeds", type=int, default=2, help="label subsets per split and fraction")
     ap.add_argument("--jobs", type=int, default=None)
-    ap.add_argument("--pool-scaling", default="standardize",
-                    help="standardize: the cohort z-scored per split before the PRAD encoder; "
-                    "none: the encoder's own PRAD statistics")
+    ap.add_argument(
+        "--pool-scaling",
+        default="standardize",
+        help="standardize: the cohort z-scored per split before the PRAD encoder; "
+        "none: the encoder's own PRAD statistics",
+    )
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,9 +80,16 @@ def main() -> None:
     model_dir = out / "prad_scarf"
     if not (model_dir / "weights.pt").exists():
         prad = counts("transfer/PRAD.parquet", "TCGA-PRAD miRNA-seq counts (syng-bts 3.6.1)")
-        SSLModel("scarf", method_params=ENCODER, preprocessor={"top_k_variance": TOP_GENES},
-                 epochs=args.epochs, batch_size=64, patience=10, seed=0,
-                 progress=False).fit(prad).save(model_dir)
+        SSLModel(
+            "scarf",
+            method_params=ENCODER,
+            preprocessor={"top_k_variance": TOP_GENES},
+            epochs=args.epochs,
+            batch_size=64,
+            patience=10,
+            seed=0,
+            progress=False,
+        ).fit(prad).save(model_dir)
     t_pretrain = time.perf_counter() - t0
 
     # 2. the target cohort: TCGA BRCA, ductal vs lobular (profiles without the label only pretrain
@@ -94,12 +107,25 @@ def main() -> None:
     # vs logistic regression, same splits, label subsets and tuning
     bench = out / "benchmark"
     run = exprssl.benchmark(
-        str(cohort_file), "subtype", str(bench), methods=["scarf"], models=[str(model_dir)],
-        baselines=["logreg"], group="patient", splits=args.splits, seeds=args.seeds,
-        fractions=[0.02, 0.05, 0.2, 0.5, 1.0], epochs=args.epochs, batch_size=64, patience=10,
-        encoder=ENCODER, preprocessing={"top_k_variance": TOP_GENES},
+        str(cohort_file),
+        "subtype",
+        str(bench),
+        methods=["scarf"],
+        models=[str(model_dir)],
+        baselines=["logreg"],
+        group="patient",
+        splits=args.splits,
+        seeds=args.seeds,
+        fractions=[0.02, 0.05, 0.2, 0.5, 1.0],
+        epochs=args.epochs,
+        batch_size=64,
+        patience=10,
+        encoder=ENCODER,
+        preprocessing={"top_k_variance": TOP_GENES},
         finetune={"epochs": 30, "lr": 1e-3, "encoder_lr": 1e-4, "batch_size": 32, "patience": 5},
-        pool_scaling=args.pool_scaling, jobs=args.jobs, progress=False,
+        pool_scaling=args.pool_scaling,
+        jobs=args.jobs,
+        progress=False,
     )
     elapsed = time.perf_counter() - t0
 
@@ -112,21 +138,44 @@ def main() -> None:
             d, lo, hi = paired_difference(
                 preds, frac, f"prad_scarf+{head}", f"scarf+{head}", n_classes
             )
-            rows.append({"fraction": frac, "n_labelled": int(round(g["n_labelled"].mean())),
-                         "head": head, "transfer_minus_in_cohort": round(d, 3),
-                         "ci_lo": round(lo, 3), "ci_hi": round(hi, 3),
-                         "reading": "transfer better" if lo > 0 else "transfer worse" if hi < 0
-                         else "no detectable difference"})
+            rows.append(
+                {
+                    "fraction": frac,
+                    "n_labelled": int(round(g["n_labelled"].mean())),
+                    "head": head,
+                    "transfer_minus_in_cohort": round(d, 3),
+                    "ci_lo": round(lo, 3),
+                    "ci_hi": round(hi, 3),
+                    "reading": "transfer better"
+                    if lo > 0
+                    else "transfer worse"
+                    if hi < 0
+                    else "no detectable difference",
+                }
+            )
     gain = pd.DataFrame(rows)
     gain.to_csv(out / "transfer_gain.csv", index=False)
-    cols = ["fraction", "approach", "mean", "lo", "hi", "vs", "diff", "diff_lo", "diff_hi",
-            "verdict", "degenerate"]
+    cols = [
+        "fraction",
+        "approach",
+        "mean",
+        "lo",
+        "hi",
+        "vs",
+        "diff",
+        "diff_lo",
+        "diff_hi",
+        "verdict",
+        "degenerate",
+    ]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(run.summary[cols].round(3).to_string(index=False))
         print("\ntransfer (PRAD encoder) minus in-cohort pool (SCARF on BRCA), balanced accuracy:")
         print(gain.to_string(index=False))
-    print(f"\npretraining on PRAD: {t_pretrain:.0f} s; total: {elapsed:.0f} s; "
-          f"report: {bench / 'report.html'}")
+    print(
+        f"\npretraining on PRAD: {t_pretrain:.0f} s; total: {elapsed:.0f} s; "
+        f"report: {bench / 'report.html'}"
+    )
 
 
 if __name__ == "__main__":

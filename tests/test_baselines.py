@@ -16,8 +16,11 @@ def test_random_encoder_batchnorm_matches_the_pool_at_inference():
     enc = random_encoder(50, {"hidden_dims": [32, 32], "dropout": 0.5}, X_pool, seed=0)
     assert not enc.training
     seen = []
-    hooks = [m.register_forward_hook(lambda mod, inp, out: seen.append(out.clone()))  # ReLU is in place
-             for m in enc.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out: seen.append(out.clone()))  # ReLU is in place
+        for m in enc.modules()
+        if isinstance(m, torch.nn.BatchNorm1d)
+    ]
     with torch.no_grad():
         enc(torch.from_numpy(X_pool))
     for h in hooks:
@@ -25,7 +28,9 @@ def test_random_encoder_batchnorm_matches_the_pool_at_inference():
     assert len(seen) == 2
     for out in seen:
         assert out.mean(0).abs().max() < 5e-3
-        np.testing.assert_allclose(out.var(0, unbiased=False).numpy(), 1.0, atol=0.01)  # running var: unbiased
+        np.testing.assert_allclose(
+            out.var(0, unbiased=False).numpy(), 1.0, atol=0.01
+        )  # running var: unbiased
 
 
 def test_xgboost_and_linear_learners_tune_on_the_labelled_subset_only(tmp_path):
@@ -38,8 +43,18 @@ def test_xgboost_and_linear_learners_tune_on_the_labelled_subset_only(tmp_path):
     y = np.repeat([0, 1, 2], 12)
     X = rng.normal(size=(36, 20)).astype(np.float32)
     X[:, 0] += 2.5 * y  # one informative gene
-    job = GroupJob(split=0, seed=0, fraction=1.0, lab=np.arange(36), val=np.array([], int), test=np.arange(3),
-                   y=y, n_classes=3, approaches=[], features={})
+    job = GroupJob(
+        split=0,
+        seed=0,
+        fraction=1.0,
+        lab=np.arange(36),
+        val=np.array([], int),
+        test=np.arange(3),
+        y=y,
+        n_classes=3,
+        approaches=[],
+        features={},
+    )
     folds = inner_folds(y, 0)
     assert len(folds) == 3 and sorted(np.concatenate(folds).tolist()) == list(range(36))
     folds_xgb = inner_folds(y, 0, 2)
@@ -49,11 +64,17 @@ def test_xgboost_and_linear_learners_tune_on_the_labelled_subset_only(tmp_path):
     assert clean.shape == (3, 3) and np.allclose(clean.sum(1), 1)
     proba, xgb = fit_xgboost(X, y, X[:3], folds_xgb, job)
     assert proba.shape == (3, 3) and 1 <= xgb["n_estimators"] <= 300
-    assert {k: xgb[k] for k in ("max_depth", "min_child_weight", "learning_rate")} in GRIDS["xgboost"]
+    assert {k: xgb[k] for k in ("max_depth", "min_child_weight", "learning_rate")} in GRIDS[
+        "xgboost"
+    ]
     # a class with one labelled sample: nothing to cross-validate, the defaults are kept
-    assert inner_folds(np.array([0, 0, 1, 2, 3]), 0) is None  # one class to hold out: nothing to compare
+    assert (
+        inner_folds(np.array([0, 0, 1, 2, 3]), 0) is None
+    )  # one class to hold out: nothing to compare
     folds = inner_folds(np.array([0, 0, 1, 1, 2]), 0)
-    assert len(folds) == 2 and 4 not in np.concatenate(folds)  # the single sample of class 2 always trains
+    assert len(folds) == 2 and 4 not in np.concatenate(
+        folds
+    )  # the single sample of class 2 always trains
     _, default = fit_linear(X[:5], np.array([0, 0, 1, 1, 2]), X[:2], "logistic", None, job)
     assert default == GRIDS["logistic"][0]
 
@@ -75,8 +96,18 @@ def test_baseline_registry_and_the_elastic_net_file():
     y = np.repeat([0, 1, 2], 10)
     X = rng.normal(size=(30, 200)).astype(np.float32)
     X[:, :5] += 2.0 * y[:, None]
-    job = GroupJob(split=0, seed=0, fraction=1.0, lab=np.arange(30), val=np.array([], int),
-                   test=np.arange(6), y=y, n_classes=3, approaches=[], features={})
+    job = GroupJob(
+        split=0,
+        seed=0,
+        fraction=1.0,
+        lab=np.arange(30),
+        val=np.array([], int),
+        test=np.arange(6),
+        y=y,
+        n_classes=3,
+        approaches=[],
+        features={},
+    )
     proba, params = net.fit_predict(X, y, X[:6], inner_folds(y, 0, net.max_folds), job)
     assert proba.shape == (6, 3) and np.allclose(proba.sum(1), 1) and params in net.grid
     assert (proba.argmax(1) == y[:6]).mean() >= 0.8
@@ -98,19 +129,51 @@ def test_elastic_net_is_the_best_baseline_when_it_scores_highest():
     for k in range(2):
         y = rng.integers(0, 3, 40)
         for frac, n in ((0.2, 6), (1.0, 30)):
-            for method, kind, head, acc in (("scarf", "ssl", "linear_probe", 0.6), ("logreg", "baseline", "logreg", 0.7),
-                                            ("elasticnet", "baseline", "elasticnet", 0.9),
-                                            ("random_encoder", "control", "random_encoder", 0.95)):
+            for method, kind, head, acc in (
+                ("scarf", "ssl", "linear_probe", 0.6),
+                ("logreg", "baseline", "logreg", 0.7),
+                ("elasticnet", "baseline", "elasticnet", 0.9),
+                ("random_encoder", "control", "random_encoder", 0.95),
+            ):
                 p = np.where(rng.random(40) < acc, y, (y + 1) % 3)
                 name = f"{method}+{head}" if kind == "ssl" else method
-                preds.append(pd.DataFrame({"split": k, "seed": 0, "fraction": frac, "approach": name,
-                                           "test_index": np.arange(40) + 100 * k, "y_true": y, "y_pred": p}))
-                res.append({"split": k, "method": method, "kind": kind, "head": head, "fraction": frac,
-                            "n_labelled": n, "seed": 0, "metric": "balanced_accuracy",
-                            "value": balanced_accuracy_score(y, p)})
-    s = summarize(pd.DataFrame(res), pd.concat(preds), metric="balanced_accuracy", n_classes=3,
-                  n_test_per_split=40, n_boot=200)
-    assert (s.loc[s["best_baseline"], "approach"] == "elasticnet").all() and s["best_baseline"].sum() == 2
+                preds.append(
+                    pd.DataFrame(
+                        {
+                            "split": k,
+                            "seed": 0,
+                            "fraction": frac,
+                            "approach": name,
+                            "test_index": np.arange(40) + 100 * k,
+                            "y_true": y,
+                            "y_pred": p,
+                        }
+                    )
+                )
+                res.append(
+                    {
+                        "split": k,
+                        "method": method,
+                        "kind": kind,
+                        "head": head,
+                        "fraction": frac,
+                        "n_labelled": n,
+                        "seed": 0,
+                        "metric": "balanced_accuracy",
+                        "value": balanced_accuracy_score(y, p),
+                    }
+                )
+    s = summarize(
+        pd.DataFrame(res),
+        pd.concat(preds),
+        metric="balanced_accuracy",
+        n_classes=3,
+        n_test_per_split=40,
+        n_boot=200,
+    )
+    assert (s.loc[s["best_baseline"], "approach"] == "elasticnet").all() and s[
+        "best_baseline"
+    ].sum() == 2
     assert (s.loc[s["best_ssl"], "vs"] == "elasticnet").all()
     fraction, explained = chosen_approaches(s, ["logreg", "elasticnet", "random_encoder"])
     assert fraction == 1.0 and explained == ["scarf+linear_probe", "elasticnet"]

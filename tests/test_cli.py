@@ -58,8 +58,22 @@ def small_leukemia(tmp_path_factory):  # for the tests that need a file path
 @pytest.mark.parametrize("method", available())
 def test_pretrain_and_embed_every_method_on_bundled_data(tmp_path, method):
     out = tmp_path / f"model_{method}"
-    r = run("pretrain", "--method", method, "--data", "all_leukemia", "--out", out, "--epochs", 2,
-            "--batch-size", 32, "--top-genes", 400, "--no-progress")
+    r = run(
+        "pretrain",
+        "--method",
+        method,
+        "--data",
+        "all_leukemia",
+        "--out",
+        out,
+        "--epochs",
+        2,
+        "--batch-size",
+        32,
+        "--top-genes",
+        400,
+        "--no-progress",
+    )
     assert r.exit_code == 0, r.output
     for f in ("config.json", "preprocessor.json", "weights.pt", "genes.txt", "history.csv"):
         assert (out / f).is_file(), f
@@ -76,8 +90,10 @@ def test_pretrain_and_embed_every_method_on_bundled_data(tmp_path, method):
 
 def test_pretrain_config_file_and_flag_override(tmp_path, small_leukemia):
     cfg = tmp_path / "p.yaml"
-    cfg.write_text(f"method: vime\ndata: {small_leukemia}\nout: {tmp_path / 'm'}\nepochs: 3\n"
-                   "batch_size: 16\nalpha: 1.5\npreprocessing:\n  top_k_variance: 100\n")
+    cfg.write_text(
+        f"method: vime\ndata: {small_leukemia}\nout: {tmp_path / 'm'}\nepochs: 3\n"
+        "batch_size: 16\nalpha: 1.5\npreprocessing:\n  top_k_variance: 100\n"
+    )
     r = run("pretrain", "--config", cfg, "--epochs", 1, "--no-progress")
     assert r.exit_code == 0, r.output
     conf = json.loads((tmp_path / "m" / "config.json").read_text())
@@ -136,7 +152,9 @@ def test_bad_files_are_one_line_exit_2(tmp_path, case):
     path, needle = _bad_files(tmp_path)[case]
     r = run("info", path)
     _assert_one_line_error(r, path.name, needle)
-    lines = r.output.strip().splitlines()  # warnings (e.g. the orientation rule for a tiny table) may precede
+    lines = (
+        r.output.strip().splitlines()
+    )  # warnings (e.g. the orientation rule for a tiny table) may precede
     assert len([x for x in lines if x.startswith("exprssl: error:")]) == 1
     assert all(x.startswith(("exprssl: error:", "exprssl: warning:")) for x in lines)
 
@@ -148,8 +166,18 @@ def test_bad_labels_are_one_line_exit_2(tmp_path):
     _assert_one_line_error(r, "sheet.csv", "no sample id matches")
     r = run("benchmark", "--data", "all_leukemia", "--label", "subtype", "--out", tmp_path / "b")
     _assert_one_line_error(r, "label column 'subtype' not found")
-    r = run("benchmark", "--data", "all_leukemia", "--label", "mol.biol", "--fractions", "0.5,2",
-            "--no-attributions", "--out", tmp_path / "b")
+    r = run(
+        "benchmark",
+        "--data",
+        "all_leukemia",
+        "--label",
+        "mol.biol",
+        "--fractions",
+        "0.5,2",
+        "--no-attributions",
+        "--out",
+        tmp_path / "b",
+    )
     _assert_one_line_error(r, "2.0 is outside (0, 1]")
     r = run("benchmark", "--data", "all_leukemia", "--label", "mol.biol", "--out", tmp_path / "b")
     _assert_one_line_error(r, "class 'NUP-98' has 1 samples", "--min-class-size N")
@@ -158,15 +186,43 @@ def test_bad_labels_are_one_line_exit_2(tmp_path):
 
 def test_benchmark_min_class_size_drops_rare_classes(tmp_path):
     out = tmp_path / "b"
-    r = run("benchmark", "--data", "all_leukemia", "--label", "mol.biol", "--min-class-size", 5, "--methods",
-            "scarf", "--baselines", "logreg", "--fractions", "1", "--seeds", 1, "--epochs", 1, "--out", out,
-            "--top-genes", 300, "--splits", 2, "--no-progress")
+    r = run(
+        "benchmark",
+        "--data",
+        "all_leukemia",
+        "--label",
+        "mol.biol",
+        "--min-class-size",
+        5,
+        "--methods",
+        "scarf",
+        "--baselines",
+        "logreg",
+        "--fractions",
+        "1",
+        "--seeds",
+        1,
+        "--epochs",
+        1,
+        "--out",
+        out,
+        "--top-genes",
+        300,
+        "--splits",
+        2,
+        "--no-progress",
+    )
     assert r.exit_code == 0, r.output
     t = pd.read_csv(out / "attributions.csv")  # each split's own 300 genes (kept on its pool)
-    assert (t.groupby(["approach", "split", "class"]).size() == 300).all() and "logreg" in set(t["approach"])
+    assert (t.groupby(["approach", "split", "class"]).size() == 300).all() and "logreg" in set(
+        t["approach"]
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     n = manifest["full_labels"]["mean"]  # every non-test labelled profile: 126 - 20% held out
-    assert n == pytest.approx(0.8 * 126, abs=2) and f"100% of the labels = {n:g} labelled profiles" in r.output
+    assert (
+        n == pytest.approx(0.8 * 126, abs=2)
+        and f"100% of the labels = {n:g} labelled profiles" in r.output
+    )
     assert manifest["config"]["preprocessing"] == {"top_k_variance": 300}
     assert "top 300 genes by variance" in (out / "report.md").read_text()
     assert manifest["dataset"]["dropped_classes"] == {"NUP-98": 1, "p15/p16": 1}
@@ -175,14 +231,35 @@ def test_benchmark_min_class_size_drops_rare_classes(tmp_path):
 
 
 def test_missing_model_dir(tmp_path):
-    r = run("embed", "--model", tmp_path / "nomodel", "--data", "all_leukemia", "--out", tmp_path / "e.h5ad")
+    r = run(
+        "embed",
+        "--model",
+        tmp_path / "nomodel",
+        "--data",
+        "all_leukemia",
+        "--out",
+        tmp_path / "e.h5ad",
+    )
     _assert_one_line_error(r, "nomodel")
 
 
 def test_embed_data_without_model_genes(tmp_path, small_leukemia):
     out = tmp_path / "m"
-    assert run("pretrain", "--method", "scarf", "--data", small_leukemia, "--out", out, "--epochs", 1,
-               "--no-progress").exit_code == 0
+    assert (
+        run(
+            "pretrain",
+            "--method",
+            "scarf",
+            "--data",
+            small_leukemia,
+            "--out",
+            out,
+            "--epochs",
+            1,
+            "--no-progress",
+        ).exit_code
+        == 0
+    )
     other = ad.AnnData(np.random.default_rng(0).normal(5, 1, (10, 50)).astype(np.float32))
     other.var_names = [f"GENE{i}" for i in range(50)]
     other.obs_names = [f"s{i}" for i in range(10)]

@@ -25,10 +25,22 @@ def _run(tmp_path_factory, labels: str):
     a = latent_programmes(labels=labels, unlabeled_fraction=0.5, seed=0)
     path = tmp_path_factory.mktemp(labels) / "cohort.h5ad"
     write_h5ad(a, path)
-    cfg = BenchmarkConfig(data=str(path), label="label", out=str(path.parent / "bench"), methods=["scarf"],
-                          baselines=["logreg", "random_encoder"], fractions=[SMALLEST, 0.07], splits=5, seeds=1,
-                          split={"train": 0.6, "test": 0.4}, attributions=False, epochs=20, batch_size=128,
-                          encoder={"hidden_dims": [256, 256], "dropout": 0.2}, bootstrap=1000)
+    cfg = BenchmarkConfig(
+        data=str(path),
+        label="label",
+        out=str(path.parent / "bench"),
+        methods=["scarf"],
+        baselines=["logreg", "random_encoder"],
+        fractions=[SMALLEST, 0.07],
+        splits=5,
+        seeds=1,
+        split={"train": 0.6, "test": 0.4},
+        attributions=False,
+        epochs=20,
+        batch_size=128,
+        encoder={"hidden_dims": [256, 256], "dropout": 0.2},
+        bootstrap=1000,
+    )
     return run_benchmark(cfg, progress=False)
 
 
@@ -50,7 +62,19 @@ def _predictions(run):
 
 def _table(run):
     """What the note quotes: approach x fraction, mean [interval], paired difference and verdict."""
-    cols = ["fraction", "n_labelled", "approach", "mean", "lo", "hi", "vs", "diff", "diff_lo", "diff_hi", "verdict"]
+    cols = [
+        "fraction",
+        "n_labelled",
+        "approach",
+        "mean",
+        "lo",
+        "hi",
+        "vs",
+        "diff",
+        "diff_lo",
+        "diff_hi",
+        "verdict",
+    ]
     return run.summary[cols].round(3).to_string(index=False)
 
 
@@ -60,7 +84,9 @@ def test_unlabeled_profiles_pretrain(positive):
     pool = positive.manifest["pool"]
     assert pool["parts"]["profiles without the label"] == n_unlabeled
     assert pool["size"] == n_unlabeled + pool["parts"]["labelled training profiles (labels unused)"]
-    assert positive.manifest["full_labels"]["mean"] == pytest.approx(0.6 * (1500 - n_unlabeled), abs=3)
+    assert positive.manifest["full_labels"]["mean"] == pytest.approx(
+        0.6 * (1500 - n_unlabeled), abs=3
+    )
 
 
 @pytest.mark.slow
@@ -72,10 +98,14 @@ def test_positive_control_ssl_beats_raw_genes_and_the_random_encoder(positive):
     print(_table(positive))
     assert best["vs"] == "logreg" and best["verdict"] == "SSL better", best.to_dict()
     preds = _predictions(positive)
-    scarf = at[at["method"] == "scarf"].sort_values("mean").iloc[-1]["approach"]  # SCARF's better head
+    scarf = (
+        at[at["method"] == "scarf"].sort_values("mean").iloc[-1]["approach"]
+    )  # SCARF's better head
     for ssl in {best["approach"], scarf}:
         for control in ("logreg", "random_encoder"):
-            diff, lo, hi = paired_difference(preds, SMALLEST, ssl, control, n_classes=4, n_boot=1000)
+            diff, lo, hi = paired_difference(
+                preds, SMALLEST, ssl, control, n_classes=4, n_boot=1000
+            )
             assert lo > 0.05, (ssl, control, diff, lo, hi)
 
 
@@ -83,5 +113,9 @@ def test_positive_control_ssl_beats_raw_genes_and_the_random_encoder(positive):
 def test_negative_control_finds_no_difference(negative):
     s = negative.summary
     print(_table(negative))
-    assert (s.loc[s["best_ssl"], "verdict"] == "no detectable difference").all(), s[s["best_ssl"]].to_dict()
-    assert s["mean"].between(0.25 - 0.07, 0.25 + 0.07).all(), s[["approach", "fraction", "mean"]]  # chance
+    assert (s.loc[s["best_ssl"], "verdict"] == "no detectable difference").all(), s[
+        s["best_ssl"]
+    ].to_dict()
+    assert s["mean"].between(0.25 - 0.07, 0.25 + 0.07).all(), s[
+        ["approach", "fraction", "mean"]
+    ]  # chance

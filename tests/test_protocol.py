@@ -20,7 +20,14 @@ from exprssl.evaluation.protocol import (
 from exprssl.evaluation.results import RESULT_COLUMNS
 from exprssl.io import write_h5ad
 
-BASELINES = ["logreg", "xgboost", "mlp", "pca_logreg", "elasticnet", "random_encoder"]  # the defaults
+BASELINES = [
+    "logreg",
+    "xgboost",
+    "mlp",
+    "pca_logreg",
+    "elasticnet",
+    "random_encoder",
+]  # the defaults
 METHODS = ["scarf", "vime"]
 N_UNLABELED = 30
 
@@ -40,9 +47,21 @@ def data_file(tmp_path_factory):
 
 
 def _cfg(data_file, out, **kw):
-    base = dict(data=str(data_file), label="label", out=str(out), methods=METHODS, seeds=2, splits=2,
-                fractions=[0.1, 0.5, 1.0], epochs=2, batch_size=32, encoder={"hidden_dims": [32, 32], "dropout": 0.1},
-                finetune={"epochs": 5, "batch_size": 16, "patience": 3}, bootstrap=200, jobs=1)
+    base = dict(
+        data=str(data_file),
+        label="label",
+        out=str(out),
+        methods=METHODS,
+        seeds=2,
+        splits=2,
+        fractions=[0.1, 0.5, 1.0],
+        epochs=2,
+        batch_size=32,
+        encoder={"hidden_dims": [32, 32], "dropout": 0.1},
+        finetune={"epochs": 5, "batch_size": 16, "patience": 3},
+        bootstrap=200,
+        jobs=1,
+    )
     base.update(kw)
     return BenchmarkConfig(**base)
 
@@ -56,14 +75,24 @@ def bench(tmp_path_factory, data_file):
 
 def test_every_file_written(bench):
     out, run = bench
-    for f in ("results.csv", "summary.csv", "predictions.parquet", "tuning.csv", "manifest.json", "splits.json",
-              "settings.json", "predictions/best.npz"):
+    for f in (
+        "results.csv",
+        "summary.csv",
+        "predictions.parquet",
+        "tuning.csv",
+        "manifest.json",
+        "splits.json",
+        "settings.json",
+        "predictions/best.npz",
+    ):
         assert (out / f).is_file(), f
     for k in (0, 1):
         for m in METHODS:
             assert (out / "models" / f"split{k}" / m / "weights.pt").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert {"config", "versions", "fingerprint", "timings_s", "pool", "tuning", "splits"} <= set(manifest)
+    assert {"config", "versions", "fingerprint", "timings_s", "pool", "tuning", "splits"} <= set(
+        manifest
+    )
     assert manifest["splits"] == 2 and manifest["jobs"] == 2
 
 
@@ -99,12 +128,18 @@ def test_summary_pairs_best_ssl_with_best_baseline(bench):
     s = pd.read_csv(out / "summary.csv")
     assert len(s) == 3 * (len(METHODS) * 2 + len(BASELINES))
     best = s[s["best_ssl"]]
-    assert len(best) == 3 and best["verdict"].isin(["SSL better", "SSL worse", "no detectable difference"]).all()
+    assert (
+        len(best) == 3
+        and best["verdict"].isin(["SSL better", "SSL worse", "no detectable difference"]).all()
+    )
     assert (best["diff_lo"] <= best["diff"]).all() and (best["diff"] <= best["diff_hi"]).all()
     assert not s.loc[s["best_baseline"], "approach"].eq("random_encoder").any()
-    r = run.results[(run.results["metric"] == "balanced_accuracy") & (run.results["method"] == "logreg")]
-    assert s.loc[(s["approach"] == "logreg") & (s["fraction"] == 1.0), "mean"].iloc[0] == pytest.approx(
-        r[r["fraction"] == 1.0]["value"].mean())
+    r = run.results[
+        (run.results["metric"] == "balanced_accuracy") & (run.results["method"] == "logreg")
+    ]
+    assert s.loc[(s["approach"] == "logreg") & (s["fraction"] == 1.0), "mean"].iloc[
+        0
+    ] == pytest.approx(r[r["fraction"] == 1.0]["value"].mean())
 
 
 def test_tuning_recorded_per_cell(bench):
@@ -128,9 +163,13 @@ def test_rerun_resumes_without_recomputing(bench, data_file, monkeypatch):
     monkeypatch.setattr(proto, "pretrain_one", no_training)
     import exprssl.evaluation.attribution_stage as attribution_stage
 
-    monkeypatch.setattr(attribution_stage, "explain_split", no_training)  # attributions.csv complete
+    monkeypatch.setattr(
+        attribution_stage, "explain_split", no_training
+    )  # attributions.csv complete
     again = run_benchmark(_cfg(data_file, out), progress=False)
-    pd.testing.assert_frame_equal(again.results.reset_index(drop=True), run.results.reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        again.results.reset_index(drop=True), run.results.reset_index(drop=True)
+    )
 
 
 def test_resume_refuses_other_settings_and_changed_data(bench, data_file, tmp_path):
@@ -150,9 +189,13 @@ def test_resume_refuses_other_settings_and_changed_data(bench, data_file, tmp_pa
 def test_more_seeds_add_cells(tmp_path, data_file):
     out = tmp_path / "grow"
     small = dict(methods=["scarf"], baselines=["logreg"], fractions=[1.0], splits=1)
-    first = run_benchmark(_cfg(data_file, out, seeds=1, attributions=False, **small), progress=False)
+    first = run_benchmark(
+        _cfg(data_file, out, seeds=1, attributions=False, **small), progress=False
+    )
     assert not (out / "attributions.csv").exists() and first.manifest["attributions"] is None
-    grown = run_benchmark(_cfg(data_file, out, seeds=2, **small), progress=False)  # attributions: a resumable option
+    grown = run_benchmark(
+        _cfg(data_file, out, seeds=2, **small), progress=False
+    )  # attributions: a resumable option
     assert (out / "attributions.csv").is_file()
     assert set(first.results["seed"]) == {0} and set(grown.results["seed"]) == {0, 1}
     kept = grown.results[grown.results["seed"] == 0].reset_index(drop=True)
@@ -169,20 +212,38 @@ def test_rejected_run_writes_nothing(tmp_path, data_file):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("kw,msg", [
-    ({"fractions": [0.5, 1.5]}, "1.5 is outside"),
-    ({"methods": ["scarf", "simclr"]}, "unknown method 'simclr'"),
-    ({"seeds": "abc"}, "seeds must be an integer"),
-    ({"splits": 0}, "splits must be an integer >= 1"),
-    ({"finetune": {"lr": -1}}, "finetune: lr must be a finite number > 0"),  # used to train silently
-    ({"finetune": {"epochs": "abc"}}, "finetune: epochs must be an integer"),  # used to be a late TypeError
-    ({"preprocessing": {"top_k_variance": 0}}, "top_k_variance must be an integer >= 1"),  # after writing
-    ({"preprocessing": {"top_genes": 5}}, "unknown preprocessing option"),
-    ({"split": {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}},
-     "split must be a mapping of train, test to fractions summing to 1 \\(the default protocol's"),
-    ({"protocol": "paper", "split": {"train": 0.8, "test": 0.2}}, "split must be a mapping of pretrain, finetune, test"),
-    ({"min_test_per_class": -1}, "min_test_per_class must be a finite number >= 0"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        ({"fractions": [0.5, 1.5]}, "1.5 is outside"),
+        ({"methods": ["scarf", "simclr"]}, "unknown method 'simclr'"),
+        ({"seeds": "abc"}, "seeds must be an integer"),
+        ({"splits": 0}, "splits must be an integer >= 1"),
+        (
+            {"finetune": {"lr": -1}},
+            "finetune: lr must be a finite number > 0",
+        ),  # used to train silently
+        (
+            {"finetune": {"epochs": "abc"}},
+            "finetune: epochs must be an integer",
+        ),  # used to be a late TypeError
+        (
+            {"preprocessing": {"top_k_variance": 0}},
+            "top_k_variance must be an integer >= 1",
+        ),  # after writing
+        ({"preprocessing": {"top_genes": 5}}, "unknown preprocessing option"),
+        (
+            {"split": {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}},
+            "split must be a mapping of train, test to fractions summing to 1 \\(the default "
+            "protocol's",
+        ),
+        (
+            {"protocol": "paper", "split": {"train": 0.8, "test": 0.2}},
+            "split must be a mapping of pretrain, finetune, test",
+        ),
+        ({"min_test_per_class": -1}, "min_test_per_class must be a finite number >= 0"),
+    ],
+)
 def test_bad_options_fail_before_anything_is_written(tmp_path, data_file, kw, msg):
     with pytest.raises(ConfigError, match=msg):
         run_benchmark(_cfg(data_file, tmp_path / "o", **kw), progress=False)
@@ -206,7 +267,9 @@ def test_rare_classes_only_pretrain_and_fractions_that_repeat_are_merged(tmp_pat
     a.obs.loc[a.obs_names[:2], "label"] = "rare"
     p = tmp_path / "small.h5ad"
     write_h5ad(a, p)
-    cfg = resolve_config(_cfg(p, tmp_path / "o", min_class_size=5, fractions=[0.5, 0.6, 0.97, 1.0]), 58)
+    cfg = resolve_config(
+        _cfg(p, tmp_path / "o", min_class_size=5, fractions=[0.5, 0.6, 0.97, 1.0]), 58
+    )
     cohort = load_cohort(cfg)
     plan = plan_benchmark(cfg, cohort)
     assert cohort.dropped == {"rare": 2} and set(plan.splits[0].pool) >= {0, 1}
@@ -214,12 +277,16 @@ def test_rare_classes_only_pretrain_and_fractions_that_repeat_are_merged(tmp_pat
     assert 1.0 in plan.fractions and 0.97 not in plan.fractions and plan.merged[1.0] == [0.97, 1.0]
 
 
-def test_pretrain_data_adds_to_the_pool_and_transductive_adds_the_test_profiles(tmp_path, data_file):
+def test_pretrain_data_adds_to_the_pool_and_transductive_adds_the_test_profiles(
+    tmp_path, data_file
+):
     other = synthetic(50, 150, 3, seed=9, n_informative=60, module_size=10)
     keep = np.random.default_rng(0).permutation(150)[:120]  # shuffled order, 30 genes missing
     extra = tmp_path / "extra.h5ad"
     write_h5ad(other[:, keep].copy(), extra)
-    cfg = resolve_config(_cfg(data_file, tmp_path / "o", pretrain_data=[str(extra)], transductive=True), 210)
+    cfg = resolve_config(
+        _cfg(data_file, tmp_path / "o", pretrain_data=[str(extra)], transductive=True), 210
+    )
     cohort = load_cohort(cfg)
     assert cohort.adata.n_vars == 120 and cohort.sources[0][1].n_obs == 50
     assert cohort.sources[0][2] == pytest.approx(0.8)
@@ -236,12 +303,27 @@ def test_paper_protocol_is_a_preset_with_0_2s_disjoint_split(tmp_path, data_file
     assert preset is not cfg and cfg.split is None
     assert preset.split == {"pretrain": 0.6, "finetune": 0.2, "test": 0.2}
     assert preset.main_metric == cfg.main_metric and preset.splits is None
-    run = run_benchmark(_cfg(data_file, tmp_path / "p", protocol="paper", methods=["scarf"], baselines=["logreg"],
-                             fractions=[1.0], seeds=1, splits=1), progress=False)
+    run = run_benchmark(
+        _cfg(
+            data_file,
+            tmp_path / "p",
+            protocol="paper",
+            methods=["scarf"],
+            baselines=["logreg"],
+            fractions=[1.0],
+            seeds=1,
+            splits=1,
+        ),
+        progress=False,
+    )
     splits = json.loads((tmp_path / "p" / "splits.json").read_text())["0"]
     pre, ft, test, pool = (set(splits[k]) for k in ("pretrain", "finetune", "test", "pool"))
-    assert not pre & ft and not pre & test and not ft & test and pool == pre | set(range(N_UNLABELED))
-    assert (len(pre), len(ft), len(test)) == pytest.approx((126, 42, 42), abs=2)  # 0.6 / 0.2 / 0.2 of 210
+    assert (
+        not pre & ft and not pre & test and not ft & test and pool == pre | set(range(N_UNLABELED))
+    )
+    assert (len(pre), len(ft), len(test)) == pytest.approx(
+        (126, 42, 42), abs=2
+    )  # 0.6 / 0.2 / 0.2 of 210
     assert run.manifest["full_labels"]["mean"] == len(ft)
 
 
@@ -258,15 +340,24 @@ def test_runner_is_short_stages_and_evaluation_never_imports_the_report():
 
     for f in Path(evaluation.__file__).parent.glob("*.py"):
         tree = ast.parse(f.read_text())
-        long = [n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno >= 60]
+        long = [
+            n.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno >= 60
+        ]
         assert not long, (f.name, long)
-        imported = [getattr(n, "module", None) or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        imported = [
+            getattr(n, "module", None) or ""
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom)
+        ]
         imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         assert not [m for m in imported if m.endswith("report")], (f.name, imported)
 
 
 def test_results_do_not_depend_on_the_number_of_worker_processes(bench, data_file, tmp_path):
-    """Each cell is seeded by its own (split, seed, fraction): inline or in workers, the same numbers."""
+    """Each cell is seeded by its own (split, seed, fraction): inline or in workers, the same
+    numbers."""
     _, run = bench
     inline = run_benchmark(_cfg(data_file, tmp_path / "inline", jobs=1), progress=False)
     pd.testing.assert_frame_equal(inline.results, run.results)
@@ -278,8 +369,10 @@ def test_two_class_labels_run_every_baseline(tmp_path):
     a = synthetic(120, 80, 2, seed=3, n_informative=30, module_size=10)
     path = tmp_path / "binary.h5ad"
     write_h5ad(a, path)
-    run = run_benchmark(_cfg(path, tmp_path / "b", methods=["scarf"], splits=1, seeds=1, fractions=[0.3, 1.0]),
-                        progress=False)
+    run = run_benchmark(
+        _cfg(path, tmp_path / "b", methods=["scarf"], splits=1, seeds=1, fractions=[0.3, 1.0]),
+        progress=False,
+    )
     scores = run.results[run.results["metric"] == "balanced_accuracy"]
     assert set(BASELINES) <= set(scores["method"])
     xgb = scores[scores["method"] == "xgboost"]["value"]
@@ -288,12 +381,15 @@ def test_two_class_labels_run_every_baseline(tmp_path):
 
 
 def test_one_split_gets_three_seeds_by_default(data_file):
-    """With one split the interval rests on its label subsets: three of them unless the user says."""
+    """With one split the interval rests on its label subsets: three of them unless the user
+    says."""
     cohort = load_cohort(_cfg(data_file, "unused"))
     n = len(cohort.labelled)
     assert resolve_config(_cfg(data_file, "o", seeds=None, splits=1), n).seeds == 3
     assert resolve_config(_cfg(data_file, "o", seeds=None, splits=None), n).seeds == 2  # 5 splits
-    assert resolve_config(_cfg(data_file, "o", seeds=None, splits=3, pretrain_seeds=4), n).seeds == 4
+    assert (
+        resolve_config(_cfg(data_file, "o", seeds=None, splits=3, pretrain_seeds=4), n).seeds == 4
+    )
     assert resolve_config(_cfg(data_file, "o", seeds=2, splits=1), n).seeds == 2
 
 
@@ -310,10 +406,18 @@ def test_attributions_written_after_a_benchmark_and_reported(bench):
     s = run.summary[run.summary["fraction"] == 1.0]
     best = {s.loc[s["best_ssl"], "approach"].iloc[0], s.loc[s["best_baseline"], "approach"].iloc[0]}
     assert best - {"xgboost"} <= set(info["approaches"]) == set(t["approach"])
-    assert info["reference"] in {"elasticnet", "logreg", "pca_logreg"} and info["reference"] in set(t["approach"])
+    assert info["reference"] in {"elasticnet", "logreg", "pca_logreg"} and info["reference"] in set(
+        t["approach"]
+    )
     sizes = t.groupby(["approach", "split", "class"]).size()
-    assert len(sizes) == len(info["approaches"]) * 2 * 3 and (sizes == 150).all()  # 150 genes, 2 splits, 3 classes
-    assert t.groupby(["approach", "split", "class"])["rank"].apply(lambda r: sorted(r) == list(range(1, 151))).all()
+    assert (
+        len(sizes) == len(info["approaches"]) * 2 * 3 and (sizes == 150).all()
+    )  # 150 genes, 2 splits, 3 classes
+    assert (
+        t.groupby(["approach", "split", "class"])["rank"]
+        .apply(lambda r: sorted(r) == list(range(1, 151)))
+        .all()
+    )
     assert np.isfinite(t["attribution"]).all()
     md = write_report(out)["report_md"].read_text()
     assert "## Genes carrying the prediction" in md and "100% of the labels = " in md
@@ -330,8 +434,11 @@ def test_resume_refuses_a_0_2_directory(bench, tmp_path, data_file):
     settings["exprssl_version"] = "0.2.0"
     (old / "settings.json").write_text(json.dumps(settings))
     before = (old / "results.csv").read_bytes()
-    with pytest.raises(ConfigError, match=r"^\S+old: a benchmark directory of exprssl 0.2.0, whose protocol split the "
-                                          r"labels differently; use a new --out directory") as e:
+    with pytest.raises(
+        ConfigError,
+        match=r"^\S+old: a benchmark directory of exprssl 0.2.0, whose protocol split the "
+        r"labels differently; use a new --out directory",
+    ) as e:
         run_benchmark(_cfg(data_file, old), progress=False)
     assert "\n" not in str(e.value) and (old / "results.csv").read_bytes() == before
 
@@ -343,7 +450,9 @@ def test_all_leukemia_100_percent_is_every_non_test_label_and_paper_is_0_2s_spli
     from exprssl.evaluation.manifest import describe_full_labels
     from exprssl.splits import label_fraction_subsets, split_indices
 
-    base = dict(data="all_leukemia", label="mol.biol", out="unused", min_class_size=5, splits=3, seeds=2)
+    base = dict(
+        data="all_leukemia", label="mol.biol", out="unused", min_class_size=5, splits=3, seeds=2
+    )
     cfg = BenchmarkConfig(**base)
     cohort = load_cohort(cfg)
     cfg = resolve_config(cfg, len(cohort.labelled))
@@ -374,8 +483,11 @@ def test_all_leukemia_100_percent_is_every_non_test_label_and_paper_is_0_2s_spli
     paper = resolve_config(BenchmarkConfig(**base, protocol="paper"), len(cohort.labelled))
     for s in plan_benchmark(paper, cohort).splits:  # 0.2's default split, part for part
         lab = cohort.labelled
-        parts = split_indices(cohort.classes[cohort.y[lab]], {"pretrain": 0.6, "finetune": 0.2, "test": 0.2},
-                              seed=s.index)
+        parts = split_indices(
+            cohort.classes[cohort.y[lab]],
+            {"pretrain": 0.6, "finetune": 0.2, "test": 0.2},
+            seed=s.index,
+        )
         for k in ("pretrain", "finetune", "test"):
             np.testing.assert_array_equal(np.sort(getattr(s, k)), np.sort(lab[parts[k]]))
         assert set(s.pool) == set(s.pretrain) | set(np.flatnonzero(cohort.y < 0))
@@ -390,18 +502,35 @@ def test_every_explainable_approach_gives_per_class_gene_attributions(bench, dat
 
     out, _ = bench
     cache = out / "cache" / "split0"
-    feats = {k: str(cache / f) for k, f in (("X", "X.npy"), ("pool", "pool.npy"), ("pca", "pca.npy"),
-                                            ("Z:scarf:0", "Z_scarf_0.npy"))}
+    feats = {
+        k: str(cache / f)
+        for k, f in (
+            ("X", "X.npy"),
+            ("pool", "pool.npy"),
+            ("pca", "pca.npy"),
+            ("Z:scarf:0", "Z_scarf_0.npy"),
+        )
+    }
     t = pd.read_csv(out / "tuning.csv")
-    t = t[(t["split"] == 0) & (t["seed"] == 0) & (t["fraction"] == 1.0)].set_index("approach")["params"]
+    t = t[(t["split"] == 0) & (t["seed"] == 0) & (t["fraction"] == 1.0)].set_index("approach")[
+        "params"
+    ]
     names = ["scarf+linear_probe", "scarf+finetune", "mlp", "logreg", "elasticnet", "pca_logreg"]
     parts = json.loads((out / "splits.json").read_text())["0"]
     cfg = _cfg(data_file, out)
     task = AttributionTask(
-        0, [(a, a.split("+")[0], a.split("+")[-1], json.loads(t[a])) for a in names],
-        lab=np.array(parts["finetune"]), val=np.array([], dtype=int), rows=np.array(parts["test"]),
-        y=load_cohort(cfg).y, n_classes=3, features=feats, models={"scarf": str(out / "models" / "split0" / "scarf")},
-        encoder=cfg.encoder, recipe=HeadRecipe.check(cfg.finetune))
+        0,
+        [(a, a.split("+")[0], a.split("+")[-1], json.loads(t[a])) for a in names],
+        lab=np.array(parts["finetune"]),
+        val=np.array([], dtype=int),
+        rows=np.array(parts["test"]),
+        y=load_cohort(cfg).y,
+        n_classes=3,
+        features=feats,
+        models={"scarf": str(out / "models" / "split0" / "scarf")},
+        encoder=cfg.encoder,
+        recipe=HeadRecipe.check(cfg.finetune),
+    )
     values = explain_split(task)
     assert list(values) == names
     for a, v in values.items():

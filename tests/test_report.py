@@ -1,4 +1,5 @@
-"""The report: the answer first, paired verdicts, self-contained HTML, escaped user text, graceful gaps."""
+"""The report: the answer first, paired verdicts, self-contained HTML, escaped user text, graceful
+gaps."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from exprssl.report import answer, md_escape, summary_matrix, write_report
 
 
 def _bench_dir(tmp_path, gap: float, classes=("a", "b", "c"), n_test=60):
-    """What a benchmark leaves behind, with SSL ``gap`` better (or worse) than logistic regression."""
+    """What a benchmark leaves behind, with SSL ``gap`` better (or worse) than logistic
+    regression."""
     rng = np.random.default_rng(0)
     out = tmp_path / "bench"
     for sub in ("histories", "embeddings", "predictions"):
@@ -24,36 +26,108 @@ def _bench_dir(tmp_path, gap: float, classes=("a", "b", "c"), n_test=60):
         y = rng.integers(0, len(classes), n_test)
         for frac, n in ((0.1, 5), (0.5, 25), (1.0, 50)):
             for seed in range(2):
-                for method, kind, head, acc in (("scarf", "ssl", "finetune", 0.6 + gap), ("vime", "ssl", "linear_probe", 0.5),
-                                                ("logreg", "baseline", "logreg", 0.6), ("xgboost", "baseline", "xgboost", 0.5),
-                                                ("random_encoder", "control", "random_encoder", 0.4)):
-                    p = np.where(rng.random(n_test) < min(acc + 0.1 * frac, 1), y, (y + 1) % len(classes))
+                for method, kind, head, acc in (
+                    ("scarf", "ssl", "finetune", 0.6 + gap),
+                    ("vime", "ssl", "linear_probe", 0.5),
+                    ("logreg", "baseline", "logreg", 0.6),
+                    ("xgboost", "baseline", "xgboost", 0.5),
+                    ("random_encoder", "control", "random_encoder", 0.4),
+                ):
+                    p = np.where(
+                        rng.random(n_test) < min(acc + 0.1 * frac, 1), y, (y + 1) % len(classes)
+                    )
                     name = f"{method}+{head}" if kind == "ssl" else method
-                    preds.append(pd.DataFrame({"split": k, "seed": seed, "fraction": frac, "approach": name,
-                                               "test_index": np.arange(n_test) + 100 * k, "y_true": y, "y_pred": p}))
-                    res.append({"split": k, "method": method, "kind": kind, "head": head, "fraction": frac,
-                                "n_labelled": n, "seed": seed, "metric": "balanced_accuracy",
-                                "value": balanced_accuracy_score(y, p)})
-    summary = summarize(pd.DataFrame(res), pd.concat(preds), metric="balanced_accuracy", n_classes=len(classes),
-                        n_test_per_split=n_test, n_boot=300)
+                    preds.append(
+                        pd.DataFrame(
+                            {
+                                "split": k,
+                                "seed": seed,
+                                "fraction": frac,
+                                "approach": name,
+                                "test_index": np.arange(n_test) + 100 * k,
+                                "y_true": y,
+                                "y_pred": p,
+                            }
+                        )
+                    )
+                    res.append(
+                        {
+                            "split": k,
+                            "method": method,
+                            "kind": kind,
+                            "head": head,
+                            "fraction": frac,
+                            "n_labelled": n,
+                            "seed": seed,
+                            "metric": "balanced_accuracy",
+                            "value": balanced_accuracy_score(y, p),
+                        }
+                    )
+    summary = summarize(
+        pd.DataFrame(res),
+        pd.concat(preds),
+        metric="balanced_accuracy",
+        n_classes=len(classes),
+        n_test_per_split=n_test,
+        n_boot=300,
+    )
     summary.to_csv(out / "summary.csv", index=False)
-    manifest = {"config": {"protocol": "default", "main_metric": "balanced_accuracy", "min_test_per_class": 3},
-                "dataset": {"source": "cohort.h5ad", "label": "subtype", "n_samples": 400, "n_genes": 100,
-                            "classes": {c: 10 for c in classes}, "dropped_classes": {"tiny": 2}, "n_without_label": 7},
-                "pool": {"size": 250, "parts": {"profiles without the label": 7}}, "splits": 3,
-                "split_sizes": {"test": n_test}, "merged_fractions": {"1.0": [0.9, 1.0]}, "seeds": [0, 1]}
+    manifest = {
+        "config": {
+            "protocol": "default",
+            "main_metric": "balanced_accuracy",
+            "min_test_per_class": 3,
+        },
+        "dataset": {
+            "source": "cohort.h5ad",
+            "label": "subtype",
+            "n_samples": 400,
+            "n_genes": 100,
+            "classes": {c: 10 for c in classes},
+            "dropped_classes": {"tiny": 2},
+            "n_without_label": 7,
+        },
+        "pool": {"size": 250, "parts": {"profiles without the label": 7}},
+        "splits": 3,
+        "split_sizes": {"test": n_test},
+        "merged_fractions": {"1.0": [0.9, 1.0]},
+        "seeds": [0, 1],
+    }
     (out / "manifest.json").write_text(json.dumps(manifest))
-    pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [3.0, 2.0, 1.5], "val_loss": [3.1, 2.2, 1.9],
-                  "train_mask_bce": [0.7, 0.6, 0.5], "train_recon_mse": [1.0, 0.8, 0.7],
-                  "emb_std": [0.05] * 3, "eff_rank": [10.0, 12.0, 13.0]}).to_csv(out / "histories" / "vime.csv", index=False)
-    np.savez(out / "embeddings" / "scarf.npz", Z=rng.normal(size=(30, 8)).astype(np.float32),
-             labels=np.array(list(classes) * 10))
-    np.savez(out / "predictions" / "best.npz", y_true=np.array(classes[:2] * 2), y_pred=np.array(classes[:1] * 4),
-             classes=np.array(classes), title=np.array("scarf finetune"))
-    pd.DataFrame({"split": [0, 0], "seed": [0, 0], "fraction": [0.1, 0.1], "approach": ["logreg", "scarf+finetune"],
-                  "params": ['{"C": 0.1}', '{"lr_scale": 1.0}'],
-                  "note": ["defaults: class 'a' has 1 labelled sample, too few to cross-validate", ""],
-                  "seconds": [0.1, 0.2]}).to_csv(out / "tuning.csv", index=False)
+    pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "train_loss": [3.0, 2.0, 1.5],
+            "val_loss": [3.1, 2.2, 1.9],
+            "train_mask_bce": [0.7, 0.6, 0.5],
+            "train_recon_mse": [1.0, 0.8, 0.7],
+            "emb_std": [0.05] * 3,
+            "eff_rank": [10.0, 12.0, 13.0],
+        }
+    ).to_csv(out / "histories" / "vime.csv", index=False)
+    np.savez(
+        out / "embeddings" / "scarf.npz",
+        Z=rng.normal(size=(30, 8)).astype(np.float32),
+        labels=np.array(list(classes) * 10),
+    )
+    np.savez(
+        out / "predictions" / "best.npz",
+        y_true=np.array(classes[:2] * 2),
+        y_pred=np.array(classes[:1] * 4),
+        classes=np.array(classes),
+        title=np.array("scarf finetune"),
+    )
+    pd.DataFrame(
+        {
+            "split": [0, 0],
+            "seed": [0, 0],
+            "fraction": [0.1, 0.1],
+            "approach": ["logreg", "scarf+finetune"],
+            "params": ['{"C": 0.1}', '{"lr_scale": 1.0}'],
+            "note": ["defaults: class 'a' has 1 labelled sample, too few to cross-validate", ""],
+            "seconds": [0.1, 0.2],
+        }
+    ).to_csv(out / "tuning.csv", index=False)
     return out, summary
 
 
@@ -63,10 +137,23 @@ def test_answer_first_with_paired_verdicts(tmp_path):
     md = (out / "report.md").read_text()
     first = md.split("\n## ")[0]
     assert "**SSL pretraining helps**" in first and "beats logreg" in first
-    assert "Test set: 60 samples per split, 3 outer split(s)" in first and "Pretraining pool: 250" in first
-    assert "tiny (2)" in first and "7 profiles without the label" in first and "shown once, as 100%" in first
+    assert (
+        "Test set: 60 samples per split, 3 outer split(s)" in first
+        and "Pretraining pool: 250" in first
+    )
+    assert (
+        "tiny (2)" in first
+        and "7 profiles without the label" in first
+        and "shown once, as 100%" in first
+    )
     assert "## Paired comparison" in md and "| SSL better |" in md
-    for key in ("label_efficiency", "paired_differences", "embeddings", "pretraining_loss", "confusion_matrix"):
+    for key in (
+        "label_efficiency",
+        "paired_differences",
+        "embeddings",
+        "pretraining_loss",
+        "confusion_matrix",
+    ):
         img = mpimg.imread(written[key])
         assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200, key
     html = (out / "report.html").read_text()
@@ -78,7 +165,9 @@ def test_no_winner_named_when_ssl_loses_or_the_cohort_is_too_small(tmp_path):
     out, summary = _bench_dir(tmp_path / "lose", gap=-0.3)
     lines = answer(summary, json.loads((out / "manifest.json").read_text()), "balanced_accuracy")
     assert "does not beat supervised learning" in lines[0] and "no labels saved" in lines[1]
-    out, summary = _bench_dir(tmp_path / "small", gap=0.3, n_test=8)  # 8 test samples over 3 classes
+    out, summary = _bench_dir(
+        tmp_path / "small", gap=0.3, n_test=8
+    )  # 8 test samples over 3 classes
     assert (summary.loc[summary["best_ssl"], "verdict"] == "too small for a claim").all()
     write_report(out)
     md = (out / "report.md").read_text()
@@ -99,7 +188,11 @@ def test_user_text_is_escaped_in_markdown_and_html(tmp_path):
 def test_summary_matrix_is_the_one_table(tmp_path):
     _, summary = _bench_dir(tmp_path, gap=0.1)
     t = summary_matrix(summary, ci=True, bold_best=True)
-    assert list(t.columns)[0] == "approach" and list(t.columns)[1:] == ["10% (n=5)", "50% (n=25)", "100% (n=50)"]
+    assert list(t.columns)[0] == "approach" and list(t.columns)[1:] == [
+        "10% (n=5)",
+        "50% (n=25)",
+        "100% (n=50)",
+    ]
     assert list(t["approach"])[:2] == ["scarf+finetune", "vime+linear\\_probe"]
     assert t["approach"].iloc[-1] == "random\\_encoder"  # controls last
     assert t.iloc[0, 1].count("[") == 1 and any("**" in str(v) for v in t.iloc[:, 1])

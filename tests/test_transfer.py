@@ -115,10 +115,14 @@ def test_given_models_are_approaches_with_their_pretraining_in_the_report(cohort
     assert "## Pretrained models" in report and "80 profiles" in report and "**m2**" in report
     # the best SSL approach is a given model: explained on its own genes and inputs
     attr = pd.read_csv(out / "attributions.csv")
-    best = summary.loc[summary["best_ssl"] & (summary["fraction"] == summary["fraction"].max()), "approach"]
+    best = summary.loc[
+        summary["best_ssl"] & (summary["fraction"] == summary["fraction"].max()), "approach"
+    ]
     given = attr[attr["approach"] == best.iloc[0]]
     genes = (models / best.iloc[0].split("+")[0] / "genes.txt").read_text().split()
-    assert len(given) and set(given["gene"]) == set(genes) and np.isfinite(given["attribution"]).all()
+    assert (
+        len(given) and set(given["gene"]) == set(genes) and np.isfinite(given["attribution"]).all()
+    )
     assert set(given["split"]) == set(attr["split"])
     # a rerun resumes (same weights); changed weights are refused, naming the model
     assert (

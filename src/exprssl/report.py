@@ -87,7 +87,9 @@ def comparisons(summary: pd.DataFrame) -> pd.DataFrame:
     if summary.empty or "verdict" not in summary:
         return pd.DataFrame()
     rows = summary[summary["best_ssl"] & summary["vs"].notna()]
-    return rows[["fraction", "n_labelled", "approach", "vs", "diff", "diff_lo", "diff_hi", "verdict"]]
+    return rows[
+        ["fraction", "n_labelled", "approach", "vs", "diff", "diff_lo", "diff_hi", "verdict"]
+    ]
 
 
 def answer(summary: pd.DataFrame, manifest: dict, metric: str) -> list[str]:
@@ -109,23 +111,35 @@ def _answer(summary: pd.DataFrame, manifest: dict, metric: str) -> tuple[list[li
         n_test = manifest.get("split_sizes", {}).get("test")
         classes = len(manifest.get("dataset", {}).get("classes", {}))
         need = _setting(manifest, "min_test_per_class")
-        first = [Bold("This cohort is too small for a claim"),
-                 f": {n_test} test samples per split over {classes} classes (at least {need:g} per "
-                 "class are needed). The table shows the measurements; no winner is named."]
+        first = [
+            Bold("This cohort is too small for a claim"),
+            f": {n_test} test samples per split over {classes} classes (at least {need:g} per "
+            "class are needed). The table shows the measurements; no winner is named.",
+        ]
     elif len(better):
         r = better.iloc[0]
-        first = [Bold("SSL pretraining helps"),
-                 f" at {_fmt_fraction(r.fraction, r.n_labelled)} labels: ", User(r.approach),
-                 " beats ", User(r.vs), f" by {r['diff']:+.3f} {m} (95% CI {r.diff_lo:+.3f} to "
-                 f"{r.diff_hi:+.3f}); SSL is better at {len(better)} of {len(comp)} label "
-                 f"fractions, worse at {len(worse)}."]
+        first = [
+            Bold("SSL pretraining helps"),
+            f" at {_fmt_fraction(r.fraction, r.n_labelled)} labels: ",
+            User(r.approach),
+            " beats ",
+            User(r.vs),
+            f" by {r['diff']:+.3f} {m} (95% CI {r.diff_lo:+.3f} to "
+            f"{r.diff_hi:+.3f}); SSL is better at {len(better)} of {len(comp)} label "
+            f"fractions, worse at {len(worse)}.",
+        ]
     elif len(worse):
-        first = [Bold("SSL pretraining does not beat supervised learning on the raw genes here"),
-                 f": the best SSL approach is worse than the best baseline at {len(worse)} of "
-                 f"{len(comp)} label fractions and not detectably different at the others."]
+        first = [
+            Bold("SSL pretraining does not beat supervised learning on the raw genes here"),
+            f": the best SSL approach is worse than the best baseline at {len(worse)} of "
+            f"{len(comp)} label fractions and not detectably different at the others.",
+        ]
     else:
-        first = [Bold("No detectable difference"), " between the best SSL approach and the best "
-                 f"baseline at any label fraction (paired 95% intervals all include 0; {m})."]
+        first = [
+            Bold("No detectable difference"),
+            " between the best SSL approach and the best "
+            f"baseline at any label fraction (paired 95% intervals all include 0; {m}).",
+        ]
     lines = [first, *([full] if (full := _full_labels(manifest)) else [])]
     labels = _labels_saved(summary)
     if labels:
@@ -140,16 +154,26 @@ def _labels_saved(summary: pd.DataFrame) -> list:
     reach = labels_to_reach(summary)
     if reach.get("fraction") is not None:
         saved = reach["full_n"] - reach["n_labelled"]
-        end = (f": about {int(round(saved))} labels saved (means, not a paired claim)."
-               if saved > 0 else ": no labels saved.")
-        return ["Labels: ", User(reach["approach"]), " reaches the best baseline's score with all "
-                f"{int(round(reach['full_n']))} labels ({reach['target']:.3f}, ",
-                User(reach["baseline"]), f") with {int(round(reach['n_labelled']))} labels "
-                f"({reach['fraction']:.0%}){end}"]
+        end = (
+            f": about {int(round(saved))} labels saved (means, not a paired claim)."
+            if saved > 0
+            else ": no labels saved."
+        )
+        return [
+            "Labels: ",
+            User(reach["approach"]),
+            " reaches the best baseline's score with all "
+            f"{int(round(reach['full_n']))} labels ({reach['target']:.3f}, ",
+            User(reach["baseline"]),
+            f") with {int(round(reach['n_labelled']))} labels ({reach['fraction']:.0%}){end}",
+        ]
     if reach:
-        return ["Labels: no SSL approach reaches the best baseline's score with all labels "
-                f"({reach['target']:.3f}, ", User(reach["baseline"]),
-                ") at any fraction tried: no labels saved."]
+        return [
+            "Labels: no SSL approach reaches the best baseline's score with all labels "
+            f"({reach['target']:.3f}, ",
+            User(reach["baseline"]),
+            ") at any fraction tried: no labels saved.",
+        ]
     return []
 
 
@@ -162,8 +186,12 @@ def _full_labels(manifest: dict) -> list:
     per_class: list = []
     for k, v in full.get("per_class", {}).items():
         per_class += [", " if per_class else "", User(k), f" {v:g}"]
-    return [f"100% of the labels = {full['mean']:g} labelled profiles per split (mean over "
-            f"splits; {full.get('of')}): ", *per_class, "."]
+    return [
+        f"100% of the labels = {full['mean']:g} labelled profiles per split (mean over "
+        f"splits; {full.get('of')}): ",
+        *per_class,
+        ".",
+    ]
 
 
 def _setting(manifest: dict, name: str):
@@ -184,39 +212,71 @@ def _caveats(manifest: dict) -> list[list]:
     sizes = manifest.get("split_sizes", {})
     out: list[list] = []
     if sizes:
-        out.append([f"Test set: {sizes.get('test')} samples per split, {manifest.get('splits')} "
-                    "outer split(s); intervals resample splits, then test samples within each "
-                    "split (with one split: its seeds and test samples)."])
+        out.append(
+            [
+                f"Test set: {sizes.get('test')} samples per split, {manifest.get('splits')} "
+                "outer split(s); intervals resample splits, then test samples within each "
+                "split (with one split: its seeds and test samples)."
+            ]
+        )
     per_class = manifest.get("test_per_class") or {}
     if per_class:
         rare, n = min(per_class.items(), key=lambda kv: kv[1])
         if n < _setting(manifest, "min_test_per_class"):
-            out.append(["The smallest class, ", User(rare), f", has {n:.1f} test sample(s) per "
-                        f"split: each of them moves balanced accuracy by about "
-                        f"{1 / (max(n, 1) * len(per_class)):.2f}; the intervals include that."])
+            out.append(
+                [
+                    "The smallest class, ",
+                    User(rare),
+                    f", has {n:.1f} test sample(s) per "
+                    f"split: each of them moves balanced accuracy by about "
+                    f"{1 / (max(n, 1) * len(per_class)):.2f}; the intervals include that.",
+                ]
+            )
     if pool:
         parts: list = []
         for k, v in pool.get("parts", {}).items():
             if v:
                 parts += [", " if parts else "", f"{v} ", User(k)]
         transductive = manifest.get("config", {}).get("transductive")
-        out.append([f"Pretraining pool: {pool.get('size')} profiles per split (", *parts,
-                    "); test profiles " + ("joined it without their labels (transductive)."
-                                           if transductive else "never do.")])
+        out.append(
+            [
+                f"Pretraining pool: {pool.get('size')} profiles per split (",
+                *parts,
+                "); test profiles "
+                + (
+                    "joined it without their labels (transductive)."
+                    if transductive
+                    else "never do."
+                ),
+            ]
+        )
     if ds.get("dropped_classes"):
         dropped: list = []
         for k, v in ds["dropped_classes"].items():
             dropped += [", " if dropped else "", User(k), f" ({v})"]
-        out.append(["Classes dropped as too small for the split (their profiles only "
-                    "pretrain): ", *dropped, "."])
+        out.append(
+            [
+                "Classes dropped as too small for the split (their profiles only pretrain): ",
+                *dropped,
+                ".",
+            ]
+        )
     if ds.get("n_without_label"):
         out.append([f"{ds['n_without_label']} profiles without the label only pretrain."])
     for keep, group in (manifest.get("merged_fractions") or {}).items():
-        out.append([f"Fractions {', '.join(f'{float(f):.0%}' for f in group)} give the same "
-                    f"labelled subsets: shown once, as {float(keep):.0%}."])
-    out.append(["The best SSL approach and the best baseline are picked per fraction by their "
-                "mean, among approaches not flagged degenerate (a single class predicted, or "
-                "chance-level scores); both sides are picked the same way."])
+        out.append(
+            [
+                f"Fractions {', '.join(f'{float(f):.0%}' for f in group)} give the same "
+                f"labelled subsets: shown once, as {float(keep):.0%}."
+            ]
+        )
+    out.append(
+        [
+            "The best SSL approach and the best baseline are picked per fraction by their "
+            "mean, among approaches not flagged degenerate (a single class predicted, or "
+            "chance-level scores); both sides are picked the same way."
+        ]
+    )
     return out
 
 
@@ -229,8 +289,11 @@ def plot_label_efficiency(summary: pd.DataFrame, metric: str, path: Path) -> Pat
     from matplotlib.ticker import FixedLocator, NullLocator
 
     fig, ax = plt.subplots(figsize=(10, 5.6))
-    banded = {summary.loc[summary["kind"] == k].groupby("approach")["mean"].mean().idxmax()
-              for k in ("ssl", "baseline") if (summary["kind"] == k).any()}  # a band each: still readable
+    banded = {
+        summary.loc[summary["kind"] == k].groupby("approach")["mean"].mean().idxmax()
+        for k in ("ssl", "baseline")
+        if (summary["kind"] == k).any()
+    }  # a band each: still readable
     for approach, g in summary.groupby("approach", sort=False):
         g = g.sort_values("n_labelled")
         row = g.iloc[0]
@@ -238,10 +301,25 @@ def plot_label_efficiency(summary: pd.DataFrame, metric: str, path: Path) -> Pat
             continue  # one curve per SSL method: its better head
         ssl = row["kind"] == "ssl"
         color = _color(row["method"])
-        ax.plot(g["n_labelled"], g["mean"], "-" if ssl else "--", marker="o" if ssl else None, ms=4,
-                lw=2.2 if ssl else 1.5, color=color, label=approach)
+        ax.plot(
+            g["n_labelled"],
+            g["mean"],
+            "-" if ssl else "--",
+            marker="o" if ssl else None,
+            ms=4,
+            lw=2.2 if ssl else 1.5,
+            color=color,
+            label=approach,
+        )
         if approach in banded:
-            ax.fill_between(g["n_labelled"], g["lo"].clip(0, 1), g["hi"].clip(0, 1), color=color, alpha=0.15, lw=0)
+            ax.fill_between(
+                g["n_labelled"],
+                g["lo"].clip(0, 1),
+                g["hi"].clip(0, 1),
+                color=color,
+                alpha=0.15,
+                lw=0,
+            )
     ax.set_xscale("log")
     ticks = sorted(summary["n_labelled"].round().astype(int).unique())
     ax.xaxis.set_major_locator(FixedLocator(ticks))
@@ -251,9 +329,13 @@ def plot_label_efficiency(summary: pd.DataFrame, metric: str, path: Path) -> Pat
     ax.set_ylabel(f"{metric.replace('_', ' ')} on the test set")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9, frameon=False)
-    ax.set_title("Label efficiency: SSL methods (solid, better head each) vs supervised baselines (dashed);\n"
-                 "bands: 95% CI over splits, seeds and test samples, for the best SSL approach and the best "
-                 "baseline (the paired plot compares them)", fontsize=10)
+    ax.set_title(
+        "Label efficiency: SSL methods (solid, better head each) vs supervised baselines "
+        "(dashed);\n"
+        "bands: 95% CI over splits, seeds and test samples, for the best SSL approach and the best "
+        "baseline (the paired plot compares them)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return _savefig(fig, path)
 
@@ -264,8 +346,12 @@ def _best_head(summary: pd.DataFrame, approach: str) -> bool:
     return heads.groupby("approach")["mean"].mean().idxmax() == approach
 
 
-_VERDICT_COLORS = {Verdict.BETTER: "#009E73", Verdict.WORSE: "#D55E00",
-                   Verdict.NO_DIFFERENCE: "#555555", Verdict.TOO_SMALL: "#BBBBBB"}
+_VERDICT_COLORS = {
+    Verdict.BETTER: "#009E73",
+    Verdict.WORSE: "#D55E00",
+    Verdict.NO_DIFFERENCE: "#555555",
+    Verdict.TOO_SMALL: "#BBBBBB",
+}
 
 
 def plot_paired_differences(summary: pd.DataFrame, metric: str, path: Path) -> Path | None:
@@ -283,25 +369,44 @@ def plot_paired_differences(summary: pd.DataFrame, metric: str, path: Path) -> P
     x = np.arange(len(comp))
     for i, r in enumerate(comp.itertuples()):
         color = _VERDICT_COLORS.get(r.verdict, "#555555")
-        ax.errorbar(i, r.diff, yerr=[[r.diff - r.diff_lo], [r.diff_hi - r.diff]], fmt="o", color=color, capsize=5,
-                    ms=7, lw=2)
-        ax.annotate(f"{r.approach}\nvs {r.vs}", (i, r.diff_hi), textcoords="offset points", xytext=(0, 6),
-                    ha="center", fontsize=7, color="#333333")
+        ax.errorbar(
+            i,
+            r.diff,
+            yerr=[[r.diff - r.diff_lo], [r.diff_hi - r.diff]],
+            fmt="o",
+            color=color,
+            capsize=5,
+            ms=7,
+            lw=2,
+        )
+        ax.annotate(
+            f"{r.approach}\nvs {r.vs}",
+            (i, r.diff_hi),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=7,
+            color="#333333",
+        )
     ax.axhline(0, color="black", lw=1)
     ax.margins(x=0.12, y=0.25)
     ax.set_xticks(x, [_fmt_fraction(r.fraction, r.n_labelled) for r in comp.itertuples()])
     ax.set_xlabel("label fraction (labelled training samples)")
     ax.set_ylabel(f"{metric.replace('_', ' ')}: SSL minus baseline")
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in _VERDICT_COLORS.items()
-               if v in set(comp["verdict"])]
+    handles = [
+        plt.Line2D([], [], marker="o", ls="", color=c, label=v)
+        for v, c in _VERDICT_COLORS.items()
+        if v in set(comp["verdict"])
+    ]
     ax.legend(handles=handles, fontsize=8, frameon=False, loc="best")
     ax.grid(alpha=0.3, axis="y")
-    ax.set_title("Best SSL approach minus best baseline, paired over splits, subsets and test samples (95% CI)",
-                 fontsize=10)
+    ax.set_title(
+        "Best SSL approach minus best baseline, paired over splits, subsets and test samples (95% "
+        "CI)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return _savefig(fig, path)
-
-
 
 
 def _project_2d(Z: np.ndarray) -> tuple[np.ndarray, str]:
@@ -339,10 +444,12 @@ def plot_embeddings(emb_dir: Path, path: Path) -> Path | None:
         ax.set_title("raw genes (preprocessed)" if name == "raw" else name, fontsize=11)
         ax.set_xticks([])
         ax.set_yticks([])
-    for ax in axes.ravel()[len(data):]:
+    for ax in axes.ravel()[len(data) :]:
         ax.axis("off")
     handles, names = axes.ravel()[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=min(6, len(names)), frameon=False, fontsize=9)
+    fig.legend(
+        handles, names, loc="lower center", ncol=min(6, len(names)), frameon=False, fontsize=9
+    )
     fig.suptitle(f"Test-set embeddings ({how}), coloured by label", fontsize=12)
     fig.tight_layout(rect=(0, 0.06, 1, 0.96))
     return _savefig(fig, path)
@@ -350,7 +457,8 @@ def plot_embeddings(emb_dir: Path, path: Path) -> Path | None:
 
 def plot_histories(hist_dir: Path, path: Path) -> Path | None:
     """Per method: the SSL loss (train and validation), what it is made of (the loss parts each
-    method logs, e.g. VIME's mask BCE and reconstruction MSE), and the embeddings' effective rank."""
+    method logs, e.g. VIME's mask BCE and reconstruction MSE), and the embeddings' effective
+    rank."""
     files = sorted(hist_dir.glob("*.csv"))
     if not files:
         return None
@@ -368,14 +476,27 @@ def plot_histories(hist_dir: Path, path: Path) -> Path | None:
         if "val_loss" in h and h["val_loss"].notna().any():
             ax.plot(h["epoch"], h["val_loss"], "--", color=color, label="validation")
         ax.set_title(f.stem, fontsize=11)
-        parts = [c for c in h.columns if c.startswith("train_") and c != "train_loss" and h[c].notna().any()]
+        parts = [
+            c
+            for c in h.columns
+            if c.startswith("train_") and c != "train_loss" and h[c].notna().any()
+        ]
         for k, c in enumerate(parts):
-            axes[1, j].plot(h["epoch"], h[c], color=_SSL_COLORS[k % len(_SSL_COLORS)], label=c[len("train_"):])
+            axes[1, j].plot(
+                h["epoch"], h[c], color=_SSL_COLORS[k % len(_SSL_COLORS)], label=c[len("train_") :]
+            )
         if parts:
             axes[1, j].legend(fontsize=7, frameon=False)
         else:
-            axes[1, j].text(0.5, 0.5, "a single term", ha="center", va="center", transform=axes[1, j].transAxes,
-                            color="#777777")
+            axes[1, j].text(
+                0.5,
+                0.5,
+                "a single term",
+                ha="center",
+                va="center",
+                transform=axes[1, j].transAxes,
+                color="#777777",
+            )
         if "eff_rank" in h and h["eff_rank"].notna().any():
             axes[2, j].plot(h["epoch"], h["eff_rank"], color="#333333")
         for i in range(3):
@@ -385,7 +506,9 @@ def plot_histories(hist_dir: Path, path: Path) -> Path | None:
     axes[0, 0].legend(fontsize=8, frameon=False)
     axes[1, 0].set_ylabel("loss parts (train)")
     axes[2, 0].set_ylabel("effective rank of\nembeddings (collapse -> 1)")
-    fig.suptitle("Pretraining: loss, its parts and the embeddings' effective rank per epoch", fontsize=12)
+    fig.suptitle(
+        "Pretraining: loss, its parts and the embeddings' effective rank per epoch", fontsize=12
+    )
     fig.tight_layout()
     return _savefig(fig, path)
 
@@ -407,8 +530,15 @@ def plot_confusion(pred_file: Path, path: Path) -> Path | None:
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, f"{cm[i, j]}\n{norm[i, j]:.0%}", ha="center", va="center", fontsize=9,
-                    color="white" if norm[i, j] > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{cm[i, j]}\n{norm[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="white" if norm[i, j] > 0.6 else "black",
+            )
     ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
@@ -492,8 +622,13 @@ def _inline_html(parts: list) -> str:
     out = []
     for p in parts:
         text = html.escape(str(p))
-        out.append(f"<b>{text}</b>" if isinstance(p, Bold) else
-                   f"<code>{text}</code>" if isinstance(p, Code) else text)
+        out.append(
+            f"<b>{text}</b>"
+            if isinstance(p, Bold)
+            else f"<code>{text}</code>"
+            if isinstance(p, Code)
+            else text
+        )
     return "".join(out)
 
 
@@ -527,15 +662,19 @@ def render_html(title: str, blocks: list) -> str:
             body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b.items) + "</ul>")
         elif isinstance(b, Table):
             head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
-            rows = "".join("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>"
-                           for row in b.rows)
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>"
+                for row in b.rows
+            )
             body.append(f"<table><tr>{head}</tr>{rows}</table>")
         elif isinstance(b, Image) and b.path.exists():
             b64 = base64.b64encode(b.path.read_bytes()).decode()
             body.append(f'<img alt="{html.escape(b.path.name)}" src="data:image/png;base64,{b64}">')
     buf = io.StringIO()
-    buf.write(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-              f"</title><style>{_CSS}</style></head><body>\n")
+    buf.write(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{_CSS}</style></head><body>\n"
+    )
     buf.write("\n".join(body))
     buf.write("\n</body></html>\n")
     return buf.getvalue()
@@ -566,9 +705,20 @@ def _data_section(summary, manifest, metric, out, figures) -> list:
     classes: list = []
     for k, v in ds.get("classes", {}).items():
         classes += [", " if classes else "", User(k), f" {v}"]
-    return [Para([Bold("Data"), ": ", User(ds.get("description") or ds.get("source")),
-                  f" — {ds.get('n_samples')} profiles x {ds.get('n_genes')} features; label ",
-                  Code(ds.get("label")), ": ", *classes, "."])]
+    return [
+        Para(
+            [
+                Bold("Data"),
+                ": ",
+                User(ds.get("description") or ds.get("source")),
+                f" — {ds.get('n_samples')} profiles x {ds.get('n_genes')} features; label ",
+                Code(ds.get("label")),
+                ": ",
+                *classes,
+                ".",
+            ]
+        )
+    ]
 
 
 def _protocol_section(summary, manifest, metric, out, figures) -> list:
@@ -579,20 +729,30 @@ def _protocol_section(summary, manifest, metric, out, figures) -> list:
     sizes = dict(manifest.get("split_sizes") or {})
     if cfg.get("protocol", "default") == "default" and "finetune" in sizes:
         sizes = {"train": sizes["finetune"], "test": sizes.get("test"), "pool": sizes.get("pool")}
-    return [Para([Bold("Protocol"), f" ({cfg.get('protocol', 'default')}): "
-                  f"{manifest.get('splits')} outer stratified split(s)", *group,
-                  f" of sizes {sizes}; {len(manifest.get('seeds', []))} "
-                  "label subsets per split and fraction; preprocessing fit on each split's "
-                  f"pretraining pool: {' → '.join(manifest.get('preprocessing', []))}; the test "
-                  "set is never used for pretraining, fitting, tuning or early stopping."])]
+    return [
+        Para(
+            [
+                Bold("Protocol"),
+                f" ({cfg.get('protocol', 'default')}): "
+                f"{manifest.get('splits')} outer stratified split(s)",
+                *group,
+                f" of sizes {sizes}; {len(manifest.get('seeds', []))} "
+                "label subsets per split and fraction; preprocessing fit on each split's "
+                f"pretraining pool: {' → '.join(manifest.get('preprocessing', []))}; the test "
+                "set is never used for pretraining, fitting, tuning or early stopping.",
+            ]
+        )
+    ]
 
 
 def _scores_section(summary, manifest, metric, out, figures) -> list:
     if summary.empty:
         return []
     header, rows = _matrix(summary, ci=True, bold_best=True)
-    title = f"{metric.replace('_', ' ').capitalize()} on the test set (mean [95% CI]; best per " \
-            "column in bold)"
+    title = (
+        f"{metric.replace('_', ' ').capitalize()} on the test set (mean [95% CI]; best per "
+        "column in bold)"
+    )
     return [Heading(2, [title]), Table(header, rows)]
 
 
@@ -600,11 +760,20 @@ def _comparison_section(summary, manifest, metric, out, figures) -> list:
     comp = comparisons(summary)
     if comp.empty:
         return []
-    rows = [[[_fmt_fraction(r.fraction, r.n_labelled)], [User(r.approach)], [User(r.vs)],
-             [f"{r.diff:+.3f} [{r.diff_lo:+.3f}, {r.diff_hi:+.3f}]"], [r.verdict]]
-            for r in comp.itertuples()]
-    return [Heading(2, ["Paired comparison: best SSL approach minus best baseline"]),
-            Table(["fraction", "SSL approach", "baseline", "difference [95% CI]", "verdict"], rows)]
+    rows = [
+        [
+            [_fmt_fraction(r.fraction, r.n_labelled)],
+            [User(r.approach)],
+            [User(r.vs)],
+            [f"{r.diff:+.3f} [{r.diff_lo:+.3f}, {r.diff_hi:+.3f}]"],
+            [r.verdict],
+        ]
+        for r in comp.itertuples()
+    ]
+    return [
+        Heading(2, ["Paired comparison: best SSL approach minus best baseline"]),
+        Table(["fraction", "SSL approach", "baseline", "difference [95% CI]", "verdict"], rows),
+    ]
 
 
 def _plots_section(summary, manifest, metric, out, figures) -> list:
@@ -617,11 +786,19 @@ def _tuning_section(summary, manifest, metric, out, figures) -> list:
     from .evaluation.tuning import MAX_FOLDS, describe_grids
 
     folds = max([*MAX_FOLDS.values(), *(b.max_folds for b in BASELINES.values())])
-    blocks = [Heading(2, ["Tuning"]), Para([
-        "Every baseline and every SSL head picks its hyperparameters by inner cross-validation on "
-        f"the labelled subset only (stratified, up to {folds} folds), from the same grids on "
-        "both sides:"]),
-        Bullets([[f"{name}: ", User(grid)] for name, grid in describe_grids(all_grids()).items()])]
+    blocks = [
+        Heading(2, ["Tuning"]),
+        Para(
+            [
+                "Every baseline and every SSL head picks its hyperparameters by inner "
+                "cross-validation on "
+                f"the labelled subset only (stratified, up to {folds} folds), from the same grids "
+                "on "
+                "both sides:"
+            ]
+        ),
+        Bullets([[f"{name}: ", User(grid)] for name, grid in describe_grids(all_grids()).items()]),
+    ]
     t = pd.read_csv(out / "tuning.csv") if (out / "tuning.csv").exists() else pd.DataFrame()
     if t.empty:
         return blocks
@@ -635,13 +812,23 @@ def _tuning_section(summary, manifest, metric, out, figures) -> list:
     notes = t["note"].dropna()
     notes = notes[notes != ""]
     if len(notes):
-        blocks.append(Bullets([[f"{len(notes)} of {len(t)} cells kept the defaults: ",
-                                User(notes.mode().iloc[0]), "."]]))
+        blocks.append(
+            Bullets(
+                [
+                    [
+                        f"{len(notes)} of {len(t)} cells kept the defaults: ",
+                        User(notes.mode().iloc[0]),
+                        ".",
+                    ]
+                ]
+            )
+        )
     return blocks
 
 
-def _attributions_section(summary, manifest, metric, out, figures, k: int = 20,
-                          shown: int = 8) -> list:
+def _attributions_section(
+    summary, manifest, metric, out, figures, k: int = 20, shown: int = 8
+) -> list:
     """Which genes carry the prediction: per class, the best approaches' top genes (best mean
     rank over splits), their stability across splits and their overlap with the linear
     baseline's top genes (``attributions.csv``)."""
@@ -657,40 +844,81 @@ def _attributions_section(summary, manifest, metric, out, figures, k: int = 20,
     k = min(k, table["gene"].nunique())
     stable = stability(table, k).set_index(["approach", "class"])
     ref = info.get("reference")
-    shared = (overlap(table, ref, k).set_index(["approach", "class"]).iloc[:, 0]
-              if ref in set(table["approach"]) else pd.Series(dtype=float))
+    shared = (
+        overlap(table, ref, k).set_index(["approach", "class"]).iloc[:, 0]
+        if ref in set(table["approach"])
+        else pd.Series(dtype=float)
+    )
     mean_rank = table.groupby(["approach", "class", "gene"])["rank"].mean().reset_index()
     rows = []
     for (cls, approach), g in mean_rank.groupby(["class", "approach"], sort=True):
         top = g.nsmallest(shown, "rank")["gene"]
         st = stable.loc[(approach, cls)]
-        stab = ("one split" if st["n_splits"] < 2 else
-                f"ρ {st['spearman']:.2f}, top-{k} Jaccard {st[f'jaccard_top{k}']:.2f}")
+        stab = (
+            "one split"
+            if st["n_splits"] < 2
+            else f"ρ {st['spearman']:.2f}, top-{k} Jaccard {st[f'jaccard_top{k}']:.2f}"
+        )
         ov = shared.get((approach, cls))
-        rows.append([[User(cls)], [User(approach)], [User(", ".join(top))], [stab],
-                     ["reference" if approach == ref else "" if ov is None else f"{ov:.0%}"]])
+        rows.append(
+            [
+                [User(cls)],
+                [User(approach)],
+                [User(", ".join(top))],
+                [stab],
+                ["reference" if approach == ref else "" if ov is None else f"{ov:.0%}"],
+            ]
+        )
     frac = info.get("fraction")
     where = f" at {frac:.0%} of the labels" if frac is not None else ""
-    return [Heading(2, ["Genes carrying the prediction"]), Para([
-        f"Per-class gene attributions of the best SSL approach and the best baselines{where}, "
-        "re-fitted on each split's seed-0 labelled subset with the hyperparameters its cell "
-        "chose, on the standardised genes: networks by integrated gradients (mean |attribution| "
-        "over the split's test samples of the class), linear models by their coefficients. "
-        f"Genes by mean rank over splits; stability: Spearman ρ of the attributions and Jaccard "
-        f"overlap of the top {k} genes between splits; overlap: share of the top {k} that are "
-        "also the linear baseline's (same split). All rows: attributions.csv."]),
-        Table(["class", "approach", f"top {shown} genes", "stability across splits",
-               f"top-{k} overlap with {ref or 'a linear baseline'}"], rows)]
+    return [
+        Heading(2, ["Genes carrying the prediction"]),
+        Para(
+            [
+                "Per-class gene attributions of the best SSL approach and the best "
+                f"baselines{where}, "
+                "re-fitted on each split's seed-0 labelled subset with the hyperparameters its "
+                "cell "
+                "chose, on the standardised genes: networks by integrated gradients (mean "
+                "|attribution| "
+                "over the split's test samples of the class), linear models by their coefficients. "
+                "Genes by mean rank over splits; stability: Spearman ρ of the attributions and "
+                "Jaccard "
+                f"overlap of the top {k} genes between splits; overlap: share of the top {k} that "
+                "are "
+                "also the linear baseline's (same split). All rows: attributions.csv."
+            ]
+        ),
+        Table(
+            [
+                "class",
+                "approach",
+                f"top {shown} genes",
+                "stability across splits",
+                f"top-{k} overlap with {ref or 'a linear baseline'}",
+            ],
+            rows,
+        ),
+    ]
 
 
 def _run_section(summary, manifest, metric, out, figures) -> list:
     if not manifest:
         return []
-    return [Heading(2, ["Run"]), Bullets([
-        [f"versions: {manifest.get('versions')}"],
-        [f"git revision: {manifest.get('git_revision')}"],
-        [f"data fingerprint: {manifest.get('fingerprint')}"],
-        [f"worker processes: {manifest.get('jobs')}; wall time (s): {manifest.get('timings_s')}"]])]
+    return [
+        Heading(2, ["Run"]),
+        Bullets(
+            [
+                [f"versions: {manifest.get('versions')}"],
+                [f"git revision: {manifest.get('git_revision')}"],
+                [f"data fingerprint: {manifest.get('fingerprint')}"],
+                [
+                    f"worker processes: {manifest.get('jobs')}; wall time (s): "
+                    f"{manifest.get('timings_s')}"
+                ],
+            ]
+        ),
+    ]
 
 
 def _models_section(summary, manifest, metric, out, figures) -> list:
@@ -704,25 +932,49 @@ def _models_section(summary, manifest, metric, out, figures) -> list:
         sources: list = []
         for src in m.get("data_sources") or []:
             n = src.get("n_profiles")
-            sources += ["; " if sources else "", User(src.get("name")),
-                        f" ({n:,} profiles)" if isinstance(n, int) else ""]
+            sources += [
+                "; " if sources else "",
+                User(src.get("name")),
+                f" ({n:,} profiles)" if isinstance(n, int) else "",
+            ]
         genes = m.get("genes") or {}
         options = ", ".join(f"{k}={v}" for k, v in (m.get("method_options") or {}).items())
-        items.append([
-            Bold(name), " (", User(m.get("given")), "): pretrained with ", User(m.get("method")),
-            f" ({options}) for {m.get('epochs_trained')} epochs (at most {m.get('max_epochs')}), "
-            f"exprssl {m.get('exprssl_version')}, on ",
-            *(sources or ["data its card does not record"]),
-            f"; {genes.get('count')} genes ({genes.get('id_system')}), "
-            f"{100 * m.get('gene_coverage', 0):.1f}% of them found in this cohort (",
-            User(m.get("alignment")), "); cohort scaled by ", m.get("input_scaling", "?"),
-            "; weights sha256 ", Code(str(m.get("weights_sha256"))[:16]), "."])
-    return [Heading(2, ["Pretrained models"]), Para([
-        "Each given model is evaluated as two approaches (its name with +linear_probe and "
-        "+finetune) on the same splits, label subsets and tuning as the SSL methods "
-        "pretrained here, with its own preprocessing and gene list (its genes matched to the "
-        "cohort's by name or through the identifier table; missing ones imputed with its training "
-        "mean); fine-tuning starts from its weights."]), Bullets(items)]
+        items.append(
+            [
+                Bold(name),
+                " (",
+                User(m.get("given")),
+                "): pretrained with ",
+                User(m.get("method")),
+                f" ({options}) for {m.get('epochs_trained')} epochs (at most "
+                f"{m.get('max_epochs')}), "
+                f"exprssl {m.get('exprssl_version')}, on ",
+                *(sources or ["data its card does not record"]),
+                f"; {genes.get('count')} genes ({genes.get('id_system')}), "
+                f"{100 * m.get('gene_coverage', 0):.1f}% of them found in this cohort (",
+                User(m.get("alignment")),
+                "); cohort scaled by ",
+                m.get("input_scaling", "?"),
+                "; weights sha256 ",
+                Code(str(m.get("weights_sha256"))[:16]),
+                ".",
+            ]
+        )
+    return [
+        Heading(2, ["Pretrained models"]),
+        Para(
+            [
+                "Each given model is evaluated as two approaches (its name with +linear_probe and "
+                "+finetune) on the same splits, label subsets and tuning as the SSL methods "
+                "pretrained here, with its own preprocessing and gene list (its genes matched to "
+                "the "
+                "cohort's by name or through the identifier table; missing ones imputed with its "
+                "training "
+                "mean); fine-tuning starts from its weights."
+            ]
+        ),
+        Bullets(items),
+    ]
 
 
 def _pooling_section(summary, manifest, metric, out, figures) -> list:
@@ -742,20 +994,47 @@ def _degenerate_section(summary, manifest, metric, out, figures) -> list:
     if bad.empty:
         return []
     picked = bad["best_ssl"].astype(bool) | bad["best_baseline"].astype(bool)
-    rows = [[[_fmt_fraction(r.fraction, r.n_labelled)], [User(r.approach)], [f"{r.mean:.3f}"],
-             [r.degenerate], ["yes: every one of its kind was flagged" if p else "no"]]
-            for r, p in zip(bad.itertuples(), picked, strict=True)]
-    return [Heading(2, ["Degenerate approaches"]), Para([
-        "These approaches predicted a single class in some cell, or scored at chance where a "
-        "baseline did not. The best SSL approach and the best baseline of a fraction are picked "
-        "among the others; only when every approach of a kind is flagged is the best flagged one "
-        "compared (marked below)."]),
-        Table(["fraction", "approach", "mean", "why flagged", "picked as best"], rows)]
+    rows = [
+        [
+            [_fmt_fraction(r.fraction, r.n_labelled)],
+            [User(r.approach)],
+            [f"{r.mean:.3f}"],
+            [r.degenerate],
+            ["yes: every one of its kind was flagged" if p else "no"],
+        ]
+        for r, p in zip(bad.itertuples(), picked, strict=True)
+    ]
+    return [
+        Heading(2, ["Degenerate approaches"]),
+        Para(
+            [
+                "These approaches predicted a single class in some cell, or scored at chance "
+                "where a "
+                "baseline did not. The best SSL approach and the best baseline of a fraction are "
+                "picked "
+                "among the others; only when every approach of a kind is flagged is the best "
+                "flagged one "
+                "compared (marked below)."
+            ]
+        ),
+        Table(["fraction", "approach", "mean", "why flagged", "picked as best"], rows),
+    ]
 
 
-SECTIONS = (_answer_section, _data_section, _protocol_section, _pooling_section, _models_section,
-            _scores_section, _degenerate_section, _comparison_section, _plots_section,
-            _attributions_section, _tuning_section, _run_section)
+SECTIONS = (
+    _answer_section,
+    _data_section,
+    _protocol_section,
+    _pooling_section,
+    _models_section,
+    _scores_section,
+    _degenerate_section,
+    _comparison_section,
+    _plots_section,
+    _attributions_section,
+    _tuning_section,
+    _run_section,
+)
 
 
 def write_report(out_dir: str | Path, *, main_metric: str | None = None) -> dict[str, Path]:
@@ -775,7 +1054,9 @@ def write_report(out_dir: str | Path, *, main_metric: str | None = None) -> dict
         Every file written, by key (plots, ``report_md``, ``report_html``).
     """
     out = Path(out_dir)
-    manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
+    manifest = (
+        json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
+    )
     metric = main_metric or manifest.get("config", {}).get("main_metric", "balanced_accuracy")
     summary = pd.read_csv(out / "summary.csv") if (out / "summary.csv").exists() else pd.DataFrame()
     for col in ("best_ssl", "best_baseline"):
@@ -801,16 +1082,22 @@ def _figures(out: Path, summary: pd.DataFrame, metric: str) -> tuple[dict[str, P
     if summary.empty:
         notes.append("No summary.csv yet: nothing to plot.")
     else:
-        figures["label_efficiency"] = plot_label_efficiency(summary, metric,
-                                                            out / "label_efficiency.png")
+        figures["label_efficiency"] = plot_label_efficiency(
+            summary, metric, out / "label_efficiency.png"
+        )
         p = plot_paired_differences(summary, metric, out / "paired_differences.png")
         if p is not None:
             figures["paired_differences"] = p
     for key, fn, src, name in (
-            ("embeddings", plot_embeddings, out / "embeddings", "embeddings.png"),
-            ("pretraining_loss", plot_histories, out / "histories", "pretraining_loss.png"),
-            ("confusion_matrix", plot_confusion, out / "predictions" / "best.npz",
-             "confusion_matrix.png")):
+        ("embeddings", plot_embeddings, out / "embeddings", "embeddings.png"),
+        ("pretraining_loss", plot_histories, out / "histories", "pretraining_loss.png"),
+        (
+            "confusion_matrix",
+            plot_confusion,
+            out / "predictions" / "best.npz",
+            "confusion_matrix.png",
+        ),
+    ):
         p = fn(src, out / name) if src.exists() else None
         if p is None:
             notes.append(f"{name}: no input ({src.relative_to(out)} missing), skipped.")

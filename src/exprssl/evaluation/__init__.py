@@ -1,1 +1,2 @@
-"""Evaluation: metrics, supervised baselines, probe / fine-tune heads, and the benchmark protocol."""
+"""Evaluation: metrics, supervised baselines, probe / fine-tune heads, and the benchmark
+protocol."""

@@ -182,8 +182,9 @@ def attribution_tasks(
                 y=cohort.y,
                 n_classes=len(cohort.classes),
                 features=artefacts["features"][s.index],
-                models={m: d for (k, m, p), d in artefacts["models"].items()
-                        if k == s.index and p == 0},
+                models={
+                    m: d for (k, m, p), d in artefacts["models"].items() if k == s.index and p == 0
+                },
                 encoder=cfg.encoder,
                 recipe=recipe,
             )
@@ -220,8 +221,11 @@ def attribution_stage(
     for task, values in _results(tasks, jobs):
         for a, v in values.items():
             method = _method_head(a)[0]
-            genes = (_model_genes(task.models[method]) if is_given(task.features, method)
-                     else _split_genes(out, task.split))  # each split's preprocessing keeps its own
+            genes = (
+                _model_genes(task.models[method])
+                if is_given(task.features, method)
+                else _split_genes(out, task.split)
+            )  # each split's preprocessing keeps its own
             tables.append(attribution_table(v, genes, classes, a, task.split))
     if tasks:
         table = pd.concat(tables, ignore_index=True).sort_values(

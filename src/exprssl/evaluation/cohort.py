@@ -64,8 +64,12 @@ def load_cohort(cfg: BenchmarkConfig) -> Cohort:
     Cohort
         Profiles, class codes (-1: pretraining only), groups and content fingerprints.
     """
-    adata = load_data(cfg.data, labels=cfg.labels, label_id_column=cfg.label_id_column,
-                      orientation=cfg.orientation)
+    adata = load_data(
+        cfg.data,
+        labels=cfg.labels,
+        label_id_column=cfg.label_id_column,
+        orientation=cfg.orientation,
+    )
     labels = require_label(adata, cfg.label)  # class names as `exprssl info` shows them
     if cfg.group is not None and cfg.group not in adata.obs.columns:
         raise LabelColumnError(
@@ -115,7 +119,9 @@ def _pool_sources(adata, paths: list[str]):
     for path in paths:
         src = load_data(path)
         src, report = align_genes(src, list(adata.var_names), min_coverage=0.5, source=str(path))
-        src.var_names = adata.var_names  # named as the cohort (matched through the identifier table)
+        src.var_names = (
+            adata.var_names
+        )  # named as the cohort (matched through the identifier table)
         log.warning("pretraining data %s: %s", path, report)
         sources.append((str(path), src, report.coverage))
         genes = genes.intersection(adata.var_names[report.index >= 0], sort=False)

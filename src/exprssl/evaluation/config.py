@@ -103,18 +103,24 @@ class BenchmarkConfig:
     labels: str | None = option(None, "sample sheet joined on sample id")
     label_id_column: str | None = option(None, "the sample sheet's sample-id column")
     methods: list[str] = option(
-        None, "SSL methods to pretrain (none: only the given models)", factory=available_methods,
+        None,
+        "SSL methods to pretrain (none: only the given models)",
+        factory=available_methods,
         parse=_method_names,
     )
     models: list[str] = option(
-        None, "pretrained encoders (model directories or hf:// ids) evaluated as approaches",
-        factory=list, parse=lambda v: _paths(v, "models"),
+        None,
+        "pretrained encoders (model directories or hf:// ids) evaluated as approaches",
+        factory=list,
+        parse=lambda v: _paths(v, "models"),
     )
     min_model_coverage: float = option(
         0.5, "a model is refused below this fraction of its genes found in the cohort", ge=0, le=1
     )
     baselines: list[str] = option(
-        None, "supervised baselines and controls", factory=default_baselines,
+        None,
+        "supervised baselines and controls",
+        factory=default_baselines,
         parse=lambda v: _names(v, "baselines"),
     )
     fractions: list[float] | None = option(
@@ -190,8 +196,9 @@ class BenchmarkConfig:
     bootstrap: int = option(2000, "bootstrap resamples of the intervals", ge=100, le=100_000)
     jobs: int | None = option(None, "worker processes (null: one per core)", ge=1)
     orientation: str = option(
-        "auto", "a csv/tsv/parquet table's orientation (auto: the way round the sample sheet's "
-        "ids match)", choices=ORIENTATIONS
+        "auto",
+        "a csv/tsv/parquet table's orientation (auto: the way round the sample sheet's ids match)",
+        choices=ORIENTATIONS,
     )
 
     @classmethod
@@ -219,8 +226,12 @@ class BenchmarkConfig:
         check_instance(self, "benchmark")
         jobs_limit = max(64, 4 * cpu_count())  # each job is a process
         if self.jobs is not None and self.jobs > jobs_limit:
-            raise option_error("benchmark", "jobs", f"at most {jobs_limit} (4 worker processes "
-                               "per core here)", self.jobs)
+            raise option_error(
+                "benchmark",
+                "jobs",
+                f"at most {jobs_limit} (4 worker processes per core here)",
+                self.jobs,
+            )
         same = [p for p in self.pretrain_data if _same_file(p, self.data)]
         if same:
             raise ConfigError(

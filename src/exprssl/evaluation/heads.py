@@ -25,7 +25,9 @@ from ..encoders import MLPEncoder
 from ..options import option, options_class, validate_options
 
 
-def _encoder_blocks(encoder: MLPEncoder) -> tuple[list[tuple[nn.Linear, nn.BatchNorm1d | None]], float]:
+def _encoder_blocks(
+    encoder: MLPEncoder,
+) -> tuple[list[tuple[nn.Linear, nn.BatchNorm1d | None]], float]:
     """(Linear, BatchNorm or None) per block of an MLPEncoder, and its dropout rate."""
     blocks: list[tuple[nn.Linear, nn.BatchNorm1d | None]] = []
     dropout = 0.0
@@ -47,7 +49,9 @@ def dropout_mask(shape, p: float, rng: np.random.Generator | None) -> torch.Tens
     n = int(np.prod(shape))
     keys = rng.bit_generator.random_raw((n + 3) // 4).view(np.uint16)[:n]
     keep = keys >= np.uint16(round(p * 65536)) if p < 1 else np.zeros(n, dtype=bool)
-    return torch.from_numpy(keep.reshape(shape).astype(np.float32) * np.float32(1 / (1 - p) if p < 1 else 0))
+    return torch.from_numpy(
+        keep.reshape(shape).astype(np.float32) * np.float32(1 / (1 - p) if p < 1 else 0)
+    )
 
 
 class _StackedBlock(nn.Module):
@@ -55,12 +59,18 @@ class _StackedBlock(nn.Module):
     (in, M, out), so that one GEMM (n, in) x (in, M*out) serves all M models; deeper blocks'
     weights are (M, in, out), for one batched GEMM."""
 
-    def __init__(self, lin: nn.Linear, bn: nn.BatchNorm1d | None, M: int, first: bool, trainable: bool):
+    def __init__(
+        self, lin: nn.Linear, bn: nn.BatchNorm1d | None, M: int, first: bool, trainable: bool
+    ):
         super().__init__()
         w = lin.weight.detach().T
         self.first = first
-        self.weight = nn.Parameter((w.unsqueeze(1).repeat(1, M, 1) if first else w.unsqueeze(0).repeat(M, 1, 1))
-                                   .contiguous(), requires_grad=trainable)
+        self.weight = nn.Parameter(
+            (
+                w.unsqueeze(1).repeat(1, M, 1) if first else w.unsqueeze(0).repeat(M, 1, 1)
+            ).contiguous(),
+            requires_grad=trainable,
+        )
         self.bias = nn.Parameter(lin.bias.detach().repeat(M, 1), requires_grad=trainable)
         self.has_bn = bn is not None
         if bn is not None:
@@ -72,7 +82,9 @@ class _StackedBlock(nn.Module):
     def forward(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if self.first:
             d_in, M, d_out = self.weight.shape
-            h = (h @ self.weight.reshape(d_in, M * d_out) + self.bias.reshape(-1)).view(h.shape[0], M, d_out)
+            h = (h @ self.weight.reshape(d_in, M * d_out) + self.bias.reshape(-1)).view(
+                h.shape[0], M, d_out
+            )
             h = h.transpose(0, 1)
         else:
             h = torch.baddbmm(self.bias.unsqueeze(1), h, self.weight)
@@ -83,7 +95,9 @@ class _StackedBlock(nn.Module):
     def _batchnorm(self, h, mask, eps: float = 1e-5, momentum: float = 0.1):
         gamma, beta = self.gamma.unsqueeze(1), self.beta.unsqueeze(1)
         if mask is None:  # inference, or a frozen encoder: the statistics it was trained with
-            return (h - self.running_mean.unsqueeze(1)) * torch.rsqrt(self.running_var.unsqueeze(1) + eps) * gamma + beta
+            return (h - self.running_mean.unsqueeze(1)) * torch.rsqrt(
+                self.running_var.unsqueeze(1) + eps
+            ) * gamma + beta
         w = mask.unsqueeze(2)
         n = w.sum(1)  # (M, 1)
         mean = (h * w).sum(1) / n
@@ -101,8 +115,16 @@ class StackedMLP(nn.Module):
     """M independent copies of an encoder (or none: a linear model on fixed features) plus a
     linear head, initialised from ``encoder`` (pretrained or random) and trained jointly."""
 
-    def __init__(self, encoder: MLPEncoder | None, n_in: int, n_classes: int, n_models: int, *,
-                 freeze_encoder: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        encoder: MLPEncoder | None,
+        n_in: int,
+        n_classes: int,
+        n_models: int,
+        *,
+        freeze_encoder: bool = False,
+        seed: int = 0,
+    ):
         super().__init__()
         self.n_models = M = int(n_models)
         self.freeze_encoder = freeze_encoder
@@ -111,7 +133,10 @@ class StackedMLP(nn.Module):
         blocks: list = []
         if encoder is not None:
             pairs, self.dropout = _encoder_blocks(encoder)
-            blocks = [_StackedBlock(lin, bn, M, i == 0, not freeze_encoder) for i, (lin, bn) in enumerate(pairs)]
+            blocks = [
+                _StackedBlock(lin, bn, M, i == 0, not freeze_encoder)
+                for i, (lin, bn) in enumerate(pairs)
+            ]
             width = pairs[-1][0].out_features
         self.blocks = nn.ModuleList(blocks)
         gen = torch.Generator().manual_seed(seed)
@@ -124,8 +149,13 @@ class StackedMLP(nn.Module):
     def encoder_parameters(self) -> list[nn.Parameter]:
         return list(self.blocks.parameters())
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, train: bool = False,
-                rng: np.random.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        train: bool = False,
+        rng: np.random.Generator | None = None,
+    ) -> torch.Tensor:
         """Logits (M, n, classes) for shared input rows ``x`` (n, in). In training, ``mask`` (M, n)
         says which rows belong to each model's batch: its BatchNorm statistics use only those;
         ``rng`` draws the dropout masks."""
@@ -155,9 +185,13 @@ class HeadRecipe:
     baseline so that pretraining is the only difference). Typed options: ``HeadRecipe.check``
     gives the same one-line errors as the methods' and training options."""
 
-    epochs: int = option(100, "fine-tuning epochs (at most; early stopping on a validation part)", ge=1)
+    epochs: int = option(
+        100, "fine-tuning epochs (at most; early stopping on a validation part)", ge=1
+    )
     lr: float = option(1e-3, "learning rate of the classification head", gt=0)
-    encoder_lr: float | None = option(1e-4, "learning rate of the pretrained encoder (null: the head's)", gt=0)
+    encoder_lr: float | None = option(
+        1e-4, "learning rate of the pretrained encoder (null: the head's)", gt=0
+    )
     weight_decay: float = option(1e-4, "AdamW weight decay", ge=0)
     batch_size: int = option(32, "fine-tuning batch size", ge=1)
     patience: int = option(10, "epochs without validation improvement before stopping", ge=0)
@@ -182,7 +216,9 @@ def _optimizer(net: StackedMLP, recipe: HeadRecipe, lr_scale: float) -> torch.op
 def _masked_loss(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Each model's mean cross-entropy over its own rows (weights ``w``, (M, n)): shape (M,)."""
     M = logits.shape[0]
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat(M), reduction="none").view(M, -1)
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat(M), reduction="none").view(
+        M, -1
+    )
     return (ce * w).sum(1) / w.sum(1).clamp_min(1)
 
 
@@ -205,9 +241,16 @@ class _BestWeights:
             t.index_copy_(ax, ids, s.index_select(ax, ids))
 
 
-def train_stacked(net: StackedMLP, X: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
-                  val_mask: torch.Tensor | None, recipe: HeadRecipe, lr_scale: float = 1.0,
-                  seed: int = 0) -> np.ndarray:
+def train_stacked(
+    net: StackedMLP,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    train_mask: torch.Tensor,
+    val_mask: torch.Tensor | None,
+    recipe: HeadRecipe,
+    lr_scale: float = 1.0,
+    seed: int = 0,
+) -> np.ndarray:
     """Train the M models of ``net`` on rows ``X`` with labels ``y`` (class indices); model m
     trains on rows ``train_mask[m]`` and early-stops on rows ``val_mask[m]`` (its best weights
     restored), or runs all epochs when it has no validation rows. ``lr_scale`` multiplies both
@@ -221,7 +264,9 @@ def train_stacked(net: StackedMLP, X: torch.Tensor, y: torch.Tensor, train_mask:
     val_mask = torch.zeros_like(train_mask) if val_mask is None else val_mask.float()
     val_rows = torch.nonzero(val_mask.any(0)).view(-1)
     Xv, yv, wv = X[val_rows], y[val_rows], val_mask[:, val_rows]
-    stops = wv.sum(1) > 0  # a model without validation rows (a class with one label) runs every epoch
+    stops = (
+        wv.sum(1) > 0
+    )  # a model without validation rows (a class with one label) runs every epoch
     best, bad = torch.full((M,), math.inf), torch.zeros(M, dtype=torch.long)
     weights = _BestWeights(net)
     bs = max(2, recipe.batch_size)
@@ -229,7 +274,7 @@ def train_stacked(net: StackedMLP, X: torch.Tensor, y: torch.Tensor, train_mask:
         net.train()
         perm = rows[torch.randperm(len(rows), generator=gen)]
         for start in range(0, len(perm), bs):
-            idx = perm[start:start + bs]
+            idx = perm[start : start + bs]
             w = train_mask[:, idx]
             w = w * (w.sum(1, keepdim=True) >= 2)  # BatchNorm needs two rows of a model's own
             if w.any():
@@ -259,5 +304,9 @@ def predict_proba(net: StackedMLP, X: torch.Tensor, batch: int = 4096) -> np.nda
     """Class probabilities (M, n, classes) in eval mode."""
     net.eval()
     with torch.no_grad():
-        out = [torch.softmax(net(X[s:s + batch]), -1) for s in range(0, X.shape[0], batch)]
-    return torch.cat(out, 1).numpy() if out else np.zeros((net.n_models, 0, net.head_w.shape[-1]), np.float32)
+        out = [torch.softmax(net(X[s : s + batch]), -1) for s in range(0, X.shape[0], batch)]
+    return (
+        torch.cat(out, 1).numpy()
+        if out
+        else np.zeros((net.n_models, 0, net.head_w.shape[-1]), np.float32)
+    )

@@ -22,7 +22,9 @@ def balanced_accuracy(y_true, y_pred) -> float:
         return float(balanced_accuracy_score(y_true, y_pred))
 
 
-def classification_metrics(y_true: Sequence, proba: np.ndarray, classes: Sequence) -> dict[str, float]:
+def classification_metrics(
+    y_true: Sequence, proba: np.ndarray, classes: Sequence
+) -> dict[str, float]:
     """Accuracy, balanced accuracy, macro-F1 and macro one-vs-rest AUROC from class probabilities.
 
     ``classes`` orders the columns of ``proba``. AUROC is computed over the classes present in
@@ -32,9 +34,13 @@ def classification_metrics(y_true: Sequence, proba: np.ndarray, classes: Sequenc
     classes = np.asarray(classes).astype(str)
     proba = np.asarray(proba, dtype=np.float64)
     y_pred = classes[proba.argmax(1)]
-    out = {"accuracy": accuracy_score(y_true, y_pred),
-           "balanced_accuracy": balanced_accuracy(y_true, y_pred),
-           "macro_f1": f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true), zero_division=0)}
+    out = {
+        "accuracy": accuracy_score(y_true, y_pred),
+        "balanced_accuracy": balanced_accuracy(y_true, y_pred),
+        "macro_f1": f1_score(
+            y_true, y_pred, average="macro", labels=np.unique(y_true), zero_division=0
+        ),
+    }
     present = [c for c in classes if c in set(y_true)]
     if len(present) < 2:
         out["auroc"] = math.nan
@@ -45,7 +51,9 @@ def classification_metrics(y_true: Sequence, proba: np.ndarray, classes: Sequenc
         if len(present) == 2:
             out["auroc"] = roc_auc_score((y_true == present[1]).astype(int), p[:, 1])
         else:
-            out["auroc"] = roc_auc_score(y_true, p, multi_class="ovr", average="macro", labels=present)
+            out["auroc"] = roc_auc_score(
+                y_true, p, multi_class="ovr", average="macro", labels=present
+            )
     return {k: float(v) for k, v in out.items()}
 
 
@@ -54,7 +62,9 @@ def score(y_true, y_pred, metric: str) -> float:
     if metric == "accuracy":
         return float(accuracy_score(y_true, y_pred))
     if metric == "macro_f1":
-        return float(f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true), zero_division=0))
+        return float(
+            f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true), zero_division=0)
+        )
     return balanced_accuracy(y_true, y_pred)
 
 

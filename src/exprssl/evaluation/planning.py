@@ -96,7 +96,9 @@ def check_against_data(cfg: BenchmarkConfig, cohort: Cohort) -> None:
     check_top_genes(top, cohort.adata.n_vars, cfg.data)
     n_features = min(top or cohort.adata.n_vars, cohort.adata.n_vars)
     for method in cfg.methods:
-        check_model_memory(method, n_features, {**cfg.encoder, **cfg.method_options.get(method, {})})
+        check_model_memory(
+            method, n_features, {**cfg.encoder, **cfg.method_options.get(method, {})}
+        )
 
 
 def _fraction_grid(cfg, cohort, splits) -> tuple[list[float], dict[float, list[float]]]:

@@ -20,8 +20,9 @@ and at how many labels? Run as named stages with plain inputs and outputs:
 Each concern has its own module: ``config`` (options, presets), ``cohort`` (stage 1),
 ``planning`` (stage 2), ``cache`` (stage 3: the output directory and resume checks),
 ``features`` (derived features), ``pool`` (worker processes, progress), ``runner`` (stages 4-6
-and ``run_benchmark``), ``attribution_stage`` (stage 7), ``manifest`` (provenance), ``schema`` (file columns, names, keys) and
-``baselines/`` (one file per baseline). This module re-exports the public names.
+and ``run_benchmark``), ``attribution_stage`` (stage 7), ``manifest`` (provenance), ``schema``
+(file columns, names, keys) and ``baselines/`` (one file per baseline). This module re-exports
+the public names.
 
 Leakage-safe by construction: test samples never enter a pretraining pool (unless
 ``transductive``), preprocessing and PCA are fit on the pool, tuning and early stopping use the

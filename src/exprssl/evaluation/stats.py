@@ -36,7 +36,9 @@ class SplitPredictions:
     preds: dict[str, np.ndarray]  # approach -> (n_seeds, n_test) predicted class codes
 
 
-def weighted_scores(W: np.ndarray, y: np.ndarray, pred: np.ndarray, n_classes: int, metric: str) -> np.ndarray:
+def weighted_scores(
+    W: np.ndarray, y: np.ndarray, pred: np.ndarray, n_classes: int, metric: str
+) -> np.ndarray:
     """``metric`` of predictions ``pred`` (R, n) against ``y`` (n,) under sample weights ``W``
     (B, n) (bootstrap counts; a row of ones is the plain score): (B, R). Classes absent from a
     resample are left out, as scikit-learn leaves out classes absent from y_true."""
@@ -59,8 +61,14 @@ def weighted_scores(W: np.ndarray, y: np.ndarray, pred: np.ndarray, n_classes: i
     raise ValueError(f"no bootstrap for metric {metric!r}; use one of {', '.join(PAIRED_METRICS)}")
 
 
-def bootstrap(splits: list[SplitPredictions], approaches: list[str], n_classes: int, metric: str,
-              n_boot: int = 2000, seed: int = 0) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def bootstrap(
+    splits: list[SplitPredictions],
+    approaches: list[str],
+    n_classes: int,
+    metric: str,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Point estimate (mean over splits x seeds) and ``n_boot`` two-stage bootstrap replicates of
     it, per approach (seeds resampled too when there is one split). Every approach is scored on
     the same resampled splits, seeds and test samples (a seed is the same labelled subset for
@@ -79,7 +87,9 @@ def bootstrap(splits: list[SplitPredictions], approaches: list[str], n_classes: 
         for a in approaches:
             point[a] += weighted_scores(ones, sp.y, sp.preds[a], n_classes, metric).mean() / K
             scores = weighted_scores(W, sp.y, sp.preds[a], n_classes, metric)  # (B, R)
-            per_split[a][k] = (np.take_along_axis(scores, seeds, axis=1) if K == 1 else scores).mean(1)
+            per_split[a][k] = (
+                np.take_along_axis(scores, seeds, axis=1) if K == 1 else scores
+            ).mean(1)
     if K > 1:  # resample splits too: their training sets differ, and that variance is real
         draws = rng.integers(0, K, size=(n_boot, K))
         reps = {a: per_split[a][draws, np.arange(n_boot)[:, None]].mean(1) for a in approaches}
@@ -110,7 +120,9 @@ def too_small(n_test_per_split: float, n_classes: int, min_test_per_class: float
     return n_test_per_split < min_test_per_class * n_classes
 
 
-def split_predictions(preds: pd.DataFrame, fraction: float, approaches: list[str]) -> list[SplitPredictions]:
+def split_predictions(
+    preds: pd.DataFrame, fraction: float, approaches: list[str]
+) -> list[SplitPredictions]:
     """The predictions table (one row per cell and test sample) at one fraction, by split; an
     approach missing a seed of a split is dropped from that fraction's comparison."""
     at = preds[np.isclose(preds["fraction"], fraction)]
@@ -136,53 +148,104 @@ def _approach_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     return r
 
 
-def summarize(results: pd.DataFrame, predictions: pd.DataFrame, *, metric: str, n_classes: int,
-              n_test_per_split: float, min_test_per_class: float = 3.0, n_boot: int = 2000,
-              seed: int = 0) -> pd.DataFrame:
+def summarize(
+    results: pd.DataFrame,
+    predictions: pd.DataFrame,
+    *,
+    metric: str,
+    n_classes: int,
+    n_test_per_split: float,
+    min_test_per_class: float = 3.0,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Approach x fraction: mean over splits x seeds, two-stage bootstrap interval, and for each
     SSL approach the paired difference to the fraction's best baseline with its interval and
     verdict. ``best_ssl`` marks the row whose verdict answers the benchmark's question;
     ``degenerate`` says why an approach is flagged (``degenerate_flags``), and the best of a
     kind is picked among the unflagged ones."""
-    from .metrics import mean_ci
 
     r = _approach_table(results, metric)
     if r.empty:
         return pd.DataFrame()
-    paired = metric if metric in PAIRED_METRICS else "balanced_accuracy"  # AUROC needs probabilities
+    paired = (
+        metric if metric in PAIRED_METRICS else "balanced_accuracy"
+    )  # AUROC needs probabilities
     small = too_small(n_test_per_split, n_classes, min_test_per_class)
-    rows = []
-    for frac, g in r.groupby("fraction", sort=True):
-        info = g.groupby("approach").agg(method=("method", "first"), kind=("kind", "first"), head=("head", "first"),
-                                         n_labelled=("n_labelled", "mean"), mean=("value", "mean"),
-                                         n_splits=("split", "nunique"), n_cells=("value", "size"))
-        splits = split_predictions(predictions, frac, list(info.index))
-        have = [a for a in info.index if all(a in sp.preds for sp in splits)]
-        point, reps = bootstrap(splits, have, n_classes, paired, n_boot, seed) if have else ({}, {})
-        ci = {}
-        for a in info.index:
-            if paired == metric and a in reps:
-                ci[a] = interval(reps[a])
-            else:  # no paired bootstrap for this metric: a t-interval over cells
-                ci[a] = mean_ci(g[g["approach"] == a]["value"])[1:]
-        flags = degenerate_flags(splits, have, info, point, reps, n_classes, paired)
-        best_base = _best(info[(info["kind"] == "baseline") & info.index.isin(have)], flags)
-        best_ssl = _best(info[info["kind"] == "ssl"], flags)
-        for a, row in info.iterrows():
-            lo, hi = ci[a]
-            rec = {"fraction": frac, "approach": a, **row.to_dict(), "lo": lo, "hi": hi,
-                   "n_test": n_test_per_split, "best_ssl": a == best_ssl, "best_baseline": a == best_base,
-                   "degenerate": flags.get(a, ""),
-                   "vs": None, "diff": np.nan, "diff_lo": np.nan, "diff_hi": np.nan, "verdict": None}
-            if row["kind"] == "ssl" and best_base is not None and a in reps:
-                d_lo, d_hi = interval(reps[a] - reps[best_base])
-                rec.update(vs=best_base, diff=point[a] - point[best_base], diff_lo=d_lo, diff_hi=d_hi,
-                           verdict=verdict(d_lo, d_hi, small))
-            rows.append(rec)
+    rows = [
+        rec
+        for frac, g in r.groupby("fraction", sort=True)
+        for rec in _fraction_rows(
+            frac, g, predictions, n_classes, paired, metric, small, n_test_per_split, n_boot, seed
+        )
+    ]
     out = pd.DataFrame(rows)
     order = {"ssl": 0, "baseline": 1, "control": 2}
-    return out.sort_values(["fraction", "kind", "mean"], key=lambda c: c.map(order) if c.name == "kind" else c,
-                           ascending=[True, True, False], kind="stable").reset_index(drop=True)
+    return out.sort_values(
+        ["fraction", "kind", "mean"],
+        key=lambda c: c.map(order) if c.name == "kind" else c,
+        ascending=[True, True, False],
+        kind="stable",
+    ).reset_index(drop=True)
+
+
+def _fraction_rows(
+    frac, g, predictions, n_classes, paired, metric, small, n_test_per_split, n_boot, seed
+):
+    """``summarize``'s rows of one label fraction: each approach's mean and interval, the best of
+    each kind among the unflagged, and each SSL approach's paired difference to the best
+    baseline."""
+    from .metrics import mean_ci
+
+    info = g.groupby("approach").agg(
+        method=("method", "first"),
+        kind=("kind", "first"),
+        head=("head", "first"),
+        n_labelled=("n_labelled", "mean"),
+        mean=("value", "mean"),
+        n_splits=("split", "nunique"),
+        n_cells=("value", "size"),
+    )
+    splits = split_predictions(predictions, frac, list(info.index))
+    have = [a for a in info.index if all(a in sp.preds for sp in splits)]
+    point, reps = bootstrap(splits, have, n_classes, paired, n_boot, seed) if have else ({}, {})
+    ci = {}
+    for a in info.index:
+        if paired == metric and a in reps:
+            ci[a] = interval(reps[a])
+        else:  # no paired bootstrap for this metric: a t-interval over cells
+            ci[a] = mean_ci(g[g["approach"] == a]["value"])[1:]
+    flags = degenerate_flags(splits, have, info, point, reps, n_classes, paired)
+    best_base = _best(info[(info["kind"] == "baseline") & info.index.isin(have)], flags)
+    best_ssl = _best(info[info["kind"] == "ssl"], flags)
+    for a, row in info.iterrows():
+        lo, hi = ci[a]
+        rec = {
+            "fraction": frac,
+            "approach": a,
+            **row.to_dict(),
+            "lo": lo,
+            "hi": hi,
+            "n_test": n_test_per_split,
+            "best_ssl": a == best_ssl,
+            "best_baseline": a == best_base,
+            "degenerate": flags.get(a, ""),
+            "vs": None,
+            "diff": np.nan,
+            "diff_lo": np.nan,
+            "diff_hi": np.nan,
+            "verdict": None,
+        }
+        if row["kind"] == "ssl" and best_base is not None and a in reps:
+            d_lo, d_hi = interval(reps[a] - reps[best_base])
+            rec.update(
+                vs=best_base,
+                diff=point[a] - point[best_base],
+                diff_lo=d_lo,
+                diff_hi=d_hi,
+                verdict=verdict(d_lo, d_hi, small),
+            )
+        yield rec
 
 
 def _best(candidates: pd.DataFrame, flags: dict[str, str]) -> str | None:
@@ -196,9 +259,15 @@ def _best(candidates: pd.DataFrame, flags: dict[str, str]) -> str | None:
 CHANCE_MARGIN = 0.02  # a mean this close to the best constant prediction's score is at chance
 
 
-def degenerate_flags(splits: list[SplitPredictions], have: list[str], info: pd.DataFrame,
-                     point: dict[str, float], reps: dict[str, np.ndarray], n_classes: int,
-                     metric: str) -> dict[str, str]:
+def degenerate_flags(
+    splits: list[SplitPredictions],
+    have: list[str],
+    info: pd.DataFrame,
+    point: dict[str, float],
+    reps: dict[str, np.ndarray],
+    n_classes: int,
+    metric: str,
+) -> dict[str, str]:
     """Approach -> why it is degenerate at this fraction: it predicted a single class in some
     cell (a collapsed head or encoder), or its mean is at chance (within ``CHANCE_MARGIN`` of
     the best constant prediction's score) where some baseline's interval is above chance. Such
@@ -212,21 +281,44 @@ def degenerate_flags(splits: list[SplitPredictions], have: list[str], info: pd.D
         if single:
             cells = sum(len(sp.preds[a]) for sp in splits)
             flags[a] = f"predicted a single class in {single} of {cells} cells"
-    chance = float(np.mean([
-        weighted_scores(np.ones((1, len(sp.y))), sp.y,
-                        np.repeat(np.arange(n_classes)[:, None], len(sp.y), 1), n_classes, metric).max()
-        for sp in splits]))
-    above = [b for b in have if info.loc[b, "kind"] == "baseline" and b not in flags
-             and interval(reps[b])[0] > chance]
+    chance = float(
+        np.mean(
+            [
+                weighted_scores(
+                    np.ones((1, len(sp.y))),
+                    sp.y,
+                    np.repeat(np.arange(n_classes)[:, None], len(sp.y), 1),
+                    n_classes,
+                    metric,
+                ).max()
+                for sp in splits
+            ]
+        )
+    )
+    above = [
+        b
+        for b in have
+        if info.loc[b, "kind"] == "baseline" and b not in flags and interval(reps[b])[0] > chance
+    ]
     for a in have:
         if a not in flags and point[a] <= chance + CHANCE_MARGIN and above:
-            flags[a] = f"at chance ({point[a]:.3f}; a constant prediction scores {chance:.3f}) " \
-                       f"where {above[0]} is above it"
+            flags[a] = (
+                f"at chance ({point[a]:.3f}; a constant prediction scores {chance:.3f}) "
+                f"where {above[0]} is above it"
+            )
     return flags
 
 
-def paired_difference(predictions: pd.DataFrame, fraction: float, a: str, b: str, n_classes: int,
-                      metric: str = "balanced_accuracy", n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def paired_difference(
+    predictions: pd.DataFrame,
+    fraction: float,
+    a: str,
+    b: str,
+    n_classes: int,
+    metric: str = "balanced_accuracy",
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """Mean paired difference ``a - b`` at one fraction, and its two-stage bootstrap interval."""
     splits = split_predictions(predictions, fraction, [a, b])
     point, reps = bootstrap(splits, [a, b], n_classes, metric, n_boot, seed)
@@ -247,8 +339,11 @@ def labels_to_reach(summary: pd.DataFrame) -> dict[str, Any]:
     ssl = summary[summary["best_ssl"]].sort_values("fraction")
     hit = ssl[ssl["mean"] >= target - 1e-12]
     first = hit.iloc[0] if len(hit) else None
-    return {"baseline": base["approach"].iloc[0], "target": target,
-            "full_n": float(base["n_labelled"].iloc[0]),
-            "fraction": None if first is None else float(first["fraction"]),
-            "n_labelled": None if first is None else float(first["n_labelled"]),
-            "approach": None if first is None else first["approach"]}
+    return {
+        "baseline": base["approach"].iloc[0],
+        "target": target,
+        "full_n": float(base["n_labelled"].iloc[0]),
+        "fraction": None if first is None else float(first["fraction"]),
+        "n_labelled": None if first is None else float(first["n_labelled"]),
+        "approach": None if first is None else first["approach"],
+    }
