@@ -15,7 +15,7 @@ from importlib import import_module
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from typing import Any
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # Heavy modules (torch, lightning) load only when first used, so `import exprssl` and the CLI's
 # help stay fast.
