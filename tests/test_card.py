@@ -229,5 +229,11 @@ def test_cli_embed_takes_a_hub_id(saved, tmp_path, monkeypatch):
         ],
     )
     assert result.exit_code == 0, result.output
-    Z = ad.read_h5ad(tmp_path / "e.h5ad").obsm["X_scarf"]
-    np.testing.assert_allclose(Z, model.transform(a), rtol=1e-5, atol=1e-6)
+    embedded = ad.read_h5ad(tmp_path / "e.h5ad")
+    np.testing.assert_allclose(embedded.obsm["X_scarf"], model.transform(a), rtol=1e-5, atol=1e-6)
+    # the alignment travels with the embeddings: what was mapped through the table, and how
+    alignment = embedded.uns["exprssl"]["gene_alignment"]
+    assert "12 of 12 reference genes present" in alignment["summary"]
+    mapped = dict(zip(alignment["reference"], alignment["data"], strict=True))
+    assert list(alignment["status"]) == ["mapped"] * 3
+    assert mapped == {"TP53": "ENSG00000141510", "ESR1": "ENSG00000091831", "MYC": "c-Myc"}

@@ -325,12 +325,15 @@ def test_transform_returns_anndata_like_exprssl_embed(tmp_path, tiny_model, smal
     assert list(out.obs["label"]) == list(small.obs["label"]) and list(out.obs_names) == list(
         small.obs_names
     )
+    alignment = out.uns["exprssl"].pop("gene_alignment")
     assert dict(out.uns["exprssl"]) == {
         "model": "(not saved)",
         "method": "scarf",
         "source": "AnnData",
         "n_model_genes": 30,
     }
+    assert alignment["summary"].startswith("30 of 30 reference genes present (100.0%: 30 by name")
+    assert len(alignment["reference"]) == len(alignment["status"]) == 0  # every gene by name
     frame = pd.DataFrame(np.asarray(small.X), index=small.obs_names, columns=small.var_names)
     from_frame = tiny_model.transform(frame, key="emb", return_anndata=True)
     np.testing.assert_array_equal(from_frame.obsm["emb"], Z)

@@ -30,6 +30,7 @@ from .errors import (
     ConfigError,
     NotFittedError,
 )
+from .genes import match_genes
 from .methods import build_method, check_method_params, get_method
 from .preprocessing import OPTIONS as PREPROCESSING_OPTIONS
 from .preprocessing import Preprocessor, check_ignored_y
@@ -282,7 +283,18 @@ class SSLModel(TransformerMixin, BaseEstimator):
             "source": source.provenance(),
             "n_model_genes": len(self.genes_),
         }
+        names = source.features()[1]
+        if names is not None:
+            result.uns["exprssl"]["gene_alignment"] = self._alignment(names)
         return result
+
+    def _alignment(self, names: list[str]) -> dict[str, Any]:
+        """How the model's genes were found in the data, kept with the embeddings: the one-line
+        summary, and every gene not matched by name (mapped through the identifier table,
+        ambiguous: never guessed, or missing: imputed) with the data's name(s)."""
+        report = match_genes(names, self.preprocessor_.input_genes_)
+        table = report.to_frame().astype(str)
+        return {"summary": report.summary(), **{c: table[c].to_numpy(dtype=str) for c in table}}
 
     def fit_transform(
         self,
