@@ -66,6 +66,12 @@ class SSLModel(TransformerMixin, BaseEstimator):
     >>> Z = m.transform(adata2, key="X_scarf")   # embeddings, also in adata2.obsm["X_scarf"]
     >>> m.save("scarf_model"); m2 = SSLModel.load("scarf_model")
 
+    Fitted attributes: ``method_`` (the torch module), ``preprocessor_`` (the fitted
+    preprocessing), ``method_params_``, ``train_config_``, ``history_`` (per-epoch losses and
+    monitors), ``genes_`` (the encoder's input genes), ``embedding_dim_``, ``n_features_in_``,
+    ``feature_names_in_`` (for inputs with gene names), ``model_dir_`` (where it was last saved or
+    loaded from, else None).
+
     Parameters
     ----------
     method
@@ -77,22 +83,17 @@ class SSLModel(TransformerMixin, BaseEstimator):
         fit on the training samples, a fitted one is used as it is; the object you pass is never
         modified.
     epochs, batch_size, optimizer, lr, weight_decay, val_fraction, patience, seed
-        The training loop's options (``exprssl.training.TrainConfig``; None: the method's own).
+        The training loop's options (``exprssl.training.TrainConfig``; an optimizer, lr or
+        weight_decay of None takes the method's own).
     accelerator, devices, num_nodes, strategy, precision, num_workers
         Hardware and Lightning options (``TrainConfig``).
     progress
         Show a progress bar.
     log_dir
-        Where Lightning writes its logs (``TrainConfig``).
+        Directory for the CSV loss log and checkpoints; None for none.
     **misplaced
         Method options passed as keywords (the API before ``method_params``): a ConfigError
         that says where they go.
-
-    Fitted attributes: ``method_`` (the torch module), ``preprocessor_`` (the fitted
-    preprocessing), ``method_params_``, ``train_config_``, ``history_`` (per-epoch losses and
-    monitors), ``genes_`` (the encoder's input genes), ``embedding_dim_``, ``n_features_in_``,
-    ``feature_names_in_`` (for inputs with gene names), ``model_dir_`` (where it was last saved or
-    loaded from, else None).
     """
 
     def __init__(
