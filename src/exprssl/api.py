@@ -25,6 +25,34 @@ def benchmark(
     ...                         methods=["scarf"])
     >>> best = run.summary[run.summary.best_ssl]
     >>> best[["fraction", "approach", "diff", "diff_lo", "diff_hi", "verdict"]]
+
+    Parameters
+    ----------
+    data
+        The cohort: an expression file or a bundled dataset's name.
+    label
+        The ``obs`` column to predict.
+    out
+        The output directory (created; an existing run there is resumed).
+    config
+        A ``BenchmarkConfig`` to start from; ``data``, ``label``, ``out`` and ``options``
+        override its fields.
+    progress
+        Show a progress bar.
+    report
+        Write report.md / report.html into ``out``.
+    **options
+        Any ``BenchmarkConfig`` field.
+
+    Returns
+    -------
+    exprssl.evaluation.runner.BenchmarkRun
+        The run: ``.summary``, ``.out``, ``.manifest``.
+
+    Raises
+    ------
+    exprssl.errors.ConfigError
+        An unknown or invalid option.
     """
     from .evaluation.config import BenchmarkConfig
     from .evaluation.runner import run_benchmark

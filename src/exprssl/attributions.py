@@ -93,6 +93,37 @@ def integrated_gradients(
     without rows gets zeros), ``"all"`` over every row. Memory is bounded by ``batch_size`` rows
     at a time: Captum holds ``batch_size * n_steps`` interpolated profiles (and their gradients)
     at once, e.g. 32 * 32 * 20,000 genes * 4 bytes = 82 MB each; only the per-class sums are kept.
+
+    Parameters
+    ----------
+    network
+        Maps standardised rows to class logits.
+    X
+        Standardised rows (n_samples, n_genes).
+    n_classes
+        Number of classes (the network's outputs).
+    y
+        Class codes of the rows, for ``samples="class"``.
+    samples
+        ``"class"`` or ``"all"``.
+    signed
+        Average signed attributions; False averages their absolute values.
+    target
+        ``"logit"`` or ``"probability"``.
+    n_steps
+        Integration points along the path.
+    batch_size
+        Rows per Captum call.
+
+    Returns
+    -------
+    numpy.ndarray
+        float (n_classes, n_genes).
+
+    Raises
+    ------
+    exprssl.errors.ConfigError
+        An unknown ``samples`` or ``target``, or ``samples="class"`` without ``y``.
     """
     from captum.attr import IntegratedGradients
 
@@ -247,7 +278,20 @@ def _importance(table: pd.DataFrame, approach: str, cls: str) -> pd.DataFrame:
 def stability(table: pd.DataFrame, k: int = 20) -> pd.DataFrame:
     """Per (approach, class): do the splits find the same genes? ``spearman``: mean over split
     pairs of the rank correlation of |attribution| over all genes; ``jaccard``: mean over split
-    pairs of |A and B| / |A or B| of the top-k sets. NaN with fewer than two splits."""
+    pairs of |A and B| / |A or B| of the top-k sets. NaN with fewer than two splits.
+
+    Parameters
+    ----------
+    table
+        Attributions, as ``explain`` returns them.
+    k
+        Size of the top-gene sets.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns approach, class, n_splits, spearman, ``jaccard_top{k}``.
+    """
     from scipy.stats import spearmanr
 
     rows = []
@@ -284,7 +328,22 @@ def stability(table: pd.DataFrame, k: int = 20) -> pd.DataFrame:
 
 def overlap(table: pd.DataFrame, reference: str, k: int = 20) -> pd.DataFrame:
     """Per (approach, class): the fraction of the approach's top-k genes that are also in
-    ``reference``'s top-k (the linear baseline's), on the same split, averaged over splits."""
+    ``reference``'s top-k (the linear baseline's), on the same split, averaged over splits.
+
+    Parameters
+    ----------
+    table
+        Attributions, as ``explain`` returns them.
+    reference
+        The approach to compare with (e.g. ``"logreg"``).
+    k
+        Size of the top-gene sets.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns approach, class, ``overlap_top{k}_{reference}``.
+    """
     top = table[table["rank"] <= k]
     ref = top[top["approach"] == reference][["gene", "class", "split"]].assign(shared=True)
     other = top[top["approach"] != reference].merge(ref, on=["gene", "class", "split"], how="left")
@@ -353,6 +412,41 @@ def explain(
     ``integrated_gradients``) over every labelled sample. ``splits`` > 1 fits one head per training
     part of a stratified K-fold, for ``stability``; ``baseline`` adds logistic regression on the
     same standardised genes (approach ``logreg``) for ``overlap``.
+
+    Parameters
+    ----------
+    model
+        A fitted ``SSLModel``, or a model directory.
+    adata
+        The samples.
+    labels
+        An ``obs`` column name, or one label per sample (missing = unlabelled).
+    head
+        ``"linear_probe"`` or ``"finetune"``.
+    splits
+        Heads to fit (stratified K-fold training parts); 1 fits one on all labelled samples.
+    baseline
+        Also attribute logistic regression on the standardised genes.
+    samples, signed, target, n_steps, batch_size
+        As in ``integrated_gradients``.
+    C
+        The linear probe's inverse regularisation strength.
+    recipe
+        The fine-tuning recipe for ``head="finetune"``; None for the default.
+    seed
+        Seed of the splits and the heads.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per gene, class, approach and split (``COLUMNS``).
+
+    Raises
+    ------
+    exprssl.errors.ConfigError
+        An unknown ``head`` or a non-positive ``splits``.
+    exprssl.errors.LabelColumnError
+        A missing label column or fewer than two classes.
     """
     from sklearn.model_selection import StratifiedKFold
 

@@ -258,7 +258,18 @@ def write_card(model, directory: str | os.PathLike) -> Path:
 
 
 def read_card(directory: str | os.PathLike) -> dict[str, Any] | None:
-    """The card's ``exprssl`` metadata, or None for a directory without a card."""
+    """The card's ``exprssl`` metadata, or None for a directory without a card.
+
+    Parameters
+    ----------
+    directory
+        A model directory.
+
+    Returns
+    -------
+    dict or None
+        The card's ``exprssl`` metadata, or None for a directory without a card.
+    """
     path = Path(directory) / CARD_FILE
     if not path.is_file():
         return None
@@ -280,7 +291,23 @@ def read_card(directory: str | os.PathLike) -> dict[str, Any] | None:
 def verify(directory: str | os.PathLike) -> dict[str, Any] | None:
     """Check every file the card lists against its sha256; a mismatch or a missing file is a
     one-line DataFileError. A directory without a card (saved by exprssl 0.2) loads with a
-    warning and returns None."""
+    warning and returns None.
+
+    Parameters
+    ----------
+    directory
+        A model directory.
+
+    Returns
+    -------
+    dict or None
+        The card's ``exprssl`` metadata, or None for a directory without a card.
+
+    Raises
+    ------
+    exprssl.errors.DataFileError
+        A listed file missing or not matching its checksum, or an unreadable card.
+    """
     directory = Path(directory)
     meta = read_card(directory)
     if meta is None:

@@ -122,7 +122,18 @@ def _keys(names: np.ndarray) -> pd.DataFrame:
 def detect_id_system(genes: Sequence[str]) -> str:
     """The identifier system most of ``genes`` use: ``ensembl``, ``symbol`` (HGNC symbols or
     aliases the table knows), ``entrez``, ``probe`` (microarray probe sets) or ``unknown``;
-    recorded in a model's card so users know what their cohort must be given in."""
+    recorded in a model's card so users know what their cohort must be given in.
+
+    Parameters
+    ----------
+    genes
+        Gene ids.
+
+    Returns
+    -------
+    str
+        ``"ensembl"``, ``"symbol"``, ``"entrez"``, ``"probe"`` or ``"unknown"``.
+    """
     s = pd.Series(strip_version([str(g) for g in genes]))
     if s.empty or s.tolist() == [str(i) for i in range(len(s))]:  # AnnData's default names
         return "unknown"
@@ -183,7 +194,20 @@ def match_genes(names: Sequence[str], reference: Sequence[str]) -> AlignmentRepo
     """Find each ``reference`` gene among the data's ``names``: by name first (Ensembl versions
     stripped), then, for the rest, through the identifier table (Ensembl <-> symbol, alias ->
     current symbol, Entrez). ``index`` holds each reference gene's data column or -1. The one
-    home of gene matching: every reader, model and pool goes through it."""
+    home of gene matching: every reader, model and pool goes through it.
+
+    Parameters
+    ----------
+    names
+        The data's gene ids.
+    reference
+        The genes to find (a model's input genes).
+
+    Returns
+    -------
+    AlignmentReport
+        Per reference gene its data column (``index``), and how it was found.
+    """
     return _match_cached(tuple(map(str, names)), tuple(map(str, reference)))
 
 
@@ -246,6 +270,29 @@ def align_genes(
 
     Reference genes absent from the data are filled with ``fill_value``; coverage below
     ``min_coverage`` is a ``GeneOverlapError``.
+
+    Parameters
+    ----------
+    adata
+        The data to align.
+    reference
+        The gene order to produce.
+    min_coverage
+        Smallest fraction of ``reference`` that must be found.
+    fill_value
+        Value for reference genes absent from the data.
+    source
+        The data's name for messages; None for ``adata``'s own.
+
+    Returns
+    -------
+    tuple of (anndata.AnnData, AlignmentReport)
+        The data with genes ``reference`` in order, and how they were matched.
+
+    Raises
+    ------
+    exprssl.errors.GeneOverlapError
+        Coverage below ``min_coverage``.
     """
     source = source or str(adata.uns.get("exprssl", {}).get("source", "data"))
     ref = strip_version(list(reference))

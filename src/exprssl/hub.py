@@ -45,7 +45,25 @@ def _hf():
 def resolve_model_path(path: str | os.PathLike) -> Path:
     """A local model directory for ``path``: itself, or a hub id's snapshot in the
     huggingface_hub cache (downloaded unless ``HF_HUB_OFFLINE`` is set), verified against its
-    card. A hub model without a card is refused: nothing would vouch for its files."""
+    card. A hub model without a card is refused: nothing would vouch for its files.
+
+    Parameters
+    ----------
+    path
+        A local model directory or a hub id (``"owner/name"``).
+
+    Returns
+    -------
+    pathlib.Path
+        The local model directory.
+
+    Raises
+    ------
+    exprssl.errors.ModelNotFoundError
+        A hub id neither on the hub nor in the cache, or a hub model without a card.
+    exprssl.errors.DataFileError
+        A file that fails the card's checksums.
+    """
     if not is_hub_id(path):
         return Path(path)
     repo, revision = parse_hub_id(str(path))
@@ -69,7 +87,33 @@ def push_to_hub(
     model_dir: str | os.PathLike, repo_id: str, token: str | None = None, private: bool = False
 ) -> str:
     """Publish a saved model directory (checked against its card first) as a hub model repo;
-    returns the repo's URL. The card becomes the repo's README."""
+    returns the repo's URL. The card becomes the repo's README.
+
+    Parameters
+    ----------
+    model_dir
+        A directory written by ``SSLModel.save``.
+    repo_id
+        The hub repository, ``"owner/name"``.
+    token
+        A hub token; None uses the stored login.
+    private
+        Create the repository as private.
+
+    Returns
+    -------
+    str
+        The repository's URL.
+
+    Raises
+    ------
+    exprssl.errors.ModelNotFoundError
+        No such directory, or one without a model card.
+    exprssl.errors.DataFileError
+        A file that fails the card's checksums.
+    exprssl.errors.ConfigError
+        A malformed ``repo_id`` or one with ``@revision``.
+    """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelNotFoundError(f"{model_dir}: no such model directory")

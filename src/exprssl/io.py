@@ -880,6 +880,35 @@ def read(
     Ensembl version suffixes are stripped and duplicate gene ids merged by ``duplicate_genes``
     (sum, mean, first or error). ``samples`` / ``genes`` select a subset (ARCHS4 reads only
     that subset from disk). Raises an ``exprssl.errors`` exception naming the file on bad input.
+
+    Parameters
+    ----------
+    path
+        The expression file: h5ad, csv, tsv, parquet, gct (csv/tsv/gct also .gz) or ARCHS4 HDF5.
+    format
+        The file format (as ``FORMATS``' values); None takes it from the file name.
+    orientation
+        ``"samples_in_rows"``, ``"genes_in_rows"`` or ``"auto"`` (the longer axis is genes).
+    samples, genes
+        Ids of the samples / genes to keep; None keeps all.
+    duplicate_genes
+        How duplicate gene ids are merged: ``"sum"``, ``"mean"``, ``"first"`` or ``"error"``.
+    counts_expected
+        Refuse values that are not non-negative counts.
+    sample_id_column
+        The column holding sample ids; None takes the index or the first column.
+    sheet_keys
+        Sample ids of a sample sheet, to decide the orientation.
+
+    Returns
+    -------
+    anndata.AnnData
+        Samples x genes, float32 ``X``.
+
+    Raises
+    ------
+    exprssl.errors.ExprsslError
+        A subclass naming the file and the problem (format, values, duplicates, ...).
     """
     path = Path(path)
     _check_file(path)
@@ -1051,6 +1080,31 @@ def add_labels(
 
     Returns a new AnnData in the same sample order; unmatched samples get missing labels. The
     match count is logged and kept in ``uns["exprssl"]["label_match"]``.
+
+    Parameters
+    ----------
+    adata
+        The expression data.
+    labels
+        A sample sheet: a path or a DataFrame.
+    id_column
+        The sheet's sample-id column; None takes its first column.
+    columns
+        The sheet columns to join; None joins all.
+    match
+        How sheet ids meet sample ids: ``"exact"``, ``"tcga_sample"`` or ``"tcga_patient"``.
+
+    Returns
+    -------
+    anndata.AnnData
+        A new AnnData with the sheet's columns in ``obs``.
+
+    Raises
+    ------
+    exprssl.errors.LabelColumnError
+        An unknown ``match`` or a column not in the sheet.
+    exprssl.errors.LabelMatchError
+        No sheet id matches a sample id.
     """
     if isinstance(labels, pd.DataFrame):
         sheet, source = (
@@ -1229,7 +1283,31 @@ def load_data(
 ) -> ad.AnnData:
     """A file path, or the name of a bundled dataset; optionally join a sample sheet. With a
     sheet and ``orientation="auto"`` (the default), a table is read the way round whose sample
-    ids the sheet names."""
+    ids the sheet names.
+
+    Parameters
+    ----------
+    path_or_name
+        An expression file, or a bundled dataset's name (``exprssl.datasets``).
+    labels
+        A sample sheet (path or DataFrame) to join into ``obs``; None for none.
+    label_id_column
+        The sheet's sample-id column; None takes its first column.
+    match
+        How sheet ids are matched to sample ids (as in ``add_labels``).
+    **read_options
+        Passed to ``read``.
+
+    Returns
+    -------
+    anndata.AnnData
+        Samples x genes, with the sheet's columns in ``obs``.
+
+    Raises
+    ------
+    exprssl.errors.ExprsslError
+        A subclass naming the file and the problem.
+    """
     p = data_file(path_or_name)
     if p is not None:
         if (

@@ -67,19 +67,34 @@ class SSLModel(TransformerMixin, BaseEstimator):
     >>> Z = m.transform(adata2, key="X_scarf")   # embeddings, also in adata2.obsm["X_scarf"]
     >>> m.save("scarf_model"); m2 = SSLModel.load("scarf_model")
 
-    Parameters: ``method`` (a registered name: scarf, byol, vime, barlow, mae), ``method_params``
-    (the method's own options, e.g. ``corruption_rate``, ``temperature``, ``hidden_dims``),
-    ``preprocessor`` (a ``Preprocessor``, a dict of its options, or None for the defaults; an
-    unfitted one is fit on the training samples, a fitted one is used as it is, and the object
-    you pass is never modified), and the training loop's options (``TrainConfig``: epochs,
-    batch_size, lr, optimizer, ...). Method options passed as keywords (the API before
-    ``method_params``) are a ConfigError that says where they go.
-
     Fitted attributes: ``method_`` (the torch module), ``preprocessor_`` (the fitted
     preprocessing), ``method_params_``, ``train_config_``, ``history_`` (per-epoch losses and
     monitors), ``genes_`` (the encoder's input genes), ``embedding_dim_``, ``n_features_in_``,
     ``feature_names_in_`` (for inputs with gene names), ``model_dir_`` (where it was last saved or
     loaded from, else None).
+
+    Parameters
+    ----------
+    method
+        A registered method: scarf, byol, vime, barlow, mae.
+    method_params
+        The method's own options, e.g. ``corruption_rate``, ``temperature``, ``hidden_dims``.
+    preprocessor
+        A ``Preprocessor``, a dict of its options, or None for the defaults. An unfitted one is
+        fit on the training samples, a fitted one is used as it is; the object you pass is never
+        modified.
+    epochs, batch_size, optimizer, lr, weight_decay, val_fraction, patience, seed
+        The training loop's options (``exprssl.training.TrainConfig``; an optimizer, lr or
+        weight_decay of None takes the method's own).
+    accelerator, devices, num_nodes, strategy, precision, num_workers
+        Hardware and Lightning options (``TrainConfig``).
+    progress
+        Show a progress bar.
+    log_dir
+        Directory for the CSV loss log and checkpoints; None for none.
+    **misplaced
+        Method options passed as keywords (the API before ``method_params``): a ConfigError
+        that says where they go.
     """
 
     def __init__(
@@ -193,6 +208,26 @@ class SSLModel(TransformerMixin, BaseEstimator):
         bounded memory, and the preprocessing is fit on a random sample of at most 10,000 of its
         rows. An h5ad path streams the same way with ``stream=True``, or by default when it
         would not fit comfortably in memory.
+
+        Parameters
+        ----------
+        X
+            The unlabeled training samples (see above).
+        y
+            Ignored.
+        stream
+            Stream an h5ad path in bounded memory; None decides from its size.
+
+        Returns
+        -------
+        SSLModel
+            ``self``, fitted.
+
+        Raises
+        ------
+        exprssl.errors.ExprsslError
+            Bad input data (a one-line error naming it), or a diverged run
+            (``TrainingDivergedError``).
         """
         check_ignored_y(y, _n_samples(X), "SSLModel.fit")
         params = self.check_params()
@@ -216,7 +251,20 @@ class SSLModel(TransformerMixin, BaseEstimator):
     def embed_preprocessed(
         self, X: np.ndarray | torch.Tensor, batch_size: int = 2048
     ) -> np.ndarray:
-        """Embeddings of rows already transformed by ``self.preprocessor_``."""
+        """Embeddings of rows already transformed by ``self.preprocessor_``.
+
+        Parameters
+        ----------
+        X
+            Preprocessed rows (n_samples, len(preprocessor_.genes_)).
+        batch_size
+            Rows per forward pass.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 embeddings (n_samples, embedding_dim_).
+        """
         self._check_fitted()
         enc = self.method_.encoder
         was_training = enc.training
@@ -252,6 +300,29 @@ class SSLModel(TransformerMixin, BaseEstimator):
         model directory, method, source and number of model genes. A store is read block by
         block so that only the embeddings are held in memory; ``progress(done, total)`` is
         called after each block. ``stream`` as in ``fit``.
+
+        Parameters
+        ----------
+        X
+            The samples to embed.
+        key
+            The ``obsm`` key for the embeddings.
+        return_anndata
+            Return a new AnnData instead of an array.
+        stream
+            As in ``fit``.
+        progress
+            Called as ``progress(done, total)`` after each block of a store.
+
+        Returns
+        -------
+        numpy.ndarray or anndata.AnnData
+            float32 embeddings (n_samples, embedding_dim_), or a new AnnData holding them.
+
+        Raises
+        ------
+        exprssl.errors.GeneOverlapError
+            Too few of the model's genes in ``X``.
         """
         self._check_fitted()
         return self._transform(
@@ -306,13 +377,39 @@ class SSLModel(TransformerMixin, BaseEstimator):
         stream: bool | None = None,
     ):
         """``fit`` then ``transform`` the same samples (read once); ``y`` is ignored, so a
-        Pipeline's labels are never taken for an obsm key."""
+        Pipeline's labels are never taken for an obsm key.
+
+        Parameters
+        ----------
+        X
+            The samples to fit on and embed (anything ``fit`` takes).
+        y
+            Ignored.
+        key, return_anndata, stream
+            As in ``transform``.
+
+        Returns
+        -------
+        numpy.ndarray or anndata.AnnData
+            As ``transform``.
+        """
         source = ExpressionSource.resolve(X, stream)
         self.fit(source, y)
         return self._transform(source, key=key, return_anndata=return_anndata)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """Names of the embedding dimensions: ``<method>0``, ``<method>1``, ..."""
+        """Names of the embedding dimensions: ``<method>0``, ``<method>1``, ...
+
+        Parameters
+        ----------
+        input_features
+            Ignored (scikit-learn's signature).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``embedding_dim_`` names, dtype object.
+        """
         self._check_fitted()
         if input_features is not None and len(input_features) != self.n_features_in_:
             raise ValueError(

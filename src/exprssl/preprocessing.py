@@ -134,6 +134,25 @@ class Preprocessor(TransformerMixin, BaseEstimator):
     attributes end in ``_`` and ``transform`` never changes them. ``min_coverage`` is the
     smallest fraction of the fitted genes that data to transform must have (missing genes are
     imputed with their training mean and reported as a warning).
+
+    Parameters
+    ----------
+    library_size
+        Scale each sample to counts per million: True, False or ``"auto"``.
+    log
+        log2(x + 1): True, False or ``"auto"``.
+    min_mean
+        Keep genes whose mean (after CPM/log) is at least this; None keeps all.
+    top_k_variance
+        Keep the N most variable genes; None keeps all.
+    quantile
+        Quantile-normalise each sample to the training reference distribution.
+    standardize
+        z-score each gene with the training mean and standard deviation.
+    clip
+        Clip z-scores to [-clip, clip]; None does not clip.
+    min_coverage
+        Smallest fraction of the fitted genes data to transform must have.
     """
 
     def __init__(
@@ -160,7 +179,23 @@ class Preprocessor(TransformerMixin, BaseEstimator):
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Preprocessor:
         """A Preprocessor from a mapping of options (a config file's ``preprocessing:``); an
-        unknown name or a non-mapping is a one-line ConfigError listing the accepted names."""
+        unknown name or a non-mapping is a one-line ConfigError listing the accepted names.
+
+        Parameters
+        ----------
+        options
+            Option names (``Preprocessor``'s parameters) to values.
+
+        Returns
+        -------
+        Preprocessor
+            Unfitted.
+
+        Raises
+        ------
+        exprssl.errors.ConfigError
+            An unknown option name, or ``options`` is not a mapping.
+        """
         if not isinstance(options, Mapping):
             raise ConfigError(
                 f"preprocessing options must be a mapping of option: value "
@@ -231,7 +266,29 @@ class Preprocessor(TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------- fit
     def fit(self, X, y=None, *, genes=None) -> Preprocessor:
         """Learn the steps from training samples ``X``: an AnnData, a DataFrame (columns = genes)
-        or an array (``genes`` names its columns). ``y`` is ignored (for scikit-learn pipelines)."""
+        or an array (``genes`` names its columns). ``y`` is ignored (for scikit-learn pipelines).
+
+        Parameters
+        ----------
+        X
+            Training samples.
+        y
+            Ignored.
+        genes
+            Gene names of an array's columns.
+
+        Returns
+        -------
+        Preprocessor
+            ``self``, fitted.
+
+        Raises
+        ------
+        exprssl.errors.ConfigError
+            An invalid option.
+        exprssl.errors.ExprsslError
+            Unusable data (non-finite or non-numeric values, duplicate genes, ...).
+        """
         opts = self.check_params()
         Xm, names, source, samples = self._matrix(X, genes)
         n, d = Xm.shape
@@ -403,7 +460,27 @@ class Preprocessor(TransformerMixin, BaseEstimator):
     def transform(self, X, genes=None, *, report_coverage: bool = True) -> np.ndarray:
         """``X`` aligned by gene name to the fitted genes and transformed: float32
         ``(n_samples, len(genes_))``. Missing genes are imputed (see ``gene_coverage``;
-        ``report_coverage=False`` when transforming block after block of one source)."""
+        ``report_coverage=False`` when transforming block after block of one source).
+
+        Parameters
+        ----------
+        X
+            Samples: an AnnData, a DataFrame or an array.
+        genes
+            Gene names of an array's columns.
+        report_coverage
+            Warn about imputed genes.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (n_samples, len(genes_)).
+
+        Raises
+        ------
+        exprssl.errors.GeneOverlapError
+            Fewer than ``min_coverage`` of the fitted genes in ``X``.
+        """
         self._check_fitted()
         Xm, names, source, _ = self._matrix(X, genes)
         if names is None:
@@ -540,11 +617,38 @@ class Preprocessor(TransformerMixin, BaseEstimator):
             setattr(self, key, arrays[key])
 
     def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted steps as JSON (atomically), for ``load``.
+
+        Parameters
+        ----------
+        path
+            The file to write.
+
+        Returns
+        -------
+        None
+        """
         atomic_write_text(path, json.dumps(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Preprocessor:
-        """Read a file written by ``save``; any problem is a one-line DataFileError naming it."""
+        """Read a file written by ``save``; any problem is a one-line DataFileError naming it.
+
+        Parameters
+        ----------
+        path
+            A JSON file written by ``save``.
+
+        Returns
+        -------
+        Preprocessor
+            The fitted preprocessor.
+
+        Raises
+        ------
+        exprssl.errors.DataFileError
+            A missing, unreadable or invalid file.
+        """
         try:
             with open(path, encoding="utf-8") as fh:
                 d = json.load(fh)

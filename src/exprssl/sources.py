@@ -34,7 +34,22 @@ class ExpressionSource:
     def resolve(cls, X: Any, stream: bool | None = None, **load_options: Any) -> ExpressionSource:
         """``X`` as a source: a store (or an h5ad to stream, see ``exprssl.store.open_streamed``)
         streams; any other path or bundled-dataset name is loaded (``exprssl.io.load_data``, with
-        ``load_options``); objects in memory are taken as they are."""
+        ``load_options``); objects in memory are taken as they are.
+
+        Parameters
+        ----------
+        X
+            An AnnData, DataFrame, array, store, path or bundled dataset's name.
+        stream
+            Stream an h5ad path; None decides from its size.
+        **load_options
+            Passed to ``exprssl.io.load_data`` for a path that is loaded.
+
+        Returns
+        -------
+        ExpressionSource
+            ``X`` itself if it already is one.
+        """
         from .store import ExpressionStore, open_streamed
 
         if isinstance(X, ExpressionSource):

@@ -403,6 +403,37 @@ def convert(
     store grows as a hidden partial file beside ``out`` with a record of the blocks done: run
     the same conversion again after an interruption and it resumes there; the finished store is
     renamed into place. ``progress(done, total, stage)`` is called after each block.
+
+    Parameters
+    ----------
+    src
+        The expression file to convert (any format ``exprssl.read`` takes, or an ARCHS4 file).
+    out
+        The ``.h5ad`` store to write.
+    genes
+        Genes to keep: a file of ids, one a line, or a list; None keeps all.
+    top_genes
+        Keep the N most variable genes; None keeps all.
+    chunk_rows
+        Samples per on-disk chunk.
+    block_samples
+        Samples read per block; None for about 256 MB of values.
+    codec
+        The chunks' compression.
+    progress
+        Called as ``progress(done, total, stage)`` after each block.
+    orientation
+        As in ``exprssl.read``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    exprssl.errors.ExprsslError
+        Bad input (naming the file), or an ``OutputPathError`` for an ``out`` it may not write.
     """
     src, out = Path(src), Path(out)
     if codec not in CODECS:
@@ -671,7 +702,13 @@ class _RowReader:
 
 class ExpressionStore:
     """Read access to a store written by ``convert``, or to an h5ad file in backed mode: rows by
-    index, genes, sample ids, all without loading the matrix."""
+    index, genes, sample ids, all without loading the matrix.
+
+    Parameters
+    ----------
+    path
+        A store written by ``convert``, or an ``.h5ad`` file.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)

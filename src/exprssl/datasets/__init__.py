@@ -71,7 +71,23 @@ def _read(name: str) -> ad.AnnData:
 
 
 def load(name: str) -> ad.AnnData:
-    """A fresh copy of a bundled dataset (samples x features, labels in ``obs``)."""
+    """A fresh copy of a bundled dataset (samples x features, labels in ``obs``).
+
+    Parameters
+    ----------
+    name
+        A bundled dataset's name.
+
+    Returns
+    -------
+    anndata.AnnData
+        Samples x features, labels in ``obs``.
+
+    Raises
+    ------
+    exprssl.errors.DataFileError
+        An unknown name (the message lists the bundled ones).
+    """
     entry = _entry(name)
     adata = _read(name).copy()
     adata.uns["exprssl"] = {"source": f"bundled:{name}", "format": "h5ad"}

@@ -45,6 +45,36 @@ def synthetic(
     Poisson-gamma draws (10,000 x 20,000 in a few seconds; counts take ~20 s). ``obs`` has
     ``label`` ("class_0", ...), ``group`` (patient-like, several samples each, nested in a class)
     and ``batch``. Deterministic from ``seed``; float32 throughout.
+
+    Parameters
+    ----------
+    n_samples, n_genes, n_classes
+        The table's size and the number of classes.
+    n_informative
+        Genes whose expression depends on the class.
+    module_size
+        Genes per co-expressed module.
+    effect_size
+        Scale of the class effect on module activity.
+    counts
+        Return NB counts; False returns log2(CPM + 1).
+    library_size
+        Range of the uniform library sizes.
+    dispersion
+        The negative binomial's dispersion.
+    n_groups
+        Patient-like groups nested in classes; None for max(n_classes, n_samples // 4).
+    n_batches
+        Number of batches.
+    batch_effect
+        Scale of the batch effect on module activity.
+    seed
+        Random seed.
+
+    Returns
+    -------
+    anndata.AnnData
+        n_samples x n_genes, float32.
     """
     if n_classes < 2 or n_samples < n_classes:
         raise ConfigError(
@@ -175,6 +205,36 @@ def latent_programmes(
     method should find for a structured label (none drive a ``"random"`` one);
     ``uns["exprssl"]["label_programmes"]`` names the programmes the label depends on.
     Deterministic from ``seed``; float32 throughout.
+
+    Parameters
+    ----------
+    n_samples, n_genes, n_classes
+        The table's size and the number of classes.
+    labels
+        ``"structured"`` or ``"random"``.
+    n_programmes
+        Label programmes.
+    n_nuisance
+        Programmes unrelated to the label.
+    genes_per_programme
+        Genes loaded on each programme.
+    separation
+        Distance between class centres in the latent space.
+    effect_size
+        Scale of the programmes' effect on log expression.
+    library_size, library_spread
+        Median library size and the spread of its log.
+    dispersion
+        Median gene-wise dispersion.
+    unlabeled_fraction
+        Fraction of samples with a missing label.
+    seed
+        Random seed.
+
+    Returns
+    -------
+    anndata.AnnData
+        n_samples x n_genes, float32 counts.
     """
     if labels not in LABEL_MODES:
         raise ConfigError(
