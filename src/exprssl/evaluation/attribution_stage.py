@@ -235,7 +235,8 @@ def attribution_stage(
         old = pd.DataFrame(columns=COLUMNS)
     old = old.assign(fraction=[_nearest(plan.fractions, f) for f in old["fraction"]])
     wanted = {(a, f) for f, approaches in by_fraction.items() for a in approaches}
-    old = old[[pair in wanted for pair in zip(old["approach"], old["fraction"], strict=True)]]
+    pairs = zip(old["approach"], old["fraction"], strict=True)
+    old = old[np.array([pair in wanted for pair in pairs], dtype=bool)]
     done = set(zip(old["approach"], old["split"].astype(int), old["fraction"], strict=True))
     tasks = attribution_tasks(cfg, cohort, plan, artefacts, out, by_fraction, done)
     tables = [old] if len(old) else []
