@@ -124,11 +124,15 @@ def test_write_attributions_follows_the_output_rules(tmp_path):
     assert user.read_text() == "gene,score\nx,1\n"
     out = tmp_path / "sub" / "attributions.csv"
     write_attributions(t, out)
-    assert pd.read_csv(out).shape == (6, 6)
+    assert pd.read_csv(out).shape == (6, 7) and set(pd.read_csv(out)["fraction"]) == {1.0}
     with pytest.raises(OutputPathError, match="--overwrite"):
         write_attributions(t, out)
     write_attributions(t.head(2), out, overwrite=True)
     assert len(pd.read_csv(out)) == 2
+    dev = tmp_path / "dev.csv"  # a 0.3 development build's table: no fraction column
+    t.drop(columns="fraction").to_csv(dev, index=False)
+    write_attributions(t, dev, overwrite=True)
+    assert list(pd.read_csv(dev).columns) == list(t.columns)
     with pytest.raises(ConfigError, match="samples must be"):
         integrated_gradients(nn.Linear(3, 2), np.zeros((2, 3)), 2, samples="some")
 

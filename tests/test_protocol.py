@@ -403,24 +403,23 @@ def test_attributions_written_after_a_benchmark_and_reported(bench):
     info = run.manifest["attributions"]
     t = pd.read_csv(out / "attributions.csv")
     assert list(t.columns) == COLUMNS and info["fraction"] == 1.0
-    s = run.summary[run.summary["fraction"] == 1.0]
-    best = {s.loc[s["best_ssl"], "approach"].iloc[0], s.loc[s["best_baseline"], "approach"].iloc[0]}
-    assert best - {"xgboost"} <= set(info["approaches"]) == set(t["approach"])
+    assert sorted(set(t["fraction"])) == info["fractions"] == [0.1, 0.5, 1.0]  # every fraction
+    for f, part in t.groupby("fraction"):
+        s = run.summary[np.isclose(run.summary["fraction"], f)]
+        best = {s.loc[s[c], "approach"].iloc[0] for c in ("best_ssl", "best_baseline")}
+        assert best - {"xgboost"} <= set(info["by_fraction"][f"{f:g}"]) == set(part["approach"])
     assert info["reference"] in {"elasticnet", "logreg", "pca_logreg"} and info["reference"] in set(
-        t["approach"]
+        t.loc[t["fraction"] == 1.0, "approach"]
     )
-    sizes = t.groupby(["approach", "split", "class"]).size()
-    assert (
-        len(sizes) == len(info["approaches"]) * 2 * 3 and (sizes == 150).all()
-    )  # 150 genes, 2 splits, 3 classes
-    assert (
-        t.groupby(["approach", "split", "class"])["rank"]
-        .apply(lambda r: sorted(r) == list(range(1, 151)))
-        .all()
-    )
+    keys = ["approach", "fraction", "split", "class"]
+    sizes = t.groupby(keys).size()
+    n_pairs = sum(map(len, info["by_fraction"].values()))
+    assert len(sizes) == n_pairs * 2 * 3 and (sizes == 150).all()  # 150 genes, 2 splits, 3 classes
+    assert t.groupby(keys)["rank"].apply(lambda r: sorted(r) == list(range(1, 151))).all()
     assert np.isfinite(t["attribution"]).all()
     md = write_report(out)["report_md"].read_text()
     assert "## Genes carrying the prediction" in md and "100% of the labels = " in md
+    assert "at the largest fraction (100% of the labels)" in md
 
 
 def test_resume_refuses_a_0_2_directory(bench, tmp_path, data_file):
@@ -520,6 +519,7 @@ def test_every_explainable_approach_gives_per_class_gene_attributions(bench, dat
     cfg = _cfg(data_file, out)
     task = AttributionTask(
         0,
+        1.0,
         [(a, a.split("+")[0], a.split("+")[-1], json.loads(t[a])) for a in names],
         lab=np.array(parts["finetune"]),
         val=np.array([], dtype=int),

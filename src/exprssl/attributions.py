@@ -14,8 +14,9 @@ the mean profile of the training samples:
   genes as its mean absolute attribution would, up to each gene's mean |x_g| (about 0.8 for a
   standardised gene).
 
-The tidy table (``COLUMNS``: gene, class, approach, split, attribution, rank; rank 1 = largest
-|attribution| in its class) is the schema of ``attributions.csv``. ``stability`` says whether an
+The tidy table (``COLUMNS``: gene, class, approach, split, fraction, attribution, rank; rank 1 =
+largest |attribution| in its class; fraction = the share of the labels the model was fitted on,
+1.0 for ``explain``) is the schema of ``attributions.csv``. ``stability`` says whether an
 approach finds the same genes on every split (Spearman correlation of the per-split vectors,
 Jaccard overlap of the top-k sets), ``overlap`` whether it agrees with a reference approach
 (the linear baseline).
@@ -37,7 +38,7 @@ from torch import nn
 from .errors import ConfigError, LabelColumnError
 from .outputs import ATTRIBUTIONS_HEADER
 
-COLUMNS = ATTRIBUTIONS_HEADER.split(",")  # gene, class, approach, split, attribution, rank
+COLUMNS = ATTRIBUTIONS_HEADER.split(",")  # gene, class, approach, split, fraction, attribution, ...
 HEADS = ("linear_probe", "finetune")
 IG_STEPS = 32  # Gauss-Legendre points along the path: attributions add up to the logit difference
 # within 2-3% on the default encoder (16 points: 4-7%; ranks need fewer than sums)
@@ -237,10 +238,17 @@ def pca_gene_weights(score_weights: np.ndarray, components: np.ndarray) -> np.nd
 
 # ----------------------------------------------------------------------------- the table
 def attribution_table(
-    values: np.ndarray, genes: Sequence[str], classes: Sequence[str], approach: str, split: int = 0
+    values: np.ndarray,
+    genes: Sequence[str],
+    classes: Sequence[str],
+    approach: str,
+    split: int = 0,
+    fraction: float = 1.0,
 ) -> pd.DataFrame:
     """Tidy rows (``COLUMNS``) of per-class attributions ``values`` (n_classes, n_genes); rank 1
-    is the largest |attribution| of its class (ties: gene order)."""
+    is the largest |attribution| of its class (ties: gene order). ``fraction``: the share of the
+    labels the model was fitted on (the benchmark's label fraction; 1.0, all labels, for
+    ``explain``, whose heads use every labelled sample of their split)."""
     values = np.asarray(values, dtype=np.float64)
     n_classes, n_genes = values.shape
     if n_genes != len(genes) or n_classes != len(classes):
@@ -256,6 +264,7 @@ def attribution_table(
             "class": np.repeat(np.asarray(classes, dtype=object), n_genes),
             "approach": approach,
             "split": int(split),
+            "fraction": float(fraction),
             "attribution": values.ravel(),
             "rank": rank.ravel(),
         }

@@ -603,7 +603,10 @@ def explain(
         typer.Option(
             "--out",
             "-o",
-            help="attributions.csv to write (gene, class, approach, split, attribution, rank).",
+            help=(
+                "attributions.csv to write "
+                "(gene, class, approach, split, fraction, attribution, rank)."
+            ),
         ),
     ] = None,
     top: Annotated[int, typer.Option(help="Genes shown per class.")] = 20,

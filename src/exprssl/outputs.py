@@ -36,7 +36,9 @@ KINDS = {
     "attributions": "attributions table",
     "log": "training log directory",
 }
-ATTRIBUTIONS_HEADER = "gene,class,approach,split,attribution,rank"  # exprssl.attributions.COLUMNS
+ATTRIBUTIONS_HEADER = "gene,class,approach,split,fraction,attribution,rank"  # attributions.COLUMNS
+# also an exprssl attributions table: the header of 0.3 development builds (no fraction column)
+ATTRIBUTIONS_HEADERS = (ATTRIBUTIONS_HEADER, "gene,class,approach,split,attribution,rank")
 _DIR_KINDS = ("model", "benchmark", "log")
 _REUSED_KINDS = (
     "benchmark",
@@ -79,7 +81,7 @@ def artifact_kind(path: str | os.PathLike) -> str | None:
     if path.is_file() and path.suffix == ".csv":
         try:
             with open(path, encoding="utf-8") as fh:
-                return "attributions" if fh.readline().strip() == ATTRIBUTIONS_HEADER else None
+                return "attributions" if fh.readline().strip() in ATTRIBUTIONS_HEADERS else None
         except (OSError, UnicodeDecodeError):
             return None
     if path.is_file():

@@ -829,19 +829,23 @@ def _tuning_section(summary, manifest, metric, out, figures) -> list:
 def _attributions_section(
     summary, manifest, metric, out, figures, k: int = 20, shown: int = 8
 ) -> list:
-    """Which genes carry the prediction: per class, the best approaches' top genes (best mean
-    rank over splits), their stability across splits and their overlap with the linear
-    baseline's top genes (``attributions.csv``)."""
+    """Which genes carry the prediction: per class, the best approaches' top genes at the largest
+    fraction (best mean rank over splits), their stability across splits and their overlap with
+    the linear baseline's top genes (``attributions.csv``); and whether the best SSL approach
+    leans on the same genes with the fewest labels."""
     from .attributions import overlap, stability
 
     path = out / "attributions.csv"
     info = manifest.get("attributions") or {}
     if not path.exists():
         return []
-    table = pd.read_csv(path, dtype={"gene": str, "class": str})
-    if table.empty:
+    every = pd.read_csv(path, dtype={"gene": str, "class": str})
+    if every.empty:
         return []
-    k = min(k, table["gene"].nunique())
+    k = min(k, every["gene"].nunique())
+    table = every
+    if "fraction" in every:  # the per-class table: the largest fraction
+        table = every[np.isclose(every["fraction"], every["fraction"].max())]
     stable = stability(table, k).set_index(["approach", "class"])
     ref = info.get("reference")
     shared = (
@@ -870,7 +874,7 @@ def _attributions_section(
             ]
         )
     frac = info.get("fraction")
-    where = f" at {frac:.0%} of the labels" if frac is not None else ""
+    where = f" at the largest fraction ({frac:.0%} of the labels)" if frac is not None else ""
     return [
         Heading(2, ["Genes carrying the prediction"]),
         Para(
@@ -886,7 +890,8 @@ def _attributions_section(
                 "Jaccard "
                 f"overlap of the top {k} genes between splits; overlap: share of the top {k} that "
                 "are "
-                "also the linear baseline's (same split). All rows: attributions.csv."
+                "also the linear baseline's (same split). All rows (every fraction): "
+                "attributions.csv."
             ]
         ),
         Table(
@@ -899,6 +904,34 @@ def _attributions_section(
             ],
             rows,
         ),
+        *_across_fractions(every, summary, k),
+    ]
+
+
+def _across_fractions(every: pd.DataFrame, summary, k: int) -> list:
+    """One line: the share of the best SSL approach's top-k genes (largest fraction) that it
+    also ranks top-k at the smallest fraction it was explained at (same split and class)."""
+    if "fraction" not in every or summary is None or "best_ssl" not in summary:
+        return []
+    last = summary[np.isclose(summary["fraction"], summary["fraction"].max())]
+    best = last.loc[last["best_ssl"], "approach"]
+    own = every[(every["approach"].isin(best)) & (every["rank"] <= k)]
+    if own["fraction"].nunique() < 2:
+        return []
+    lo, hi = own["fraction"].min(), own["fraction"].max()
+    keys = ["split", "class", "gene"]
+    small = own[np.isclose(own["fraction"], lo)][keys].assign(shared=True)
+    large = own[np.isclose(own["fraction"], hi)].merge(small, on=keys, how="left")
+    share = large["shared"].astype("boolean").fillna(False).astype(bool).mean()
+    return [
+        Para(
+            [
+                f"Across fractions: {share:.0%} of ",
+                User(best.iloc[0]),
+                f"'s top {k} genes at {hi:.0%} of the labels are also its top {k} at {lo:.0%} "
+                "(same split and class, averaged).",
+            ]
+        )
     ]
 
 

@@ -1,14 +1,14 @@
 """Stage 7, which genes carry the prediction: per-class gene attributions of the best SSL
-approach and the best baseline (and the best linear baseline, the reference for overlap) at the
-largest label fraction, one re-fit per split on the seed-0 labelled subset with the
-hyperparameters its cell chose (``tuning.csv``), written to ``attributions.csv``.
+approach and the best baseline (and the best linear baseline, the reference for overlap) of
+each label fraction, one re-fit per (split, fraction) on that fraction's seed-0 labelled subset
+with the hyperparameters its cell chose (``tuning.csv``), written to ``attributions.csv``.
 
 Networks (a fine-tuned encoder + head, an encoder + logistic probe, the MLP baseline) are
 explained by integrated gradients (``exprssl.attributions``) over the split's test samples of
 each class (at most ``MAX_SAMPLES`` per split, in bounded batches); linear models by their
 coefficients on the same standardised genes (PCA + logistic regression mapped back through the
-loadings). One fraction only: the file's schema has no fraction column, and "with all my labels,
-on which genes?" is the question; the extra cost is one fit per chosen approach and split.
+loadings). Every fraction: "with few labels, does the model lean on the same genes?" is the
+question; the cost is one fit per chosen approach, split and fraction (resumable on each).
 XGBoost has no per-class gene attributions here and is skipped (the report says so).
 """
 
@@ -40,6 +40,7 @@ class AttributionTask:
     """Plain data for one split: runs the same in a worker process or inline."""
 
     split: int
+    fraction: float
     approaches: list[tuple[str, str, str, dict[str, Any]]]  # (name, method, head, chosen params)
     lab: np.ndarray
     val: np.ndarray
@@ -52,12 +53,17 @@ class AttributionTask:
     recipe: HeadRecipe = field(default_factory=HeadRecipe)
 
 
-def chosen_approaches(summary: pd.DataFrame, baselines: list[str]) -> tuple[float, list[str]]:
-    """(the largest fraction, the approaches to explain there): the best SSL approach, the best
-    baseline and the best linear baseline, by mean (as the verdicts pick them)."""
+def chosen_approaches(summary: pd.DataFrame, baselines: list[str]) -> dict[float, list[str]]:
+    """Per fraction (ascending), the approaches to explain there: the best SSL approach, the
+    best baseline and the best linear baseline, by mean (as the verdicts pick them)."""
     if summary.empty:
-        return 1.0, []
-    last = summary[np.isclose(summary["fraction"], summary["fraction"].max())]
+        return {}
+    return {
+        float(f): _chosen_at(part, baselines) for f, part in summary.groupby("fraction", sort=True)
+    }
+
+
+def _chosen_at(last: pd.DataFrame, baselines: list[str]) -> list[str]:
     picked = [
         last.loc[last[col], "approach"].iloc[0]
         for col in ("best_ssl", "best_baseline")
@@ -71,7 +77,7 @@ def chosen_approaches(summary: pd.DataFrame, baselines: list[str]) -> tuple[floa
         for a in dict.fromkeys(picked)
         if "+" in a or (a in EXPLAINABLE_BASELINES and a in baselines)
     ]
-    return float(last["fraction"].iloc[0]), explainable
+    return explainable
 
 
 def explain_split(task: AttributionTask) -> dict[str, np.ndarray]:
@@ -146,50 +152,57 @@ def attribution_tasks(
     plan,
     artefacts,
     out: Path,
-    fraction: float,
-    approaches: list[str],
-    done: set[tuple[str, int]],
+    chosen_by_fraction: dict[float, list[str]],
+    done: set[tuple[str, int, float]],
 ) -> list[AttributionTask]:
-    """One task per split with the chosen approaches it still lacks."""
+    """One task per (split, fraction) with the chosen approaches it still lacks."""
     tuning = pd.read_csv(Layout(out).tuning)
-    tuning = tuning[(tuning["seed"] == SEED) & np.isclose(tuning["fraction"], fraction)]
-    chosen = {(int(r.split), r.approach): json.loads(r.params) for r in tuning.itertuples()}
+    tuning = tuning[tuning["seed"] == SEED]
+    chosen = {
+        (int(r.split), _nearest(plan.fractions, r.fraction), r.approach): json.loads(r.params)
+        for r in tuning.itertuples()
+    }
     recipe = HeadRecipe.check(cfg.finetune)
     rng = np.random.default_rng(cfg.split_seed)
     tasks = []
     for s in plan.splits:
-        todo = [
-            (a, *_method_head(a), chosen[s.index, a])
-            for a in approaches
-            if (a, s.index) not in done and (s.index, a) in chosen
-        ]
-        if not todo:
-            continue
-        subsets = label_fraction_subsets(cohort.y[s.finetune], plan.fractions, seed=SEED)
-        lab = s.finetune[subsets[_nearest(plan.fractions, fraction)]]
+        # the same explained test rows for every fraction of a split
         rows = (
             s.test
             if len(s.test) <= MAX_SAMPLES
             else np.sort(rng.choice(s.test, MAX_SAMPLES, replace=False))
         )
-        tasks.append(
-            AttributionTask(
-                split=s.index,
-                approaches=todo,
-                lab=lab,
-                val=lab[carve_validation(cohort.y[lab], SEED)],
-                rows=rows,
-                y=cohort.y,
-                n_classes=len(cohort.classes),
-                features=artefacts["features"][s.index],
-                models={
-                    m: d for (k, m, p), d in artefacts["models"].items() if k == s.index and p == 0
-                },
-                encoder=cfg.encoder,
-                recipe=recipe,
-            )
-        )
+        subsets = label_fraction_subsets(cohort.y[s.finetune], plan.fractions, seed=SEED)
+        for fraction, approaches in chosen_by_fraction.items():
+            f = _nearest(plan.fractions, fraction)
+            todo = [
+                (a, *_method_head(a), chosen[s.index, f, a])
+                for a in approaches
+                if (a, s.index, f) not in done and (s.index, f, a) in chosen
+            ]
+            if todo:
+                tasks.append(
+                    _task(cfg, cohort, artefacts, recipe, s, f, todo, s.finetune[subsets[f]], rows)
+                )
     return tasks
+
+
+def _task(cfg, cohort, artefacts, recipe, s, fraction, todo, lab, rows) -> AttributionTask:
+    """The task of one split ``s`` and fraction: its labelled rows, features and models."""
+    return AttributionTask(
+        split=s.index,
+        fraction=fraction,
+        approaches=todo,
+        lab=lab,
+        val=lab[carve_validation(cohort.y[lab], SEED)],
+        rows=rows,
+        y=cohort.y,
+        n_classes=len(cohort.classes),
+        features=artefacts["features"][s.index],
+        models={m: d for (k, m, p), d in artefacts["models"].items() if k == s.index and p == 0},
+        encoder=cfg.encoder,
+        recipe=recipe,
+    )
 
 
 def _method_head(approach: str) -> tuple[str, str]:
@@ -198,24 +211,34 @@ def _method_head(approach: str) -> tuple[str, str]:
 
 
 def _nearest(fractions: list[float], fraction: float) -> float:
-    return min(fractions, key=lambda f: abs(f - fraction))
+    """The plan's fraction closest to ``fraction`` (a float read back from a CSV)."""
+    return min(fractions, key=lambda f: abs(f - float(fraction)))
 
 
 def attribution_stage(
     cfg, cohort, plan, summary: pd.DataFrame, artefacts, out: Path, jobs: int
 ) -> dict[str, Any]:
     """Compute the attributions still missing and write ``attributions.csv`` (kept rows of
-    approaches still chosen, plus the new ones); a complete file is left alone. Returns what the
-    manifest records (fraction, approaches, reference, samples, seconds)."""
+    (approach, fraction) pairs still chosen, plus the new ones); a complete file is left alone.
+    A file without a fraction column (0.3 development builds) is recomputed. Returns what the
+    manifest records (the fractions, the approaches chosen at each, the largest fraction with its
+    approaches and linear reference, which the report shows; samples, seconds)."""
     from ..attributions import COLUMNS, attribution_table
 
     t0 = time.perf_counter()
-    fraction, approaches = chosen_approaches(summary, cfg.baselines)
+    by_fraction = {
+        _nearest(plan.fractions, f): a for f, a in chosen_approaches(summary, cfg.baselines).items()
+    }
     path = Layout(out).attributions
-    old = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=COLUMNS)
-    old = old[old["approach"].isin(approaches)]
-    done = set(zip(old["approach"], old["split"].astype(int), strict=True))
-    tasks = attribution_tasks(cfg, cohort, plan, artefacts, out, fraction, approaches, done)
+    old = pd.read_csv(path, dtype={"gene": str, "class": str}) if path.exists() else None
+    if old is None or "fraction" not in old:
+        old = pd.DataFrame(columns=COLUMNS)
+    old = old.assign(fraction=[_nearest(plan.fractions, f) for f in old["fraction"]])
+    wanted = {(a, f) for f, approaches in by_fraction.items() for a in approaches}
+    pairs = zip(old["approach"], old["fraction"], strict=True)
+    old = old[np.array([pair in wanted for pair in pairs], dtype=bool)]
+    done = set(zip(old["approach"], old["split"].astype(int), old["fraction"], strict=True))
+    tasks = attribution_tasks(cfg, cohort, plan, artefacts, out, by_fraction, done)
     tables = [old] if len(old) else []
     classes = cohort.classes.astype(str)
     for task, values in _results(tasks, jobs):
@@ -226,15 +249,19 @@ def attribution_stage(
                 if is_given(task.features, method)
                 else _split_genes(out, task.split)
             )  # each split's preprocessing keeps its own
-            tables.append(attribution_table(v, genes, classes, a, task.split))
+            tables.append(attribution_table(v, genes, classes, a, task.split, task.fraction))
     if tasks:
         table = pd.concat(tables, ignore_index=True).sort_values(
-            ["approach", "split", "class", "rank"]
+            ["approach", "fraction", "split", "class", "rank"]
         )
         with atomic_path(path) as tmp:
             table[COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
+    fraction = max(by_fraction, default=1.0)
+    approaches = by_fraction.get(fraction, [])
     reference = next((a for a in approaches if a in LINEAR_BASELINES), None)
     return {
+        "fractions": sorted(by_fraction),
+        "by_fraction": {f"{f:g}": a for f, a in sorted(by_fraction.items())},
         "fraction": fraction,
         "approaches": approaches,
         "reference": reference,
@@ -260,10 +287,10 @@ def _results(tasks: list[AttributionTask], jobs: int):
     """(task, values) pairs, from worker processes in the order they finish."""
     from .pool import run_tasks
 
-    by_split = {t.split: t for t in tasks}
-    for split, values in run_tasks(_tagged, tasks, jobs):
-        yield by_split[split], values
+    by_key = {(t.split, t.fraction): t for t in tasks}
+    for key, values in run_tasks(_tagged, tasks, jobs):
+        yield by_key[key], values
 
 
-def _tagged(task: AttributionTask) -> tuple[int, dict[str, np.ndarray]]:
-    return task.split, explain_split(task)
+def _tagged(task: AttributionTask) -> tuple[tuple[int, float], dict[str, np.ndarray]]:
+    return (task.split, task.fraction), explain_split(task)

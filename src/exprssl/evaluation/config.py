@@ -190,7 +190,7 @@ class BenchmarkConfig:
     )
     attributions: bool = option(
         True,
-        "per-class gene attributions of the best SSL approach and best baseline at the largest "
+        "per-class gene attributions of the best SSL approach and best baseline at each "
         "fraction (attributions.csv)",
     )
     bootstrap: int = option(2000, "bootstrap resamples of the intervals", ge=100, le=100_000)

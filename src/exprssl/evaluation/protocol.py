@@ -15,7 +15,7 @@ and at how many labels? Run as named stages with plain inputs and outputs:
 6. ``summarize_stage``: means with two-stage bootstrap intervals, paired differences and
    verdicts (summary.csv), and the manifest. The report is written by the caller.
 7. ``attribution_stage``: per-class gene attributions of the best SSL approach and the best
-   baselines at the largest fraction, one re-fit per split (attributions.csv).
+   baselines at each fraction, one re-fit per (split, fraction) (attributions.csv).
 
 Each concern has its own module: ``config`` (options, presets), ``cohort`` (stage 1),
 ``planning`` (stage 2), ``cache`` (stage 3: the output directory and resume checks),
