@@ -298,11 +298,11 @@ def demo_config(out: str = "demo_report") -> BenchmarkConfig:
         seeds=1,
         n_fractions=4,
         split={"train": 0.75, "test": 0.25},
-        epochs=60,
+        epochs=50,
         batch_size=32,
         patience=10,
         preprocessing={"top_k_variance": 2000},
-        finetune={"epochs": 40, "lr": 1e-3, "encoder_lr": 1e-4, "batch_size": 32, "patience": 6},
+        finetune={"epochs": 30, "lr": 1e-3, "encoder_lr": 1e-4, "batch_size": 32, "patience": 6},
     )
 
 
