@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from exprssl.cli import app
+from exprssl.evaluation.schema import Manifest
 from exprssl.methods import available
 
 runner = CliRunner()
@@ -217,16 +218,16 @@ def test_benchmark_min_class_size_drops_rare_classes(tmp_path):
     assert (t.groupby(["approach", "split", "class"]).size() == 300).all() and "logreg" in set(
         t["approach"]
     )
-    manifest = json.loads((out / "manifest.json").read_text())
-    n = manifest["full_labels"]["mean"]  # every non-test labelled profile: 126 - 20% held out
+    manifest = Manifest.read(out)
+    n = manifest.full_labels.mean  # every non-test labelled profile: 126 - 20% held out
     assert (
         n == pytest.approx(0.8 * 126, abs=2)
         and f"100% of the labels = {n:g} labelled profiles" in r.output
     )
-    assert manifest["config"]["preprocessing"] == {"top_k_variance": 300}
+    assert manifest.config["preprocessing"] == {"top_k_variance": 300}
     assert "top 300 genes by variance" in (out / "report.md").read_text()
-    assert manifest["dataset"]["dropped_classes"] == {"NUP-98": 1, "p15/p16": 1}
-    assert set(manifest["dataset"]["classes"]) == {"ALL1/AF4", "BCR/ABL", "E2A/PBX1", "NEG"}
+    assert manifest.dataset.dropped_classes == {"NUP-98": 1, "p15/p16": 1}
+    assert set(manifest.dataset.classes) == {"ALL1/AF4", "BCR/ABL", "E2A/PBX1", "NEG"}
     assert "logreg" in r.output and "scarf+finetune" in r.output
 
 

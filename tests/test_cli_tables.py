@@ -4,7 +4,6 @@ featureCounts file. Tiny data and fast settings: each run takes seconds."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from typer.testing import CliRunner
 from exprssl import io
 from exprssl.cli import app
 from exprssl.errors import LabelMatchError
+from exprssl.evaluation.schema import Manifest
 
 runner = CliRunner()
 FAST = [
@@ -87,7 +87,7 @@ def _run(tmp_path: Path, data: Path, sheet: Path) -> dict:
     )
     assert r.exit_code == 0, r.output
     assert (out / "results.csv").is_file() and (out / "report.html").is_file()
-    return json.loads((out / "manifest.json").read_text())
+    return Manifest.read(out)
 
 
 def test_benchmark_on_samples_in_rows_with_more_samples_than_genes(tmp_path):
@@ -95,8 +95,8 @@ def test_benchmark_on_samples_in_rows_with_more_samples_than_genes(tmp_path):
     frame.to_csv(tmp_path / "counts.csv")
     pd.DataFrame({"id": frame.index, "L": y}).to_csv(tmp_path / "sheet.csv", index=False)
     manifest = _run(tmp_path, tmp_path / "counts.csv", tmp_path / "sheet.csv")
-    assert (manifest["dataset"]["n_samples"], manifest["dataset"]["n_genes"]) == (60, 25)
-    assert manifest["dataset"]["classes"] == {"a": 30, "b": 30}
+    assert (manifest.dataset.n_samples, manifest.dataset.n_genes) == (60, 25)
+    assert manifest.dataset.classes == {"a": 30, "b": 30}
 
 
 def test_benchmark_on_a_feature_counts_file(tmp_path):
@@ -104,7 +104,7 @@ def test_benchmark_on_a_feature_counts_file(tmp_path):
     write_feature_counts(tmp_path / "counts.txt", frame)
     pd.DataFrame({"sample": frame.index, "L": y}).to_csv(tmp_path / "sheet.csv", index=False)
     manifest = _run(tmp_path, tmp_path / "counts.txt", tmp_path / "sheet.csv")
-    assert (manifest["dataset"]["n_samples"], manifest["dataset"]["n_genes"]) == (60, 25)
+    assert (manifest.dataset.n_samples, manifest.dataset.n_genes) == (60, 25)
 
 
 def test_feature_counts_read_natively(tmp_path):

@@ -81,12 +81,10 @@ def _table(run):
 def test_unlabeled_profiles_pretrain(positive):
     n_unlabeled = int(latent_programmes(unlabeled_fraction=0.5, seed=0).obs["label"].isna().sum())
     assert 600 < n_unlabeled < 900
-    pool = positive.manifest["pool"]
-    assert pool["parts"]["profiles without the label"] == n_unlabeled
-    assert pool["size"] == n_unlabeled + pool["parts"]["labelled training profiles (labels unused)"]
-    assert positive.manifest["full_labels"]["mean"] == pytest.approx(
-        0.6 * (1500 - n_unlabeled), abs=3
-    )
+    pool = positive.manifest.pool
+    assert pool.parts["profiles without the label"] == n_unlabeled
+    assert pool.size == n_unlabeled + pool.parts["labelled training profiles (labels unused)"]
+    assert positive.manifest.full_labels.mean == pytest.approx(0.6 * (1500 - n_unlabeled), abs=3)
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -18,6 +19,7 @@ from exprssl.evaluation.protocol import (
     run_benchmark,
 )
 from exprssl.evaluation.results import RESULT_COLUMNS
+from exprssl.evaluation.schema import Manifest
 from exprssl.io import write_h5ad
 
 BASELINES = [
@@ -89,11 +91,12 @@ def test_every_file_written(bench):
     for k in (0, 1):
         for m in METHODS:
             assert (out / "models" / f"split{k}" / m / "weights.pt").is_file()
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert {"config", "versions", "fingerprint", "timings_s", "pool", "tuning", "splits"} <= set(
-        manifest
-    )
-    assert manifest["splits"] == 2 and manifest["jobs"] == 2
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert set(on_disk) == {f.name for f in dataclasses.fields(Manifest)}  # written through it
+    manifest = Manifest.read(out)
+    assert manifest == run.manifest  # what the run returned is what it wrote
+    assert manifest.splits == 2 and manifest.jobs == 2 and manifest.dataset.n_samples == 240
+    assert manifest.versions["exprssl"] and manifest.timings_s["total"] > 0
 
 
 def test_unlabeled_profiles_pool_and_no_test_profile_leaks(bench):
@@ -107,9 +110,9 @@ def test_unlabeled_profiles_pool_and_no_test_profile_leaks(bench):
         assert not test & pool and not test & ft
         assert not unlabeled & (ft | test)  # ... and never fine-tunes or tests
     assert splits["0"]["test"] != splits["1"]["test"]  # independent outer splits
-    pool = json.loads((out / "manifest.json").read_text())["pool"]
-    assert pool["parts"]["profiles without the label"] == N_UNLABELED
-    assert pool["size"] == len(splits["0"]["pool"])
+    pool = Manifest.read(out).pool
+    assert pool.parts["profiles without the label"] == N_UNLABELED
+    assert pool.size == len(splits["0"]["pool"])
 
 
 def test_cells_cover_splits_seeds_fractions_and_approaches(bench):
@@ -192,7 +195,7 @@ def test_more_seeds_add_cells(tmp_path, data_file):
     first = run_benchmark(
         _cfg(data_file, out, seeds=1, attributions=False, **small), progress=False
     )
-    assert not (out / "attributions.csv").exists() and first.manifest["attributions"] is None
+    assert not (out / "attributions.csv").exists() and first.manifest.attributions is None
     grown = run_benchmark(
         _cfg(data_file, out, seeds=2, **small), progress=False
     )  # attributions: a resumable option
@@ -324,7 +327,7 @@ def test_paper_protocol_is_a_preset_with_0_2s_disjoint_split(tmp_path, data_file
     assert (len(pre), len(ft), len(test)) == pytest.approx(
         (126, 42, 42), abs=2
     )  # 0.6 / 0.2 / 0.2 of 210
-    assert run.manifest["full_labels"]["mean"] == len(ft)
+    assert run.manifest.full_labels.mean == len(ft)
 
 
 def test_config_unknown_key():
@@ -400,20 +403,20 @@ def test_attributions_written_after_a_benchmark_and_reported(bench):
     from exprssl.report import write_report
 
     out, run = bench
-    info = run.manifest["attributions"]
+    info = run.manifest.attributions
     t = pd.read_csv(out / "attributions.csv")
-    assert list(t.columns) == COLUMNS and info["fraction"] == 1.0
-    assert sorted(set(t["fraction"])) == info["fractions"] == [0.1, 0.5, 1.0]  # every fraction
+    assert list(t.columns) == COLUMNS and info.fraction == 1.0
+    assert sorted(set(t["fraction"])) == info.fractions == [0.1, 0.5, 1.0]  # every fraction
     for f, part in t.groupby("fraction"):
         s = run.summary[np.isclose(run.summary["fraction"], f)]
         best = {s.loc[s[c], "approach"].iloc[0] for c in ("best_ssl", "best_baseline")}
-        assert best - {"xgboost"} <= set(info["by_fraction"][f"{f:g}"]) == set(part["approach"])
-    assert info["reference"] in {"elasticnet", "logreg", "pca_logreg"} and info["reference"] in set(
+        assert best - {"xgboost"} <= set(info.by_fraction[f"{f:g}"]) == set(part["approach"])
+    assert info.reference in {"elasticnet", "logreg", "pca_logreg"} and info.reference in set(
         t.loc[t["fraction"] == 1.0, "approach"]
     )
     keys = ["approach", "fraction", "split", "class"]
     sizes = t.groupby(keys).size()
-    n_pairs = sum(map(len, info["by_fraction"].values()))
+    n_pairs = sum(map(len, info.by_fraction.values()))
     assert len(sizes) == n_pairs * 2 * 3 and (sizes == 150).all()  # 150 genes, 2 splits, 3 classes
     assert t.groupby(keys)["rank"].apply(lambda r: sorted(r) == list(range(1, 151))).all()
     assert np.isfinite(t["attribution"]).all()
@@ -476,8 +479,8 @@ def test_all_leukemia_100_percent_is_every_non_test_label_and_paper_is_0_2s_spli
     per_class = np.bincount(cohort.y[first], minlength=len(cohort.classes))
     assert per_class.min() >= 1 and len(first) <= 2 * len(cohort.classes)  # about one per class
     full = describe_full_labels(cfg, cohort, plan)
-    assert full["mean"] == pytest.approx(np.mean([len(s.finetune) for s in plan.splits]))
-    assert sum(full["per_class"].values()) == pytest.approx(full["mean"])
+    assert full.mean == pytest.approx(np.mean([len(s.finetune) for s in plan.splits]))
+    assert sum(full.per_class.values()) == pytest.approx(full.mean)
 
     paper = resolve_config(BenchmarkConfig(**base, protocol="paper"), len(cohort.labelled))
     for s in plan_benchmark(paper, cohort).splits:  # 0.2's default split, part for part

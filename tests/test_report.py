@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import balanced_accuracy_score
 
+from exprssl.evaluation.schema import Manifest
 from exprssl.evaluation.stats import summarize
 from exprssl.report import answer, md_escape, summary_matrix, write_report
 
@@ -163,7 +164,7 @@ def test_answer_first_with_paired_verdicts(tmp_path):
 
 def test_no_winner_named_when_ssl_loses_or_the_cohort_is_too_small(tmp_path):
     out, summary = _bench_dir(tmp_path / "lose", gap=-0.3)
-    lines = answer(summary, json.loads((out / "manifest.json").read_text()), "balanced_accuracy")
+    lines = answer(summary, Manifest.read(out), "balanced_accuracy")
     assert "does not beat supervised learning" in lines[0] and "no labels saved" in lines[1]
     out, summary = _bench_dir(
         tmp_path / "small", gap=0.3, n_test=8
@@ -212,3 +213,27 @@ def test_missing_pieces_do_not_crash(tmp_path):
     empty.mkdir()
     write_report(empty)
     assert "No summary.csv yet" in (empty / "report.md").read_text()
+
+
+def test_manifest_round_trips_and_reads_older_or_partial_files(tmp_path):
+    """The manifest is written and read through one dataclass; a file of an older release (keys
+    gone or added since, null parts) still reads, with defaults where it says nothing."""
+    from exprssl.evaluation.schema import AttributionInfo, DatasetInfo, ModelInfo, PoolInfo
+
+    m = Manifest(
+        config={"main_metric": "f1_macro"},
+        dataset=DatasetInfo(source="x.h5ad", n_samples=3, classes={"a": 2, "b": 1}),
+        models={"m": ModelInfo(given="hf://org/m", gene_coverage=0.9)},
+        attributions=AttributionInfo(fraction=1.0, by_fraction={"1": ["logreg"]}),
+        splits=2,
+    )
+    m.write(tmp_path / "manifest.json")
+    back = Manifest.read(tmp_path)
+    assert back == m and back.setting("main_metric") == "f1_macro" and back.found
+    old = {"dataset": {"source": "y", "retired": 1}, "pool": None, "gone": 3, "attributions": None}
+    (tmp_path / "manifest.json").write_text(json.dumps(old))
+    read = Manifest.read(tmp_path / "manifest.json")
+    assert read.dataset == DatasetInfo(source="y") and read.pool == PoolInfo()
+    assert read.attributions is None and read.models == {} and not read.found
+    assert read.setting("main_metric") == "balanced_accuracy"  # BenchmarkConfig's default
+    assert Manifest.read(tmp_path / "missing") == Manifest()

@@ -3,7 +3,6 @@ cache), sources of different scales pooled sensibly, degenerate approaches flagg
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import anndata as ad
@@ -15,6 +14,7 @@ from typer.testing import CliRunner
 
 from exprssl import SSLModel
 from exprssl.cli import app
+from exprssl.evaluation.schema import Manifest
 
 GENES = [f"G{i}" for i in range(40)]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -105,12 +105,12 @@ def test_given_models_are_approaches_with_their_pretraining_in_the_report(cohort
     assert (
         summary["best_ssl"].sum() == 1 and summary.loc[summary["best_ssl"], "verdict"].notna().all()
     )
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert set(manifest["models"]) == {"m1", "m2"}
-    m1 = manifest["models"]["m1"]
-    assert m1["gene_coverage"] == 1.0 and m1["data_sources"][0]["n_profiles"] == 80
-    assert m1["method"] == "scarf" and manifest["fingerprint"]["model:m1"] == m1["weights_sha256"]
-    assert m1["input_scaling"].startswith("the model's count/log steps, then each gene z-scored")
+    manifest = Manifest.read(out)
+    assert set(manifest.models) == {"m1", "m2"}
+    m1 = manifest.models["m1"]
+    assert m1.gene_coverage == 1.0 and m1.data_sources[0]["n_profiles"] == 80
+    assert m1.method == "scarf" and manifest.fingerprint["model:m1"] == m1.weights_sha256
+    assert m1.input_scaling.startswith("the model's count/log steps, then each gene z-scored")
     report = (out / "report.md").read_text()
     assert "## Pretrained models" in report and "80 profiles" in report and "**m2**" in report
     # the best SSL approach is a given model: explained on its own genes and inputs
@@ -221,8 +221,8 @@ def test_sources_of_other_scales_are_pooled_on_the_cohorts_scale(tmp_path):
     p = pd.read_parquet(tmp_path / "pooled" / "predictions.parquet")
     ft = p[p["approach"] == "scarf+finetune"]
     assert ft.groupby(["split", "seed"])["y_pred"].nunique().min() == 2
-    manifest = json.loads((tmp_path / "pooled" / "manifest.json").read_text())
-    assert manifest["pool"]["scaling"].startswith("each pretraining source was z-scored per gene")
+    manifest = Manifest.read(tmp_path / "pooled")
+    assert manifest.pool.scaling.startswith("each pretraining source was z-scored per gene")
     assert "**Pooling**" in (tmp_path / "pooled" / "report.md").read_text()
 
 

@@ -66,5 +66,5 @@ def benchmark(
     if report:
         from .report import write_report
 
-        write_report(run.out, main_metric=run.manifest["config"]["main_metric"])
+        write_report(run.out, main_metric=run.manifest.setting("main_metric"))
     return run

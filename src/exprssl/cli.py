@@ -989,7 +989,7 @@ def _run_benchmark(cfg, progress: bool) -> None:
     from .report import answer, summary_matrix
 
     run = benchmark(config=cfg, progress=progress)
-    metric = run.manifest["config"]["main_metric"]
+    metric = run.manifest.setting("main_metric")
     table = summary_matrix(run.summary, ci=False)
     t = Table(
         title=f"{cfg.data}: {cfg.label} — {metric.replace('_', ' ')} on the test set, mean over "

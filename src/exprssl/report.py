@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -20,7 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .evaluation.schema import Verdict
+from .evaluation.schema import (
+    AttributionInfo,
+    Layout,
+    Manifest,
+    Verdict,
+    read_summary,
+)
 from .utils import atomic_path, atomic_write_text
 
 # Okabe-Ito (colour-blind safe) for SSL methods in registry order; greys and browns for baselines
@@ -92,14 +97,16 @@ def comparisons(summary: pd.DataFrame) -> pd.DataFrame:
     ]
 
 
-def answer(summary: pd.DataFrame, manifest: dict, metric: str) -> list[str]:
+def answer(summary: pd.DataFrame, manifest: Manifest, metric: str) -> list[str]:
     """The first screen as Markdown lines: the answer in one sentence, the labels SSL saves (or
     not), the caveats (``- `` items)."""
     lines, notes = _answer(summary, manifest, metric)
     return [to_markdown(x) for x in lines] + [f"- {to_markdown(c)}" for c in notes]
 
 
-def _answer(summary: pd.DataFrame, manifest: dict, metric: str) -> tuple[list[list], list[list]]:
+def _answer(
+    summary: pd.DataFrame, manifest: Manifest, metric: str
+) -> tuple[list[list], list[list]]:
     """(paragraphs, caveats) of the first screen, as inline content."""
     comp = comparisons(summary)
     if comp.empty:
@@ -108,9 +115,9 @@ def _answer(summary: pd.DataFrame, manifest: dict, metric: str) -> tuple[list[li
     better = comp[comp["verdict"] == Verdict.BETTER]
     worse = comp[comp["verdict"] == Verdict.WORSE]
     if (comp["verdict"] == Verdict.TOO_SMALL).all():
-        n_test = manifest.get("split_sizes", {}).get("test")
-        classes = len(manifest.get("dataset", {}).get("classes", {}))
-        need = _setting(manifest, "min_test_per_class")
+        n_test = manifest.split_sizes.get("test")
+        classes = len(manifest.dataset.classes)
+        need = manifest.setting("min_test_per_class")
         first = [
             Bold("This cohort is too small for a claim"),
             f": {n_test} test samples per split over {classes} classes (at least {need:g} per "
@@ -177,52 +184,39 @@ def _labels_saved(summary: pd.DataFrame) -> list:
     return []
 
 
-def _full_labels(manifest: dict) -> list:
+def _full_labels(manifest: Manifest) -> list:
     """What "100%" of the labels is, per split: how many labelled profiles, from which part of
     the cohort, and per class."""
-    full = manifest.get("full_labels")
-    if not full:
+    full = manifest.full_labels
+    if full.mean is None:
         return []
     per_class: list = []
-    for k, v in full.get("per_class", {}).items():
+    for k, v in full.per_class.items():
         per_class += [", " if per_class else "", User(k), f" {v:g}"]
     return [
-        f"100% of the labels = {full['mean']:g} labelled profiles per split (mean over "
-        f"splits; {full.get('of')}): ",
+        f"100% of the labels = {full.mean:g} labelled profiles per split (mean over "
+        f"splits; {full.of}): ",
         *per_class,
         ".",
     ]
 
 
-def _setting(manifest: dict, name: str):
-    """A benchmark option as the run used it (from the manifest), else its default."""
-    from .evaluation.config import BenchmarkConfig
-
-    value = manifest.get("config", {}).get(name)
-    return getattr(BenchmarkConfig(), name) if value is None else value
-
-
-def caveats(manifest: dict) -> list[str]:
-    """The caveats of the first screen, as Markdown lines."""
-    return [to_markdown(c) for c in _caveats(manifest)]
-
-
-def _caveats(manifest: dict) -> list[list]:
-    ds, pool = manifest.get("dataset", {}), manifest.get("pool", {})
-    sizes = manifest.get("split_sizes", {})
+def _caveats(manifest: Manifest) -> list[list]:
+    ds, pool = manifest.dataset, manifest.pool
+    sizes = manifest.split_sizes
     out: list[list] = []
     if sizes:
         out.append(
             [
-                f"Test set: {sizes.get('test')} samples per split, {manifest.get('splits')} "
+                f"Test set: {sizes.get('test')} samples per split, {manifest.splits} "
                 "outer split(s); intervals resample splits, then test samples within each "
                 "split (with one split: its seeds and test samples)."
             ]
         )
-    per_class = manifest.get("test_per_class") or {}
+    per_class = manifest.test_per_class
     if per_class:
         rare, n = min(per_class.items(), key=lambda kv: kv[1])
-        if n < _setting(manifest, "min_test_per_class"):
+        if n < manifest.setting("min_test_per_class"):
             out.append(
                 [
                     "The smallest class, ",
@@ -232,15 +226,15 @@ def _caveats(manifest: dict) -> list[list]:
                     f"{1 / (max(n, 1) * len(per_class)):.2f}; the intervals include that.",
                 ]
             )
-    if pool:
+    if pool.size is not None:
         parts: list = []
-        for k, v in pool.get("parts", {}).items():
+        for k, v in pool.parts.items():
             if v:
                 parts += [", " if parts else "", f"{v} ", User(k)]
-        transductive = manifest.get("config", {}).get("transductive")
+        transductive = manifest.setting("transductive")
         out.append(
             [
-                f"Pretraining pool: {pool.get('size')} profiles per split (",
+                f"Pretraining pool: {pool.size} profiles per split (",
                 *parts,
                 "); test profiles "
                 + (
@@ -250,9 +244,9 @@ def _caveats(manifest: dict) -> list[list]:
                 ),
             ]
         )
-    if ds.get("dropped_classes"):
+    if ds.dropped_classes:
         dropped: list = []
-        for k, v in ds["dropped_classes"].items():
+        for k, v in ds.dropped_classes.items():
             dropped += [", " if dropped else "", User(k), f" ({v})"]
         out.append(
             [
@@ -261,9 +255,9 @@ def _caveats(manifest: dict) -> list[list]:
                 ".",
             ]
         )
-    if ds.get("n_without_label"):
-        out.append([f"{ds['n_without_label']} profiles without the label only pretrain."])
-    for keep, group in (manifest.get("merged_fractions") or {}).items():
+    if ds.n_without_label:
+        out.append([f"{ds.n_without_label} profiles without the label only pretrain."])
+    for keep, group in manifest.merged_fractions.items():
         out.append(
             [
                 f"Fractions {', '.join(f'{float(f):.0%}' for f in group)} give the same "
@@ -699,20 +693,20 @@ def _answer_section(summary, manifest, metric, out, figures) -> list:
 
 
 def _data_section(summary, manifest, metric, out, figures) -> list:
-    ds = manifest.get("dataset", {})
-    if not ds:
+    ds = manifest.dataset
+    if ds.n_samples is None:
         return []
     classes: list = []
-    for k, v in ds.get("classes", {}).items():
+    for k, v in ds.classes.items():
         classes += [", " if classes else "", User(k), f" {v}"]
     return [
         Para(
             [
                 Bold("Data"),
                 ": ",
-                User(ds.get("description") or ds.get("source")),
-                f" — {ds.get('n_samples')} profiles x {ds.get('n_genes')} features; label ",
-                Code(ds.get("label")),
+                User(ds.description or ds.source),
+                f" — {ds.n_samples} profiles x {ds.n_genes} features; label ",
+                Code(ds.label),
                 ": ",
                 *classes,
                 ".",
@@ -722,23 +716,21 @@ def _data_section(summary, manifest, metric, out, figures) -> list:
 
 
 def _protocol_section(summary, manifest, metric, out, figures) -> list:
-    if not manifest:
+    if not manifest.found:
         return []
-    cfg = manifest.get("config", {})
-    group = [", grouped by ", Code(cfg["group"])] if cfg.get("group") else []
-    sizes = dict(manifest.get("split_sizes") or {})
-    if cfg.get("protocol", "default") == "default" and "finetune" in sizes:
+    protocol, group = manifest.setting("protocol"), manifest.setting("group")
+    sizes = dict(manifest.split_sizes)
+    if protocol == "default" and "finetune" in sizes:
         sizes = {"train": sizes["finetune"], "test": sizes.get("test"), "pool": sizes.get("pool")}
     return [
         Para(
             [
                 Bold("Protocol"),
-                f" ({cfg.get('protocol', 'default')}): "
-                f"{manifest.get('splits')} outer stratified split(s)",
-                *group,
-                f" of sizes {sizes}; {len(manifest.get('seeds', []))} "
+                f" ({protocol}): {manifest.splits} outer stratified split(s)",
+                *([", grouped by ", Code(group)] if group else []),
+                f" of sizes {sizes}; {len(manifest.seeds)} "
                 "label subsets per split and fraction; preprocessing fit on each split's "
-                f"pretraining pool: {' → '.join(manifest.get('preprocessing', []))}; the test "
+                f"pretraining pool: {' → '.join(manifest.preprocessing)}; the test "
                 "set is never used for pretraining, fitting, tuning or early stopping.",
             ]
         )
@@ -799,7 +791,8 @@ def _tuning_section(summary, manifest, metric, out, figures) -> list:
         ),
         Bullets([[f"{name}: ", User(grid)] for name, grid in describe_grids(all_grids()).items()]),
     ]
-    t = pd.read_csv(out / "tuning.csv") if (out / "tuning.csv").exists() else pd.DataFrame()
+    path = Layout(out).tuning
+    t = pd.read_csv(path) if path.exists() else pd.DataFrame()
     if t.empty:
         return blocks
     rows = []
@@ -835,8 +828,8 @@ def _attributions_section(
     leans on the same genes with the fewest labels."""
     from .attributions import overlap, stability
 
-    path = out / "attributions.csv"
-    info = manifest.get("attributions") or {}
+    path = Layout(out).attributions
+    info = manifest.attributions or AttributionInfo()
     if not path.exists():
         return []
     every = pd.read_csv(path, dtype={"gene": str, "class": str})
@@ -847,7 +840,7 @@ def _attributions_section(
     if "fraction" in every:  # the per-class table: the largest fraction
         table = every[np.isclose(every["fraction"], every["fraction"].max())]
     stable = stability(table, k).set_index(["approach", "class"])
-    ref = info.get("reference")
+    ref = info.reference
     shared = (
         overlap(table, ref, k).set_index(["approach", "class"]).iloc[:, 0]
         if ref in set(table["approach"])
@@ -873,7 +866,7 @@ def _attributions_section(
                 ["reference" if approach == ref else "" if ov is None else f"{ov:.0%}"],
             ]
         )
-    frac = info.get("fraction")
+    frac = info.fraction
     where = f" at the largest fraction ({frac:.0%} of the labels)" if frac is not None else ""
     return [
         Heading(2, ["Genes carrying the prediction"]),
@@ -936,19 +929,16 @@ def _across_fractions(every: pd.DataFrame, summary, k: int) -> list:
 
 
 def _run_section(summary, manifest, metric, out, figures) -> list:
-    if not manifest:
+    if not manifest.found:
         return []
     return [
         Heading(2, ["Run"]),
         Bullets(
             [
-                [f"versions: {manifest.get('versions')}"],
-                [f"git revision: {manifest.get('git_revision')}"],
-                [f"data fingerprint: {manifest.get('fingerprint')}"],
-                [
-                    f"worker processes: {manifest.get('jobs')}; wall time (s): "
-                    f"{manifest.get('timings_s')}"
-                ],
+                [f"versions: {manifest.versions}"],
+                [f"git revision: {manifest.git_revision}"],
+                [f"data fingerprint: {manifest.fingerprint}"],
+                [f"worker processes: {manifest.jobs}; wall time (s): {manifest.timings_s}"],
             ]
         ),
     ]
@@ -957,39 +947,37 @@ def _run_section(summary, manifest, metric, out, figures) -> list:
 def _models_section(summary, manifest, metric, out, figures) -> list:
     """Where each given pretrained encoder was pretrained (from its model card), and how well its
     genes cover the cohort: what a reader needs to judge a transfer result."""
-    models = manifest.get("models") or {}
-    if not models:
+    if not manifest.models:
         return []
     items = []
-    for name, m in models.items():
+    for name, m in manifest.models.items():
         sources: list = []
-        for src in m.get("data_sources") or []:
+        for src in m.data_sources:
             n = src.get("n_profiles")
             sources += [
                 "; " if sources else "",
                 User(src.get("name")),
                 f" ({n:,} profiles)" if isinstance(n, int) else "",
             ]
-        genes = m.get("genes") or {}
-        options = ", ".join(f"{k}={v}" for k, v in (m.get("method_options") or {}).items())
+        genes = m.genes
+        options = ", ".join(f"{k}={v}" for k, v in m.method_options.items())
         items.append(
             [
                 Bold(name),
                 " (",
-                User(m.get("given")),
+                User(m.given),
                 "): pretrained with ",
-                User(m.get("method")),
-                f" ({options}) for {m.get('epochs_trained')} epochs (at most "
-                f"{m.get('max_epochs')}), "
-                f"exprssl {m.get('exprssl_version')}, on ",
+                User(m.method),
+                f" ({options}) for {m.epochs_trained} epochs (at most {m.max_epochs}), "
+                f"exprssl {m.exprssl_version}, on ",
                 *(sources or ["data its card does not record"]),
                 f"; {genes.get('count')} genes ({genes.get('id_system')}), "
-                f"{100 * m.get('gene_coverage', 0):.1f}% of them found in this cohort (",
-                User(m.get("alignment")),
+                f"{100 * m.gene_coverage:.1f}% of them found in this cohort (",
+                User(m.alignment),
                 "); cohort scaled by ",
-                m.get("input_scaling", "?"),
+                m.input_scaling or "?",
                 "; weights sha256 ",
-                Code(str(m.get("weights_sha256"))[:16]),
+                Code(str(m.weights_sha256)[:16]),
                 ".",
             ]
         )
@@ -1012,7 +1000,7 @@ def _models_section(summary, manifest, metric, out, figures) -> list:
 
 def _pooling_section(summary, manifest, metric, out, figures) -> list:
     """How pretraining sources of other platforms were put on the cohort's scale."""
-    scaling = (manifest.get("pool") or {}).get("scaling")
+    scaling = manifest.pool.scaling
     if not scaling:
         return []
     return [Para([Bold("Pooling"), ": ", scaling])]
@@ -1087,17 +1075,13 @@ def write_report(out_dir: str | Path, *, main_metric: str | None = None) -> dict
         Every file written, by key (plots, ``report_md``, ``report_html``).
     """
     out = Path(out_dir)
-    manifest = (
-        json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
-    )
-    metric = main_metric or manifest.get("config", {}).get("main_metric", "balanced_accuracy")
-    summary = pd.read_csv(out / "summary.csv") if (out / "summary.csv").exists() else pd.DataFrame()
-    for col in ("best_ssl", "best_baseline"):
-        if col in summary:
-            summary[col] = summary[col].astype(bool)
+    layout = Layout(out)
+    manifest = Manifest.read(layout.manifest)
+    metric = main_metric or manifest.setting("main_metric")
+    summary = read_summary(layout.summary)
     figures, notes = _figures(out, summary, metric)
-    ds = manifest.get("dataset", {})
-    title = f"exprssl benchmark: {ds.get('source', out.name)} — {ds.get('label', '')}"
+    ds = manifest.dataset
+    title = f"exprssl benchmark: {ds.source or out.name} — {ds.label or ''}"
     blocks: list = [Heading(1, [User(title)])]
     for section in SECTIONS:
         blocks += section(summary, manifest, metric, out, figures)

@@ -27,7 +27,7 @@ from ..splits import label_fraction_subsets
 from ..utils import atomic_path
 from .heads import HeadRecipe
 from .planning import carve_validation
-from .schema import FeatureKey, Layout
+from .schema import AttributionInfo, FeatureKey, Layout
 
 LINEAR_BASELINES = ("elasticnet", "logreg", "pca_logreg")  # explained by their coefficients
 EXPLAINABLE_BASELINES = (*LINEAR_BASELINES, "mlp")
@@ -217,7 +217,7 @@ def _nearest(fractions: list[float], fraction: float) -> float:
 
 def attribution_stage(
     cfg, cohort, plan, summary: pd.DataFrame, artefacts, out: Path, jobs: int
-) -> dict[str, Any]:
+) -> AttributionInfo:
     """Compute the attributions still missing and write ``attributions.csv`` (kept rows of
     (approach, fraction) pairs still chosen, plus the new ones); a complete file is left alone.
     A file without a fraction column (0.3 development builds) is recomputed. Returns what the
@@ -259,16 +259,16 @@ def attribution_stage(
     fraction = max(by_fraction, default=1.0)
     approaches = by_fraction.get(fraction, [])
     reference = next((a for a in approaches if a in LINEAR_BASELINES), None)
-    return {
-        "fractions": sorted(by_fraction),
-        "by_fraction": {f"{f:g}": a for f, a in sorted(by_fraction.items())},
-        "fraction": fraction,
-        "approaches": approaches,
-        "reference": reference,
-        "max_samples_per_split": MAX_SAMPLES,
-        "computed": sum(len(t.approaches) for t in tasks),
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
+    return AttributionInfo(
+        fractions=sorted(by_fraction),
+        by_fraction={f"{f:g}": a for f, a in sorted(by_fraction.items())},
+        fraction=fraction,
+        approaches=approaches,
+        reference=reference,
+        max_samples_per_split=MAX_SAMPLES,
+        computed=sum(len(t.approaches) for t in tasks),
+        seconds=round(time.perf_counter() - t0, 2),
+    )
 
 
 def _split_genes(out: Path, split: int) -> list[str]:

@@ -1,9 +1,8 @@
-"""Provenance of a finished run (``manifest.json``): config, versions, git revision, dataset,
-pools, splits, tuning grids, preprocessing, fingerprints and timings."""
+"""Provenance of a finished run (``manifest.json``, ``schema.Manifest``): config, versions, git
+revision, dataset, pools, splits, tuning grids, preprocessing, fingerprints and timings."""
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 from dataclasses import asdict
@@ -12,11 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..utils import atomic_write_text
 from .cohort import Cohort
 from .config import BenchmarkConfig
 from .planning import Plan
-from .schema import Layout
+from .schema import AttributionInfo, DatasetInfo, FullLabels, Layout, Manifest, PoolInfo
 
 
 def _versions() -> dict[str, str]:
@@ -54,57 +52,57 @@ def write_manifest(
     out: Path,
     timings: dict,
     jobs: int,
-    attributions: dict | None = None,
+    attributions: AttributionInfo | None = None,
     models: list = (),
-) -> dict:
+) -> Manifest:
     from ..preprocessing import Preprocessor
     from .baselines import all_grids
     from .tuning import describe_grids
 
     counts = {str(c): int((cohort.y == i).sum()) for i, c in enumerate(cohort.classes)}
     prep = Preprocessor.load(Layout(out).cache(0) / "preprocessor.json")
-    manifest = {
-        "config": asdict(cfg),
-        "versions": _versions(),
-        "git_revision": _git_revision(),
-        "dataset": {
-            "source": cfg.data,
-            "n_samples": int(cohort.adata.n_obs),
-            "n_genes": int(cohort.adata.n_vars),
-            "label": cfg.label,
-            "classes": counts,
-            "dropped_classes": cohort.dropped,
-            "n_without_label": cohort.n_missing,
-            "description": cohort.adata.uns.get("dataset", {}).get("description", ""),
-        },
-        "pool": _describe_pool(cfg, cohort, plan),
-        "test_per_class": {
+    manifest = Manifest(
+        config=asdict(cfg),
+        versions=_versions(),
+        git_revision=_git_revision(),
+        dataset=DatasetInfo(
+            source=cfg.data,
+            n_samples=int(cohort.adata.n_obs),
+            n_genes=int(cohort.adata.n_vars),
+            label=cfg.label,
+            classes=counts,
+            dropped_classes=cohort.dropped,
+            n_without_label=cohort.n_missing,
+            description=cohort.adata.uns.get("dataset", {}).get("description", ""),
+        ),
+        pool=_describe_pool(cfg, cohort, plan),
+        test_per_class={
             str(c): float(np.mean([(cohort.y[s.test] == i).sum() for s in plan.splits]))
             for i, c in enumerate(cohort.classes)
         },
-        "splits": len(plan.splits),
-        "split_sizes": {
+        splits=len(plan.splits),
+        split_sizes={
             k: int(np.mean([len(getattr(s, k)) for s in plan.splits]))
             for k in ("pretrain", "finetune", "test", "pool")
         },
-        "full_labels": describe_full_labels(cfg, cohort, plan),
-        "fractions": plan.fractions,
-        "merged_fractions": {str(k): v for k, v in plan.merged.items()},
-        "seeds": list(range(cfg.seeds)),
-        "tuning": {"on": cfg.tune, "grids": describe_grids(all_grids())},
-        "preprocessing": prep.describe(),
-        "n_features": len(prep.genes_),
-        "fingerprint": cohort.fingerprint,
-        "models": {m.name: m.describe() for m in models},
-        "attributions": attributions,
-        "jobs": jobs,
-        "timings_s": {k: round(v, 2) for k, v in timings.items()},
-    }
-    atomic_write_text(Layout(out).manifest, json.dumps(manifest, indent=2, default=str))
+        full_labels=describe_full_labels(cfg, cohort, plan),
+        fractions=list(plan.fractions),
+        merged_fractions={str(k): v for k, v in plan.merged.items()},
+        seeds=list(range(cfg.seeds)),
+        tuning={"on": cfg.tune, "grids": describe_grids(all_grids())},
+        preprocessing=prep.describe(),
+        n_features=len(prep.genes_),
+        fingerprint=cohort.fingerprint,
+        models={m.name: m.describe() for m in models},
+        attributions=attributions,
+        jobs=jobs,
+        timings_s={k: round(v, 2) for k, v in timings.items()},
+    )
+    manifest.write(Layout(out).manifest)
     return manifest
 
 
-def _describe_pool(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> dict:
+def _describe_pool(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> PoolInfo:
     s = plan.splits[0]
     labelled = (
         "labelled training profiles (labels unused)"
@@ -122,26 +120,24 @@ def _describe_pool(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> dict:
         parts[f"{name} ({100 * cov:.0f}% of the genes)"] = int(src.n_obs)
     from .scaling import DESCRIPTIONS
 
-    return {
-        "scaling": DESCRIPTIONS[cfg.pool_scaling] if cohort.sources else None,
-        "size": int(len(s.pool) + sum(src.n_obs for _, src, _ in cohort.sources)),
-        "parts": parts,
-        "n_genes": int(cohort.adata.n_vars),
-    }
+    return PoolInfo(
+        scaling=DESCRIPTIONS[cfg.pool_scaling] if cohort.sources else None,
+        size=int(len(s.pool) + sum(src.n_obs for _, src, _ in cohort.sources)),
+        parts=parts,
+        n_genes=int(cohort.adata.n_vars),
+    )
 
 
-def describe_full_labels(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> dict:
+def describe_full_labels(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> FullLabels:
     """What "100%" of the labels is: the labelled profiles a split's label fractions are drawn
     from (mean over splits, and per class), and which part of the cohort they are."""
     counts = np.array(
         [np.bincount(cohort.y[s.finetune], minlength=len(cohort.classes)) for s in plan.splits]
     )
-    return {
-        "mean": float(counts.sum(1).mean()),
-        "per_class": {
-            str(c): float(v) for c, v in zip(cohort.classes, counts.mean(0), strict=True)
-        },
-        "of": "every labelled profile outside the test part"
+    return FullLabels(
+        mean=float(counts.sum(1).mean()),
+        per_class={str(c): float(v) for c, v in zip(cohort.classes, counts.mean(0), strict=True)},
+        of="every labelled profile outside the test part"
         if cfg.protocol == "default"
         else "the fine-tune part of the labelled profiles (paper protocol)",
-    }
+    )

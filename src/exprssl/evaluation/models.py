@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError, GeneOverlapError
+from .schema import ModelInfo
 
 if TYPE_CHECKING:
     from .cohort import Cohort
@@ -32,33 +33,33 @@ class PretrainedModel:
     card: dict[str, Any] = field(default_factory=dict)
     scaling: str = "standardize"  # pool_scaling: the cohort z-scored per split (else the model's)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModelInfo:
         """What the manifest and the report say about the model."""
         c = self.card or {}
         train = c.get("train_options") or {}
-        return {
-            "given": self.given,
-            "directory": self.directory,
-            "weights_sha256": self.weights_sha256,
-            "gene_coverage": round(self.coverage, 4),
-            "input_scaling": (
+        return ModelInfo(
+            given=self.given,
+            directory=self.directory,
+            weights_sha256=self.weights_sha256,
+            gene_coverage=round(self.coverage, 4),
+            input_scaling=(
                 "the model's count/log steps, then each gene z-scored by the cohort's split pool"
                 if self.scaling == "standardize"
                 else "the model's own preprocessing statistics (from its pretraining data)"
             ),
-            "alignment": self.alignment,
-            "method": c.get("method"),
-            "method_options": c.get("method_options") or {},
-            "data_sources": [
+            alignment=self.alignment,
+            method=c.get("method"),
+            method_options=c.get("method_options") or {},
+            data_sources=[
                 {k: s.get(k) for k in ("name", "n_profiles", "n_genes", "sha256")}
                 for s in c.get("data_sources") or []
             ],
-            "genes": {k: v for k, v in (c.get("genes") or {}).items() if k != "first"},
-            "preprocessing": c.get("preprocessing") or {},
-            "epochs_trained": (c.get("training") or {}).get("epochs"),
-            "max_epochs": train.get("epochs"),
-            "exprssl_version": (c.get("versions") or {}).get("exprssl"),
-        }
+            genes={k: v for k, v in (c.get("genes") or {}).items() if k != "first"},
+            preprocessing=c.get("preprocessing") or {},
+            epochs_trained=(c.get("training") or {}).get("epochs"),
+            max_epochs=train.get("epochs"),
+            exprssl_version=(c.get("versions") or {}).get("exprssl"),
+        )
 
 
 def model_name(given: str) -> str:

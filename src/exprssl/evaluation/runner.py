@@ -29,7 +29,7 @@ from .planning import Plan, Split, carve_validation, plan_benchmark
 from .pool import Progress, run_tasks
 from .results import ResultStore
 from .scaling import scale_pool
-from .schema import FeatureKey, Layout
+from .schema import FeatureKey, Layout, Manifest
 from .stats import summarize
 
 
@@ -274,7 +274,7 @@ class BenchmarkRun:
     out: Path
     results: pd.DataFrame
     summary: pd.DataFrame
-    manifest: dict
+    manifest: Manifest
 
 
 def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRun:
@@ -331,7 +331,7 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
         timings = {
             **artefacts["timings"],
             "evaluation": evaluation,
-            **({"attributions": explained["seconds"]} if explained else {}),
+            **({"attributions": explained.seconds} if explained else {}),
             "total": time.perf_counter() - t0,
         }
         manifest = write_manifest(cfg, cohort, plan, out, timings, jobs, explained, given)

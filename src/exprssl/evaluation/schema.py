@@ -1,7 +1,8 @@
 """The schema of the files a benchmark writes, in one place: approach names, feature keys,
-verdicts, the columns of ``results.csv`` / ``predictions.parquet`` / ``tuning.csv`` and the
-paths of the output directory. The runner writes through it; ``results``, ``stats``,
-``report`` and the tests read through it.
+verdicts, the columns of ``results.csv`` / ``predictions.parquet`` / ``tuning.csv`` /
+``summary.csv`` / ``attributions.csv``, the manifest (``Manifest``, a dataclass) and the paths
+of the output directory (``Layout``). The runner writes through it; ``results``, ``stats``,
+``report``, the CLI and the tests read through it.
 
 - An approach is named ``"<method>+<head>"`` for an SSL method with a head (``scarf+finetune``)
   and by its own name for a baseline or control (``logreg``): ``approach_name``.
@@ -12,11 +13,15 @@ paths of the output directory. The runner writes through it; ``results``, ``stat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..outputs import ATTRIBUTIONS_HEADER
 
 KINDS = ("ssl", "baseline", "control")
 SSL_HEADS = ("linear_probe", "finetune")
@@ -77,6 +82,8 @@ RESULT_COLUMNS = [
 ]
 PREDICTION_COLUMNS = ["split", "seed", "fraction", "approach", "test_index", "y_true", "y_pred"]
 TUNING_COLUMNS = ["split", "seed", "fraction", "approach", "params", "note", "seconds"]
+# gene, class, approach, split, fraction, attribution, rank (outputs recognises a table by it)
+ATTRIBUTION_COLUMNS = ATTRIBUTIONS_HEADER.split(",")
 CELL_KEY = ["split", "approach", "fraction", "seed"]  # one cell of the benchmark
 RESULT_ORDER = ["split", "method", "head", "fraction", "seed"]  # results.csv's row order
 
@@ -132,3 +139,202 @@ class Layout:
         return self.out / "models" / f"split{split}" / name
 
     SUBDIRS = ("models", "histories", "embeddings", "predictions", "cache")
+
+
+# ----------------------------------------------------------------------------- summary.csv
+SUMMARY_COLUMNS = [
+    "fraction",
+    "approach",
+    "method",
+    "kind",
+    "head",
+    "n_labelled",
+    "mean",
+    "n_splits",
+    "n_cells",
+    "lo",
+    "hi",
+    "n_test",
+    "best_ssl",
+    "best_baseline",
+    "degenerate",
+    "vs",
+    "diff",
+    "diff_lo",
+    "diff_hi",
+    "verdict",
+]
+
+
+def read_summary(path: str | Path) -> pd.DataFrame:
+    """``summary.csv`` with its flags as booleans and text columns as text (empty frame: no
+    file yet)."""
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    summary = pd.read_csv(path, dtype={"approach": str, "vs": str, "degenerate": str})
+    for col in ("best_ssl", "best_baseline"):
+        if col in summary:
+            summary[col] = summary[col].astype(bool)
+    if "degenerate" in summary:
+        summary["degenerate"] = summary["degenerate"].fillna("")
+    return summary
+
+
+# ----------------------------------------------------------------------------- manifest.json
+# Every field has a default: a manifest written by an older release, or a hand-made partial one,
+# still reads (the report notes what is missing instead of failing). Unknown keys are ignored.
+@dataclass
+class DatasetInfo:
+    """The cohort as the benchmark read it."""
+
+    source: str | None = None
+    n_samples: int | None = None
+    n_genes: int | None = None
+    label: str | None = None
+    classes: dict[str, int] = field(default_factory=dict)  # labelled profiles per class
+    dropped_classes: dict[str, int] = field(default_factory=dict)  # too small for the split
+    n_without_label: int = 0
+    description: str = ""
+
+
+@dataclass
+class PoolInfo:
+    """One split's pretraining pool: its size, what it is made of, how sources were scaled."""
+
+    scaling: str | None = None  # how other sources were put on the cohort's scale
+    size: int | None = None
+    parts: dict[str, int] = field(default_factory=dict)
+    n_genes: int | None = None
+
+
+@dataclass
+class FullLabels:
+    """What "100%" of the labels is: labelled profiles per split (mean) and per class."""
+
+    mean: float | None = None
+    per_class: dict[str, float] = field(default_factory=dict)
+    of: str = ""
+
+
+@dataclass
+class ModelInfo:
+    """A given pretrained encoder, from its model card and its match to the cohort."""
+
+    given: str | None = None  # path or hub id as the user gave it
+    directory: str | None = None
+    weights_sha256: str | None = None
+    gene_coverage: float = 0.0
+    input_scaling: str = ""
+    alignment: str = ""
+    method: str | None = None
+    method_options: dict[str, Any] = field(default_factory=dict)
+    data_sources: list[dict[str, Any]] = field(default_factory=list)
+    genes: dict[str, Any] = field(default_factory=dict)
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    epochs_trained: int | None = None
+    max_epochs: int | None = None
+    exprssl_version: str | None = None
+
+
+@dataclass
+class AttributionInfo:
+    """What the attribution stage explained: the approaches chosen at each fraction, the largest
+    fraction (the report's table) with its linear reference."""
+
+    fractions: list[float] = field(default_factory=list)
+    by_fraction: dict[str, list[str]] = field(default_factory=dict)
+    fraction: float | None = None
+    approaches: list[str] = field(default_factory=list)
+    reference: str | None = None  # the linear baseline the others' top genes are compared with
+    max_samples_per_split: int | None = None
+    computed: int = 0
+    seconds: float = 0.0
+
+
+_PARTS = {
+    "dataset": DatasetInfo,
+    "pool": PoolInfo,
+    "full_labels": FullLabels,
+    "attributions": AttributionInfo,
+}
+
+
+@dataclass
+class Manifest:
+    """``manifest.json``: the provenance of a finished run (config, versions, data, pools,
+    splits, grids, preprocessing, fingerprints, timings). ``write_manifest`` builds it; the
+    report and the CLI read it with ``Manifest.read``."""
+
+    config: dict[str, Any] = field(default_factory=dict)  # BenchmarkConfig's fields as run
+    versions: dict[str, str] = field(default_factory=dict)
+    git_revision: str | None = None
+    dataset: DatasetInfo = field(default_factory=DatasetInfo)
+    pool: PoolInfo = field(default_factory=PoolInfo)
+    test_per_class: dict[str, float] = field(default_factory=dict)  # mean over splits
+    splits: int | None = None
+    split_sizes: dict[str, int] = field(default_factory=dict)  # pretrain/finetune/test/pool
+    full_labels: FullLabels = field(default_factory=FullLabels)
+    fractions: list[float] = field(default_factory=list)
+    merged_fractions: dict[str, list[float]] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)
+    tuning: dict[str, Any] = field(default_factory=dict)
+    preprocessing: list[str] = field(default_factory=list)
+    n_features: int | None = None
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, ModelInfo] = field(default_factory=dict)
+    attributions: AttributionInfo | None = None  # None: attributions were off
+    jobs: int | None = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def setting(self, name: str) -> Any:
+        """A benchmark option as the run used it, else ``BenchmarkConfig``'s default."""
+        from .config import BenchmarkConfig
+
+        value = self.config.get(name)
+        return getattr(BenchmarkConfig(), name) if value is None else value
+
+    @property
+    def found(self) -> bool:
+        """Whether this came from a run's file (False: no manifest yet, every field empty)."""
+        return bool(self.config or self.versions or self.splits is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write(self, path: str | Path) -> None:
+        from ..utils import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=str))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in known}
+        for key, part in _PARTS.items():
+            value = kw.pop(key, None)
+            if isinstance(value, dict):
+                kw[key] = _part(part, value)  # anything else (absent, null): the default
+        kw["models"] = {
+            str(k): _part(ModelInfo, v)
+            for k, v in (kw.get("models") or {}).items()
+            if isinstance(v, dict)
+        }
+        return cls(**kw)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Manifest:
+        """The manifest at ``path`` (a file, or a benchmark directory); an empty one (``found``
+        False) when there is none yet."""
+        path = Path(path)
+        if path.is_dir():
+            path = Layout(path).manifest
+        if not path.is_file():
+            return cls()
+        data = json.loads(path.read_text())
+        return cls.from_dict(data if isinstance(data, dict) else {})
+
+
+def _part(cls: type, data: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})

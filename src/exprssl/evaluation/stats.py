@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .schema import Verdict, approach_names
+from .schema import SUMMARY_COLUMNS, Verdict, approach_names
 
 PAIRED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 
@@ -167,7 +167,7 @@ def summarize(
 
     r = _approach_table(results, metric)
     if r.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
     paired = (
         metric if metric in PAIRED_METRICS else "balanced_accuracy"
     )  # AUROC needs probabilities
@@ -179,7 +179,7 @@ def summarize(
             frac, g, predictions, n_classes, paired, metric, small, n_test_per_split, n_boot, seed
         )
     ]
-    out = pd.DataFrame(rows)
+    out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     order = {"ssl": 0, "baseline": 1, "control": 2}
     return out.sort_values(
         ["fraction", "kind", "mean"],
