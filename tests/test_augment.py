@@ -7,8 +7,15 @@ import math
 import pytest
 import torch
 
-from exprssl.augment import Corruptor, corruption_mask, gaussian_noise
+from exprssl.augment import Corruptor, corruption_indices, gaussian_noise
 from exprssl.errors import ConfigError
+
+
+def corruption_mask(batch, n_genes, rate, mode="fixed", generator=None) -> torch.Tensor:
+    """The (batch, n_genes) mask of ``corruption_indices``' entries."""
+    mask = torch.zeros(batch * n_genes, dtype=torch.bool)
+    mask[corruption_indices(batch, n_genes, rate, mode, generator)] = True
+    return mask.view(batch, n_genes)
 
 
 def test_fixed_mode_exact_count_per_row():

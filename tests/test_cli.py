@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from exprssl.cli import app
-from exprssl.evaluation.schema import Manifest
+from exprssl.evaluation.schema import Layout, Manifest
 from exprssl.methods import available
 
 runner = CliRunner()
@@ -214,7 +214,7 @@ def test_benchmark_min_class_size_drops_rare_classes(tmp_path):
         "--no-progress",
     )
     assert r.exit_code == 0, r.output
-    t = pd.read_csv(out / "attributions.csv")  # each split's own 300 genes (kept on its pool)
+    t = pd.read_csv(Layout(out).attributions)  # each split's own 300 genes (kept on its pool)
     assert (t.groupby(["approach", "split", "class"]).size() == 300).all() and "logreg" in set(
         t["approach"]
     )
@@ -287,3 +287,27 @@ def test_methods_lists_every_registered_method_and_its_options():
         assert option in r.output
     r = run("methods", "nope")
     _assert_one_line_error(r, "unknown method 'nope'")
+
+
+def test_options_lists_every_section_and_every_field(monkeypatch):
+    """``exprssl options``: every options class (benchmark, training, finetune, preprocessing,
+    each method), each with every one of its fields; one section alone; an unknown one named."""
+    import dataclasses
+
+    from exprssl.evaluation.config import BenchmarkConfig
+    from exprssl.evaluation.heads import HeadRecipe
+
+    monkeypatch.setenv("COLUMNS", "200")  # one table row per option
+    r = run("options")
+    assert r.exit_code == 0, r.output
+    titles = [line.split(":")[0] for line in r.output.splitlines() if ": " in line[:20]]
+    assert titles[:4] == ["benchmark", "training", "preprocessing", "finetune"]
+    assert sorted(titles[4:]) == sorted(available())
+    for section, cls in (("finetune", HeadRecipe), ("benchmark", BenchmarkConfig)):
+        r = run("options", section)
+        first = [line.split("│")[1].strip() for line in r.output.splitlines() if "│" in line]
+        names = [c for c in first if c]  # a wrapped row continues with an empty first cell
+        assert names == [f.name for f in dataclasses.fields(cls)]
+    assert "min_test_per_class" in names and "pool_scaling" in names
+    r = run("options", "nope")
+    _assert_one_line_error(r, "unknown options section 'nope'; choose from barlow, benchmark")

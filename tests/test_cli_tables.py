@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from exprssl import io
 from exprssl.cli import app
 from exprssl.errors import LabelMatchError
-from exprssl.evaluation.schema import Manifest
+from exprssl.evaluation.schema import Layout, Manifest
 
 runner = CliRunner()
 FAST = [
@@ -86,7 +86,7 @@ def _run(tmp_path: Path, data: Path, sheet: Path) -> dict:
         ],
     )
     assert r.exit_code == 0, r.output
-    assert (out / "results.csv").is_file() and (out / "report.html").is_file()
+    assert (Layout(out).results).is_file() and (out / "report.html").is_file()
     return Manifest.read(out)
 
 

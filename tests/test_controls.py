@@ -15,6 +15,7 @@ import pytest
 
 from exprssl.datasets import latent_programmes
 from exprssl.evaluation.protocol import BenchmarkConfig, run_benchmark
+from exprssl.evaluation.schema import Layout
 from exprssl.evaluation.stats import paired_difference
 from exprssl.io import write_h5ad
 
@@ -57,7 +58,7 @@ def negative(tmp_path_factory):
 def _predictions(run):
     import pandas as pd
 
-    return pd.read_parquet(run.out / "predictions.parquet")
+    return pd.read_parquet(Layout(run.out).predictions)
 
 
 def _table(run):

@@ -18,6 +18,7 @@ from exprssl.methods import (
     describe_options,
     method_options,
 )
+from exprssl.options import describe
 from exprssl.training import TrainConfig, check_hardware_options
 
 # method -> (an option of its own with an out-of-range value, the message's requirement)
@@ -285,7 +286,7 @@ def test_train_config_coerces_yaml_values():
 
 
 def test_train_config_describe():
-    rows = TrainConfig.describe()
+    rows = describe(TrainConfig)
     assert [r["name"] for r in rows] == [f.name for f in dataclasses.fields(TrainConfig)]
     lr = next(r for r in rows if r["name"] == "lr")
     assert lr["type"] == "float | None" and lr["default"] is None and lr["allowed"] == "in (0, 10]"

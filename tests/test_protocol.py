@@ -19,7 +19,7 @@ from exprssl.evaluation.protocol import (
     run_benchmark,
 )
 from exprssl.evaluation.results import RESULT_COLUMNS
-from exprssl.evaluation.schema import Manifest
+from exprssl.evaluation.schema import Layout, Manifest
 from exprssl.io import write_h5ad
 
 BASELINES = [
@@ -101,7 +101,7 @@ def test_every_file_written(bench):
 
 def test_unlabeled_profiles_pool_and_no_test_profile_leaks(bench):
     out, _ = bench
-    splits = json.loads((out / "splits.json").read_text())
+    splits = json.loads((Layout(out).splits).read_text())
     unlabeled = set(range(N_UNLABELED))  # the first profiles have no label
     for s in splits.values():
         pre, ft, test, pool = (set(s[k]) for k in ("pretrain", "finetune", "test", "pool"))
@@ -128,7 +128,7 @@ def test_cells_cover_splits_seeds_fractions_and_approaches(bench):
 
 def test_summary_pairs_best_ssl_with_best_baseline(bench):
     out, run = bench
-    s = pd.read_csv(out / "summary.csv")
+    s = pd.read_csv(Layout(out).summary)
     assert len(s) == 3 * (len(METHODS) * 2 + len(BASELINES))
     best = s[s["best_ssl"]]
     assert (
@@ -147,7 +147,7 @@ def test_summary_pairs_best_ssl_with_best_baseline(bench):
 
 def test_tuning_recorded_per_cell(bench):
     out, _ = bench
-    t = pd.read_csv(out / "tuning.csv")
+    t = pd.read_csv(Layout(out).tuning)
     assert len(t) == 2 * 2 * 3 * (len(METHODS) * 2 + len(BASELINES))
     chosen = t[t["approach"] == "logreg"]["params"].map(json.loads)
     assert all(set(p) == {"C"} for p in chosen)
@@ -177,7 +177,7 @@ def test_rerun_resumes_without_recomputing(bench, data_file, monkeypatch):
 
 def test_resume_refuses_other_settings_and_changed_data(bench, data_file, tmp_path):
     out, _ = bench
-    before = (out / "results.csv").read_bytes()
+    before = (Layout(out).results).read_bytes()
     with pytest.raises(ConfigError, match=r"other settings \(epochs: 2 -> 3\)"):
         run_benchmark(_cfg(data_file, out, epochs=3), progress=False)
     changed = _cohort()
@@ -186,7 +186,7 @@ def test_resume_refuses_other_settings_and_changed_data(bench, data_file, tmp_pa
     write_h5ad(changed, p)
     with pytest.raises(ConfigError, match="contents changed: data"):
         run_benchmark(_cfg(p, out), progress=False)
-    assert (out / "results.csv").read_bytes() == before  # nothing touched
+    assert (Layout(out).results).read_bytes() == before  # nothing touched
 
 
 def test_more_seeds_add_cells(tmp_path, data_file):
@@ -195,11 +195,11 @@ def test_more_seeds_add_cells(tmp_path, data_file):
     first = run_benchmark(
         _cfg(data_file, out, seeds=1, attributions=False, **small), progress=False
     )
-    assert not (out / "attributions.csv").exists() and first.manifest.attributions is None
+    assert not (Layout(out).attributions).exists() and first.manifest.attributions is None
     grown = run_benchmark(
         _cfg(data_file, out, seeds=2, **small), progress=False
     )  # attributions: a resumable option
-    assert (out / "attributions.csv").is_file()
+    assert (Layout(out).attributions).is_file()
     assert set(first.results["seed"]) == {0} and set(grown.results["seed"]) == {0, 1}
     kept = grown.results[grown.results["seed"] == 0].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, first.results.reset_index(drop=True), check_dtype=False)
@@ -319,7 +319,7 @@ def test_paper_protocol_is_a_preset_with_0_2s_disjoint_split(tmp_path, data_file
         ),
         progress=False,
     )
-    splits = json.loads((tmp_path / "p" / "splits.json").read_text())["0"]
+    splits = json.loads((Layout(tmp_path / "p").splits).read_text())["0"]
     pre, ft, test, pool = (set(splits[k]) for k in ("pretrain", "finetune", "test", "pool"))
     assert (
         not pre & ft and not pre & test and not ft & test and pool == pre | set(range(N_UNLABELED))
@@ -404,7 +404,7 @@ def test_attributions_written_after_a_benchmark_and_reported(bench):
 
     out, run = bench
     info = run.manifest.attributions
-    t = pd.read_csv(out / "attributions.csv")
+    t = pd.read_csv(Layout(out).attributions)
     assert list(t.columns) == COLUMNS and info.fraction == 1.0
     assert sorted(set(t["fraction"])) == info.fractions == [0.1, 0.5, 1.0]  # every fraction
     for f, part in t.groupby("fraction"):
@@ -431,18 +431,18 @@ def test_resume_refuses_a_0_2_directory(bench, tmp_path, data_file):
     out, _ = bench
     old = tmp_path / "old"
     shutil.copytree(out, old)
-    settings = json.loads((old / "settings.json").read_text())
+    settings = json.loads((Layout(old).settings).read_text())
     del settings["layout"]
     settings["exprssl_version"] = "0.2.0"
-    (old / "settings.json").write_text(json.dumps(settings))
-    before = (old / "results.csv").read_bytes()
+    (Layout(old).settings).write_text(json.dumps(settings))
+    before = (Layout(old).results).read_bytes()
     with pytest.raises(
         ConfigError,
         match=r"^\S+old: a benchmark directory of exprssl 0.2.0, whose protocol split the "
         r"labels differently; use a new --out directory",
     ) as e:
         run_benchmark(_cfg(data_file, old), progress=False)
-    assert "\n" not in str(e.value) and (old / "results.csv").read_bytes() == before
+    assert "\n" not in str(e.value) and (Layout(old).results).read_bytes() == before
 
 
 def test_all_leukemia_100_percent_is_every_non_test_label_and_paper_is_0_2s_split():
@@ -513,12 +513,12 @@ def test_every_explainable_approach_gives_per_class_gene_attributions(bench, dat
             ("Z:scarf:0", "Z_scarf_0.npy"),
         )
     }
-    t = pd.read_csv(out / "tuning.csv")
+    t = pd.read_csv(Layout(out).tuning)
     t = t[(t["split"] == 0) & (t["seed"] == 0) & (t["fraction"] == 1.0)].set_index("approach")[
         "params"
     ]
     names = ["scarf+linear_probe", "scarf+finetune", "mlp", "logreg", "elasticnet", "pca_logreg"]
-    parts = json.loads((out / "splits.json").read_text())["0"]
+    parts = json.loads((Layout(out).splits).read_text())["0"]
     cfg = _cfg(data_file, out)
     task = AttributionTask(
         0,

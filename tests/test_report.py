@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import balanced_accuracy_score
 
-from exprssl.evaluation.schema import Manifest
+from exprssl.evaluation.schema import Layout, Manifest
 from exprssl.evaluation.stats import summarize
 from exprssl.report import answer, md_escape, summary_matrix, write_report
 
@@ -72,7 +72,7 @@ def _bench_dir(tmp_path, gap: float, classes=("a", "b", "c"), n_test=60):
         n_test_per_split=n_test,
         n_boot=300,
     )
-    summary.to_csv(out / "summary.csv", index=False)
+    summary.to_csv(Layout(out).summary, index=False)
     manifest = {
         "config": {
             "protocol": "default",
@@ -94,7 +94,7 @@ def _bench_dir(tmp_path, gap: float, classes=("a", "b", "c"), n_test=60):
         "merged_fractions": {"1.0": [0.9, 1.0]},
         "seeds": [0, 1],
     }
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    (Layout(out).manifest).write_text(json.dumps(manifest))
     pd.DataFrame(
         {
             "epoch": [1, 2, 3],
@@ -128,7 +128,7 @@ def _bench_dir(tmp_path, gap: float, classes=("a", "b", "c"), n_test=60):
             "note": ["defaults: class 'a' has 1 labelled sample, too few to cross-validate", ""],
             "seconds": [0.1, 0.2],
         }
-    ).to_csv(out / "tuning.csv", index=False)
+    ).to_csv(Layout(out).tuning, index=False)
     return out, summary
 
 
@@ -203,7 +203,7 @@ def test_summary_matrix_is_the_one_table(tmp_path):
 
 def test_missing_pieces_do_not_crash(tmp_path):
     out, _ = _bench_dir(tmp_path, gap=0.0)
-    (out / "summary.csv").unlink()
+    (Layout(out).summary).unlink()
     for sub in ("embeddings", "histories"):
         for f in (out / sub).iterdir():
             f.unlink()

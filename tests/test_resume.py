@@ -13,7 +13,7 @@ import exprssl.evaluation.runner as runner
 from exprssl.datasets import synthetic
 from exprssl.evaluation.config import BenchmarkConfig
 from exprssl.evaluation.runner import run_benchmark
-from exprssl.evaluation.schema import CELL_KEY
+from exprssl.evaluation.schema import CELL_KEY, Layout
 from exprssl.io import write_h5ad
 
 
@@ -62,10 +62,10 @@ def test_kill_between_predictions_and_results_resumes_identically(tmp_path, monk
     out = tmp_path / "killed"
     with pytest.raises(Killed):
         run_benchmark(_cfg(data, out), progress=False)
-    on_disk = pd.read_parquet(out / "predictions.parquet").groupby(CELL_KEY).ngroups
+    on_disk = pd.read_parquet(Layout(out).predictions).groupby(CELL_KEY).ngroups
     assert (
         on_disk
-        > pd.read_csv(out / "results.csv")
+        > pd.read_csv(Layout(out).results)
         .groupby(["split", "method", "head", "fraction", "seed"])
         .ngroups
     )  # a cell only half written
@@ -77,6 +77,6 @@ def test_kill_between_predictions_and_results_resumes_identically(tmp_path, monk
             pd.read_csv(out / name), pd.read_csv(tmp_path / "whole" / name)
         )
     assert list(resumed.summary["verdict"].fillna("")) == list(whole.summary["verdict"].fillna(""))
-    preds = pd.read_parquet(out / "predictions.parquet")
+    preds = pd.read_parquet(Layout(out).predictions)
     assert not preds.duplicated(CELL_KEY + ["test_index"]).any()
-    assert len(preds) == len(pd.read_parquet(tmp_path / "whole" / "predictions.parquet"))
+    assert len(preds) == len(pd.read_parquet(Layout(tmp_path / "whole").predictions))

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from exprssl import SSLModel
 from exprssl.cli import app
-from exprssl.evaluation.schema import Manifest
+from exprssl.evaluation.schema import Layout, Manifest
 
 GENES = [f"G{i}" for i in range(40)]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -95,9 +95,9 @@ def test_given_models_are_approaches_with_their_pretraining_in_the_report(cohort
     out = tmp_path / "b"
     r = _bench(cohort, out, "--model", models / "m1", "--model", models / "m2", "--methods", "none")
     assert r.exit_code == 0, r.output
-    results = pd.read_csv(out / "results.csv")
+    results = pd.read_csv(Layout(out).results)
     assert set(results["method"]) == {"m1", "m2", "logreg"}
-    summary = pd.read_csv(out / "summary.csv")
+    summary = pd.read_csv(Layout(out).summary)
     assert {"m1+linear_probe", "m1+finetune", "m2+linear_probe", "m2+finetune"} <= set(
         summary["approach"]
     )
@@ -114,7 +114,7 @@ def test_given_models_are_approaches_with_their_pretraining_in_the_report(cohort
     report = (out / "report.md").read_text()
     assert "## Pretrained models" in report and "80 profiles" in report and "**m2**" in report
     # the best SSL approach is a given model: explained on its own genes and inputs
-    attr = pd.read_csv(out / "attributions.csv")
+    attr = pd.read_csv(Layout(out).attributions)
     best = summary.loc[
         summary["best_ssl"] & (summary["fraction"] == summary["fraction"].max()), "approach"
     ]
@@ -147,7 +147,7 @@ def test_a_model_from_the_local_hub_cache_by_id(cohort, models, tmp_path, monkey
     out = tmp_path / "b"
     r = _bench(cohort, out, "--model", "hf://org/hubmodel", "--methods", "none")
     assert r.exit_code == 0, r.output
-    summary = pd.read_csv(out / "summary.csv")
+    summary = pd.read_csv(Layout(out).summary)
     assert {"hubmodel+linear_probe", "hubmodel+finetune"} <= set(summary["approach"])
     report = (out / "report.md").read_text()
     assert "hf://org/hubmodel" in report and "80 profiles" in report
@@ -218,7 +218,7 @@ def test_sources_of_other_scales_are_pooled_on_the_cohorts_scale(tmp_path):
             **common,
             **extra,
         )
-    p = pd.read_parquet(tmp_path / "pooled" / "predictions.parquet")
+    p = pd.read_parquet(Layout(tmp_path / "pooled").predictions)
     ft = p[p["approach"] == "scarf+finetune"]
     assert ft.groupby(["split", "seed"])["y_pred"].nunique().min() == 2
     manifest = Manifest.read(tmp_path / "pooled")

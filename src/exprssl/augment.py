@@ -178,21 +178,6 @@ def corruption_indices(
     return torch.from_numpy(np.concatenate(parts) if parts else np.empty(0, dtype=np.int64))
 
 
-def corruption_mask(
-    batch: int,
-    n_genes: int,
-    rate: float,
-    mode: Mode = "fixed",
-    generator: torch.Generator | None = None,
-    device=None,
-) -> torch.Tensor:
-    """Boolean (batch, n_genes) mask of entries to corrupt (see ``corruption_indices``)."""
-    flat = corruption_indices(batch, n_genes, rate, mode, generator, device)
-    mask = torch.zeros(batch, n_genes, dtype=torch.bool, device=flat.device)
-    mask.view(-1)[flat] = True
-    return mask
-
-
 class Corruptor(nn.Module):
     """Replace a random subset of each sample's genes with values from a replacement source.
 

@@ -770,18 +770,63 @@ def methods(
     from .methods import available, describe_options, get_method
 
     for name in [method] if method else available():
-        cls = get_method(name)
-        doc = (cls.__doc__ or "").strip().splitlines()
-        table = Table(
-            title=f"{name}: {doc[0] if doc else ''}", title_justify="left", show_lines=False
+        doc = (get_method(name).__doc__ or "").strip().splitlines()
+        _print_options(f"{name}: {doc[0] if doc else ''}", describe_options(name))
+
+
+@app.command()
+@user_errors
+def options(
+    section: Annotated[
+        str | None,
+        typer.Argument(
+            help="One section: benchmark, training, finetune, preprocessing or a method "
+            "(default: all)."
+        ),
+    ] = None,
+):
+    """Every option a config file or Python call accepts, by section: default, allowed values,
+    meaning (the YAML keys of `exprssl benchmark --config`, `training:`, ...)."""
+    import exprssl.evaluation.config  # noqa: F401  (each module declares its options class)
+    import exprssl.evaluation.heads  # noqa: F401
+    import exprssl.methods  # noqa: F401
+    import exprssl.preprocessing  # noqa: F401
+    import exprssl.training  # noqa: F401
+
+    from .options import describe, options_classes
+
+    by_where = {where: cls for cls, where in options_classes().items()}
+    if section is not None and section not in by_where:
+        raise ConfigError(
+            f"unknown options section '{section}'; choose from {', '.join(sorted(by_where))}"
         )
-        for col in ("option", "default", "allowed", "meaning"):
-            table.add_column(col, overflow="fold")
-        for o in describe_options(name):
-            table.add_row(
-                o["name"], repr(o["default"]), str(o.get("allowed", o.get("type", ""))), o["help"]
-            )
-        console.print(table)
+    order = [*_SECTIONS, *sorted(set(by_where) - set(_SECTIONS))]  # then the methods
+    for where in order if section is None else [section]:
+        title = _SECTIONS.get(
+            where,
+            "an SSL method (pretrain: --set name=value or top-level YAML keys; "
+            f"benchmark: method_options: {{{where}: ...}})",
+        )
+        _print_options(f"{where}: {title}", describe(by_where[where]))
+
+
+_SECTIONS = {
+    "benchmark": "exprssl benchmark (flags, or top-level keys of its --config YAML)",
+    "training": "the pretraining loop (exprssl pretrain: flags or top-level YAML keys)",
+    "preprocessing": "the Preprocessor (a preprocessing: mapping in either YAML)",
+    "finetune": "the fine-tuning recipe of heads (the benchmark's finetune: mapping)",
+}
+
+
+def _print_options(title: str, rows: list[dict]) -> None:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for col in ("option", "default", "allowed", "meaning"):
+        table.add_column(col, overflow="fold")
+    for o in rows:
+        table.add_row(
+            o["name"], repr(o["default"]), str(o.get("allowed") or o.get("type", "")), o["help"]
+        )
+    console.print(table)
 
 
 # --------------------------------------------------------------------------- benchmark / demo

@@ -40,7 +40,6 @@ from .validation import check_model_memory
 
 log = logging.getLogger("exprssl")
 FORMAT_VERSION = 1
-MODEL_FILES = ("config.json", "preprocessor.json", "weights.pt")
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 

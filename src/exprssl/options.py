@@ -11,8 +11,9 @@ the CLI, YAML configs and Python all get the same one-line ``ConfigError``::
     training: epochs must be an integer >= 1, got 'abc'
 
 ``{where}: {name} must be {requirement}, got {value!r}`` is the format (``option_error``).
-A class declared with ``@options_class("where")`` is listed by ``options_classes()`` (the test
-suite walks them all). This module imports nothing of the package but ``errors``.
+A class declared with ``@options_class("where")`` is listed by ``options_classes()`` (``exprssl
+options`` prints them; the test suite walks them all). This module imports nothing of the
+package but ``errors``.
 
 Values are coerced where the meaning is unambiguous: an int where a float is expected, an
 integral float where an int is expected, and numeric strings (YAML 1.1 reads ``lr: 1e-3`` as the
@@ -336,8 +337,8 @@ def options_dict(options: Any) -> dict[str, Any]:
 
 
 def describe(cls: type) -> list[dict[str, Any]]:
-    """One row per option: name, type, default, allowed values and help (for
-    ``exprssl methods``)."""
+    """One row per option: name, type, default, allowed values and help (for ``exprssl options``
+    and ``exprssl methods``)."""
     rows = []
     for f in _fields(cls):
         choices = f.spec.allowed_choices()

@@ -1105,15 +1105,11 @@ def _figures(out: Path, summary: pd.DataFrame, metric: str) -> tuple[dict[str, P
         p = plot_paired_differences(summary, metric, out / "paired_differences.png")
         if p is not None:
             figures["paired_differences"] = p
+    layout = Layout(out)
     for key, fn, src, name in (
-        ("embeddings", plot_embeddings, out / "embeddings", "embeddings.png"),
-        ("pretraining_loss", plot_histories, out / "histories", "pretraining_loss.png"),
-        (
-            "confusion_matrix",
-            plot_confusion,
-            out / "predictions" / "best.npz",
-            "confusion_matrix.png",
-        ),
+        ("embeddings", plot_embeddings, layout.embeddings, "embeddings.png"),
+        ("pretraining_loss", plot_histories, layout.histories, "pretraining_loss.png"),
+        ("confusion_matrix", plot_confusion, layout.best_predictions, "confusion_matrix.png"),
     ):
         p = fn(src, out / name) if src.exists() else None
         if p is None:

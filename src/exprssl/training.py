@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .errors import ConfigError, TrainingDivergedError
 from .losses import LossOutput
-from .options import OptionValueError, describe, option, options_class, validate_options
+from .options import OptionValueError, option, options_class, validate_options
 from .outputs import prepare_log_dir
 from .threads import limit_threads, threads_for
 
@@ -231,12 +231,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @staticmethod
-    def describe() -> list[dict]:
-        """One dict per option (name, type, default, help, allowed), as
-        ``exprssl.methods.describe_options``."""
-        return describe(TrainConfig)
 
 
 class TensorRows(Dataset):

@@ -275,7 +275,7 @@ def _split_genes(out: Path, split: int) -> list[str]:
     """The genes of a split's preprocessed features (``top_k_variance`` picks them per pool)."""
     from ..preprocessing import Preprocessor
 
-    return list(Preprocessor.load(Layout(out).cache(split) / "preprocessor.json").genes_)
+    return list(Preprocessor.load(Layout(out).preprocessor(split)).genes_)
 
 
 def _model_genes(directory: str) -> list[str]:

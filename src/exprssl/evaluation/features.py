@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..utils import atomic_savez, atomic_write_text
-from .schema import FeatureKey
+from .schema import FeatureKey, Layout
 
 if TYPE_CHECKING:
     from .cohort import Cohort
@@ -59,7 +59,7 @@ def write_features(cfg, cohort: Cohort, s: Split, feats: dict[str, str], models,
         feats[str(FeatureKey.random(seed))] = str(cache / f"random_{seed}.npy")
     if s.index == 0:
         atomic_savez(
-            out / "embeddings" / "raw.npz",
+            Layout(out).embedding("raw"),
             Z=np.asarray(X[s.test]),
             labels=cohort.classes[cohort.y[s.test]].astype(str),
         )
@@ -80,11 +80,9 @@ def _write_embeddings(
             np.save(path, model.embed_preprocessed(np.asarray(X)))
             feats[str(FeatureKey.embedding(method, p))] = str(path)
             if s.index == 0 and p == 0:
-                atomic_write_text(
-                    out / "histories" / f"{method}.csv", model.history_.to_csv(index=False)
-                )
+                atomic_write_text(Layout(out).history(method), model.history_.to_csv(index=False))
                 atomic_savez(
-                    out / "embeddings" / f"{method}.npz",
+                    Layout(out).embedding(method),
                     Z=np.load(path)[s.test],
                     labels=cohort.classes[cohort.y[s.test]].astype(str),
                 )

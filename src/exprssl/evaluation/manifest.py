@@ -60,7 +60,7 @@ def write_manifest(
     from .tuning import describe_grids
 
     counts = {str(c): int((cohort.y == i).sum()) for i, c in enumerate(cohort.classes)}
-    prep = Preprocessor.load(Layout(out).cache(0) / "preprocessor.json")
+    prep = Preprocessor.load(Layout(out).preprocessor(0))
     manifest = Manifest(
         config=asdict(cfg),
         versions=_versions(),

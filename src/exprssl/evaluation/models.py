@@ -183,7 +183,7 @@ def write_model_features(
     report's plots."""
     from ..model import SSLModel
     from ..utils import atomic_savez, atomic_write_text
-    from .schema import FeatureKey
+    from .schema import FeatureKey, Layout
 
     per_split = pool_scaling == "standardize"
     test0 = splits[0].test
@@ -191,7 +191,7 @@ def write_model_features(
     for m in models:
         shared = None
         for s in splits:
-            cache = Path(out) / "cache" / f"split{s.index}" if per_split else Path(out) / "cache"
+            cache = Layout(out).cache(s.index) if per_split else Layout(out).shared_cache
             cache.mkdir(parents=True, exist_ok=True)
             paths = (cache / f"model_{m.name}_X.npy", cache / f"model_{m.name}_Z.npy")
             if per_split or shared is None:
@@ -201,7 +201,7 @@ def write_model_features(
                 shared = Z if shared is None else shared
             features[s.index][str(FeatureKey("X", m.name))] = str(paths[0])
             features[s.index][str(FeatureKey.embedding(m.name))] = str(paths[1])
-        atomic_savez(out / "embeddings" / f"{m.name}.npz", Z=shared[test0], labels=labels)
+        atomic_savez(Layout(out).embedding(m.name), Z=shared[test0], labels=labels)
         history = SSLModel.load(m.directory).history_
         if history is not None and not history.empty:
-            atomic_write_text(out / "histories" / f"{m.name}.csv", history.to_csv(index=False))
+            atomic_write_text(Layout(out).history(m.name), history.to_csv(index=False))

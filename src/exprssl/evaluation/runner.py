@@ -132,7 +132,7 @@ def _prepare_split(cfg: BenchmarkConfig, cohort: Cohort, s: Split, out: Path):
     np.save(cache / "pool_raw.npy", pool)
     np.save(cache / "pool.npy", prep.transform(pool, genes))
     np.save(cache / "X.npy", prep.transform(cohort_X, genes))
-    prep.save(cache / "preprocessor.json")
+    prep.save(Layout(out).preprocessor(s.index))
     paths = {
         "X": str(cache / "X.npy"),
         "pool": str(cache / "pool.npy"),
@@ -257,7 +257,7 @@ def _write_best_predictions(
     p = store.predictions()
     p = p[(p["approach"] == top["approach"]) & np.isclose(p["fraction"], top["fraction"])]
     atomic_savez(
-        out / "predictions" / "best.npz",
+        Layout(out).best_predictions,
         y_true=cohort.classes[p["y_true"].to_numpy()].astype(str),
         y_pred=cohort.classes[p["y_pred"].to_numpy()].astype(str),
         classes=cohort.classes.astype(str),

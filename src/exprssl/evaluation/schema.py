@@ -131,8 +131,37 @@ class Layout:
     def splits(self) -> Path:
         return self.out / "splits.json"
 
+    @property
+    def shared_cache(self) -> Path:
+        """Features every split shares (a given model's, when the cohort is not re-scaled)."""
+        return self.out / "cache"
+
     def cache(self, split: int) -> Path:
-        return self.out / "cache" / f"split{split}"
+        return self.shared_cache / f"split{split}"
+
+    def preprocessor(self, split: int) -> Path:
+        """The preprocessing a split fit on its pool (its genes: ``top_k_variance`` per pool)."""
+        return self.cache(split) / "preprocessor.json"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.out / "embeddings"
+
+    def embedding(self, name: str) -> Path:
+        """Split 0's test-set embedding by ``name`` (a method, a given model, or ``raw``)."""
+        return self.embeddings / f"{name}.npz"
+
+    @property
+    def histories(self) -> Path:
+        return self.out / "histories"
+
+    def history(self, name: str) -> Path:
+        return self.histories / f"{name}.csv"
+
+    @property
+    def best_predictions(self) -> Path:
+        """The best approach's predictions at the largest fraction (the confusion matrix)."""
+        return self.out / "predictions" / "best.npz"
 
     def model(self, split: int, method: str, pretrain_seed: int) -> Path:
         name = method if pretrain_seed == 0 else f"{method}-seed{pretrain_seed}"
