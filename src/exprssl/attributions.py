@@ -367,8 +367,23 @@ def overlap(table: pd.DataFrame, reference: str, k: int = 20) -> pd.DataFrame:
 
 
 def precision_at_k(table: pd.DataFrame, relevant: Sequence[str], k: int = 20) -> pd.DataFrame:
-    """Per (approach, split, class): the fraction of the top-k genes that are in ``relevant``
-    (a control's known driver genes)."""
+    """How many of an approach's top genes are genes known to drive the label (a control).
+
+    Parameters
+    ----------
+    table
+        An attributions table (``COLUMNS``), from ``explain`` or a benchmark.
+    relevant
+        The genes known to drive the label (e.g. ``latent_programmes``' ``var["drives_label"]``).
+    k
+        How many top-ranked genes of each class count.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per approach, split and class: ``precision``, the share of the top ``k`` genes in
+        ``relevant`` (chance: ``len(relevant)`` / number of genes).
+    """
     top = table[table["rank"] <= k]
     hit = top["gene"].isin(set(map(str, relevant)))
     return (

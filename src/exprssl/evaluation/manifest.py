@@ -55,6 +55,8 @@ def write_manifest(
     attributions: AttributionInfo | None = None,
     models: list = (),
 ) -> Manifest:
+    """Build the run's ``Manifest`` from what it used, and write it atomically (the last file
+    of a run before the report)."""
     from ..preprocessing import Preprocessor
     from .baselines import all_grids
     from .tuning import describe_grids

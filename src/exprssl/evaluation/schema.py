@@ -196,8 +196,18 @@ SUMMARY_COLUMNS = [
 
 
 def read_summary(path: str | Path) -> pd.DataFrame:
-    """``summary.csv`` with its flags as booleans and text columns as text (empty frame: no
-    file yet)."""
+    """``summary.csv`` with its flags as booleans and text columns as text.
+
+    Parameters
+    ----------
+    path
+        The file (``Layout(out).summary``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per approach and fraction (``SUMMARY_COLUMNS``); empty when there is no file yet.
+    """
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
@@ -353,8 +363,19 @@ class Manifest:
 
     @classmethod
     def read(cls, path: str | Path) -> Manifest:
-        """The manifest at ``path`` (a file, or a benchmark directory); an empty one (``found``
-        False) when there is none yet."""
+        """The manifest of a run.
+
+        Parameters
+        ----------
+        path
+            ``manifest.json``, or a benchmark directory.
+
+        Returns
+        -------
+        Manifest
+            What the file says (fields it lacks take their defaults); an empty manifest
+            (``found`` False) when there is none yet.
+        """
         path = Path(path)
         if path.is_dir():
             path = Layout(path).manifest

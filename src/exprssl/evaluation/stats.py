@@ -319,7 +319,31 @@ def paired_difference(
     n_boot: int = 2000,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """Mean paired difference ``a - b`` at one fraction, and its two-stage bootstrap interval."""
+    """Any two approaches of a run compared on the same test samples (the verdicts compare the
+    best SSL approach with the best baseline only).
+
+    Parameters
+    ----------
+    predictions
+        ``predictions.parquet`` of a benchmark.
+    fraction
+        The label fraction to compare at.
+    a, b
+        Approach names (``scarf+finetune``, ``logreg``, ...).
+    n_classes
+        Number of classes of the task.
+    metric
+        A metric the paired bootstrap can compute from predicted classes.
+    n_boot
+        Bootstrap replicates (splits, then test samples within each split).
+    seed
+        Seed of the resampling.
+
+    Returns
+    -------
+    tuple of float
+        The mean difference ``a - b`` and its 95% interval (low, high).
+    """
     splits = split_predictions(predictions, fraction, [a, b])
     point, reps = bootstrap(splits, [a, b], n_classes, metric, n_boot, seed)
     lo, hi = interval(reps[a] - reps[b])
