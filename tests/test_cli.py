@@ -311,3 +311,29 @@ def test_options_lists_every_section_and_every_field(monkeypatch):
     assert "min_test_per_class" in names and "pool_scaling" in names
     r = run("options", "nope")
     _assert_one_line_error(r, "unknown options section 'nope'; choose from barlow, benchmark")
+
+
+def test_usage_errors_are_one_line_from_the_console_script(capsys):
+    """click's own usage errors (unknown option or command, a missing or unparsable value) are
+    one line on stderr and exit 2 through the console script, like every other bad input."""
+    from exprssl.cli import main
+
+    cases = {
+        ("benchmark", "--splitz", "3"): "No such option: --splitz (Possible options: --splits) "
+        "(see 'exprssl benchmark --help')",
+        ("benchmark", "--splits", "abc"): "Invalid value for '--splits'",
+        ("pretrain", "--epochs"): "Option '--epochs' requires an argument",
+        ("nosuchcmd",): "No such command 'nosuchcmd'",
+    }
+    for argv, needle in cases.items():
+        with pytest.raises(SystemExit) as e:
+            main(list(argv))
+        out, err = capsys.readouterr()
+        assert e.value.code == 2 and out == "", argv
+        assert err.count("\n") == 1 and err.startswith("exprssl: error: ") and needle in err
+    with pytest.raises(SystemExit) as e:
+        main(["methods", "scarf"])
+    assert e.value.code == 0 and "corruption_rate" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "Usage: exprssl" in capsys.readouterr().out

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import ConfigError, ExprsslError
@@ -1053,8 +1054,26 @@ def _run_benchmark(cfg, progress: bool) -> None:
     )
 
 
-def main() -> None:  # pragma: no cover - console-script entry
-    sys.exit(app())
+def main(argv: list[str] | None = None) -> None:
+    """The console script: click's own usage errors (an unknown option, a missing value) are
+    one line on stderr and exit 2, like every other bad input (not a boxed message)."""
+    # click's UsageError, whether typer vendors click (>= 0.2x) or uses it
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        code = app(args=args, prog_name="exprssl", standalone_mode=False)
+    except usage_error as e:
+        if type(e).__name__ != "NoArgsIsHelpError":  # bare `exprssl`: click printed the help
+            where = e.ctx.command_path if e.ctx is not None else "exprssl"
+            message = f"{e.format_message().rstrip('.')} (see '{where} --help')"
+            err_console.print(
+                f"[bold red]exprssl: error:[/] {escape(message)}", highlight=False, soft_wrap=True
+            )
+        code = 2
+    except typer.Abort:
+        err_console.print("aborted", highlight=False)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -71,8 +71,10 @@ def artifact_kind(path: str | os.PathLike) -> str | None:
                 cfg = json.loads((path / "config.json").read_text())
                 if isinstance(cfg, dict) and "format_version" in cfg and "method" in cfg:
                     return "model"
-            if (path / "settings.json").is_file():
-                settings = json.loads((path / "settings.json").read_text())
+            from .evaluation.schema import Layout  # here: the schema reads this module's header
+
+            if Layout(path).settings.is_file():
+                settings = json.loads(Layout(path).settings.read_text())
                 if isinstance(settings, dict) and "exprssl_version" in settings:
                     return "benchmark"
         except (OSError, ValueError):
