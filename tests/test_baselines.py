@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from exprssl.evaluation.baselines import random_encoder
+from exprssl.evaluation.schema import GENES, FeatureKey
 
 
 def test_random_encoder_batchnorm_matches_the_pool_at_inference():
@@ -90,8 +91,9 @@ def test_baseline_registry_and_the_elastic_net_file():
     assert "elasticnet" in default_baselines() and available()[-1] == "random_encoder"
     assert {n for n, b in BASELINES.items() if b.kind == "control"} == {"random_encoder"}
     net = get_baseline("elasticnet")
-    assert net.kind == "baseline" and net.features == "X" and net.feature_key(3) == "X"
-    assert get_baseline("random_encoder").feature_key(3) == "random:3"
+    assert net.kind == "baseline" and net.features == "X" and net.feature_key(3) == GENES
+    assert get_baseline("random_encoder").feature_key(3) == FeatureKey.random(3)
+    assert str(FeatureKey.random(3)) == "random:3" and str(FeatureKey.embedding("a", 0)) == "Z:a:0"
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1, 2], 10)
     X = rng.normal(size=(30, 200)).astype(np.float32)

@@ -19,7 +19,7 @@ from exprssl.evaluation.protocol import (
     run_benchmark,
 )
 from exprssl.evaluation.results import RESULT_COLUMNS
-from exprssl.evaluation.schema import Layout, Manifest
+from exprssl.evaluation.schema import GENES, PCA_SCORES, POOL, FeatureKey, Layout, Manifest
 from exprssl.io import write_h5ad
 
 BASELINES = [
@@ -507,10 +507,10 @@ def test_every_explainable_approach_gives_per_class_gene_attributions(bench, dat
     feats = {
         k: str(cache / f)
         for k, f in (
-            ("X", "X.npy"),
-            ("pool", "pool.npy"),
-            ("pca", "pca.npy"),
-            ("Z:scarf:0", "Z_scarf_0.npy"),
+            (GENES, "X.npy"),
+            (POOL, "pool.npy"),
+            (PCA_SCORES, "pca.npy"),
+            (FeatureKey.embedding("scarf", 0), "Z_scarf_0.npy"),
         )
     }
     t = pd.read_csv(Layout(out).tuning)

@@ -27,7 +27,7 @@ from ..splits import label_fraction_subsets
 from ..utils import atomic_path
 from .heads import HeadRecipe
 from .planning import carve_validation
-from .schema import AttributionInfo, FeatureKey, Layout
+from .schema import GENES, PCA_SCORES, POOL, AttributionInfo, FeatureKey, Features, Layout
 
 LINEAR_BASELINES = ("elasticnet", "logreg", "pca_logreg")  # explained by their coefficients
 EXPLAINABLE_BASELINES = (*LINEAR_BASELINES, "mlp")
@@ -47,7 +47,7 @@ class AttributionTask:
     rows: np.ndarray  # the test rows explained
     y: np.ndarray
     n_classes: int
-    features: dict[str, str]  # feature key -> .npy path ("X", "pool", "pca", "Z:<method>:0")
+    features: Features  # the split's derived features (GENES, POOL, PCA, embeddings)
     models: dict[str, str] = field(default_factory=dict)  # SSL method or given model -> directory
     encoder: dict[str, Any] = field(default_factory=dict)
     recipe: HeadRecipe = field(default_factory=HeadRecipe)
@@ -101,12 +101,12 @@ def explain_split(task: AttributionTask) -> dict[str, np.ndarray]:
     y_lab, y_rows = task.y[task.lab], task.y[task.rows]
     for name, method, head, params in task.approaches:
         given = is_given(task.features, method)  # a pretrained model: its own inputs and genes
-        X = np.load(task.features[str(FeatureKey("X", method)) if given else "X"], mmap_mode="r")
+        X = np.load(task.features[FeatureKey.genes(method) if given else GENES], mmap_mode="r")
         X_lab, X_rows = np.asarray(X[task.lab]), np.asarray(X[task.rows])
         if head == "linear_probe":
             model = SSLModel.load(task.models[method])
             key = FeatureKey.embedding(method) if given else FeatureKey.embedding(method, 0)
-            Z = np.load(task.features[str(key)], mmap_mode="r")
+            Z = np.load(task.features[key], mmap_mode="r")
             W, b = logistic_weights(
                 fit_logistic(np.asarray(Z[task.lab]), y_lab, params, SEED), task.n_classes
             )
@@ -126,10 +126,10 @@ def explain_split(task: AttributionTask) -> dict[str, np.ndarray]:
         elif head == "pca_logreg":
             from sklearn.decomposition import PCA
 
-            pool = np.load(task.features["pool"])
+            pool = np.load(task.features[POOL])
             n = int(min(PCA_MAX_COMPONENTS, pool.shape[0] - 1, pool.shape[1]))
             pca = PCA(n_components=n, random_state=0).fit(pool)  # as features.pca_scores
-            F = np.load(task.features["pca"], mmap_mode="r")
+            F = np.load(task.features[PCA_SCORES], mmap_mode="r")
             W, _ = logistic_weights(
                 fit_logistic(np.asarray(F[task.lab]), y_lab, params, SEED), task.n_classes
             )
@@ -141,9 +141,9 @@ def explain_split(task: AttributionTask) -> dict[str, np.ndarray]:
     return out
 
 
-def is_given(features: dict[str, str], method: str) -> bool:
-    """Whether ``method`` is a given pretrained model (its inputs are ``X:<name>``)."""
-    return str(FeatureKey("X", method)) in features
+def is_given(features: Features, method: str) -> bool:
+    """Whether ``method`` is a given pretrained model (it has its own inputs, ``X:<name>``)."""
+    return FeatureKey.genes(method) in features
 
 
 def attribution_tasks(

@@ -19,7 +19,13 @@ from .baselines import get_baseline
 from .heads import HeadRecipe
 from .learners import fit_linear, fit_torch, fit_xgboost  # noqa: F401  (kept importable here)
 from .metrics import classification_metrics
-from .schema import SSL_HEADS, FeatureKey, approach_name  # noqa: F401  (SSL_HEADS kept here)
+from .schema import (  # noqa: F401  (SSL_HEADS kept here)
+    GENES,
+    SSL_HEADS,
+    FeatureKey,
+    Features,
+    approach_name,
+)
 from .tuning import MAX_FOLDS, cv_note, inner_folds
 
 
@@ -36,12 +42,12 @@ class Approach:
         return approach_name(self.method, self.kind, self.head)
 
 
-def ssl_learner(a: Approach, protocol: str) -> tuple[str, str]:
+def ssl_learner(a: Approach, protocol: str) -> tuple[str, FeatureKey]:
     """(learner, feature key) of an SSL head: fine-tuning trains the encoder on the genes; the
     frozen head is a logistic probe on the embeddings (under either protocol)."""
     if a.head == "finetune":
-        return "torch", "X"
-    return "logistic", str(FeatureKey.embedding(a.method))
+        return "torch", GENES
+    return "logistic", FeatureKey.embedding(a.method)
 
 
 @dataclass
@@ -55,7 +61,7 @@ class GroupJob:
     y: np.ndarray  # class code per cohort position (-1: not in the task)
     n_classes: int
     approaches: list[Approach]
-    features: dict[str, str]  # "X", "pca", "random", "Z:<method>" -> .npy path
+    features: Features  # the split's derived features (GENES, PCA, random, embeddings)
     models: dict[str, str] = field(
         default_factory=dict
     )  # method -> model directory, for fine-tuning
@@ -104,8 +110,8 @@ def evaluate_group(job: GroupJob) -> list[CellOutcome]:
         t0 = time.perf_counter()
         if a.kind == "ssl":
             learner, key = ssl_learner(a, job.protocol)
-            own = str(FeatureKey("X", a.method))  # a given model's own preprocessing of the genes
-            key = own if key == "X" and own in job.features else key
+            own = FeatureKey.genes(a.method)  # a given model's own preprocessing of the genes
+            key = own if key == GENES and own in job.features else key
             max_folds = MAX_FOLDS[learner]
         else:
             baseline = get_baseline(a.method)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..utils import atomic_savez, atomic_write_text
-from .schema import FeatureKey, Layout
+from .schema import GENES, PCA_SCORES, POOL, FeatureKey, Layout
 
 if TYPE_CHECKING:
     from .cohort import Cohort
@@ -46,17 +46,17 @@ def write_features(cfg, cohort: Cohort, s: Split, feats: dict[str, str], models,
     split 0 also writes the report's histories and test-set embeddings."""
     from .baselines import get_baseline
 
-    cache = Path(feats["X"]).parent
-    X = np.load(feats["X"])
-    pool_x = np.load(feats["pool"])
+    cache = Path(feats[GENES]).parent
+    X = np.load(feats[GENES])
+    pool_x = np.load(feats[POOL])
     _write_embeddings(cfg, cohort, s, feats, models, out, X)
     families = {get_baseline(b).features for b in cfg.baselines}
     if "pca" in families:
         np.save(cache / "pca.npy", pca_scores(pool_x, X))
-        feats[str(FeatureKey("pca"))] = str(cache / "pca.npy")
+        feats[PCA_SCORES] = str(cache / "pca.npy")
     for seed in range(cfg.seeds) if "random" in families else ():
         np.save(cache / f"random_{seed}.npy", random_features(X, pool_x, cfg.encoder, seed))
-        feats[str(FeatureKey.random(seed))] = str(cache / f"random_{seed}.npy")
+        feats[FeatureKey.random(seed)] = str(cache / f"random_{seed}.npy")
     if s.index == 0:
         atomic_savez(
             Layout(out).embedding("raw"),
@@ -72,13 +72,13 @@ def _write_embeddings(
     model's training history and test-set embedding for the report)."""
     from ..model import SSLModel
 
-    cache = Path(feats["X"]).parent
+    cache = Path(feats[GENES]).parent
     for method in cfg.methods:
         for p in range(cfg.pretrain_seeds):
             path = cache / f"Z_{method}_{p}.npy"
             model = SSLModel.load(models[s.index, method, p])
             np.save(path, model.embed_preprocessed(np.asarray(X)))
-            feats[str(FeatureKey.embedding(method, p))] = str(path)
+            feats[FeatureKey.embedding(method, p)] = str(path)
             if s.index == 0 and p == 0:
                 atomic_write_text(Layout(out).history(method), model.history_.to_csv(index=False))
                 atomic_savez(

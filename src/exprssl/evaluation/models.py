@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError, GeneOverlapError
-from .schema import ModelInfo
+from .schema import FeatureKey, Features, Layout, ModelInfo
 
 if TYPE_CHECKING:
     from .cohort import Cohort
@@ -173,7 +173,7 @@ def write_model_features(
     cohort: Cohort,
     models: list[PretrainedModel],
     out: Path,
-    features: dict[int, dict[str, str]],
+    features: dict[int, Features],
     splits: list,
     pool_scaling: str,
 ) -> None:
@@ -183,7 +183,6 @@ def write_model_features(
     report's plots."""
     from ..model import SSLModel
     from ..utils import atomic_savez, atomic_write_text
-    from .schema import FeatureKey, Layout
 
     per_split = pool_scaling == "standardize"
     test0 = splits[0].test
@@ -199,8 +198,8 @@ def write_model_features(
                 np.save(paths[0], X)
                 np.save(paths[1], Z)
                 shared = Z if shared is None else shared
-            features[s.index][str(FeatureKey("X", m.name))] = str(paths[0])
-            features[s.index][str(FeatureKey.embedding(m.name))] = str(paths[1])
+            features[s.index][FeatureKey.genes(m.name)] = str(paths[0])
+            features[s.index][FeatureKey.embedding(m.name)] = str(paths[1])
         atomic_savez(Layout(out).embedding(m.name), Z=shared[test0], labels=labels)
         history = SSLModel.load(m.directory).history_
         if history is not None and not history.empty:

@@ -29,7 +29,7 @@ from .planning import Plan, Split, carve_validation, plan_benchmark
 from .pool import Progress, run_tasks
 from .results import ResultStore
 from .scaling import scale_pool
-from .schema import FeatureKey, Layout, Manifest
+from .schema import GENES, POOL, POOL_RAW, FeatureKey, Features, Layout, Manifest
 from .stats import summarize
 
 
@@ -76,7 +76,7 @@ def pretrain_stage(
     ``models/``); features, embeddings, PCA scores and random-encoder features written to
     ``cache/`` for the workers; each ``given`` model's inputs and embeddings (once, for every
     split). Returns the feature paths and model directories."""
-    features: dict[int, dict[str, str]] = {}
+    features: dict[int, Features] = {}
     models: dict[tuple[int, str, int], str] = {}
     tasks, timings = [], {}
     for s in plan.splits:
@@ -90,7 +90,7 @@ def pretrain_stage(
                         PretrainTask(
                             str(mdir),
                             method,
-                            features[s.index]["pool_raw"],
+                            features[s.index][POOL_RAW],
                             list(cohort.adata.var_names),
                             prep.to_dict(),
                             _pretrain_options(cfg, method),
@@ -134,9 +134,9 @@ def _prepare_split(cfg: BenchmarkConfig, cohort: Cohort, s: Split, out: Path):
     np.save(cache / "X.npy", prep.transform(cohort_X, genes))
     prep.save(Layout(out).preprocessor(s.index))
     paths = {
-        "X": str(cache / "X.npy"),
-        "pool": str(cache / "pool.npy"),
-        "pool_raw": str(cache / "pool_raw.npy"),
+        GENES: str(cache / "X.npy"),
+        POOL: str(cache / "pool.npy"),
+        POOL_RAW: str(cache / "pool_raw.npy"),
     }
     return paths, prep
 
@@ -164,12 +164,10 @@ def plan_jobs(
         for seed in range(cfg.seeds):
             subsets = label_fraction_subsets(cohort.y[s.finetune], plan.fractions, seed=seed)
             p = seed % cfg.pretrain_seeds
+            # the cell's embeddings are this seed's pretrain seed's (a given model's are in feats)
             job_feats = {
                 **feats,
-                **{
-                    str(FeatureKey.embedding(m)): feats[str(FeatureKey.embedding(m, p))]
-                    for m in cfg.methods
-                },  # a given model's Z:<name> is in feats already
+                **{FeatureKey.embedding(m): feats[FeatureKey.embedding(m, p)] for m in cfg.methods},
             }
             for frac in plan.fractions:
                 todo = [a for a in plan.approaches if not store.has(s.index, a, frac, seed)]

@@ -6,9 +6,13 @@ of the output directory (``Layout``). The runner writes through it; ``results``,
 
 - An approach is named ``"<method>+<head>"`` for an SSL method with a head (``scarf+finetune``)
   and by its own name for a baseline or control (``logreg``): ``approach_name``.
-- A feature key names one ``.npy`` of derived features (``FeatureKey``): ``X`` (preprocessed
-  genes), ``pool``, ``pca``, ``random:<seed>``, ``Z:<method>:<pretrain seed>`` (a model's
-  embeddings) or ``Z:<method>`` (a cell's embeddings, whichever pretrain seed it uses).
+- A feature key names one ``.npy`` of derived features (``FeatureKey``, the key of every
+  ``Features`` mapping): ``GENES`` (the preprocessed genes; ``FeatureKey.genes(model)`` a given
+  model's own preprocessing of them), ``POOL`` / ``POOL_RAW`` (the split's pretraining pool,
+  preprocessed / raw), ``PCA_SCORES``, ``FeatureKey.random(seed)``, ``FeatureKey.embedding(method,
+  pretrain_seed)`` (a model's embeddings) or ``FeatureKey.embedding(method)`` (a cell's
+  embeddings, whichever pretrain seed it uses). ``str(key)`` reads ``X``, ``random:3``,
+  ``Z:scarf:0``.
 """
 
 from __future__ import annotations
@@ -51,13 +55,18 @@ def approach_names(frame: pd.DataFrame) -> np.ndarray:
 class FeatureKey:
     """Which derived features a cell reads (see the module docstring)."""
 
-    family: str  # "X", "pool", "pca", "random" or "Z"
-    method: str | None = None  # Z only
+    family: str  # "X", "pool", "pool_raw", "pca", "random" or "Z"
+    method: str | None = None  # Z; X of a given model
     seed: int | None = None  # random: the label seed; Z: the pretrain seed (None: the cell's)
 
     def __str__(self) -> str:
         parts = [self.family, self.method, None if self.seed is None else str(self.seed)]
         return ":".join(p for p in parts if p is not None)
+
+    @classmethod
+    def genes(cls, model: str | None = None) -> FeatureKey:
+        """The preprocessed genes (``model``: a given model's own preprocessing of them)."""
+        return cls("X", model)
 
     @classmethod
     def embedding(cls, method: str, pretrain_seed: int | None = None) -> FeatureKey:
@@ -66,6 +75,13 @@ class FeatureKey:
     @classmethod
     def random(cls, seed: int) -> FeatureKey:
         return cls("random", None, seed)
+
+
+GENES = FeatureKey("X")
+POOL = FeatureKey("pool")
+POOL_RAW = FeatureKey("pool_raw")
+PCA_SCORES = FeatureKey("pca")
+Features = dict[FeatureKey, str]  # a split's derived features: key -> .npy path
 
 
 # ----------------------------------------------------------------------------- result files

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from ...errors import ConfigError
 from ..features import random_encoder  # noqa: F401  (the control's encoder; importable here)
+from ..schema import FeatureKey
 
 KINDS = ("baseline", "control")
 FEATURE_FAMILIES = ("X", "pca", "random")
@@ -39,11 +40,9 @@ class Baseline:
     order: ClassVar[int] = 100
     default: ClassVar[bool] = True  # among the baselines a benchmark runs unless told otherwise
 
-    def feature_key(self, seed: int) -> str:
+    def feature_key(self, seed: int) -> FeatureKey:
         """The key of the features this baseline reads in a cell of label seed ``seed``."""
-        from ..schema import FeatureKey
-
-        return str(FeatureKey(self.features, seed=seed if self.features == "random" else None))
+        return FeatureKey(self.features, seed=seed if self.features == "random" else None)
 
     def fit_predict(self, F_lab, y_lab, F_test, folds, job) -> tuple[Any, dict[str, Any]]:
         raise NotImplementedError
