@@ -47,7 +47,9 @@ def benchmark(
     Returns
     -------
     exprssl.evaluation.runner.BenchmarkRun
-        The run: ``.summary``, ``.out``, ``.manifest``.
+        The run: ``.summary`` (``summary.csv``), ``.results`` (every finished cell), ``.out``
+        and ``.manifest`` (an ``exprssl.evaluation.schema.Manifest``: ``.dataset``, ``.pool``,
+        ``.full_labels``, ``.setting(name)``, ...).
 
     Raises
     ------
