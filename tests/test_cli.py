@@ -322,7 +322,8 @@ def test_usage_errors_are_one_line_from_the_console_script(capsys):
         ("benchmark", "--splitz", "3"): "No such option: --splitz (Possible options: --splits) "
         "(see 'exprssl benchmark --help')",
         ("benchmark", "--splits", "abc"): "Invalid value for '--splits'",
-        ("pretrain", "--epochs"): "Option '--epochs' requires an argument",
+        ("pretrain", "--epochs"): "Option '--epochs' requires an argument "
+        "(see 'exprssl pretrain --help')",
         ("nosuchcmd",): "No such command 'nosuchcmd'",
     }
     for argv, needle in cases.items():

@@ -1054,6 +1054,13 @@ def _run_benchmark(cfg, progress: bool) -> None:
     )
 
 
+def _command_path(args: list[str]) -> str:
+    """``exprssl <command>`` of a command line whose error click raised without a context."""
+    commands = typer.main.get_command(app).commands
+    first = next((a for a in args if not a.startswith("-")), None)
+    return f"exprssl {first}" if first in commands else "exprssl"
+
+
 def main(argv: list[str] | None = None) -> None:
     """The console script: click's own usage errors (an unknown option, a missing value) are
     one line on stderr and exit 2, like every other bad input (not a boxed message)."""
@@ -1064,7 +1071,7 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=args, prog_name="exprssl", standalone_mode=False)
     except usage_error as e:
         if type(e).__name__ != "NoArgsIsHelpError":  # bare `exprssl`: click printed the help
-            where = e.ctx.command_path if e.ctx is not None else "exprssl"
+            where = e.ctx.command_path if e.ctx is not None else _command_path(args)
             message = f"{e.format_message().rstrip('.')} (see '{where} --help')"
             err_console.print(
                 f"[bold red]exprssl: error:[/] {escape(message)}", highlight=False, soft_wrap=True
