@@ -57,6 +57,14 @@ def _fmt_fraction(frac: float, n: float) -> str:
     return f"{frac:.0%} (n={int(round(n))})"
 
 
+def _listing(items, sep: str = ", ") -> list:
+    """Inline content: each item (a list of inline pieces) in turn, ``sep`` between them."""
+    out: list = []
+    for item in items:
+        out += [sep, *item] if out else list(item)
+    return out
+
+
 def summary_matrix(summary: pd.DataFrame, ci: bool = True, bold_best: bool = False) -> pd.DataFrame:
     """Approaches (SSL first, then baselines, then controls) x label fractions: the mean, and with
     ``ci`` its 95% interval, as Markdown text. The one table builder behind the CLI, report.md and
@@ -190,9 +198,7 @@ def _full_labels(manifest: Manifest) -> list:
     full = manifest.full_labels
     if full.mean is None:
         return []
-    per_class: list = []
-    for k, v in full.per_class.items():
-        per_class += [", " if per_class else "", User(k), f" {v:g}"]
+    per_class = _listing([User(k), f" {v:g}"] for k, v in full.per_class.items())
     return [
         f"100% of the labels = {full.mean:g} labelled profiles per split (mean over "
         f"splits; {full.of}): ",
@@ -227,10 +233,7 @@ def _caveats(manifest: Manifest) -> list[list]:
                 ]
             )
     if pool.size is not None:
-        parts: list = []
-        for k, v in pool.parts.items():
-            if v:
-                parts += [", " if parts else "", f"{v} ", User(k)]
+        parts = _listing([f"{v} ", User(k)] for k, v in pool.parts.items() if v)
         transductive = manifest.setting("transductive")
         out.append(
             [
@@ -245,9 +248,7 @@ def _caveats(manifest: Manifest) -> list[list]:
             ]
         )
     if ds.dropped_classes:
-        dropped: list = []
-        for k, v in ds.dropped_classes.items():
-            dropped += [", " if dropped else "", User(k), f" ({v})"]
+        dropped = _listing([User(k), f" ({v})"] for k, v in ds.dropped_classes.items())
         out.append(
             [
                 "Classes dropped as too small for the split (their profiles only pretrain): ",
@@ -696,9 +697,7 @@ def _data_section(summary, manifest, metric, out, figures) -> list:
     ds = manifest.dataset
     if ds.n_samples is None:
         return []
-    classes: list = []
-    for k, v in ds.classes.items():
-        classes += [", " if classes else "", User(k), f" {v}"]
+    classes = _listing([User(k), f" {v}"] for k, v in ds.classes.items())
     return [
         Para(
             [
@@ -797,9 +796,8 @@ def _tuning_section(summary, manifest, metric, out, figures) -> list:
         return blocks
     rows = []
     for approach, g in t.groupby("approach"):
-        chosen: list = []
-        for params, v in g["params"].value_counts(normalize=True).head(3).items():
-            chosen += ["; " if chosen else "", User(params), f" ({v:.0%})"]
+        shares = g["params"].value_counts(normalize=True).head(3).items()
+        chosen = _listing(([User(params), f" ({v:.0%})"] for params, v in shares), "; ")
         rows.append([[User(approach)], chosen])
     blocks.append(Table(["approach", "chosen (share of cells)"], rows))
     notes = t["note"].dropna()
@@ -951,14 +949,7 @@ def _models_section(summary, manifest, metric, out, figures) -> list:
         return []
     items = []
     for name, m in manifest.models.items():
-        sources: list = []
-        for src in m.data_sources:
-            n = src.get("n_profiles")
-            sources += [
-                "; " if sources else "",
-                User(src.get("name")),
-                f" ({n:,} profiles)" if isinstance(n, int) else "",
-            ]
+        sources = _listing(map(_data_source, m.data_sources), "; ")
         genes = m.genes
         options = ", ".join(f"{k}={v}" for k, v in m.method_options.items())
         items.append(
@@ -996,6 +987,12 @@ def _models_section(summary, manifest, metric, out, figures) -> list:
         ),
         Bullets(items),
     ]
+
+
+def _data_source(src: dict) -> list:
+    """A pretraining source as its card records it: name (and profiles, when known)."""
+    n = src.get("n_profiles")
+    return [User(src.get("name")), f" ({n:,} profiles)" if isinstance(n, int) else ""]
 
 
 def _pooling_section(summary, manifest, metric, out, figures) -> list:
