@@ -8,7 +8,7 @@ import json
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
-from sklearn.metrics import balanced_accuracy_score
+from fake_cells import cell
 
 from exprssl.evaluation.schema import Layout, Manifest
 from exprssl.evaluation.stats import summarize
@@ -37,33 +37,10 @@ def _bench_dir(tmp_path, gap: float, classes=("a", "b", "c"), n_test=60):
                     p = np.where(
                         rng.random(n_test) < min(acc + 0.1 * frac, 1), y, (y + 1) % len(classes)
                     )
-                    name = f"{method}+{head}" if kind == "ssl" else method
-                    preds.append(
-                        pd.DataFrame(
-                            {
-                                "split": k,
-                                "seed": seed,
-                                "fraction": frac,
-                                "approach": name,
-                                "test_index": np.arange(n_test) + 100 * k,
-                                "y_true": y,
-                                "y_pred": p,
-                            }
-                        )
-                    )
-                    res.append(
-                        {
-                            "split": k,
-                            "method": method,
-                            "kind": kind,
-                            "head": head,
-                            "fraction": frac,
-                            "n_labelled": n,
-                            "seed": seed,
-                            "metric": "balanced_accuracy",
-                            "value": balanced_accuracy_score(y, p),
-                        }
-                    )
+                    index = np.arange(n_test) + 100 * k
+                    r, pr = cell(k, seed, frac, method, kind, head, n, y, p, index)
+                    res.append(r)
+                    preds.append(pr)
     summary = summarize(
         pd.DataFrame(res),
         pd.concat(preds),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from fake_cells import cell
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from exprssl.evaluation.stats import (
@@ -128,34 +129,11 @@ def _tables(n_splits=3, seeds=2, n_test=50, fractions=(0.2, 1.0), gap=0.3):
         for frac in fractions:
             for seed in range(seeds):
                 for method, kind, head, acc in approaches:
-                    name = f"{method}+{head}" if kind == "ssl" else method
                     p = np.where(rng.random(n_test) < acc, y, (y + 1) % 3)
-                    preds.append(
-                        pd.DataFrame(
-                            {
-                                "split": k,
-                                "seed": seed,
-                                "fraction": frac,
-                                "approach": name,
-                                "test_index": test_index,
-                                "y_true": y,
-                                "y_pred": p,
-                            }
-                        )
-                    )
-                    res.append(
-                        {
-                            "split": k,
-                            "method": method,
-                            "kind": kind,
-                            "head": head,
-                            "fraction": frac,
-                            "n_labelled": int(30 * frac),
-                            "seed": seed,
-                            "metric": "balanced_accuracy",
-                            "value": balanced_accuracy_score(y, p),
-                        }
-                    )
+                    n = int(30 * frac)
+                    r, pr = cell(k, seed, frac, method, kind, head, n, y, p, test_index)
+                    res.append(r)
+                    preds.append(pr)
     return pd.DataFrame(res), pd.concat(preds, ignore_index=True)
 
 
