@@ -34,28 +34,35 @@ def test_random_encoder_batchnorm_matches_the_pool_at_inference():
         )  # running var: unbiased
 
 
+def _job(y: np.ndarray, n_test: int):
+    """A cell whose labelled subset is every row of ``y`` and whose test part its first rows."""
+    from exprssl.evaluation.cells import GroupJob
+
+    return GroupJob(
+        split=0,
+        seed=0,
+        fraction=1.0,
+        lab=np.arange(len(y)),
+        val=np.array([], int),
+        test=np.arange(n_test),
+        y=y,
+        n_classes=int(y.max()) + 1,
+        approaches=[],
+        features={},
+    )
+
+
 def test_xgboost_and_linear_learners_tune_on_the_labelled_subset_only(tmp_path):
     """Inner CV picks from the grid using labelled samples only: the test rows may be garbage
     (NaN) without changing the choice, and the chosen XGBoost rounds come from early stopping."""
-    from exprssl.evaluation.cells import GroupJob, fit_linear, fit_xgboost
+    from exprssl.evaluation.cells import fit_linear, fit_xgboost
     from exprssl.evaluation.tuning import GRIDS, inner_folds
 
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1, 2], 12)
     X = rng.normal(size=(36, 20)).astype(np.float32)
     X[:, 0] += 2.5 * y  # one informative gene
-    job = GroupJob(
-        split=0,
-        seed=0,
-        fraction=1.0,
-        lab=np.arange(36),
-        val=np.array([], int),
-        test=np.arange(3),
-        y=y,
-        n_classes=3,
-        approaches=[],
-        features={},
-    )
+    job = _job(y, n_test=3)
     folds = inner_folds(y, 0)
     assert len(folds) == 3 and sorted(np.concatenate(folds).tolist()) == list(range(36))
     folds_xgb = inner_folds(y, 0, 2)
@@ -84,7 +91,6 @@ def test_baseline_registry_and_the_elastic_net_file():
     """A baseline is one registered file: the elastic net is among the defaults, counted as a
     baseline (not a control), and tunes C and l1_ratio by inner CV on the labelled subset."""
     from exprssl.evaluation.baselines import BASELINES, available, default_baselines, get_baseline
-    from exprssl.evaluation.cells import GroupJob
     from exprssl.evaluation.tuning import inner_folds
 
     assert available()[:4] == ["logreg", "pca_logreg", "xgboost", "mlp"]
@@ -98,18 +104,7 @@ def test_baseline_registry_and_the_elastic_net_file():
     y = np.repeat([0, 1, 2], 10)
     X = rng.normal(size=(30, 200)).astype(np.float32)
     X[:, :5] += 2.0 * y[:, None]
-    job = GroupJob(
-        split=0,
-        seed=0,
-        fraction=1.0,
-        lab=np.arange(30),
-        val=np.array([], int),
-        test=np.arange(6),
-        y=y,
-        n_classes=3,
-        approaches=[],
-        features={},
-    )
+    job = _job(y, n_test=6)
     proba, params = net.fit_predict(X, y, X[:6], inner_folds(y, 0, net.max_folds), job)
     assert proba.shape == (6, 3) and np.allclose(proba.sum(1), 1) and params in net.grid
     assert (proba.argmax(1) == y[:6]).mean() >= 0.8
