@@ -178,6 +178,21 @@ def test_summary_matrix_is_the_one_table(tmp_path):
     assert "[" not in plain.iloc[0, 1]
 
 
+def test_terminal_text_is_the_data_as_written(tmp_path):
+    """What the CLI prints: names from the data exactly as they are (no Markdown escapes or
+    entities to undo), while report.md keeps them escaped."""
+    out, summary = _bench_dir(tmp_path, gap=0.3)
+    name = "T&NK_[1]*"
+    for col in ("approach", "method", "vs"):
+        summary[col] = summary[col].replace("logreg", name)
+    text = summary_matrix(summary, ci=False, plain=True)
+    assert name in set(text["approach"]) and "random_encoder" in set(text["approach"])
+    first = answer(summary, Manifest.read(out), "balanced_accuracy", plain=True)[0]
+    assert first.startswith("SSL pretraining helps") and f" beats {name} by " in first
+    md = answer(summary, Manifest.read(out), "balanced_accuracy")[0]
+    assert md.startswith("**SSL pretraining helps**") and "T&amp;NK\\_\\[1\\]\\*" in md
+
+
 def test_missing_pieces_do_not_crash(tmp_path):
     out, _ = _bench_dir(tmp_path, gap=0.0)
     (Layout(out).summary).unlink()

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .errors import ConfigError, ExprsslError
 
@@ -1036,7 +1037,7 @@ def _run_benchmark(cfg, progress: bool) -> None:
 
     run = benchmark(config=cfg, progress=progress)
     metric = run.manifest.setting("main_metric")
-    table = summary_matrix(run.summary, ci=False)
+    table = summary_matrix(run.summary, ci=False, plain=True)
     t = Table(
         title=f"{cfg.data}: {cfg.label} — {metric.replace('_', ' ')} on the test set, mean over "
         "splits x seeds (intervals and verdicts in the report)"
@@ -1044,10 +1045,10 @@ def _run_benchmark(cfg, progress: bool) -> None:
     for col in table.columns:  # "12% (n=7)" on two lines keeps 5-6 fractions within 80 columns
         t.add_column(str(col).replace(" (", "\n("), no_wrap=True)
     for row in table.itertuples(index=False):
-        t.add_row(*[str(v).replace("\\", "") for v in row])
+        t.add_row(*[Text(str(v)) for v in row])  # Text: a name like "[x]" is not rich markup
     console.print(t)
-    for line in answer(run.summary, run.manifest, metric)[:2]:
-        console.print(line.replace("**", "").replace("\\", ""), highlight=False)
+    for line in answer(run.summary, run.manifest, metric, plain=True)[:2]:
+        console.print(line, highlight=False, markup=False)
     console.print(
         f"report: {run.out / 'report.html'} (also report.md, summary.csv, results.csv, plots)",
         highlight=False,

@@ -65,14 +65,18 @@ def _listing(items, sep: str = ", ") -> list:
     return out
 
 
-def summary_matrix(summary: pd.DataFrame, ci: bool = True, bold_best: bool = False) -> pd.DataFrame:
+def summary_matrix(
+    summary: pd.DataFrame, ci: bool = True, bold_best: bool = False, plain: bool = False
+) -> pd.DataFrame:
     """Approaches (SSL first, then baselines, then controls) x label fractions: the mean, and with
-    ``ci`` its 95% interval, as Markdown text. The one table builder behind the CLI, report.md and
-    report.html (which renders the same cells, ``_matrix``, as HTML)."""
+    ``ci`` its 95% interval, as Markdown text (``plain``: as plain text, for a terminal). The one
+    table builder behind the CLI, report.md and report.html (which renders the same cells,
+    ``_matrix``, as HTML)."""
     header, rows = _matrix(summary, ci, bold_best)
     if not header:
         return pd.DataFrame()
-    return pd.DataFrame([[to_markdown(c) for c in row] for row in rows], columns=header)
+    render = to_text if plain else to_markdown
+    return pd.DataFrame([[render(c) for c in row] for row in rows], columns=header)
 
 
 def _matrix(summary: pd.DataFrame, ci: bool, bold_best: bool) -> tuple[list[str], list[list]]:
@@ -105,11 +109,14 @@ def comparisons(summary: pd.DataFrame) -> pd.DataFrame:
     ]
 
 
-def answer(summary: pd.DataFrame, manifest: Manifest, metric: str) -> list[str]:
-    """The first screen as Markdown lines: the answer in one sentence, the labels SSL saves (or
-    not), the caveats (``- `` items)."""
+def answer(
+    summary: pd.DataFrame, manifest: Manifest, metric: str, plain: bool = False
+) -> list[str]:
+    """The first screen as Markdown lines (``plain``: plain text, for a terminal): the answer in
+    one sentence, the labels SSL saves (or not), the caveats (``- `` items)."""
     lines, notes = _answer(summary, manifest, metric)
-    return [to_markdown(x) for x in lines] + [f"- {to_markdown(c)}" for c in notes]
+    render = to_text if plain else to_markdown
+    return [render(x) for x in lines] + [f"- {render(c)}" for c in notes]
 
 
 def _answer(
@@ -596,6 +603,11 @@ class Table:
 class Image:
     key: str
     path: Path
+
+
+def to_text(parts: list) -> str:
+    """Inline content as plain text (a terminal): no markup, nothing escaped."""
+    return "".join(map(str, parts))
 
 
 def to_markdown(parts: list) -> str:
