@@ -277,9 +277,8 @@ def top_genes(table: pd.DataFrame, k: int = 20) -> pd.DataFrame:
     return top.sort_values(["approach", "split", "class", "rank"]).reset_index(drop=True)
 
 
-def _importance(table: pd.DataFrame, approach: str, cls: str) -> pd.DataFrame:
-    """|attribution| of one approach and class: genes x splits."""
-    part = table[(table["approach"] == approach) & (table["class"] == cls)]
+def _importance(part: pd.DataFrame) -> pd.DataFrame:
+    """|attribution| of one approach and class's rows: genes x splits."""
     # a gene missing from a split's rows (its preprocessing did not keep it) had no attribution
     return part.pivot(index="gene", columns="split", values="attribution").abs().fillna(0.0)
 
@@ -304,8 +303,8 @@ def stability(table: pd.DataFrame, k: int = 20) -> pd.DataFrame:
     from scipy.stats import spearmanr
 
     rows = []
-    for (approach, cls), _ in table.groupby(["approach", "class"], sort=True):
-        imp = _importance(table, approach, cls)
+    for (approach, cls), part in table.groupby(["approach", "class"], sort=True):
+        imp = _importance(part)
         n = imp.shape[1]
         rho = jac = np.nan
         if n >= 2:

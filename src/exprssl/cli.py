@@ -626,7 +626,7 @@ def explain(
 ):
     """Which genes carry the prediction of each class: integrated gradients through the encoder
     and a head fit on the labels, beside logistic regression's coefficients on the same genes."""
-    from .attributions import HEADS, overlap, stability, write_attributions
+    from .attributions import HEADS, overlap, stability, top_genes, write_attributions
     from .attributions import explain as explain_model
     from .model import SSLModel
     from .outputs import check_output
@@ -644,7 +644,7 @@ def explain(
     )
     if out is not None:
         write_attributions(table, out, overwrite=overwrite, inputs=[data, model, labels])
-    best = table[table["rank"] <= top].sort_values(["class", "approach", "split", "rank"])
+    best = top_genes(table, top)
     shared = overlap(table, "logreg", top).set_index(["approach", "class"]).iloc[:, 0]
     steady = stability(table, top).set_index(["approach", "class"])
     n = table["split"].nunique()
