@@ -398,7 +398,11 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         GeneOverlapError; with ``report``, a partial coverage is logged as a WARNING on logger
         ``exprssl`` (found N of M, %, and a few missing names): missing genes are imputed."""
         self._check_fitted()
-        present = set(self._model_names(genes, source, report))
+        return self._coverage(self._model_names(genes, source, report), source, report)
+
+    def _coverage(self, names: list[str], source: str, report: bool) -> float:
+        """``gene_coverage`` of names already matched to the fitted genes (``_model_names``)."""
+        present = set(names)
         missing = [g for g in self.genes_ if g not in present]
         n_model = len(self.genes_)
         found = n_model - len(missing)
@@ -491,8 +495,8 @@ class Preprocessor(TransformerMixin, BaseEstimator):
             )  # gene_index_ is sorted: all genes, in order
             Xs = self._scale_counts(Xm, None if every else self.gene_index_)
         else:
-            self.gene_coverage(names, source, report=report_coverage)
-            names = self._model_names(names)
+            names = self._model_names(names, source, report_coverage)  # matched once
+            self._coverage(names, source, report_coverage)
             # library size from the genes the sample has that the model knows (the training
             # basis)
             pos = {g: i for i, g in enumerate(names)}
