@@ -315,7 +315,7 @@ OverwriteOpt = Annotated[
 ]
 
 
-def _split_options(method: str, options: dict) -> tuple[dict, dict]:
+def _split_options(options: dict) -> tuple[dict, dict]:
     """Config/flag options -> (the training loop's, the method's): method options may sit at the
     top level of a YAML file or come from --set, next to the training options."""
     from .training import TrainConfig
@@ -393,7 +393,7 @@ def pretrain(
 ):
     """Pretrain an encoder with a self-supervised method and save it to a model directory."""
     from .model import SSLModel
-    from .outputs import check_output
+    from .outputs import _same_or_inside, check_output
     from .training import check_hardware_options
     from .validation import check_top_genes
 
@@ -422,7 +422,7 @@ def pretrain(
             raise ConfigError(f"--{key} is required (on the command line or in --config)")
     prep = _preprocessing(cfg.pop("preprocessing", None), top_genes)
     name, data_path, out_dir = cfg.pop("method"), cfg.pop("data"), Path(cfg.pop("out"))
-    train, method_params = _split_options(name, cfg)
+    train, method_params = _split_options(cfg)
     model = SSLModel(
         name, method_params=method_params, preprocessor=prep or None, progress=progress, **train
     )
@@ -431,10 +431,7 @@ def pretrain(
     check_output(out_dir, "model", overwrite=overwrite, inputs=[data_path, config])
     if params.train.log_dir:  # the CSV logger's files and checkpoints follow the same rules
         log_dir = Path(params.train.log_dir)
-        if (
-            log_dir.absolute() == out_dir.absolute()
-            or out_dir.absolute() in log_dir.absolute().parents
-        ):
+        if _same_or_inside(log_dir, out_dir):
             raise ConfigError(
                 f"{log_dir}: log_dir must lie outside the model directory --out {out_dir} (the "
                 "model "

@@ -515,8 +515,9 @@ def holdout_size(n: int, cfg: TrainConfig, limit: int | None = None) -> int:
     n_train = n - n_val
     if n < 2:
         raise ConfigError(f"training needs at least 2 samples, got {n}")
-    if n_train < max(2, min(cfg.batch_size, n // 2)):
-        most = max(0.0, (n - max(2, min(cfg.batch_size, n // 2))) / n)
+    need = max(2, min(cfg.batch_size, n // 2))  # rows left to train on
+    if n_train < need:
+        most = max(0.0, (n - need) / n)
         raise ConfigError(
             f"val_fraction {cfg.val_fraction:g} holds out {n_val} of {n} samples for early "
             f"stopping, leaving {n_train} to train on; use val_fraction <= "
