@@ -1113,6 +1113,11 @@ def add_labels(
         )
     else:
         sheet, source = _read_sheet(Path(labels)), str(labels)
+    return _join_sheet(adata, sheet, source, id_column, columns, match)
+
+
+def _join_sheet(adata, sheet: pd.DataFrame, source: str, id_column, columns, match) -> ad.AnnData:
+    """``add_labels`` once the sheet is read (``source`` names it in messages)."""
     if match not in MATCH_MODES:
         raise LabelColumnError(f"match must be one of {', '.join(MATCH_MODES)}, got '{match}'")
     _check_unique_columns(sheet, source)
@@ -1309,6 +1314,7 @@ def load_data(
         A subclass naming the file and the problem.
     """
     p = data_file(path_or_name)
+    sheet = None  # a sheet file read to orient the table is joined from that same read
     if p is not None:
         if (
             labels is not None
@@ -1316,7 +1322,8 @@ def load_data(
             and not isinstance(labels, pd.DataFrame)
             and match in MATCH_MODES
         ):
-            read_options["sheet_keys"] = (_sheet_ids(Path(labels), label_id_column, match), match)
+            sheet = _read_sheet(Path(labels))
+            read_options["sheet_keys"] = (_sheet_ids(sheet, label_id_column, match), match)
         adata = read(p, **read_options)
     else:
         from . import datasets
@@ -1330,7 +1337,9 @@ def load_data(
                 f"'{path_or_name}' is neither an existing file nor a bundled dataset "
                 f"(bundled: {', '.join(datasets.names())})"
             )
-    if labels is not None:
+    if sheet is not None:
+        adata = _join_sheet(adata, sheet, str(labels), label_id_column, None, match)
+    elif labels is not None:
         adata = add_labels(adata, labels, id_column=label_id_column, match=match)
     return adata
 
@@ -1349,8 +1358,7 @@ def data_file(path_or_name: str | os.PathLike) -> Path | None:
     return p
 
 
-def _sheet_ids(path: Path, id_column: str | None, match: str) -> pd.Index:
-    sheet = _read_sheet(path)
+def _sheet_ids(sheet: pd.DataFrame, id_column: str | None, match: str) -> pd.Index:
     column = id_column if id_column in sheet.columns else sheet.columns[0]
     return id_keys(sheet[column].dropna(), match)
 
