@@ -345,17 +345,27 @@ def _read_delimited(
     skip_lines: int = 0,
     as_strings: bool = False,
     what: str = "table",
+    id_column: str | None = None,
 ) -> pd.DataFrame:
     """A csv/tsv table (optionally gzipped) with the header's names as written and string ids.
 
     The separator, decimal mark and leading comment lines come from ``sniff_dialect``.
-    ``index_col`` is the position of the id column (None: no index, e.g. sample sheets). Value
-    columns without a name are dropped when empty and refused when they hold values.
+    ``index_col`` is the position of the id column (None: no index, e.g. sample sheets), or
+    ``id_column`` its name in the header. Value columns without a name are dropped when empty and
+    refused when they hold values.
     """
     encoding = _text_encoding(path)
     dialect = sniff_dialect(path, fmt, encoding, skip_lines)
     sep, skip_lines = dialect.sep, dialect.skip_lines
     header = _header_fields(path, sep, encoding, skip_lines)
+    if id_column is not None:
+        matches = [i for i, h in enumerate(header) if h.strip() == id_column]
+        if len(matches) != 1:
+            raise LabelColumnError(
+                f"{path}: id column '{id_column}' "
+                f"{'not found' if not matches else 'appears more than once'} in the header"
+            )
+        index_col = matches[0]
     try:
         df = pd.read_csv(
             path,
@@ -654,21 +664,7 @@ def _read_table(
         df.columns = df.columns.astype(str)
         df = _drop_annotation_columns(df, path)  # as for text tables
     else:
-        index_col = 0
-        if sample_id_column is not None:
-            encoding = _text_encoding(path)
-            dialect = sniff_dialect(path, fmt, encoding)
-            header = [
-                h.strip() for h in _header_fields(path, dialect.sep, encoding, dialect.skip_lines)
-            ]
-            matches = [i for i, h in enumerate(header) if h == sample_id_column]
-            if len(matches) != 1:
-                raise LabelColumnError(
-                    f"{path}: id column '{sample_id_column}' "
-                    f"{'not found' if not matches else 'appears more than once'} in the header"
-                )
-            index_col = matches[0]
-        df = _read_delimited(path, fmt, index_col=index_col)
+        df = _read_delimited(path, fmt, id_column=sample_id_column)
     return _orient(df, orientation, source, sheet_keys)
 
 
