@@ -142,7 +142,7 @@ def fit_xgboost(
     }
 
 
-def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob, freeze: bool = False):
+def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob):
     """Encoder (pretrained, random-init or none) + softmax head, with the learning-rate scale
     chosen by inner CV: each grid value trains its fold models and the final model at once, as
     one stacked network. The final model early-stops on the labelled subset's validation part."""
@@ -163,14 +163,7 @@ def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob, freeze: bool 
     grid = GRIDS["torch"] if folds else GRIDS["torch"][:1]
     cv, losses, test_proba = [], [], []
     for params in grid:
-        net = StackedMLP(
-            encoder,
-            X.shape[1],
-            job.n_classes,
-            len(train_mask),
-            freeze_encoder=freeze,
-            seed=job.seed,
-        )
+        net = StackedMLP(encoder, X.shape[1], job.n_classes, len(train_mask), seed=job.seed)
         best = train_stacked(
             net,
             X,
@@ -199,7 +192,7 @@ def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob, freeze: bool 
     return test_proba[chosen].astype(np.float64), dict(grid[chosen])
 
 
-def train_torch(F_lab, y_lab, encoder, params, job, freeze: bool = False, seed: int = 0):
+def train_torch(F_lab, y_lab, encoder, params, job, seed: int = 0):
     """One encoder + softmax head trained as ``fit_torch``'s final model (``params``: the chosen
     learning-rate scale; early stopping on the job's validation part), returned as the trained
     one-model ``StackedMLP``: the network an attribution runs through."""
@@ -209,7 +202,7 @@ def train_torch(F_lab, y_lab, encoder, params, job, freeze: bool = False, seed: 
     val = np.zeros(len(y_lab), dtype=bool)
     val[[pos[int(c)] for c in job.val]] = True
     X = torch.as_tensor(np.ascontiguousarray(F_lab), dtype=torch.float32)
-    net = StackedMLP(encoder, X.shape[1], job.n_classes, 1, freeze_encoder=freeze, seed=seed)
+    net = StackedMLP(encoder, X.shape[1], job.n_classes, 1, seed=seed)
     train_stacked(
         net,
         X,
