@@ -66,7 +66,9 @@ def fit_logistic(F_fit, y_fit, params, seed):
     ).fit(F_fit, y_fit)
 
 
-def _logistic_proba(model, F, params, n_classes):
+def logistic_proba(model, F, params, n_classes):
+    """A fitted classifier's probabilities over every class (on the first ``k`` columns, PCA's
+    scores, when ``params`` hold one)."""
     F = F[:, : params["k"]] if "k" in params else F
     return full_proba(model.predict_proba(F), model.classes_, n_classes)
 
@@ -77,7 +79,7 @@ def fit_linear(F_lab, y_lab, F_test, grid_name, folds, job: GroupJob):
     grid = GRIDS[grid_name] if folds is not None else GRIDS[grid_name][:1]
     if grid_name == "pca":
         grid = [p for p in grid if p["k"] <= F_lab.shape[1]] or [{"k": F_lab.shape[1]}]
-    return fit_by_inner_cv(F_lab, y_lab, F_test, grid, folds, job, fit_logistic, _logistic_proba)
+    return fit_by_inner_cv(F_lab, y_lab, F_test, grid, folds, job, fit_logistic, logistic_proba)
 
 
 def _xgb(params, n_estimators, seed, n_classes: int, early_stopping=None):
