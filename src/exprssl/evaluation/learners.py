@@ -144,6 +144,15 @@ def fit_xgboost(
     }
 
 
+def _val_mask(job: GroupJob, n: int) -> np.ndarray:
+    """The rows of the labelled subset (``n`` of them) in the job's validation part: where the
+    final torch model early-stops."""
+    pos = {int(c): i for i, c in enumerate(job.lab)}
+    mask = np.zeros(n, dtype=bool)
+    mask[np.array([pos[int(c)] for c in job.val], dtype=int)] = True
+    return mask
+
+
 def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob):
     """Encoder (pretrained, random-init or none) + softmax head, with the learning-rate scale
     chosen by inner CV: each grid value trains its fold models and the final model at once, as
@@ -151,11 +160,8 @@ def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob):
     import torch
 
     n = len(y_lab)
-    pos = {int(c): i for i, c in enumerate(job.lab)}
-    val_pos = np.array([pos[int(c)] for c in job.val], dtype=int)
-    final_train = np.ones(n, dtype=bool)
-    final_train[val_pos] = False
-    final_val = ~final_train
+    final_val = _val_mask(job, n)
+    final_train = ~final_val
     folds = folds or []
     train_mask = np.stack([*[~np.isin(np.arange(n), h) for h in folds], final_train])
     val_mask = np.stack([*[np.isin(np.arange(n), h) for h in folds], final_val])
@@ -200,9 +206,7 @@ def train_torch(F_lab, y_lab, encoder, params, job, seed: int = 0):
     one-model ``StackedMLP``: the network an attribution runs through."""
     import torch
 
-    pos = {int(c): i for i, c in enumerate(job.lab)}
-    val = np.zeros(len(y_lab), dtype=bool)
-    val[[pos[int(c)] for c in job.val]] = True
+    val = _val_mask(job, len(y_lab))
     X = torch.as_tensor(np.ascontiguousarray(F_lab), dtype=torch.float32)
     net = StackedMLP(encoder, X.shape[1], job.n_classes, 1, seed=seed)
     train_stacked(
