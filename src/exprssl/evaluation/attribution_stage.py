@@ -14,6 +14,7 @@ XGBoost has no per-class gene attributions here and is skipped (the report says 
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -241,13 +242,14 @@ def attribution_stage(
     tasks = attribution_tasks(cfg, cohort, plan, artefacts, out, by_fraction, done)
     tables = [old] if len(old) else []
     classes = cohort.classes.astype(str)
+    split_genes = functools.cache(lambda split: _split_genes(out, split))  # read once per split
     for task, values in _results(tasks, jobs):
         for a, v in values.items():
             method = _method_head(a)[0]
             genes = (
                 _model_genes(task.models[method])
                 if is_given(task.features, method)
-                else _split_genes(out, task.split)
+                else split_genes(task.split)
             )  # each split's preprocessing keeps its own
             tables.append(attribution_table(v, genes, classes, a, task.split, task.fraction))
     if tasks:
