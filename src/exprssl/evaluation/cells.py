@@ -17,15 +17,9 @@ import numpy as np
 
 from .baselines import get_baseline
 from .heads import HeadRecipe
-from .learners import fit_linear, fit_torch, fit_xgboost  # noqa: F401  (kept importable here)
+from .learners import fit_linear, fit_torch
 from .metrics import classification_metrics
-from .schema import (  # noqa: F401  (SSL_HEADS kept here)
-    GENES,
-    SSL_HEADS,
-    FeatureKey,
-    Features,
-    approach_name,
-)
+from .schema import GENES, FeatureKey, Features, approach_name
 from .tuning import MAX_FOLDS, cv_note, inner_folds
 
 
