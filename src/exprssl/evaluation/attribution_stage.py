@@ -28,7 +28,16 @@ from ..splits import label_fraction_subsets
 from ..utils import atomic_path
 from .heads import HeadRecipe
 from .planning import carve_validation
-from .schema import GENES, PCA_SCORES, POOL, AttributionInfo, FeatureKey, Features, Layout
+from .schema import (
+    ATTRIBUTION_COLUMNS,
+    GENES,
+    PCA_SCORES,
+    POOL,
+    AttributionInfo,
+    FeatureKey,
+    Features,
+    Layout,
+)
 
 LINEAR_BASELINES = ("elasticnet", "logreg", "pca_logreg")  # explained by their coefficients
 EXPLAINABLE_BASELINES = (*LINEAR_BASELINES, "mlp")
@@ -224,7 +233,7 @@ def attribution_stage(
     A file without a fraction column (0.3 development builds) is recomputed. Returns what the
     manifest records (the fractions, the approaches chosen at each, the largest fraction with its
     approaches and linear reference, which the report shows; samples, seconds)."""
-    from ..attributions import COLUMNS, attribution_table
+    from ..attributions import attribution_table
 
     t0 = time.perf_counter()
     by_fraction = {
@@ -233,7 +242,7 @@ def attribution_stage(
     path = Layout(out).attributions
     old = pd.read_csv(path, dtype={"gene": str, "class": str}) if path.exists() else None
     if old is None or "fraction" not in old:
-        old = pd.DataFrame(columns=COLUMNS)
+        old = pd.DataFrame(columns=ATTRIBUTION_COLUMNS)
     old = old.assign(fraction=[_nearest(plan.fractions, f) for f in old["fraction"]])
     wanted = {(a, f) for f, approaches in by_fraction.items() for a in approaches}
     pairs = zip(old["approach"], old["fraction"], strict=True)
@@ -257,7 +266,7 @@ def attribution_stage(
             ["approach", "fraction", "split", "class", "rank"]
         )
         with atomic_path(path) as tmp:
-            table[COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
+            table[ATTRIBUTION_COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
     fraction = max(by_fraction, default=1.0)
     approaches = by_fraction.get(fraction, [])
     reference = next((a for a in approaches if a in LINEAR_BASELINES), None)
