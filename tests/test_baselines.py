@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from exprssl.evaluation.baselines import random_encoder
+from exprssl.evaluation.features import random_encoder
 from exprssl.evaluation.schema import GENES, FeatureKey
 
 
@@ -55,7 +55,7 @@ def _job(y: np.ndarray, n_test: int):
 def test_xgboost_and_linear_learners_tune_on_the_labelled_subset_only(tmp_path):
     """Inner CV picks from the grid using labelled samples only: the test rows may be garbage
     (NaN) without changing the choice, and the chosen XGBoost rounds come from early stopping."""
-    from exprssl.evaluation.cells import fit_linear, fit_xgboost
+    from exprssl.evaluation.learners import fit_linear, fit_xgboost
     from exprssl.evaluation.tuning import GRIDS, inner_folds
 
     rng = np.random.default_rng(0)

@@ -14,6 +14,7 @@ XGBoost has no per-class gene attributions here and is skipped (the report says 
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,16 @@ from ..splits import label_fraction_subsets
 from ..utils import atomic_path
 from .heads import HeadRecipe
 from .planning import carve_validation
-from .schema import GENES, PCA_SCORES, POOL, AttributionInfo, FeatureKey, Features, Layout
+from .schema import (
+    ATTRIBUTION_COLUMNS,
+    GENES,
+    PCA_SCORES,
+    POOL,
+    AttributionInfo,
+    FeatureKey,
+    Features,
+    Layout,
+)
 
 LINEAR_BASELINES = ("elasticnet", "logreg", "pca_logreg")  # explained by their coefficients
 EXPLAINABLE_BASELINES = (*LINEAR_BASELINES, "mlp")
@@ -223,7 +233,7 @@ def attribution_stage(
     A file without a fraction column (0.3 development builds) is recomputed. Returns what the
     manifest records (the fractions, the approaches chosen at each, the largest fraction with its
     approaches and linear reference, which the report shows; samples, seconds)."""
-    from ..attributions import COLUMNS, attribution_table
+    from ..attributions import attribution_table
 
     t0 = time.perf_counter()
     by_fraction = {
@@ -232,7 +242,7 @@ def attribution_stage(
     path = Layout(out).attributions
     old = pd.read_csv(path, dtype={"gene": str, "class": str}) if path.exists() else None
     if old is None or "fraction" not in old:
-        old = pd.DataFrame(columns=COLUMNS)
+        old = pd.DataFrame(columns=ATTRIBUTION_COLUMNS)
     old = old.assign(fraction=[_nearest(plan.fractions, f) for f in old["fraction"]])
     wanted = {(a, f) for f, approaches in by_fraction.items() for a in approaches}
     pairs = zip(old["approach"], old["fraction"], strict=True)
@@ -241,13 +251,14 @@ def attribution_stage(
     tasks = attribution_tasks(cfg, cohort, plan, artefacts, out, by_fraction, done)
     tables = [old] if len(old) else []
     classes = cohort.classes.astype(str)
+    split_genes = functools.cache(lambda split: _split_genes(out, split))  # read once per split
     for task, values in _results(tasks, jobs):
         for a, v in values.items():
             method = _method_head(a)[0]
             genes = (
                 _model_genes(task.models[method])
                 if is_given(task.features, method)
-                else _split_genes(out, task.split)
+                else split_genes(task.split)
             )  # each split's preprocessing keeps its own
             tables.append(attribution_table(v, genes, classes, a, task.split, task.fraction))
     if tasks:
@@ -255,7 +266,7 @@ def attribution_stage(
             ["approach", "fraction", "split", "class", "rank"]
         )
         with atomic_path(path) as tmp:
-            table[COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
+            table[ATTRIBUTION_COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
     fraction = max(by_fraction, default=1.0)
     approaches = by_fraction.get(fraction, [])
     reference = next((a for a in approaches if a in LINEAR_BASELINES), None)

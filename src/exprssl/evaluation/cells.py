@@ -17,15 +17,9 @@ import numpy as np
 
 from .baselines import get_baseline
 from .heads import HeadRecipe
-from .learners import fit_linear, fit_torch, fit_xgboost  # noqa: F401  (kept importable here)
+from .learners import fit_linear, fit_torch
 from .metrics import classification_metrics
-from .schema import (  # noqa: F401  (SSL_HEADS kept here)
-    GENES,
-    SSL_HEADS,
-    FeatureKey,
-    Features,
-    approach_name,
-)
+from .schema import GENES, FeatureKey, Features, approach_name
 from .tuning import MAX_FOLDS, cv_note, inner_folds
 
 
@@ -42,7 +36,7 @@ class Approach:
         return approach_name(self.method, self.kind, self.head)
 
 
-def ssl_learner(a: Approach, protocol: str) -> tuple[str, FeatureKey]:
+def ssl_learner(a: Approach) -> tuple[str, FeatureKey]:
     """(learner, feature key) of an SSL head: fine-tuning trains the encoder on the genes; the
     frozen head is a logistic probe on the embeddings (under either protocol)."""
     if a.head == "finetune":
@@ -69,7 +63,6 @@ class GroupJob:
     recipe: HeadRecipe = field(default_factory=HeadRecipe)
     tune: bool = True
     metric: str = "balanced_accuracy"
-    protocol: str = "default"
     classes: np.ndarray | None = None  # class names, for the tuning notes
 
 
@@ -109,7 +102,7 @@ def evaluate_group(job: GroupJob) -> list[CellOutcome]:
     for a in job.approaches:
         t0 = time.perf_counter()
         if a.kind == "ssl":
-            learner, key = ssl_learner(a, job.protocol)
+            learner, key = ssl_learner(a)
             own = FeatureKey.genes(a.method)  # a given model's own preprocessing of the genes
             key = own if key == GENES and own in job.features else key
             max_folds = MAX_FOLDS[learner]
@@ -121,7 +114,7 @@ def evaluate_group(job: GroupJob) -> list[CellOutcome]:
         F = _array(job.features[key])
         F_lab, F_test = np.asarray(F[job.lab]), np.asarray(F[job.test])
         if a.kind == "ssl":
-            proba, params = _fit_ssl(a, learner, F_lab, y_lab, F_test, folds, job)
+            proba, params = _fit_ssl(a, F_lab, y_lab, F_test, folds, job)
         else:
             proba, params = baseline.fit_predict(F_lab, y_lab, F_test, folds, job)
         scores = classification_metrics(y_test, proba, np.arange(job.n_classes))
@@ -144,12 +137,10 @@ def evaluate_group(job: GroupJob) -> list[CellOutcome]:
     return outcomes
 
 
-def _fit_ssl(a: Approach, learner: str, F_lab, y_lab, F_test, folds, job: GroupJob):
-    """An SSL head: the pretrained encoder fine-tuned, a logistic probe on the embeddings, or
-    (paper protocol) a softmax layer trained on them."""
+def _fit_ssl(a: Approach, F_lab, y_lab, F_test, folds, job: GroupJob):
+    """An SSL head: the pretrained encoder fine-tuned, or a logistic probe on the embeddings
+    (under either protocol)."""
     if a.head == "finetune":
         encoder = _pretrained_encoder(job.models[a.method])
         return fit_torch(F_lab, y_lab, F_test, encoder, folds, job)
-    if learner == "torch":
-        return fit_torch(F_lab, y_lab, F_test, None, folds, job)
     return fit_linear(F_lab, y_lab, F_test, "logistic", folds, job)

@@ -127,5 +127,6 @@ def _pool_sources(adata, paths: list[str]):
         genes = genes.intersection(adata.var_names[report.index >= 0], sort=False)
     if not sources:
         return adata, []
-    genes = [g for g in adata.var_names if g in set(genes)]
+    shared = set(genes)
+    genes = [g for g in adata.var_names if g in shared]
     return adata[:, genes].copy(), [(name, src[:, genes].copy(), cov) for name, src, cov in sources]

@@ -18,8 +18,7 @@ from ..methods import check_method_params
 from ..options import OptionValueError, check_instance, option, option_error, options_class
 from ..preprocessing import Preprocessor
 from ..threads import cpu_count
-from .baselines import available as available_baselines
-from .baselines import default_baselines
+from .baselines import default_baselines, get_baseline
 from .heads import HeadRecipe
 from .metrics import METRICS
 
@@ -247,11 +246,8 @@ class BenchmarkConfig:
             )
         for m in self.methods:
             check_method_params(m, {**self.encoder, **self.method_options.get(m, {})})
-        bad = [b for b in self.baselines if b not in available_baselines()]
-        if bad:
-            raise ConfigError(
-                f"unknown baseline '{bad[0]}'; available: {', '.join(available_baselines())}"
-            )
+        for b in self.baselines:
+            get_baseline(b)  # unknown names raise its ConfigError
         unknown = set(self.method_options) - set(available_methods())
         if unknown:
             raise ConfigError(f"method_options for unknown method(s): {', '.join(sorted(unknown))}")

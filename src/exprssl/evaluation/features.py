@@ -77,13 +77,14 @@ def _write_embeddings(
         for p in range(cfg.pretrain_seeds):
             path = cache / f"Z_{method}_{p}.npy"
             model = SSLModel.load(models[s.index, method, p])
-            np.save(path, model.embed_preprocessed(np.asarray(X)))
+            Z = model.embed_preprocessed(np.asarray(X))
+            np.save(path, Z)
             feats[FeatureKey.embedding(method, p)] = str(path)
             if s.index == 0 and p == 0:
                 atomic_write_text(Layout(out).history(method), model.history_.to_csv(index=False))
                 atomic_savez(
                     Layout(out).embedding(method),
-                    Z=np.load(path)[s.test],
+                    Z=Z[s.test],
                     labels=cohort.classes[cohort.y[s.test]].astype(str),
                 )
 

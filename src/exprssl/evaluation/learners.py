@@ -66,7 +66,9 @@ def fit_logistic(F_fit, y_fit, params, seed):
     ).fit(F_fit, y_fit)
 
 
-def _logistic_proba(model, F, params, n_classes):
+def logistic_proba(model, F, params, n_classes):
+    """A fitted classifier's probabilities over every class (on the first ``k`` columns, PCA's
+    scores, when ``params`` hold one)."""
     F = F[:, : params["k"]] if "k" in params else F
     return full_proba(model.predict_proba(F), model.classes_, n_classes)
 
@@ -77,7 +79,7 @@ def fit_linear(F_lab, y_lab, F_test, grid_name, folds, job: GroupJob):
     grid = GRIDS[grid_name] if folds is not None else GRIDS[grid_name][:1]
     if grid_name == "pca":
         grid = [p for p in grid if p["k"] <= F_lab.shape[1]] or [{"k": F_lab.shape[1]}]
-    return fit_by_inner_cv(F_lab, y_lab, F_test, grid, folds, job, fit_logistic, _logistic_proba)
+    return fit_by_inner_cv(F_lab, y_lab, F_test, grid, folds, job, fit_logistic, logistic_proba)
 
 
 def _xgb(params, n_estimators, seed, n_classes: int, early_stopping=None):
@@ -142,18 +144,24 @@ def fit_xgboost(
     }
 
 
-def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob, freeze: bool = False):
+def _val_mask(job: GroupJob, n: int) -> np.ndarray:
+    """The rows of the labelled subset (``n`` of them) in the job's validation part: where the
+    final torch model early-stops."""
+    pos = {int(c): i for i, c in enumerate(job.lab)}
+    mask = np.zeros(n, dtype=bool)
+    mask[np.array([pos[int(c)] for c in job.val], dtype=int)] = True
+    return mask
+
+
+def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob):
     """Encoder (pretrained, random-init or none) + softmax head, with the learning-rate scale
     chosen by inner CV: each grid value trains its fold models and the final model at once, as
     one stacked network. The final model early-stops on the labelled subset's validation part."""
     import torch
 
     n = len(y_lab)
-    pos = {int(c): i for i, c in enumerate(job.lab)}
-    val_pos = np.array([pos[int(c)] for c in job.val], dtype=int)
-    final_train = np.ones(n, dtype=bool)
-    final_train[val_pos] = False
-    final_val = ~final_train
+    final_val = _val_mask(job, n)
+    final_train = ~final_val
     folds = folds or []
     train_mask = np.stack([*[~np.isin(np.arange(n), h) for h in folds], final_train])
     val_mask = np.stack([*[np.isin(np.arange(n), h) for h in folds], final_val])
@@ -163,14 +171,7 @@ def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob, freeze: bool 
     grid = GRIDS["torch"] if folds else GRIDS["torch"][:1]
     cv, losses, test_proba = [], [], []
     for params in grid:
-        net = StackedMLP(
-            encoder,
-            X.shape[1],
-            job.n_classes,
-            len(train_mask),
-            freeze_encoder=freeze,
-            seed=job.seed,
-        )
+        net = StackedMLP(encoder, X.shape[1], job.n_classes, len(train_mask), seed=job.seed)
         best = train_stacked(
             net,
             X,
@@ -199,17 +200,15 @@ def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob, freeze: bool 
     return test_proba[chosen].astype(np.float64), dict(grid[chosen])
 
 
-def train_torch(F_lab, y_lab, encoder, params, job, freeze: bool = False, seed: int = 0):
+def train_torch(F_lab, y_lab, encoder, params, job, seed: int = 0):
     """One encoder + softmax head trained as ``fit_torch``'s final model (``params``: the chosen
     learning-rate scale; early stopping on the job's validation part), returned as the trained
     one-model ``StackedMLP``: the network an attribution runs through."""
     import torch
 
-    pos = {int(c): i for i, c in enumerate(job.lab)}
-    val = np.zeros(len(y_lab), dtype=bool)
-    val[[pos[int(c)] for c in job.val]] = True
+    val = _val_mask(job, len(y_lab))
     X = torch.as_tensor(np.ascontiguousarray(F_lab), dtype=torch.float32)
-    net = StackedMLP(encoder, X.shape[1], job.n_classes, 1, freeze_encoder=freeze, seed=seed)
+    net = StackedMLP(encoder, X.shape[1], job.n_classes, 1, seed=seed)
     train_stacked(
         net,
         X,

@@ -15,6 +15,7 @@ from ..errors import ConfigError, GeneOverlapError
 from .schema import FeatureKey, Features, Layout, ModelInfo
 
 if TYPE_CHECKING:
+    from ..model import SSLModel
     from .cohort import Cohort
     from .config import BenchmarkConfig
 
@@ -133,8 +134,25 @@ def load_models(cfg: BenchmarkConfig, cohort: Cohort) -> list[PretrainedModel]:
     return out
 
 
+def unscaled_inputs(cohort: Cohort, model: SSLModel) -> np.ndarray:
+    """Every cohort profile through the model's own count and log steps only (genes aligned by
+    name, missing ones imputed), not z-scored: what ``model_inputs`` scales per split pool."""
+    from ..preprocessing import Preprocessor
+
+    state = model.preprocessor_.to_dict()
+    unscaled = {**state["params"], "standardize": False, "clip": None}
+    return Preprocessor.from_dict({**state, "params": unscaled}).transform(
+        np.asarray(cohort.adata.X, dtype=np.float32),
+        list(cohort.adata.var_names),
+        report_coverage=False,
+    )
+
+
 def model_inputs(
-    cohort: Cohort, m: PretrainedModel, pool_rows: np.ndarray | None = None
+    cohort: Cohort,
+    model: SSLModel,
+    pool_rows: np.ndarray | None = None,
+    unscaled: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every cohort profile through the model's own preprocessor (genes aligned by name, missing
     ones imputed with the model's training mean), and its embedding: (inputs, embeddings).
@@ -143,22 +161,15 @@ def model_inputs(
     log steps are kept, but each gene is z-scored by the cohort's statistics on those rows (a
     split's pool, never its test profiles), as every pretraining source was scaled on its own:
     a cohort of another platform or tissue meets the encoder on the scale it was trained on.
-    Without, the model's statistics from its pretraining data are used as they are."""
-    from ..model import SSLModel
-    from ..preprocessing import Preprocessor
-
-    model = SSLModel.load(m.directory)
+    Without, the model's statistics from its pretraining data are used as they are.
+    ``unscaled``: ``unscaled_inputs(cohort, model)``, computed once for every split (here when
+    not given)."""
     prep = model.preprocessor_
-    X_raw = np.asarray(cohort.adata.X, dtype=np.float32)
-    genes = list(cohort.adata.var_names)
     if pool_rows is None:
-        X = prep.transform(X_raw, genes, report_coverage=False)
+        X_raw = np.asarray(cohort.adata.X, dtype=np.float32)
+        X = prep.transform(X_raw, list(cohort.adata.var_names), report_coverage=False)
     else:
-        state = prep.to_dict()
-        unscaled = {**state["params"], "standardize": False, "clip": None}
-        X = Preprocessor.from_dict({**state, "params": unscaled}).transform(
-            X_raw, genes, report_coverage=False
-        )
+        X = unscaled if unscaled is not None else unscaled_inputs(cohort, model)
         mean, sd = X[pool_rows].mean(0), X[pool_rows].std(0)
         sd[sd < 1e-8] = 1.0  # genes the cohort lacks (imputed: constant) become 0
         X = (X - mean) / sd
@@ -188,19 +199,21 @@ def write_model_features(
     test0 = splits[0].test
     labels = cohort.classes[cohort.y[test0]].astype(str)
     for m in models:
+        model = SSLModel.load(m.directory)  # once per model, for every split and its history
+        unscaled = unscaled_inputs(cohort, model) if per_split else None
         shared = None
         for s in splits:
             cache = Layout(out).cache(s.index) if per_split else Layout(out).shared_cache
             cache.mkdir(parents=True, exist_ok=True)
             paths = (cache / f"model_{m.name}_X.npy", cache / f"model_{m.name}_Z.npy")
             if per_split or shared is None:
-                X, Z = model_inputs(cohort, m, s.pool if per_split else None)
+                X, Z = model_inputs(cohort, model, s.pool if per_split else None, unscaled)
                 np.save(paths[0], X)
                 np.save(paths[1], Z)
                 shared = Z if shared is None else shared
             features[s.index][FeatureKey.genes(m.name)] = str(paths[0])
             features[s.index][FeatureKey.embedding(m.name)] = str(paths[1])
         atomic_savez(Layout(out).embedding(m.name), Z=shared[test0], labels=labels)
-        history = SSLModel.load(m.directory).history_
+        history = model.history_
         if history is not None and not history.empty:
             atomic_write_text(Layout(out).history(m.name), history.to_csv(index=False))

@@ -12,10 +12,11 @@ from ..errors import ConfigError, RareClassError
 from ..splits import check_repeats, label_fraction_subsets, log_fraction_grid, split_indices
 from ..validation import check_model_memory, check_top_genes
 from .baselines import get_baseline
-from .cells import SSL_HEADS, Approach
+from .cells import Approach
 from .cohort import Cohort
 from .config import BenchmarkConfig
 from .models import check_model_names
+from .schema import SSL_HEADS
 
 
 @dataclass

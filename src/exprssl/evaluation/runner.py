@@ -197,7 +197,6 @@ def plan_jobs(
                         recipe=recipe,
                         tune=cfg.tune,
                         metric=cfg.main_metric,
-                        protocol=cfg.protocol,
                     )
                 )
     return jobs

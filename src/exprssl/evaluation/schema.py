@@ -27,7 +27,6 @@ import pandas as pd
 
 from ..outputs import ATTRIBUTIONS_HEADER
 
-KINDS = ("ssl", "baseline", "control")
 SSL_HEADS = ("linear_probe", "finetune")
 
 

@@ -33,9 +33,10 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
 MAX_FOLDS = {"logistic": 3, "pca": 3, "xgboost": 2, "torch": 2}
 
 
-def describe_grids(grids: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, str]:
-    """One line per grid (``GRIDS`` by default), for the report."""
-    return {name: describe_grid(grid) for name, grid in (grids or GRIDS).items()}
+def describe_grids(grids: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    """One line per grid (``baselines.all_grids()``: ``GRIDS`` and the baselines' own), for the
+    report and the manifest."""
+    return {name: describe_grid(grid) for name, grid in grids.items()}
 
 
 def describe_grid(grid: list[dict[str, Any]]) -> str:

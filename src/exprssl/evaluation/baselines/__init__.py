@@ -22,7 +22,6 @@ import pkgutil
 from typing import Any, ClassVar
 
 from ...errors import ConfigError
-from ..features import random_encoder  # noqa: F401  (the control's encoder; importable here)
 from ..schema import FeatureKey
 
 KINDS = ("baseline", "control")
@@ -117,6 +116,5 @@ __all__ = [
     "available",
     "default_baselines",
     "get_baseline",
-    "random_encoder",
     "register",
 ]

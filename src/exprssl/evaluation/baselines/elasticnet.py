@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 
-from ..learners import fit_by_inner_cv, full_proba
+from ..learners import fit_by_inner_cv, logistic_proba
 from . import Baseline, register
 
 MAX_ITER = 100  # saga epochs at most; with tol=1e-2 a fit takes well under a second
@@ -35,10 +35,6 @@ def _fit(F, y, params, seed):
         return model.fit(F, y)
 
 
-def _proba(model, F, params, n_classes):
-    return full_proba(model.predict_proba(F), model.classes_, n_classes)
-
-
 def _penalty() -> dict:
     """scikit-learn >= 1.8 reads elastic net from l1_ratio alone (``penalty`` is deprecated)."""
     import sklearn
@@ -65,4 +61,4 @@ class ElasticNet(Baseline):
     order = 50
 
     def fit_predict(self, F_lab, y_lab, F_test, folds, job):
-        return fit_by_inner_cv(F_lab, y_lab, F_test, self.grid, folds, job, _fit, _proba)
+        return fit_by_inner_cv(F_lab, y_lab, F_test, self.grid, folds, job, _fit, logistic_proba)
