@@ -243,7 +243,9 @@ class SSLModel(TransformerMixin, BaseEstimator):
         self._set_fitted(
             method, prep, train, pd.DataFrame.from_records(history), n_features, names, None
         )
-        self.data_sources_ = describe_data(X, source.store if source.streamed else source.data)
+        self.data_sources_ = describe_data(
+            source.given, source.store if source.streamed else source.data
+        )
         return self
 
     # ----------------------------------------------------------- embedding
