@@ -44,6 +44,7 @@ from .validation import (
     check_finite_preprocessor,
     check_finite_state,
     check_same_method,
+    nonfinite_tensors,
 )
 
 if TYPE_CHECKING:
@@ -101,11 +102,7 @@ def save_model(model: SSLModel, path: Path, *, overwrite: bool = False) -> Path:
 
 
 def _check_finite_weights(model: SSLModel, path: Path) -> None:
-    bad = [
-        name
-        for name, t in model.method_.state_dict().items()
-        if t.is_floating_point() and not bool(torch.isfinite(t).all())
-    ]
+    bad = nonfinite_tensors(model.method_.state_dict())
     if bad:
         more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
         raise TrainingDivergedError(
