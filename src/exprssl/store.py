@@ -34,7 +34,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .errors import ConfigError, DataFileError, ExprsslError, OutputPathError, TruncatedFileError
 from .genes import strip_version
 from .io import archs4_layout, check_h5ad, decode_strings, detect_format, one_line, open_hdf5, read
-from .utils import make_parents, remove_empty
+from .utils import _umask, atomic_write_text, make_parents, remove_empty
 from .validation import check_streamed_h5ad, check_unique_samples
 
 log = logging.getLogger("exprssl")
@@ -341,17 +341,20 @@ def _resume_point(partial: Path, record: Path, key: str, n: int) -> int:
     except (OSError, ValueError, KeyError, TypeError):
         done = 0
     if not 0 < done <= n:
-        for p in (partial, record):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+        _unlink(partial, record)
         return 0
     return done
 
 
 def _write_record(record: Path, key: str, rows_done: int) -> None:
-    tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(json.dumps({"key": key, "rows_done": rows_done}))
-    os.replace(tmp, record)
+    atomic_write_text(record, json.dumps({"key": key, "rows_done": rows_done}))
+
+
+def _unlink(*paths: Path) -> None:
+    """Remove the partial store and its record, whichever exist."""
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
 
 
 def _start_store(
@@ -494,9 +497,7 @@ def convert(
                 progress,
             )
         except ExprsslError:  # a broken source or a bad selection: resuming would fail the same way
-            for p in (partial, record):
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
+            _unlink(partial, record)
             remove_empty(created)
             raise
         os.chmod(partial, 0o666 & ~_umask())
@@ -563,12 +564,6 @@ def _copy(
             _write_record(record, key, pos)
             if progress:
                 progress(pos, n, "converting")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _genes_digest(genes) -> str | None:
