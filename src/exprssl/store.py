@@ -248,20 +248,31 @@ def _read(source: _Source, s0: int, s1: int, cols) -> np.ndarray:
         ) from None
 
 
+def _listed_genes(genes) -> list[str] | None:
+    """``convert``'s ``genes`` as a list of ids: a file's read once, a list's as strings."""
+    if genes is None:
+        return None
+    return (
+        read_gene_list(genes) if isinstance(genes, (str, os.PathLike)) else [str(g) for g in genes]
+    )
+
+
 def _select_genes(
-    source: _Source, src: Path, genes, top_genes: int | None, width: int, progress
+    source: _Source,
+    src: Path,
+    genes,
+    listed: list[str] | None,
+    top_genes: int | None,
+    width: int,
+    progress,
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:
     """Positions of the genes to keep (source order), their ``var`` table and the record of the
-    choice: the listed genes found in the source, then the ``top_genes`` most variable of them."""
+    choice: the listed genes found in the source, then the ``top_genes`` most variable of them.
+    ``listed`` is ``_listed_genes(genes)``; ``genes`` names the list in messages."""
     d = len(source.genes)
     keep = np.arange(d)
     record: dict = {"n_source_genes": d}
-    if genes is not None:
-        listed = (
-            read_gene_list(genes)
-            if isinstance(genes, (str, os.PathLike))
-            else [str(g) for g in genes]
-        )
+    if listed is not None:
         pos = match_gene_list(listed, source.genes)
         found = np.unique(pos[pos >= 0])
         if not len(found):
@@ -469,8 +480,9 @@ def convert(
         check_unique_samples(source.samples, str(src))
         n = len(source.samples)
         width = _block_width(source, block_samples)
+        listed = _listed_genes(genes)
         settings = {
-            "genes": _genes_digest(genes),
+            "genes": _genes_digest(listed),
             "top_genes": top_genes,
             "chunk_rows": chunk_rows,
             "block": width,
@@ -491,6 +503,7 @@ def convert(
                 n,
                 width,
                 genes,
+                listed,
                 top_genes,
                 chunk_rows,
                 codec,
@@ -516,6 +529,7 @@ def _copy(
     n: int,
     width: int,
     genes,
+    listed: list[str] | None,
     top_genes,
     chunk_rows: int,
     codec: str,
@@ -529,7 +543,7 @@ def _copy(
             var_names = [str(g) for g in pd.Index(_read_var_index(f))]
         cols = match_gene_list(var_names, source.genes)
     else:
-        cols, var, selection = _select_genes(source, src, genes, top_genes, width, progress)
+        cols, var, selection = _select_genes(source, src, genes, listed, top_genes, width, progress)
         uns = {
             "format": STORE_FORMAT,
             "source": str(src),
@@ -566,12 +580,9 @@ def _copy(
                 progress(pos, n, "converting")
 
 
-def _genes_digest(genes) -> str | None:
-    if genes is None:
+def _genes_digest(listed: list[str] | None) -> str | None:
+    if listed is None:
         return None
-    listed = (
-        read_gene_list(genes) if isinstance(genes, (str, os.PathLike)) else [str(g) for g in genes]
-    )
     return hashlib.sha256("\n".join(listed).encode()).hexdigest()
 
 
