@@ -34,7 +34,7 @@ from .errors import (
     OutputPathError,
     TrainingDivergedError,
 )
-from .hub import resolve_model_path
+from .hub import resolve_model
 from .methods import build_method, get_method
 from .outputs import artifact_kind, check_output, output_lock
 from .preprocessing import Preprocessor
@@ -128,7 +128,8 @@ def _write_files(model: SSLModel, directory: Path) -> None:
 
 def load_model(cls: type[SSLModel], path: str | os.PathLike, map_location: str = "cpu") -> SSLModel:
     """The model saved at ``path``, a directory or a hub id (see ``SSLModel.load``)."""
-    path = resolve_model_path(path)  # a hub id (hf://org/name) -> its cached snapshot
+    # a hub id (hf://org/name) -> its cached snapshot, already verified against its card
+    path, card = resolve_model(path)
     if not path.is_dir():
         raise ModelNotFoundError(
             f"{path}: no such model directory (expected the --out of 'exprssl pretrain')"
@@ -138,7 +139,8 @@ def load_model(cls: type[SSLModel], path: str | os.PathLike, map_location: str =
         raise ModelNotFoundError(
             f"{path}: not an exprssl model directory (missing {', '.join(missing)})"
         )
-    card = verify(path)  # the files against the card's hashes; no card (0.2): a warning
+    if card is None:  # a local directory: its files against the card's hashes (0.2: a warning)
+        card = verify(path)
     cfg = _read_config(path / "config.json")
     prep = Preprocessor.load(path / "preprocessor.json")
     if not prep.__sklearn_is_fitted__():
