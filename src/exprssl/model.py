@@ -39,8 +39,9 @@ from .training import TrainConfig
 from .validation import check_model_memory
 
 log = logging.getLogger("exprssl")
-FORMAT_VERSION = 1
-_TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+_TRAIN_FIELDS = tuple(  # SSLModel parameters that make its TrainConfig; model_io reads them
+    f.name for f in dataclasses.fields(TrainConfig)
+)
 
 
 class ResolvedParams(NamedTuple):

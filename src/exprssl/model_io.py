@@ -36,6 +36,7 @@ from .errors import (
 )
 from .hub import resolve_model
 from .methods import build_method, get_method
+from .model import _TRAIN_FIELDS
 from .outputs import artifact_kind, check_output, output_lock
 from .preprocessing import Preprocessor
 from .training import TrainConfig
@@ -54,7 +55,6 @@ log = logging.getLogger("exprssl")
 FORMAT_VERSION = 1
 MODEL_FILES = ("config.json", "preprocessor.json", "weights.pt")
 FEATURES_FILE = "features_in.txt"  # the input's feature names, when it had them
-_TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def _first_line(e: BaseException) -> str:
