@@ -237,3 +237,25 @@ def test_cli_embed_takes_a_hub_id(saved, tmp_path, monkeypatch):
     mapped = dict(zip(alignment["reference"], alignment["data"], strict=True))
     assert list(alignment["status"]) == ["mapped"] * 3
     assert mapped == {"TP53": "ENSG00000141510", "ESR1": "ENSG00000091831", "MYC": "c-Myc"}
+
+
+@pytest.mark.parametrize("kind", ["DataFrame", "path"])
+def test_fit_transform_records_the_data_as_fit_does(kind, tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame(
+        rng.normal(8, 1, (20, 6)).astype(np.float32),
+        index=[f"s{i}" for i in range(20)],
+        columns=["TP53", "ESR1", "MYC", "PTEN", "KRAS", "EGFR"],
+    )
+    X = df
+    if kind == "path":
+        X = str(tmp_path / "expr.csv")
+        df.to_csv(X)
+    opts = dict(epochs=1, batch_size=8, method_params={"hidden_dims": [4]}, progress=False)
+    fitted = SSLModel("scarf", **opts).fit(X).data_sources_
+    m = SSLModel("scarf", **opts)
+    m.fit_transform(X)
+    assert m.data_sources_ == fitted
+    assert fitted[0]["name"] == (X if kind == "path" else "in-memory DataFrame")

@@ -317,6 +317,12 @@ def verify(directory: str | os.PathLike) -> dict[str, Any] | None:
             directory,
         )
         return None
+    return verify_files(directory, meta)
+
+
+def verify_files(directory: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """``verify`` with the card already read (``read_card``): every file ``meta`` lists checked
+    against its sha256; returns ``meta``."""
     files = meta.get("files_sha256")
     if not isinstance(files, dict) or "weights.pt" not in files:
         raise DataFileError(f"{directory / CARD_FILE}: the card lists no file hashes (weights.pt)")

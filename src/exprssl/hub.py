@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from .card import read_card, verify
+from .card import read_card, verify_files
 from .errors import ConfigError, ModelNotFoundError
 
 HUB_PREFIX = "hf://"
@@ -42,6 +43,28 @@ def _hf():
     return huggingface_hub
 
 
+def resolve_model(path: str | os.PathLike) -> tuple[Path, dict[str, Any] | None]:
+    """``resolve_model_path``'s directory and, for a hub id, the card it was verified against
+    (None for a local path: nothing read yet), so a loader need not read and hash it again."""
+    if not is_hub_id(path):
+        return Path(path), None
+    repo, revision = parse_hub_id(str(path))
+    hf = _hf()
+    try:
+        local = Path(hf.snapshot_download(repo_id=repo, revision=revision, repo_type="model"))
+    except Exception as e:  # noqa: BLE001  offline misses, unknown repos, HTTP errors: one line each
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelNotFoundError(
+            f"{path}: not found on the hub or in the local cache ({reason})"
+        ) from None
+    meta = read_card(local)
+    if meta is None:
+        raise ModelNotFoundError(
+            f"{path}: the hub copy has no model card (README.md), so its files cannot be verified"
+        )
+    return local, verify_files(local, meta)
+
+
 def resolve_model_path(path: str | os.PathLike) -> Path:
     """A local model directory for ``path``: itself, or a hub id's snapshot in the
     huggingface_hub cache (downloaded unless ``HF_HUB_OFFLINE`` is set), verified against its
@@ -64,23 +87,7 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     exprssl.errors.DataFileError
         A file that fails the card's checksums.
     """
-    if not is_hub_id(path):
-        return Path(path)
-    repo, revision = parse_hub_id(str(path))
-    hf = _hf()
-    try:
-        local = Path(hf.snapshot_download(repo_id=repo, revision=revision, repo_type="model"))
-    except Exception as e:  # noqa: BLE001  offline misses, unknown repos, HTTP errors: one line each
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelNotFoundError(
-            f"{path}: not found on the hub or in the local cache ({reason})"
-        ) from None
-    if read_card(local) is None:
-        raise ModelNotFoundError(
-            f"{path}: the hub copy has no model card (README.md), so its files cannot be verified"
-        )
-    verify(local)
-    return local
+    return resolve_model(path)[0]
 
 
 def push_to_hub(
@@ -117,12 +124,13 @@ def push_to_hub(
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelNotFoundError(f"{model_dir}: no such model directory")
-    if read_card(model_dir) is None:
+    meta = read_card(model_dir)
+    if meta is None:
         raise ModelNotFoundError(
             f"{model_dir}: no model card (saved by exprssl 0.2?); load and save it "
             "again to add one before publishing"
         )
-    verify(model_dir)
+    verify_files(model_dir, meta)
     repo, revision = parse_hub_id(repo_id)
     if revision:
         raise ConfigError(f"{repo_id}: push to a repo id without @revision")

@@ -39,8 +39,9 @@ from .training import TrainConfig
 from .validation import check_model_memory
 
 log = logging.getLogger("exprssl")
-FORMAT_VERSION = 1
-_TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+_TRAIN_FIELDS = tuple(  # SSLModel parameters that make its TrainConfig; model_io reads them
+    f.name for f in dataclasses.fields(TrainConfig)
+)
 
 
 class ResolvedParams(NamedTuple):
@@ -243,7 +244,9 @@ class SSLModel(TransformerMixin, BaseEstimator):
         self._set_fitted(
             method, prep, train, pd.DataFrame.from_records(history), n_features, names, None
         )
-        self.data_sources_ = describe_data(X, source.store if source.streamed else source.data)
+        self.data_sources_ = describe_data(
+            source.given, source.store if source.streamed else source.data
+        )
         return self
 
     # ----------------------------------------------------------- embedding

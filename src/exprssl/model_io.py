@@ -34,8 +34,9 @@ from .errors import (
     OutputPathError,
     TrainingDivergedError,
 )
-from .hub import resolve_model_path
+from .hub import resolve_model
 from .methods import build_method, get_method
+from .model import _TRAIN_FIELDS
 from .outputs import artifact_kind, check_output, output_lock
 from .preprocessing import Preprocessor
 from .training import TrainConfig
@@ -44,6 +45,7 @@ from .validation import (
     check_finite_preprocessor,
     check_finite_state,
     check_same_method,
+    nonfinite_tensors,
 )
 
 if TYPE_CHECKING:
@@ -53,7 +55,6 @@ log = logging.getLogger("exprssl")
 FORMAT_VERSION = 1
 MODEL_FILES = ("config.json", "preprocessor.json", "weights.pt")
 FEATURES_FILE = "features_in.txt"  # the input's feature names, when it had them
-_TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def _first_line(e: BaseException) -> str:
@@ -101,11 +102,7 @@ def save_model(model: SSLModel, path: Path, *, overwrite: bool = False) -> Path:
 
 
 def _check_finite_weights(model: SSLModel, path: Path) -> None:
-    bad = [
-        name
-        for name, t in model.method_.state_dict().items()
-        if t.is_floating_point() and not bool(torch.isfinite(t).all())
-    ]
+    bad = nonfinite_tensors(model.method_.state_dict())
     if bad:
         more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
         raise TrainingDivergedError(
@@ -131,7 +128,8 @@ def _write_files(model: SSLModel, directory: Path) -> None:
 
 def load_model(cls: type[SSLModel], path: str | os.PathLike, map_location: str = "cpu") -> SSLModel:
     """The model saved at ``path``, a directory or a hub id (see ``SSLModel.load``)."""
-    path = resolve_model_path(path)  # a hub id (hf://org/name) -> its cached snapshot
+    # a hub id (hf://org/name) -> its cached snapshot, already verified against its card
+    path, card = resolve_model(path)
     if not path.is_dir():
         raise ModelNotFoundError(
             f"{path}: no such model directory (expected the --out of 'exprssl pretrain')"
@@ -141,7 +139,8 @@ def load_model(cls: type[SSLModel], path: str | os.PathLike, map_location: str =
         raise ModelNotFoundError(
             f"{path}: not an exprssl model directory (missing {', '.join(missing)})"
         )
-    card = verify(path)  # the files against the card's hashes; no card (0.2): a warning
+    if card is None:  # a local directory: its files against the card's hashes (0.2: a warning)
+        card = verify(path)
     cfg = _read_config(path / "config.json")
     prep = Preprocessor.load(path / "preprocessor.json")
     if not prep.__sklearn_is_fitted__():

@@ -73,8 +73,9 @@ def artifact_kind(path: str | os.PathLike) -> str | None:
                     return "model"
             from .evaluation.schema import Layout  # here: the schema reads this module's header
 
-            if Layout(path).settings.is_file():
-                settings = json.loads(Layout(path).settings.read_text())
+            settings_file = Layout(path).settings
+            if settings_file.is_file():
+                settings = json.loads(settings_file.read_text())
                 if isinstance(settings, dict) and "exprssl_version" in settings:
                     return "benchmark"
         except (OSError, ValueError):
@@ -215,8 +216,7 @@ def check_output(
                 f"{path}: an exprssl {what} already exists there; pass --overwrite "
                 "(overwrite=True) to replace it"
             )
-        elif _foreign_files(path, kind):
-            foreign = _foreign_files(path, kind)
+        elif foreign := _foreign_files(path, kind):
             raise OutputPathError(
                 f"{path}: holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
                 f"which exprssl did not write; replacing the {what} would lose "

@@ -34,7 +34,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .errors import ConfigError, DataFileError, ExprsslError, OutputPathError, TruncatedFileError
 from .genes import strip_version
 from .io import archs4_layout, check_h5ad, decode_strings, detect_format, one_line, open_hdf5, read
-from .utils import make_parents, remove_empty
+from .utils import _umask, atomic_write_text, make_parents, remove_empty
 from .validation import check_streamed_h5ad, check_unique_samples
 
 log = logging.getLogger("exprssl")
@@ -248,20 +248,31 @@ def _read(source: _Source, s0: int, s1: int, cols) -> np.ndarray:
         ) from None
 
 
+def _listed_genes(genes) -> list[str] | None:
+    """``convert``'s ``genes`` as a list of ids: a file's read once, a list's as strings."""
+    if genes is None:
+        return None
+    return (
+        read_gene_list(genes) if isinstance(genes, (str, os.PathLike)) else [str(g) for g in genes]
+    )
+
+
 def _select_genes(
-    source: _Source, src: Path, genes, top_genes: int | None, width: int, progress
+    source: _Source,
+    src: Path,
+    genes,
+    listed: list[str] | None,
+    top_genes: int | None,
+    width: int,
+    progress,
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:
     """Positions of the genes to keep (source order), their ``var`` table and the record of the
-    choice: the listed genes found in the source, then the ``top_genes`` most variable of them."""
+    choice: the listed genes found in the source, then the ``top_genes`` most variable of them.
+    ``listed`` is ``_listed_genes(genes)``; ``genes`` names the list in messages."""
     d = len(source.genes)
     keep = np.arange(d)
     record: dict = {"n_source_genes": d}
-    if genes is not None:
-        listed = (
-            read_gene_list(genes)
-            if isinstance(genes, (str, os.PathLike))
-            else [str(g) for g in genes]
-        )
+    if listed is not None:
         pos = match_gene_list(listed, source.genes)
         found = np.unique(pos[pos >= 0])
         if not len(found):
@@ -341,17 +352,20 @@ def _resume_point(partial: Path, record: Path, key: str, n: int) -> int:
     except (OSError, ValueError, KeyError, TypeError):
         done = 0
     if not 0 < done <= n:
-        for p in (partial, record):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+        _unlink(partial, record)
         return 0
     return done
 
 
 def _write_record(record: Path, key: str, rows_done: int) -> None:
-    tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(json.dumps({"key": key, "rows_done": rows_done}))
-    os.replace(tmp, record)
+    atomic_write_text(record, json.dumps({"key": key, "rows_done": rows_done}))
+
+
+def _unlink(*paths: Path) -> None:
+    """Remove the partial store and its record, whichever exist."""
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
 
 
 def _start_store(
@@ -466,8 +480,9 @@ def convert(
         check_unique_samples(source.samples, str(src))
         n = len(source.samples)
         width = _block_width(source, block_samples)
+        listed = _listed_genes(genes)
         settings = {
-            "genes": _genes_digest(genes),
+            "genes": _genes_digest(listed),
             "top_genes": top_genes,
             "chunk_rows": chunk_rows,
             "block": width,
@@ -488,15 +503,14 @@ def convert(
                 n,
                 width,
                 genes,
+                listed,
                 top_genes,
                 chunk_rows,
                 codec,
                 progress,
             )
         except ExprsslError:  # a broken source or a bad selection: resuming would fail the same way
-            for p in (partial, record):
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
+            _unlink(partial, record)
             remove_empty(created)
             raise
         os.chmod(partial, 0o666 & ~_umask())
@@ -515,6 +529,7 @@ def _copy(
     n: int,
     width: int,
     genes,
+    listed: list[str] | None,
     top_genes,
     chunk_rows: int,
     codec: str,
@@ -528,7 +543,7 @@ def _copy(
             var_names = [str(g) for g in pd.Index(_read_var_index(f))]
         cols = match_gene_list(var_names, source.genes)
     else:
-        cols, var, selection = _select_genes(source, src, genes, top_genes, width, progress)
+        cols, var, selection = _select_genes(source, src, genes, listed, top_genes, width, progress)
         uns = {
             "format": STORE_FORMAT,
             "source": str(src),
@@ -565,18 +580,9 @@ def _copy(
                 progress(pos, n, "converting")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _genes_digest(genes) -> str | None:
-    if genes is None:
+def _genes_digest(listed: list[str] | None) -> str | None:
+    if listed is None:
         return None
-    listed = (
-        read_gene_list(genes) if isinstance(genes, (str, os.PathLike)) else [str(g) for g in genes]
-    )
     return hashlib.sha256("\n".join(listed).encode()).hexdigest()
 
 

@@ -123,18 +123,24 @@ def check_model_memory(
     return n_params
 
 
-def check_finite_state(state: dict, source: str = "weights") -> None:
-    """Refuse saved weights holding NaN or inf: a model loaded from them embeds every sample as
-    NaN without a word."""
+def nonfinite_tensors(state: dict) -> list[str]:
+    """The names of ``state``'s floating-point tensors holding NaN or inf, in order (entries
+    that are not tensors, such as the method's name in saved weights, are skipped)."""
     import torch
 
-    bad = [
+    return [
         name
         for name, t in state.items()
         if isinstance(t, torch.Tensor)
         and t.is_floating_point()
         and not bool(torch.isfinite(t).all())
     ]
+
+
+def check_finite_state(state: dict, source: str = "weights") -> None:
+    """Refuse saved weights holding NaN or inf: a model loaded from them embeds every sample as
+    NaN without a word."""
+    bad = nonfinite_tensors(state)
     if bad:
         more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
         raise InvalidValuesError(
