@@ -38,18 +38,30 @@ FORMAT_VERSION = 1
 MISSING_SHOWN = 5  # missing gene names quoted in coverage messages
 
 
+def _is_anndata(data) -> bool:
+    return hasattr(data, "var_names") and hasattr(data, "X")  # AnnData (or a view of one)
+
+
+def source_name(data) -> str:
+    """What messages call in-memory ``data``, without touching its matrix: an AnnData's
+    ``uns["exprssl"]["source"]`` (else "AnnData"), "DataFrame" or "data"."""
+    if _is_anndata(data):
+        uns = getattr(data, "uns", {}).get("exprssl", {})
+        return str(uns.get("source", "AnnData")) if isinstance(uns, Mapping) else "AnnData"
+    return "DataFrame" if isinstance(data, pd.DataFrame) else "data"
+
+
 def expression_input(data, genes=None) -> tuple[Any, list[str] | None, str, Any]:
     """``(matrix, gene names, source, sample ids)`` of an AnnData, a DataFrame (columns = genes,
     index = samples), an array or a scipy sparse matrix. Gene names are None for an array given
     without ``genes``: such columns can only be matched by position."""
-    if hasattr(data, "var_names") and hasattr(data, "X"):  # AnnData (or a view of one)
-        uns = getattr(data, "uns", {}).get("exprssl", {})
-        source = str(uns.get("source", "AnnData")) if isinstance(uns, Mapping) else "AnnData"
+    source = source_name(data)
+    if _is_anndata(data):
         matrix, names, samples = data.X, data.var_names, data.obs_names
     elif isinstance(data, pd.DataFrame):
-        matrix, names, source, samples = data.to_numpy(), data.columns, "DataFrame", data.index
+        matrix, names, samples = data.to_numpy(), data.columns, data.index
     else:
-        matrix, names, source, samples = data, None, "data", None
+        matrix, names, samples = data, None, None
     if hasattr(matrix, "toarray"):  # scipy sparse: bulk expression is dense anyway
         matrix = matrix.toarray()
     if genes is not None:

@@ -8,27 +8,17 @@ embedding read that object instead of each asking again what the input is.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .preprocessing import Preprocessor
+from .preprocessing import Preprocessor, source_name
 from .utils import seed_everything
 
 STREAM_FIT_ROWS = 10_000  # rows of a streamed store the preprocessing is fit on
-
-
-def _source_name(data: Any) -> str:
-    """The source ``preprocessing.expression_input`` names for ``data`` (its third element),
-    without converting the matrix: an AnnData's ``uns["exprssl"]["source"]``, else "AnnData",
-    "DataFrame" or "data"."""
-    if hasattr(data, "var_names") and hasattr(data, "X"):  # AnnData (or a view of one)
-        uns = getattr(data, "uns", {}).get("exprssl", {})
-        return str(uns.get("source", "AnnData")) if isinstance(uns, Mapping) else "AnnData"
-    return "DataFrame" if isinstance(data, pd.DataFrame) else "data"
 
 
 class ExpressionSource:
@@ -129,7 +119,7 @@ class ExpressionSource:
         """The source recorded with embeddings: the path given, else what the data says."""
         if isinstance(self.given, (str, os.PathLike)):
             return str(self.given)
-        return str(self.store.source) if self.streamed else _source_name(self.data)
+        return str(self.store.source) if self.streamed else source_name(self.data)
 
     # ------------------------------------------------------------------ what reads it
     def fit_preprocessor(self, prep: Preprocessor, seed: int) -> Preprocessor:
