@@ -104,7 +104,7 @@ def explain_split(task: AttributionTask) -> dict[str, np.ndarray]:
     from ..encoders import MLPEncoder
     from ..model import SSLModel
     from .baselines.elasticnet import _fit as fit_elasticnet
-    from .features import PCA_MAX_COMPONENTS
+    from .features import fit_pool_pca
     from .learners import fit_logistic, train_torch
 
     out = {}
@@ -134,11 +134,7 @@ def explain_split(task: AttributionTask) -> dict[str, np.ndarray]:
             out[name] = logistic_weights(fit(X_lab, y_lab, params, SEED), task.n_classes)[0]
             continue
         elif head == "pca_logreg":
-            from sklearn.decomposition import PCA
-
-            pool = np.load(task.features[POOL])
-            n = int(min(PCA_MAX_COMPONENTS, pool.shape[0] - 1, pool.shape[1]))
-            pca = PCA(n_components=n, random_state=0).fit(pool)  # as features.pca_scores
+            pca = fit_pool_pca(np.load(task.features[POOL]))  # the fit its features came from
             F = np.load(task.features[PCA_SCORES], mmap_mode="r")
             W, _ = logistic_weights(
                 fit_logistic(np.asarray(F[task.lab]), y_lab, params, SEED), task.n_classes

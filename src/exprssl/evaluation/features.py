@@ -89,13 +89,18 @@ def _write_embeddings(
                 )
 
 
-def pca_scores(pool_x: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """PCA (up to 50 components) fit on the pretraining pool, scores of every profile."""
+def fit_pool_pca(pool_x: np.ndarray):
+    """PCA (up to 50 components) fit on the pretraining pool: the ``pca_logreg`` baseline's
+    features, and its loadings when its coefficients are mapped back to genes."""
     from sklearn.decomposition import PCA
 
     n = int(min(PCA_MAX_COMPONENTS, pool_x.shape[0] - 1, pool_x.shape[1]))
-    pca = PCA(n_components=n, random_state=0).fit(pool_x)
-    return pca.transform(np.asarray(X)).astype(np.float32)
+    return PCA(n_components=n, random_state=0).fit(pool_x)
+
+
+def pca_scores(pool_x: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``fit_pool_pca``'s scores of every profile."""
+    return fit_pool_pca(pool_x).transform(np.asarray(X)).astype(np.float32)
 
 
 def random_features(

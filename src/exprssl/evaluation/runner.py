@@ -30,7 +30,7 @@ from .pool import Progress, run_tasks
 from .results import ResultStore
 from .scaling import scale_pool
 from .schema import GENES, POOL, POOL_RAW, FeatureKey, Features, Layout, Manifest
-from .stats import summarize
+from .stats import best_approach, summarize
 
 
 @dataclass
@@ -247,12 +247,11 @@ def _write_best_predictions(
     for the confusion matrix."""
     if summary.empty:
         return
-    last = summary[summary["fraction"] == summary["fraction"].max()]
-    if "degenerate" in last and (last["degenerate"].fillna("") == "").any():
-        last = last[last["degenerate"].fillna("") == ""]
-    top = last.loc[last["mean"].idxmax()]
+    last = summary[summary["fraction"] == summary["fraction"].max()].set_index("approach")
+    flags = {a: f for a, f in last["degenerate"].fillna("").items() if f}
+    top = last.loc[best_approach(last, flags)]
     p = store.predictions()
-    p = p[(p["approach"] == top["approach"]) & np.isclose(p["fraction"], top["fraction"])]
+    p = p[(p["approach"] == top.name) & np.isclose(p["fraction"], top["fraction"])]
     atomic_savez(
         Layout(out).best_predictions,
         y_true=cohort.classes[p["y_true"].to_numpy()].astype(str),
@@ -260,7 +259,7 @@ def _write_best_predictions(
         classes=cohort.classes.astype(str),
         score=np.array(top["mean"]),
         title=np.array(
-            f"{top['approach']}, {int(round(top['n_labelled']))} labelled "
+            f"{top.name}, {int(round(top['n_labelled']))} labelled "
             f"({top['fraction']:.0%}), all splits x seeds"
         ),
     )

@@ -216,8 +216,8 @@ def _fraction_rows(
         else:  # no paired bootstrap for this metric: a t-interval over cells
             ci[a] = mean_ci(g[g["approach"] == a]["value"])[1:]
     flags = degenerate_flags(splits, have, info, point, reps, n_classes, paired)
-    best_base = _best(info[(info["kind"] == "baseline") & info.index.isin(have)], flags)
-    best_ssl = _best(info[info["kind"] == "ssl"], flags)
+    best_base = best_approach(info[(info["kind"] == "baseline") & info.index.isin(have)], flags)
+    best_ssl = best_approach(info[info["kind"] == "ssl"], flags)
     for a, row in info.iterrows():
         lo, hi = ci[a]
         rec = {
@@ -248,7 +248,7 @@ def _fraction_rows(
         yield rec
 
 
-def _best(candidates: pd.DataFrame, flags: dict[str, str]) -> str | None:
+def best_approach(candidates: pd.DataFrame, flags: dict[str, str]) -> str | None:
     """The candidate of highest mean among those not flagged degenerate; only when every one is
     flagged, the best flagged one (its flag stays in the summary, and the report says so)."""
     clean = candidates[~candidates.index.isin(list(flags))]
