@@ -55,7 +55,7 @@ from .errors import (
 from .genes import collapse_duplicates, strip_version
 from .scale import guess_scale
 from .utils import atomic_path
-from .validation import check_matrix, check_unique_samples
+from .validation import check_matrix, check_not_bool, check_unique_samples
 
 log = logging.getLogger("exprssl")
 
@@ -846,10 +846,7 @@ def _read_h5ad(path: Path) -> ad.AnnData:
         ) from None
     if adata.X is None:
         raise DataFileError(f"{path}: h5ad file has no X matrix")
-    if adata.X.dtype.kind == "b":  # cast to float32 they would count as 1 and 0
-        raise NonNumericError(
-            f"{path}: X holds true/false values (dtype bool); expected expression values"
-        )
+    check_not_bool(adata.X.dtype, str(path))
     if hasattr(adata.X, "toarray"):
         adata.X = adata.X.toarray()
     adata.X = np.asarray(adata.X, dtype=np.float32)

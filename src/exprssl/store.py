@@ -658,8 +658,8 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
         if stream:
             raise
         return None
-    check_streamed_h5ad(store, str(p))  # what loading it whole refuses
     if stream:
+        check_streamed_h5ad(store, str(p))  # what loading it whole refuses (read() checks that)
         return store
     available = _available_memory()
     dense = store.n_samples * len(store.genes) * 4
@@ -671,6 +671,7 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
             dense / 1e9,
             available / 1e9,
         )
+        check_streamed_h5ad(store, str(p))
         return store
     return None
 

@@ -210,7 +210,11 @@ def check_streamed_h5ad(store, source: str) -> None:
     check_unique_samples(store.samples, source)
     with h5py.File(store.path, "r") as f:
         X = f["X"]
-        dtype = X.dtype if isinstance(X, h5py.Dataset) else X["data"].dtype
+        check_not_bool(X.dtype if isinstance(X, h5py.Dataset) else X["data"].dtype, source)
+
+
+def check_not_bool(dtype: np.dtype, source: str) -> None:
+    """An h5ad's X of true/false values is refused: cast to float32 they would count as 1 and 0."""
     if dtype.kind == "b":
         raise NonNumericError(
             f"{source}: X holds true/false values (dtype bool); expected expression values"
