@@ -108,3 +108,44 @@ def test_probabilities_sum_to_one(n_models):
     p = predict_proba(net, torch.randn(7, 5))
     assert p.shape == (n_models, 7, 3)
     np.testing.assert_allclose(p.sum(2), 1.0, rtol=1e-5)
+
+
+def test_a_model_without_rows_in_a_batch_stays_finite_and_keeps_its_statistics():
+    """Stacked models share batches: a model with fewer than two of its rows in a batch skips it.
+    Its BatchNorm statistics were 0/0 there, which turned its running statistics (and so its
+    predictions) into NaN for good: the 100%-of-labels collapse of 0.3 (66 rows in batches of
+    32 left a last batch of two rows, often none of a fold model's)."""
+    torch.manual_seed(0)
+    X = torch.randn(40, 10)
+    y = (X[:, 0] > 0).long()
+    train = torch.zeros(2, 40, dtype=torch.bool)
+    train[0] = True
+    train[1, :12] = True  # in batches of 4 over 40 rows, most batches hold 0 or 1 of these
+    val = torch.zeros(2, 40, dtype=torch.bool)
+    val[1, 12:20] = True
+    recipe = HeadRecipe(epochs=40, lr=1e-2, encoder_lr=1e-2, batch_size=4, patience=100)
+    net = StackedMLP(MLPEncoder(10, [8], dropout=0.0), 10, 2, 2, seed=0)
+    best = train_stacked(net, X, y, train, val, recipe)
+    assert np.isfinite(best[1])
+    for t, _ in net.state_tensors():
+        assert torch.isfinite(t).all()
+    proba = predict_proba(net, X)
+    assert np.isfinite(proba).all()
+    assert (proba[1, :12].argmax(1) == y[:12].numpy()).mean() > 0.9  # it learned its 12 rows
+
+
+def test_batches_are_equal_so_no_batch_is_one_or_two_rows():
+    """66 rows in batches of at most 32 train as three batches of 22, not 32 + 32 + 2."""
+    sizes = []
+
+    class Spy(StackedMLP):
+        def forward(self, x, mask=None, train=False, rng=None):
+            if train:
+                sizes.append(len(x))
+            return super().forward(x, mask, train, rng)
+
+    net = Spy(MLPEncoder(5, [4], dropout=0.0), 5, 2, 1)
+    X, y = torch.randn(66, 5), torch.randint(0, 2, (66,))
+    recipe = HeadRecipe(epochs=1, batch_size=32)
+    train_stacked(net, X, y, torch.ones(1, 66, dtype=torch.bool), None, recipe)
+    assert sizes == [22, 22, 22]

@@ -78,3 +78,10 @@ def seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
     except ImportError:  # pragma: no cover - torch is a hard dependency
         pass
+
+
+def plural(n: float, word: str, words: str | None = None) -> str:
+    """``'1 sample'``, ``'3 samples'``, ``'2.4 samples'``: a count and its noun for messages and
+    reports (``words`` for an irregular plural); whole numbers print without a decimal."""
+    shown = f"{int(n):,}" if float(n).is_integer() else f"{n:.1f}"
+    return f"{shown} {word if n == 1 else (words or word + 's')}"

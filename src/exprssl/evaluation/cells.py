@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..utils import plural
 from .baselines import get_baseline
 from .heads import HeadRecipe
 from .learners import fit_linear, fit_torch
@@ -117,6 +118,8 @@ def evaluate_group(job: GroupJob) -> list[CellOutcome]:
             proba, params = _fit_ssl(a, F_lab, y_lab, F_test, folds, job)
         else:
             proba, params = baseline.fit_predict(F_lab, y_lab, F_test, folds, job)
+        proba, diverged = _finite(proba)
+        note = "; ".join(x for x in (note, diverged) if x)
         scores = classification_metrics(y_test, proba, np.arange(job.n_classes))
         outcomes.append(
             CellOutcome(
@@ -135,6 +138,21 @@ def evaluate_group(job: GroupJob) -> list[CellOutcome]:
             )
         )
     return outcomes
+
+
+def _finite(proba: np.ndarray) -> tuple[np.ndarray, str]:
+    """A network that diverged gives NaN probabilities: its rows become uniform (argmax: the first
+    class, so the cell reads as the single-class prediction it is and is flagged), with a note,
+    instead of ending a long run in the metrics."""
+    bad = ~np.isfinite(proba).all(1)
+    if not bad.any():
+        return proba, ""
+    proba = proba.copy()
+    proba[bad] = 1.0 / proba.shape[1]
+    return proba, (
+        f"diverged: non-finite outputs for {plural(int(bad.sum()), 'test sample')}, "
+        "scored as uniform"
+    )
 
 
 def _fit_ssl(a: Approach, F_lab, y_lab, F_test, folds, job: GroupJob):

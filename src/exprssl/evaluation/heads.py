@@ -100,11 +100,15 @@ class _StackedBlock(nn.Module):
             ) * gamma + beta
         w = mask.unsqueeze(2)
         n = w.sum(1)  # (M, 1)
-        mean = (h * w).sum(1) / n
-        var = (((h - mean.unsqueeze(1)) ** 2) * w).sum(1) / n
+        # a model with fewer than two rows in this batch trains on none of them (its loss weight
+        # is 0): its statistics must stay finite (0/0 was NaN, and poisoned its running
+        # statistics and weights for good) and its running statistics untouched
+        mean = (h * w).sum(1) / n.clamp_min(1)
+        var = (((h - mean.unsqueeze(1)) ** 2) * w).sum(1) / n.clamp_min(1)
         with torch.no_grad():  # as nn.BatchNorm1d: the running variance is unbiased
-            self.running_mean.lerp_(mean, momentum)
-            self.running_var.lerp_(var * n / (n - 1).clamp_min(1), momentum)
+            step = momentum * (n >= 2).to(h.dtype)
+            self.running_mean.lerp_(mean, step)
+            self.running_var.lerp_(var * n / (n - 1).clamp_min(1), step)
         return (h - mean.unsqueeze(1)) * torch.rsqrt(var.unsqueeze(1) + eps) * gamma + beta
 
     def model_axis(self, name: str) -> int:
@@ -269,12 +273,13 @@ def train_stacked(
     )  # a model without validation rows (a class with one label) runs every epoch
     best, bad = torch.full((M,), math.inf), torch.zeros(M, dtype=torch.long)
     weights = _BestWeights(net)
-    bs = max(2, recipe.batch_size)
+    # equal batches of at most batch_size rows: a last batch of one or two rows (66 rows in
+    # batches of 32) gave BatchNorm two-row statistics and a third of the epoch's steps
+    n_batches = max(1, math.ceil(len(rows) / max(2, recipe.batch_size)))
     for _ in range(recipe.epochs):
         net.train()
         perm = rows[torch.randperm(len(rows), generator=gen)]
-        for start in range(0, len(perm), bs):
-            idx = perm[start : start + bs]
+        for idx in torch.tensor_split(perm, n_batches):
             w = train_mask[:, idx]
             w = w * (w.sum(1, keepdim=True) >= 2)  # BatchNorm needs two rows of a model's own
             if w.any():
