@@ -175,3 +175,21 @@ def test_ids_with_surrounding_spaces_match(tmp_path):
     )
     a = io.load_data(tmp_path / "t.csv", labels=tmp_path / "s.csv")
     assert list(a.obs_names) == list(frame.index) and a.obs["L"].tolist() == list(y)
+
+
+def test_info_prints_the_orientation_and_why(tmp_path):
+    """A TCGA miRNA table, profiles in rows (more profiles than miRNAs): `info` says which way
+    round it read it and why, and reads it with samples in rows."""
+    rng = np.random.default_rng(0)
+    samples = [f"TCGA-A{i % 9}-{1000 + i}-01A" for i in range(120)]
+    p = tmp_path / "mirna.csv"
+    pd.DataFrame(
+        rng.poisson(30, (120, 40)), index=samples, columns=[f"hsa-mir-{i}" for i in range(40)]
+    ).to_csv(p)
+    r = runner.invoke(app, ["info", str(p)])
+    assert r.exit_code == 0, r.output
+    assert f"{p}: 120 samples x 40 genes" in r.output
+    assert (
+        "orientation: samples in rows: its rows are named by TCGA barcodes and its columns are "
+        "named by miRNA names" in r.output
+    )

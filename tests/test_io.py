@@ -578,6 +578,85 @@ def test_orientation_auto_warns_when_it_guesses(tmp_path, caplog):
     assert not [r for r in caplog.records if "orientation" in r.getMessage()]
 
 
+def _tcga_barcodes(n: int, rng) -> list[str]:
+    return [
+        f"TCGA-{rng.integers(10, 99):02d}-{i:04d}-{rng.choice(['01', '11'])}A-11R-A{i % 900:03d}-13"
+        for i in range(n)
+    ]
+
+
+def test_more_samples_than_genes_read_by_their_identifiers(tmp_path, caplog):
+    """0.3 read a 1,659 TCGA profiles x 298 miRNAs table as 298 samples x 1,659 'genes' named by
+    barcodes, without a word: the longer axis is not the gene axis here, the names say so."""
+    rng = np.random.default_rng(0)
+    samples = _tcga_barcodes(1659, rng)
+    mirnas = [f"hsa-mir-{i}" for i in range(290)] + [f"hsa-let-7{c}" for c in "abcdefgh"]
+    p = tmp_path / "mirna.csv"
+    pd.DataFrame(rng.poisson(40, (1659, 298)), index=samples, columns=mirnas).to_csv(
+        p, index_label="barcode"
+    )
+    with caplog.at_level("INFO", logger="exprssl"):
+        a = io.read(p)
+    assert a.shape == (1659, 298)
+    assert list(a.obs_names[:3]) == samples[:3] and list(a.var_names[:2]) == mirnas[:2]
+    reason = a.uns["exprssl"]["orientation"]
+    assert reason == (
+        "samples in rows: its rows are named by TCGA barcodes and its columns are named by "
+        "miRNA names"
+    )
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert io.summarize(a)["orientation"] == reason
+    # the same table the other way round (genes x samples) is read the same
+    q = tmp_path / "mirna_t.csv"
+    pd.read_csv(p, index_col=0).T.to_csv(q, index_label="mirna")
+    b = io.read(q)
+    assert b.shape == (1659, 298) and b.uns["exprssl"]["orientation"].startswith("genes in rows")
+    np.testing.assert_array_equal(a.X, b.X)
+
+
+@pytest.mark.parametrize(
+    "rows, cols, genes_in_rows, why",
+    [
+        # one axis named by gene ids is enough, whichever axis is longer
+        (["TP53", "BRCA1", "EGFR", "MYC"], [f"S{i}" for i in range(9)], True, "gene symbols"),
+        (["1000_at", "1001_at", "1002_s_at"], [f"p{i}" for i in range(5)], True, "probe ids"),
+        ([f"ENSG{i:011d}" for i in range(3)], [f"x{i}" for i in range(5)], True, "Ensembl"),
+        # or by sample accessions
+        ([f"GSM{i}" for i in range(100, 112)], [f"feat{i}" for i in range(5)], False, "GEO"),
+        ([f"SRR{i}" for i in range(1000000, 1000012)], [f"f{i}" for i in range(5)], False, "SRA"),
+    ],
+)
+def test_orientation_from_gene_or_sample_ids(tmp_path, rows, cols, genes_in_rows, why):
+    rng = np.random.default_rng(1)
+    p = tmp_path / "t.csv"
+    pd.DataFrame(rng.poisson(9, (len(rows), len(cols))), index=rows, columns=cols).to_csv(p)
+    a = io.read(p)
+    expected = (len(cols), len(rows)) if genes_in_rows else (len(rows), len(cols))
+    assert a.shape == expected
+    reason = a.uns["exprssl"]["orientation"]
+    assert reason.startswith("genes in rows" if genes_in_rows else "samples in rows")
+    assert why in reason
+
+
+def test_orientation_falls_back_to_the_longer_axis_when_names_contradict(tmp_path):
+    """Gene symbols on both axes say nothing: the longer-axis rule, and its reason."""
+    p = tmp_path / "both.csv"
+    pd.DataFrame(
+        np.ones((3, 4)), index=["TP53", "EGFR", "MYC"], columns=["KRAS", "NRAS", "BRAF", "PTEN"]
+    ).to_csv(p)
+    a = io.read(p)
+    assert a.shape == (3, 4)
+    assert "the longer axis taken as genes" in a.uns["exprssl"]["orientation"]
+
+
+def test_explicit_orientation_is_the_reason(tmp_path):
+    p = tmp_path / "t.csv"
+    pd.DataFrame(np.ones((3, 5)), index=["TP53", "EGFR", "MYC"]).to_csv(p)
+    a = io.read(p, orientation="samples_in_rows")
+    assert a.shape == (3, 5)
+    assert a.uns["exprssl"]["orientation"] == "samples in rows: --orientation samples_in_rows"
+
+
 def test_a_few_negative_cells_in_counts_warn(caplog):
     from exprssl.scale import guess_scale
 

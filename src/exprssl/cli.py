@@ -290,6 +290,8 @@ def info(
         console.print_json(json.dumps(s, default=str))
         return
     console.print(f"[bold]{data}[/]: {s['n_samples']} samples x {s['n_genes']} genes")
+    if s["orientation"]:
+        console.print(f"orientation: {s['orientation']}", highlight=False)
     console.print(
         f"values: min {s['min']:.4g}, median {s['median']:.4g}, max {s['max']:.4g}, "
         f"{100 * s['fraction_zeros']:.1f}% zeros; {s.get('scale_description', s['scale'])}"

@@ -74,9 +74,18 @@ def collapse_duplicates(adata: ad.AnnData, policy: str = "sum", source: str = "d
 
 # ----------------------------------------------------------------- identifier table
 GENE_TABLE_FILE = "gene_ids_human.tsv.gz"
-ID_SYSTEMS = ("ensembl", "symbol", "entrez", "probe", "unknown")
+ID_SYSTEMS = ("ensembl", "symbol", "entrez", "probe", "mirna", "unknown")
 _ENSEMBL_GENE = re.compile(r"^ENS[A-Z]*G\d{6,}$")
 _PROBE = re.compile(r"_[a-z_]*at$|^ILMN_\d+$|^A_\d+_P\d+$|^cg\d{8}$")
+# miRBase names (hsa-mir-21, hsa-miR-21-5p, hsa-let-7a-1) and accessions (MIMAT0000076, MI0000077)
+_MIRNA = re.compile(r"^[a-z]{3}-(?:mir|let|lin)-|^MIMAT\d{7}$|^MI\d{7}$", re.IGNORECASE)
+ID_SYSTEM_NAMES = {
+    "ensembl": "Ensembl gene ids",
+    "symbol": "gene symbols",
+    "entrez": "Entrez gene ids",
+    "probe": "microarray probe ids",
+    "mirna": "miRNA names",
+}
 
 
 @lru_cache(maxsize=1)
@@ -121,8 +130,9 @@ def _keys(names: np.ndarray) -> pd.DataFrame:
 
 def detect_id_system(genes: Sequence[str]) -> str:
     """The identifier system most of ``genes`` use: ``ensembl``, ``symbol`` (HGNC symbols or
-    aliases the table knows), ``entrez``, ``probe`` (microarray probe sets) or ``unknown``;
-    recorded in a model's card so users know what their cohort must be given in.
+    aliases the table knows), ``entrez``, ``probe`` (microarray probe sets), ``mirna`` (miRBase
+    names or accessions) or ``unknown``; recorded in a model's card so users know what their
+    cohort must be given in, and used to tell a table's gene axis from its sample axis.
 
     Parameters
     ----------
@@ -132,20 +142,46 @@ def detect_id_system(genes: Sequence[str]) -> str:
     Returns
     -------
     str
-        ``"ensembl"``, ``"symbol"``, ``"entrez"``, ``"probe"`` or ``"unknown"``.
+        ``"ensembl"``, ``"symbol"``, ``"entrez"``, ``"probe"``, ``"mirna"`` or ``"unknown"``.
     """
     s = pd.Series(strip_version([str(g) for g in genes]))
     if s.empty or s.tolist() == [str(i) for i in range(len(s))]:  # AnnData's default names
         return "unknown"
-    share = {
-        "ensembl": s.str.match(_ENSEMBL_GENE).mean(),
-        "entrez": s.str.fullmatch(r"\d+").mean(),
-        "probe": s.str.contains(_PROBE).mean(),
-    }
-    known = set(gene_table().loc[lambda t: t["kind"] != "ensembl", "name"])
-    share["symbol"] = s.isin(known).mean()
+    share = _id_shares(s, ("symbol", "alias"))
+    share["entrez"] = s.str.fullmatch(r"\d+").mean()
     best = max(share, key=share.get)
     return best if share[best] >= 0.5 else "unknown"
+
+
+def gene_axis_ids(names: Sequence[str]) -> str | None:
+    """The identifier system of ``names`` when it marks them as genes and not samples (a table's
+    orientation): Ensembl ids, official symbols, probe sets or miRNA names, for at least half of
+    them; None otherwise. Numbers and aliases tell nothing here: Entrez ids look like numeric
+    sample ids, and aliases include names such as ``S1`` or ``p1``."""
+    s = pd.Series(strip_version([str(g) for g in names]))
+    if s.empty:
+        return None
+    share = _id_shares(s, ("symbol",))
+    best = max(share, key=share.get)
+    return best if share[best] >= 0.5 else None
+
+
+def _id_shares(s: pd.Series, symbol_kinds: tuple[str, ...]) -> dict[str, float]:
+    """The share of ``s`` of each pattern-recognised system, and of names the identifier table
+    holds as one of ``symbol_kinds``."""
+    known = _names_of_kind(symbol_kinds)
+    return {
+        "ensembl": s.str.match(_ENSEMBL_GENE).mean(),
+        "probe": s.str.contains(_PROBE).mean(),
+        "mirna": s.str.contains(_MIRNA).mean(),
+        "symbol": s.isin(known).mean(),
+    }
+
+
+@lru_cache(maxsize=4)
+def _names_of_kind(kinds: tuple[str, ...]) -> frozenset[str]:
+    t = gene_table()
+    return frozenset(t.loc[t["kind"].isin(kinds), "name"])
 
 
 # ----------------------------------------------------------------------- alignment

@@ -569,31 +569,18 @@ def _numeric_frame(df: pd.DataFrame, source: str) -> np.ndarray:
 
 
 def _orient(df: pd.DataFrame, orientation: str, source: str, sheet_keys=None) -> pd.DataFrame:
-    """Samples in rows. ``auto`` reads a table with per-gene annotation columns or columns named
-    by alignment files (featureCounts) with genes in rows; with a sample sheet (``sheet_keys``:
-    its ids and the match mode comparing them, see ``id_keys``) takes the axis whose ids the sheet
-    names; without one, or when neither axis matches, the longer axis as genes, with a warning
-    when that is a guess: the longer axis is short (< AUTO_MIN_GENES) or not clearly longer
-    (< AUTO_MIN_RATIO x)."""
-    n_rows, n_cols = df.shape
-    transpose = orientation == "genes_in_rows" or (orientation == "auto" and n_rows > n_cols)
-    if orientation == "auto" and df.attrs.get("genes_in_rows"):  # featureCounts: the layout says so
-        return df.T
-    if orientation == "auto" and sheet_keys is not None:
-        keys, match = sheet_keys
-        in_rows = int(id_keys(df.index, match).isin(keys).sum())
-        in_cols = int(id_keys(df.columns, match).isin(keys).sum())
-        if in_rows != in_cols:
-            transpose = in_cols > in_rows
-            log.info(
-                "%s: read with %s in rows: the sample sheet names %d of its %s",
-                source,
-                "genes" if transpose else "samples",
-                max(in_rows, in_cols),
-                "columns" if transpose else "rows",
-            )
-            return df.T if transpose else df
-    if orientation == "auto":
+    """Samples in rows, the decision and its reason in ``attrs["orientation"]`` (``info`` prints
+    it). ``auto``, in order: a table with per-gene annotation columns or columns named by
+    alignment files (featureCounts) has genes in rows; with a sample sheet (``sheet_keys``: its
+    ids and the match mode comparing them, see ``id_keys``) the axis whose ids the sheet names is
+    the samples'; an axis named by gene ids (symbols, Ensembl, Entrez, probe sets, miRNAs) is the
+    genes', one named by sample ids (TCGA barcodes, GEO / SRA accessions) the samples'; only when
+    neither tells is the longer axis taken as genes, with a warning when that is a guess: the
+    longer axis is short (< AUTO_MIN_GENES) or not clearly longer (< AUTO_MIN_RATIO x)."""
+    transpose, reason = _orientation(df, orientation, sheet_keys)
+    decision = f"{'genes' if transpose else 'samples'} in rows: {reason}"
+    if orientation == "auto" and reason.startswith("the longer axis"):
+        n_rows, n_cols = df.shape
         longer, shorter = max(n_rows, n_cols), min(n_rows, n_cols)
         if longer < AUTO_MIN_GENES or longer < AUTO_MIN_RATIO * shorter:
             n_samples, n_genes = (n_cols, n_rows) if transpose else (n_rows, n_cols)
@@ -609,7 +596,53 @@ def _orient(df: pd.DataFrame, orientation: str, source: str, sheet_keys=None) ->
                 n_genes,
                 "genes" if transpose else "samples",
             )
-    return df.T if transpose else df
+    elif orientation == "auto" and not df.attrs.get("genes_in_rows"):
+        log.info("%s: read with %s", source, decision)
+    out = df.T if transpose else df
+    out.attrs = {**df.attrs, "orientation": decision}
+    return out
+
+
+def _orientation(df: pd.DataFrame, orientation: str, sheet_keys) -> tuple[bool, str]:
+    """(genes in rows, why): ``_orient``'s rules in their order."""
+    if orientation != "auto":
+        return orientation == "genes_in_rows", f"--orientation {orientation}"
+    if df.attrs.get("genes_in_rows"):
+        return True, "featureCounts layout (annotation or alignment-file columns)"
+    if sheet_keys is not None:
+        keys, match = sheet_keys
+        in_rows = int(id_keys(df.index, match).isin(keys).sum())
+        in_cols = int(id_keys(df.columns, match).isin(keys).sum())
+        if in_rows != in_cols:
+            axis = "columns" if in_cols > in_rows else "rows"
+            return in_cols > in_rows, f"the sample sheet names {max(in_rows, in_cols)} of its {axis}"
+    by_ids = _orientation_by_ids(df.index, df.columns)
+    if by_ids is not None:
+        return by_ids
+    return df.shape[0] > df.shape[1], "the longer axis taken as genes (neither axis's names tell)"
+
+
+def _orientation_by_ids(rows: pd.Index, cols: pd.Index) -> tuple[bool, str] | None:
+    """(transpose, why) when the names tell which axis is which: gene ids (symbols, Ensembl,
+    Entrez, probe sets, miRNA names) on one axis, or sample ids (TCGA barcodes, GEO / SRA
+    accessions) on the other; None when they tell nothing or contradict each other."""
+    from .genes import ID_SYSTEM_NAMES, gene_axis_ids
+    from .sample_ids import detect_sample_ids
+
+    said = {"rows": [], "columns": []}
+    for axis, names in (("rows", rows), ("columns", cols)):
+        genes = gene_axis_ids(list(names))
+        if genes:
+            said[axis].append(("genes", f"its {axis} are named by {ID_SYSTEM_NAMES[genes]}"))
+        samples = detect_sample_ids(names)
+        if samples:
+            said[axis].append(("samples", f"its {axis} are named by {samples}"))
+    genes_in_rows = {k == "genes" for k, _ in said["rows"]} | {
+        k == "samples" for k, _ in said["columns"]
+    }
+    if len(genes_in_rows) != 1:  # nothing said, or the names contradict each other
+        return None
+    return genes_in_rows.pop(), " and ".join(why for _, why in said["rows"] + said["columns"])
 
 
 def _read_parquet(path: Path, what: str = "table") -> pd.DataFrame:
@@ -915,6 +948,7 @@ def read(
             f"{path}: unknown format '{fmt}'; supported: {', '.join(sorted(set(FORMATS.values())))}"
         )
     source = str(path)
+    orientation_reason = ""
     if fmt == "h5ad":
         adata = _read_h5ad(path)
     elif fmt == "archs4":
@@ -926,6 +960,7 @@ def read(
             if fmt == "gct"
             else _read_table(path, fmt, orientation, sample_id_column, sheet_keys)
         )
+        orientation_reason = df.attrs.get("orientation", "")
         check_unique_samples(df.index, source)
         X = _numeric_frame(df, source)
         with _duplicate_names_allowed():
@@ -954,6 +989,8 @@ def read(
         counts_expected=counts_expected,
     )
     adata.uns["exprssl"] = {"source": source, "format": fmt}
+    if orientation_reason:
+        adata.uns["exprssl"]["orientation"] = orientation_reason
     return adata
 
 
@@ -1403,4 +1440,5 @@ def summarize(adata: ad.AnnData, max_classes: int = 50) -> dict[str, Any]:
         "scale_description": sentences[scale],
         "label_columns": labels,
         "numeric_columns": numeric,
+        "orientation": str(adata.uns.get("exprssl", {}).get("orientation", "")),
     }

@@ -1,0 +1,41 @@
+"""Sample identifiers of the public archives a cohort comes from (TCGA barcodes, GEO / SRA / ENA /
+BioSample accessions, GTEx sample ids): what tells a table's sample axis from its gene axis."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import pandas as pd
+
+SAMPLE_ID_PATTERNS = {
+    "TCGA barcodes": re.compile(r"^TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}", re.IGNORECASE),
+    "GEO accessions": re.compile(r"^GSM\d+$"),
+    "SRA/ENA/DDBJ runs": re.compile(r"^[SED]R[RXS]\d{6,}$"),
+    "BioSample accessions": re.compile(r"^SAM(?:N|EA|D)\d+$"),
+    "GTEx sample ids": re.compile(r"^GTEX-[A-Z0-9]+-", re.IGNORECASE),
+}
+
+
+def detect_sample_ids(ids: Sequence[str], min_share: float = 0.5) -> str | None:
+    """Which archive's sample ids most of ``ids`` are (a key of ``SAMPLE_ID_PATTERNS``), or None.
+
+    Parameters
+    ----------
+    ids
+        Row or column names of a table.
+    min_share
+        The share of ``ids`` that must match one pattern.
+
+    Returns
+    -------
+    str or None
+        ``"TCGA barcodes"``, ``"GEO accessions"``, ... or None when no pattern covers
+        ``min_share`` of them.
+    """
+    s = pd.Series([str(i).strip() for i in ids], dtype=object)
+    if s.empty:
+        return None
+    shares = {kind: s.str.contains(p).mean() for kind, p in SAMPLE_ID_PATTERNS.items()}
+    best = max(shares, key=shares.get)
+    return best if shares[best] >= min_share else None
