@@ -281,7 +281,11 @@ def test_degenerate_approaches_are_flagged_and_never_best():
         n_boot=200,
     )
     s = summary.set_index("approach")
-    assert s.loc["scarf+finetune", "degenerate"] == "predicted a single class in 2 of 2 cells"
+    assert (
+        s.loc["scarf+finetune", "degenerate"]
+        == "predictions collapsed to one class in 2 of 2 cells"
+    )
+    assert s.loc["scarf+finetune", "excluded"] and s.loc["scarf+finetune", "collapsed"] == 1.0
     assert s.loc["logreg", "degenerate"] == "" and s.loc["scarf+linear_probe", "degenerate"] == ""
     assert s.loc["scarf+linear_probe", "best_ssl"] and not s.loc["scarf+finetune", "best_ssl"]
     assert s.loc["scarf+linear_probe", "verdict"] is not None
@@ -296,3 +300,46 @@ def test_degenerate_approaches_are_flagged_and_never_best():
     )
     row = only.set_index("approach").loc["scarf+finetune"]
     assert row["best_ssl"] and row["degenerate"] != "" and row["verdict"] == "SSL worse"
+
+
+def test_a_given_model_is_compared_with_in_cohort_pretraining_and_with_none(
+    cohort, models, tmp_path
+):
+    """The question of someone who pretrained elsewhere: did that encoder beat the same method
+    pretrained on my cohort's own pool, and beat no pretraining? Answered per fraction, paired,
+    in summary.csv, the report's own section, the first screen and the terminal."""
+    out = tmp_path / "t"
+    r = _bench(
+        cohort,
+        out,
+        "--model",
+        models / "m1",
+        "--methods",
+        "scarf",
+        "--epochs",
+        "2",
+        "--baselines",
+        "logreg,mlp,random_encoder",
+    )
+    assert r.exit_code == 0, r.output
+    s = pd.read_csv(Layout(out).summary).set_index("approach")
+    probe, ft = s.loc["m1+linear_probe"], s.loc["m1+finetune"]
+    assert probe["vs_in_cohort"] == "scarf+linear_probe"
+    assert probe["vs_no_pretraining"] == "random_encoder"
+    assert ft["vs_in_cohort"] == "scarf+finetune" and ft["vs_no_pretraining"] == "mlp"
+    for row in (probe, ft):
+        for suffix in ("_in_cohort", "_no_pretraining"):
+            lo, d, hi = (row[f"diff{suffix}{x}"] for x in ("_lo", "", "_hi"))
+            assert lo <= d <= hi
+            assert row[f"verdict{suffix}"] in (
+                "transfer better",
+                "transfer worse",
+                "no detectable difference",
+                "too small for a claim",
+            )
+    assert s.loc[["scarf+finetune", "logreg"], "vs_in_cohort"].isna().all()
+    report = (out / "report.md").read_text()
+    assert "## Transfer: given models against in-cohort pretraining and none" in report
+    first = report.split("\n## ")[0]
+    assert "**Transfer**: m1 (pretrained on " in first
+    assert "Transfer: m1 (pretrained on " in r.output  # the terminal's first screen too

@@ -34,6 +34,11 @@ class PretrainedModel:
     card: dict[str, Any] = field(default_factory=dict)
     scaling: str = "standardize"  # pool_scaling: the cohort z-scored per split (else the model's)
 
+    @property
+    def method(self) -> str | None:
+        """The SSL method it was pretrained with (its card's)."""
+        return (self.card or {}).get("method")
+
     def describe(self) -> ModelInfo:
         """What the manifest and the report say about the model."""
         c = self.card or {}
@@ -49,7 +54,7 @@ class PretrainedModel:
                 else "the model's own preprocessing statistics (from its pretraining data)"
             ),
             alignment=self.alignment,
-            method=c.get("method"),
+            method=self.method,
             method_options=c.get("method_options") or {},
             data_sources=[
                 {k: s.get(k) for k in ("name", "n_profiles", "n_genes", "sha256")}

@@ -223,7 +223,12 @@ def evaluate_stage(
 
 
 def summarize_stage(
-    cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, store: ResultStore, out: Path
+    cfg: BenchmarkConfig,
+    cohort: Cohort,
+    plan: Plan,
+    store: ResultStore,
+    out: Path,
+    given: list[PretrainedModel] = (),
 ) -> pd.DataFrame:
     n_test = float(np.mean([len(s.test) for s in plan.splits]))
     summary = summarize(
@@ -234,6 +239,7 @@ def summarize_stage(
         n_test_per_split=n_test,
         min_test_per_class=cfg.min_test_per_class,
         n_boot=cfg.bootstrap,
+        given={m.name: m.method for m in given},
     )
     atomic_write_text(Layout(out).summary, summary.to_csv(index=False))
     _write_best_predictions(store, summary, cohort, out)
@@ -248,8 +254,7 @@ def _write_best_predictions(
     if summary.empty:
         return
     last = summary[summary["fraction"] == summary["fraction"].max()].set_index("approach")
-    flags = {a: f for a, f in last["degenerate"].fillna("").items() if f}
-    top = last.loc[best_approach(last, flags)]
+    top = last.loc[best_approach(last, last.index[last["excluded"].astype(bool)])]
     p = store.predictions()
     p = p[(p["approach"] == top.name) & np.isclose(p["fraction"], top["fraction"])]
     atomic_savez(
@@ -320,7 +325,7 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
                 "evaluating", n_cells, done=n_cells - sum(len(j.approaches) for j in group_jobs)
             )
             evaluation = evaluate_stage(group_jobs, store, jobs, tick)
-        summary = summarize_stage(cfg, cohort, plan, store, out)
+        summary = summarize_stage(cfg, cohort, plan, store, out, given)
         explained = None
         if cfg.attributions:
             explained = attribution_stage(cfg, cohort, plan, summary, artefacts, out, jobs)

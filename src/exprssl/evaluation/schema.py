@@ -40,6 +40,17 @@ class Verdict:
     ALL = (BETTER, WORSE, NO_DIFFERENCE, TOO_SMALL)
 
 
+class TransferVerdict:
+    """A verdict of a given (transferred) model's approach against its in-cohort or
+    no-pretraining counterpart."""
+
+    BETTER = "transfer better"
+    WORSE = "transfer worse"
+    NO_DIFFERENCE = Verdict.NO_DIFFERENCE
+    TOO_SMALL = Verdict.TOO_SMALL
+    ALL = (BETTER, WORSE, NO_DIFFERENCE, TOO_SMALL)
+
+
 def approach_name(method: str, kind: str, head: str) -> str:
     """The one naming rule: ``method+head`` for SSL, the method's name otherwise."""
     return f"{method}+{head}" if kind == "ssl" else method
@@ -202,11 +213,20 @@ SUMMARY_COLUMNS = [
     "best_ssl",
     "best_baseline",
     "degenerate",
+    "collapsed",
+    "excluded",
     "vs",
     "diff",
     "diff_lo",
     "diff_hi",
     "verdict",
+    # a given model's approach against the same method pretrained on the cohort, and against no
+    # pretraining (stats.transfer_counterparts); empty on every other row
+    *(
+        col
+        for s in ("_in_cohort", "_no_pretraining")
+        for col in (f"vs{s}", f"diff{s}", f"diff{s}_lo", f"diff{s}_hi", f"verdict{s}")
+    ),
 ]
 
 
@@ -226,8 +246,9 @@ def read_summary(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    summary = pd.read_csv(path, dtype={"approach": str, "vs": str, "degenerate": str})
-    for col in ("best_ssl", "best_baseline"):
+    text = ["approach", "degenerate", *(c for c in SUMMARY_COLUMNS if c.startswith("vs"))]
+    summary = pd.read_csv(path, dtype=dict.fromkeys(text, str))
+    for col in ("best_ssl", "best_baseline", "excluded"):
         if col in summary:
             summary[col] = summary[col].astype(bool)
     if "degenerate" in summary:

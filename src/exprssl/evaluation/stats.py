@@ -17,13 +17,14 @@ split), so a 2,000-replicate interval costs milliseconds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .schema import SUMMARY_COLUMNS, Verdict, approach_names
+from .schema import SUMMARY_COLUMNS, TransferVerdict, Verdict, approach_name, approach_names
 
 PAIRED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 
@@ -103,15 +104,16 @@ def interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]
     return float(lo), float(hi)
 
 
-def verdict(lo: float, hi: float, too_small: bool) -> str:
-    """The paired difference's plain reading (SSL minus baseline)."""
+def verdict(lo: float, hi: float, too_small: bool, labels=Verdict) -> str:
+    """The paired difference's plain reading (SSL minus baseline; ``labels``: the wording of
+    another comparison, e.g. ``TransferVerdict``)."""
     if too_small:
-        return Verdict.TOO_SMALL
+        return labels.TOO_SMALL
     if lo > 0:
-        return Verdict.BETTER
+        return labels.BETTER
     if hi < 0:
-        return Verdict.WORSE
-    return Verdict.NO_DIFFERENCE
+        return labels.WORSE
+    return labels.NO_DIFFERENCE
 
 
 def too_small(n_test_per_split: float, n_classes: int, min_test_per_class: float) -> bool:
@@ -148,6 +150,20 @@ def _approach_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     return r
 
 
+@dataclass(frozen=True)
+class _Setting:
+    """What every fraction of ``summarize`` shares."""
+
+    n_classes: int
+    metric: str  # the reported metric
+    paired: str  # the metric the paired bootstrap computes (AUROC needs probabilities)
+    small: bool  # too small for a claim
+    n_test_per_split: float
+    n_boot: int
+    seed: int
+    given: Mapping[str, str]  # a given model's approach method -> its SSL method
+
+
 def summarize(
     results: pd.DataFrame,
     predictions: pd.DataFrame,
@@ -158,26 +174,35 @@ def summarize(
     min_test_per_class: float = 3.0,
     n_boot: int = 2000,
     seed: int = 0,
+    given: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Approach x fraction: mean over splits x seeds, two-stage bootstrap interval, and for each
     SSL approach the paired difference to the fraction's best baseline with its interval and
     verdict. ``best_ssl`` marks the row whose verdict answers the benchmark's question;
-    ``degenerate`` says why an approach is flagged (``degenerate_flags``), and the best of a
-    kind is picked among the unflagged ones."""
+    ``degenerate`` says why an approach is flagged and ``excluded`` whether that left it out
+    of "the best" (``degenerate_flags``). Each given model's approach (``given``: its method name
+    in ``results`` -> the SSL method it was pretrained with) is also compared, paired, with the
+    same method pretrained on the cohort's own pool (``*_in_cohort`` columns) and with no
+    pretraining (``*_no_pretraining``: the random-init control for the probe, the MLP baseline
+    for fine-tuning)."""
 
     r = _approach_table(results, metric)
     if r.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    paired = (
-        metric if metric in PAIRED_METRICS else "balanced_accuracy"
-    )  # AUROC needs probabilities
-    small = too_small(n_test_per_split, n_classes, min_test_per_class)
+    setting = _Setting(
+        n_classes=n_classes,
+        metric=metric,
+        paired=metric if metric in PAIRED_METRICS else "balanced_accuracy",
+        small=too_small(n_test_per_split, n_classes, min_test_per_class),
+        n_test_per_split=n_test_per_split,
+        n_boot=n_boot,
+        seed=seed,
+        given=dict(given or {}),
+    )
     rows = [
         rec
         for frac, g in r.groupby("fraction", sort=True)
-        for rec in _fraction_rows(
-            frac, g, predictions, n_classes, paired, metric, small, n_test_per_split, n_boot, seed
-        )
+        for rec in _fraction_rows(frac, g, predictions, setting)
     ]
     out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     order = {"ssl": 0, "baseline": 1, "control": 2}
@@ -189,12 +214,10 @@ def summarize(
     ).reset_index(drop=True)
 
 
-def _fraction_rows(
-    frac, g, predictions, n_classes, paired, metric, small, n_test_per_split, n_boot, seed
-):
+def _fraction_rows(frac, g, predictions, st: _Setting):
     """``summarize``'s rows of one label fraction: each approach's mean and interval, the best of
-    each kind among the unflagged, and each SSL approach's paired difference to the best
-    baseline."""
+    each kind among those not excluded, each SSL approach's paired difference to the best
+    baseline, and each given model's to its in-cohort and no-pretraining counterparts."""
     from .metrics import mean_ci
 
     info = g.groupby("approach").agg(
@@ -208,55 +231,103 @@ def _fraction_rows(
     )
     splits = split_predictions(predictions, frac, list(info.index))
     have = [a for a in info.index if all(a in sp.preds for sp in splits)]
-    point, reps = bootstrap(splits, have, n_classes, paired, n_boot, seed) if have else ({}, {})
-    ci = {}
-    for a in info.index:
-        if paired == metric and a in reps:
-            ci[a] = interval(reps[a])
-        else:  # no paired bootstrap for this metric: a t-interval over cells
-            ci[a] = mean_ci(g[g["approach"] == a]["value"])[1:]
-    flags = degenerate_flags(splits, have, info, point, reps, n_classes, paired)
-    best_base = best_approach(info[(info["kind"] == "baseline") & info.index.isin(have)], flags)
-    best_ssl = best_approach(info[info["kind"] == "ssl"], flags)
+    point, reps = (
+        bootstrap(splits, have, st.n_classes, st.paired, st.n_boot, st.seed) if have else ({}, {})
+    )
+    flags = degenerate_flags(splits, have, info, point, reps, st.n_classes, st.paired)
+    best_base = best_approach(
+        info[(info["kind"] == "baseline") & info.index.isin(have)], flags.excluded
+    )
+    best_ssl = best_approach(info[info["kind"] == "ssl"], flags.excluded)
     for a, row in info.iterrows():
-        lo, hi = ci[a]
+        if st.paired == st.metric and a in reps:
+            lo, hi = interval(reps[a])
+        else:  # no paired bootstrap for this metric: a t-interval over cells
+            lo, hi = mean_ci(g[g["approach"] == a]["value"])[1:]
         rec = {
+            **{c: np.nan if c.startswith("diff") else None for c in SUMMARY_COLUMNS},
             "fraction": frac,
             "approach": a,
             **row.to_dict(),
             "lo": lo,
             "hi": hi,
-            "n_test": n_test_per_split,
+            "n_test": st.n_test_per_split,
             "best_ssl": a == best_ssl,
             "best_baseline": a == best_base,
-            "degenerate": flags.get(a, ""),
-            "vs": None,
-            "diff": np.nan,
-            "diff_lo": np.nan,
-            "diff_hi": np.nan,
-            "verdict": None,
+            "degenerate": flags.reason.get(a, ""),
+            "collapsed": flags.collapsed.get(a, np.nan),
+            "excluded": a in flags.excluded,
         }
         if row["kind"] == "ssl" and best_base is not None and a in reps:
-            d_lo, d_hi = interval(reps[a] - reps[best_base])
-            rec.update(
-                vs=best_base,
-                diff=point[a] - point[best_base],
-                diff_lo=d_lo,
-                diff_hi=d_hi,
-                verdict=verdict(d_lo, d_hi, small),
-            )
+            rec.update(_paired(a, best_base, point, reps, st.small, "", Verdict))
+        for suffix, other in transfer_counterparts(row["method"], row["head"], st.given).items():
+            if a in reps and other in reps:
+                rec.update(_paired(a, other, point, reps, st.small, suffix, TransferVerdict))
         yield rec
 
 
-def best_approach(candidates: pd.DataFrame, flags: dict[str, str]) -> str | None:
-    """The candidate of highest mean among those not flagged degenerate; only when every one is
-    flagged, the best flagged one (its flag stays in the summary, and the report says so)."""
-    clean = candidates[~candidates.index.isin(list(flags))]
+def _paired(a, b, point, reps, small, suffix: str, labels) -> dict[str, Any]:
+    """The columns of a paired difference ``a - b``: ``vs``, ``diff``, its interval and verdict
+    (``suffix`` names the comparison: '' for the best baseline, ``_in_cohort``, ...)."""
+    lo, hi = interval(reps[a] - reps[b])
+    return {
+        f"vs{suffix}": b,
+        f"diff{suffix}": point[a] - point[b],
+        f"diff{suffix}_lo": lo,
+        f"diff{suffix}_hi": hi,
+        f"verdict{suffix}": verdict(lo, hi, small, labels),
+    }
+
+
+def transfer_counterparts(method: str, head: str, given: Mapping[str, str]) -> dict[str, str]:
+    """What a given model's approach is compared with to say whether transfer helped: the same
+    SSL method pretrained on the cohort's own pool (``_in_cohort``) and no pretraining
+    (``_no_pretraining``: the random-init encoder's probe for a probe; the same network trained
+    from scratch, the MLP baseline, for fine-tuning). Empty for any other approach."""
+    if method not in given:
+        return {}
+    return {
+        "_in_cohort": approach_name(given[method], "ssl", head),
+        "_no_pretraining": "random_encoder" if head == "linear_probe" else "mlp",
+    }
+
+
+def best_approach(candidates: pd.DataFrame, excluded) -> str | None:
+    """The candidate of highest mean among those not ``excluded`` (degenerate flags whose
+    collapse would change the comparison); only when every one is excluded, the best of them (its
+    flag stays in the summary, and the report says so)."""
+    clean = candidates[~candidates.index.isin(list(excluded))]
     pool = clean if len(clean) else candidates
     return pool["mean"].idxmax() if len(pool) else None
 
 
 CHANCE_MARGIN = 0.02  # a mean this close to the best constant prediction's score is at chance
+# A cell's predictions collapsed when the class they over-predict most went at least this far of
+# the way from its share of the test labels to every prediction: a single class is 1.0; 23 of 24
+# predicted ER+ where 58% are ER+ is 0.90; a good classifier on a 90/10 test part predicting the
+# majority for 92% of it is 0.2.
+COLLAPSE_SCORE = 0.8
+FLAG_SHARE = 1 / 3  # an approach is flagged when at least this share of its cells collapsed
+
+
+@dataclass
+class Flags:
+    """One fraction's degenerate approaches: why each is flagged (``reason``), the share of
+    every approach's cells whose predictions collapsed (``collapsed``), and the flagged ones left
+    out of "the best" (``excluded``): only where the collapse would change the comparison."""
+
+    reason: dict[str, str]
+    collapsed: dict[str, float]
+    excluded: set[str]
+
+
+def collapse_scores(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per row of ``pred`` (R, n): how far the most over-predicted class went from its share of
+    the test labels ``y`` towards all predictions (0: no excess, 1: a single class)."""
+    truth = np.bincount(y, minlength=n_classes) / len(y)  # (C,)
+    shares = np.stack([np.bincount(p, minlength=n_classes) for p in pred]) / pred.shape[1]
+    room = np.where(truth < 1, 1 - truth, np.inf)
+    return np.clip(((shares - truth) / room).max(1), 0, 1)
 
 
 def degenerate_flags(
@@ -267,20 +338,43 @@ def degenerate_flags(
     reps: dict[str, np.ndarray],
     n_classes: int,
     metric: str,
-) -> dict[str, str]:
-    """Approach -> why it is degenerate at this fraction: it predicted a single class in some
-    cell (a collapsed head or encoder), or its mean is at chance (within ``CHANCE_MARGIN`` of
-    the best constant prediction's score) where some baseline's interval is above chance. Such
-    an approach is flagged in the summary and picked as the best of its kind only when every
-    one of that kind is flagged (``_best``)."""
-    flags: dict[str, str] = {}
+) -> Flags:
+    """Approaches whose predictions collapsed in at least ``FLAG_SHARE`` of their cells (one
+    class taking ``COLLAPSE_SCORE`` of the way to every prediction), or whose mean is at chance
+    (within ``CHANCE_MARGIN`` of the best constant prediction) where a baseline is above it.
+
+    A flagged approach stays eligible as the best of its kind when its collapsed cells scored
+    below its other cells: the collapse then only lowered its mean, and picking the next one
+    would lower the bar the other side is compared with. It is left out (``excluded``) when
+    its collapsed cells scored at least as well as the rest (a majority-class guess props up
+    accuracy on an imbalanced test part), when every cell collapsed, or at chance."""
+    flags = Flags({}, {}, set())
     if not have or not splits:
         return flags
     for a in have:
-        single = sum(int((sp.preds[a] == sp.preds[a][:, :1]).all(1).sum()) for sp in splits)
-        if single:
-            cells = sum(len(sp.preds[a]) for sp in splits)
-            flags[a] = f"predicted a single class in {single} of {cells} cells"
+        per_split = [
+            (
+                collapse_scores(sp.y, sp.preds[a], n_classes) >= COLLAPSE_SCORE,
+                weighted_scores(np.ones((1, len(sp.y))), sp.y, sp.preds[a], n_classes, metric)[0],
+            )
+            for sp in splits
+        ]
+        collapsed = np.concatenate([c for c, _ in per_split])
+        scores = np.concatenate([v for _, v in per_split])
+        flags.collapsed[a] = float(collapsed.mean())
+        if collapsed.mean() >= FLAG_SHARE - 1e-12:
+            flags.reason[a] = (
+                f"predictions collapsed to one class in {int(collapsed.sum())} of "
+                f"{len(collapsed)} cells"
+            )
+            if collapsed.all() or scores[collapsed].mean() >= scores[~collapsed].mean():
+                flags.excluded.add(a)
+    _chance_flags(flags, splits, have, info, point, reps, n_classes, metric)
+    return flags
+
+
+def _chance_flags(flags: Flags, splits, have, info, point, reps, n_classes, metric) -> None:
+    """Flag (and exclude) the approaches at chance where some unflagged baseline is above it."""
     chance = float(
         np.mean(
             [
@@ -298,15 +392,17 @@ def degenerate_flags(
     above = [
         b
         for b in have
-        if info.loc[b, "kind"] == "baseline" and b not in flags and interval(reps[b])[0] > chance
+        if info.loc[b, "kind"] == "baseline"
+        and b not in flags.reason
+        and interval(reps[b])[0] > chance
     ]
     for a in have:
-        if a not in flags and point[a] <= chance + CHANCE_MARGIN and above:
-            flags[a] = (
+        if a not in flags.reason and point[a] <= chance + CHANCE_MARGIN and above:
+            flags.reason[a] = (
                 f"at chance ({point[a]:.3f}; a constant prediction scores {chance:.3f}) "
                 f"where {above[0]} is above it"
             )
-    return flags
+            flags.excluded.add(a)
 
 
 def paired_difference(
