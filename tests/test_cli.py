@@ -41,7 +41,7 @@ def test_info_bundled_shape_and_labels():
     assert "128 samples x 12625 genes" in r.output
     assert "log" in r.output.lower()
     # molecular subtype counts from the source
-    assert "BCR/ABL 37" in r.output and "NEG 74" in r.output
+    assert "BCR/ABL: 37" in r.output and "NEG: 74" in r.output
 
 
 @pytest.fixture(scope="module")

@@ -777,9 +777,9 @@ def test_labels_differing_in_case_or_spaces_info_and_benchmark_agree(env, tmp_pa
     r = runner.invoke(app, ["info", str(data), "--labels", str(sheet)])
     assert r.exit_code == 0, r.output
     assert (
-        "label L (3 classes): Tumor 20, " in r.stdout
-        and "Normal 10" in r.stdout
-        and "tumor 10" in r.stdout
+        "label L (3 classes): Tumor: 20, " in r.stdout
+        and "Normal: 10" in r.stdout
+        and "tumor: 10" in r.stdout
     )
     assert "10 values had surrounding spaces, removed" in r.stderr
     assert "'Tumor' and 'tumor' differ only in upper/lower case" in r.stderr
@@ -794,7 +794,7 @@ def test_numeric_classes_written_differently_are_one_class(env):
     data, sheet = _small_cohort(root)
     r = runner.invoke(app, ["info", str(data), "--labels", str(sheet)])
     assert r.exit_code == 0, r.output
-    assert "label code (2 classes): 1 27, 2 13" in r.stdout
+    assert "label code (2 classes): 1: 27, 2: 13" in r.stdout
     assert (
         "label column 'code': numeric classes written differently (e.g. '1.0') read as numbers"
         in r.stderr

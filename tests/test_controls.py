@@ -84,7 +84,7 @@ def test_unlabeled_profiles_pretrain(positive):
     assert 600 < n_unlabeled < 900
     pool = positive.manifest.pool
     assert pool.parts["profiles without the label"] == n_unlabeled
-    assert pool.size == n_unlabeled + pool.parts["labelled training profiles (labels unused)"]
+    assert pool.size == n_unlabeled + pool.parts["labelled training profiles, without their labels"]
     assert positive.manifest.full_labels.mean == pytest.approx(0.6 * (1500 - n_unlabeled), abs=3)
 
 

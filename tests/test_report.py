@@ -14,10 +14,21 @@ from exprssl.evaluation.schema import Layout, Manifest
 from exprssl.evaluation.stats import summarize
 from exprssl.report import answer, md_escape, summary_matrix, write_report
 
+APPROACHES = (
+    ("scarf", "ssl", "finetune", 0.6),
+    ("vime", "ssl", "linear_probe", 0.5),
+    ("logreg", "baseline", "logreg", 0.6),
+    ("xgboost", "baseline", "xgboost", 0.5),
+    ("random_encoder", "control", "random_encoder", 0.4),
+)
 
-def _bench_dir(tmp_path, gap: float, classes=("a", "b", "c"), n_test=60):
+
+def _bench_dir(
+    tmp_path, gap: float, classes=("a", "b", "c"), n_test=60, extra=(), given=None, models=None
+):
     """What a benchmark leaves behind, with SSL ``gap`` better (or worse) than logistic
-    regression."""
+    regression; ``extra`` approaches (method, kind, head, accuracy) beside the usual ones,
+    ``given`` / ``models``: given models (approach method -> SSL method; manifest entries)."""
     rng = np.random.default_rng(0)
     out = tmp_path / "bench"
     for sub in ("histories", "embeddings", "predictions"):
@@ -27,13 +38,8 @@ def _bench_dir(tmp_path, gap: float, classes=("a", "b", "c"), n_test=60):
         y = rng.integers(0, len(classes), n_test)
         for frac, n in ((0.1, 5), (0.5, 25), (1.0, 50)):
             for seed in range(2):
-                for method, kind, head, acc in (
-                    ("scarf", "ssl", "finetune", 0.6 + gap),
-                    ("vime", "ssl", "linear_probe", 0.5),
-                    ("logreg", "baseline", "logreg", 0.6),
-                    ("xgboost", "baseline", "xgboost", 0.5),
-                    ("random_encoder", "control", "random_encoder", 0.4),
-                ):
+                for method, kind, head, acc in (*APPROACHES, *extra):
+                    acc = acc + gap if (method, head) == ("scarf", "finetune") else acc
                     p = np.where(
                         rng.random(n_test) < min(acc + 0.1 * frac, 1), y, (y + 1) % len(classes)
                     )
@@ -48,6 +54,7 @@ def _bench_dir(tmp_path, gap: float, classes=("a", "b", "c"), n_test=60):
         n_classes=len(classes),
         n_test_per_split=n_test,
         n_boot=300,
+        given=given,
     )
     summary.to_csv(Layout(out).summary, index=False)
     manifest = {
@@ -70,6 +77,7 @@ def _bench_dir(tmp_path, gap: float, classes=("a", "b", "c"), n_test=60):
         "split_sizes": {"test": n_test},
         "merged_fractions": {"1.0": [0.9, 1.0]},
         "seeds": [0, 1],
+        "models": models or {},
     }
     (Layout(out).manifest).write_text(json.dumps(manifest))
     pd.DataFrame(
@@ -116,11 +124,11 @@ def test_answer_first_with_paired_verdicts(tmp_path):
     first = md.split("\n## ")[0]
     assert "**SSL pretraining helps**" in first and "beats logreg" in first
     assert (
-        "Test set: 60 samples per split, 3 outer split(s)" in first
+        "Test set: 60 samples per split, 3 outer splits" in first
         and "Pretraining pool: 250" in first
     )
     assert (
-        "tiny (2)" in first
+        "tiny: 2" in first
         and "7 profiles without the label" in first
         and "shown once, as 100%" in first
     )
@@ -229,3 +237,161 @@ def test_manifest_round_trips_and_reads_older_or_partial_files(tmp_path):
     assert read.attributions is None and read.models == {} and not read.found
     assert read.setting("main_metric") == "balanced_accuracy"  # BenchmarkConfig's default
     assert Manifest.read(tmp_path / "missing") == Manifest()
+
+
+# ------------------------------------------------------------------ the rendered text, read back
+def _sections(md: str) -> dict[str, str]:
+    """report.md by '## ' heading (the first screen under '')."""
+    parts = md.split("\n## ")
+    return {"": parts[0], **{p.split("\n", 1)[0]: p for p in parts[1:]}}
+
+
+def _manifest_edit(out, **changes):
+    m = json.loads(Layout(out).manifest.read_text())
+    m.update(changes)
+    Layout(out).manifest.write_text(json.dumps(m))
+
+
+def test_protocol_pool_tuning_and_class_lines_read_as_sentences(tmp_path):
+    """0.3 printed a raw dict on the Protocol line, '(labels unused))', 'defaults: defaults:',
+    '2.0 test sample(s)' and numeric classes as '1 9, 2 23'."""
+    out, _ = _bench_dir(tmp_path, gap=0.1)
+    _manifest_edit(
+        out,
+        split_sizes={"pretrain": 440, "finetune": 440, "test": 110, "pool": 440},
+        pool={
+            "size": 473,
+            "parts": {
+                "labelled training profiles, without their labels": 440,
+                "profiles without the label": 33,
+            },
+        },
+        test_per_class={"1": 2.0, "2": 20.0},
+        dataset={
+            "source": "cohort.h5ad",
+            "label": "grade",
+            "n_samples": 550,
+            "n_genes": 100,
+            "classes": {"1": 9, "2": 23},
+        },
+        full_labels={"mean": 32, "per_class": {"1": 9, "2": 23}, "of": "x"},
+    )
+    tuning = pd.read_csv(Layout(out).tuning)
+    tuning["note"] = [
+        "kept the defaults (fewer than two classes have two labelled samples: nothing to "
+        "cross-validate)",
+        "kept the defaults (fewer than two classes have two labelled samples: nothing to "
+        "cross-validate)",
+    ]
+    tuning.to_csv(Layout(out).tuning, index=False)
+    write_report(out)
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    sec = _sections(md)
+    protocol = next(line for line in sec[""].splitlines() if line.startswith("**Protocol**"))
+    assert "{" not in protocol and "}" not in protocol
+    assert (
+        "3 outer stratified splits, each a training part of 440 and a test part of 110" in protocol
+    )
+    assert (
+        "Pretraining pool: 473 profiles per split (440 labelled training profiles, without " in md
+    )
+    assert "))" not in md and "defaults: defaults" not in md and "sample(s)" not in md
+    assert "has 2 test samples per split" in md and "2.0 test" not in md
+    assert "label `grade`: 1: 9, 2: 23." in md and "= 32 labelled profiles per split" in md
+    assert "2 of 2 cells: kept the defaults \\(fewer than two classes" in sec["Tuning"]
+    for text in ("a training part of 440 and a test part of 110", "1: 9, 2: 23"):
+        assert text in html
+
+
+def test_plot_styles_tell_every_baseline_and_the_control_apart(tmp_path, monkeypatch):
+    """The label-efficiency plot: 0.3 drew the elastic net and the MLP with the same grey dashes,
+    and the random encoder (a control) like a baseline."""
+    import matplotlib.pyplot as plt
+
+    from exprssl import report
+
+    extra = (
+        ("elasticnet", "baseline", "elasticnet", 0.55),
+        ("mlp", "baseline", "mlp", 0.52),
+        ("pca_logreg", "baseline", "pca_logreg", 0.5),
+    )
+    _, summary = _bench_dir(tmp_path, gap=0.1, extra=extra)
+    captured = {}
+    monkeypatch.setattr(report, "_savefig", lambda fig, path: captured.setdefault("fig", fig))
+    report.plot_label_efficiency(summary, "balanced_accuracy", tmp_path / "x.png")
+    lines = {ln.get_label(): ln for ln in captured["fig"].axes[0].get_lines()}
+    plt.close(captured["fig"])
+    baselines = [lines[b] for b in ("logreg", "xgboost", "elasticnet", "mlp", "pca_logreg")]
+    looks = {(ln.get_color(), str(ln.get_linestyle()), ln.get_marker()) for ln in baselines}
+    assert len(looks) == len(baselines)
+    assert len({(ln.get_color(), ln.get_marker()) for ln in baselines}) == len(baselines)
+    control = lines["random_encoder (control)"]
+    assert control.get_linestyle() == ":" and control.get_marker() == "x"
+    assert "random_encoder" not in lines
+    assert all(ln.get_linestyle() == "-" for name, ln in lines.items() if "+" in name)
+
+
+def test_flags_are_summarised_first_and_detailed_after_the_plots(tmp_path):
+    always_one_class = (("barlow", "ssl", "finetune", 0.0),)  # acc 0: always (y + 1) % 3
+    out, summary = _bench_dir(tmp_path, gap=0.1, extra=always_one_class)
+    p = pd.read_csv(Layout(out).summary)
+    p.loc[p["approach"] == "barlow+finetune", ["degenerate", "collapsed", "excluded"]] = [
+        "predictions collapsed to one class in 6 of 6 cells",
+        1.0,
+        True,
+    ]
+    p.to_csv(Layout(out).summary, index=False)
+    write_report(out)
+    md = (out / "report.md").read_text()
+    first = _sections(md)[""]
+    assert (
+        "- Flagged: barlow+finetune at 10%, 50%, 100% (predictions collapsed to one class in "
+        "6 of 6 cells; left out of the best at every one)." in first
+    )
+    order = [h.split("\n")[0] for h in md.split("\n## ")[1:]]
+    assert order.index("Plots") < order.index("Degenerate approaches")
+    table = _sections(md)["Degenerate approaches"]
+    assert (
+        "| 100% (n=50) | barlow+finetune |" in table and "| 100% | predictions collapsed" in table
+    )
+
+
+def test_transfer_gets_its_comparison_and_the_answer_names_the_model(tmp_path):
+    models = {
+        "compendium": {
+            "given": "hf://org/compendium",
+            "method": "scarf",
+            "data_sources": [{"name": "archs4.h5ad", "n_profiles": 53282}],
+        }
+    }
+    extra = (
+        ("compendium", "ssl", "finetune", 0.95),
+        ("compendium", "ssl", "linear_probe", 0.5),
+        ("mlp", "baseline", "mlp", 0.6),
+    )
+    out, summary = _bench_dir(
+        tmp_path, gap=0.0, extra=extra, given={"compendium": "scarf"}, models=models
+    )
+    row = summary.set_index(["approach", "fraction"]).loc[("compendium+finetune", 1.0)]
+    assert row["vs_in_cohort"] == "scarf+finetune" and row["verdict_in_cohort"] == "transfer better"
+    assert row["vs_no_pretraining"] == "mlp" and row["diff_no_pretraining_lo"] > 0
+    assert row["best_ssl"]
+    write_report(out)
+    md = (out / "report.md").read_text()
+    first = _sections(md)[""]
+    assert (
+        "compendium+finetune (a given model, pretrained on archs4.h5ad (53,282 profiles)) beats"
+        in first
+    )
+    assert (
+        "**Transfer**: compendium (pretrained on archs4.h5ad (53,282 profiles)) against scarf "
+        "pretrained on this cohort: **mixed**"
+        in first
+        or "**helped**" in first
+    )
+    section = _sections(md)["Transfer: given models against in-cohort pretraining and none"]
+    assert "| 100% (n=50) | compendium+finetune | scarf+finetune |" in section
+    assert "transfer better" in section and "| random\\_encoder |" in section
+    text = answer(summary, Manifest.read(out), "balanced_accuracy", plain=True)
+    assert any(t.startswith("Transfer: compendium (pretrained on archs4.h5ad") for t in text)

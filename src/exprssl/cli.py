@@ -297,7 +297,7 @@ def info(
         f"{100 * s['fraction_zeros']:.1f}% zeros; {s.get('scale_description', s['scale'])}"
     )
     for col, counts in s.get("label_columns", {}).items():
-        parts = ", ".join(f"{k} {v}" for k, v in counts.items())
+        parts = ", ".join(f"{k}: {v}" for k, v in counts.items())  # '1: 27', not '1 27'
         console.print(f"label [cyan]{col}[/] ({len(counts)} classes): {parts}", highlight=False)
     for col, r in s.get("numeric_columns", {}).items():
         console.print(
@@ -1045,13 +1045,26 @@ def _run_benchmark(cfg, progress: bool) -> None:
         t.add_column(str(col).replace(" (", "\n("), no_wrap=True)
     for row in table.itertuples(index=False):
         t.add_row(*[Text(str(v)) for v in row])  # Text: a name like "[x]" is not rich markup
-    console.print(t)
-    for line in answer(run.summary, run.manifest, metric, plain=True)[:2]:
-        console.print(line, highlight=False, markup=False)
+    _print_whole(t)
+    for line in answer(run.summary, run.manifest, metric, plain=True):
+        if not line.startswith("- "):  # the answer, transfer, what 100% is, labels saved
+            console.print(line, highlight=False, markup=False)
     console.print(
         f"report: {run.out / 'report.html'} (also report.md, summary.csv, results.csv, plots)",
         highlight=False,
     )
+
+
+def _print_whole(renderable) -> None:
+    """Print to a terminal at its width; to a file or pipe (a log) at the renderable's own width:
+    rich assumes 80 columns there and cut the summary table's columns."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    from rich.measure import Measurement
+
+    width = Measurement.get(console, console.options.update(width=10_000), renderable).maximum
+    Console(width=max(80, width), soft_wrap=True).print(renderable)
 
 
 def _command_path(args: list[str]) -> str:

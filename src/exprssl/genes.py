@@ -202,6 +202,11 @@ class AlignmentReport:
     index: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64), repr=False)
 
     @property
+    def exact(self) -> bool:
+        """Every reference gene found by its own name (nothing mapped, ambiguous or missing)."""
+        return not (self.missing or self.mapped or self.ambiguous)
+
+    @property
     def coverage(self) -> float:
         return self.n_present / self.n_reference if self.n_reference else 0.0
 
@@ -351,6 +356,6 @@ def align_genes(
     out = ad.AnnData(
         X=X, obs=adata.obs.copy(), var=pd.DataFrame(index=pd.Index(ref)), uns=dict(adata.uns)
     )
-    if report.missing or report.mapped or report.ambiguous:
+    if not report.exact:
         log.info("%s: %s", source, report)
     return out, report

@@ -23,24 +23,48 @@ from .evaluation.schema import (
     AttributionInfo,
     Layout,
     Manifest,
+    TransferVerdict,
     Verdict,
     read_summary,
 )
-from .utils import atomic_path, atomic_write_text
+from .evaluation.stats import COLLAPSE_SCORE, FLAG_SHARE
+from .utils import atomic_path, atomic_write_text, plural
 
-# Okabe-Ito (colour-blind safe) for SSL methods in registry order; greys and browns for baselines
+# Okabe-Ito (colour-blind safe) for SSL methods in registry order, then given models; baselines
+# in greys and browns, each with its own dash pattern and marker so that no two look alike (0.3
+# drew the elastic net and the MLP with the same grey dashes); controls dotted, with crosses
 _SSL_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442")
-_BASELINE_COLORS = ("#555555", "#000000", "#8C6D31", "#999999", "#BBBBBB", "#777777")
+_BASELINE_STYLES = (
+    ("#555555", (0, (6, 2)), "s"),
+    ("#000000", (0, (6, 2, 1, 2)), "^"),
+    ("#8C6D31", (0, (2, 2)), "D"),
+    ("#999999", (0, (8, 2, 2, 2, 2, 2)), "v"),
+    ("#6B4C2A", (0, (4, 1, 1, 1)), "P"),
+    ("#333333", (0, (1, 1)), "*"),
+)
+_CONTROL_STYLE = ("#777777", ":", "x")
 
 
 def _color(method: str) -> str:
+    return _style(method)["color"]
+
+
+def _style(method: str, kind: str = "ssl") -> dict:
+    """Line colour, dashes and marker of an approach's method: distinct per baseline, dotted for
+    a control, solid for SSL methods and given models (by their place among them)."""
     from .evaluation.baselines import available as baselines
     from .methods import available
 
-    if method in baselines():
-        return _BASELINE_COLORS[baselines().index(method) % len(_BASELINE_COLORS)]
-    names = available()
-    return _SSL_COLORS[names.index(method) % len(_SSL_COLORS)] if method in names else "#56B4E9"
+    names = baselines()
+    if kind == "control":
+        color, ls, marker = _CONTROL_STYLE
+    elif method in names:
+        color, ls, marker = _BASELINE_STYLES[names.index(method) % len(_BASELINE_STYLES)]
+    else:
+        methods = available()
+        i = methods.index(method) if method in methods else len(methods) + sum(map(ord, method))
+        return {"color": _SSL_COLORS[i % len(_SSL_COLORS)], "ls": "-", "marker": "o"}
+    return {"color": color, "ls": ls, "marker": marker}
 
 
 def _savefig(fig, path: Path) -> Path:
@@ -129,21 +153,23 @@ def _answer(
     m = metric.replace("_", " ")
     better = comp[comp["verdict"] == Verdict.BETTER]
     worse = comp[comp["verdict"] == Verdict.WORSE]
+    last = comp.iloc[-1]  # the largest fraction
     if (comp["verdict"] == Verdict.TOO_SMALL).all():
         n_test = manifest.split_sizes.get("test")
         classes = len(manifest.dataset.classes)
         need = manifest.setting("min_test_per_class")
         first = [
             Bold("This cohort is too small for a claim"),
-            f": {n_test} test samples per split over {classes} classes (at least {need:g} per "
-            "class are needed). The table shows the measurements; no winner is named.",
+            f": {plural(n_test, 'test sample')} per split over {classes} classes (at least "
+            f"{need:g} per class are needed). The table shows the measurements; no winner is "
+            "named.",
         ]
     elif len(better):
         r = better.iloc[0]
         first = [
             Bold("SSL pretraining helps"),
             f" at {_fmt_fraction(r.fraction, r.n_labelled)} labels: ",
-            User(r.approach),
+            *_approach_ref(r.approach, manifest),
             " beats ",
             User(r.vs),
             f" by {r['diff']:+.3f} {m} (95% CI {r.diff_lo:+.3f} to "
@@ -154,19 +180,116 @@ def _answer(
         first = [
             Bold("SSL pretraining does not beat supervised learning on the raw genes here"),
             f": the best SSL approach is worse than the best baseline at {len(worse)} of "
-            f"{len(comp)} label fractions and not detectably different at the others.",
+            f"{len(comp)} label fractions and not detectably different at the others (with all "
+            "labels: ",
+            *_approach_ref(last.approach, manifest),
+            f" {last['diff']:+.3f} against ",
+            User(last.vs),
+            ").",
         ]
     else:
         first = [
             Bold("No detectable difference"),
             " between the best SSL approach and the best "
-            f"baseline at any label fraction (paired 95% intervals all include 0; {m}).",
+            f"baseline at any label fraction (paired 95% intervals all include 0; {m}; with all "
+            "labels: ",
+            *_approach_ref(last.approach, manifest),
+            " against ",
+            User(last.vs),
+            ").",
         ]
-    lines = [first, *([full] if (full := _full_labels(manifest)) else [])]
-    labels = _labels_saved(summary)
-    if labels:
-        lines.append(labels)
-    return lines, _caveats(manifest)
+    lines = [first, *transfer_lines(summary, manifest)]
+    lines += [x for x in (_full_labels(manifest), _labels_saved(summary)) if x]
+    return lines, _caveats(manifest) + _flag_notes(summary)
+
+
+def _approach_ref(approach: str, manifest: Manifest) -> list:
+    """An approach's name, and where it was pretrained when it is a given model's."""
+    model = manifest.models.get(str(approach).split("+")[0])
+    if model is None:
+        return [User(approach)]
+    return [User(approach), " (a given model, pretrained on ", *_pretrained_on(model), ")"]
+
+
+def _pretrained_on(model) -> list:
+    sources = _listing(map(_data_source, model.data_sources), "; ")
+    return sources or ["data its card does not record"]
+
+
+def transfer_lines(summary: pd.DataFrame, manifest: Manifest) -> list[list]:
+    """One line per given model: did it beat the same method pretrained on this cohort's own
+    pool, and beat no pretraining? Counted over its (fraction, head) comparisons."""
+    lines = []
+    for name, model in manifest.models.items():
+        rows = summary[(summary["kind"] == "ssl") & (summary["method"] == name)]
+        parts = []
+        for suffix, what in (
+            ("_in_cohort", [User(model.method or "?"), " pretrained on this cohort"]),
+            ("_no_pretraining", ["no pretraining"]),
+        ):
+            verdicts = rows.get(f"verdict{suffix}", pd.Series(dtype=object)).dropna()
+            if len(verdicts):
+                parts.append(["against ", *what, ": ", *_transfer_tally(verdicts)])
+        if parts:
+            lines.append(
+                [
+                    Bold("Transfer"),
+                    ": ",
+                    User(name),
+                    " (pretrained on ",
+                    *_pretrained_on(model),
+                    ") ",
+                    *_listing(parts, "; "),
+                    ".",
+                ]
+            )
+    return lines
+
+
+def _transfer_tally(verdicts: pd.Series) -> list:
+    """'helped (better at 3 of 8 comparisons, worse at none)' and the like."""
+    n, up = len(verdicts), int((verdicts == TransferVerdict.BETTER).sum())
+    down = int((verdicts == TransferVerdict.WORSE).sum())
+    if (verdicts == TransferVerdict.TOO_SMALL).all():
+        return ["too small for a claim"]
+    word = (
+        "helped"
+        if up and not down
+        else "hurt"
+        if down and not up
+        else "mixed"
+        if up
+        else "no detectable difference"
+    )
+    return [Bold(word), f" (better at {up}, worse at {down} of {n} fraction x head comparisons)"]
+
+
+def _flag_notes(summary: pd.DataFrame, shown: int = 4) -> list[list]:
+    """The degenerate flags in a few lines (details: the section below the plots)."""
+    if summary.empty or "degenerate" not in summary:
+        return []
+    bad = summary[summary["degenerate"].fillna("").astype(str) != ""]
+    if bad.empty:
+        return []
+    excluded = bad.get("excluded", pd.Series(True, index=bad.index)).astype(bool)
+    lines = []
+    for approach, g in list(bad.groupby("approach", sort=False))[:shown]:
+        out = excluded[g.index]
+        fractions = ", ".join(f"{f:.0%}" for f in g["fraction"])
+        how = (
+            "left out of the best at every one"
+            if out.all()
+            else "still eligible as the best: its flagged cells only lowered its mean"
+            if not out.any()
+            else f"left out of the best at {int(out.sum())} of them"
+        )
+        lines.append(
+            ["Flagged: ", User(approach), f" at {fractions} ({g['degenerate'].iloc[0]}; {how})."]
+        )
+    more = bad["approach"].nunique() - shown
+    if more > 0:
+        lines.append([f"... and {plural(more, 'more approach', 'more approaches')} flagged."])
+    return lines
 
 
 def _labels_saved(summary: pd.DataFrame) -> list:
@@ -205,11 +328,10 @@ def _full_labels(manifest: Manifest) -> list:
     full = manifest.full_labels
     if full.mean is None:
         return []
-    per_class = _listing([User(k), f" {v:g}"] for k, v in full.per_class.items())
     return [
         f"100% of the labels = {full.mean:g} labelled profiles per split (mean over "
         f"splits; {full.of}): ",
-        *per_class,
+        *_class_counts(full.per_class),
         ".",
     ]
 
@@ -221,9 +343,9 @@ def _caveats(manifest: Manifest) -> list[list]:
     if sizes:
         out.append(
             [
-                f"Test set: {sizes.get('test')} samples per split, {manifest.splits} "
-                "outer split(s); intervals resample splits, then test samples within each "
-                "split (with one split: its seeds and test samples)."
+                f"Test set: {plural(sizes.get('test'), 'sample')} per split, "
+                f"{plural(manifest.splits, 'outer split')}; intervals resample splits, then test "
+                "samples within each split (with one split: its seeds and test samples)."
             ]
         )
     per_class = manifest.test_per_class
@@ -234,7 +356,7 @@ def _caveats(manifest: Manifest) -> list[list]:
                 [
                     "The smallest class, ",
                     User(rare),
-                    f", has {n:.1f} test sample(s) per "
+                    f", has {plural(n, 'test sample')} per "
                     f"split: each of them moves balanced accuracy by about "
                     f"{1 / (max(n, 1) * len(per_class)):.2f}; the intervals include that.",
                 ]
@@ -255,7 +377,7 @@ def _caveats(manifest: Manifest) -> list[list]:
             ]
         )
     if ds.dropped_classes:
-        dropped = _listing([User(k), f" ({v})"] for k, v in ds.dropped_classes.items())
+        dropped = _class_counts(ds.dropped_classes)
         out.append(
             [
                 "Classes dropped as too small for the split (their profiles only pretrain): ",
@@ -275,11 +397,19 @@ def _caveats(manifest: Manifest) -> list[list]:
     out.append(
         [
             "The best SSL approach and the best baseline are picked per fraction by their "
-            "mean, among approaches not flagged degenerate (a single class predicted, or "
-            "chance-level scores); both sides are picked the same way."
+            "mean, both sides the same way; an approach whose predictions collapsed to one class "
+            f"in at least {FLAG_SHARE:.0%} of its cells, or that scored at chance, is flagged, "
+            "and left out only where that would change the comparison (its collapsed cells "
+            "scored no lower than the others, or all of them collapsed, or at chance)."
         ]
     )
     return out
+
+
+def _class_counts(counts: dict) -> list:
+    """'NEG: 74, BCR/ABL: 37': class names and counts that cannot be misread when the names are
+    numbers (0.3 printed classes 1 and 2 as '1 9, 2 23')."""
+    return _listing([User(k), f": {v:g}"] for k, v in counts.items())
 
 
 # ----------------------------------------------------------------------------- plots
@@ -302,16 +432,17 @@ def plot_label_efficiency(summary: pd.DataFrame, metric: str, path: Path) -> Pat
         if row["kind"] == "ssl" and not _best_head(summary, approach):
             continue  # one curve per SSL method: its better head
         ssl = row["kind"] == "ssl"
-        color = _color(row["method"])
+        style = _style(row["method"], row["kind"])
+        color = style["color"]
         ax.plot(
             g["n_labelled"],
             g["mean"],
-            "-" if ssl else "--",
-            marker="o" if ssl else None,
-            ms=4,
+            ls=style["ls"],
+            marker=style["marker"],
+            ms=5 if ssl else 4,
             lw=2.2 if ssl else 1.5,
             color=color,
-            label=approach,
+            label=f"{approach} (control)" if row["kind"] == "control" else approach,
         )
         if approach in banded:
             ax.fill_between(
@@ -333,7 +464,7 @@ def plot_label_efficiency(summary: pd.DataFrame, metric: str, path: Path) -> Pat
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9, frameon=False)
     ax.set_title(
         "Label efficiency: SSL methods (solid, better head each) vs supervised baselines "
-        "(dashed);\n"
+        "(dashed) and controls (dotted);\n"
         "bands: 95% CI over splits, seeds and test samples, for the best SSL approach and the best "
         "baseline (the paired plot compares them)",
         fontsize=10,
@@ -709,7 +840,7 @@ def _data_section(summary, manifest, metric, out, figures) -> list:
     ds = manifest.dataset
     if ds.n_samples is None:
         return []
-    classes = _listing([User(k), f" {v}"] for k, v in ds.classes.items())
+    classes = _class_counts(ds.classes)
     return [
         Para(
             [
@@ -730,19 +861,30 @@ def _protocol_section(summary, manifest, metric, out, figures) -> list:
     if not manifest.found:
         return []
     protocol, group = manifest.setting("protocol"), manifest.setting("group")
-    sizes = dict(manifest.split_sizes)
-    if protocol == "default" and "finetune" in sizes:
-        sizes = {"train": sizes["finetune"], "test": sizes.get("test"), "pool": sizes.get("pool")}
+    sizes = manifest.split_sizes
+    if protocol == "default":
+        parts = f"a training part of {sizes.get('finetune')} and a test part of {sizes.get('test')}"
+    else:
+        parts = (
+            f"a pretraining part of {sizes.get('pretrain')}, a fine-tuning part of "
+            f"{sizes.get('finetune')} and a test part of {sizes.get('test')}"
+        )
     return [
         Para(
             [
                 Bold("Protocol"),
-                f" ({protocol}): {manifest.splits} outer stratified split(s)",
+                f" ({protocol}): {plural(manifest.splits, 'outer stratified split')}",
                 *([", grouped by ", Code(group)] if group else []),
-                f" of sizes {sizes}; {len(manifest.seeds)} "
-                "label subsets per split and fraction; preprocessing fit on each split's "
-                f"pretraining pool: {' → '.join(manifest.preprocessing)}; the test "
-                "set is never used for pretraining, fitting, tuning or early stopping.",
+                f", each {parts} labelled profiles (means over splits; the pretraining pool is "
+                f"described above); {plural(len(manifest.seeds), 'label subset')} per split and "
+                "fraction; "
+                + (
+                    "preprocessing fit on each split's pretraining pool: "
+                    f"{' → '.join(manifest.preprocessing)}; "
+                    if manifest.preprocessing
+                    else ""
+                )
+                + "the test set is never used for pretraining, fitting, tuning or early stopping.",
             ]
         )
     ]
@@ -818,11 +960,8 @@ def _tuning_section(summary, manifest, metric, out, figures) -> list:
         blocks.append(
             Bullets(
                 [
-                    [
-                        f"{len(notes)} of {len(t)} cells kept the defaults: ",
-                        User(notes.mode().iloc[0]),
-                        ".",
-                    ]
+                    [f"{n} of {len(t)} cells: ", User(note), "."]
+                    for note, n in notes.value_counts().head(4).items()
                 ]
             )
         )
@@ -1016,38 +1155,97 @@ def _pooling_section(summary, manifest, metric, out, figures) -> list:
 
 
 def _degenerate_section(summary, manifest, metric, out, figures) -> list:
-    """Approaches that predicted a single class, or scored at chance where a baseline did not:
-    flagged, and never picked as the best of their kind."""
+    """Every approach with collapsed cells (predictions collapsed to one class) or at chance: the
+    share of its cells affected, whether that flags it, and whether the flag left it out of "the
+    best"."""
     if summary.empty or "degenerate" not in summary:
         return []
-    bad = summary[summary["degenerate"].fillna("").astype(str) != ""]
-    if bad.empty:
+    collapsed = summary.get("collapsed", pd.Series(0.0, index=summary.index)).fillna(0)
+    flagged = summary["degenerate"].fillna("").astype(str) != ""
+    shown = summary[flagged | (collapsed > 0)]
+    if shown.empty:
         return []
-    picked = bad["best_ssl"].astype(bool) | bad["best_baseline"].astype(bool)
+    excluded = shown.get("excluded", pd.Series(True, index=shown.index)).astype(bool)
     rows = [
         [
             [_fmt_fraction(r.fraction, r.n_labelled)],
             [User(r.approach)],
             [f"{r.mean:.3f}"],
-            [r.degenerate],
-            ["yes: every one of its kind was flagged" if p else "no"],
+            [f"{collapsed[i]:.0%}"],
+            [r.degenerate or f"below the {FLAG_SHARE:.0%} that flags an approach"],
+            ["yes" if flagged[i] and excluded[i] else "no"],
         ]
-        for r, p in zip(bad.itertuples(), picked, strict=True)
+        for i, r in zip(shown.index, shown.itertuples(), strict=True)
     ]
     return [
         Heading(2, ["Degenerate approaches"]),
         Para(
             [
-                "These approaches predicted a single class in some cell, or scored at chance "
-                "where a "
-                "baseline did not. The best SSL approach and the best baseline of a fraction are "
-                "picked "
-                "among the others; only when every approach of a kind is flagged is the best "
-                "flagged one "
-                "compared (marked below)."
+                "A cell's predictions collapsed when one class took at least "
+                f"{COLLAPSE_SCORE:.0%} of the way from its share of the test labels to every "
+                f"prediction (a single class, or 23 of 24 where 58% are that class). An approach "
+                f"is flagged when at least {FLAG_SHARE:.0%} of its cells collapsed, or when it "
+                "scores at chance where a baseline does not. A flagged approach is left out of "
+                "the best of its kind only where that changes the comparison: its collapsed cells "
+                "scored no lower than its others (a majority-class guess props up accuracy), all "
+                "of them collapsed, or it is at chance; when every approach of a kind is left "
+                "out, the best of them is still compared."
             ]
         ),
-        Table(["fraction", "approach", "mean", "why flagged", "picked as best"], rows),
+        Table(
+            ["fraction", "approach", "mean", "cells collapsed", "flag", "left out of the best"],
+            rows,
+        ),
+    ]
+
+
+def _transfer_section(summary, manifest, metric, out, figures) -> list:
+    """Each given model's approaches against the same method pretrained on this cohort's own pool
+    and against no pretraining, paired, per fraction: did the compendium encoder help?"""
+    if summary.empty or "vs_in_cohort" not in summary:
+        return []
+    rows = summary[summary["vs_in_cohort"].notna() | summary["vs_no_pretraining"].notna()]
+    if rows.empty:
+        return []
+
+    def cell(r, suffix):
+        vs = getattr(r, f"vs{suffix}")
+        if not isinstance(vs, str):
+            return [[""], [""]]
+        d, lo, hi = (getattr(r, f"diff{suffix}{x}") for x in ("", "_lo", "_hi"))
+        return [[User(vs)], [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] ", getattr(r, f"verdict{suffix}")]]
+
+    table = [
+        [
+            [_fmt_fraction(r.fraction, r.n_labelled)],
+            [User(r.approach)],
+            *cell(r, "_in_cohort"),
+            *cell(r, "_no_pretraining"),
+        ]
+        for r in rows.itertuples()
+    ]
+    return [
+        Heading(2, ["Transfer: given models against in-cohort pretraining and none"]),
+        Para(
+            [
+                "Each given model's approach minus the same SSL method pretrained on this "
+                "cohort's own pool (when the run pretrained it), and minus no pretraining (the "
+                "random-init encoder's probe for the probe; the same network trained from "
+                "scratch, the MLP baseline, for fine-tuning; both with this run's architecture), "
+                "paired over splits, label subsets and test samples (95% CI)."
+            ]
+        ),
+        Table(
+            [
+                "fraction",
+                "given model",
+                "in-cohort",
+                "difference [95% CI]",
+                "no pretraining",
+                "difference [95% CI]",
+            ],
+            table,
+        ),
     ]
 
 
@@ -1058,9 +1256,10 @@ SECTIONS = (
     _pooling_section,
     _models_section,
     _scores_section,
-    _degenerate_section,
     _comparison_section,
+    _transfer_section,
     _plots_section,
+    _degenerate_section,
     _attributions_section,
     _tuning_section,
     _run_section,

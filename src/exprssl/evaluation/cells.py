@@ -111,7 +111,7 @@ def evaluate_group(job: GroupJob) -> list[CellOutcome]:
             baseline = get_baseline(a.method)
             key, max_folds = baseline.feature_key(job.seed), baseline.max_folds
         folds = inner_folds(y_lab, job.seed, max_folds) if job.tune else None
-        note = cv_note(y_lab, folds, job.classes) if job.tune else "defaults: tuning off"
+        note = cv_note(y_lab, folds, job.classes) if job.tune else "kept the defaults (tuning off)"
         F = _array(job.features[key])
         F_lab, F_test = np.asarray(F[job.lab]), np.asarray(F[job.test])
         if a.kind == "ssl":

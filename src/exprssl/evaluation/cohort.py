@@ -118,11 +118,11 @@ def _pool_sources(adata, paths: list[str]):
     sources, genes = [], pd.Index(adata.var_names)
     for path in paths:
         src = load_data(path)
-        src, report = align_genes(src, list(adata.var_names), min_coverage=0.5, source=str(path))
-        src.var_names = (
-            adata.var_names
-        )  # named as the cohort (matched through the identifier table)
-        log.warning("pretraining data %s: %s", path, report)
+        where = f"pretraining data {path}"
+        src, report = align_genes(src, list(adata.var_names), min_coverage=0.5, source=where)
+        src.var_names = adata.var_names  # named as the cohort (matched through the gene table)
+        if report.exact:  # align_genes said nothing: say the coverage once (0.3 said it twice)
+            log.info("%s: %s", where, report)
         sources.append((str(path), src, report.coverage))
         genes = genes.intersection(adata.var_names[report.index >= 0], sort=False)
     if not sources:

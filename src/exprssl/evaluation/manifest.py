@@ -107,24 +107,28 @@ def write_manifest(
 def _describe_pool(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> PoolInfo:
     s = plan.splits[0]
     labelled = (
-        "labelled training profiles (labels unused)"
+        "labelled training profiles, without their labels"
         if cfg.protocol == "default"
         else "labelled profiles of the pretraining part"
     )
     parts = {
-        labelled: int(len(s.pretrain)),
+        labelled: int(round(np.mean([len(p.pretrain) for p in plan.splits]))),
         "profiles without the label": cohort.n_missing,
         "profiles of classes too small for the task": int(sum(cohort.dropped.values())),
     }
     if cfg.transductive:
         parts["test profiles, without their labels (transductive)"] = int(len(s.test))
     for name, src, cov in cohort.sources:
-        parts[f"{name} ({100 * cov:.0f}% of the genes)"] = int(src.n_obs)
+        parts[f"{name}, with {100 * cov:.0f}% of the cohort's genes"] = int(src.n_obs)
     from .scaling import DESCRIPTIONS
 
     return PoolInfo(
         scaling=DESCRIPTIONS[cfg.pool_scaling] if cohort.sources else None,
-        size=int(len(s.pool) + sum(src.n_obs for _, src, _ in cohort.sources)),
+        # per split, as the Protocol line's sizes: a mean over splits (grouped splits differ)
+        size=int(
+            round(np.mean([len(p.pool) for p in plan.splits]))
+            + sum(src.n_obs for _, src, _ in cohort.sources)
+        ),
         parts=parts,
         n_genes=int(cohort.adata.n_vars),
     )

@@ -79,7 +79,8 @@ def cv_note(y: np.ndarray, folds: list[np.ndarray] | None, classes=None) -> str:
     single = [name(c) for c, n in zip(codes, counts, strict=True) if n < 2]
     if folds is None:
         return (
-            "defaults: fewer than two classes have two labelled samples, nothing to cross-validate"
+            "kept the defaults (fewer than two classes have two labelled samples: nothing to "
+            "cross-validate)"
         )
     if single:
         return (
