@@ -193,3 +193,20 @@ def test_info_prints_the_orientation_and_why(tmp_path):
         "orientation: samples in rows: its rows are named by TCGA barcodes and its columns are "
         "named by miRNA names" in r.output
     )
+
+
+def test_a_table_printed_to_a_file_is_not_cut_at_80_columns(capsys):
+    """A log (stdout a file) lost the summary's first fraction column: rich assumed 80 columns."""
+    from rich.table import Table
+
+    from exprssl.cli import _print_whole
+
+    t = Table(title="x")
+    columns = [f"{p}% (n={p * 10})" for p in range(10, 100, 10)]
+    for c in ["approach", *columns]:
+        t.add_column(c, no_wrap=True)
+    t.add_row("scarf+linear_probe", *["0.812"] * len(columns))
+    _print_whole(t)
+    out = capsys.readouterr().out
+    assert all(c in out for c in columns) and "scarf+linear_probe" in out and "…" not in out
+    assert max(map(len, out.splitlines())) > 80

@@ -281,7 +281,7 @@ def test_rare_classes_only_pretrain_and_fractions_that_repeat_are_merged(tmp_pat
 
 
 def test_pretrain_data_adds_to_the_pool_and_transductive_adds_the_test_profiles(
-    tmp_path, data_file
+    tmp_path, data_file, caplog
 ):
     other = synthetic(50, 150, 3, seed=9, n_informative=60, module_size=10)
     keep = np.random.default_rng(0).permutation(150)[:120]  # shuffled order, 30 genes missing
@@ -290,7 +290,11 @@ def test_pretrain_data_adds_to_the_pool_and_transductive_adds_the_test_profiles(
     cfg = resolve_config(
         _cfg(data_file, tmp_path / "o", pretrain_data=[str(extra)], transductive=True), 210
     )
-    cohort = load_cohort(cfg)
+    with caplog.at_level("INFO", logger="exprssl"):
+        cohort = load_cohort(cfg)
+    said = [r.getMessage() for r in caplog.records if "reference genes present" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"pretraining data {extra}: 120 of 150")
+    caplog.clear()
     assert cohort.adata.n_vars == 120 and cohort.sources[0][1].n_obs == 50
     assert cohort.sources[0][2] == pytest.approx(0.8)
     plan = plan_benchmark(cfg, cohort)
