@@ -341,14 +341,28 @@ def test_flags_are_summarised_first_and_detailed_after_the_plots(tmp_path):
         1.0,
         True,
     ]
+    at_10 = (p["approach"] == "vime+linear_probe") & (p["fraction"] == 0.1)
+    p.loc[at_10, ["degenerate", "collapsed", "excluded"]] = [
+        "predictions collapsed to one class in 3 of 6 cells",
+        0.5,
+        False,
+    ]
     p.to_csv(Layout(out).summary, index=False)
     write_report(out)
     md = (out / "report.md").read_text()
     first = _sections(md)[""]
-    assert (
-        "- Flagged: barlow+finetune at 10%, 50%, 100% (predictions collapsed to one class in "
-        "6 of 6 cells; left out of the best at every one)." in first
-    )
+    flag_lines = [line for line in first.splitlines() if line.startswith(("- Flagged", "- Left"))]
+    assert flag_lines == [
+        "- Flagged as degenerate (collapsed predictions or chance; details after the plots): "
+        "vime+linear\\_probe (10%), barlow+finetune (10%, 50%, 100%).",
+        "- Left out of the best for it: barlow+finetune (10%, 50%, 100%); the others stay "
+        "eligible (their collapsed cells only lowered their means).",
+    ] or flag_lines == [
+        "- Flagged as degenerate (collapsed predictions or chance; details after the plots): "
+        "barlow+finetune (10%, 50%, 100%), vime+linear\\_probe (10%).",
+        "- Left out of the best for it: barlow+finetune (10%, 50%, 100%); the others stay "
+        "eligible (their collapsed cells only lowered their means).",
+    ]
     order = [h.split("\n")[0] for h in md.split("\n## ")[1:]]
     assert order.index("Plots") < order.index("Degenerate approaches")
     table = _sections(md)["Degenerate approaches"]

@@ -27,7 +27,7 @@ from .evaluation.schema import (
     Verdict,
     read_summary,
 )
-from .evaluation.stats import COLLAPSE_SCORE, FLAG_SHARE
+from .evaluation.stats import COLLAPSE_SCORE
 from .utils import atomic_path, atomic_write_text, plural
 
 # Okabe-Ito (colour-blind safe) for SSL methods in registry order, then given models; baselines
@@ -264,32 +264,41 @@ def _transfer_tally(verdicts: pd.Series) -> list:
     return [Bold(word), f" (better at {up}, worse at {down} of {n} fraction x head comparisons)"]
 
 
-def _flag_notes(summary: pd.DataFrame, shown: int = 4) -> list[list]:
-    """The degenerate flags in a few lines (details: the section below the plots)."""
+def _flag_notes(summary: pd.DataFrame) -> list[list]:
+    """The degenerate flags in two lines at most (details: the section after the plots): which
+    approaches were flagged and at which fractions, and which of those flags left an approach
+    out of "the best"."""
     if summary.empty or "degenerate" not in summary:
         return []
     bad = summary[summary["degenerate"].fillna("").astype(str) != ""]
     if bad.empty:
         return []
     excluded = bad.get("excluded", pd.Series(True, index=bad.index)).astype(bool)
-    lines = []
-    for approach, g in list(bad.groupby("approach", sort=False))[:shown]:
-        out = excluded[g.index]
-        fractions = ", ".join(f"{f:.0%}" for f in g["fraction"])
-        how = (
-            "left out of the best at every one"
-            if out.all()
-            else "still eligible as the best: its flagged cells only lowered its mean"
-            if not out.any()
-            else f"left out of the best at {int(out.sum())} of them"
-        )
-        lines.append(
-            ["Flagged: ", User(approach), f" at {fractions} ({g['degenerate'].iloc[0]}; {how})."]
-        )
-    more = bad["approach"].nunique() - shown
-    if more > 0:
-        lines.append([f"... and {plural(more, 'more approach', 'more approaches')} flagged."])
-    return lines
+    flagged = _listing(
+        [User(a), f" ({', '.join(f'{f:.0%}' for f in g['fraction'])})"]
+        for a, g in bad.groupby("approach", sort=False)
+    )
+    out = bad[excluded]
+    left = _listing(
+        [User(a), f" ({', '.join(f'{f:.0%}' for f in g['fraction'])})"]
+        for a, g in out.groupby("approach", sort=False)
+    )
+    if out.empty:
+        second = ["None was left out of the best: their collapsed cells only lowered their means."]
+    elif len(out) == len(bad):
+        second = ["Every flag left its approach out of the best at that fraction."]
+    else:
+        second = [
+            "Left out of the best for it: ",
+            *left,
+            "; the others stay eligible (their collapsed cells only lowered their means).",
+        ]
+    first = [
+        "Flagged as degenerate (collapsed predictions or chance; details after the plots): ",
+        *flagged,
+        ".",
+    ]
+    return [first, second]
 
 
 def _labels_saved(summary: pd.DataFrame) -> list:
@@ -398,7 +407,7 @@ def _caveats(manifest: Manifest) -> list[list]:
         [
             "The best SSL approach and the best baseline are picked per fraction by their "
             "mean, both sides the same way; an approach whose predictions collapsed to one class "
-            f"in at least {FLAG_SHARE:.0%} of its cells, or that scored at chance, is flagged, "
+            "in more than a third of its cells, or that scored at chance, is flagged, "
             "and left out only where that would change the comparison (its collapsed cells "
             "scored no lower than the others, or all of them collapsed, or at chance)."
         ]
@@ -1172,7 +1181,7 @@ def _degenerate_section(summary, manifest, metric, out, figures) -> list:
             [User(r.approach)],
             [f"{r.mean:.3f}"],
             [f"{collapsed[i]:.0%}"],
-            [r.degenerate or f"below the {FLAG_SHARE:.0%} that flags an approach"],
+            [r.degenerate or "not flagged: a third of its cells or fewer"],
             ["yes" if flagged[i] and excluded[i] else "no"],
         ]
         for i, r in zip(shown.index, shown.itertuples(), strict=True)
@@ -1184,7 +1193,7 @@ def _degenerate_section(summary, manifest, metric, out, figures) -> list:
                 "A cell's predictions collapsed when one class took at least "
                 f"{COLLAPSE_SCORE:.0%} of the way from its share of the test labels to every "
                 f"prediction (a single class, or 23 of 24 where 58% are that class). An approach "
-                f"is flagged when at least {FLAG_SHARE:.0%} of its cells collapsed, or when it "
+                "is flagged when more than a third of its cells collapsed, or when it "
                 "scores at chance where a baseline does not. A flagged approach is left out of "
                 "the best of its kind only where that changes the comparison: its collapsed cells "
                 "scored no lower than its others (a majority-class guess props up accuracy), all "

@@ -307,7 +307,7 @@ CHANCE_MARGIN = 0.02  # a mean this close to the best constant prediction's scor
 # predicted ER+ where 58% are ER+ is 0.90; a good classifier on a 90/10 test part predicting the
 # majority for 92% of it is 0.2.
 COLLAPSE_SCORE = 0.8
-FLAG_SHARE = 1 / 3  # an approach is flagged when at least this share of its cells collapsed
+FLAG_SHARE = 1 / 3  # an approach is flagged when more than this share of its cells collapsed
 
 
 @dataclass
@@ -339,7 +339,7 @@ def degenerate_flags(
     n_classes: int,
     metric: str,
 ) -> Flags:
-    """Approaches whose predictions collapsed in at least ``FLAG_SHARE`` of their cells (one
+    """Approaches whose predictions collapsed in more than ``FLAG_SHARE`` of their cells (one
     class taking ``COLLAPSE_SCORE`` of the way to every prediction), or whose mean is at chance
     (within ``CHANCE_MARGIN`` of the best constant prediction) where a baseline is above it.
 
@@ -362,7 +362,7 @@ def degenerate_flags(
         collapsed = np.concatenate([c for c, _ in per_split])
         scores = np.concatenate([v for _, v in per_split])
         flags.collapsed[a] = float(collapsed.mean())
-        if collapsed.mean() >= FLAG_SHARE - 1e-12:
+        if collapsed.mean() > FLAG_SHARE + 1e-12:  # one cell of 3 is not enough; 2 of 3, 4 of 10
             flags.reason[a] = (
                 f"predictions collapsed to one class in {int(collapsed.sum())} of "
                 f"{len(collapsed)} cells"
