@@ -318,7 +318,7 @@ def test_plot_styles_tell_every_baseline_and_the_control_apart(tmp_path, monkeyp
     )
     _, summary = _bench_dir(tmp_path, gap=0.1, extra=extra)
     captured = {}
-    monkeypatch.setattr(report, "_savefig", lambda fig, path: captured.setdefault("fig", fig))
+    monkeypatch.setattr(report.plots, "_savefig", lambda fig, path: captured.setdefault("fig", fig))
     report.plot_label_efficiency(summary, "balanced_accuracy", tmp_path / "x.png")
     lines = {ln.get_label(): ln for ln in captured["fig"].axes[0].get_lines()}
     plt.close(captured["fig"])
