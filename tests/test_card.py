@@ -72,7 +72,7 @@ def test_save_writes_a_card_with_data_genes_training_and_hashes(saved):
         "config.json",
         "preprocessor.json",
         "genes.txt",
-        "weights.pt",
+        "weights.safetensors",
         "features_in.txt",
         "history.csv",
     }
@@ -88,14 +88,14 @@ def test_save_writes_a_card_with_data_genes_training_and_hashes(saved):
 
 def test_load_refuses_changed_weights_with_one_line(saved, tmp_path):
     d = shutil.copytree(saved, tmp_path / "m")
-    with open(d / "weights.pt", "ab") as f:
+    with open(d / "weights.safetensors", "ab") as f:
         f.write(b"\0")
     with pytest.raises(DataFileError) as e:
         SSLModel.load(d)
     assert (
         _one_line(e)
-        == f"{d / 'weights.pt'}: sha256 differs from the model card's (the file was changed "
-        "or damaged after saving)"
+        == f"{d / 'weights.safetensors'}: sha256 differs from the model card's (the file was "
+        "changed or damaged after saving)"
     )
 
 

@@ -76,7 +76,13 @@ def test_pretrain_and_embed_every_method_on_bundled_data(tmp_path, method):
         "--no-progress",
     )
     assert r.exit_code == 0, r.output
-    for f in ("config.json", "preprocessor.json", "weights.pt", "genes.txt", "history.csv"):
+    for f in (
+        "config.json",
+        "preprocessor.json",
+        "weights.safetensors",
+        "genes.txt",
+        "history.csv",
+    ):
         assert (out / f).is_file(), f
     assert len((out / "genes.txt").read_text().split()) == 400
     emb = tmp_path / "emb.h5ad"

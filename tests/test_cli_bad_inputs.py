@@ -206,10 +206,10 @@ def _damaged_models(model: Path, root: Path) -> dict[str, Path]:
         cases[name] = p
         return p
 
-    (copy("truncated_weights") / "weights.pt").write_bytes(
-        (model / "weights.pt").read_bytes()[:200]
+    (copy("truncated_weights") / "weights.safetensors").write_bytes(
+        (model / "weights.safetensors").read_bytes()[:200]
     )
-    (copy("random_weights") / "weights.pt").write_bytes(os.urandom(4096))
+    (copy("random_weights") / "weights.safetensors").write_bytes(os.urandom(4096))
     (copy("invalid_config") / "config.json").write_text("{not json")
     (copy("list_config") / "config.json").write_text("[1, 2]")
     cfg = (model / "config.json").read_text()
@@ -225,7 +225,11 @@ def _damaged_models(model: Path, root: Path) -> dict[str, Path]:
         def __reduce__(self):
             return (os.system, (f"touch {root / 'hacked'}",))
 
-    torch.save({"x": Evil()}, copy("malicious_pickle") / "weights.pt")
+    legacy = Path(__file__).parent / "data" / "model_0_3"  # 0.3's format: a torch pickle
+    p = root / "models" / "malicious_pickle"
+    shutil.copytree(legacy, p)
+    cases["malicious_pickle"] = p
+    torch.save({"x": Evil()}, p / "weights.pt")
     return cases
 
 
@@ -280,7 +284,9 @@ def test_outputs_never_replace_or_lose_user_files(env):
     finally:
         os.chdir(cwd)
     assert_refused(
-        [*pretrain, "--data", good, "--out", model / "weights.pt"], root, "not an exprssl model"
+        [*pretrain, "--data", good, "--out", model / "weights.safetensors"],
+        root,
+        "not an exprssl model",
     )
     emb = root / "e.h5ad"
     r = runner.invoke(app, ["embed", "--model", str(model), "--data", str(good), "--out", str(emb)])
@@ -629,18 +635,22 @@ def test_models_with_nan_or_foreign_weights_are_refused_at_load(env):
     import json
 
     root, _, good, model = env
-    state = torch.load(model / "weights.pt", weights_only=True)
+    from safetensors.torch import load_file
+
+    from exprssl.model_io import save_weights
+
+    state = load_file(model / "weights.safetensors")
     nan_weights = _damaged_model(model, root, "nan_weights")
     bad = dict(state)
     bad["encoder.0.weight"] = bad["encoder.0.weight"].clone()
     bad["encoder.0.weight"][0, 0] = float("nan")
-    torch.save(bad, nan_weights / "weights.pt")
+    save_weights(bad, "scarf", nan_weights / "weights.safetensors")
     nan_prep = _damaged_model(model, root, "nan_preprocessor")
     prep = json.loads((model / "preprocessor.json").read_text())
     prep["fitted"]["fill_"][0] = float("nan")
     (nan_prep / "preprocessor.json").write_text(json.dumps(prep))
     other = _damaged_model(model, root, "other_method")
-    torch.save({**state, "_exprssl_method": "barlow"}, other / "weights.pt")
+    save_weights(state, "barlow", other / "weights.safetensors")
     for damaged in (nan_weights, nan_prep, other):
         _reseal(damaged)
     for path, needle in (

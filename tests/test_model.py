@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -415,7 +417,7 @@ def test_concurrent_saves_never_race(tmp_path, tiny_model):
 
 # ---------------------------------------------------------------------------- loading
 def _truncate(d):
-    w = d / "weights.pt"
+    w = d / "weights.safetensors"
     w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
 
 
@@ -442,10 +444,10 @@ def _other_preprocessor(d):
 @pytest.mark.parametrize(
     ("damage", "file", "message"),
     [
-        (_truncate, "weights.pt", "not readable model weights"),
+        (_truncate, "weights.safetensors", "not readable model weights"),
         (
-            lambda d: (d / "weights.pt").write_bytes(np.random.default_rng(0).bytes(5000)),
-            "weights.pt",
+            lambda d: (d / "weights.safetensors").write_bytes(np.random.default_rng(0).bytes(5000)),
+            "weights.safetensors",
             "not readable model weights",
         ),
         (lambda d: (d / "config.json").write_text("{not json"), "config.json", "not valid JSON"),
@@ -462,27 +464,27 @@ def _other_preprocessor(d):
         (_edit_config(n_features="abc"), "config.json", "must be a positive integer, got 'abc'"),
         (
             _edit_config(n_features=7),
-            "weights.pt",
+            "weights.safetensors",
             "does not match config.json (method 'scarf', n_features 7)",
         ),
         (_edit_config(method="nope"), "config.json", "unknown method 'nope'"),
         (_edit_config(method_config=[1]), "config.json", "'method_config' must be a JSON object"),
         (
             _edit_config(method_config={"hidden_dims": [16]}),
-            "weights.pt",
+            "weights.safetensors",
             "does not match config.json",
         ),
         (
             _other_preprocessor,
             "preprocessor.json",
-            "20 genes, but config.json and weights.pt are for 30",
+            "20 genes, but config.json and weights.safetensors are for 30",
         ),
         (
             lambda d: (d / "preprocessor.json").write_text("{}"),
             "preprocessor.json",
             "not a valid preprocessor file",
         ),
-        (lambda d: (d / "weights.pt").unlink(), "", "missing weights.pt"),
+        (lambda d: (d / "weights.safetensors").unlink(), "", "missing weights.safetensors"),
     ],
 )
 def test_damaged_model_directories_are_one_line(tmp_path, tiny_model, damage, file, message):
@@ -495,8 +497,15 @@ def test_damaged_model_directories_are_one_line(tmp_path, tiny_model, damage, fi
     assert text.startswith(str(d / file)) and message in text
 
 
-def test_a_malicious_weights_file_does_not_run(tmp_path, tiny_model):
+LEGACY = Path(__file__).parent / "data" / "model_0_3"  # saved by exprssl 0.3 (weights.pt)
+
+
+def test_a_malicious_weights_file_does_not_run(tmp_path):
+    """A 0.3 model directory (torch pickle weights) with a crafted pickle: refused by
+    weights_only=True, naming the file, without running it (safetensors, 0.4's format, holds
+    tensors only)."""
     import os
+    import shutil
 
     marker = tmp_path / "pwned"
 
@@ -504,11 +513,33 @@ def test_a_malicious_weights_file_does_not_run(tmp_path, tiny_model):
         def __reduce__(self):
             return os.system, (f"touch {marker}",)
 
-    d = tiny_model.save(tmp_path / "model")
+    d = Path(shutil.copytree(LEGACY, tmp_path / "model"))
     torch.save({"x": Evil()}, d / "weights.pt")
-    with pytest.raises(DataFileError) as e:
-        SSLModel.load(d)
-    assert _one_line(e).startswith(str(d / "weights.pt")) and not marker.exists()
+    for card in (True, False):  # the card's hash refuses first; without it, the reader does
+        if not card:
+            (d / "README.md").unlink()
+        with pytest.raises(DataFileError) as e:
+            SSLModel.load(d)
+        assert _one_line(e).startswith(str(d / "weights.pt")) and not marker.exists()
+
+
+def test_a_0_3_model_loads_and_is_saved_as_safetensors(tmp_path):
+    """0.3 saved weights.pt (format 1); it still loads, verified against its card, and embeds as
+    it did under 0.3; saved again it is format 2, weights.safetensors, with the same
+    embeddings."""
+    import json
+
+    import anndata as ad
+
+    data = ad.read_h5ad(LEGACY.parent / "model_0_3_input.h5ad")
+    old = SSLModel.load(LEGACY)
+    expected = np.load(LEGACY.parent / "model_0_3_embedding.npy")
+    np.testing.assert_allclose(old.transform(data), expected, atol=1e-6)
+    new = old.save(tmp_path / "again")
+    files = sorted(p.name for p in new.iterdir())
+    assert "weights.safetensors" in files and "weights.pt" not in files
+    assert json.loads((new / "config.json").read_text())["format_version"] == 2
+    np.testing.assert_allclose(SSLModel.load(new).transform(data), expected, atol=1e-6)
 
 
 def test_an_obsm_key_passed_where_y_goes_is_refused(small):

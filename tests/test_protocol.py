@@ -90,7 +90,7 @@ def test_every_file_written(bench):
         assert (out / f).is_file(), f
     for k in (0, 1):
         for m in METHODS:
-            assert (out / "models" / f"split{k}" / m / "weights.pt").is_file()
+            assert (out / "models" / f"split{k}" / m / "weights.safetensors").is_file()
     on_disk = json.loads((out / "manifest.json").read_text())
     assert set(on_disk) == {f.name for f in dataclasses.fields(Manifest)}  # written through it
     manifest = Manifest.read(out)

@@ -338,7 +338,7 @@ def test_cli_convert_and_pretrain_from_store(tmp_path):
         ],
     )
     assert r.exit_code == 0, r.output
-    assert "streamed from disk" in r.output and (tmp_path / "m" / "weights.pt").exists()
+    assert "streamed from disk" in r.output and (tmp_path / "m" / "weights.safetensors").exists()
 
     # embedding the store streams it block by block and equals embedding it in memory
     (tmp_path / "labels.csv").write_text(

@@ -20,9 +20,10 @@ import scipy.sparse as sp
 import yaml
 
 from .errors import DataFileError
+from .model_layout import ModelLayout
 
 log = logging.getLogger("exprssl")
-CARD_FILE = "README.md"
+CARD_FILE = ModelLayout.CARD
 CARD_VERSION = 1
 _FENCE = "---\n"
 
@@ -324,8 +325,11 @@ def verify_files(directory: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """``verify`` with the card already read (``read_card``): every file ``meta`` lists checked
     against its sha256; returns ``meta``."""
     files = meta.get("files_sha256")
-    if not isinstance(files, dict) or "weights.pt" not in files:
-        raise DataFileError(f"{directory / CARD_FILE}: the card lists no file hashes (weights.pt)")
+    weights = (ModelLayout.WEIGHTS, ModelLayout.LEGACY_WEIGHTS)
+    if not isinstance(files, dict) or not any(w in files for w in weights):
+        raise DataFileError(
+            f"{directory / CARD_FILE}: the card lists no file hashes ({ModelLayout.WEIGHTS})"
+        )
     for name, expected in files.items():
         path = directory / str(name)
         if not path.is_file():

@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -39,9 +39,7 @@ from .training import TrainConfig
 from .validation import check_model_memory
 
 log = logging.getLogger("exprssl")
-_TRAIN_FIELDS = tuple(  # SSLModel parameters that make its TrainConfig; model_io reads them
-    f.name for f in dataclasses.fields(TrainConfig)
-)
+_TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 class ResolvedParams(NamedTuple):
@@ -96,6 +94,8 @@ class SSLModel(TransformerMixin, BaseEstimator):
         Method options passed as keywords (the API before ``method_params``): a ConfigError
         that says where they go.
     """
+
+    TRAIN_FIELDS: ClassVar[tuple[str, ...]] = _TRAIN_FIELDS  # the parameters of its TrainConfig
 
     def __init__(
         self,
@@ -241,7 +241,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
 
         method, history = source.pretrain(build, prep, train)
         n_features, names = source.features()
-        self._set_fitted(
+        self.set_fitted_state(
             method, prep, train, pd.DataFrame.from_records(history), n_features, names, None
         )
         self.data_sources_ = describe_data(
@@ -456,8 +456,8 @@ class SSLModel(TransformerMixin, BaseEstimator):
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str = "cpu") -> SSLModel:
         """A model saved by ``save`` (``exprssl.model_io``). A missing, damaged or inconsistent
-        model directory is a one-line error naming the file at fault; weights are read with
-        ``weights_only=True``, so a crafted ``weights.pt`` cannot run code.
+        model directory is a one-line error naming the file at fault. Loading runs no code:
+        weights are safetensors (a 0.3 ``weights.pt`` is read with ``weights_only=True``).
 
         Parameters
         ----------
@@ -475,7 +475,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
 
         return load_model(cls, path, map_location)
 
-    def _set_fitted(
+    def set_fitted_state(
         self,
         method,
         prep: Preprocessor,
@@ -486,7 +486,8 @@ class SSLModel(TransformerMixin, BaseEstimator):
         model_dir: str | None,
     ) -> None:
         """Every fitted attribute, from one place: ``fit`` and ``load`` both call it, so a
-        loaded model has exactly the state of the one that was saved."""
+        loaded model has exactly the state of the one that was saved (``model_io`` restores a
+        saved model through it)."""
         self.method_, self.preprocessor_, self.train_config_ = method, prep, train
         self.method_params_ = dict(method.config)
         self.history_ = history

@@ -1,11 +1,13 @@
 """Saving and loading an ``SSLModel`` (as scvi-tools' ``_save_load``): the model directory's
-files, written whole or not at all, and read back with one-line errors naming the file at fault.
+files (``model_layout.ModelLayout``), written whole or not at all, and read back with one-line
+errors naming the file at fault.
 
 A model directory holds ``config.json`` (method, its options, the training options, the input
 width and, for inputs with gene names, ``features_in.txt``), ``preprocessor.json`` (the fitted
-preprocessing), ``genes.txt``, ``weights.pt`` (read with ``weights_only=True``) and
-``history.csv``. ``load_model`` sets the fitted state through ``SSLModel._set_fitted``, the
-helper ``fit`` uses, so a round trip keeps ``n_features_in_`` and ``feature_names_in_``.
+preprocessing), ``genes.txt``, ``weights.safetensors`` (no code runs on load; a 0.3
+``weights.pt`` is read with ``weights_only=True``), ``history.csv`` and the card. ``load_model``
+sets the fitted state through ``SSLModel.set_fitted_state``, the method ``fit`` uses, so a round
+trip keeps ``n_features_in_`` and ``feature_names_in_``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import torch
@@ -36,7 +38,7 @@ from .errors import (
 )
 from .hub import resolve_model
 from .methods import build_method, get_method
-from .model import _TRAIN_FIELDS
+from .model_layout import FORMAT_VERSION, ModelLayout
 from .outputs import artifact_kind, check_output, output_lock
 from .preprocessing import Preprocessor
 from .training import TrainConfig
@@ -48,13 +50,7 @@ from .validation import (
     nonfinite_tensors,
 )
 
-if TYPE_CHECKING:
-    from .model import SSLModel
-
 log = logging.getLogger("exprssl")
-FORMAT_VERSION = 1
-MODEL_FILES = ("config.json", "preprocessor.json", "weights.pt")
-FEATURES_FILE = "features_in.txt"  # the input's feature names, when it had them
 
 
 def _first_line(e: BaseException) -> str:
@@ -62,8 +58,8 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
-def model_config(model: SSLModel) -> dict[str, Any]:
-    """The content of a saved model's ``config.json``."""
+def model_config(model) -> dict[str, Any]:
+    """The content of a saved ``SSLModel``'s ``config.json``."""
     return {
         "format_version": FORMAT_VERSION,
         "exprssl_version": __version__,
@@ -76,7 +72,7 @@ def model_config(model: SSLModel) -> dict[str, Any]:
     }
 
 
-def save_model(model: SSLModel, path: Path, *, overwrite: bool = False) -> Path:
+def save_model(model, path: Path, *, overwrite: bool = False) -> Path:
     """Write ``model``'s directory at ``path`` (see ``SSLModel.save``)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         if torch.distributed.get_rank() != 0:  # under DDP every rank holds the same weights
@@ -101,7 +97,7 @@ def save_model(model: SSLModel, path: Path, *, overwrite: bool = False) -> Path:
     return path
 
 
-def _check_finite_weights(model: SSLModel, path: Path) -> None:
+def _check_finite_weights(model, path: Path) -> None:
     bad = nonfinite_tensors(model.method_.state_dict())
     if bad:
         more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
@@ -111,22 +107,28 @@ def _check_finite_weights(model: SSLModel, path: Path) -> None:
         )
 
 
-def _write_files(model: SSLModel, directory: Path) -> None:
-    (directory / "config.json").write_text(json.dumps(model_config(model), indent=2, default=str))
-    model.preprocessor_.save(directory / "preprocessor.json")
-    (directory / "genes.txt").write_text("\n".join(model.genes_) + "\n")
+def _write_files(model, directory: Path) -> None:
+    files = ModelLayout(directory)
+    files.config.write_text(json.dumps(model_config(model), indent=2, default=str))
+    model.preprocessor_.save(files.preprocessor)
+    files.genes.write_text("\n".join(model.genes_) + "\n")
     names = getattr(model, "feature_names_in_", None)
     if names is not None:
-        (directory / FEATURES_FILE).write_text("\n".join(map(str, names)) + "\n")
-    state = model.method_.state_dict()
-    state[WEIGHTS_METHOD_KEY] = (
-        model.method
-    )  # load refuses these weights under another method's config
-    torch.save(state, directory / "weights.pt")
-    model.history_.to_csv(directory / "history.csv", index=False)
+        files.features_in.write_text("\n".join(map(str, names)) + "\n")
+    save_weights(model.method_.state_dict(), model.method, files.weights)
+    model.history_.to_csv(files.history, index=False)
 
 
-def load_model(cls: type[SSLModel], path: str | os.PathLike, map_location: str = "cpu") -> SSLModel:
+def save_weights(state: dict[str, torch.Tensor], method: str, file: Path) -> None:
+    """A state dict as safetensors, with the method that wrote it in the metadata (a load
+    refuses these weights under another method's config)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    save_file(tensors, str(file), metadata={WEIGHTS_METHOD_KEY: method})
+
+
+def load_model(cls: type, path: str | os.PathLike, map_location: str = "cpu"):
     """The model saved at ``path``, a directory or a hub id (see ``SSLModel.load``)."""
     # a hub id (hf://org/name) -> its cached snapshot, already verified against its card
     path, card = resolve_model(path)
@@ -134,41 +136,40 @@ def load_model(cls: type[SSLModel], path: str | os.PathLike, map_location: str =
         raise ModelNotFoundError(
             f"{path}: no such model directory (expected the --out of 'exprssl pretrain')"
         )
-    missing = [f for f in MODEL_FILES if not (path / f).is_file()]
+    files = ModelLayout(path)
+    missing = files.missing()
     if missing:
         raise ModelNotFoundError(
             f"{path}: not an exprssl model directory (missing {', '.join(missing)})"
         )
     if card is None:  # a local directory: its files against the card's hashes (0.2: a warning)
         card = verify(path)
-    cfg = _read_config(path / "config.json")
-    prep = Preprocessor.load(path / "preprocessor.json")
+    cfg = _read_config(files.config)
+    prep = Preprocessor.load(files.preprocessor)
     if not prep.__sklearn_is_fitted__():
-        raise DataFileError(f"{path / 'preprocessor.json'}: the preprocessing was never fitted")
-    check_finite_preprocessor(prep, str(path / "preprocessor.json"))
-    method = _read_weights(path / "weights.pt", path / "config.json", cfg, map_location)
+        raise DataFileError(f"{files.preprocessor}: the preprocessing was never fitted")
+    check_finite_preprocessor(prep, str(files.preprocessor))
+    method = _read_weights(files.weights, files.config, cfg, map_location)
     if len(prep.genes_) != cfg["n_features"]:
         raise DataFileError(
-            f"{path / 'preprocessor.json'}: {len(prep.genes_)} genes, but "
-            f"config.json and weights.pt are for {cfg['n_features']}; the files "
+            f"{files.preprocessor}: {len(prep.genes_)} genes, but "
+            f"{files.CONFIG} and {files.weights.name} are for {cfg['n_features']}; the files "
             "come from different models"
         )
-    train = {k: v for k, v in cfg["train_config"].items() if k in _TRAIN_FIELDS}
+    train = {k: v for k, v in cfg["train_config"].items() if k in cls.TRAIN_FIELDS}
     try:
         model = cls(
             cfg["method"], method_params=dict(method.config), preprocessor=clone(prep), **train
         )
         train_config = TrainConfig(**train)
     except (ExprsslError, TypeError) as e:
-        raise DataFileError(
-            f"{path / 'config.json'}: invalid train_config ({_first_line(e)})"
-        ) from None
-    n_features, names = _input_features(path, cfg, prep)
-    model._set_fitted(
+        raise DataFileError(f"{files.config}: invalid train_config ({_first_line(e)})") from None
+    n_features, names = _input_features(files, cfg, prep)
+    model.set_fitted_state(
         method,
         prep,
         train_config,
-        _read_history(path / "history.csv"),
+        _read_history(files.history),
         n_features,
         names,
         str(path),
@@ -177,12 +178,12 @@ def load_model(cls: type[SSLModel], path: str | os.PathLike, map_location: str =
     return model
 
 
-def _input_features(path: Path, cfg: dict[str, Any], prep: Preprocessor):
+def _input_features(files: ModelLayout, cfg: dict[str, Any], prep: Preprocessor):
     """(n_features_in_, feature_names_in_) as fit recorded them; a model saved before 0.3
     records neither, and the preprocessor's input stands for them."""
     names = None
-    if (path / FEATURES_FILE).is_file():
-        names = (path / FEATURES_FILE).read_text(encoding="utf-8").splitlines()
+    if files.features_in.is_file():
+        names = files.features_in.read_text(encoding="utf-8").splitlines()
     elif "n_features_in" not in cfg:
         names = getattr(prep, "feature_names_in_", None)
     n = cfg.get("n_features_in", prep.n_features_in_)
@@ -193,7 +194,7 @@ def _input_features(path: Path, cfg: dict[str, Any], prep: Preprocessor):
         or (names is not None and len(names) != n)
     ):
         raise DataFileError(
-            f"{path / 'config.json'}: 'n_features_in' must be the input's number "
+            f"{files.config}: 'n_features_in' must be the input's number "
             f"of features ({'' if names is None else len(names)}), got {n!r}"
         )
     return n, names
@@ -262,19 +263,8 @@ def _read_weights(
         method = build_method(cfg["method"], cfg["n_features"], **cfg["method_config"])
     except ExprsslError as e:
         raise DataFileError(f"{config_file}: {e}") from None
-    try:
-        state = torch.load(file, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001  a damaged file fails in many ways inside torch; weights_only
-        # refuses anything but tensors, so a crafted pickle is rejected here without running code
-        raise DataFileError(
-            f"{file}: not readable model weights (damaged, or not written by exprssl: "
-            f"{_first_line(e)})"
-        ) from None
-    if not isinstance(state, dict):
-        raise DataFileError(
-            f"{file}: not readable model weights (a {type(state).__name__}, not a state dict)"
-        )
-    check_same_method(cfg["method"], state.pop(WEIGHTS_METHOD_KEY, None), str(file))
+    state, written_by = _read_state(file, map_location)
+    check_same_method(cfg["method"], written_by, str(file))
     check_finite_state(state, str(file))
     expected = method.state_dict()
     for name, tensor in expected.items():
@@ -301,6 +291,30 @@ def _read_weights(
     method.load_state_dict(state)
     method.eval()
     return method
+
+
+def _read_state(file: Path, map_location: str) -> tuple[dict[str, Any], str | None]:
+    """(state dict, the method that wrote it) of a weights file of either format; a damaged
+    file is a one-line DataFileError. Neither format runs code: safetensors holds tensors only,
+    and a 0.3 ``weights.pt`` is read with ``weights_only=True``, which refuses anything else."""
+    try:
+        if file.name == ModelLayout.WEIGHTS:
+            from safetensors import safe_open
+
+            with safe_open(str(file), framework="pt", device=str(map_location)) as f:
+                state = {k: f.get_tensor(k) for k in f.keys()}
+                return state, (f.metadata() or {}).get(WEIGHTS_METHOD_KEY)
+        state = torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001  a damaged file fails in many ways inside the readers
+        raise DataFileError(
+            f"{file}: not readable model weights (damaged, or not written by exprssl: "
+            f"{_first_line(e)})"
+        ) from None
+    if not isinstance(state, dict):
+        raise DataFileError(
+            f"{file}: not readable model weights (a {type(state).__name__}, not a state dict)"
+        )
+    return state, state.pop(WEIGHTS_METHOD_KEY, None)
 
 
 def _read_history(file: Path) -> pd.DataFrame:

@@ -8,7 +8,8 @@ The rules every command follows, checked before any work starts:
 - the place it will be written must be writable.
 
 An artefact is recognised by what exprssl writes into it: a model directory by ``config.json``
-(with ``format_version`` and ``method``) and ``weights.pt``, a benchmark directory by
+(with ``format_version`` and ``method``) and its weights (``model_layout.ModelLayout``), a
+benchmark directory by
 ``settings.json``, a training log directory (``log_dir``: the CSV logger's ``metrics.csv``,
 checkpoints) by ``exprssl-log.json``, an embedding ``.h5ad`` by ``uns/exprssl/model``, a store by
 ``uns/exprssl_store`` (or, written by 0.2, its format attribute), an attributions table
@@ -27,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import OutputPathError
+from .model_layout import MODEL_FILES, ModelLayout
 
 KINDS = {
     "model": "model directory",
@@ -44,19 +46,9 @@ _REUSED_KINDS = (
     "benchmark",
     "log",
 )  # resumed or appended to, never replaced: no --overwrite needed
-# what exprssl writes into a model directory (model_io, the card): anything else there is the user's
-MODEL_FILES = frozenset(
-    {
-        "config.json",
-        "preprocessor.json",
-        "genes.txt",
-        "weights.pt",
-        "history.csv",
-        "features_in.txt",
-        "README.md",
-    }
-)
 LOG_MARKER = "exprssl-log.json"
+# what marks a benchmark directory (``evaluation.schema.Layout.settings`` is this file)
+BENCHMARK_SETTINGS = "settings.json"
 
 
 def artifact_kind(path: str | os.PathLike) -> str | None:
@@ -67,13 +59,9 @@ def artifact_kind(path: str | os.PathLike) -> str | None:
         try:
             if (path / LOG_MARKER).is_file():
                 return "log"
-            if (path / "weights.pt").is_file():
-                cfg = json.loads((path / "config.json").read_text())
-                if isinstance(cfg, dict) and "format_version" in cfg and "method" in cfg:
-                    return "model"
-            from .evaluation.schema import Layout  # here: the schema reads this module's header
-
-            settings_file = Layout(path).settings
+            if ModelLayout(path).is_model():
+                return "model"
+            settings_file = path / BENCHMARK_SETTINGS
             if settings_file.is_file():
                 settings = json.loads(settings_file.read_text())
                 if isinstance(settings, dict) and "exprssl_version" in settings:

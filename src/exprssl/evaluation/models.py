@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError, GeneOverlapError
+from ..model_layout import ModelLayout
 from .schema import FeatureKey, Features, Layout, ModelInfo
 
 if TYPE_CHECKING:
@@ -121,8 +122,9 @@ def load_models(cfg: BenchmarkConfig, cohort: Cohort) -> list[PretrainedModel]:
             )
         card = getattr(model, "card_", None) or {}
         directory = str(model.model_dir_)
-        weights = (card.get("files_sha256") or {}).get("weights.pt") or file_sha256(
-            Path(directory) / "weights.pt"
+        weights_file = ModelLayout(directory).weights
+        weights = (card.get("files_sha256") or {}).get(weights_file.name) or file_sha256(
+            weights_file
         )
         out.append(
             PretrainedModel(

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..model_layout import ModelLayout
 from ..outputs import check_output, output_lock
 from ..splits import label_fraction_subsets
 from ..threads import cpu_count
@@ -85,7 +86,7 @@ def pretrain_stage(
             for p in range(cfg.pretrain_seeds):
                 mdir = Layout(out).model(s.index, method, p)
                 models[s.index, method, p] = str(mdir)
-                if not (mdir / "weights.pt").exists():
+                if not ModelLayout(mdir).is_model():  # pretrained by an earlier run
                     tasks.append(
                         PretrainTask(
                             str(mdir),

@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..outputs import ATTRIBUTIONS_HEADER
+from ..outputs import ATTRIBUTIONS_HEADER, BENCHMARK_SETTINGS
+from .keys import GENES as GENES  # the feature keys are part of the schema: re-exported
+from .keys import PCA_SCORES as PCA_SCORES
+from .keys import POOL as POOL
+from .keys import POOL_RAW as POOL_RAW
+from .keys import FeatureKey as FeatureKey
+from .keys import Features as Features
 
 SSL_HEADS = ("linear_probe", "finetune")
 
@@ -59,39 +65,6 @@ def approach_name(method: str, kind: str, head: str) -> str:
 def approach_names(frame: pd.DataFrame) -> np.ndarray:
     """``approach_name`` of every row of a frame with method, kind and head columns."""
     return np.where(frame["kind"] == "ssl", frame["method"] + "+" + frame["head"], frame["method"])
-
-
-@dataclass(frozen=True)
-class FeatureKey:
-    """Which derived features a cell reads (see the module docstring)."""
-
-    family: str  # "X", "pool", "pool_raw", "pca", "random" or "Z"
-    method: str | None = None  # Z; X of a given model
-    seed: int | None = None  # random: the label seed; Z: the pretrain seed (None: the cell's)
-
-    def __str__(self) -> str:
-        parts = [self.family, self.method, None if self.seed is None else str(self.seed)]
-        return ":".join(p for p in parts if p is not None)
-
-    @classmethod
-    def genes(cls, model: str | None = None) -> FeatureKey:
-        """The preprocessed genes (``model``: a given model's own preprocessing of them)."""
-        return cls("X", model)
-
-    @classmethod
-    def embedding(cls, method: str, pretrain_seed: int | None = None) -> FeatureKey:
-        return cls("Z", method, pretrain_seed)
-
-    @classmethod
-    def random(cls, seed: int) -> FeatureKey:
-        return cls("random", None, seed)
-
-
-GENES = FeatureKey("X")
-POOL = FeatureKey("pool")
-POOL_RAW = FeatureKey("pool_raw")
-PCA_SCORES = FeatureKey("pca")
-Features = dict[FeatureKey, str]  # a split's derived features: key -> .npy path
 
 
 # ----------------------------------------------------------------------------- result files
@@ -151,7 +124,7 @@ class Layout:
 
     @property
     def settings(self) -> Path:
-        return self.out / "settings.json"
+        return self.out / BENCHMARK_SETTINGS  # what the output rules recognise a run by
 
     @property
     def splits(self) -> Path:

@@ -22,7 +22,7 @@ import pkgutil
 from typing import Any, ClassVar
 
 from ...errors import ConfigError
-from ..schema import FeatureKey
+from ..keys import FeatureKey
 
 KINDS = ("baseline", "control")
 FEATURE_FAMILIES = ("X", "pca", "random")
