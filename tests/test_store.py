@@ -516,7 +516,7 @@ def test_h5ad_streams_when_asked_or_too_big(tmp_path, monkeypatch):
     assert open_streamed(tmp_path / "a.h5ad") is None  # small: loaded in memory
     assert open_streamed(tmp_path / "a.h5ad", stream=False) is None
     assert isinstance(open_streamed(tmp_path / "a.h5ad", stream=True), ExpressionStore)
-    monkeypatch.setattr(store_module, "_available_memory", lambda: 100)  # 160 bytes > 100 / 4
+    monkeypatch.setattr(store_module, "available_memory", lambda: 100)  # 160 bytes > 100 / 4
     assert isinstance(open_streamed(tmp_path / "a.h5ad"), ExpressionStore)
     assert open_streamed(tmp_path / "a.h5ad", stream=False) is None
 

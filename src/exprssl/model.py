@@ -31,12 +31,11 @@ from .errors import (
     NotFittedError,
 )
 from .genes import match_genes
-from .methods import build_method, check_method_params, get_method
+from .methods import build_method, check_method_params, check_model_memory, get_method
 from .preprocessing import OPTIONS as PREPROCESSING_OPTIONS
 from .preprocessing import Preprocessor, check_ignored_y
 from .sources import ExpressionSource
 from .training import TrainConfig
-from .validation import check_model_memory
 
 log = logging.getLogger("exprssl")
 _TRAIN_FIELDS = tuple(  # SSLModel parameters that make its TrainConfig; model_io reads them

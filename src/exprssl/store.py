@@ -34,7 +34,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .errors import ConfigError, DataFileError, ExprsslError, OutputPathError, TruncatedFileError
 from .genes import strip_version
 from .io import archs4_layout, check_h5ad, decode_strings, detect_format, one_line, open_hdf5, read
-from .utils import _umask, atomic_write_text, make_parents, remove_empty
+from .utils import _umask, atomic_write_text, available_memory, make_parents, remove_empty
 from .validation import check_streamed_h5ad, check_unique_samples
 
 log = logging.getLogger("exprssl")
@@ -608,22 +608,6 @@ def is_store(path) -> bool:
         return False
 
 
-def _available_memory() -> int | None:
-    """Bytes a new allocation can get: Linux's MemAvailable counts reclaimable page cache, which
-    free pages alone do not (a busy file server has little 'free' memory)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not on every platform
-        return None
-
-
 def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
     """The data at ``path`` opened for streaming from disk, or None to load it in memory.
 
@@ -661,7 +645,7 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
     if stream:
         check_streamed_h5ad(store, str(p))  # what loading it whole refuses (read() checks that)
         return store
-    available = _available_memory()
+    available = available_memory()
     dense = store.n_samples * len(store.genes) * 4
     if available is not None and dense > available / 4:
         log.info(

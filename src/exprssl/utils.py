@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes and seeding."""
+"""Small shared helpers: atomic file writes, seeding, the available-memory probe."""
 
 from __future__ import annotations
 
@@ -66,6 +66,22 @@ def atomic_savez(path: str | os.PathLike, **arrays) -> None:
     """``np.savez_compressed`` through a temp file, so a reader never sees a partial archive."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
+
+
+def available_memory() -> int | None:
+    """Bytes a new allocation can get: Linux's MemAvailable counts reclaimable page cache, which
+    free pages alone do not (a busy file server has little 'free' memory). None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on every platform
+        return None
 
 
 def seed_everything(seed: int) -> None:
