@@ -84,6 +84,22 @@ def test_a_bad_quantification_is_one_line_naming_its_file(tmp_path):
     empty.mkdir()  # no quantifications: a directory where a file is expected, as before
     with pytest.raises(DataFileError, match="is a directory, expected a file"):
         exprssl.read_file(empty)
+    with pytest.raises(DataFileError, match=r"empty: no sample subdirectories holding quant"):
+        exprssl.read_file(empty, format="quant")  # a format named: its own message
+
+
+def test_a_format_named_must_fit_and_sheets_dispatch_too(tmp_path):
+    table = tmp_path / "t.h5"
+    table.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    with pytest.raises(DataFileError, match=r"t\.h5: not an exprssl store"):
+        exprssl.read_file(table, format="store")
+    sheet = tmp_path / "s.gct"
+    sheet.write_text("#1.2\n")
+    with pytest.raises(
+        UnknownFormatError, match="sample sheets must be csv, parquet or tsv, not gct"
+    ):
+        exprssl.add_labels(exprssl.datasets.load("all_leukemia"), sheet)
+    assert readers.sheet_formats() == ["csv", "parquet", "tsv"]
 
 
 def test_a_new_format_is_one_registered_class(tmp_path):

@@ -32,13 +32,12 @@ from .errors import (
     SingleClassError,
     UnknownFormatError,
 )
-from .readers import ORIENTATIONS, by_suffix, detect_format, read_file, suffix_table
+from .readers import ORIENTATIONS, by_suffix, detect_format, read_file, sheet_formats, suffix_table
 from .readers.archs4 import ARCHS4_GENE_KEYS, ARCHS4_SAMPLE_KEY, archs4_layout, read_archs4
 from .readers.base import check_file, decode_strings, one_line, open_hdf5
 from .readers.h5ad import check_h5ad
-from .readers.parquet import read_parquet
 from .readers.tables import ANNOTATION_COLUMNS, AUTO_MIN_GENES, AUTO_MIN_RATIO
-from .readers.text import Dialect, read_delimited, sniff_dialect
+from .readers.text import Dialect, sniff_dialect
 from .sample_ids import MATCH_MODES, id_keys, tcga_id
 from .scale import guess_scale
 from .utils import atomic_path, deprecated_alias
@@ -57,19 +56,16 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike) -> Path:
 
 # ----------------------------------------------------------------------------- labels
 def _read_sheet(path: Path) -> pd.DataFrame:
-    """A sample sheet (csv / tsv / parquet) as strings, with its header's names as written."""
+    """A sample sheet (csv / tsv / parquet: ``readers.sheet_formats()``) as strings, with its
+    header's names as written."""
     check_file(path)
-    fmt = by_suffix(path).name
-    if fmt == "parquet":
-        df = read_parquet(path, "sample sheet")
-        if not isinstance(df.index, pd.RangeIndex):
-            df = df.reset_index()
-        if df.empty:
-            raise DataFileError(f"{path}: sample sheet has no data rows")
-    elif fmt in ("csv", "tsv"):
-        df = read_delimited(path, fmt, index_col=None, as_strings=True, what="sample sheet")
-    else:
-        raise UnknownFormatError(f"{path}: sample sheets must be csv, tsv or parquet, not {fmt}")
+    reader = by_suffix(path)
+    if not reader.sheets:
+        *others, last = sheet_formats()
+        raise UnknownFormatError(
+            f"{path}: sample sheets must be {', '.join(others)} or {last}, not {reader.name}"
+        )
+    df = reader.read_sheet(path)
     _check_unique_columns(df, str(path))
     return df
 

@@ -260,8 +260,6 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         """The checked float32 matrix (``exprssl.validation.check_matrix``), its gene names (None
         when it has none), source and sample ids."""
         matrix, names, source, samples = ExpressionSource.in_memory(data).matrix(genes)
-        if not hasattr(matrix, "shape"):
-            matrix = np.asarray(matrix)
         if names is not None and len(matrix.shape) == 2 and len(names) != matrix.shape[1]:
             raise ConfigError(
                 f"{source}: {len(names)} gene names for a matrix with {matrix.shape[1]} columns"

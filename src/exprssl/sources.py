@@ -168,11 +168,14 @@ class ExpressionSource:
 
     def matrix(self, genes=None) -> tuple[Any, list[str] | None, str, Any]:
         """``(matrix, gene names, name, sample ids)``: the matrix dense (bulk expression is dense
-        anyway), gene names as strings (``genes`` names an array's columns; None: they can only
-        be matched by position), the name messages use, and the sample ids (or None)."""
+        anyway; lists as arrays), gene names as strings (``genes`` names an array's columns;
+        None: they can only be matched by position), the name messages use, and the sample ids
+        (or None)."""
         matrix, names, samples = self.parts()
         if hasattr(matrix, "toarray"):  # scipy sparse
             matrix = matrix.toarray()
+        elif not hasattr(matrix, "shape"):  # lists, array-likes
+            matrix = np.asarray(matrix)
         if genes is not None:
             names = genes
         return matrix, None if names is None else [str(g) for g in names], self.name, samples

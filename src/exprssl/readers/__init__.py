@@ -62,6 +62,11 @@ def available() -> list[str]:
     return sorted(READERS)
 
 
+def sheet_formats() -> list[str]:
+    """The formats sample sheets are read in (``Reader.read_sheet``)."""
+    return sorted(reader.name for reader in READERS.values() if reader.sheets)
+
+
 def suffix_table() -> dict[str, str]:
     """File-name suffix -> format name."""
     return {suffix: reader.name for reader in READERS.values() for suffix in reader.suffixes}
@@ -190,14 +195,14 @@ def read_file(
 def _checked_reader(path: Path, format: str | None, orientation: str) -> Reader:
     """The reader for ``path`` after the checks every input gets, in the order users meet them:
     the file itself (a directory only where a format reads one), the orientation, the format."""
-    sniffed = sniff(path) if format is None else None
-    if sniffed is None or not sniffed.directory:
+    chosen = sniff(path) if format is None else READERS.get(format)
+    if chosen is None or not chosen.directory:
         check_file(path)
     if orientation not in ORIENTATIONS:
         raise ConfigError(
             f"{path}: orientation must be one of {', '.join(ORIENTATIONS)}, got '{orientation}'"
         )
-    return sniffed or reader_for(path, format)
+    return chosen or reader_for(path, format)
 
 
 def _cleaned(adata: ad.AnnData, path: Path, duplicate_genes: str) -> ad.AnnData:
@@ -281,6 +286,7 @@ __all__ = [
     "read_file",
     "reader_for",
     "register",
+    "sheet_formats",
     "sniff",
     "suffix_table",
 ]

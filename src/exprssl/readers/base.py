@@ -108,7 +108,8 @@ class Reader:
     """One input format. Subclasses are registered with ``@register(name, suffixes=...)``
     (``exprssl.readers.register``) and implement ``read``; ``sniff`` recognises a file by its
     content (checked before any suffix), ``blocks`` reads a large file in bounded memory for
-    ``convert`` (None: it is read whole), ``rows`` streams it (only where ``streams``)."""
+    ``convert`` (None: it is read whole), ``rows`` streams it (only where ``streams``), and
+    ``read_sheet`` reads a sample sheet (only where ``sheets``)."""
 
     name: ClassVar[str] = ""
     suffixes: ClassVar[tuple[str, ...]] = ()
@@ -116,6 +117,7 @@ class Reader:
     directory: ClassVar[bool] = False  # the input is a directory, not a file
     streams: ClassVar[bool] = False  # rows can be read from disk (``rows``)
     always_streams: ClassVar[bool] = False  # streamed whenever it is given (a store)
+    sheets: ClassVar[bool] = False  # sample sheets are written in it (``read_sheet``)
 
     @classmethod
     def sniff(cls, path: Path) -> bool:
@@ -132,6 +134,10 @@ class Reader:
 
     def rows(self, path: Path) -> Rows | None:
         return None
+
+    def read_sheet(self, path: Path) -> pd.DataFrame:
+        """A sample sheet: every cell as written (strings), the header's names, no index."""
+        raise NotImplementedError
 
 
 # ----------------------------------------------------------------------------- shared checks

@@ -40,6 +40,8 @@ def read_parquet(path: Path, what: str = "table") -> pd.DataFrame:
 class ParquetReader(Reader):
     """A parquet table, oriented like a text table (``tables.orient``)."""
 
+    sheets = True
+
     def read(self, path: Path, request: ReadRequest) -> Matrix:
         df = read_parquet(path)
         if request.sample_id_column is not None or isinstance(df.index, pd.RangeIndex):
@@ -66,3 +68,11 @@ class ParquetReader(Reader):
         df = drop_annotation_columns(df, path)  # as for text tables
         df = orient(df, request.orientation, str(path), request.sheet_keys)
         return frame_matrix(df, str(path), self.name)
+
+    def read_sheet(self, path: Path) -> pd.DataFrame:
+        df = read_parquet(path, "sample sheet")
+        if not isinstance(df.index, pd.RangeIndex):
+            df = df.reset_index()
+        if df.empty:
+            raise DataFileError(f"{path}: sample sheet has no data rows")
+        return df

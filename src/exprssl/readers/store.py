@@ -64,6 +64,7 @@ class StoreReader(Reader):
         return is_store(path)
 
     def read(self, path: Path, request: ReadRequest) -> Matrix:
+        _check_store(path)
         if path.suffix == ".h5ad":
             return H5adReader().read(path, request)
         with open_hdf5(path) as f:
@@ -79,10 +80,17 @@ class StoreReader(Reader):
         return Matrix(ad.AnnData(X=X, obs=obs, var=var), self.name)
 
     def blocks(self, path: Path) -> AbstractContextManager[BlockSource]:
+        _check_store(path)
         return H5adReader().blocks(path) if path.suffix == ".h5ad" else _legacy_blocks(path)
 
     def rows(self, path: Path) -> Rows:
         return H5adReader().rows(path) if path.suffix == ".h5ad" else LegacyRows(path)
+
+
+def _check_store(path: Path) -> None:
+    """A file read as a store (``format="store"``) must be one."""
+    if not is_store(path):
+        raise DataFileError(f"{path}: not an exprssl store (make one with `exprssl convert`)")
 
 
 @contextmanager

@@ -359,11 +359,15 @@ class _TextTable(Reader):
     """A delimited table, oriented (see ``tables.orient``), the id column first or named."""
 
     gzip = True
+    sheets = True
 
     def read(self, path: Path, request: ReadRequest) -> Matrix:
         df = read_delimited(path, self.name, id_column=request.sample_id_column)
         df = orient(df, request.orientation, str(path), request.sheet_keys)
         return frame_matrix(df, str(path), self.name)
+
+    def read_sheet(self, path: Path) -> pd.DataFrame:
+        return read_delimited(path, self.name, index_col=None, as_strings=True, what="sample sheet")
 
 
 @register("csv", suffixes=(".csv",))
