@@ -32,6 +32,7 @@ AUTO_MIN_GENES = 1000
 AUTO_MIN_RATIO = 1.5
 
 
+# annotation columns of count tables (featureCounts: Chr, Start, End, Strand, Length; GCT and
 # others: Description, gene names): per-gene facts, not samples
 ANNOTATION_COLUMNS = frozenset(
     {

@@ -222,7 +222,6 @@ def _check_id_column(ids: pd.Index, raw: pd.Index, name: str | None, path: Path)
         )
 
 
-# annotation columns of count tables (featureCounts: Chr, Start, End, Strand, Length; GCT and
 def _raw_ids(path: Path, sep: str, encoding: str, position: int, skip_lines: int) -> pd.Index:
     """One column of the data rows as strings. Only for numeric-looking ids: a per-column dtype
     in the main read would cost pandas a Series per column (seconds on 20k genes)."""
