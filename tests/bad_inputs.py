@@ -3,7 +3,7 @@
 Not a test module: ``tests/test_io_bad_inputs.py`` runs the corpus through the Python API, and the
 CLI tests can run the same files through every command. Each case says which reader it targets:
 
-- ``"data"``: an expression file (``exprssl.io.read`` / ``load_data``; ``exprssl info PATH``);
+- ``"data"``: an expression file (``exprssl.read_file`` / ``load_dataset``; ``exprssl info PATH``);
 - ``"labels"``: a sample sheet joined to the good expression file ``case.data``
   (``exprssl.add_labels``; ``exprssl info DATA --labels PATH``);
 - ``"convert"``: a source for ``exprssl.store.convert`` (``exprssl convert PATH --out OUT``).

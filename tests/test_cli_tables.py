@@ -110,7 +110,7 @@ def test_benchmark_on_a_feature_counts_file(tmp_path):
 def test_feature_counts_read_natively(tmp_path):
     frame, _ = _cohort(n=12, genes=30)
     write_feature_counts(tmp_path / "counts.txt", frame)
-    a = io.read(tmp_path / "counts.txt")  # no sheet: the layout says genes are in rows
+    a = io.read_file(tmp_path / "counts.txt")  # no sheet: the layout says genes are in rows
     assert list(a.obs_names) == list(frame.index) and list(a.var_names) == list(frame.columns)
     np.testing.assert_array_equal(a.X, frame.to_numpy(np.float32))
 
@@ -122,7 +122,7 @@ def test_separators_and_decimal_marks_are_sniffed(tmp_path, sep, decimal):
     values = frame.astype(float) / 7
     path = tmp_path / "table.csv"
     path.write_text("# exported by a spreadsheet\n" + values.to_csv(sep=sep, decimal=decimal))
-    a = io.read(path, orientation="samples_in_rows")
+    a = io.read_file(path, orientation="samples_in_rows")
     np.testing.assert_allclose(a.X, values.to_numpy(np.float32), rtol=1e-6)
     sheet = tmp_path / "sheet.txt"
     sheet.write_text(
@@ -144,7 +144,7 @@ def test_excel_separator_line_and_line_endings(tmp_path, text):
         ),
         newline="",
     )
-    a = io.read(path, orientation="samples_in_rows")
+    a = io.read_file(path, orientation="samples_in_rows")
     np.testing.assert_array_equal(a.X, frame.to_numpy(np.float32))
 
 
@@ -155,12 +155,12 @@ def test_sample_sheet_decides_the_orientation(tmp_path):
     pd.DataFrame({"id": frame.index, "L": y}).to_csv(sheet, index=False)
     for name, table in (("rows.csv", frame), ("cols.csv", frame.T)):
         table.to_csv(tmp_path / name)
-        a = io.load_data(tmp_path / name, labels=sheet)
+        a = io.load_dataset(tmp_path / name, labels=sheet)
         assert a.shape == (40, 30) and a.obs["L"].tolist() == list(y), name
     with pytest.raises(
         LabelMatchError, match="the sheet names columns read as genes: pass --orientation"
     ):
-        io.load_data(
+        io.load_dataset(
             tmp_path / "rows.csv", labels=sheet, orientation="genes_in_rows"
         )  # explicit wins
 
@@ -173,7 +173,7 @@ def test_ids_with_surrounding_spaces_match(tmp_path):
     (tmp_path / "s.csv").write_text(
         "id,L\n" + "".join(f"{i}  ,{c}\n" for i, c in zip(frame.index, y, strict=True))
     )
-    a = io.load_data(tmp_path / "t.csv", labels=tmp_path / "s.csv")
+    a = io.load_dataset(tmp_path / "t.csv", labels=tmp_path / "s.csv")
     assert list(a.obs_names) == list(frame.index) and a.obs["L"].tolist() == list(y)
 
 

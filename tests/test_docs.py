@@ -11,8 +11,8 @@ import pytest
 
 # (module, attribute path) of every public function, method and class.
 PUBLIC = [
-    ("exprssl.io", "read"),
-    ("exprssl.io", "load_data"),
+    ("exprssl.io", "read_file"),
+    ("exprssl.io", "load_dataset"),
     ("exprssl.io", "add_labels"),
     ("exprssl.api", "benchmark"),
     ("exprssl.model", "SSLModel"),
@@ -32,8 +32,9 @@ PUBLIC = [
     ("exprssl.store", "convert"),
     ("exprssl.store", "ExpressionStore"),
     ("exprssl.sources", "ExpressionSource.resolve"),
+    ("exprssl.readers", "read_file"),
     ("exprssl.genes", "match_genes"),
-    ("exprssl.genes", "align_genes"),
+    ("exprssl.genes", "reindex_genes"),
     ("exprssl.genes", "detect_id_system"),
     ("exprssl.card", "verify"),
     ("exprssl.card", "read_card"),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from exprssl.errors import GeneOverlapError
-from exprssl.genes import align_genes, strip_version
+from exprssl.genes import reindex_genes, strip_version
 
 
 def _adata(genes, seed=0):
@@ -44,8 +44,8 @@ def test_alignment_by_name_not_position():
     a = _adata(genes)
     shuffled = a[:, np.random.default_rng(1).permutation(10)].copy()
     ref = genes[::-1]
-    x1, _ = align_genes(a, ref)
-    x2, rep = align_genes(shuffled, ref)
+    x1, _ = reindex_genes(a, ref)
+    x2, rep = reindex_genes(shuffled, ref)
     np.testing.assert_array_equal(x1.X, x2.X)
     np.testing.assert_array_equal(x1.X[:, 0], a.X[:, 9])
     assert list(x2.var_names) == ref and rep.coverage == 1.0
@@ -53,7 +53,7 @@ def test_alignment_by_name_not_position():
 
 def test_missing_genes_filled_and_reported():
     a = _adata(["A", "B", "C", "X"])
-    out, rep = align_genes(a, ["A", "B", "C", "D"], fill_value=0.0)
+    out, rep = reindex_genes(a, ["A", "B", "C", "D"], fill_value=0.0)
     assert (
         rep.n_present == 3
         and rep.coverage == pytest.approx(0.75)
@@ -61,13 +61,13 @@ def test_missing_genes_filled_and_reported():
         and rep.extra == 1
     )
     assert (out.X[:, 3] == 0).all()
-    nan_out, _ = align_genes(a, ["A", "B", "C", "D"])
+    nan_out, _ = reindex_genes(a, ["A", "B", "C", "D"])
     assert np.isnan(nan_out.X[:, 3]).all()
 
 
 def test_versions_match_across_datasets():
     a = _adata(["ENSG00000000003.15", "ENSG00000000005.6"])
-    out, rep = align_genes(a, ["ENSG00000000005.5", "ENSG00000000003"])
+    out, rep = reindex_genes(a, ["ENSG00000000005.5", "ENSG00000000003"])
     assert rep.coverage == 1.0
     np.testing.assert_array_equal(out.X[:, 0], a.X[:, 1])
 
@@ -81,8 +81,8 @@ def test_coverage_below_threshold_is_an_error():
         match=r"cohort.h5ad: only 40.0% of the 10 reference genes found \(4\); "
         r"missing e.g. G4, G5.*minimum 50%",
     ):
-        align_genes(a, ref)
-    _, rep = align_genes(a, ref, min_coverage=0.4)
+        reindex_genes(a, ref)
+    _, rep = reindex_genes(a, ref, min_coverage=0.4)
     assert rep.coverage == pytest.approx(0.4)
 
 
@@ -162,10 +162,10 @@ def test_identifier_system_detection():
     assert detect_id_system(["0", "1", "2"]) == "unknown"  # AnnData's names for unnamed columns
 
 
-def test_align_genes_reports_table_matches(caplog):
+def test_reindex_genes_reports_table_matches(caplog):
     a = _adata(["ENSG00000141510.16", "ENSG00000091831.22", "MLL2"])
     with caplog.at_level("INFO", logger="exprssl"):
-        out, rep = align_genes(a, ["TP53", "ESR1", "KMT2D", "KMT2B"], min_coverage=0.5)
+        out, rep = reindex_genes(a, ["TP53", "ESR1", "KMT2D", "KMT2B"], min_coverage=0.5)
     assert list(out.var_names) == ["TP53", "ESR1", "KMT2D", "KMT2B"]
     np.testing.assert_array_equal(out.X[:, 0], a.X[:, 0])
     assert np.isnan(out.X[:, 2:]).all() and sorted(rep.ambiguous) == ["KMT2B", "KMT2D"]

@@ -30,12 +30,15 @@ def _assert_one_line(error: ExprsslError, case) -> None:
 
 def _entry_points(case, out_dir: Path):
     if case.kind == "data":
-        return {"read": lambda: io.read(case.path), "load_data": lambda: io.load_data(case.path)}
+        return {
+            "read_file": lambda: io.read_file(case.path),
+            "load_dataset": lambda: io.load_dataset(case.path),
+        }
     if case.kind == "labels":
-        good = io.read(case.data)
+        good = io.read_file(case.data)
         return {
             "add_labels": lambda: io.add_labels(good, case.path),
-            "load_data(labels=)": lambda: io.load_data(case.data, labels=case.path),
+            "load_dataset(labels=)": lambda: io.load_dataset(case.data, labels=case.path),
         }
     return {"convert": lambda: store.convert(case.path, out_dir / "store.h5ad")}
 

@@ -361,13 +361,13 @@ def test_cli_convert_and_pretrain_from_store(tmp_path):
     assert r.exit_code == 0, r.output
     import anndata as ad
 
-    from exprssl import SSLModel, read
+    from exprssl import SSLModel, read_file
 
     z = ad.read_h5ad(tmp_path / "z.h5ad")
     assert z.obsm["X_scarf"].shape == (600, 32) and z.obs_names[5] == "GSM5"
     assert z.obs["batch"].iloc[4] == "b1" and z.obs["batch"].isna().sum() == 300
     model = SSLModel.load(tmp_path / "m")
-    in_memory = model.transform(read(tmp_path / "a.h5"))
+    in_memory = model.transform(read_file(tmp_path / "a.h5"))
     np.testing.assert_allclose(z.obsm["X_scarf"], in_memory, rtol=1e-5, atol=1e-5)
     store = ExpressionStore(tmp_path / "s.h5ad")
     seen = []
@@ -516,7 +516,7 @@ def test_h5ad_streams_when_asked_or_too_big(tmp_path, monkeypatch):
     assert open_streamed(tmp_path / "a.h5ad") is None  # small: loaded in memory
     assert open_streamed(tmp_path / "a.h5ad", stream=False) is None
     assert isinstance(open_streamed(tmp_path / "a.h5ad", stream=True), ExpressionStore)
-    monkeypatch.setattr(store_module, "_available_memory", lambda: 100)  # 160 bytes > 100 / 4
+    monkeypatch.setattr(store_module, "available_memory", lambda: 100)  # 160 bytes > 100 / 4
     assert isinstance(open_streamed(tmp_path / "a.h5ad"), ExpressionStore)
     assert open_streamed(tmp_path / "a.h5ad", stream=False) is None
 
@@ -562,14 +562,14 @@ def test_cli_pretrain_and_embed_stream_an_h5ad(tmp_path):
     assert r.exit_code == 0, r.output
     import anndata as ad
 
-    from exprssl import SSLModel, read
+    from exprssl import SSLModel, read_file
 
     z = ad.read_h5ad(tmp_path / "z.h5ad")
     assert z.obsm["X_scarf"].shape == (300, 16) and list(z.obs["tissue"][:2]) == [
         "t0",
         "t1",
     ]  # obs kept
-    in_memory = SSLModel.load(tmp_path / "m").transform(read(tmp_path / "a.h5ad"))
+    in_memory = SSLModel.load(tmp_path / "m").transform(read_file(tmp_path / "a.h5ad"))
     np.testing.assert_allclose(z.obsm["X_scarf"], in_memory, rtol=1e-5, atol=1e-5)
 
 

@@ -20,11 +20,11 @@ __version__ = "0.3.0"
 # Heavy modules (torch, lightning) load only when first used, so `import exprssl` and the CLI's
 # help stay fast.
 _LAZY = {
-    "read": ("exprssl.io", "read"),
-    "load_data": ("exprssl.io", "load_data"),
+    "read_file": ("exprssl.io", "read_file"),
+    "load_dataset": ("exprssl.io", "load_dataset"),
     "add_labels": ("exprssl.io", "add_labels"),
-    "align_genes": ("exprssl.genes", "align_genes"),
     "match_genes": ("exprssl.genes", "match_genes"),
+    "reindex_genes": ("exprssl.genes", "reindex_genes"),
     "push_to_hub": ("exprssl.hub", "push_to_hub"),
     "Preprocessor": ("exprssl.preprocessing", "Preprocessor"),
     "SSLModel": ("exprssl.model", "SSLModel"),
@@ -32,14 +32,21 @@ _LAZY = {
     "datasets": ("exprssl.datasets", None),
     "methods": ("exprssl.methods", None),
     "errors": ("exprssl.errors", None),
+    "readers": ("exprssl.readers", None),
+}
+# 0.3 names, deprecated (each call warns; removed in 0.5): not listed in __all__ or dir()
+_DEPRECATED = {
+    "read": ("exprssl.io", "read"),
+    "load_data": ("exprssl.io", "load_data"),
+    "align_genes": ("exprssl.genes", "align_genes"),
 }
 
 __all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module, attr = _LAZY[name]
+    if name in _LAZY or name in _DEPRECATED:
+        module, attr = _LAZY.get(name) or _DEPRECATED[name]
         mod = import_module(module)
         value = mod if attr is None else getattr(mod, attr)
         globals()[name] = value

@@ -484,9 +484,9 @@ def explain(
 
         model = SSLModel.load(model)
     if isinstance(adata, (str, os.PathLike)):
-        from .io import load_data
+        from .io import load_dataset
 
-        adata = load_data(adata)
+        adata = load_dataset(adata)
     model._check_fitted()
     y_text = _labels(adata, labels)
     keep = y_text.notna().to_numpy()

@@ -21,6 +21,7 @@ import yaml
 
 from .errors import DataFileError
 from .model_layout import ModelLayout
+from .sources import ExpressionSource
 
 log = logging.getLogger("exprssl")
 CARD_FILE = ModelLayout.CARD
@@ -36,21 +37,15 @@ def file_sha256(path: Path, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _content_sha256(data) -> tuple[str, str]:
+def _content_sha256(source: ExpressionSource) -> tuple[str, str]:
     """A hash of in-memory data (values, gene and sample ids), or of a store's gene ids and
     shape (hashing a store's values would mean reading all of it again)."""
     h = hashlib.sha256()
-    if hasattr(data, "rows") and hasattr(data, "genes"):  # an out-of-core store
-        h.update("\n".join(map(str, data.genes)).encode())
-        h.update(repr(tuple(data.shape)).encode())
+    if source.streamed:
+        h.update("\n".join(map(str, source.store.genes)).encode())
+        h.update(repr(tuple(source.store.shape)).encode())
         return h.hexdigest(), "gene ids and shape"
-    genes = samples = None
-    if hasattr(data, "var_names"):
-        X, genes, samples = data.X, data.var_names, data.obs_names
-    elif isinstance(data, pd.DataFrame):
-        X, genes, samples = data.to_numpy(), data.columns, data.index
-    else:
-        X = data
+    X, genes, samples = source.parts()
     if sp.issparse(X):
         X = sp.csr_matrix(X)
         for part in (X.data, X.indices, X.indptr):
@@ -63,27 +58,16 @@ def _content_sha256(data) -> tuple[str, str]:
     return h.hexdigest(), "values, gene and sample ids"
 
 
-def describe_data(given, data) -> list[dict[str, Any]]:
+def describe_data(source: ExpressionSource) -> list[dict[str, Any]]:
     """The training data as the card lists it: name, profiles, genes, content hash."""
-    if isinstance(given, (str, os.PathLike)):
-        name = str(given)
-    elif (
-        hasattr(data, "uns")
-        and isinstance(data.uns.get("exprssl"), dict)
-        and data.uns["exprssl"].get("source")
-    ):
-        name = str(data.uns["exprssl"]["source"])
-    else:
-        name = f"in-memory {type(given).__name__}"
-    if not hasattr(data, "shape"):  # lists, array-likes (fit has checked they are numbers)
-        data = np.asarray(data, dtype=np.float32)
-    shape = tuple(data.shape)
-    digest, of = _content_sha256(data)
+    name = source.given_path or source.recorded_source or f"in-memory {type(source.given).__name__}"
+    n_profiles, n_genes = source.shape
+    digest, of = _content_sha256(source)
     return [
         {
             "name": name,
-            "n_profiles": int(shape[0]),
-            "n_genes": int(shape[1]),
+            "n_profiles": int(n_profiles),
+            "n_genes": int(n_genes),
             "sha256": digest,
             "hash_of": of,
         }

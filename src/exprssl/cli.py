@@ -240,14 +240,14 @@ def _load(
     label_id_column: str | None = None,
     orientation: str = "auto",
 ):
-    from .io import load_data
+    from .sources import ExpressionSource
 
-    return load_data(
+    return ExpressionSource.load(
         data,
         labels=str(labels) if labels else None,
         label_id_column=label_id_column,
         orientation=orientation,
-    )
+    ).data
 
 
 # --------------------------------------------------------------------------- datasets / info

@@ -15,6 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .errors import ConfigError, DuplicateGenesError, GeneOverlapError
+from .utils import deprecated_alias
 
 log = logging.getLogger("exprssl")
 _ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]*[GTPE]\d{6,})\.\d+(_PAR_Y)?$")
@@ -298,7 +299,7 @@ def _match_cached(names: tuple[str, ...], reference: tuple[str, ...]) -> Alignme
     )
 
 
-def align_genes(
+def reindex_genes(
     adata: ad.AnnData,
     reference: Sequence[str],
     *,
@@ -359,3 +360,7 @@ def align_genes(
     if not report.exact:
         log.info("%s: %s", source, report)
     return out, report
+
+
+# the 0.3 name, kept for one release (``exprssl.utils.deprecated_alias``)
+align_genes = deprecated_alias(reindex_genes, "exprssl.align_genes", "exprssl.reindex_genes")

@@ -31,12 +31,12 @@ from .errors import (
     NotFittedError,
 )
 from .genes import match_genes
-from .methods import build_method, check_method_params, get_method
+from .methods import build_method, check_method_params, check_model_memory, get_method
 from .preprocessing import OPTIONS as PREPROCESSING_OPTIONS
 from .preprocessing import Preprocessor, check_ignored_y
 from .sources import ExpressionSource
 from .training import TrainConfig
-from .validation import check_model_memory
+from .utils import seed_everything
 
 log = logging.getLogger("exprssl")
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -50,11 +50,22 @@ class ResolvedParams(NamedTuple):
     preprocessor: Preprocessor  # a copy: unfitted, or the caller's fitted one (used as it is)
 
 
-def _n_samples(data) -> int | None:
-    shape = getattr(
-        data, "shape", None
-    )  # arrays, frames, AnnData, stores; None for paths and lists
-    return int(shape[0]) if shape is not None and len(shape) >= 1 else None
+def _pretrain(
+    source: ExpressionSource, build: Callable[[int], torch.nn.Module], prep: Preprocessor, cfg
+) -> tuple[Any, list[dict]]:
+    """``(method, history)``: the method built for the preprocessed width (after seeding, so
+    weight init is part of the seeded run) and trained on the source's samples, streamed in
+    bounded memory or from one preprocessed matrix."""
+    from .training import train_method, train_streaming
+
+    if source.streamed:
+        seed_everything(cfg.seed)
+        method = build(len(prep.genes_))
+        return method, train_streaming(method, source.store, prep, cfg)
+    Xp = prep.transform(source)
+    seed_everything(cfg.seed)
+    method = build(Xp.shape[1])
+    return method, train_method(method, torch.from_numpy(Xp), cfg)
 
 
 class SSLModel(TransformerMixin, BaseEstimator):
@@ -229,7 +240,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
             Bad input data (a one-line error naming it), or a diverged run
             (``TrainingDivergedError``).
         """
-        check_ignored_y(y, _n_samples(X), "SSLModel.fit")
+        check_ignored_y(y, ExpressionSource.count_samples(X), "SSLModel.fit")
         params = self.check_params()
         source = ExpressionSource.resolve(X, stream)
         train = params.train
@@ -239,14 +250,12 @@ class SSLModel(TransformerMixin, BaseEstimator):
             check_model_memory(self.method, width, params.method_params)  # before allocating it
             return build_method(self.method, width, **params.method_params)
 
-        method, history = source.pretrain(build, prep, train)
+        method, history = _pretrain(source, build, prep, train)
         n_features, names = source.features()
         self.set_fitted_state(
             method, prep, train, pd.DataFrame.from_records(history), n_features, names, None
         )
-        self.data_sources_ = describe_data(
-            source.given, source.store if source.streamed else source.data
-        )
+        self.data_sources_ = describe_data(source)
         return self
 
     # ----------------------------------------------------------- embedding

@@ -30,43 +30,13 @@ from .errors import (
 from .genes import match_genes
 from .options import OptionValueError, option, options_class, validate_options
 from .scale import guess_scale
+from .sources import ExpressionSource
 from .utils import atomic_write_text
 from .validation import check_matrix
 
 log = logging.getLogger("exprssl")
 FORMAT_VERSION = 1
 MISSING_SHOWN = 5  # missing gene names quoted in coverage messages
-
-
-def _is_anndata(data) -> bool:
-    return hasattr(data, "var_names") and hasattr(data, "X")  # AnnData (or a view of one)
-
-
-def source_name(data) -> str:
-    """What messages call in-memory ``data``, without touching its matrix: an AnnData's
-    ``uns["exprssl"]["source"]`` (else "AnnData"), "DataFrame" or "data"."""
-    if _is_anndata(data):
-        uns = getattr(data, "uns", {}).get("exprssl", {})
-        return str(uns.get("source", "AnnData")) if isinstance(uns, Mapping) else "AnnData"
-    return "DataFrame" if isinstance(data, pd.DataFrame) else "data"
-
-
-def expression_input(data, genes=None) -> tuple[Any, list[str] | None, str, Any]:
-    """``(matrix, gene names, source, sample ids)`` of an AnnData, a DataFrame (columns = genes,
-    index = samples), an array or a scipy sparse matrix. Gene names are None for an array given
-    without ``genes``: such columns can only be matched by position."""
-    source = source_name(data)
-    if _is_anndata(data):
-        matrix, names, samples = data.X, data.var_names, data.obs_names
-    elif isinstance(data, pd.DataFrame):
-        matrix, names, samples = data.to_numpy(), data.columns, data.index
-    else:
-        matrix, names, samples = data, None, None
-    if hasattr(matrix, "toarray"):  # scipy sparse: bulk expression is dense anyway
-        matrix = matrix.toarray()
-    if genes is not None:
-        names = genes
-    return matrix, None if names is None else [str(g) for g in names], source, samples
 
 
 def check_ignored_y(y, n_samples: int | None, what: str) -> None:
@@ -135,6 +105,49 @@ def _column_moments(X: np.ndarray, block: int = 2048) -> tuple[np.ndarray, np.nd
     for s in range(0, n, block):
         sq += np.square(X[s : s + block] - mean).sum(0, dtype=np.float64)
     return mean, sq / n
+
+
+def _scale_steps(
+    Xm: np.ndarray, scale: str, opts: dict[str, Any], source: str
+) -> tuple[bool, bool]:
+    """Whether CPM and log2 apply: ``"auto"`` decides from the value scale; an impossible
+    choice (log or CPM of negative values) is refused, a second log warned about."""
+    lib = scale == "counts" if opts["library_size"] == "auto" else opts["library_size"]
+    do_log = scale in ("counts", "linear") if opts["log"] == "auto" else opts["log"]
+    if do_log and scale == "standardized":
+        raise NegativeCountsError(
+            f"{source}: negative values, so log2(x+1) is impossible; "
+            "the data look already standardised (use log=False)"
+        )
+    if lib and Xm.min() < 0:
+        raise NegativeCountsError(f"{source}: negative values where counts are expected for CPM")
+    if do_log and opts["log"] is True and scale == "log":
+        log.warning(
+            "%s: values already look log-scale (max %.3g); applying log2(x+1) again",
+            source,
+            Xm.max(),
+        )
+    return lib, do_log
+
+
+def _kept_genes(mean: np.ndarray, var: np.ndarray, opts: dict[str, Any], source: str) -> np.ndarray:
+    """The gene filter: a mean of at least ``min_mean``, then the ``top_k_variance`` most
+    variable; a filter that removes every gene is refused."""
+    keep = np.ones(len(mean), dtype=bool)
+    if opts["min_mean"] is not None:
+        keep &= mean >= opts["min_mean"]
+    k = opts["top_k_variance"]
+    if k is not None and keep.sum() > k:
+        var = var.copy()
+        var[~keep] = -np.inf
+        top = np.argpartition(-var, k - 1)[:k]
+        keep = np.zeros_like(keep)
+        keep[top] = True
+    if not keep.any():
+        raise ConfigError(
+            f"{source}: gene filtering (min_mean={opts['min_mean']}) removed every gene"
+        )
+    return keep
 
 
 class Preprocessor(TransformerMixin, BaseEstimator):
@@ -246,9 +259,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
     def _matrix(self, data, genes) -> tuple[np.ndarray, list[str] | None, str, Any]:
         """The checked float32 matrix (``exprssl.validation.check_matrix``), its gene names (None
         when it has none), source and sample ids."""
-        matrix, names, source, samples = expression_input(data, genes)
-        if not hasattr(matrix, "shape"):
-            matrix = np.asarray(matrix)
+        matrix, names, source, samples = ExpressionSource.in_memory(data).matrix(genes)
         if names is not None and len(matrix.shape) == 2 and len(names) != matrix.shape[1]:
             raise ConfigError(
                 f"{source}: {len(names)} gene names for a matrix with {matrix.shape[1]} columns"
@@ -302,6 +313,31 @@ class Preprocessor(TransformerMixin, BaseEstimator):
             Unusable data (non-finite or non-numeric values, duplicate genes, ...).
         """
         opts = self.check_params()
+        Xm, names, named, source, samples = self._training_matrix(X, y, genes)
+        d = Xm.shape[1]
+        scale = guess_scale(Xm, source=source, samples=samples, genes=names)
+        lib, do_log = _scale_steps(Xm, scale, opts, source)
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)  # a refit never keeps state of the previous fit
+        self.options_ = opts
+        self.input_scale_, self.library_size_, self.log_ = scale, lib, do_log
+        self.input_genes_ = names
+        self.n_features_in_ = d
+        if named:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        Xs = self._scale_counts(Xm)
+
+        mean, var = _column_moments(Xs)
+        self.gene_index_ = np.flatnonzero(_kept_genes(mean, var, opts, source))
+        self.genes_ = [names[i] for i in self.gene_index_]
+        self.fill_ = mean[self.gene_index_].astype(np.float32)  # imputes genes absent later
+        if opts["quantile"] or opts["standardize"]:
+            self._fit_gene_statistics(Xs, mean, var, opts)
+        return self
+
+    def _training_matrix(self, X, y, genes) -> tuple[np.ndarray, list[str], bool, str, Any]:
+        """``fit``'s checked matrix: its gene names (positions as names when it has none),
+        whether it had names, its source and sample ids."""
         Xm, names, source, samples = self._matrix(X, genes)
         n, d = Xm.shape
         check_ignored_y(y, n, "Preprocessor.fit")
@@ -317,68 +353,24 @@ class Preprocessor(TransformerMixin, BaseEstimator):
             dups = index[index.duplicated()].unique()
             raise ConfigError(
                 f"{source}: {len(dups)} duplicate gene names, e.g. {', '.join(dups[:5])}; "
-                "collapse them first (exprssl.read does)"
+                "collapse them first (exprssl.read_file does)"
             )
-        scale = guess_scale(Xm, source=source, samples=samples, genes=names)
-        lib = scale == "counts" if opts["library_size"] == "auto" else opts["library_size"]
-        do_log = scale in ("counts", "linear") if opts["log"] == "auto" else opts["log"]
-        if do_log and scale == "standardized":
-            raise NegativeCountsError(
-                f"{source}: negative values, so log2(x+1) is impossible; "
-                "the data look already standardised (use log=False)"
-            )
-        if lib and Xm.min() < 0:
-            raise NegativeCountsError(
-                f"{source}: negative values where counts are expected for CPM"
-            )
-        if do_log and opts["log"] is True and scale == "log":
-            log.warning(
-                "%s: values already look log-scale (max %.3g); applying log2(x+1) again",
-                source,
-                Xm.max(),
-            )
-        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
-            delattr(self, attr)  # a refit never keeps state of the previous fit
-        self.options_ = opts
-        self.input_scale_, self.library_size_, self.log_ = scale, lib, do_log
-        self.input_genes_ = names
-        self.n_features_in_ = d
-        if named:
-            self.feature_names_in_ = np.asarray(names, dtype=object)
-        Xs = self._scale_counts(Xm)
+        return Xm, names, named, source, samples
 
-        mean, var = _column_moments(Xs)
-        keep = np.ones(d, dtype=bool)
-        if opts["min_mean"] is not None:
-            keep &= mean >= opts["min_mean"]
-        k = opts["top_k_variance"]
-        if k is not None and keep.sum() > k:
-            var = var.copy()
-            var[~keep] = -np.inf
-            top = np.argpartition(-var, k - 1)[:k]
-            keep = np.zeros_like(keep)
-            keep[top] = True
-        if not keep.any():
-            raise ConfigError(
-                f"{source}: gene filtering (min_mean={opts['min_mean']}) removed every gene"
-            )
-        self.gene_index_ = np.flatnonzero(keep)
-        self.genes_ = [names[i] for i in self.gene_index_]
-        self.fill_ = mean[self.gene_index_].astype(np.float32)  # imputes genes absent later
-        if opts["quantile"] or opts["standardize"]:
-            Xk = Xs[:, self.gene_index_] if len(self.gene_index_) < d else Xs
-            if opts["quantile"]:
-                self.quantile_ref_ = _column_moments(np.sort(Xk, axis=1))[0].astype(np.float32)
-                Xk = self._quantile(Xk)
-                kmean, kvar = _column_moments(Xk)
-            else:
-                kmean, kvar = mean[self.gene_index_], var[self.gene_index_]
-            if opts["standardize"]:
-                self.mean_ = kmean.astype(np.float32)
-                std = np.sqrt(kvar)
-                std[std < 1e-8] = 1.0
-                self.scale_ = std.astype(np.float32)
-        return self
+    def _fit_gene_statistics(self, Xs: np.ndarray, mean, var, opts: dict[str, Any]) -> None:
+        """The quantile reference and the z-score means and scales of the kept genes."""
+        Xk = Xs[:, self.gene_index_] if len(self.gene_index_) < Xs.shape[1] else Xs
+        if opts["quantile"]:
+            self.quantile_ref_ = _column_moments(np.sort(Xk, axis=1))[0].astype(np.float32)
+            Xk = self._quantile(Xk)
+            kmean, kvar = _column_moments(Xk)
+        else:
+            kmean, kvar = mean[self.gene_index_], var[self.gene_index_]
+        if opts["standardize"]:
+            self.mean_ = kmean.astype(np.float32)
+            std = np.sqrt(kvar)
+            std[std < 1e-8] = 1.0
+            self.scale_ = std.astype(np.float32)
 
     def _quantile(self, X: np.ndarray, block: int = 256) -> np.ndarray:
         """Each sample's values replaced by the reference quantiles of their ranks; tied values

@@ -1,22 +1,22 @@
-"""Where expression data enters: a user's input resolved once into an ``ExpressionSource``.
+"""Where expression data enters: what the user passed, inspected once, as an ``ExpressionSource``.
 
-A path, a bundled dataset's name, an AnnData, a DataFrame, an array or an out-of-core store
-becomes one object, in memory or streamed from disk, and preprocessing, pretraining and
-embedding read that object instead of each asking again what the input is.
+A path, a bundled dataset's name, an AnnData, a DataFrame, an array (numpy or scipy sparse) or an
+out-of-core store becomes one object, in memory or streamed from disk. This is the only code
+that asks what an input is: preprocessing, the model card, ``SSLModel`` and the benchmark read a
+source instead of each testing the input again.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import anndata as ad
 import numpy as np
 import pandas as pd
-import torch
 
-from .preprocessing import Preprocessor, source_name
-from .utils import seed_everything
+from .errors import ConfigError
 
 STREAM_FIT_ROWS = 10_000  # rows of a streamed store the preprocessing is fit on
 
@@ -29,12 +29,21 @@ class ExpressionSource:
     def __init__(self, *, data: Any = None, store: Any = None, given: Any = None):
         self.data, self.store = data, store
         self.given = given if given is not None else (store if store is not None else data)
+        if store is not None:
+            self.kind = "store"
+        elif isinstance(data, ad.AnnData):  # views of an AnnData included
+            self.kind = "anndata"
+        elif isinstance(data, pd.DataFrame):
+            self.kind = "frame"
+        else:  # numpy or scipy sparse matrices, lists, array-likes
+            self.kind = "array"
 
+    # ------------------------------------------------------------------ resolvers
     @classmethod
     def resolve(cls, X: Any, stream: bool | None = None, **load_options: Any) -> ExpressionSource:
         """``X`` as a source: a store (or an h5ad to stream, see ``exprssl.store.open_streamed``)
-        streams; any other path or bundled-dataset name is loaded (``exprssl.io.load_data``, with
-        ``load_options``); objects in memory are taken as they are.
+        streams; any other path or bundled-dataset name is loaded (``exprssl.io.load_dataset``,
+        with ``load_options``); objects in memory are taken as they are.
 
         Parameters
         ----------
@@ -43,7 +52,7 @@ class ExpressionSource:
         stream
             Stream an h5ad path; None decides from its size.
         **load_options
-            Passed to ``exprssl.io.load_data`` for a path that is loaded.
+            Passed to ``exprssl.io.load_dataset`` for a path that is loaded.
 
         Returns
         -------
@@ -56,23 +65,45 @@ class ExpressionSource:
             return X
         if isinstance(X, ExpressionStore):
             return cls(store=X)
-        if not isinstance(X, (str, os.PathLike)):
-            return cls(data=X)
-        store = open_streamed(X, stream)
-        if store is not None:
-            return cls(store=store, given=X)
-        from .io import load_data
+        if isinstance(X, (str, os.PathLike)):
+            store = open_streamed(X, stream)
+            if store is not None:
+                return cls(store=store, given=X)
+        return cls.load(X, **load_options)
 
-        return cls(data=load_data(X, **load_options), given=X)
+    @classmethod
+    def load(cls, X: Any, **load_options: Any) -> ExpressionSource:
+        """``X`` in memory: a path or a bundled dataset's name read whole
+        (``exprssl.io.load_dataset`` with ``load_options``: a sample sheet, the orientation),
+        anything else taken as it is. What the benchmark's cohort and ``exprssl info`` read."""
+        if isinstance(X, ExpressionSource):
+            return X
+        if isinstance(X, (str, os.PathLike)):
+            from .io import load_dataset
+
+            return cls(data=load_dataset(X, **load_options), given=X)
+        return cls(data=X)
+
+    @classmethod
+    def in_memory(cls, X: Any) -> ExpressionSource:
+        """``X`` taken as it is, no file read: what ``Preprocessor`` fits and transforms."""
+        return X if isinstance(X, ExpressionSource) else cls(data=X)
+
+    @staticmethod
+    def count_samples(X: Any) -> int | None:
+        """The number of samples ``X`` holds, from its shape, reading nothing: None for a path, a
+        bundled dataset's name or a list."""
+        shape = getattr(X, "shape", None)
+        return int(shape[0]) if shape is not None and len(shape) >= 1 else None
 
     # ------------------------------------------------------------------ what it holds
     @property
     def streamed(self) -> bool:
-        return self.store is not None
+        return self.kind == "store"
 
     @property
     def is_anndata(self) -> bool:
-        return hasattr(self.data, "obsm") and hasattr(self.data, "var_names")
+        return self.kind == "anndata"
 
     @property
     def n_samples(self) -> int:
@@ -90,14 +121,64 @@ class ExpressionSource:
         if self.streamed:
             return len(self.store.genes), list(self.store.genes)
         data = self.data
-        if self.is_anndata:
+        if self.kind == "anndata":
             return data.n_vars, [str(g) for g in data.var_names]
-        if isinstance(data, pd.DataFrame):
+        if self.kind == "frame":
             return data.shape[1], [str(g) for g in data.columns]
         shape = (
             data.shape if hasattr(data, "shape") else np.asarray(data).shape
         )  # arrays, sparse, lists
         return shape[1], None
+
+    @property
+    def name(self) -> str:
+        """What messages call in-memory data, without touching its matrix: an AnnData's
+        ``uns["exprssl"]["source"]`` (else "AnnData"), "DataFrame" or "data"."""
+        if self.kind == "anndata":
+            uns = getattr(self.data, "uns", {}).get("exprssl", {})
+            return str(uns.get("source", "AnnData")) if isinstance(uns, Mapping) else "AnnData"
+        return "DataFrame" if self.kind == "frame" else "data"
+
+    @property
+    def given_path(self) -> str | None:
+        """The path the user gave, if a path was given."""
+        return str(self.given) if isinstance(self.given, (str, os.PathLike)) else None
+
+    @property
+    def recorded_source(self) -> str | None:
+        """Where an AnnData says it was read from (``uns["exprssl"]["source"]``), if it says."""
+        uns = getattr(self.data, "uns", None) if self.kind == "anndata" else None
+        record = uns.get("exprssl") if uns is not None else None
+        return str(record["source"]) if isinstance(record, dict) and record.get("source") else None
+
+    def parts(self) -> tuple[Any, Any, Any]:
+        """``(matrix, gene names, sample ids)`` as held: a sparse matrix stays sparse, a
+        DataFrame's values as an array; names and ids are None where the data has none."""
+        if self.streamed:
+            raise ConfigError(
+                f"{self.store.source}: a streamed store has no matrix in memory; read its rows "
+                "(ExpressionStore.rows) or load the file"
+            )
+        data = self.data
+        if self.kind == "anndata":
+            return data.X, data.var_names, data.obs_names
+        if self.kind == "frame":
+            return data.to_numpy(), data.columns, data.index
+        return data, None, None
+
+    def matrix(self, genes=None) -> tuple[Any, list[str] | None, str, Any]:
+        """``(matrix, gene names, name, sample ids)``: the matrix dense (bulk expression is dense
+        anyway; lists as arrays), gene names as strings (``genes`` names an array's columns;
+        None: they can only be matched by position), the name messages use, and the sample ids
+        (or None)."""
+        matrix, names, samples = self.parts()
+        if hasattr(matrix, "toarray"):  # scipy sparse
+            matrix = matrix.toarray()
+        elif not hasattr(matrix, "shape"):  # lists, array-likes
+            matrix = np.asarray(matrix)
+        if genes is not None:
+            names = genes
+        return matrix, None if names is None else [str(g) for g in names], self.name, samples
 
     def describe(self) -> str:
         """'N samples x G genes', and whether they stream: what the CLI prints before training."""
@@ -110,21 +191,22 @@ class ExpressionSource:
         """Sample metadata for an embedding's AnnData: an AnnData's or store's obs, else ids."""
         if self.streamed:
             return self.store.obs.copy()
-        if self.is_anndata:
+        if self.kind == "anndata":
             return self.data.obs.copy()
-        index = self.data.index if isinstance(self.data, pd.DataFrame) else range(self.n_samples)
+        index = self.data.index if self.kind == "frame" else range(self.n_samples)
         return pd.DataFrame(index=pd.Index(index).astype(str))
 
     def provenance(self) -> str:
         """The source recorded with embeddings: the path given, else what the data says."""
-        if isinstance(self.given, (str, os.PathLike)):
-            return str(self.given)
-        return str(self.store.source) if self.streamed else source_name(self.data)
+        if self.given_path is not None:
+            return self.given_path
+        return str(self.store.source) if self.streamed else self.name
 
     # ------------------------------------------------------------------ what reads it
-    def fit_preprocessor(self, prep: Preprocessor, seed: int) -> Preprocessor:
-        """``prep`` fitted on these samples (a streamed store: on a random sample of at most
-        ``STREAM_FIT_ROWS`` of its rows); an already fitted one is used as it is."""
+    def fit_preprocessor(self, prep, seed: int):
+        """``prep`` (an ``exprssl.Preprocessor``) fitted on these samples (a streamed store: on
+        a random sample of at most ``STREAM_FIT_ROWS`` of its rows); an already fitted one is
+        used as it is."""
         if prep.__sklearn_is_fitted__():
             return prep
         if self.streamed:
@@ -132,36 +214,19 @@ class ExpressionSource:
                 self.store.rows(self.store.sample_rows(STREAM_FIT_ROWS, seed=seed)),
                 genes=self.store.genes,
             )
-        return prep.fit(self.data)
-
-    def pretrain(
-        self, build: Callable[[int], torch.nn.Module], prep: Preprocessor, cfg
-    ) -> tuple[Any, list[dict]]:
-        """``(method, history)``: the method built for the preprocessed width (after seeding,
-        so weight init is part of the seeded run) and trained on these samples, streamed in
-        bounded memory or from one preprocessed matrix."""
-        from .training import train_method, train_streaming
-
-        if self.streamed:
-            seed_everything(cfg.seed)
-            method = build(len(prep.genes_))
-            return method, train_streaming(method, self.store, prep, cfg)
-        Xp = prep.transform(self.data)
-        seed_everything(cfg.seed)
-        method = build(Xp.shape[1])
-        return method, train_method(method, torch.from_numpy(Xp), cfg)
+        return prep.fit(self)
 
     def embed(
         self,
         embed_preprocessed: Callable[[np.ndarray], np.ndarray],
-        prep: Preprocessor,
+        prep,
         dim: int,
         progress: Callable[[int, int], Any] | None = None,
     ) -> np.ndarray:
         """Embeddings of every sample; a store is read block by block, so only the embeddings are
         held in memory, and ``progress(done, total)`` is called after each block."""
         if not self.streamed:
-            return embed_preprocessed(prep.transform(self.data))
+            return embed_preprocessed(prep.transform(self))
         store = self.store
         prep.gene_coverage(store.genes, store.source)  # reported once, not per block
         Z = np.empty((store.n_samples, dim), dtype=np.float32)

@@ -21,7 +21,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import h5py
@@ -31,21 +31,25 @@ import pandas as pd
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .errors import ConfigError, DataFileError, ExprsslError, OutputPathError, TruncatedFileError
-from .genes import strip_version
-from .io import archs4_layout, check_h5ad, decode_strings, detect_format, one_line, open_hdf5, read
-from .utils import _umask, atomic_write_text, make_parents, remove_empty
+from .errors import (
+    ConfigError,
+    DataFileError,
+    ExprsslError,
+    OutputPathError,
+    TruncatedFileError,
+    UnknownFormatError,
+)
+from .readers import BlockSource, Rows, by_suffix, open_blocks, open_rows, sniff
+from .readers.base import one_line
+from .readers.h5ad import H5AD_CHUNK_ROWS as H5AD_CHUNK_ROWS  # re-exported
+from .readers.h5ad import STORE_KEY
+from .readers.store import LEGACY_STORE_FORMAT as LEGACY_STORE_FORMAT  # re-exported
+from .readers.store import is_store as is_store  # re-exported
+from .utils import _umask, atomic_write_text, available_memory, make_parents, remove_empty
 from .validation import check_streamed_h5ad, check_unique_samples
 
 log = logging.getLogger("exprssl")
 STORE_FORMAT = "exprssl-store-2"  # uns["exprssl_store"]["format"] of a store written by convert
-LEGACY_STORE_FORMAT = (
-    "exprssl-store-1"  # the 0.2 layout: root attribute "format", X, genes, samples
-)
-STORE_KEY = "exprssl_store"
-H5AD_CHUNK_ROWS = (
-    256  # rows per shuffled block of an h5ad, whose own HDF5 chunks may be tiny or absent
-)
 # Blosc (hdf5plugin) with bit shuffling: on 20k-gene counts zstd level 1 decompresses at ~6,400
 # samples/s on one core, ~6x a SCARF training step on this 2-core CPU, and packs 7.4x (gzip-1: 1,560
 # samples/s, 6.9x; lz4: 16,900 samples/s, 5.5x). Readers need the filter: ``import hdf5plugin``
@@ -92,114 +96,12 @@ def match_gene_list(requested: Sequence[str], available: Sequence[str]) -> np.nd
 
 
 # ----------------------------------------------------------------------------- conversion
-class _Source:
-    """What ``convert`` reads: ids, the dtype kept on disk, and ``read(s0, s1, cols)`` -> samples
-    x genes (``cols`` a sorted selection, None for all) whose sample ranges should start on
-    multiples of ``step`` (the source's own chunk width; 1 when rows are cheap to cut)."""
-
-    def __init__(self, genes, samples, dtype, read_block: Callable, step: int = 1, kind: str = ""):
-        self.genes, self.samples = list(genes), list(samples)
-        self.dtype, self.read, self.step, self.kind = (
-            np.dtype(dtype),
-            read_block,
-            max(1, int(step)),
-            kind,
-        )
-        self.path: Path | None = None  # named in read errors
-
-
 def _disk_dtype(dtype: np.dtype) -> np.dtype:
     """Integers stay integers (counts); anything else becomes float32."""
     return np.dtype(dtype) if np.dtype(dtype).kind in "iu" else np.dtype(np.float32)
 
 
-@contextmanager
-def _open_source(src: Path, fmt: str, orientation: str) -> Iterator[_Source]:
-    """The source, its layout checked; the file stays open while the caller copies the blocks."""
-    if fmt == "archs4" and _legacy_store(src):
-        with open_hdf5(src) as f:
-            X = f["X"]
-            genes = decode_strings(f["genes"][:], str(src))
-            samples = decode_strings(f["samples"][:], str(src))
-            yield _Source(
-                genes,
-                samples,
-                X.dtype,
-                lambda s0, s1, cols: _take(X[s0:s1], cols),
-                X.chunks[0] if X.chunks else 1,
-                "exprssl 0.2 store",
-            )
-    elif fmt == "archs4":
-        with open_hdf5(src) as f:
-            genes, samples, dset = archs4_layout(f, src)
-
-            def block(
-                s0: int, s1: int, cols
-            ):  # genes x samples on disk: every gene, whole chunk columns
-                raw = dset[:, s0:s1]
-                return (raw if cols is None else raw[cols]).T
-
-            yield _Source(
-                strip_version(list(genes)),
-                samples,
-                dset.dtype,
-                block,
-                dset.chunks[1] if dset.chunks else 1,
-                "ARCHS4",
-            )
-    elif fmt == "h5ad":
-        import anndata as ad
-
-        check_h5ad(src)
-        try:
-            a = ad.read_h5ad(src, backed="r")
-        except MemoryError:
-            raise
-        except (
-            Exception
-        ) as e:  # anndata raises many types on malformed content; none is a bug of ours
-            raise TruncatedFileError(
-                f"{src}: not a readable h5ad file, truncated or corrupt ({one_line(e)})"
-            ) from None
-        try:
-
-            def rows(s0: int, s1: int, cols):
-                b = a.X[s0:s1]
-                return _take(b.toarray() if hasattr(b, "toarray") else np.asarray(b), cols)
-
-            yield _Source(
-                strip_version(list(a.var_names)), list(a.obs_names), a.X.dtype, rows, 1, "h5ad"
-            )
-        finally:
-            a.file.close()
-    else:
-        a = read(src, orientation=orientation)
-        X = a.X
-        integral = X.size and np.all(X >= 0) and X.max() < 2**31 and np.array_equal(X, np.round(X))
-        dtype = np.int32 if integral else np.float32
-        yield _Source(
-            list(a.var_names),
-            list(a.obs_names),
-            dtype,
-            lambda s0, s1, cols: _take(X[s0:s1], cols),
-            1,
-            fmt,
-        )
-
-
-def _take(block: np.ndarray, cols) -> np.ndarray:
-    return block if cols is None else block[:, cols]
-
-
-def _legacy_store(path: Path) -> bool:
-    try:
-        with h5py.File(path, "r") as f:
-            return f.attrs.get("format") == LEGACY_STORE_FORMAT
-    except OSError:
-        return False
-
-
-def _block_width(source: _Source, block_samples: int | None) -> int:
+def _block_width(source: BlockSource, block_samples: int | None) -> int:
     """Samples per source read: whole chunk columns of the source (each chunk decompressed once),
     about ``BLOCK_BYTES`` of values unless ``block_samples`` says otherwise."""
     unit = source.step
@@ -217,7 +119,7 @@ def _block_width(source: _Source, block_samples: int | None) -> int:
 
 
 def _gene_stats(
-    source: _Source, width: int, n: int, counts: bool, progress
+    source: BlockSource, width: int, n: int, counts: bool, progress
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-gene mean and variance over all samples, in one streaming pass: of log1p(CPM) for
     counts (library sizes need every gene, which full-gene blocks give), else of the values."""
@@ -238,7 +140,7 @@ def _gene_stats(
     return mean, np.maximum(total_sq / max(n, 1) - mean**2, 0.0)
 
 
-def _read(source: _Source, s0: int, s1: int, cols) -> np.ndarray:
+def _read(source: BlockSource, s0: int, s1: int, cols) -> np.ndarray:
     try:
         return source.read(s0, s1, cols)
     except OSError as e:
@@ -258,7 +160,7 @@ def _listed_genes(genes) -> list[str] | None:
 
 
 def _select_genes(
-    source: _Source,
+    source: BlockSource,
     src: Path,
     genes,
     listed: list[str] | None,
@@ -421,7 +323,7 @@ def convert(
     Parameters
     ----------
     src
-        The expression file to convert (any format ``exprssl.read`` takes, or an ARCHS4 file).
+        The expression file to convert (any format ``exprssl.read_file`` takes, or an ARCHS4 file).
     out
         The ``.h5ad`` store to write.
     genes
@@ -437,7 +339,7 @@ def convert(
     progress
         Called as ``progress(done, total, stage)`` after each block.
     orientation
-        As in ``exprssl.read``.
+        As in ``exprssl.read_file``.
 
     Returns
     -------
@@ -450,32 +352,13 @@ def convert(
         Bad input (naming the file), or an ``OutputPathError`` for an ``out`` it may not write.
     """
     src, out = Path(src), Path(out)
-    if codec not in CODECS:
-        raise ConfigError(f"codec must be one of {', '.join(CODECS)}, got '{codec}'")
-    if top_genes is not None and top_genes < 1:
-        raise ConfigError(f"top_genes must be >= 1, got {top_genes}")
-    if chunk_rows < 1 or (block_samples is not None and block_samples < 1):
-        raise ConfigError(
-            f"chunk_rows and block_samples must be >= 1, got {chunk_rows} and {block_samples}"
-        )
-    if not src.exists():
-        raise DataFileError(f"{src}: no such file")
-    if out.exists() and out.resolve() == src.resolve():
-        raise OutputPathError(f"{out}: the output would replace the input; choose another --out")
-    if out.is_dir():
-        raise OutputPathError(
-            f"{out}: is a directory; the store is one file, e.g. {out / 'store.h5ad'}"
-        )
-    if out.suffix != ".h5ad":
-        raise ConfigError(
-            f"{out}: a store is an AnnData file: name it .h5ad (.h5 means an ARCHS4 file)"
-        )
-    fmt = detect_format(src)
-    with _open_source(src, fmt, orientation) as source:
+    _check_conversion(src, out, codec, top_genes, chunk_rows, block_samples)
+    with open_blocks(src, orientation) as source:
         source.path = src
         if len(set(source.genes)) != len(source.genes):
             raise DataFileError(
-                f"{src}: duplicated gene ids; collapse them first (exprssl.read, then write h5ad)"
+                f"{src}: duplicated gene ids; collapse them first (exprssl.read_file, then write "
+                "h5ad)"
             )
         check_unique_samples(source.samples, str(src))
         n = len(source.samples)
@@ -519,8 +402,34 @@ def convert(
     return out
 
 
+def _check_conversion(
+    src: Path, out: Path, codec: str, top_genes, chunk_rows: int, block_samples
+) -> None:
+    """``convert``'s options and paths, before anything is read or written."""
+    if codec not in CODECS:
+        raise ConfigError(f"codec must be one of {', '.join(CODECS)}, got '{codec}'")
+    if top_genes is not None and top_genes < 1:
+        raise ConfigError(f"top_genes must be >= 1, got {top_genes}")
+    if chunk_rows < 1 or (block_samples is not None and block_samples < 1):
+        raise ConfigError(
+            f"chunk_rows and block_samples must be >= 1, got {chunk_rows} and {block_samples}"
+        )
+    if not src.exists():
+        raise DataFileError(f"{src}: no such file")
+    if out.exists() and out.resolve() == src.resolve():
+        raise OutputPathError(f"{out}: the output would replace the input; choose another --out")
+    if out.is_dir():
+        raise OutputPathError(
+            f"{out}: is a directory; the store is one file, e.g. {out / 'store.h5ad'}"
+        )
+    if out.suffix != ".h5ad":
+        raise ConfigError(
+            f"{out}: a store is an AnnData file: name it .h5ad (.h5 means an ARCHS4 file)"
+        )
+
+
 def _copy(
-    source: _Source,
+    source: BlockSource,
     src: Path,
     out: Path,
     partial: Path,
@@ -593,37 +502,6 @@ def _read_var_index(f: h5py.File) -> pd.Index:
 
 
 # ----------------------------------------------------------------------------- reading
-def is_store(path) -> bool:
-    """Whether ``path`` is a store written by ``convert``: an ``.h5ad`` with
-    ``uns["exprssl_store"]``, or an exprssl 0.2 store (``.h5`` with its format attribute)."""
-    p = Path(path)
-    if p.suffix not in (".h5ad", ".h5", ".hdf5") or not p.is_file():
-        return False
-    try:
-        with h5py.File(p, "r") as f:
-            if p.suffix == ".h5ad":
-                return f"uns/{STORE_KEY}" in f
-            return f.attrs.get("format") == LEGACY_STORE_FORMAT
-    except OSError:
-        return False
-
-
-def _available_memory() -> int | None:
-    """Bytes a new allocation can get: Linux's MemAvailable counts reclaimable page cache, which
-    free pages alone do not (a busy file server has little 'free' memory)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not on every platform
-        return None
-
-
 def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
     """The data at ``path`` opened for streaming from disk, or None to load it in memory.
 
@@ -634,11 +512,12 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
     if not isinstance(path, (str, os.PathLike)):
         return None
     p = Path(path)
-    if is_store(p):
+    reader = _streaming_reader(p)
+    if reader is not None and reader.always_streams:
         return ExpressionStore(p)
     if stream is False:
         return None
-    if p.suffix != ".h5ad" or not p.is_file():
+    if reader is None:
         if not stream:
             return None
         if not p.is_file():
@@ -661,7 +540,7 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
     if stream:
         check_streamed_h5ad(store, str(p))  # what loading it whole refuses (read() checks that)
         return store
-    available = _available_memory()
+    available = available_memory()
     dense = store.n_samples * len(store.genes) * 4
     if available is not None and dense > available / 4:
         log.info(
@@ -676,40 +555,21 @@ def open_streamed(path, stream: bool | None = None) -> ExpressionStore | None:
     return None
 
 
-class _RowReader:
-    """Dense float32 rows of an open file's ``X``: a store's or dense h5ad's dataset, or an h5ad's
-    CSR group (through anndata's backed sparse dataset, which reads only the rows' entries)."""
-
-    def __init__(self, node, path: Path):
-        self._path = path
-        if isinstance(node, h5py.Dataset):
-            self._sparse, self._X = False, node
-            return
-        encoding = node.attrs.get("encoding-type", "")
-        if encoding != "csr_matrix":
-            raise DataFileError(
-                f"{path}: X is stored as {encoding or 'an unknown encoding'}, which cannot be "
-                "read by samples; rewrite it once with `exprssl convert` to stream it"
-            )
-        from anndata.io import sparse_dataset
-
-        self._sparse, self._X = True, sparse_dataset(node)
-
-    def __getitem__(self, idx) -> np.ndarray:
-        try:
-            block = self._X[idx]
-        except OSError as e:  # a chunk that no longer decompresses: the file changed or is damaged
-            raise TruncatedFileError(
-                f"{self._path}: rows could not be read, truncated or corrupt ({one_line(e)})"
-            ) from None
-        if self._sparse:
-            block = block.toarray()
-        return np.asarray(block, dtype=np.float32)
+def _streaming_reader(path: Path):
+    """The reader of a file whose rows can stream from disk (a store, an h5ad), else None."""
+    if not path.is_file():
+        return None
+    try:
+        reader = sniff(path) or by_suffix(path)
+    except UnknownFormatError:
+        return None
+    return reader if reader.streams else None
 
 
 class ExpressionStore:
     """Read access to a store written by ``convert``, or to an h5ad file in backed mode: rows by
-    index, genes, sample ids, all without loading the matrix.
+    index, genes, sample ids, all without loading the matrix (the format's reader,
+    ``exprssl.readers``, reads the rows).
 
     Parameters
     ----------
@@ -721,67 +581,15 @@ class ExpressionStore:
         self.path = Path(path)
         if not self.path.exists():
             raise DataFileError(f"{self.path}: no such store")
-        self.is_h5ad = self.path.suffix == ".h5ad"
-        try:
-            with h5py.File(self.path, "r") as f:
-                if self.is_h5ad:
-                    self._open_h5ad(f)
-                else:
-                    if f.attrs.get("format") != LEGACY_STORE_FORMAT:
-                        raise DataFileError(
-                            f"{self.path}: not an exprssl store (make one with `exprssl convert`)"
-                        )
-                    log.info(
-                        "%s: a store written by exprssl 0.2; it streams, but `exprssl convert %s "
-                        "--out STORE.h5ad` makes a compressed one that anndata opens",
-                        self.path,
-                        self.path,
-                    )
-                    self.shape = f["X"].shape
-                    self.chunk_rows = f["X"].chunks[0]
-                    self.genes = list(decode_strings(f["genes"][:], str(self.path)))
-        except OSError as e:
-            raise TruncatedFileError(
-                f"{self.path}: not a readable HDF5 file ({one_line(e)})"
-            ) from None
-        except (
-            KeyError,
-            TypeError,
-            ValueError,
-            IndexError,
-        ) as e:  # the groups or attributes are not as written
-            kind = "h5ad file" if self.is_h5ad else "exprssl store"
-            raise DataFileError(f"{self.path}: not a readable {kind} ({one_line(e)})") from None
+        self._rows: Rows = open_rows(self.path)
+        self.is_h5ad = self._rows.is_h5ad
+        self.shape, self.chunk_rows = self._rows.shape, self._rows.chunk_rows
+        self.genes = self._rows.genes
         self.source = str(self.path)
 
-    def _open_h5ad(self, f: h5py.File) -> None:
-        from anndata.io import read_elem
-
-        if "X" not in f or "var" not in f or "obs" not in f:
-            raise DataFileError(f"{self.path}: not an h5ad file (no X, obs or var)")
-        X = f["X"]
-        self.shape = tuple(
-            int(v) for v in (X.shape if isinstance(X, h5py.Dataset) else X.attrs["shape"])
-        )
-        _RowReader(X, self.path)  # fails now, naming the file, if X cannot be read by rows
-        row_chunked = (
-            isinstance(X, h5py.Dataset) and X.chunks is not None and X.chunks[1] == X.shape[1]
-        )
-        self.chunk_rows = (
-            X.chunks[0] if row_chunked else H5AD_CHUNK_ROWS
-        )  # a store's chunks: read whole
-        self.genes = [str(g) for g in strip_version([str(g) for g in read_elem(f["var"]).index])]
-        if len(set(self.genes)) != len(self.genes):
-            raise DataFileError(
-                f"{self.path}: duplicated gene ids; collapse them first "
-                "(exprssl.read, then write h5ad) or load the file in memory"
-            )
-
-    @contextmanager
-    def open(self) -> Iterator[_RowReader]:
+    def open(self) -> AbstractContextManager:
         """The open file's rows: ``reader[r0:r1]`` or ``reader[sorted_index]`` -> dense float32."""
-        with h5py.File(self.path, "r") as f:
-            yield _RowReader(f["X"], self.path)
+        return self._rows.open()
 
     @property
     def n_samples(self) -> int:
@@ -808,19 +616,9 @@ class ExpressionStore:
         return out
 
     @property
-    def obs(self):
+    def obs(self) -> pd.DataFrame:
         """Sample metadata: an h5ad's ``obs`` table, or a store's sample ids as an empty table."""
-        import pandas as pd
-
-        with h5py.File(self.path, "r") as f:
-            if self.is_h5ad:
-                from anndata.io import read_elem
-
-                obs = read_elem(f["obs"])
-                obs.index = obs.index.astype(str)
-                return obs
-            ids = list(decode_strings(f["samples"][:], str(self.path)))
-        return pd.DataFrame(index=pd.Index(ids))
+        return self._rows.obs()
 
     @property
     def samples(self) -> list[str]:
@@ -853,12 +651,7 @@ class ExpressionStore:
     @property
     def uns(self) -> dict:
         """What ``convert`` recorded (source, gene selection, codec); empty for other files."""
-        if not self.is_h5ad:
-            return {"format": LEGACY_STORE_FORMAT}
-        from anndata.io import read_elem
-
-        with h5py.File(self.path, "r") as f:
-            return read_elem(f[f"uns/{STORE_KEY}"]) if f"uns/{STORE_KEY}" in f else {}
+        return self._rows.uns()
 
 
 class StreamingRows(IterableDataset):

@@ -1,12 +1,15 @@
-"""Small shared helpers: atomic file writes and seeding."""
+"""Small shared helpers: atomic file writes, seeding, the available-memory probe, deprecated
+names."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import tempfile
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +71,22 @@ def atomic_savez(path: str | os.PathLike, **arrays) -> None:
         np.savez_compressed(fh, **arrays)
 
 
+def available_memory() -> int | None:
+    """Bytes a new allocation can get: Linux's MemAvailable counts reclaimable page cache, which
+    free pages alone do not (a busy file server has little 'free' memory). None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on every platform
+        return None
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (CPU and CUDA) for reproducible runs."""
     random.seed(seed)
@@ -85,3 +104,24 @@ def plural(n: float, word: str, words: str | None = None) -> str:
     reports (``words`` for an irregular plural); whole numbers print without a decimal."""
     shown = f"{int(n):,}" if float(n).is_integer() else f"{n:.1f}"
     return f"{shown} {word if n == 1 else (words or word + 's')}"
+
+
+REMOVED_IN = "0.5"  # the release that drops the names deprecated in this one
+
+
+def deprecated_alias(func: Callable, old: str, new: str) -> Callable:
+    """``func`` under its previous public name ``old``, for one more release: each call emits a
+    ``DeprecationWarning`` naming ``new``, pointing at the caller's line (Python's default filters
+    then show it once per calling line: in scripts, notebooks and test runs, not to CLI users)."""
+    message = f"{old} is deprecated and will be removed in exprssl {REMOVED_IN}; use {new}"
+
+    @functools.wraps(func)
+    def alias(*args, **kwargs):
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        return func(*args, **kwargs)
+
+    alias.__name__ = alias.__qualname__ = old.rsplit(".", 1)[-1]
+    alias.__doc__ = (
+        f"Deprecated name of ``{new}`` (removed in {REMOVED_IN}).\n\n{func.__doc__ or ''}"
+    )
+    return alias

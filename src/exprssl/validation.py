@@ -94,35 +94,6 @@ def check_unique_samples(names, source: str = "data") -> None:
         )
 
 
-# copies of the weights a fit holds: weights, gradients, two Adam moments, the best state kept
-# for early stopping, and a target network (BYOL) or optimizer scratch space
-_FIT_COPIES = 6
-
-
-def check_model_memory(
-    method: str, n_features: int, params: dict, source: str = "model too large"
-) -> int:
-    """Refuse, before any weight is allocated, a model whose fit would not fit in memory
-    (``hidden_dims=[100000000]`` asks for hundreds of GB). The parameters are counted on
-    PyTorch's meta device, which allocates nothing. Returns the parameter count."""
-    import torch
-
-    from .methods import build_method
-    from .store import _available_memory
-
-    with torch.device("meta"):
-        n_params = sum(p.numel() for p in build_method(method, n_features, **params).parameters())
-    need = n_params * 4 * _FIT_COPIES
-    available = _available_memory()
-    if available is not None and need > available:
-        raise ConfigError(
-            f"{source}: a {method} model of {n_params:,} weights for {n_features:,} genes needs "
-            f"about {need / 1e9:.1f} GB to train, more than the {available / 1e9:.1f} GB "
-            "available; choose smaller hidden_dims / embedding_dim, or fewer genes (--top-genes)"
-        )
-    return n_params
-
-
 def nonfinite_tensors(state: dict) -> list[str]:
     """The names of ``state``'s floating-point tensors holding NaN or inf, in order (entries
     that are not tensors, such as the method's name in saved weights, are skipped)."""

@@ -83,17 +83,7 @@ def synthetic(
         )
     n_informative = min(n_informative, n_genes)
     rng = np.random.default_rng(seed)
-    y = np.arange(n_samples) % n_classes
-    rng.shuffle(y)
-    n_groups = n_groups or max(n_classes, n_samples // 4)
-    # groups nested in classes: a group (patient) never spans two classes
-    group = np.empty(n_samples, dtype=np.int64)
-    per_class = max(1, n_groups // n_classes)
-    for c in range(n_classes):
-        idx = np.flatnonzero(y == c)
-        group[idx] = c * per_class + rng.integers(0, per_class, idx.size)
-    batch = rng.integers(0, n_batches, n_samples)
-
+    y, group, batch = _design(rng, n_samples, n_classes, n_groups, n_batches)
     n_modules = max(1, n_informative // module_size)
     centers = rng.normal(0, 1, (n_classes, n_modules)).astype(np.float32)
     group_shift = rng.normal(0, 0.3, (group.max() + 1, n_modules)).astype(np.float32)
@@ -121,14 +111,7 @@ def synthetic(
     mean = np.exp(log_mean - log_mean.max(1, keepdims=True), dtype=np.float32)
     lib = rng.uniform(*library_size, n_samples).astype(np.float32)
     mean *= (lib / mean.sum(1))[:, None]
-    if counts:
-        shape = 1.0 / dispersion
-        gamma = rng.standard_gamma(shape, mean.shape, dtype=np.float32) * (mean / shape)
-        X = rng.poisson(gamma).astype(np.float32)
-    else:  # log-normal approximation of the NB noise: no gamma/Poisson draws, several times faster
-        X = mean * np.exp(rng.standard_normal(mean.shape, dtype=np.float32) * np.sqrt(dispersion))
-        X = np.log2(X / X.sum(1, keepdims=True) * 1e6 + 1, dtype=np.float32)
-
+    X = _noisy_values(rng, mean, counts, dispersion)
     obs = pd.DataFrame(
         {
             "label": pd.Categorical([f"class_{k}" for k in y]),
@@ -144,6 +127,35 @@ def synthetic(
     adata = ad.AnnData(X=X, obs=obs, var=var)
     adata.uns["exprssl"] = {"source": f"synthetic(seed={seed})", "format": "synthetic"}
     return adata
+
+
+def _design(
+    rng: np.random.Generator, n_samples: int, n_classes: int, n_groups: int | None, n_batches: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Balanced, shuffled classes; patient-like groups nested in classes (a group never spans
+    two classes); batches at random."""
+    y = np.arange(n_samples) % n_classes
+    rng.shuffle(y)
+    n_groups = n_groups or max(n_classes, n_samples // 4)
+    group = np.empty(n_samples, dtype=np.int64)
+    per_class = max(1, n_groups // n_classes)
+    for c in range(n_classes):
+        idx = np.flatnonzero(y == c)
+        group[idx] = c * per_class + rng.integers(0, per_class, idx.size)
+    return y, group, rng.integers(0, n_batches, n_samples)
+
+
+def _noisy_values(
+    rng: np.random.Generator, mean: np.ndarray, counts: bool, dispersion: float
+) -> np.ndarray:
+    """Negative-binomial counts around ``mean`` (a Poisson-gamma mixture), or log2(CPM + 1) of
+    log-normal noise, the faster approximation, when not ``counts``."""
+    if counts:
+        shape = 1.0 / dispersion
+        gamma = rng.standard_gamma(shape, mean.shape, dtype=np.float32) * (mean / shape)
+        return rng.poisson(gamma).astype(np.float32)
+    X = mean * np.exp(rng.standard_normal(mean.shape, dtype=np.float32) * np.sqrt(dispersion))
+    return np.log2(X / X.sum(1, keepdims=True) * 1e6 + 1, dtype=np.float32)
 
 
 def _class_centres(
@@ -236,30 +248,17 @@ def latent_programmes(
     anndata.AnnData
         n_samples x n_genes, float32 counts.
     """
-    if labels not in LABEL_MODES:
-        raise ConfigError(
-            f"latent_programmes: labels must be one of {', '.join(LABEL_MODES)}, got '{labels}'"
-        )
-    if n_classes < 2 or n_samples < n_classes:
-        raise ConfigError(
-            f"latent_programmes: need n_classes >= 2 and n_samples >= n_classes, got "
-            f"{n_classes} classes for {n_samples} samples"
-        )
-    if n_programmes < 1 or n_nuisance < 0 or genes_per_programme < 1:
-        raise ConfigError(
-            f"latent_programmes: need n_programmes >= 1, n_nuisance >= 0 and genes_per_programme "
-            f">= 1, got {n_programmes}, {n_nuisance} and {genes_per_programme}"
-        )
-    if not 0 <= unlabeled_fraction < 1:
-        raise ConfigError(
-            f"latent_programmes: unlabeled_fraction must be in [0, 1), got {unlabeled_fraction}"
-        )
+    _check_programme_options(
+        labels,
+        n_samples,
+        n_genes,
+        n_classes,
+        n_programmes,
+        n_nuisance,
+        genes_per_programme,
+        unlabeled_fraction,
+    )
     n_total = n_programmes + n_nuisance
-    if n_total * genes_per_programme > n_genes:
-        raise ConfigError(
-            f"latent_programmes: {n_total} programmes x {genes_per_programme} genes do not fit "
-            f"in n_genes={n_genes}"
-        )
     rng = np.random.default_rng(seed)
     centres = _class_centres(rng, n_classes, n_programmes, separation)
     state = rng.integers(0, n_classes, n_samples)
@@ -297,6 +296,71 @@ def latent_programmes(
         y = rng.permutation(y)
     y[unlabeled] = -1  # a missing category
 
+    structured = labels == "structured"
+    obs, var = _programme_tables(
+        y, n_classes, genes, programme_of, loadings, n_programmes, n_nuisance, structured
+    )
+    adata = ad.AnnData(X=X, obs=obs, var=var)
+    adata.obsm["programmes"] = z
+    adata.uns["exprssl"] = {
+        "source": f"latent_programmes(labels={labels}, seed={seed})",
+        "format": "synthetic",
+        "label_programmes": [f"programme_{k}" for k in range(n_programmes)] if structured else [],
+    }
+    return adata
+
+
+def _check_programme_options(
+    labels,
+    n_samples,
+    n_genes,
+    n_classes,
+    n_programmes,
+    n_nuisance,
+    genes_per_programme,
+    unlabeled_fraction,
+) -> None:
+    """``latent_programmes``' options, each refused in one line."""
+    if labels not in LABEL_MODES:
+        raise ConfigError(
+            f"latent_programmes: labels must be one of {', '.join(LABEL_MODES)}, got '{labels}'"
+        )
+    if n_classes < 2 or n_samples < n_classes:
+        raise ConfigError(
+            f"latent_programmes: need n_classes >= 2 and n_samples >= n_classes, got "
+            f"{n_classes} classes for {n_samples} samples"
+        )
+    if n_programmes < 1 or n_nuisance < 0 or genes_per_programme < 1:
+        raise ConfigError(
+            f"latent_programmes: need n_programmes >= 1, n_nuisance >= 0 and genes_per_programme "
+            f">= 1, got {n_programmes}, {n_nuisance} and {genes_per_programme}"
+        )
+    if not 0 <= unlabeled_fraction < 1:
+        raise ConfigError(
+            f"latent_programmes: unlabeled_fraction must be in [0, 1), got {unlabeled_fraction}"
+        )
+    n_total = n_programmes + n_nuisance
+    if n_total * genes_per_programme > n_genes:
+        raise ConfigError(
+            f"latent_programmes: {n_total} programmes x {genes_per_programme} genes do not fit "
+            f"in n_genes={n_genes}"
+        )
+
+
+def _programme_tables(
+    y: np.ndarray,
+    n_classes: int,
+    genes: np.ndarray,
+    programme_of: np.ndarray,
+    loadings: np.ndarray,
+    n_programmes: int,
+    n_nuisance: int,
+    structured: bool,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``obs`` (the label, -1 missing) and ``var`` (each gene's programme, loading, and whether
+    it drives the label)."""
+    n_genes = loadings.shape[1]
+    n_total = n_programmes + n_nuisance
     names = [f"programme_{k}" for k in range(n_programmes)] + [
         f"nuisance_{k}" for k in range(n_nuisance)
     ]
@@ -304,22 +368,14 @@ def latent_programmes(
     gene_programme[genes] = programme_of
     obs = pd.DataFrame(
         {"label": pd.Categorical.from_codes(y, [f"class_{k}" for k in range(n_classes)])},
-        index=[f"sample_{i}" for i in range(n_samples)],
+        index=[f"sample_{i}" for i in range(len(y))],
     )
-    label_programmes = names[:n_programmes] if labels == "structured" else []
     var = pd.DataFrame(
         {
             "programme": pd.Categorical.from_codes(gene_programme, [*names, "background"]),
             "loading": loadings.sum(0),  # one programme per gene: its loading, or 0
-            "drives_label": gene_programme < (n_programmes if labels == "structured" else 0),
+            "drives_label": gene_programme < (n_programmes if structured else 0),
         },
         index=[f"GENE{g:05d}" for g in range(n_genes)],
     )
-    adata = ad.AnnData(X=X, obs=obs, var=var)
-    adata.obsm["programmes"] = z
-    adata.uns["exprssl"] = {
-        "source": f"latent_programmes(labels={labels}, seed={seed})",
-        "format": "synthetic",
-        "label_programmes": label_programmes,
-    }
-    return adata
+    return obs, var

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LabelColumnError, SingleClassError
-from ..io import load_data, require_label
+from ..io import require_label
+from ..sources import ExpressionSource
 from ..splits import drop_rare_classes
 
 if TYPE_CHECKING:
@@ -64,12 +65,12 @@ def load_cohort(cfg: BenchmarkConfig) -> Cohort:
     Cohort
         Profiles, class codes (-1: pretraining only), groups and content fingerprints.
     """
-    adata = load_data(
+    adata = ExpressionSource.load(
         cfg.data,
         labels=cfg.labels,
         label_id_column=cfg.label_id_column,
         orientation=cfg.orientation,
-    )
+    ).data
     labels = require_label(adata, cfg.label)  # class names as `exprssl info` shows them
     if cfg.group is not None and cfg.group not in adata.obs.columns:
         raise LabelColumnError(
@@ -113,15 +114,15 @@ def load_cohort(cfg: BenchmarkConfig) -> Cohort:
 def _pool_sources(adata, paths: list[str]):
     """Extra pretraining data, genes aligned by name: every table keeps the genes all of them
     share (each source must hold at least half of the cohort's genes)."""
-    from ..genes import align_genes
+    from ..genes import reindex_genes
 
     sources, genes = [], pd.Index(adata.var_names)
     for path in paths:
-        src = load_data(path)
+        src = ExpressionSource.load(path).data
         where = f"pretraining data {path}"
-        src, report = align_genes(src, list(adata.var_names), min_coverage=0.5, source=where)
+        src, report = reindex_genes(src, list(adata.var_names), min_coverage=0.5, source=where)
         src.var_names = adata.var_names  # named as the cohort (matched through the gene table)
-        if report.exact:  # align_genes said nothing: say the coverage once (0.3 said it twice)
+        if report.exact:  # reindex_genes said nothing: say the coverage once (0.3 said it twice)
             log.info("%s: %s", where, report)
         sources.append((str(path), src, report.coverage))
         genes = genes.intersection(adata.var_names[report.index >= 0], sort=False)

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, RareClassError
+from ..methods import check_model_memory
 from ..splits import check_repeats, label_fraction_subsets, log_fraction_grid, split_indices
-from ..validation import check_model_memory, check_top_genes
+from ..validation import check_top_genes
 from .baselines import get_baseline
 from .cells import Approach
 from .cohort import Cohort

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..options import describe, options_class, options_dict, validate_options
+from ..utils import available_memory
 
 METHODS: dict[str, type] = {}
 
@@ -61,6 +62,32 @@ def build_method(name: str, n_genes: int, **params: Any):
     return get_method(name)(n_genes, **check_method_params(name, params))
 
 
+# copies of the weights a fit holds: weights, gradients, two Adam moments, the best state kept
+# for early stopping, and a target network (BYOL) or optimizer scratch space
+_FIT_COPIES = 6
+
+
+def check_model_memory(
+    method: str, n_features: int, params: dict, source: str = "model too large"
+) -> int:
+    """Refuse, before any weight is allocated, a model whose fit would not fit in memory
+    (``hidden_dims=[100000000]`` asks for hundreds of GB). The parameters are counted on
+    PyTorch's meta device, which allocates nothing. Returns the parameter count."""
+    import torch
+
+    with torch.device("meta"):
+        n_params = sum(p.numel() for p in build_method(method, n_features, **params).parameters())
+    need = n_params * 4 * _FIT_COPIES
+    available = available_memory()
+    if available is not None and need > available:
+        raise ConfigError(
+            f"{source}: a {method} model of {n_params:,} weights for {n_features:,} genes needs "
+            f"about {need / 1e9:.1f} GB to train, more than the {available / 1e9:.1f} GB "
+            "available; choose smaller hidden_dims / embedding_dim, or fewer genes (--top-genes)"
+        )
+    return n_params
+
+
 def _register_all() -> None:
     """Import every method module of this package: its ``@register`` line is all it takes."""
     for module in pkgutil.iter_modules(__path__):
@@ -78,6 +105,7 @@ __all__ = [
     "available",
     "build_method",
     "check_method_params",
+    "check_model_memory",
     "describe_options",
     "get_method",
     "method_options",
