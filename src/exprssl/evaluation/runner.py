@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from ..utils import atomic_savez, atomic_write_text
 from .attribution_stage import attribution_stage
 from .cache import prepare_output
 from .cells import GroupJob, evaluate_group
+from .cluster import connect
 from .cohort import Cohort, load_cohort
 from .config import BenchmarkConfig, resolve_config
 from .features import write_features
@@ -273,7 +274,7 @@ class BenchmarkRun:
     manifest: Manifest
 
 
-def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRun:
+def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True, client=None) -> BenchmarkRun:
     """Run (or resume) the benchmark into ``cfg.out``; the report is written by the caller
     (``exprssl.benchmark`` or the CLI).
 
@@ -283,6 +284,8 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
         Every option; checked before anything is read or written.
     progress
         Show a progress bar per stage.
+    client
+        A ``dask.distributed.Client`` to run on (``cfg.scheduler`` records its address).
 
     Returns
     -------
@@ -295,6 +298,8 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
     check_output(
         cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data]
     )  # before any work
+    cluster = connect(cfg.scheduler if client is None else client, cfg.out)  # a wrong address
+    cfg = replace(cfg, out=cluster.out)  # is one line; workers get absolute paths
     cohort = load_cohort(cfg)
     given = load_models(cfg, cohort)  # refused here (names, cards, gene coverage), before any work
     cohort.fingerprint.update({f"model:{m.name}": m.weights_sha256 for m in given})
@@ -304,7 +309,7 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
     # share, so every core of ours is used (one worker next to two busy processes made the demo
     # 3x slower)
     jobs = cfg.jobs or cpu_count()
-    with output_lock(cfg.out):
+    with output_lock(cfg.out), cluster:
         out = prepare_output(cfg, cohort, plan)
         for sub in Layout.SUBDIRS:
             (out / sub).mkdir(exist_ok=True)
