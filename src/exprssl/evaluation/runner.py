@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -294,12 +294,9 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True, client=None) -
         ``summary`` with paired verdicts, and the ``manifest``.
     """
     t0 = time.perf_counter()
-    cfg.validate()
-    check_output(
-        cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data]
-    )  # before any work
-    cluster = connect(cfg.scheduler if client is None else client, cfg.out)  # a wrong address
-    cfg = replace(cfg, out=cluster.out)  # is one line; workers get absolute paths
+    cfg.validate()  # then the output path and the cluster's address: all before any work
+    check_output(cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data])
+    cluster = connect(cfg.scheduler if client is None else client, cfg.out)
     cohort = load_cohort(cfg)
     given = load_models(cfg, cohort)  # refused here (names, cards, gene coverage), before any work
     cohort.fingerprint.update({f"model:{m.name}": m.weights_sha256 for m in given})
@@ -310,7 +307,7 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True, client=None) -
     # 3x slower)
     jobs = cfg.jobs or cpu_count()
     with output_lock(cfg.out), cluster:
-        out = prepare_output(cfg, cohort, plan)
+        out = prepare_output(cfg, cohort, plan).absolute()  # as workers elsewhere must see it
         for sub in Layout.SUBDIRS:
             (out / sub).mkdir(exist_ok=True)
         store = ResultStore(out)
