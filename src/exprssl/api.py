@@ -49,7 +49,7 @@ def benchmark(
         Write report.md / report.html into ``out``.
     **options
         Any ``BenchmarkConfig`` field. ``scheduler`` may also be a ``dask.distributed.Client``
-        (its address is what settings and the manifest record).
+        (its address is what the manifest records).
 
     Returns
     -------

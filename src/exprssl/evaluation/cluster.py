@@ -41,8 +41,8 @@ def _distributed():
 
 
 def client_address(client: Any) -> str:
-    """The address a ``dask.distributed.Client`` is connected to (what settings and the manifest
-    record: a client is not a config value)."""
+    """The address a ``dask.distributed.Client`` is connected to (what the manifest records: a
+    client is not a config value)."""
     try:
         from distributed import Client
     except ImportError:  # then it cannot be a Client
