@@ -26,6 +26,12 @@ def benchmark(
     >>> best = run.summary[run.summary.best_ssl]
     >>> best[["fraction", "approach", "diff", "diff_lo", "diff_hi", "verdict"]]
 
+    On a Dask cluster (``pip install 'exprssl[dask]'``; the output directory on a filesystem
+    every worker sees), pretraining and cells run on its workers, the parent records them:
+
+    >>> run = exprssl.benchmark("tcga.h5ad", "cancer_type", "/shared/bench",
+    ...                         scheduler=Client(SLURMCluster(...)))
+
     Parameters
     ----------
     data
@@ -42,7 +48,8 @@ def benchmark(
     report
         Write report.md / report.html into ``out``.
     **options
-        Any ``BenchmarkConfig`` field.
+        Any ``BenchmarkConfig`` field. ``scheduler`` may also be a ``dask.distributed.Client``
+        (its address is what the manifest records).
 
     Returns
     -------
@@ -61,10 +68,17 @@ def benchmark(
 
     given = {k: v for k, v in {"data": data, "label": label, "out": out}.items() if v is not None}
     base = asdict(config) if config is not None else {}
+    client = options.get("scheduler")
+    if isinstance(client, str | None):
+        client = None
+    else:  # a Client: a connection, not a setting
+        from .evaluation.cluster import client_address
+
+        options["scheduler"] = client_address(client)
     config = BenchmarkConfig.from_dict(
         {**base, **given, **options}
     )  # unknown options: one clear error
-    run = run_benchmark(config, progress=progress)
+    run = run_benchmark(config, progress=progress, client=client)
     if report:
         from .report import write_report
 

@@ -944,6 +944,14 @@ def benchmark(
     jobs: Annotated[
         int | None, typer.Option(help="Single-threaded worker processes (default: one per core).")
     ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Run pretraining and cells on a Dask cluster: its scheduler's address "
+            "(tcp://host:8786) or scheduler file (.json); the output directory must be on a "
+            "filesystem every worker sees. Needs pip install 'exprssl[dask]'."
+        ),
+    ] = None,
     orientation: Annotated[
         str | None,
         typer.Option(
@@ -983,6 +991,7 @@ def benchmark(
         protocol=protocol,
         epochs=epochs,
         jobs=jobs,
+        scheduler=scheduler,
         orientation=orientation,
         attributions=attributions,
     )

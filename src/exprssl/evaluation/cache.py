@@ -26,6 +26,7 @@ _RESUMABLE = {
     "seeds",
     "splits",
     "jobs",
+    "scheduler",  # where cells run: the numbers are the same (a local run resumes on a cluster)
     "bootstrap",
     "min_test_per_class",
     "min_model_coverage",  # only refuses a model; the model's weights hash is in the fingerprint

@@ -8,6 +8,7 @@ result files (resume and atomic writes stay in one place).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..model_layout import ModelLayout
 from ..utils import plural
 from .baselines import get_baseline
 from .heads import HeadRecipe
@@ -83,13 +85,29 @@ class CellOutcome:
     seconds: float
 
 
-@lru_cache(maxsize=64)
 def _array(path: str) -> np.ndarray:
+    """A feature file, memory-mapped once per process and version of the file: a long-lived
+    process (a Dask worker, the reused local pool, a notebook) that served a run whose output
+    directory was since replaced never reads the old file's contents under the same path."""
+    return _mapped(path, _version(path))
+
+
+def _pretrained_encoder(model_dir: str):
+    return _encoder(model_dir, _version(str(ModelLayout(model_dir).weights)))
+
+
+def _version(path: str) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+@lru_cache(maxsize=64)
+def _mapped(path: str, version: tuple) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
 @lru_cache(maxsize=8)
-def _pretrained_encoder(model_dir: str):
+def _encoder(model_dir: str, version: tuple):
     from ..model import SSLModel
 
     return SSLModel.load(model_dir).method_.encoder

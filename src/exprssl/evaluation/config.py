@@ -82,6 +82,15 @@ def _mapping(v: Any) -> dict[str, Any]:
     return dict(v)
 
 
+def _scheduler(v: Any) -> str:
+    """An address (``tcp://host:8786``) or a scheduler file's path; reached in ``cluster``."""
+    if not isinstance(v, str) or not v.strip() or any(c.isspace() for c in v.strip()):
+        raise OptionValueError(
+            "a Dask scheduler's address (tcp://host:8786) or its scheduler file (.json)"
+        )
+    return v.strip()
+
+
 def _split(v: Any) -> dict[str, float]:
     if not isinstance(v, Mapping) or not all(
         isinstance(x, (int, float)) and not isinstance(x, bool) for x in v.values()
@@ -194,6 +203,12 @@ class BenchmarkConfig:
     )
     bootstrap: int = option(2000, "bootstrap resamples of the intervals", ge=100, le=100_000)
     jobs: int | None = option(None, "worker processes (null: one per core)", ge=1)
+    scheduler: str | None = option(
+        None,
+        "a Dask scheduler (tcp://host:8786, or its scheduler file .json): pretraining and cells "
+        "run on its workers, which must see the output directory (a shared filesystem)",
+        parse=_scheduler,
+    )
     orientation: str = option(
         "auto",
         "a csv/tsv/parquet table's orientation (auto: the way round the sample sheet's ids match)",

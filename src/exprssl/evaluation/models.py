@@ -121,7 +121,7 @@ def load_models(cfg: BenchmarkConfig, cohort: Cohort) -> list[PretrainedModel]:
                 f"{', '.join(match.missing[:5])}"
             )
         card = getattr(model, "card_", None) or {}
-        directory = str(model.model_dir_)
+        directory = str(Path(model.model_dir_).absolute())  # read by workers on a cluster too
         weights_file = ModelLayout(directory).weights
         weights = (card.get("files_sha256") or {}).get(weights_file.name) or file_sha256(
             weights_file

@@ -1,16 +1,23 @@
-"""Running tasks: a pool of single-threaded worker processes (or inline), and progress bars."""
+"""Running tasks: a pool of single-threaded worker processes (or inline, or a Dask cluster's
+workers: ``exprssl.evaluation.cluster``), and progress bars."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
 from ..threads import limit_threads
+from .cluster import active
 
 
 def run_tasks(fn: Callable, tasks: list, jobs: int) -> Iterator:
-    """``fn`` over ``tasks``, results as they finish: in ``jobs`` single-threaded worker
-    processes, or inline on one thread (tiny fits gain nothing from more and suffer on a busy
-    machine)."""
+    """``fn`` over ``tasks``, results as they finish: on the active Dask cluster's workers (see
+    ``cluster.connect``; ``jobs`` is then the cluster's business), in ``jobs`` single-threaded
+    worker processes, or inline on one thread (tiny fits gain nothing from more and suffer on a
+    busy machine)."""
+    cluster = active()
+    if cluster is not None:
+        yield from cluster.map_unordered(fn, tasks)
+        return
     if jobs <= 1 or len(tasks) <= 1:
         with limit_threads(1):
             for t in tasks:

@@ -20,6 +20,7 @@ from ..utils import atomic_savez, atomic_write_text
 from .attribution_stage import attribution_stage
 from .cache import prepare_output
 from .cells import GroupJob, evaluate_group
+from .cluster import connect
 from .cohort import Cohort, load_cohort
 from .config import BenchmarkConfig, resolve_config
 from .features import write_features
@@ -279,7 +280,7 @@ class BenchmarkRun:
     manifest: Manifest
 
 
-def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRun:
+def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True, client=None) -> BenchmarkRun:
     """Run (or resume) the benchmark into ``cfg.out``; the report is written by the caller
     (``exprssl.benchmark`` or the CLI).
 
@@ -289,6 +290,8 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
         Every option; checked before anything is read or written.
     progress
         Show a progress bar per stage.
+    client
+        A ``dask.distributed.Client`` to run on (``cfg.scheduler`` records its address).
 
     Returns
     -------
@@ -297,10 +300,9 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
         ``summary`` with paired verdicts, and the ``manifest``.
     """
     t0 = time.perf_counter()
-    cfg.validate()
-    check_output(
-        cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data]
-    )  # before any work
+    cfg.validate()  # then the output path and the cluster's address: all before any work
+    check_output(cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data])
+    cluster = connect(cfg.scheduler if client is None else client, cfg.out)
     cohort = load_cohort(cfg)
     given = load_models(cfg, cohort)  # refused here (names, cards, gene coverage), before any work
     cohort.fingerprint.update({f"model:{m.name}": m.weights_sha256 for m in given})
@@ -310,8 +312,8 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
     # share, so every core of ours is used (one worker next to two busy processes made the demo
     # 3x slower)
     jobs = cfg.jobs or cpu_count()
-    with output_lock(cfg.out):
-        out = prepare_output(cfg, cohort, plan)
+    with output_lock(cfg.out), cluster:
+        out = prepare_output(cfg, cohort, plan).absolute()  # as workers elsewhere must see it
         for sub in Layout.SUBDIRS:
             (out / sub).mkdir(exist_ok=True)
         store = ResultStore(out)
