@@ -615,7 +615,10 @@ def _orientation(df: pd.DataFrame, orientation: str, sheet_keys) -> tuple[bool, 
         in_cols = int(id_keys(df.columns, match).isin(keys).sum())
         if in_rows != in_cols:
             axis = "columns" if in_cols > in_rows else "rows"
-            return in_cols > in_rows, f"the sample sheet names {max(in_rows, in_cols)} of its {axis}"
+            return (
+                in_cols > in_rows,
+                f"the sample sheet names {max(in_rows, in_cols)} of its {axis}",
+            )
     by_ids = _orientation_by_ids(df.index, df.columns)
     if by_ids is not None:
         return by_ids

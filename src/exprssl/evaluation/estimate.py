@@ -51,6 +51,7 @@ PROBE_MAX_ROWS = 256
 PROBE_MODELS = 3  # stacked torch models in the probe: two inner folds and the final model
 EXTRAPOLATION = (0.6, 1.7)  # probe noise and growth that is not exactly linear in n
 PRETRAIN_FIXED_S = 1.5  # per pretraining: Lightning's set-up, the model saved
+WORKER_START_S = 5.0  # a worker process importing torch and Lightning (2-core machine, idle)
 EPOCH_OVERHEAD_S = 0.05  # per pretraining epoch: the validation loop, the history
 IG_ROWS, IG_STEPS = 256, 32  # attributions: test rows explained per split, path points
 
@@ -174,6 +175,7 @@ class Calibration:
     torch_epoch: Line | None = None  # an epoch of PROBE_MODELS stacked heads
     hidden: tuple[int, ...] = (256,)
     ssl_step: dict[str, float] = field(default_factory=dict)  # per method, at the run's batch
+    cell_s: float = 0.0  # a cell's own work besides its fits: folds, scores
     element_s: float = 0.0  # preprocessing, per value
     flops_per_s: float = 1e10  # a matrix product, one thread
     seconds: float = 0.0  # the probe's own wall time
@@ -204,6 +206,7 @@ def probe(spec: ProbeSpec) -> Calibration:
         for method, params in spec.ssl:
             key = ("ssl", method, params, spec.ssl_width, spec.ssl_batch, spec.ssl_parallel)
             cal.ssl_step[method] = _measure(key, lambda m=method, p=params: _probe_ssl(m, p, spec))
+        cal.cell_s = _measure(("cell", spec.classes, n_hi), lambda: _probe_cell(spec, n_hi))
         key = ("preprocessing", spec.preprocessing, _pow2(spec.raw_width), n_hi)
         cal.element_s = _measure(key, lambda: _probe_preprocessing(spec, n_hi))
         cal.flops_per_s = _measure(("matmul",), _probe_matmul)
@@ -408,6 +411,16 @@ def _probe_preprocessing(spec: ProbeSpec, n: int) -> float:
     return seconds / X.size
 
 
+def _probe_cell(spec: ProbeSpec, n: int) -> float:
+    """A cell's work besides its fits: its inner folds drawn, its test rows scored."""
+    from .metrics import classification_metrics
+
+    _, y = _probe_data(n, 1, spec.classes)
+    proba = np.full((n, spec.classes), 1.0 / spec.classes)
+    classes = np.arange(spec.classes)
+    return _timed(lambda: (inner_folds(y, 0, 3), classification_metrics(y, proba, classes)))
+
+
 def _probe_matmul(n: int = 256, k: int = 1024) -> float:
     a = np.ones((n, k), dtype=np.float32)
     b = np.ones((k, n), dtype=np.float32)
@@ -478,7 +491,11 @@ class CostModel:
 
     def cell(self, spec: CellSpec, n: int, n_val: int, classes: int, folds: int | None) -> Span:
         """One cell: (grid x folds) inner-CV fits on the folds' training rows and the final fit
-        (the torch heads: per grid entry, the fold models and the final one stacked)."""
+        (the torch heads: per grid entry, the fold models and the final one stacked), and the
+        cell's own folds and scores."""
+        return self._fits(spec, n, n_val, classes, folds) + Span.of(self.cal.cell_s)
+
+    def _fits(self, spec: CellSpec, n: int, n_val: int, classes: int, folds: int | None) -> Span:
         k = folds or 0
         if spec.family == "torch":
             epochs = self.head_epochs(n_val)
@@ -730,10 +747,14 @@ def plan_work(
     pools = {s.index: len(s.pool) + sum(x.n_obs for _, x, _ in cohort.sources) for s in plan.splits}
     pre = [model.pretraining(m, pools[k], cfg) for k, m, _ in pending]
     workers = max(1, min(jobs, cpu_count()))
+    spawn = Span.of(WORKER_START_S)  # once, by the first stage with tasks for several workers
+    pre_spawn = jobs > 1 and len(pre) > 1
     stages = {
-        "pretraining": _scheduled([s.expected for s in pre], pre, workers),
+        "pretraining": _scheduled([s.expected for s in pre], pre, workers)
+        + (spawn if pre_spawn else Span()),
         "features": _features(cfg, cohort, plan, widths, model),
-        "evaluation": _scheduled(_group_costs(rows, costs), list(costs.values()), workers),
+        "evaluation": _scheduled(_group_costs(rows, costs), list(costs.values()), workers)
+        + (spawn if not pre_spawn and jobs > 1 and len(cells) > 1 else Span()),
         "attributions": _attributions(cfg, cohort, plan, widths, model),
     }
     learners: dict[str, float] = {}

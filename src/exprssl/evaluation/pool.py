@@ -122,7 +122,10 @@ class _RemainingColumn(ProgressColumn):
         eta = task.fields.get("eta")
         if eta is None or task.finished:
             return Text("")
-        return Text(f"~{duration_text(eta.seconds())} left", style="progress.remaining")
+        left = eta.seconds()
+        if left <= 0:  # past the estimate and no item has finished since: say so, not "0 s"
+            return Text("longer than estimated", style="progress.remaining")
+        return Text(f"~{duration_text(left)} left", style="progress.remaining")
 
 
 class Progress:
