@@ -198,3 +198,18 @@ def test_predicting_a_class_absent_from_the_held_out_part_is_scored_silently():
         assert classification_metrics(y_true, proba, ["a", "b", "c"])[
             "balanced_accuracy"
         ] == pytest.approx(0.75)
+
+
+def test_auroc_with_more_than_ten_classes():
+    """Class codes 10+ sort as strings before '2': the AUROC's labels must still be ordered
+    (19 classes, TCGA's cancer types, failed every cell), and equal sklearn's on integers."""
+    from sklearn.metrics import roc_auc_score
+
+    from exprssl.evaluation.metrics import classification_metrics
+
+    rng = np.random.default_rng(0)
+    y = np.arange(57) % 19
+    proba = rng.random((57, 19))
+    proba /= proba.sum(1, keepdims=True)
+    got = classification_metrics(y, proba, np.arange(19))["auroc"]
+    assert got == pytest.approx(roc_auc_score(y, proba, multi_class="ovr", average="macro"))
