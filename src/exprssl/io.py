@@ -847,6 +847,24 @@ def read_archs4(
     return ad.AnnData(X=X, obs=obs, var=var)
 
 
+def _archs4_sheet_samples(path: Path, ids: pd.Index) -> list[str] | None:
+    """With a sample sheet, an ARCHS4 file is read for the samples the sheet names only: the
+    file ships about 900,000 (some 240 GB as float32), a task labels a few thousand. None when
+    the sheet names none of them (the join then says so)."""
+    with open_hdf5(path) as f:
+        _, all_samples, _ = archs4_layout(f, path)
+    keep = all_samples[all_samples.isin(pd.Index(ids).astype(str))]
+    if not len(keep):
+        return None
+    log.info(
+        "%s: reading the %d of its %d samples the sample sheet names",
+        path,
+        len(keep),
+        len(all_samples),
+    )
+    return [str(s) for s in keep]
+
+
 def check_h5ad(path: Path) -> None:
     """Refuse, naming the file, an HDF5 file that is not AnnData before anndata trips over it."""
     with open_hdf5(path, "h5ad") as f:
@@ -955,6 +973,8 @@ def read(
     if fmt == "h5ad":
         adata = _read_h5ad(path)
     elif fmt == "archs4":
+        if samples is None and sheet_keys is not None and sheet_keys[1] == "exact":
+            samples = _archs4_sheet_samples(path, sheet_keys[0])
         adata = read_archs4(path, samples=samples, genes=genes)
         samples = genes = None  # already applied on disk
     else:
