@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 PROBE_MAX_WIDTH = 1024  # features a probe fits on; a wider run scales linearly
 PROBE_MAX_ROWS = 256
+SSL_PROBE_MAX_WIDTH = 4096  # genes a pretraining step is timed on (then scaled by its work)
 PROBE_MODELS = 3  # stacked torch models in the probe: two inner folds and the final model
 EXTRAPOLATION = (0.6, 1.7)  # probe noise and growth that is not exactly linear in n
 PRETRAIN_FIXED_S = 1.5  # per pretraining: Lightning's set-up, the model saved
@@ -313,12 +314,12 @@ def _l1_ratio_alone() -> bool:
 
 
 def _probe_xgboost(width: int, n_lo: int, n_hi: int, spec: ProbeSpec) -> tuple[Line, Line]:
-    """Set-up and per-round seconds from one and four rounds on n_hi rows, four on n_lo."""
+    """Set-up and per-round seconds from one and three rounds on n_hi rows, three on n_lo."""
     from xgboost import XGBClassifier
 
-    rounds = 4
+    rounds = 3
 
-    def fit(n, r):
+    def fit(n, r, width=width):
         X, y = _probe_data(n, width, spec.classes)
         model = XGBClassifier(
             n_estimators=r,
@@ -331,8 +332,9 @@ def _probe_xgboost(width: int, n_lo: int, n_hi: int, spec: ProbeSpec) -> tuple[L
             max_depth=4,
             learning_rate=0.1,
         )
-        return _timed(lambda: model.fit(X, y), warm=(n, r) == (n_hi, 1))
+        return _timed(lambda: model.fit(X, y))
 
+    fit(2 * spec.classes, 1, 8)  # the library's first call pays its set-up
     one, many, fewer_rows = fit(n_hi, 1), fit(n_hi, rounds), fit(n_lo, rounds)
     per_round = max((many - one) / (rounds - 1), 1e-6)
     setup = Line(0.0, max(one - per_round, 0.0) / n_hi, width)
@@ -372,7 +374,8 @@ _PROBERS = {
 
 def _probe_ssl(method: str, params: str, spec: ProbeSpec) -> float:
     """Seconds of one pretraining step (two views, forward, backward, optimizer) at the run's
-    batch size and width, with the threads a pretraining there would get."""
+    batch size, with the threads a pretraining there would get: timed on at most
+    ``SSL_PROBE_MAX_WIDTH`` genes and scaled by the step's multiply-adds at the run's width."""
     import torch
 
     from ..methods import build_method
@@ -380,12 +383,14 @@ def _probe_ssl(method: str, params: str, spec: ProbeSpec) -> float:
     from ..training import build_optimizer, step_flops
 
     batch, width = spec.ssl_batch, spec.ssl_width
-    model = build_method(method, width, **json.loads(params))
-    pool = torch.from_numpy(_probe_data(max(2 * batch, 64), width, 2)[0])
+    probed = min(width, SSL_PROBE_MAX_WIDTH)
+    model = build_method(method, probed, **json.loads(params))
+    full = step_flops(build_method(method, width, **json.loads(params)), batch)
+    pool = torch.from_numpy(_probe_data(max(2 * batch, 64), probed, 2)[0])
     model.fit_augmentations(pool)
     trainable = [p for p in model.trainable_parameters() if p.requires_grad]
     opt = build_optimizer(trainable, **model.optimizer_defaults)
-    threads = 1 if spec.ssl_parallel else threads_for(step_flops(model, batch))
+    threads = 1 if spec.ssl_parallel else threads_for(full)
 
     def step():
         loss = model.loss(pool[:batch]).total
@@ -396,7 +401,8 @@ def _probe_ssl(method: str, params: str, spec: ProbeSpec) -> float:
     model.train()
     with limit_threads(threads):
         step()  # warm-up: allocations, kernel choice
-        return min(_once(step) for _ in range(2 if width <= 5000 else 1))
+        seconds = min(_once(step) for _ in range(2))
+    return seconds * full / step_flops(model, batch)
 
 
 def _probe_preprocessing(spec: ProbeSpec, n: int) -> float:
@@ -629,7 +635,7 @@ class RunPlan:
         mean = sum(costs.values()) / len(costs) if costs else 0.0
         return RemainingTime(
             sum(costs.values()),
-            workers or self.workers,
+            min(workers or self.workers, max(self.cell_groups, 1)),
             cost=lambda o: costs.get(cell_key(o.split, o.approach.name, o.fraction, o.seed), mean),
             observed=lambda o: o.seconds,
         )
