@@ -55,6 +55,7 @@ PRETRAIN_FIXED_S = 1.5  # per pretraining: Lightning's set-up, the model saved
 WORKER_START_S = 5.0  # a worker process importing torch and Lightning (2-core machine, idle)
 EPOCH_OVERHEAD_S = 0.05  # per pretraining epoch: the validation loop, the history
 IG_ROWS, IG_STEPS = 256, 32  # attributions: test rows explained per split, path points
+ATTRIBUTION_TASK_S = 2.0  # per explained (split, fraction): the models loaded, the task sent
 
 
 @dataclass(frozen=True)
@@ -443,6 +444,7 @@ class CellSpec:
     width: int  # features it reads
     grid: int  # hyperparameter settings
     max_folds: int  # inner folds at most
+    pretrained: bool = False  # a torch head starting from a pretrained encoder
 
 
 def _trees(classes: int) -> int:
@@ -461,14 +463,18 @@ class CostModel:
     cal: Calibration
     recipe: HeadRecipe = field(default_factory=HeadRecipe)
 
-    def head_epochs(self, n_val: int) -> Count:
+    def head_epochs(self, n_val: int, pretrained: bool = False) -> Count:
         """Epochs of a torch head: every epoch without validation rows (or patience), else
-        early-stopped after ``patience`` epochs without improvement."""
+        early-stopped after ``patience`` epochs without improvement: soon from a random
+        init, late (assumed: at the last epoch) from a pretrained encoder, whose slower
+        learning rate keeps the validation loss improving (measured: a fine-tuning cell 7x
+        the MLP baseline's seconds on the same rows)."""
         r = self.recipe
         if n_val == 0 or r.patience == 0:
             return Count(r.epochs, r.epochs, r.epochs)
         low = min(r.epochs, r.patience + 1)
-        return Count(min(r.epochs, 3 * (r.patience + 1)), low, r.epochs)
+        expected = r.epochs if pretrained else min(r.epochs, 3 * (r.patience + 1))
+        return Count(expected, low, r.epochs)
 
     def linear_fit(self, family: str, n: float, width: int, classes: int) -> float:
         if family == "elasticnet":
@@ -504,7 +510,7 @@ class CostModel:
     def _fits(self, spec: CellSpec, n: int, n_val: int, classes: int, folds: int | None) -> Span:
         k = folds or 0
         if spec.family == "torch":
-            epochs = self.head_epochs(n_val)
+            epochs = self.head_epochs(n_val, spec.pretrained)
             trainings = spec.grid if k else 1
             seconds = trainings * self.torch_training(
                 n, spec.width, classes, k + 1, epochs.expected
@@ -702,7 +708,9 @@ def approach_spec(a: Approach, widths: Widths) -> CellSpec:
         genes, latent = widths.models.get(a.method, (widths.genes, widths.latent))
         family = "torch" if learner == "torch" else "logistic"
         width = genes if family == "torch" else latent
-        return CellSpec(family, width, len(GRIDS[learner]), MAX_FOLDS[learner])
+        return CellSpec(
+            family, width, len(GRIDS[learner]), MAX_FOLDS[learner], pretrained=family == "torch"
+        )
     baseline = get_baseline(a.method)
     width = {"pca": widths.pca, "random": widths.latent}.get(baseline.features, widths.genes)
     family = FAMILIES.get(a.method, "logistic")
@@ -903,7 +911,9 @@ def _attributions(cfg, cohort, plan, widths: Widths, model: CostModel) -> Span:
     for s in plan.splits:
         for f in plan.fractions:
             n = max(C, int(round(f * len(s.finetune))))
-            seconds += model.torch_training(n, widths.genes, C, 1, model.recipe.epochs)
+            seconds += ATTRIBUTION_TASK_S + model.torch_training(
+                n, widths.genes, C, 1, model.recipe.epochs
+            )
             ig_rows = min(IG_ROWS, len(s.test)) * IG_STEPS
             seconds += 3 * model.forward(ig_rows, widths.genes, hidden)
             if model.cal.logistic:
