@@ -55,6 +55,8 @@ PRETRAIN_FIXED_S = 1.5  # per pretraining: Lightning's set-up, the model saved
 WORKER_START_S = 5.0  # a worker process importing torch and Lightning (2-core machine, idle)
 EPOCH_OVERHEAD_S = 0.05  # per pretraining epoch: the validation loop, the history
 IG_ROWS, IG_STEPS = 256, 32  # attributions: test rows explained per split, path points
+MODEL_LOAD_S = 1.0  # a pretrained model read back to embed the profiles
+WRITE_BYTES_PER_S = 2e8  # the split's matrices written for the workers (np.save)
 ATTRIBUTION_TASK_S = 2.0  # per explained (split, fraction): the models loaded, the task sent
 
 
@@ -893,6 +895,8 @@ def _features(cfg, cohort, plan, widths: Widths, model: CostModel) -> Span:
     for s in plan.splits:
         n_pool = len(s.pool) + sum(x.n_obs for _, x, _ in cohort.sources)
         seconds += model.cal.element_s * (2 * n_pool + n_all) * raw
+        seconds += 4 * (2 * n_pool + n_all) * raw / WRITE_BYTES_PER_S  # the cached matrices
+        seconds += len(cfg.methods) * cfg.pretrain_seeds * MODEL_LOAD_S
         seconds += encoders * model.forward(n_all, widths.genes, hidden)
         if "pca" in families:  # randomized SVD: ~16 passes of n x d x (k + 10)
             seconds += 32 * n_pool * widths.genes * (widths.pca + 10) / model.cal.flops_per_s
