@@ -763,23 +763,8 @@ def plan_work(
     pools = {s.index: len(s.pool) + sum(x.n_obs for _, x, _ in cohort.sources) for s in plan.splits}
     pre = [model.pretraining(m, pools[k], cfg) for k, m, _ in pending]
     workers = max(1, min(jobs, cpu_count()))
-    spawn = Span.of(WORKER_START_S)  # once, by the first stage with tasks for several workers
-    pre_spawn = jobs > 1 and len(pre) > 1
-    stages = {
-        "pretraining": _scheduled([s.expected for s in pre], pre, workers)
-        + (spawn if pre_spawn else Span()),
-        "features": _features(cfg, cohort, plan, widths, model),
-        "evaluation": _scheduled(_group_costs(rows, costs), list(costs.values()), workers)
-        + (spawn if not pre_spawn and jobs > 1 and len(cells) > 1 else Span()),
-        "attributions": _attributions(cfg, cohort, plan, widths, model),
-    }
-    learners: dict[str, float] = {}
-    per_approach: dict[str, float] = {}
-    for r in rows:
-        seconds = costs[r["key"]].expected
-        fam = specs[r["approach"]].family
-        learners[fam] = learners.get(fam, 0.0) + seconds
-        per_approach[r["approach"]] = per_approach.get(r["approach"], 0.0) + seconds
+    stages = _stages(cfg, cohort, plan, widths, model, pre, rows, costs, workers, jobs)
+    learners, per_approach = _totals(rows, costs, specs)
     n_cells = len(plan.splits) * cfg.seeds * len(plan.fractions) * len(plan.approaches)
     return RunPlan(
         splits=len(plan.splits),
@@ -803,6 +788,34 @@ def plan_work(
         pretrain_seconds=[s.expected for s in pre],
         approach_learners={name: spec.family for name, spec in specs.items()},
     )
+
+
+def _stages(cfg, cohort, plan, widths, model, pre, rows, costs, workers, jobs) -> dict[str, Span]:
+    """Wall seconds per stage; the workers' start counted once, by the first stage that has
+    tasks for several of them."""
+    spawn = Span.of(WORKER_START_S)
+    pre_spawn = jobs > 1 and len(pre) > 1
+    groups = _group_costs(rows, costs)
+    return {
+        "pretraining": _scheduled([s.expected for s in pre], pre, workers)
+        + (spawn if pre_spawn else Span()),
+        "features": _features(cfg, cohort, plan, widths, model),
+        "evaluation": _scheduled(groups, list(costs.values()), workers)
+        + (spawn if not pre_spawn and jobs > 1 and len(groups) > 1 else Span()),
+        "attributions": _attributions(cfg, cohort, plan, widths, model),
+    }
+
+
+def _totals(rows, costs, specs) -> tuple[dict[str, float], dict[str, float]]:
+    """The evaluation's expected worker-seconds per learner family and per approach."""
+    learners: dict[str, float] = {}
+    per_approach: dict[str, float] = {}
+    for r in rows:
+        seconds = costs[r["key"]].expected
+        family = specs[r["approach"]].family
+        learners[family] = learners.get(family, 0.0) + seconds
+        per_approach[r["approach"]] = per_approach.get(r["approach"], 0.0) + seconds
+    return learners, per_approach
 
 
 def _cell_rows(cfg, cohort, cells: list[GroupJob], specs: dict[str, CellSpec]) -> list[dict]:

@@ -314,8 +314,7 @@ def run_benchmark(
     timings = {"loading": time.perf_counter() - t0}
     if dry_run:  # every check of a run, nothing written
         prepare_output(cfg, cohort, plan, write=False)
-        out = Path(cfg.out)
-        return work_plan(cfg, cohort, plan, out, jobs, ResultStore(out), given)
+        return work_plan(cfg, cohort, plan, Path(cfg.out), jobs, ResultStore(cfg.out), given)
     with output_lock(cfg.out):
         out = prepare_output(cfg, cohort, plan)
         for sub in Layout.SUBDIRS:
