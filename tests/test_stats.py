@@ -361,3 +361,18 @@ def test_given_models_are_compared_with_in_cohort_pretraining_and_with_none():
     # every other row leaves the transfer columns empty
     others = s.drop(["compendium+linear_probe", "compendium+finetune"])
     assert others["vs_in_cohort"].isna().all() and others["diff_no_pretraining"].isna().all()
+
+
+def test_auroc_with_more_than_ten_classes():
+    """Class codes 10+ sort as strings before '2': the AUROC's labels must still be ordered
+    (19 classes, TCGA's cancer types, failed every cell), and equal sklearn's on integers."""
+    from sklearn.metrics import roc_auc_score
+
+    from exprssl.evaluation.metrics import classification_metrics
+
+    rng = np.random.default_rng(0)
+    y = np.arange(57) % 19
+    proba = rng.random((57, 19))
+    proba /= proba.sum(1, keepdims=True)
+    got = classification_metrics(y, proba, np.arange(19))["auroc"]
+    assert got == pytest.approx(roc_auc_score(y, proba, multi_class="ovr", average="macro"))

@@ -14,6 +14,7 @@ def benchmark(
     config=None,
     progress: bool = True,
     report: bool = True,
+    dry_run: bool = False,
     **options: Any,
 ):
     """Does SSL pretraining beat supervised learning on the raw genes of this cohort, and at how
@@ -47,6 +48,10 @@ def benchmark(
         Show a progress bar.
     report
         Write report.md / report.html into ``out``.
+    dry_run
+        Check every option and the data as a run does, then return the plan (how many
+        pretrainings and cells, and the estimated time on this machine) without training or
+        writing anything.
     **options
         Any ``BenchmarkConfig`` field. ``scheduler`` may also be a ``dask.distributed.Client``
         (its address is what the manifest records).
@@ -56,7 +61,9 @@ def benchmark(
     exprssl.evaluation.runner.BenchmarkRun
         The run: ``.summary`` (``summary.csv``), ``.results`` (every finished cell), ``.out``
         and ``.manifest`` (an ``exprssl.evaluation.schema.Manifest``: ``.dataset``, ``.pool``,
-        ``.full_labels``, ``.setting(name)``, ...).
+        ``.full_labels``, ``.setting(name)``, ...). With ``dry_run``: an
+        ``exprssl.evaluation.estimate.RunPlan`` (``.describe()`` prints it, ``.total`` is the
+        estimated wall time with its range, ``.stages`` per stage).
 
     Raises
     ------
@@ -78,7 +85,9 @@ def benchmark(
     config = BenchmarkConfig.from_dict(
         {**base, **given, **options}
     )  # unknown options: one clear error
-    run = run_benchmark(config, progress=progress, client=client)
+    run = run_benchmark(config, progress=progress, client=client, dry_run=dry_run)
+    if dry_run:
+        return run
     if report:
         from .report import write_report
 

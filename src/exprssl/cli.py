@@ -963,6 +963,14 @@ def benchmark(
     ] = None,
     config: ConfigOpt = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check everything, print the plan (pretrainings, cells, the estimated time "
+            "per stage and learner on this machine) and exit; nothing is trained or written.",
+        ),
+    ] = False,
 ):
     """Label-efficiency benchmark: SSL methods vs tuned supervised baselines, with a report."""
     from .evaluation.config import BenchmarkConfig
@@ -1000,7 +1008,14 @@ def benchmark(
             raise ConfigError(f"--{key} is required (on the command line or in --config)")
     if top_genes is not None:
         cfg["preprocessing"] = _preprocessing(cfg.get("preprocessing"), top_genes)
-    _run_benchmark(BenchmarkConfig.from_dict(cfg), progress)
+    cfg = BenchmarkConfig.from_dict(cfg)
+    if dry_run:
+        from .api import benchmark as run
+
+        for line in run(config=cfg, progress=False, dry_run=True).describe():
+            console.print(line, highlight=False, markup=False)
+        return
+    _run_benchmark(cfg, progress)
 
 
 @app.command()

@@ -48,9 +48,10 @@ def _settings(cfg: BenchmarkConfig, cohort: Cohort) -> dict:
     return settings
 
 
-def prepare_output(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> Path:
+def prepare_output(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, write: bool = True) -> Path:
     """Refuse an output directory that is not a benchmark (or empty), or whose finished cells used
-    other settings or other data; then record settings and splits. Nothing is written before."""
+    other settings or other data; then record settings and splits (unless ``write`` is False: a
+    dry run). Nothing is written before."""
     out = check_output(cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data])
     settings = _settings(cfg, cohort)
     settings_file, split_file = Layout(out).settings, Layout(out).splits
@@ -86,6 +87,8 @@ def prepare_output(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> Path:
                 f"{out}: holds results of different splits; use a new --out directory"
             )
         splits = {**recorded, **splits}
+    if not write:
+        return out
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(settings_file, json.dumps(settings, indent=2))
     atomic_write_text(split_file, json.dumps(splits))

@@ -54,9 +54,11 @@ def write_manifest(
     jobs: int,
     attributions: AttributionInfo | None = None,
     models: list = (),
+    estimate: dict | None = None,
 ) -> Manifest:
     """Build the run's ``Manifest`` from what it used, and write it atomically (the last file
-    of a run before the report)."""
+    of a run before the report). ``estimate``: the plan's estimate beside the actual seconds
+    (``estimate.RunPlan.record``)."""
     from ..preprocessing import Preprocessor
     from .baselines import all_grids
     from .tuning import describe_grids
@@ -99,6 +101,7 @@ def write_manifest(
         attributions=attributions,
         jobs=jobs,
         timings_s={k: round(v, 2) for k, v in timings.items()},
+        estimate=estimate or {},
     )
     manifest.write(Layout(out).manifest)
     return manifest

@@ -41,7 +41,9 @@ def classification_metrics(
             y_true, y_pred, average="macro", labels=np.unique(y_true), zero_division=0
         ),
     }
-    present = [c for c in classes if c in set(y_true)]
+    # in the labels' string order: roc_auc_score requires ordered labels, and class codes 10+
+    # as strings sort before "2" (19 classes failed every cell)
+    present = sorted(c for c in classes if c in set(y_true))
     if len(present) < 2:
         out["auroc"] = math.nan
     else:

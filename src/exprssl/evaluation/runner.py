@@ -23,6 +23,7 @@ from .cells import GroupJob, evaluate_group
 from .cluster import connect
 from .cohort import Cohort, load_cohort
 from .config import BenchmarkConfig, resolve_config
+from .estimate import RunPlan, plan_work
 from .features import write_features
 from .heads import HeadRecipe
 from .manifest import write_manifest
@@ -208,7 +209,7 @@ def evaluate_stage(
     jobs: list[GroupJob],
     store: ResultStore,
     n_jobs: int,
-    progress: Callable[[int], None] = lambda n: None,
+    progress: Callable[..., None] = lambda n, items=(): None,
     flush_every: float = 5.0,
 ) -> float:
     """Run the jobs in workers; the parent records each outcome and flushes the result files
@@ -216,7 +217,7 @@ def evaluate_stage(
     t0 = last = time.perf_counter()
     for outcomes in run_tasks(evaluate_group, jobs, n_jobs):
         store.add(outcomes)
-        progress(len(outcomes))
+        progress(len(outcomes), outcomes)
         if time.perf_counter() - last > flush_every:
             store.flush()
             last = time.perf_counter()
@@ -280,7 +281,9 @@ class BenchmarkRun:
     manifest: Manifest
 
 
-def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True, client=None) -> BenchmarkRun:
+def run_benchmark(
+    cfg: BenchmarkConfig, *, progress: bool = True, client=None, dry_run: bool = False
+) -> BenchmarkRun | RunPlan:
     """Run (or resume) the benchmark into ``cfg.out``; the report is written by the caller
     (``exprssl.benchmark`` or the CLI).
 
@@ -289,15 +292,20 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True, client=None) -
     cfg
         Every option; checked before anything is read or written.
     progress
-        Show a progress bar per stage.
+        Show a progress bar per stage (and the plan above them).
     client
         A ``dask.distributed.Client`` to run on (``cfg.scheduler`` records its address).
+    dry_run
+        Check everything a run checks (options, data, models, a resumed directory's
+        settings, the cluster's address), then return the plan and its estimate without
+        writing anything.
 
     Returns
     -------
-    BenchmarkRun
+    BenchmarkRun or RunPlan
         The output directory, every finished cell (``results``), the per-approach and fraction
-        ``summary`` with paired verdicts, and the ``manifest``.
+        ``summary`` with paired verdicts, and the ``manifest``; with ``dry_run``, the
+        ``estimate.RunPlan``.
     """
     t0 = time.perf_counter()
     cfg.validate()  # then the output path and the cluster's address: all before any work
@@ -312,31 +320,73 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True, client=None) -
     # share, so every core of ours is used (one worker next to two busy processes made the demo
     # 3x slower)
     jobs = cfg.jobs or cpu_count()
+    timings = {"loading": time.perf_counter() - t0}
+    if dry_run:  # every check of a run, nothing written
+        with cluster:
+            prepare_output(cfg, cohort, plan, write=False)
+            return work_plan(cfg, cohort, plan, Path(cfg.out), jobs, ResultStore(cfg.out), given)
     with output_lock(cfg.out), cluster:
         out = prepare_output(cfg, cohort, plan).absolute()  # as workers elsewhere must see it
         for sub in Layout.SUBDIRS:
             (out / sub).mkdir(exist_ok=True)
         store = ResultStore(out)
-        with Progress(progress) as bar:
-            n_models = len(plan.splits) * len(cfg.methods) * cfg.pretrain_seeds
-            artefacts = pretrain_stage(
-                cfg, cohort, plan, out, jobs, bar("pretraining", n_models), given
-            )
-            group_jobs = plan_jobs(cfg, cohort, plan, store, artefacts)
-            n_cells = len(plan.splits) * cfg.seeds * len(plan.fractions) * len(plan.approaches)
-            tick = bar(
-                "evaluating", n_cells, done=n_cells - sum(len(j.approaches) for j in group_jobs)
-            )
-            evaluation = evaluate_stage(group_jobs, store, jobs, tick)
+        work = work_plan(cfg, cohort, plan, out, jobs, store, given)
+        artefacts = _train_and_evaluate(cfg, cohort, plan, out, jobs, store, given, work, progress)
+        timings.update(artefacts["timings"])
         summary = summarize_stage(cfg, cohort, plan, store, out, given)
         explained = None
         if cfg.attributions:
             explained = attribution_stage(cfg, cohort, plan, summary, artefacts, out, jobs)
-        timings = {
-            **artefacts["timings"],
-            "evaluation": evaluation,
-            **({"attributions": explained.seconds} if explained else {}),
-            "total": time.perf_counter() - t0,
-        }
-        manifest = write_manifest(cfg, cohort, plan, out, timings, jobs, explained, given)
+            timings["attributions"] = explained.seconds
+        timings["total"] = time.perf_counter() - t0
+        estimate = work.record(timings, store.tuning())
+        manifest = write_manifest(
+            cfg, cohort, plan, out, timings, jobs, explained, given, estimate=estimate
+        )
     return BenchmarkRun(out, store.results(), summary, manifest)
+
+
+def work_plan(
+    cfg: BenchmarkConfig,
+    cohort: Cohort,
+    plan: Plan,
+    out: Path,
+    jobs: int,
+    store: ResultStore,
+    given: list[PretrainedModel] = (),
+) -> RunPlan:
+    """The work still to do (pretrainings not cached in ``out``, cells not in ``store``) and its
+    estimate (``estimate.plan_work``); nothing is read but the store and the models' names."""
+    from collections import defaultdict
+
+    cells_only = {"features": defaultdict(lambda: defaultdict(str)), "models": {}}
+    cells = plan_jobs(cfg, cohort, plan, store, cells_only)
+    pending = [
+        (s.index, m, p)
+        for s in plan.splits
+        for m in cfg.methods
+        for p in range(cfg.pretrain_seeds)
+        if not ModelLayout(Layout(out).model(s.index, m, p)).weights.is_file()
+    ]
+    return plan_work(cfg, cohort, plan, cells, pending, jobs, given)
+
+
+def _train_and_evaluate(cfg, cohort, plan, out, jobs, store, given, work: RunPlan, progress):
+    """Stages 4-5 under the progress bars, the plan said above them; returns the artefacts
+    with the stages' wall seconds."""
+    with Progress(progress) as bar:
+        bar.note(work.summary_lines())
+        n_models = len(plan.splits) * len(cfg.methods) * cfg.pretrain_seeds
+        tick = bar(
+            "pretraining", n_models, done=work.pretrainings_cached, eta=work.pretraining_eta()
+        )
+        t0 = time.perf_counter()
+        artefacts = pretrain_stage(cfg, cohort, plan, out, jobs, tick, given)
+        timings = artefacts["timings"]
+        timings["features"] = time.perf_counter() - t0 - timings["pretraining"]
+        group_jobs = plan_jobs(cfg, cohort, plan, store, artefacts)
+        n_cells = len(plan.splits) * cfg.seeds * len(plan.fractions) * len(plan.approaches)
+        done = n_cells - sum(len(j.approaches) for j in group_jobs)
+        tick = bar("evaluating", n_cells, done=done, eta=work.evaluation_eta())
+        timings["evaluation"] = evaluate_stage(group_jobs, store, jobs, tick)
+    return artefacts

@@ -334,6 +334,9 @@ class Manifest:
     attributions: AttributionInfo | None = None  # None: attributions were off
     jobs: int | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    # the plan's estimate (counts, seconds per stage and learner, with a range) beside the
+    # actual seconds: how well the cost model predicted this run (``estimate.RunPlan.record``)
+    estimate: dict[str, Any] = field(default_factory=dict)
 
     def setting(self, name: str) -> Any:
         """A benchmark option as the run used it, else ``BenchmarkConfig``'s default."""
