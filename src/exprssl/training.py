@@ -82,7 +82,7 @@ def available_accelerators() -> tuple[str, ...]:
     return tuple(a for a in ACCELERATORS if a in ("auto", "cpu") or present[a])
 
 
-def _parse_name(v: Any) -> str:
+def parse_name(v: Any) -> str:
     """A case-insensitive name ('Adam', 'CPU')."""
     if not isinstance(v, str):
         raise OptionValueError("a name")
@@ -130,7 +130,7 @@ def _parse_precision(v: Any) -> str:
     return v
 
 
-def _parse_devices(v: Any) -> int | str | list[int]:
+def parse_devices(v: Any) -> int | str | list[int]:
     """Lightning's ``devices``: 'auto', a count (-1: all) or a list of indices ('0,1' too)."""
     requirement = "'auto', a number of devices (>= 1, or -1 for all) or a list of device indices"
     if isinstance(v, str):
@@ -171,7 +171,7 @@ class TrainConfig:
     epochs: int = option(50, "maximum passes over the training samples", ge=1)
     batch_size: int = option(256, "samples per step (BatchNorm needs at least 2)", ge=2)
     optimizer: str | None = option(
-        None, "optimizer (default: the method's own)", choices=tuple(OPTIMIZERS), parse=_parse_name
+        None, "optimizer (default: the method's own)", choices=tuple(OPTIMIZERS), parse=parse_name
     )
     lr: float | None = option(None, "learning rate (default: the method's own)", gt=0, le=10)
     weight_decay: float | None = option(None, "L2 weight decay (default: the method's own)", ge=0)
@@ -188,11 +188,11 @@ class TrainConfig:
         "auto",
         "hardware: auto, cpu, gpu, cuda, mps or tpu (must be present)",
         choices=available_accelerators,
-        parse=_parse_name,
+        parse=parse_name,
         note="available on this machine",
     )
     devices: int | str | list[int] = option(
-        "auto", "'auto', a device count (-1: all) or device indices", parse=_parse_devices
+        "auto", "'auto', a device count (-1: all) or device indices", parse=parse_devices
     )
     num_nodes: int = option(1, "machines in a distributed run", ge=1)
     strategy: str = option(
@@ -614,14 +614,43 @@ def native_bf16() -> bool | None:
     return bool({"avx512_bf16", "amx_bf16"} & set(flags))
 
 
-def _on_cpu(cfg: TrainConfig) -> bool:
-    if cfg.accelerator == "cpu":
-        return True
+def gpu_kind(accelerator: str) -> str | None:
+    """'cuda' or 'mps' when ``accelerator`` (auto, gpu, cuda, mps) means a GPU present here, as
+    Lightning sees it; None for the CPU."""
     from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
 
-    return cfg.accelerator == "auto" and not (
-        CUDAAccelerator.is_available() or MPSAccelerator.is_available()
-    )
+    if accelerator in ("auto", "gpu", "cuda") and CUDAAccelerator.is_available():
+        return "cuda"
+    if accelerator in ("auto", "gpu", "mps") and MPSAccelerator.is_available():
+        return "mps"
+    return None
+
+
+def torch_devices(accelerator: str = "auto", devices: int | str | list[int] = "auto") -> list[str]:
+    """The torch devices that ``accelerator`` and ``devices`` (spelled as ``TrainConfig``'s)
+    name on this machine: ``['cpu']``, ``['mps']`` or one ``'cuda:N'`` per GPU ('auto' or -1:
+    every GPU; a count: the first ones; a list: those indices). The one place a device is decided
+    outside Lightning (the benchmark's cells); a GPU that is not there is a ConfigError."""
+    kind = gpu_kind(accelerator)
+    if kind != "cuda":
+        return [kind or "cpu"]
+    n = torch.cuda.device_count()
+    if devices in ("auto", -1):
+        ids = list(range(n))
+    elif isinstance(devices, int):
+        ids = list(range(devices))
+    else:
+        ids = [int(i) for i in devices]
+    missing = [i for i in ids if i >= n]
+    if missing or not ids:
+        raise ConfigError(
+            f"devices={devices!r}: this machine has {n} CUDA device(s) (indices 0 to {n - 1})"
+        )
+    return [f"cuda:{i}" for i in ids]
+
+
+def _on_cpu(cfg: TrainConfig) -> bool:
+    return cfg.accelerator == "cpu" or (cfg.accelerator == "auto" and gpu_kind("auto") is None)
 
 
 def check_precision(cfg: TrainConfig) -> None:

@@ -26,6 +26,8 @@ _RESUMABLE = {
     "seeds",
     "splits",
     "jobs",
+    "accelerator",  # hardware, as jobs: where the cells run, not what they compute
+    "devices",
     "bootstrap",
     "min_test_per_class",
     "min_model_coverage",  # only refuses a model; the model's weights hash is in the fingerprint

@@ -82,6 +82,25 @@ def _mapping(v: Any) -> dict[str, Any]:
     return dict(v)
 
 
+def _accelerators() -> tuple[str, ...]:
+    """Pretraining's accelerator names present here, but TPUs (the cells do not run on one)."""
+    from ..training import available_accelerators
+
+    return tuple(a for a in available_accelerators() if a != "tpu")
+
+
+def _accelerator(v: Any) -> str:
+    from ..training import parse_name
+
+    return parse_name(v)
+
+
+def _devices(v: Any) -> int | str | list[int]:
+    from ..training import parse_devices
+
+    return parse_devices(v)
+
+
 def _split(v: Any) -> dict[str, float]:
     if not isinstance(v, Mapping) or not all(
         isinstance(x, (int, float)) and not isinstance(x, bool) for x in v.values()
@@ -193,7 +212,22 @@ class BenchmarkConfig:
         "fraction (attributions.csv)",
     )
     bootstrap: int = option(2000, "bootstrap resamples of the intervals", ge=100, le=100_000)
-    jobs: int | None = option(None, "worker processes (null: one per core)", ge=1)
+    jobs: int | None = option(
+        None, "worker processes (null: one per core, or one per GPU on a GPU)", ge=1
+    )
+    accelerator: str = option(
+        "auto",
+        "hardware of the pretraining and of the cells' torch heads and XGBoost: auto, cpu, gpu, "
+        "cuda or mps (must be present; the linear models run on the CPU)",
+        choices=_accelerators,
+        parse=_accelerator,
+        note="available on this machine",
+    )
+    devices: int | str | list[int] = option(
+        "auto",
+        "the GPUs the cells share, round-robin: 'auto' (all), a count (-1: all) or indices",
+        parse=_devices,
+    )
     orientation: str = option(
         "auto",
         "a csv/tsv/parquet table's orientation (auto: the way round the sample sheet's ids match)",
@@ -262,6 +296,23 @@ class BenchmarkConfig:
                 f"(the {self.protocol} protocol's parts)",
                 self.split,
             )
+
+
+def cell_devices(cfg: BenchmarkConfig) -> list[str]:
+    """The torch devices the cells train on (``training.torch_devices``: ``['cpu']``, or one
+    per GPU). Resolved in the parent, once, so every cell of a run gets the same answer."""
+    from ..training import torch_devices
+
+    return torch_devices(cfg.accelerator, cfg.devices)
+
+
+def worker_count(cfg: BenchmarkConfig, devices: list[str]) -> int:
+    """Worker processes: ``jobs``, else one per core on the CPU and one per GPU on GPUs (a
+    worker per core each taking the same GPU would queue on it and hold its memory many times;
+    a cell's torch heads are already batched, so one worker fills a GPU)."""
+    if cfg.jobs:
+        return cfg.jobs
+    return cpu_count() if devices == ["cpu"] else len(devices)
 
 
 def _same_file(a, b) -> bool:

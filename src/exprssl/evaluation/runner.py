@@ -14,13 +14,12 @@ import pandas as pd
 
 from ..outputs import check_output, output_lock
 from ..splits import label_fraction_subsets
-from ..threads import cpu_count
 from ..utils import atomic_savez, atomic_write_text
 from .attribution_stage import attribution_stage
 from .cache import prepare_output
 from .cells import GroupJob, evaluate_group
 from .cohort import Cohort, load_cohort
-from .config import BenchmarkConfig, resolve_config
+from .config import BenchmarkConfig, cell_devices, resolve_config, worker_count
 from .features import write_features
 from .heads import HeadRecipe
 from .manifest import write_manifest
@@ -148,15 +147,22 @@ def _pretrain_options(cfg: BenchmarkConfig, method: str) -> dict:
             "epochs": cfg.epochs,
             "batch_size": cfg.batch_size,
             "patience": cfg.patience,
+            "accelerator": cfg.accelerator,
             "progress": False,
         },
     }
 
 
 def plan_jobs(
-    cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, store: ResultStore, artefacts: dict
+    cfg: BenchmarkConfig,
+    cohort: Cohort,
+    plan: Plan,
+    store: ResultStore,
+    artefacts: dict,
+    devices: list[str] = ("cpu",),
 ) -> list[GroupJob]:
-    """One job per (split, seed, fraction) with the approaches it still lacks."""
+    """One job per (split, seed, fraction) with the approaches it still lacks; the jobs take
+    ``devices`` in turn."""
     jobs = []
     recipe = HeadRecipe.check(cfg.finetune)
     for s in plan.splits:
@@ -197,6 +203,7 @@ def plan_jobs(
                         recipe=recipe,
                         tune=cfg.tune,
                         metric=cfg.main_metric,
+                        device=devices[len(jobs) % len(devices)],
                     )
                 )
     return jobs
@@ -292,6 +299,7 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
     """
     t0 = time.perf_counter()
     cfg.validate()
+    devices = cell_devices(cfg)  # a GPU that is not there is refused before any work
     check_output(
         cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data]
     )  # before any work
@@ -303,7 +311,7 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
     # single-threaded worker processes never spin on a busy core: with neighbours each gets its fair
     # share, so every core of ours is used (one worker next to two busy processes made the demo
     # 3x slower)
-    jobs = cfg.jobs or cpu_count()
+    jobs = worker_count(cfg, devices)
     with output_lock(cfg.out):
         out = prepare_output(cfg, cohort, plan)
         for sub in Layout.SUBDIRS:
@@ -314,7 +322,7 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True) -> BenchmarkRu
             artefacts = pretrain_stage(
                 cfg, cohort, plan, out, jobs, bar("pretraining", n_models), given
             )
-            group_jobs = plan_jobs(cfg, cohort, plan, store, artefacts)
+            group_jobs = plan_jobs(cfg, cohort, plan, store, artefacts, devices)
             n_cells = len(plan.splits) * cfg.seeds * len(plan.fractions) * len(plan.approaches)
             tick = bar(
                 "evaluating", n_cells, done=n_cells - sum(len(j.approaches) for j in group_jobs)
