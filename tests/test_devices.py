@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import exprssl.training as training
+import exprssl.devices as devices
 from exprssl.datasets import synthetic
 from exprssl.errors import ConfigError
 from exprssl.evaluation.config import BenchmarkConfig, cell_devices, worker_count
@@ -18,7 +18,7 @@ from exprssl.io import write_h5ad
 @pytest.fixture
 def two_gpus(monkeypatch):
     """This machine, as the resolution sees it: two CUDA devices."""
-    monkeypatch.setattr(training, "gpu_kind", lambda accelerator: "cuda")
+    monkeypatch.setattr(devices, "gpu_kind", lambda accelerator: "cuda")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
 
 
@@ -86,8 +86,8 @@ def test_one_place_resolves_the_cells_devices_and_a_worker_per_gpu(tmp_path, two
     cfg = _config(tmp_path)
     assert cell_devices(cfg) == ["cuda:0", "cuda:1"]
     assert worker_count(cfg, cell_devices(cfg)) == 2  # not one per core on the same GPUs
-    for devices, expected in [(1, ["cuda:0"]), ([1], ["cuda:1"]), (-1, ["cuda:0", "cuda:1"])]:
-        cfg.devices = devices
+    for asked, expected in [(1, ["cuda:0"]), ([1], ["cuda:1"]), (-1, ["cuda:0", "cuda:1"])]:
+        cfg.devices = asked
         assert cell_devices(cfg) == expected
     cfg.devices = [2]
     with pytest.raises(ConfigError, match="2 CUDA device"):

@@ -217,3 +217,29 @@ def test_training_ends_when_every_model_has_stopped():
     recipe = HeadRecipe(epochs=200, lr=5e-2, encoder_lr=5e-2, batch_size=64, patience=3)
     train_stacked(net, X, y, train, val, recipe)
     assert len(epochs) < 30
+
+
+def test_a_model_trained_alone_later_trains_as_it_did_beside_the_others():
+    """``only``: the fold models first, then the final model alone, end where training them all
+    at once ends (float64), so fit_torch need not train the final models it does not choose."""
+    torch.manual_seed(0)
+    X = torch.randn(48, 10, dtype=torch.float64)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).long()
+    train = torch.ones(3, 48, dtype=torch.bool)
+    train[0, :16], train[1, 16:32], train[2, 40:] = False, False, False
+    val = ~train
+    encoder = MLPEncoder(10, [8, 8], dropout=0.3)
+    recipe = HeadRecipe(epochs=30, lr=2e-2, encoder_lr=2e-2, batch_size=16, patience=3)
+
+    def net():
+        return StackedMLP(encoder, 10, 2, 3, seed=1).double()
+
+    together = net()
+    best_together = train_stacked(together, X, y, train, val, recipe, seed=2)
+    apart, final = net(), torch.tensor([False, False, True])
+    best_folds = train_stacked(apart, X, y, train, val, recipe, seed=2, only=~final)
+    assert np.isinf(best_folds[2])  # the final model did not train
+    best_final = train_stacked(apart, X, y, train, val, recipe, seed=2, only=final)
+    np.testing.assert_allclose(best_folds[:2], best_together[:2], rtol=1e-9)
+    np.testing.assert_allclose(best_final[2], best_together[2], rtol=1e-9)
+    np.testing.assert_allclose(predict_proba(apart, X), predict_proba(together, X), atol=1e-9)

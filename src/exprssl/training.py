@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import os
 import typing
 import warnings
@@ -24,6 +23,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader, Dataset
 
+from .devices import available_accelerators, gpu_kind, parse_devices
 from .errors import ConfigError, TrainingDivergedError
 from .losses import LossOutput
 from .options import OptionValueError, option, options_class, validate_options
@@ -66,23 +66,7 @@ def build_optimizer(
 
 
 # ------------------------------------------------------------------------- training options
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-
-
-def available_accelerators() -> tuple[str, ...]:
-    """The accelerator names Lightning can use on this machine (``auto`` and ``cpu`` always)."""
-    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator, XLAAccelerator
-
-    present = {
-        "cuda": CUDAAccelerator.is_available(),
-        "mps": MPSAccelerator.is_available(),
-        "tpu": XLAAccelerator.is_available(),
-    }
-    present["gpu"] = present["cuda"] or present["mps"]
-    return tuple(a for a in ACCELERATORS if a in ("auto", "cpu") or present[a])
-
-
-def parse_name(v: Any) -> str:
+def _parse_name(v: Any) -> str:
     """A case-insensitive name ('Adam', 'CPU')."""
     if not isinstance(v, str):
         raise OptionValueError("a name")
@@ -130,28 +114,6 @@ def _parse_precision(v: Any) -> str:
     return v
 
 
-def parse_devices(v: Any) -> int | str | list[int]:
-    """Lightning's ``devices``: 'auto', a count (-1: all) or a list of indices ('0,1' too)."""
-    requirement = "'auto', a number of devices (>= 1, or -1 for all) or a list of device indices"
-    if isinstance(v, str):
-        text = v.strip()
-        if text == "auto":
-            return text
-        try:
-            v = int(text) if "," not in text else [int(i) for i in text.split(",") if i.strip()]
-        except ValueError:
-            raise OptionValueError(requirement) from None
-    if isinstance(v, numbers.Integral) and not isinstance(v, bool) and (v == -1 or v >= 1):
-        return int(v)
-    if (
-        isinstance(v, (list, tuple))
-        and v
-        and all(isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= 0 for i in v)
-    ):
-        return [int(i) for i in v]
-    raise OptionValueError(requirement)
-
-
 def _parse_path(v: Any) -> str:
     if not isinstance(v, (str, os.PathLike)) or not str(v):
         raise OptionValueError("a directory path")
@@ -171,7 +133,7 @@ class TrainConfig:
     epochs: int = option(50, "maximum passes over the training samples", ge=1)
     batch_size: int = option(256, "samples per step (BatchNorm needs at least 2)", ge=2)
     optimizer: str | None = option(
-        None, "optimizer (default: the method's own)", choices=tuple(OPTIMIZERS), parse=parse_name
+        None, "optimizer (default: the method's own)", choices=tuple(OPTIMIZERS), parse=_parse_name
     )
     lr: float | None = option(None, "learning rate (default: the method's own)", gt=0, le=10)
     weight_decay: float | None = option(None, "L2 weight decay (default: the method's own)", ge=0)
@@ -188,7 +150,7 @@ class TrainConfig:
         "auto",
         "hardware: auto, cpu, gpu, cuda, mps or tpu (must be present)",
         choices=available_accelerators,
-        parse=parse_name,
+        parse=_parse_name,
         note="available on this machine",
     )
     devices: int | str | list[int] = option(
@@ -612,41 +574,6 @@ def native_bf16() -> bool | None:
     if flags is None:  # e.g. ARM's cpuinfo says "Features"
         return None
     return bool({"avx512_bf16", "amx_bf16"} & set(flags))
-
-
-def gpu_kind(accelerator: str) -> str | None:
-    """'cuda' or 'mps' when ``accelerator`` (auto, gpu, cuda, mps) means a GPU present here, as
-    Lightning sees it; None for the CPU."""
-    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
-
-    if accelerator in ("auto", "gpu", "cuda") and CUDAAccelerator.is_available():
-        return "cuda"
-    if accelerator in ("auto", "gpu", "mps") and MPSAccelerator.is_available():
-        return "mps"
-    return None
-
-
-def torch_devices(accelerator: str = "auto", devices: int | str | list[int] = "auto") -> list[str]:
-    """The torch devices that ``accelerator`` and ``devices`` (spelled as ``TrainConfig``'s)
-    name on this machine: ``['cpu']``, ``['mps']`` or one ``'cuda:N'`` per GPU ('auto' or -1:
-    every GPU; a count: the first ones; a list: those indices). The one place a device is decided
-    outside Lightning (the benchmark's cells); a GPU that is not there is a ConfigError."""
-    kind = gpu_kind(accelerator)
-    if kind != "cuda":
-        return [kind or "cpu"]
-    n = torch.cuda.device_count()
-    if devices in ("auto", -1):
-        ids = list(range(n))
-    elif isinstance(devices, int):
-        ids = list(range(devices))
-    else:
-        ids = [int(i) for i in devices]
-    missing = [i for i in ids if i >= n]
-    if missing or not ids:
-        raise ConfigError(
-            f"devices={devices!r}: this machine has {n} CUDA device(s) (indices 0 to {n - 1})"
-        )
-    return [f"cuda:{i}" for i in ids]
 
 
 def _on_cpu(cfg: TrainConfig) -> bool:

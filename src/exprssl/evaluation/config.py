@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..devices import available_accelerators, parse_devices
 from ..encoders import default_encoder
 from ..errors import ConfigError
 from ..io import ORIENTATIONS
@@ -84,21 +85,14 @@ def _mapping(v: Any) -> dict[str, Any]:
 
 def _accelerators() -> tuple[str, ...]:
     """Pretraining's accelerator names present here, but TPUs (the cells do not run on one)."""
-    from ..training import available_accelerators
-
     return tuple(a for a in available_accelerators() if a != "tpu")
 
 
 def _accelerator(v: Any) -> str:
-    from ..training import parse_name
-
-    return parse_name(v)
-
-
-def _devices(v: Any) -> int | str | list[int]:
-    from ..training import parse_devices
-
-    return parse_devices(v)
+    """A case-insensitive name ('GPU')."""
+    if not isinstance(v, str):
+        raise OptionValueError("a name")
+    return v.lower()
 
 
 def _split(v: Any) -> dict[str, float]:
@@ -226,7 +220,7 @@ class BenchmarkConfig:
     devices: int | str | list[int] = option(
         "auto",
         "the GPUs the cells share, round-robin: 'auto' (all), a count (-1: all) or indices",
-        parse=_devices,
+        parse=parse_devices,
     )
     orientation: str = option(
         "auto",
@@ -299,11 +293,11 @@ class BenchmarkConfig:
 
 
 def cell_devices(cfg: BenchmarkConfig) -> list[str]:
-    """The torch devices the cells train on (``training.torch_devices``: ``['cpu']``, or one
+    """The torch devices the cells train on (``devices.torch_devices``: ``['cpu']``, or one
     per GPU). Resolved in the parent, once, so every cell of a run gets the same answer."""
-    from ..training import torch_devices
+    from .. import devices
 
-    return torch_devices(cfg.accelerator, cfg.devices)
+    return devices.torch_devices(cfg.accelerator, cfg.devices)
 
 
 def worker_count(cfg: BenchmarkConfig, devices: list[str]) -> int:

@@ -298,13 +298,14 @@ def train_stacked(
     recipe: HeadRecipe,
     lr_scale: float = 1.0,
     seed: int = 0,
+    only: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """Train the M models of ``net`` on rows ``X`` with labels ``y`` (class indices); model m
-    trains on rows ``train_mask[m]`` and early-stops on rows ``val_mask[m]`` (its best weights
-    restored), or runs all epochs when it has no validation rows. A model that has stopped leaves
-    the stack; training ends when every model has stopped. ``lr_scale`` multiplies both learning
-    rates (the tuned grid). Everything runs on the device of ``net``'s parameters. Returns each
-    model's best validation loss (inf: none)."""
+    """Train the M models of ``net`` (on its parameters' device) on rows ``X``, labels ``y``;
+    model m trains on rows ``train_mask[m]`` and early-stops on ``val_mask[m]`` (best weights
+    restored; no validation rows: every epoch), then leaves the stack. ``lr_scale`` multiplies
+    both learning rates (the tuned grid). ``only`` (a mask over the models) trains just those,
+    the others' rows and dropout draws kept, so a model trains exactly as beside them
+    (``fit_torch``'s chosen final model). Returns each best validation loss (inf: none)."""
     M, device = net.n_models, net.head_w.device
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)  # dropout
@@ -316,28 +317,25 @@ def train_stacked(
     stops = (val_mask.sum(1) > 0).cpu()  # a model without validation rows runs every epoch
     best, bad = torch.full((M,), math.inf), torch.zeros(M, dtype=torch.long)
     kept = _Kept(net)
+    left_out = torch.zeros(M, dtype=torch.bool) if only is None else ~only.cpu().bool()
+    if left_out.all():
+        return best.numpy()
+    if left_out.any():
+        _leave(net, opt, ~left_out)
     # equal batches of at most batch_size rows: a last batch of one or two rows (66 rows in
     # batches of 32) gave BatchNorm two-row statistics and a third of the epoch's steps
     n_batches = max(1, math.ceil(len(rows) / max(2, recipe.batch_size)))
     for _ in range(recipe.epochs):
-        net.train()
         perm = rows[torch.randperm(len(rows), generator=gen)]
-        for idx in torch.tensor_split(perm.to(device), n_batches):
-            w = train_mask[:, idx]
-            w = w * (w.sum(1, keepdim=True) >= 2)  # BatchNorm needs two rows of a model's own
-            if w.any():  # as when every model was held: the held ones' momentum steps alike
-                held = w if net.members is None else w[net.members.to(device)]
-                opt.zero_grad(set_to_none=True)
-                _masked_loss(net(X[idx], held, train=True, rng=rng), y[idx], held).sum().backward()
-                opt.step()
-        if not stops.any():
+        _epoch(net, opt, X, y, train_mask, torch.tensor_split(perm.to(device), n_batches), rng)
+        if not (stops & ~left_out).any():
             continue
         v = _validation_losses(net, X, y, val_mask)
         improved = stops & (v < best - 1e-4) & (bad < recipe.patience)
         kept.save(net, torch.nonzero(improved).view(-1))
         best = torch.where(improved, v, best)
         bad = torch.where(improved, torch.zeros_like(bad), bad + 1)
-        done = stops & (bad >= recipe.patience)
+        done = left_out | (stops & (bad >= recipe.patience))
         held = torch.arange(M) if net.members is None else net.members
         if done[held].any():  # leaving without a best (never a finite loss): its last weights
             kept.save(net, held[done[held] & ~torch.isfinite(best[held])])
@@ -351,6 +349,19 @@ def train_stacked(
     return best.numpy()
 
 
+def _epoch(net: StackedMLP, opt, X, y, train_mask, batches, rng) -> None:
+    """One pass over ``batches`` (row indices), each model on its own rows of each batch."""
+    net.train()
+    for idx in batches:
+        w = train_mask[:, idx]
+        w = w * (w.sum(1, keepdim=True) >= 2)  # BatchNorm needs two rows of a model's own
+        if w.any():  # as when every model was held: the held ones' momentum steps alike
+            held = w if net.members is None else w[net.members.to(w.device)]
+            opt.zero_grad(set_to_none=True)
+            _masked_loss(net(X[idx], held, train=True, rng=rng), y[idx], held).sum().backward()
+            opt.step()
+
+
 @torch.no_grad()
 def _validation_losses(net: StackedMLP, X, y, val_mask) -> torch.Tensor:
     """Each model's validation loss (M,), on the CPU; inf for a model no longer held."""
@@ -361,8 +372,8 @@ def _validation_losses(net: StackedMLP, X, y, val_mask) -> torch.Tensor:
     v = _masked_loss(net(X[val_rows]), y[val_rows], masks[:, val_rows]).cpu()
     if held is None:
         return v
-    out = torch.full((net.n_drawn,), math.inf)
-    out[held.cpu()] = v.float()
+    out = torch.full((net.n_drawn,), math.inf, dtype=v.dtype)
+    out[held.cpu()] = v
     return out
 
 

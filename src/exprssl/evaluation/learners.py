@@ -179,52 +179,44 @@ def _val_mask(job: GroupJob, n: int) -> np.ndarray:
 
 def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob):
     """Encoder (pretrained, random-init or none) + softmax head, with the learning-rate scale
-    chosen by inner CV: each grid value trains its fold models and the final model at once, as
-    one stacked network. The final model early-stops on the labelled subset's validation part.
-    The networks and their data live on the job's device."""
+    chosen by inner CV: each grid value trains its fold models at once, as one stacked network;
+    then the chosen value's final model trains, early-stopping on the labelled subset's
+    validation part, exactly as it would have beside its fold models (``train_stacked``'s
+    ``only``): the other values' final models, never used, are never trained. The networks and
+    their data live on the job's device."""
     import torch
 
     n = len(y_lab)
     final_val = _val_mask(job, n)
-    final_train = ~final_val
     folds = folds or []
-    train_mask = np.stack([*[~np.isin(np.arange(n), h) for h in folds], final_train])
-    val_mask = np.stack([*[np.isin(np.arange(n), h) for h in folds], final_val])
+    train_mask = torch.from_numpy(
+        np.stack([*[~np.isin(np.arange(n), h) for h in folds], ~final_val])
+    )
+    val_mask = torch.from_numpy(np.stack([*[np.isin(np.arange(n), h) for h in folds], final_val]))
+    final = torch.arange(len(train_mask)) == len(folds)
     device = torch.device(job.device)
     X = torch.as_tensor(np.ascontiguousarray(F_lab), dtype=torch.float32).to(device)
     Xt = torch.as_tensor(np.ascontiguousarray(F_test), dtype=torch.float32).to(device)
     y = torch.as_tensor(y_lab, dtype=torch.long).to(device)
     grid = GRIDS["torch"] if folds else GRIDS["torch"][:1]
-    cv, losses, test_proba = [], [], []
+    nets, cv, losses = [], [], []
     for params in grid:
         net = StackedMLP(encoder, X.shape[1], job.n_classes, len(train_mask), seed=job.seed)
-        net = net.to(device)
-        best = train_stacked(
-            net,
-            X,
-            y,
-            torch.from_numpy(train_mask),
-            torch.from_numpy(val_mask),
-            job.recipe,
-            lr_scale=params["lr_scale"],
-            seed=job.seed,
-        )
+        nets.append(net.to(device))
         if folds:
-            proba = predict_proba(net, X)
-            cv.append(
-                float(
-                    np.mean(
-                        [
-                            score(y_lab[h], proba[f, h].argmax(1), job.metric)
-                            for f, h in enumerate(folds)
-                        ]
-                    )
-                )
+            best = train_stacked(
+                net, X, y, train_mask, val_mask, job.recipe, params["lr_scale"], job.seed, ~final
             )
+            proba = predict_proba(net, X)
+            fold_scores = [
+                score(y_lab[h], proba[f, h].argmax(1), job.metric) for f, h in enumerate(folds)
+            ]
+            cv.append(float(np.mean(fold_scores)))
             losses.append(float(np.mean(best[: len(folds)])))
-        test_proba.append(predict_proba(net, Xt)[-1])
     chosen = pick(cv, losses) if cv else 0
-    return test_proba[chosen].astype(np.float64), dict(grid[chosen])
+    net, lr_scale = nets[chosen], grid[chosen]["lr_scale"]
+    train_stacked(net, X, y, train_mask, val_mask, job.recipe, lr_scale, job.seed, final)
+    return predict_proba(net, Xt)[-1].astype(np.float64), dict(grid[chosen])
 
 
 def train_torch(F_lab, y_lab, encoder, params, job, seed: int = 0):
