@@ -149,3 +149,97 @@ def test_batches_are_equal_so_no_batch_is_one_or_two_rows():
     recipe = HeadRecipe(epochs=1, batch_size=32)
     train_stacked(net, X, y, torch.ones(1, 66, dtype=torch.bool), None, recipe)
     assert sizes == [22, 22, 22]
+
+
+def test_a_stopped_model_leaves_the_stack_and_the_others_train_as_before():
+    """Model 0 early-stops (its validation labels are flipped) and leaves: the steps after it
+    hold one model, and model 1 (no validation rows, so it runs every epoch) ends exactly where
+    it ends when model 0 never stops (no validation rows either), dropout included. In float64:
+    in float32 a one-model GEMM rounds differently from a two-model one, and Adam amplifies it."""
+    torch.manual_seed(0)
+    X = torch.randn(40, 10, dtype=torch.float64)
+    y = (X[:, 0] > 0).long()
+    y_flipped = y.clone()
+    y_flipped[30:] = 1 - y[30:]
+    train = torch.zeros(2, 40, dtype=torch.bool)
+    train[:, :30] = True
+    val = torch.zeros(2, 40, dtype=torch.bool)
+    val[0, 30:] = True
+    recipe = HeadRecipe(epochs=25, lr=5e-2, encoder_lr=5e-2, batch_size=16, patience=2)
+    held = []
+
+    class Spy(StackedMLP):
+        def forward(self, x, mask=None, train=False, rng=None):
+            if train:
+                held.append(self.n_models)
+            return super().forward(x, mask, train, rng)
+
+    encoder = MLPEncoder(10, [8, 8], dropout=0.3)
+
+    def trained(val_mask):
+        net = Spy(encoder, 10, 2, 2, seed=0).double()
+        best = train_stacked(net, X, y_flipped, train, val_mask, recipe, seed=4)
+        return net, best
+
+    net, best = trained(val)
+    stopped_after = held.index(1)  # the first step without model 0
+    assert 0 < stopped_after < len(held) and set(held[stopped_after:]) == {1}
+    assert np.isfinite(best[0]) and np.isinf(best[1])
+    assert net.n_models == 2 and net.head_w.shape[0] == 2  # every model held again
+    held.clear()
+    reference, _ = trained(None)
+    assert set(held) == {2}
+    np.testing.assert_allclose(
+        predict_proba(net, X)[1], predict_proba(reference, X)[1], rtol=0, atol=1e-9
+    )
+
+
+def test_training_ends_when_every_model_has_stopped():
+    """Both models' validation losses only worsen: both stop after ``patience`` epochs without
+    improving, and training ends there, far before ``epochs``."""
+    torch.manual_seed(0)
+    X = torch.randn(40, 10)
+    y = (X[:, 0] > 0).long()
+    y[30:] = 1 - y[30:]
+    train = torch.zeros(2, 40, dtype=torch.bool)
+    train[:, :30] = True
+    val = torch.zeros(2, 40, dtype=torch.bool)
+    val[:, 30:] = True
+    epochs = []
+
+    class Spy(StackedMLP):
+        def forward(self, x, mask=None, train=False, rng=None):
+            if not train:
+                epochs.append(self.n_models)  # one validation pass per epoch
+            return super().forward(x, mask, train, rng)
+
+    net = Spy(MLPEncoder(10, [8], dropout=0.0), 10, 2, 2, seed=0)
+    recipe = HeadRecipe(epochs=200, lr=5e-2, encoder_lr=5e-2, batch_size=64, patience=3)
+    train_stacked(net, X, y, train, val, recipe)
+    assert len(epochs) < 30
+
+
+def test_a_model_trained_alone_later_trains_as_it_did_beside_the_others():
+    """``only``: the fold models first, then the final model alone, end where training them all
+    at once ends (float64), so fit_torch need not train the final models it does not choose."""
+    torch.manual_seed(0)
+    X = torch.randn(48, 10, dtype=torch.float64)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).long()
+    train = torch.ones(3, 48, dtype=torch.bool)
+    train[0, :16], train[1, 16:32], train[2, 40:] = False, False, False
+    val = ~train
+    encoder = MLPEncoder(10, [8, 8], dropout=0.3)
+    recipe = HeadRecipe(epochs=30, lr=2e-2, encoder_lr=2e-2, batch_size=16, patience=3)
+
+    def net():
+        return StackedMLP(encoder, 10, 2, 3, seed=1).double()
+
+    together = net()
+    best_together = train_stacked(together, X, y, train, val, recipe, seed=2)
+    apart, final = net(), torch.tensor([False, False, True])
+    best_folds = train_stacked(apart, X, y, train, val, recipe, seed=2, only=~final)
+    assert np.isinf(best_folds[2])  # the final model did not train
+    best_final = train_stacked(apart, X, y, train, val, recipe, seed=2, only=final)
+    np.testing.assert_allclose(best_folds[:2], best_together[:2], rtol=1e-9)
+    np.testing.assert_allclose(best_final[2], best_together[2], rtol=1e-9)
+    np.testing.assert_allclose(predict_proba(apart, X), predict_proba(together, X), atol=1e-9)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import os
 import typing
 import warnings
@@ -24,6 +23,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader, Dataset
 
+from .devices import available_accelerators, gpu_kind, parse_devices
 from .errors import ConfigError, TrainingDivergedError
 from .losses import LossOutput
 from .options import OptionValueError, option, options_class, validate_options
@@ -66,22 +66,6 @@ def build_optimizer(
 
 
 # ------------------------------------------------------------------------- training options
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-
-
-def available_accelerators() -> tuple[str, ...]:
-    """The accelerator names Lightning can use on this machine (``auto`` and ``cpu`` always)."""
-    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator, XLAAccelerator
-
-    present = {
-        "cuda": CUDAAccelerator.is_available(),
-        "mps": MPSAccelerator.is_available(),
-        "tpu": XLAAccelerator.is_available(),
-    }
-    present["gpu"] = present["cuda"] or present["mps"]
-    return tuple(a for a in ACCELERATORS if a in ("auto", "cpu") or present[a])
-
-
 def _parse_name(v: Any) -> str:
     """A case-insensitive name ('Adam', 'CPU')."""
     if not isinstance(v, str):
@@ -130,28 +114,6 @@ def _parse_precision(v: Any) -> str:
     return v
 
 
-def _parse_devices(v: Any) -> int | str | list[int]:
-    """Lightning's ``devices``: 'auto', a count (-1: all) or a list of indices ('0,1' too)."""
-    requirement = "'auto', a number of devices (>= 1, or -1 for all) or a list of device indices"
-    if isinstance(v, str):
-        text = v.strip()
-        if text == "auto":
-            return text
-        try:
-            v = int(text) if "," not in text else [int(i) for i in text.split(",") if i.strip()]
-        except ValueError:
-            raise OptionValueError(requirement) from None
-    if isinstance(v, numbers.Integral) and not isinstance(v, bool) and (v == -1 or v >= 1):
-        return int(v)
-    if (
-        isinstance(v, (list, tuple))
-        and v
-        and all(isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= 0 for i in v)
-    ):
-        return [int(i) for i in v]
-    raise OptionValueError(requirement)
-
-
 def _parse_path(v: Any) -> str:
     if not isinstance(v, (str, os.PathLike)) or not str(v):
         raise OptionValueError("a directory path")
@@ -192,7 +154,7 @@ class TrainConfig:
         note="available on this machine",
     )
     devices: int | str | list[int] = option(
-        "auto", "'auto', a device count (-1: all) or device indices", parse=_parse_devices
+        "auto", "'auto', a device count (-1: all) or device indices", parse=parse_devices
     )
     num_nodes: int = option(1, "machines in a distributed run", ge=1)
     strategy: str = option(
@@ -615,13 +577,7 @@ def native_bf16() -> bool | None:
 
 
 def _on_cpu(cfg: TrainConfig) -> bool:
-    if cfg.accelerator == "cpu":
-        return True
-    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
-
-    return cfg.accelerator == "auto" and not (
-        CUDAAccelerator.is_available() or MPSAccelerator.is_available()
-    )
+    return cfg.accelerator == "cpu" or (cfg.accelerator == "auto" and gpu_kind("auto") is None)
 
 
 def check_precision(cfg: TrainConfig) -> None:

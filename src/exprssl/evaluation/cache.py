@@ -27,6 +27,8 @@ _RESUMABLE = {
     "splits",
     "jobs",
     "scheduler",  # where cells run: the numbers are the same (a local run resumes on a cluster)
+    "accelerator",  # hardware, as jobs: where the cells run, not what they compute
+    "devices",
     "bootstrap",
     "min_test_per_class",
     "min_model_coverage",  # only refuses a model; the model's weights hash is in the fingerprint

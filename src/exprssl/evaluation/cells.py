@@ -67,6 +67,7 @@ class GroupJob:
     tune: bool = True
     metric: str = "balanced_accuracy"
     classes: np.ndarray | None = None  # class names, for the tuning notes
+    device: str = "cpu"  # torch device of the torch heads and XGBoost ("cuda:0": that GPU)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..devices import available_accelerators, parse_devices
 from ..encoders import default_encoder
 from ..errors import ConfigError
 from ..io import ORIENTATIONS
@@ -89,6 +90,18 @@ def _scheduler(v: Any) -> str:
             "a Dask scheduler's address (tcp://host:8786) or its scheduler file (.json)"
         )
     return v.strip()
+
+
+def _accelerators() -> tuple[str, ...]:
+    """Pretraining's accelerator names present here, but TPUs (the cells do not run on one)."""
+    return tuple(a for a in available_accelerators() if a != "tpu")
+
+
+def _accelerator(v: Any) -> str:
+    """A case-insensitive name ('GPU')."""
+    if not isinstance(v, str):
+        raise OptionValueError("a name")
+    return v.lower()
 
 
 def _split(v: Any) -> dict[str, float]:
@@ -202,12 +215,27 @@ class BenchmarkConfig:
         "fraction (attributions.csv)",
     )
     bootstrap: int = option(2000, "bootstrap resamples of the intervals", ge=100, le=100_000)
-    jobs: int | None = option(None, "worker processes (null: one per core)", ge=1)
+    jobs: int | None = option(
+        None, "worker processes (null: one per core, or one per GPU on a GPU)", ge=1
+    )
     scheduler: str | None = option(
         None,
         "a Dask scheduler (tcp://host:8786, or its scheduler file .json): pretraining and cells "
         "run on its workers, which must see the output directory (a shared filesystem)",
         parse=_scheduler,
+    )
+    accelerator: str = option(
+        "auto",
+        "hardware of the pretraining and of the cells' torch heads and XGBoost: auto, cpu, gpu, "
+        "cuda or mps (must be present; the linear models run on the CPU)",
+        choices=_accelerators,
+        parse=_accelerator,
+        note="available on this machine",
+    )
+    devices: int | str | list[int] = option(
+        "auto",
+        "the GPUs the cells share, round-robin: 'auto' (all), a count (-1: all) or indices",
+        parse=parse_devices,
     )
     orientation: str = option(
         "auto",
@@ -277,6 +305,23 @@ class BenchmarkConfig:
                 f"(the {self.protocol} protocol's parts)",
                 self.split,
             )
+
+
+def cell_devices(cfg: BenchmarkConfig) -> list[str]:
+    """The torch devices the cells train on (``devices.torch_devices``: ``['cpu']``, or one
+    per GPU). Resolved in the parent, once, so every cell of a run gets the same answer."""
+    from .. import devices
+
+    return devices.torch_devices(cfg.accelerator, cfg.devices)
+
+
+def worker_count(cfg: BenchmarkConfig, devices: list[str]) -> int:
+    """Worker processes: ``jobs``, else one per core on the CPU and one per GPU on GPUs (a
+    worker per core each taking the same GPU would queue on it and hold its memory many times;
+    a cell's torch heads are already batched, so one worker fills a GPU)."""
+    if cfg.jobs:
+        return cfg.jobs
+    return cpu_count() if devices == ["cpu"] else len(devices)
 
 
 def _same_file(a, b) -> bool:

@@ -7,7 +7,10 @@ holds M copies of an encoder + linear head with stacked parameters: the first la
 one GEMM over the shared input, the deeper layers one batched GEMM each, and each model sees
 only its own training rows through a mask (its BatchNorm statistics and loss use those rows
 only). Early stopping keeps each model's best weights by an indexed copy, not a deep copy of a
-state dict.
+state dict, and a model that has stopped leaves the stack: its columns of every GEMM and its
+optimizer state are dropped, so no step is spent on a model whose result is already fixed (its
+dropout masks are still drawn, so the others train exactly as before). The network and its data
+live on one torch device (the benchmark's ``accelerator``); the models are already batched.
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ def _encoder_blocks(
     return blocks, dropout
 
 
-def dropout_mask(shape, p: float, rng: np.random.Generator | None) -> torch.Tensor:
+def dropout_mask(
+    shape, p: float, rng: np.random.Generator | None, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Inverted-dropout multipliers (0 or 1/(1-p)) from 16-bit keys, four per 64-bit draw of the
     bit generator: about 10x cheaper than torch's CPU Bernoulli sampling, which cost a third of a
     small head's training step. The rate is exact to 2^-16."""
@@ -51,7 +56,7 @@ def dropout_mask(shape, p: float, rng: np.random.Generator | None) -> torch.Tens
     keep = keys >= np.uint16(round(p * 65536)) if p < 1 else np.zeros(n, dtype=bool)
     return torch.from_numpy(
         keep.reshape(shape).astype(np.float32) * np.float32(1 / (1 - p) if p < 1 else 0)
-    )
+    ).to(device)
 
 
 class _StackedBlock(nn.Module):
@@ -131,6 +136,8 @@ class StackedMLP(nn.Module):
     ):
         super().__init__()
         self.n_models = M = int(n_models)
+        self.n_drawn = M  # models whose dropout masks are drawn (those held and those stopped)
+        self.members: torch.Tensor | None = None  # the held models' ids while some have left
         self.freeze_encoder = freeze_encoder
         self.dropout = 0.0
         width = n_in
@@ -168,7 +175,8 @@ class StackedMLP(nn.Module):
         for block in self.blocks:
             h = block(h, mask if train_encoder else None)
             if train_encoder and self.dropout > 0:
-                h = h * dropout_mask(h.shape, self.dropout, rng)
+                drawn = dropout_mask((self.n_drawn, *h.shape[1:]), self.dropout, rng, h.device)
+                h = h * (drawn if self.members is None else drawn[self.members])
         if not len(self.blocks):
             h = x.unsqueeze(0).expand(self.n_models, *x.shape)
         return torch.baddbmm(self.head_b.unsqueeze(1), h, self.head_w)
@@ -180,6 +188,24 @@ class StackedMLP(nn.Module):
             for name, t in [*block.named_parameters(), *block.named_buffers()]:
                 out.append((t, block.model_axis(name)))
         return out
+
+    @torch.no_grad()
+    def keep_models(self, positions: torch.Tensor) -> None:
+        """Hold only the models at ``positions`` (of those held now), in place: the same
+        parameter objects, narrower along their model axis."""
+        positions = positions.to(self.head_w.device)
+        for t, ax in self.state_tensors():
+            t.data = t.data.index_select(ax, positions)
+        ids = torch.arange(self.n_drawn) if self.members is None else self.members
+        self.members = ids[positions.cpu()]
+        self.n_models = len(positions)
+
+    @torch.no_grad()
+    def hold_all(self, tensors: list[torch.Tensor]) -> None:
+        """Hold every model again, from ``tensors`` (one per ``state_tensors()`` entry)."""
+        for (t, _), full in zip(self.state_tensors(), tensors, strict=True):
+            t.data = full
+        self.members, self.n_models = None, self.n_drawn
 
 
 @options_class("finetune")
@@ -226,23 +252,41 @@ def _masked_loss(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torc
     return (ce * w).sum(1) / w.sum(1).clamp_min(1)
 
 
-class _BestWeights:
-    """Each model's weights at its best validation loss: an indexed copy into preallocated
-    buffers, not a deep copy of a state dict every improving epoch."""
+class _Kept:
+    """Each model's weights to keep, for every model of the stack: its best so far (an indexed
+    copy into preallocated buffers, not a deep copy of a state dict every improving epoch), or,
+    for a model that leaves without one or never early-stops, its last."""
 
     def __init__(self, net: StackedMLP):
         self.tensors, self.axes = zip(*net.state_tensors(), strict=True)
         self.saved = [t.detach().clone() for t in self.tensors]
 
     @torch.no_grad()
-    def save(self, ids: torch.Tensor) -> None:
+    def save(self, net: StackedMLP, ids: torch.Tensor) -> None:
+        """Copy models ``ids`` (among all) from the stack, which holds ``net.members``."""
+        if not len(ids):
+            return
+        held = torch.arange(net.n_drawn) if net.members is None else net.members
+        where = torch.full((net.n_drawn,), -1, dtype=torch.long)
+        where[held] = torch.arange(len(held))
+        ids_, pos = ids.to(self.saved[0].device), where[ids].to(self.saved[0].device)
         for t, s, ax in zip(self.tensors, self.saved, self.axes, strict=True):
-            s.index_copy_(ax, ids, t.detach().index_select(ax, ids))
+            s.index_copy_(ax, ids_, t.detach().index_select(ax, pos))
 
-    @torch.no_grad()
-    def restore(self, ids: torch.Tensor) -> None:
-        for t, s, ax in zip(self.tensors, self.saved, self.axes, strict=True):
-            t.index_copy_(ax, ids, s.index_select(ax, ids))
+
+@torch.no_grad()
+def _leave(net: StackedMLP, opt: torch.optim.Optimizer, stay: torch.Tensor) -> None:
+    """Models not in ``stay`` (a mask over those held) leave the stack and their optimizer
+    state with them; the others' state is untouched, so they train on exactly as before."""
+    positions = torch.nonzero(stay).view(-1)
+    axes = {id(t): ax for t, ax in net.state_tensors()}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for key, value in state.items():
+                if key != "step" and torch.is_tensor(value) and value.dim():
+                    state[key] = value.index_select(axes[id(p)], positions.to(value.device))
+    net.keep_models(positions)
 
 
 def train_stacked(
@@ -254,62 +298,95 @@ def train_stacked(
     recipe: HeadRecipe,
     lr_scale: float = 1.0,
     seed: int = 0,
+    only: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """Train the M models of ``net`` on rows ``X`` with labels ``y`` (class indices); model m
-    trains on rows ``train_mask[m]`` and early-stops on rows ``val_mask[m]`` (its best weights
-    restored), or runs all epochs when it has no validation rows. ``lr_scale`` multiplies both
-    learning rates (the tuned grid). Returns each model's best validation loss (inf: none)."""
-    M = net.n_models
+    """Train the M models of ``net`` (on its parameters' device) on rows ``X``, labels ``y``;
+    model m trains on rows ``train_mask[m]`` and early-stops on ``val_mask[m]`` (best weights
+    restored; no validation rows: every epoch), then leaves the stack. ``lr_scale`` multiplies
+    both learning rates (the tuned grid). ``only`` (a mask over the models) trains just those,
+    the others' rows and dropout draws kept, so a model trains exactly as beside them
+    (``fit_torch``'s chosen final model). Returns each best validation loss (inf: none)."""
+    M, device = net.n_models, net.head_w.device
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)  # dropout
     opt = _optimizer(net, recipe, lr_scale)
-    train_mask = train_mask.float()
-    rows = torch.nonzero(train_mask.any(0)).view(-1)
-    val_mask = torch.zeros_like(train_mask) if val_mask is None else val_mask.float()
-    val_rows = torch.nonzero(val_mask.any(0)).view(-1)
-    Xv, yv, wv = X[val_rows], y[val_rows], val_mask[:, val_rows]
-    stops = (
-        wv.sum(1) > 0
-    )  # a model without validation rows (a class with one label) runs every epoch
+    X, y = X.to(device), y.to(device)
+    train_mask = train_mask.to(device).float()
+    val_mask = torch.zeros_like(train_mask) if val_mask is None else val_mask.to(device).float()
+    rows = torch.nonzero(train_mask.any(0)).view(-1).cpu()
+    stops = (val_mask.sum(1) > 0).cpu()  # a model without validation rows runs every epoch
     best, bad = torch.full((M,), math.inf), torch.zeros(M, dtype=torch.long)
-    weights = _BestWeights(net)
+    kept = _Kept(net)
+    left_out = torch.zeros(M, dtype=torch.bool) if only is None else ~only.cpu().bool()
+    if left_out.all():
+        return best.numpy()
+    if left_out.any():
+        _leave(net, opt, ~left_out)
     # equal batches of at most batch_size rows: a last batch of one or two rows (66 rows in
     # batches of 32) gave BatchNorm two-row statistics and a third of the epoch's steps
     n_batches = max(1, math.ceil(len(rows) / max(2, recipe.batch_size)))
     for _ in range(recipe.epochs):
-        net.train()
         perm = rows[torch.randperm(len(rows), generator=gen)]
-        for idx in torch.tensor_split(perm, n_batches):
-            w = train_mask[:, idx]
-            w = w * (w.sum(1, keepdim=True) >= 2)  # BatchNorm needs two rows of a model's own
-            if w.any():
-                opt.zero_grad(set_to_none=True)
-                _masked_loss(net(X[idx], w, train=True, rng=rng), y[idx], w).sum().backward()
-                opt.step()
-        if not stops.any():
+        _epoch(net, opt, X, y, train_mask, torch.tensor_split(perm.to(device), n_batches), rng)
+        if not (stops & ~left_out).any():
             continue
-        net.eval()
-        with torch.no_grad():
-            v = _masked_loss(net(Xv), yv, wv)
+        v = _validation_losses(net, X, y, val_mask)
         improved = stops & (v < best - 1e-4) & (bad < recipe.patience)
-        if improved.any():
-            weights.save(torch.nonzero(improved).view(-1))
-            best = torch.where(improved, v, best)
+        kept.save(net, torch.nonzero(improved).view(-1))
+        best = torch.where(improved, v, best)
         bad = torch.where(improved, torch.zeros_like(bad), bad + 1)
-        if stops.all() and (bad >= recipe.patience).all():
-            break
-    restore = torch.nonzero(stops & torch.isfinite(best)).view(-1)
-    if len(restore):
-        weights.restore(restore)
+        done = left_out | (stops & (bad >= recipe.patience))
+        held = torch.arange(M) if net.members is None else net.members
+        if done[held].any():  # leaving without a best (never a finite loss): its last weights
+            kept.save(net, held[done[held] & ~torch.isfinite(best[held])])
+            if done.all():
+                break
+            _leave(net, opt, ~done[held])
+    held = torch.arange(M) if net.members is None else net.members
+    kept.save(net, held[~(stops[held] & torch.isfinite(best[held]))])  # the last weights
+    net.hold_all(kept.saved)
     net.eval()
     return best.numpy()
 
 
-def predict_proba(net: StackedMLP, X: torch.Tensor, batch: int = 4096) -> np.ndarray:
-    """Class probabilities (M, n, classes) in eval mode."""
+def _epoch(net: StackedMLP, opt, X, y, train_mask, batches, rng) -> None:
+    """One pass over ``batches`` (row indices), each model on its own rows of each batch."""
+    net.train()
+    for idx in batches:
+        w = train_mask[:, idx]
+        w = w * (w.sum(1, keepdim=True) >= 2)  # BatchNorm needs two rows of a model's own
+        if w.any():  # as when every model was held: the held ones' momentum steps alike
+            held = w if net.members is None else w[net.members.to(w.device)]
+            opt.zero_grad(set_to_none=True)
+            _masked_loss(net(X[idx], held, train=True, rng=rng), y[idx], held).sum().backward()
+            opt.step()
+
+
+@torch.no_grad()
+def _validation_losses(net: StackedMLP, X, y, val_mask) -> torch.Tensor:
+    """Each model's validation loss (M,), on the CPU; inf for a model no longer held."""
+    held = None if net.members is None else net.members.to(val_mask.device)
+    masks = val_mask if held is None else val_mask[held]
+    val_rows = torch.nonzero(masks.any(0)).view(-1)
     net.eval()
+    v = _masked_loss(net(X[val_rows]), y[val_rows], masks[:, val_rows]).cpu()
+    if held is None:
+        return v
+    out = torch.full((net.n_drawn,), math.inf, dtype=v.dtype)
+    out[held.cpu()] = v
+    return out
+
+
+def predict_proba(net: StackedMLP, X: torch.Tensor, batch: int = 4096) -> np.ndarray:
+    """Class probabilities (M, n, classes) in eval mode, on the CPU (computed on ``net``'s
+    device)."""
+    net.eval()
+    device = net.head_w.device
     with torch.no_grad():
-        out = [torch.softmax(net(X[s : s + batch]), -1) for s in range(0, X.shape[0], batch)]
+        out = [
+            torch.softmax(net(X[s : s + batch].to(device)), -1).cpu()
+            for s in range(0, X.shape[0], batch)
+        ]
     return (
         torch.cat(out, 1).numpy()
         if out

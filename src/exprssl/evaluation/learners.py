@@ -2,7 +2,13 @@
 labelled subset only (``tuning``): logistic regression on fixed features (genes, embeddings, PCA
 scores), XGBoost, and an encoder + softmax head trained by gradient descent (``heads``).
 Baselines (``baselines/``) and the SSL heads call them; each returns (class probabilities of the
-test rows over every class of the task, the chosen hyperparameters)."""
+test rows over every class of the task, the chosen hyperparameters).
+
+Tuning costs what the grid needs and no more: the linear models follow warm-started
+regularisation paths (``fit_by_path``), XGBoost quantises each inner fold once for every grid
+point and stops the grid points that fall behind their comparable peers (``boosting``), and a
+stacked torch head drops each model as it early-stops (``heads``). The torch heads and XGBoost
+run on the cell's device (``GroupJob.device``); scikit-learn's linear models on the CPU."""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import numpy as np
 
 from .heads import StackedMLP, predict_proba, train_stacked
 from .metrics import score
-from .tuning import GRIDS, pick
+from .tuning import GRIDS, pick, regularisation_paths
 
 if TYPE_CHECKING:
     from .cells import GroupJob
@@ -79,69 +85,87 @@ def fit_linear(F_lab, y_lab, F_test, grid_name, folds, job: GroupJob):
     grid = GRIDS[grid_name] if folds is not None else GRIDS[grid_name][:1]
     if grid_name == "pca":
         grid = [p for p in grid if p["k"] <= F_lab.shape[1]] or [{"k": F_lab.shape[1]}]
-    return fit_by_inner_cv(F_lab, y_lab, F_test, grid, folds, job, fit_logistic, logistic_proba)
+        return fit_by_inner_cv(F_lab, y_lab, F_test, grid, folds, job, fit_logistic, logistic_proba)
+    return fit_by_path(F_lab, y_lab, F_test, grid, folds, job, _logistic)
 
 
-def _xgb(params, n_estimators, seed, n_classes: int, early_stopping=None):
-    from xgboost import XGBClassifier
+def _logistic(params: dict[str, Any], seed: int, warm_start: bool = False):
+    """``fit_logistic``'s classifier (without its scaler)."""
+    from sklearn.linear_model import LogisticRegression
 
-    # two classes train binary:logistic, whose early-stopping metric is logloss (mlogloss fails)
-    return XGBClassifier(
-        n_estimators=n_estimators,
-        subsample=0.8,
-        colsample_bytree=0.5,
-        tree_method="hist",
-        max_bin=64,
-        n_jobs=1,
-        random_state=seed,
-        verbosity=0,
-        early_stopping_rounds=early_stopping,
-        eval_metric="logloss" if n_classes == 2 else "mlogloss",
-        **params,
+    return LogisticRegression(
+        C=params.get("C", 1.0), max_iter=3000, random_state=seed, warm_start=warm_start
     )
 
 
-def fit_xgboost(
-    F_lab, y_lab, F_test, folds, job: GroupJob, max_rounds: int = 300, default_rounds: int = 100
-):
+def fit_by_path(F_lab, y_lab, F_test, grid, folds, job: GroupJob, make: Callable, quiet=False):
+    """``fit_by_inner_cv`` for a standardised linear model (same grid, folds and choice rule),
+    each fold fitted along warm-started regularisation paths (``tuning.regularisation_paths``):
+    one scaler per fold, and each grid point starting from the previous one's solution on its
+    path, strongest regularisation first. ``make(params, seed, warm_start)`` builds the
+    classifier; the final model is fit from scratch on the whole labelled subset, as before.
+    ``quiet`` silences the iteration cap's convergence warnings."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    grid = grid if folds is not None else grid[:1]
+    scores = np.zeros((len(grid), len(folds or [])))
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore", ConvergenceWarning)
+        for j, hold in enumerate(folds if len(grid) > 1 else []):
+            rows = np.setdiff1d(np.arange(len(y_lab)), hold)
+            scaler = StandardScaler().fit(F_lab[rows])
+            Z, Z_hold = scaler.transform(F_lab[rows]), scaler.transform(F_lab[hold])
+            for path in regularisation_paths(grid):
+                model = make(grid[path[0]], job.seed, warm_start=True)
+                for i in path:
+                    model.set_params(C=grid[i].get("C", 1.0), **_path_free(grid[i])).fit(
+                        Z, y_lab[rows]
+                    )
+                    proba = full_proba(model.predict_proba(Z_hold), model.classes_, job.n_classes)
+                    scores[i, j] = score(y_lab[hold], proba.argmax(1), job.metric)
+        params = grid[pick(scores.mean(1).tolist())] if scores.size else grid[0]
+        model = make_pipeline(StandardScaler(), make(params, job.seed)).fit(F_lab, y_lab)
+    return logistic_proba(model, F_test, params, job.n_classes), params
+
+
+def _path_free(params: dict[str, Any]) -> dict[str, Any]:
+    """A grid point's settings other than C (constant along its path)."""
+    return {k: v for k, v in params.items() if k != "C"}
+
+
+def fit_xgboost(F_lab, y_lab, F_test, folds, job: GroupJob, default_rounds: int = 100):
     """XGBoost with depth / min_child_weight / learning rate chosen by inner CV, each fold
-    early-stopping on its held-out part; the final model, fit on the whole labelled subset,
-    runs the chosen setting's median best number of rounds."""
+    early-stopping on its held-out part, the grid searched by successive halving
+    (``boosting.search``); the final model, fit on the whole labelled subset, runs the chosen
+    setting's median best number of rounds."""
+    import xgboost as xgb
     from sklearn.preprocessing import LabelEncoder
+
+    from . import boosting
 
     enc = LabelEncoder().fit(y_lab)
     if len(enc.classes_) == 1:
         return full_proba(np.ones((len(F_test), 1)), enc.classes_, job.n_classes), {}
-    grid = GRIDS["xgboost"]
+    grid, y, k = GRIDS["xgboost"], enc.transform(y_lab), len(enc.classes_)
     if folds is None:
         params, rounds = grid[0], default_rounds
     else:
-        cv, losses, best_rounds = [], [], []
-        for params in grid:
-            fold_scores, fold_losses, fold_rounds = [], [], []
-            for hold in folds:
-                fit = np.setdiff1d(np.arange(len(y_lab)), hold)
-                m = _xgb(params, max_rounds, job.seed, len(enc.classes_), early_stopping=20)
-                m.fit(
-                    F_lab[fit],
-                    enc.transform(y_lab[fit]),
-                    eval_set=[(F_lab[hold], enc.transform(y_lab[hold]))],
-                    verbose=False,
-                )
-                pred = enc.classes_[m.predict_proba(F_lab[hold]).argmax(1)]
-                fold_scores.append(score(y_lab[hold], pred, job.metric))
-                fold_losses.append(m.best_score)
-                fold_rounds.append(m.best_iteration + 1)
-            cv.append(float(np.mean(fold_scores)))
-            losses.append(float(np.mean(fold_losses)))
-            best_rounds.append(int(np.median(fold_rounds)))
-        best = pick(cv, losses)
-        params, rounds = grid[best], best_rounds[best]
-    model = _xgb(params, rounds, job.seed, len(enc.classes_)).fit(F_lab, enc.transform(y_lab))
-    return full_proba(model.predict_proba(F_test), enc.classes_, job.n_classes), {
-        **params,
-        "n_estimators": rounds,
-    }
+        best, rounds, _ = boosting.search(
+            F_lab, y, folds, grid, k, job.seed, job.metric, job.device
+        )
+        params = grid[best]
+    model = xgb.train(
+        boosting.booster_params(params, k, job.seed, job.device),
+        boosting.quantised(F_lab, y),
+        num_boost_round=rounds,
+    )
+    proba = boosting.class_proba(model, F_test, rounds)
+    return full_proba(proba, enc.classes_, job.n_classes), {**params, "n_estimators": rounds}
 
 
 def _val_mask(job: GroupJob, n: int) -> np.ndarray:
@@ -155,49 +179,44 @@ def _val_mask(job: GroupJob, n: int) -> np.ndarray:
 
 def fit_torch(F_lab, y_lab, F_test, encoder, folds, job: GroupJob):
     """Encoder (pretrained, random-init or none) + softmax head, with the learning-rate scale
-    chosen by inner CV: each grid value trains its fold models and the final model at once, as
-    one stacked network. The final model early-stops on the labelled subset's validation part."""
+    chosen by inner CV: each grid value trains its fold models at once, as one stacked network;
+    then the chosen value's final model trains, early-stopping on the labelled subset's
+    validation part, exactly as it would have beside its fold models (``train_stacked``'s
+    ``only``): the other values' final models, never used, are never trained. The networks and
+    their data live on the job's device."""
     import torch
 
     n = len(y_lab)
     final_val = _val_mask(job, n)
-    final_train = ~final_val
     folds = folds or []
-    train_mask = np.stack([*[~np.isin(np.arange(n), h) for h in folds], final_train])
-    val_mask = np.stack([*[np.isin(np.arange(n), h) for h in folds], final_val])
-    X = torch.as_tensor(np.ascontiguousarray(F_lab), dtype=torch.float32)
-    Xt = torch.as_tensor(np.ascontiguousarray(F_test), dtype=torch.float32)
-    y = torch.as_tensor(y_lab, dtype=torch.long)
+    train_mask = torch.from_numpy(
+        np.stack([*[~np.isin(np.arange(n), h) for h in folds], ~final_val])
+    )
+    val_mask = torch.from_numpy(np.stack([*[np.isin(np.arange(n), h) for h in folds], final_val]))
+    final = torch.arange(len(train_mask)) == len(folds)
+    device = torch.device(job.device)
+    X = torch.as_tensor(np.ascontiguousarray(F_lab), dtype=torch.float32).to(device)
+    Xt = torch.as_tensor(np.ascontiguousarray(F_test), dtype=torch.float32).to(device)
+    y = torch.as_tensor(y_lab, dtype=torch.long).to(device)
     grid = GRIDS["torch"] if folds else GRIDS["torch"][:1]
-    cv, losses, test_proba = [], [], []
+    nets, cv, losses = [], [], []
     for params in grid:
         net = StackedMLP(encoder, X.shape[1], job.n_classes, len(train_mask), seed=job.seed)
-        best = train_stacked(
-            net,
-            X,
-            y,
-            torch.from_numpy(train_mask),
-            torch.from_numpy(val_mask),
-            job.recipe,
-            lr_scale=params["lr_scale"],
-            seed=job.seed,
-        )
+        nets.append(net.to(device))
         if folds:
-            proba = predict_proba(net, X)
-            cv.append(
-                float(
-                    np.mean(
-                        [
-                            score(y_lab[h], proba[f, h].argmax(1), job.metric)
-                            for f, h in enumerate(folds)
-                        ]
-                    )
-                )
+            best = train_stacked(
+                net, X, y, train_mask, val_mask, job.recipe, params["lr_scale"], job.seed, ~final
             )
+            proba = predict_proba(net, X)
+            fold_scores = [
+                score(y_lab[h], proba[f, h].argmax(1), job.metric) for f, h in enumerate(folds)
+            ]
+            cv.append(float(np.mean(fold_scores)))
             losses.append(float(np.mean(best[: len(folds)])))
-        test_proba.append(predict_proba(net, Xt)[-1])
     chosen = pick(cv, losses) if cv else 0
-    return test_proba[chosen].astype(np.float64), dict(grid[chosen])
+    net, lr_scale = nets[chosen], grid[chosen]["lr_scale"]
+    train_stacked(net, X, y, train_mask, val_mask, job.recipe, lr_scale, job.seed, final)
+    return predict_proba(net, Xt)[-1].astype(np.float64), dict(grid[chosen])
 
 
 def train_torch(F_lab, y_lab, encoder, params, job, seed: int = 0):

@@ -15,14 +15,13 @@ import pandas as pd
 from ..model_layout import ModelLayout
 from ..outputs import check_output, output_lock
 from ..splits import label_fraction_subsets
-from ..threads import cpu_count
 from ..utils import atomic_savez, atomic_write_text
 from .attribution_stage import attribution_stage
 from .cache import prepare_output
 from .cells import GroupJob, evaluate_group
 from .cluster import connect
 from .cohort import Cohort, load_cohort
-from .config import BenchmarkConfig, resolve_config
+from .config import BenchmarkConfig, cell_devices, resolve_config, worker_count
 from .estimate import RunPlan, plan_work
 from .features import write_features
 from .heads import HeadRecipe
@@ -151,15 +150,22 @@ def _pretrain_options(cfg: BenchmarkConfig, method: str) -> dict:
             "epochs": cfg.epochs,
             "batch_size": cfg.batch_size,
             "patience": cfg.patience,
+            "accelerator": cfg.accelerator,
             "progress": False,
         },
     }
 
 
 def plan_jobs(
-    cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, store: ResultStore, artefacts: dict
+    cfg: BenchmarkConfig,
+    cohort: Cohort,
+    plan: Plan,
+    store: ResultStore,
+    artefacts: dict,
+    devices: list[str] = ("cpu",),
 ) -> list[GroupJob]:
-    """One job per (split, seed, fraction) with the approaches it still lacks."""
+    """One job per (split, seed, fraction) with the approaches it still lacks; the jobs take
+    ``devices`` in turn."""
     jobs = []
     recipe = HeadRecipe.check(cfg.finetune)
     for s in plan.splits:
@@ -200,6 +206,7 @@ def plan_jobs(
                         recipe=recipe,
                         tune=cfg.tune,
                         metric=cfg.main_metric,
+                        device=devices[len(jobs) % len(devices)],
                     )
                 )
     return jobs
@@ -308,7 +315,8 @@ def run_benchmark(
         ``estimate.RunPlan``.
     """
     t0 = time.perf_counter()
-    cfg.validate()  # then the output path and the cluster's address: all before any work
+    cfg.validate()  # then the devices, the output path and the cluster's address: before any work
+    devices = cell_devices(cfg)  # a GPU that is not there is refused here
     check_output(cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data])
     cluster = connect(cfg.scheduler if client is None else client, cfg.out)
     cohort = load_cohort(cfg)
@@ -319,19 +327,23 @@ def run_benchmark(
     # single-threaded worker processes never spin on a busy core: with neighbours each gets its fair
     # share, so every core of ours is used (one worker next to two busy processes made the demo
     # 3x slower)
-    jobs = cfg.jobs or cpu_count()
+    jobs = worker_count(cfg, devices)
     timings = {"loading": time.perf_counter() - t0}
     if dry_run:  # every check of a run, nothing written
         with cluster:
             prepare_output(cfg, cohort, plan, write=False)
-            return work_plan(cfg, cohort, plan, Path(cfg.out), jobs, ResultStore(cfg.out), given)
+            return work_plan(
+                cfg, cohort, plan, Path(cfg.out), jobs, ResultStore(cfg.out), given, devices
+            )
     with output_lock(cfg.out), cluster:
         out = prepare_output(cfg, cohort, plan).absolute()  # as workers elsewhere must see it
         for sub in Layout.SUBDIRS:
             (out / sub).mkdir(exist_ok=True)
         store = ResultStore(out)
-        work = work_plan(cfg, cohort, plan, out, jobs, store, given)
-        artefacts = _train_and_evaluate(cfg, cohort, plan, out, jobs, store, given, work, progress)
+        work = work_plan(cfg, cohort, plan, out, jobs, store, given, devices)
+        artefacts = _train_and_evaluate(
+            cfg, cohort, plan, out, jobs, store, given, work, progress, devices
+        )
         timings.update(artefacts["timings"])
         summary = summarize_stage(cfg, cohort, plan, store, out, given)
         explained = None
@@ -354,13 +366,14 @@ def work_plan(
     jobs: int,
     store: ResultStore,
     given: list[PretrainedModel] = (),
+    devices: list[str] = ("cpu",),
 ) -> RunPlan:
     """The work still to do (pretrainings not cached in ``out``, cells not in ``store``) and its
     estimate (``estimate.plan_work``); nothing is read but the store and the models' names."""
     from collections import defaultdict
 
     cells_only = {"features": defaultdict(lambda: defaultdict(str)), "models": {}}
-    cells = plan_jobs(cfg, cohort, plan, store, cells_only)
+    cells = plan_jobs(cfg, cohort, plan, store, cells_only, devices)
     pending = [
         (s.index, m, p)
         for s in plan.splits
@@ -371,7 +384,9 @@ def work_plan(
     return plan_work(cfg, cohort, plan, cells, pending, jobs, given)
 
 
-def _train_and_evaluate(cfg, cohort, plan, out, jobs, store, given, work: RunPlan, progress):
+def _train_and_evaluate(
+    cfg, cohort, plan, out, jobs, store, given, work: RunPlan, progress, devices
+):
     """Stages 4-5 under the progress bars, the plan said above them; returns the artefacts
     with the stages' wall seconds."""
     with Progress(progress) as bar:
@@ -384,7 +399,7 @@ def _train_and_evaluate(cfg, cohort, plan, out, jobs, store, given, work: RunPla
         artefacts = pretrain_stage(cfg, cohort, plan, out, jobs, tick, given)
         timings = artefacts["timings"]
         timings["features"] = time.perf_counter() - t0 - timings["pretraining"]
-        group_jobs = plan_jobs(cfg, cohort, plan, store, artefacts)
+        group_jobs = plan_jobs(cfg, cohort, plan, store, artefacts, devices)
         n_cells = len(plan.splits) * cfg.seeds * len(plan.fractions) * len(plan.approaches)
         done = n_cells - sum(len(j.approaches) for j in group_jobs)
         tick = bar("evaluating", n_cells, done=done, eta=work.evaluation_eta())

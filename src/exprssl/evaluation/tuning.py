@@ -33,6 +33,17 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
 MAX_FOLDS = {"logistic": 3, "pca": 3, "xgboost": 2, "torch": 2}
 
 
+def regularisation_paths(grid: list[dict[str, Any]]) -> list[list[int]]:
+    """Grid positions in warm-start order: one path per setting other than ``C`` (the elastic
+    net's L1 share), each from the smallest C (the strongest regularisation, whose solution is
+    nearest zero and the cheapest) up."""
+    paths: dict[tuple, list[int]] = {}
+    for i, params in enumerate(grid):
+        key = tuple(sorted((k, v) for k, v in params.items() if k != "C"))
+        paths.setdefault(key, []).append(i)
+    return [sorted(path, key=lambda i: grid[i].get("C", 1.0)) for path in paths.values()]
+
+
 def describe_grids(grids: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
     """One line per grid (``baselines.all_grids()``: ``GRIDS`` and the baselines' own), for the
     report and the manifest."""
