@@ -290,3 +290,16 @@ def test_progress_tick_feeds_the_remaining_time():
         task = bar.bar.tasks[0]
     assert task.completed == 3 and eta.left == pytest.approx(1.0)
     assert eta.ratio == pytest.approx(1.0)
+
+
+def test_xgboost_search_rounds_follow_the_halving_schedule():
+    """The cost model counts the rounds halving trains: the default grid's two groups of two
+    points all train 50 rounds, one per group goes on (150 expected: 2 x 100 more)."""
+    from exprssl.evaluation.boosting import searched_rounds
+    from exprssl.evaluation.tuning import GRIDS
+
+    grid = GRIDS["xgboost"]
+    assert searched_rounds(grid, 150) == 4 * 50 + 2 * 100
+    assert searched_rounds(grid, 40) == 4 * 40  # every point stops before the first rung
+    assert searched_rounds(grid, 1000) == 4 * 50 + 2 * 250  # at most 300 rounds
+    assert searched_rounds([{}] * 4, 150) == 4 * 50 + 2 * 50 + 1 * 50

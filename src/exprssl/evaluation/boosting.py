@@ -140,6 +140,20 @@ def halve(grid: list[dict], runs: list[list[FoldRun]]) -> set[int]:
         rung *= 2
 
 
+def searched_rounds(grid: list[dict], rounds: float) -> float:
+    """Boosting rounds a fold of ``search`` trains over the whole grid when every unpruned grid
+    point would run ``rounds`` rounds: the cost model's count (``estimate``). No pruning
+    (equal losses) is assumed beyond what halving guarantees: each rung drops the worse half."""
+    total, rung, prev, rounds = 0.0, FIRST_RUNG, 0, min(rounds, MAX_ROUNDS)
+    alive = [len(g) for g in _comparable(grid, set(range(len(grid))))]
+    while True:
+        total += sum(alive) * max(0.0, min(rounds, rung) - prev)
+        if rung >= min(rounds, MAX_ROUNDS):
+            return total
+        alive = [(a + 1) // 2 for a in alive]
+        prev, rung = rung, rung * 2
+
+
 def _comparable(grid: list[dict], positions: set[int]) -> list[list[int]]:
     """Groups of grid positions whose rounds mean the same progress: equal learning rate and
     depth."""

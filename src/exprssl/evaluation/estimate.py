@@ -34,6 +34,7 @@ import numpy as np
 
 from ..threads import cpu_count, limit_threads
 from .baselines import get_baseline
+from .boosting import searched_rounds
 from .cells import Approach, ssl_learner
 from .heads import HeadRecipe
 from .pool import RemainingTime, duration_text
@@ -513,17 +514,20 @@ class CostModel:
         k = folds or 0
         if spec.family == "torch":
             epochs = self.head_epochs(n_val, spec.pretrained)
-            trainings = spec.grid if k else 1
-            seconds = trainings * self.torch_training(
-                n, spec.width, classes, k + 1, epochs.expected
-            )
+            # per grid value its k fold models stacked, then the chosen value's final model
+            seconds = (spec.grid if k else 0) * self.torch_training(
+                n, spec.width, classes, k, epochs.expected
+            ) + self.torch_training(n, spec.width, classes, 1, epochs.expected)
             return Span.of(seconds, epochs)
         n_fold = n * (k - 1) / k if k else 0.0
         cv_fits = spec.grid * k if k and (spec.grid > 1 or spec.family == "xgboost") else 0
-        if spec.family == "xgboost":
+        if spec.family == "xgboost":  # a fold quantised once, its grid searched by halving
             final = XGB_ROUNDS.expected if k else XGB_DEFAULT_ROUNDS
-            seconds = cv_fits * self.xgboost_fit(
-                n_fold, spec.width, classes, XGB_ROUNDS.expected
+            grid = GRIDS["xgboost"]  # another size: one group of comparable points
+            grid = grid if spec.grid == len(grid) else [{}] * spec.grid
+            rounds = searched_rounds(grid, XGB_ROUNDS.expected)
+            seconds = k * self.xgboost_fit(
+                n_fold, spec.width, classes, rounds
             ) + self.xgboost_fit(n, spec.width, classes, final)
             return Span.of(seconds, XGB_ROUNDS)
         fit = self.linear_fit
