@@ -1,15 +1,16 @@
-# The two commands of the README: `make demo` and `make test`. Both set up .venv on a fresh machine.
+# The two commands of the README: `make demo` and `make test`. Both set up .venv on a fresh machine
+# (the dev extra for the tests, the docs extra for the documentation's build and quick start tests).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP_FLAGS := --disable-pip-version-check --quiet -c constraints.txt
 
-.PHONY: demo test lint bench transfer-demo clean
+.PHONY: demo test lint docs bench transfer-demo clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) torch==2.13.0
-	$(PY) -m pip install $(PIP_FLAGS) -e '.[dev]'
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[dev,docs]'
 	@touch $@
 
 demo: $(VENV)/.installed
@@ -21,6 +22,10 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests scripts benchmarks
 
+# the documentation site into site/; a warning fails the build, as in CI (tests/test_docs.py)
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 bench: $(VENV)/.installed
 	$(PY) benchmarks/throughput.py
 
@@ -30,4 +35,4 @@ transfer-demo: $(VENV)/.installed
 	$(PY) scripts/transfer_demo.py --out transfer_demo
 
 clean:
-	rm -rf $(VENV) demo_report transfer_demo .pytest_cache
+	rm -rf $(VENV) demo_report transfer_demo site .pytest_cache
