@@ -325,8 +325,8 @@ def test_usage_errors_are_one_line_from_the_console_script(capsys):
     from exprssl.cli import main
 
     cases = {
-        ("benchmark", "--splitz", "3"): "No such option: --splitz (Possible options: --splits) "
-        "(see 'exprssl benchmark --help')",
+        ("benchmark", "--splitz", "3"): "No such option: --splitz (Possible options: --split, "
+        "--split-seed, --splits) (see 'exprssl benchmark --help')",
         ("benchmark", "--splits", "abc"): "Invalid value for '--splits'",
         ("pretrain", "--epochs"): "Option '--epochs' requires an argument "
         "(see 'exprssl pretrain --help')",
