@@ -149,7 +149,7 @@ def test_bad_flag_values_are_one_line(tmp_path):
     )
 
 
-def test_pretrain_flags_reach_the_model(monkeypatch):
+def test_pretrain_flags_reach_the_model(monkeypatch, tmp_path):
     """TrainConfig's flags (--log-dir and --accelerator are new) reach SSLModel, --progress too."""
     import exprssl.model
 
@@ -175,6 +175,13 @@ def test_pretrain_flags_reach_the_model(monkeypatch):
         "cpu",
     )
     assert "lr" not in seen  # not given: the method's own
+    config = tmp_path / "p.yaml"  # progress from the file alone (was passed to SSLModel twice)
+    config.write_text("progress: false\nepochs: 9\n")
+    with pytest.raises(Stop):
+        runner.invoke(
+            app, [*args[:7], "-c", str(config)], catch_exceptions=False, env={"EXPRSSL_DEBUG": "1"}
+        )
+    assert (seen["epochs"], seen["progress"]) == (9, False)
 
 
 def test_labels_is_a_deprecated_alias_of_sample_sheet(monkeypatch):
