@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import typing
+from pathlib import Path
 
 import pytest
 import typer
@@ -201,6 +202,12 @@ def test_labels_is_a_deprecated_alias_of_sample_sheet(monkeypatch):
     assert "warning" not in r.stderr and ran["cfg"].labels == "s.csv"
     r = runner.invoke(app, ["benchmark", "--help"])
     assert "--labels " not in r.output  # the old name is not offered
+    args = [Path("x"), "--labels", "s", "--", "--labels"]  # a Path, and a value after --
+    assert cli.renamed_flags(args, {"--sample-sheet"}) == (
+        [Path("x"), "--sample-sheet", "s", "--", "--labels"],
+        ["--labels"],
+    )
+    assert cli.renamed_flags(["--labels", "s"], {"--label"}) == (["--labels", "s"], [])
 
 
 @pytest.mark.parametrize("command", sorted(typer.main.get_command(app).commands))

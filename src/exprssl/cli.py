@@ -67,7 +67,7 @@ def renamed_flags(args: list[str], known: set[str]) -> tuple[list[str], list[str
     for i, arg in enumerate(args):
         if arg == "--":
             return out + args[i:], used
-        old, eq, value = arg.partition("=")
+        old, eq, value = arg.partition("=") if isinstance(arg, str) else (arg, "", "")
         new = RENAMED_FLAGS.get(old)
         if new in known:
             used.append(old)
