@@ -169,7 +169,7 @@ def test_bad_files_are_one_line_exit_2(tmp_path, case):
 def test_bad_labels_are_one_line_exit_2(tmp_path):
     sheet = tmp_path / "sheet.csv"
     pd.DataFrame({"id": ["x1", "x2"], "subtype": ["A", "B"]}).to_csv(sheet, index=False)
-    r = run("info", "all_leukemia", "--labels", sheet)
+    r = run("info", "all_leukemia", "--sample-sheet", sheet)
     _assert_one_line_error(r, "sheet.csv", "no sample id matches")
     r = run("benchmark", "--data", "all_leukemia", "--label", "subtype", "--out", tmp_path / "b")
     _assert_one_line_error(r, "label column 'subtype' not found")
@@ -291,6 +291,14 @@ def test_methods_lists_every_registered_method_and_its_options():
         assert f"{m}:" in r.output
     for option in ("corruption_rate", "temperature", "alpha", "lambd", "hidden_dims"):
         assert option in r.output
+    lines = r.output.splitlines()
+    for m in available():  # the whole one-line summary, not a wrapped line cut mid-sentence
+        [summary] = [x for x in lines if x.startswith(f"{m}: ") and "own options" not in x]
+        assert summary.endswith(".") and len(summary) > len(m) + 20, summary
+    assert sum("hidden_dims" in x for x in lines) == 1  # the shared options, once
+    assert "shared by every method" in r.output
+    r = run("methods", "scarf")  # one method: all of its options in one table
+    assert "hidden_dims" in r.output and "temperature" in r.output and "shared" not in r.output
     r = run("methods", "nope")
     _assert_one_line_error(r, "unknown method 'nope'")
 
@@ -325,8 +333,8 @@ def test_usage_errors_are_one_line_from_the_console_script(capsys):
     from exprssl.cli import main
 
     cases = {
-        ("benchmark", "--splitz", "3"): "No such option: --splitz (Possible options: --splits) "
-        "(see 'exprssl benchmark --help')",
+        ("benchmark", "--splitz", "3"): "No such option: --splitz (Possible options: --split, "
+        "--split-seed, --splits) (see 'exprssl benchmark --help')",
         ("benchmark", "--splits", "abc"): "Invalid value for '--splits'",
         ("pretrain", "--epochs"): "Option '--epochs' requires an argument "
         "(see 'exprssl pretrain --help')",

@@ -15,10 +15,69 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from .errors import ConfigError, ExprsslError
+from .flags import FieldFlagsCommand, Flag, field_flags, stated_default
+
+
+class _Commands(TyperGroup):
+    """The command group: a renamed flag's old spelling still works for one release, with a
+    warning (``RENAMED_FLAGS``; the warning is logged once logging is set up, in ``_main``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for cmd in self.commands.values():
+            for param in cmd.params:
+                state_default(param)
+
+    def resolve_command(self, ctx, args):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if cmd is not None:
+            rest, renamed = renamed_flags(rest, {o for p in cmd.params for o in p.opts})
+            ctx.meta["exprssl.renamed"] = renamed
+        return name, cmd, rest
+
+
+def state_default(param) -> None:
+    """Every option's help says its default: typer shows none for None or a false flag, and
+    ``[default: progress]`` for a true ``--progress/--no-progress``. Help filled in later
+    (``FieldFlagsCommand``) or already stating it is left alone."""
+    text = getattr(param, "help", None)
+    if not text or param.required or getattr(param, "hidden", False):
+        return
+    if "[default:" in text or param.name == "help":
+        return
+    if getattr(param, "is_flag", False) and isinstance(param.default, bool):
+        on, off = param.opts[0], (param.secondary_opts or [None])[0]
+        said = on if param.default else off or "off"
+    elif param.default is None:
+        text, said = stated_default(text)
+        said = said or "none"
+    else:
+        return  # typer shows it
+    param.show_default = False
+    param.help = shown(text, said)
+
+
+def renamed_flags(args: list[str], known: set[str]) -> tuple[list[str], list[str]]:
+    """``args`` with each old flag spelling of ``RENAMED_FLAGS`` (``--labels x``,
+    ``--labels=x``) replaced by its new one where the command has it, and the old ones used."""
+    out, used = [], []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:], used
+        old, eq, value = arg.partition("=") if isinstance(arg, str) else (arg, "", "")
+        new = RENAMED_FLAGS.get(old)
+        if new in known:
+            used.append(old)
+            arg = new + eq + value
+        out.append(arg)
+    return out, used
+
 
 app = typer.Typer(
+    cls=_Commands,
     name="exprssl",
     help="Self-supervised representation learning on bulk gene-expression data.",
     no_args_is_help=True,
@@ -27,6 +86,15 @@ app = typer.Typer(
 )
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
+
+REQUIRED = escape("[required]")
+
+
+def shown(help: str, default: str) -> str:
+    """``help`` with its default in words (typer's own shows nothing for None or a false flag,
+    and ``[default: progress]`` for ``--progress/--no-progress``)."""
+    return f"{help} {escape(f'[default: {default}]')}"
+
 
 DataOpt = Annotated[
     str,
@@ -37,14 +105,25 @@ DataOpt = Annotated[
         "ARCHS4 .h5) or a bundled dataset name (see `exprssl datasets`).",
     ),
 ]
+SHEET = "--sample-sheet"  # not --labels: one letter from --label, the column to predict
+RENAMED_FLAGS = {"--labels": SHEET}  # old spelling -> new, accepted with a warning until 0.5
 LabelsOpt = Annotated[
     Path | None,
-    typer.Option("--labels", help="Sample sheet (csv/tsv/parquet) joined on sample id."),
+    typer.Option(
+        SHEET,
+        help=shown(
+            "Sample sheet (csv/tsv/parquet) joined on sample id; --labels is its deprecated name.",
+            "none",
+        ),
+        show_default=False,
+    ),
 ]
 LabelIdOpt = Annotated[
     str | None,
     typer.Option(
-        "--label-id-column", help="Sample-id column of --labels (default: its first column)."
+        "--label-id-column",
+        help=shown(f"Sample-id column of {SHEET}.", "its first column"),
+        show_default=False,
     ),
 ]
 OrientOpt = Annotated[
@@ -52,7 +131,7 @@ OrientOpt = Annotated[
     typer.Option(
         "--orientation",
         help="For csv/tsv/parquet: auto (the way round "
-        "--labels names the samples, else the longer axis as genes), "
+        f"{SHEET} names the samples, else the longer axis as genes), "
         "samples_in_rows or genes_in_rows.",
     ),
 ]
@@ -60,9 +139,11 @@ StreamOpt = Annotated[
     bool | None,
     typer.Option(
         "--stream/--no-stream",
-        help="Read an .h5ad from disk in "
-        "blocks instead of loading it (default: when it would not fit "
-        "comfortably in memory). A store always streams.",
+        help=shown(
+            "Read an .h5ad from disk in blocks instead of loading it. A store always streams.",
+            "when it would not fit comfortably in memory",
+        ),
+        show_default=False,
     ),
 ]
 ConfigOpt = Annotated[
@@ -70,7 +151,12 @@ ConfigOpt = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="YAML file with any of this command's options; flags given on the command line win.",
+        help=shown(
+            "YAML file with any of this command's options (required ones too); flags given on "
+            "the command line win.",
+            "none",
+        ),
+        show_default=False,
     ),
 ]
 
@@ -159,14 +245,43 @@ def _check_environment() -> None:
     user_threads()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        console.print(f"exprssl {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")] = False,
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help=shown("More log output.", "off"))
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print exprssl's version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
 ):
     _setup_logging(verbose)
     import warnings
 
     warnings.showwarning = _warning_to_log
+    for old in ctx.meta.pop("exprssl.renamed", []):
+        logging.getLogger("exprssl").warning(
+            "%s is deprecated: use %s (%s differs from --label, the column to predict, by one "
+            "letter); %s goes in 0.5",
+            old,
+            RENAMED_FLAGS[old],
+            old,
+            old,
+        )
     try:
         _check_environment()
     except ExprsslError as e:
@@ -312,7 +427,9 @@ OverwriteOpt = Annotated[
     bool,
     typer.Option(
         "--overwrite",
-        help="Replace an existing exprssl output of the same kind (never anything else).",
+        help=shown(
+            "Replace an existing exprssl output of the same kind (never anything else).", "off"
+        ),
     ),
 ]
 
@@ -332,92 +449,89 @@ def _split_options(options: dict) -> tuple[dict, dict]:
     return train, method_params
 
 
-@app.command()
+# TrainConfig's fields as `exprssl pretrain` flags; their help, defaults and allowed values come
+# from TrainConfig (exprssl.flags)
+TRAIN_FLAGS = {
+    "epochs": Flag(int),
+    "batch_size": Flag(int),
+    "optimizer": Flag(str),
+    "lr": Flag(float),
+    "weight_decay": Flag(float),
+    "val_fraction": Flag(float),
+    "patience": Flag(int),
+    "seed": Flag(int),
+    "accelerator": Flag(str),
+    "devices": Flag(str),
+    "num_nodes": Flag(int),
+    "strategy": Flag(str),
+    "precision": Flag(str),
+    "num_workers": Flag(int),
+    "progress": Flag(bool),
+    "log_dir": Flag(str),
+}
+TopGenesOpt = Annotated[
+    int | None,
+    typer.Option(
+        help=shown(
+            "Keep the N most variable genes (chosen on the pretraining data: in a benchmark, each "
+            "split's pool); 5000 of 28k genes ran a small cohort 2.7x faster. Sets "
+            "preprocessing's top_k_variance.",
+            "all genes",
+        ),
+        show_default=False,
+    ),
+]
+
+
+@app.command(cls=FieldFlagsCommand)
 @user_errors
+@field_flags("exprssl.training:TrainConfig", TRAIN_FLAGS, panel="Training", own_first=True)
 def pretrain(
+    given: dict,
     method: Annotated[
-        str | None, typer.Option("--method", "-m", help="An SSL method (see `exprssl methods`).")
+        str | None,
+        typer.Option("--method", "-m", help=f"An SSL method (see `exprssl methods`). {REQUIRED}"),
     ] = None,
     data: Annotated[
-        str | None, typer.Option("--data", "-d", help="Expression file or bundled dataset name.")
+        str | None,
+        typer.Option("--data", "-d", help=f"Expression file or bundled dataset name. {REQUIRED}"),
     ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
             "--out",
             "-o",
-            help="Model directory to write (new, empty, or an exprssl model with --overwrite).",
+            help="Model directory to write (new, empty, or an exprssl model with --overwrite). "
+            + REQUIRED,
         ),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Samples per batch.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the method's).")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="adam, adamw, sgd or rmsprop.")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="Weight decay.")] = None,
-    val_fraction: Annotated[
-        float | None, typer.Option(help="Held-out fraction for early stopping.")
-    ] = None,
-    patience: Annotated[
-        int | None, typer.Option(help="Early-stopping patience in epochs (0: off).")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    top_genes: Annotated[int | None, typer.Option(help="Keep the N most variable genes.")] = None,
-    devices: Annotated[
-        str | None, typer.Option(help="Lightning devices (auto, 1, 2, ...).")
-    ] = None,
-    num_nodes: Annotated[int | None, typer.Option(help="Lightning nodes.")] = None,
-    num_workers: Annotated[
-        int | None,
-        typer.Option(
-            help="Processes that read and preprocess a streamed "
-            "store or h5ad while training runs (default 0)."
-        ),
-    ] = None,
-    strategy: Annotated[
-        str | None, typer.Option(help="Lightning strategy (auto, ddp, ...).")
-    ] = None,
-    precision: Annotated[
-        str | None, typer.Option(help="Lightning precision, e.g. bf16-mixed.")
-    ] = None,
+    top_genes: TopGenesOpt = None,
     set_: Annotated[
         list[str] | None,
         typer.Option(
             "--set",
-            help="Method option key=value, repeatable "
-            "(e.g. --set corruption_rate=0.5; see `exprssl methods`).",
+            help=shown(
+                "Method option key=value, repeatable "
+                "(e.g. --set corruption_rate=0.5; see `exprssl methods`).",
+                "the method's defaults",
+            ),
+            show_default=False,
         ),
     ] = None,
     config: ConfigOpt = None,
     orientation: OrientOpt = "auto",
     stream: StreamOpt = None,
     overwrite: OverwriteOpt = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ):
-    """Pretrain an encoder with a self-supervised method and save it to a model directory."""
+    """Pretrain an encoder with a self-supervised method and save it to a model directory.
+    Required options may come from --config instead of the command line."""
     from .model import SSLModel
     from .outputs import _same_or_inside, check_output
     from .training import check_hardware_options
     from .validation import check_top_genes
 
-    cfg = merge(
-        read_config(config),
-        method=method,
-        data=data,
-        out=str(out) if out else None,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        weight_decay=weight_decay,
-        val_fraction=val_fraction,
-        patience=patience,
-        seed=seed,
-        devices=_devices(devices),
-        num_nodes=num_nodes,
-        strategy=strategy,
-        precision=precision,
-        num_workers=num_workers,
-    )
+    cfg = merge(read_config(config), method=method, data=data, out=str(out) if out else None)
+    cfg.update(given)
     cfg.update(parse_sets(set_))
     for key in ("method", "data", "out"):
         if not cfg.get(key):
@@ -425,9 +539,7 @@ def pretrain(
     prep = _preprocessing(cfg.pop("preprocessing", None), top_genes)
     name, data_path, out_dir = cfg.pop("method"), cfg.pop("data"), Path(cfg.pop("out"))
     train, method_params = _split_options(cfg)
-    model = SSLModel(
-        name, method_params=method_params, preprocessor=prep or None, progress=progress, **train
-    )
+    model = SSLModel(name, method_params=method_params, preprocessor=prep or None, **train)
     params = model.check_params()  # every option, before data is read or anything written
     check_hardware_options(params.train)
     check_output(out_dir, "model", overwrite=overwrite, inputs=[data_path, config])
@@ -480,15 +592,6 @@ def _rank() -> int:
     import torch.distributed as dist
 
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def _devices(value: str | None):
-    if value is None or value == "auto":
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        return value
 
 
 @app.command()
@@ -765,14 +868,37 @@ def convert(
 @app.command()
 @user_errors
 def methods(
-    method: Annotated[str | None, typer.Argument(help="One method (default: all).")] = None,
+    method: Annotated[
+        str | None, typer.Argument(help=shown("One method.", "every method"), show_default=False)
+    ] = None,
 ):
-    """The SSL methods and each one's options: default, allowed values, meaning."""
-    from .methods import available, describe_options, get_method
+    """The SSL methods: each one's summary, the options every method shares (once), and each
+    method's own options: default, allowed values, meaning."""
+    from .methods import available, describe_options
 
-    for name in [method] if method else available():
-        doc = (get_method(name).__doc__ or "").strip().splitlines()
-        _print_options(f"{name}: {doc[0] if doc else ''}", describe_options(name))
+    names = [method] if method else available()
+    rows = {name: describe_options(name) for name in names}  # an unknown name: one line
+    for name in names:
+        console.print(f"[bold]{name}[/]: {escape(method_summary(name))}", highlight=False)
+    shared = [r for r in rows[names[0]] if len(names) > 1 and all(r in rows[n] for n in names)]
+    if shared:
+        _print_options("shared by every method", shared)
+    for name in names:
+        own = [r for r in rows[name] if r not in shared]
+        if own:
+            _print_options(f"{name}: its own options" if shared else name, own)
+
+
+def method_summary(name: str) -> str:
+    """A method's one-line summary, whole: its module docstring's first paragraph (the class's
+    docstring starts with the loss parts)."""
+    import sys
+
+    from .methods import get_method
+
+    cls = get_method(name)
+    doc = sys.modules[cls.__module__].__doc__ or cls.__doc__ or ""
+    return " ".join(doc.strip().split("\n\n")[0].split())
 
 
 @app.command()
@@ -831,181 +957,85 @@ def _print_options(title: str, rows: list[dict]) -> None:
 
 
 # --------------------------------------------------------------------------- benchmark / demo
-@app.command()
+# BenchmarkConfig's fields as `exprssl benchmark` flags; their help, defaults and allowed values
+# come from BenchmarkConfig (exprssl.flags)
+BENCHMARK_FLAGS = {
+    "data": Flag(str, "--data", "-d", required=True),
+    "label": Flag(str, "--label", "-l", required=True),
+    "out": Flag(str, "--out", "-o", required=True),
+    "labels": Flag(str, SHEET),
+    "label_id_column": Flag(str),
+    "methods": Flag(list[str]),
+    "models": Flag(list[str], "--model", repeat=True),
+    "min_model_coverage": Flag(float),
+    "baselines": Flag(list[str]),
+    "fractions": Flag(list[float]),
+    "n_fractions": Flag(int),
+    "splits": Flag(int),
+    "seeds": Flag(int),
+    "pretrain_seeds": Flag(int),
+    "group": Flag(str),
+    "pretrain_data": Flag(list[str], repeat=True),
+    "pool_scaling": Flag(str),
+    "transductive": Flag(bool, off="--inductive"),
+    "protocol": Flag(str),
+    "split": Flag(dict),
+    "split_seed": Flag(int),
+    "min_class_size": Flag(int),
+    "epochs": Flag(int),
+    "batch_size": Flag(int),
+    "patience": Flag(int),
+    "method_options": Flag(dict),
+    "encoder": Flag(dict),
+    "preprocessing": Flag(dict),
+    "finetune": Flag(dict),
+    "tune": Flag(bool),
+    "main_metric": Flag(str),
+    "min_test_per_class": Flag(float),
+    "attributions": Flag(bool),
+    "bootstrap": Flag(int),
+    "jobs": Flag(int),
+    "scheduler": Flag(str),
+    "accelerator": Flag(str),
+    "devices": Flag(str),
+    "orientation": Flag(str),
+}
+ProgressOpt = Annotated[
+    bool, typer.Option(help=shown("Show progress.", "--progress"), show_default=False)
+]
+
+
+@app.command(cls=FieldFlagsCommand)
 @user_errors
+@field_flags("exprssl.evaluation.config:BenchmarkConfig", BENCHMARK_FLAGS)
 def benchmark(
-    data: Annotated[
-        str | None, typer.Option("--data", "-d", help="Expression file or bundled dataset.")
-    ] = None,
-    label: Annotated[
-        str | None, typer.Option("--label", "-l", help="obs / sample-sheet column to predict.")
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output directory (reruns resume).")
-    ] = None,
-    labels: LabelsOpt = None,
-    label_id_column: LabelIdOpt = None,
-    methods: Annotated[
-        str | None, typer.Option(help="Comma-separated SSL methods (default: all).")
-    ] = None,
-    baselines: Annotated[
-        str | None, typer.Option(help="Comma-separated baselines (default: all).")
-    ] = None,
-    fractions: Annotated[
-        str | None, typer.Option(help="Comma-separated label fractions in (0, 1].")
-    ] = None,
-    splits: Annotated[
-        int | None,
-        typer.Option(help="Outer splits (default: 5 below 1,000 labelled profiles, else 1)."),
-    ] = None,
-    seeds: Annotated[int | None, typer.Option(help="Label subsets per split and fraction.")] = None,
-    pretrain_seeds: Annotated[
-        int | None,
-        typer.Option(
-            help="SSL pretrainings per method and split (<= seeds): "
-            "CIs then include pretraining variance."
-        ),
-    ] = None,
-    group: Annotated[
-        str | None, typer.Option(help="Column grouping samples (patient, study).")
-    ] = None,
-    min_class_size: Annotated[
-        int | None,
-        typer.Option(
-            help="Classes with fewer samples leave the task (their "
-            "profiles still pretrain; noted in the report)."
-        ),
-    ] = None,
-    pretrain_data: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="More unlabeled profiles for the pretraining "
-            "pool (repeatable; genes aligned by name)."
-        ),
-    ] = None,
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model",
-            help="A pretrained encoder (model directory "
-            "or hf://org/name) evaluated beside the SSL methods "
-            "(repeatable; --methods none: only the models).",
-        ),
-    ] = None,
-    min_model_coverage: Annotated[
-        float | None,
-        typer.Option(help="Refuse a model with fewer of its genes in the cohort (default 0.5)."),
-    ] = None,
-    pool_scaling: Annotated[
-        str | None,
-        typer.Option(
-            help="standardize (default), quantile or none: each "
-            "--pretrain-data source and the cohort scaled on their "
-            "own before pooling."
-        ),
-    ] = None,
-    transductive: Annotated[
-        bool | None,
-        typer.Option(
-            "--transductive/--inductive",
-            help="Let the test profiles (never their labels) join the pretraining pool.",
-        ),
-    ] = None,
-    tune: Annotated[
-        bool | None,
-        typer.Option(
-            "--tune/--no-tune",
-            help="Inner-CV hyperparameters for every baseline and head (default: on).",
-        ),
-    ] = None,
-    protocol: Annotated[
-        str | None,
-        typer.Option(
-            help="default (every non-test label used) or paper (0.2's "
-            "disjoint pretrain / fine-tune / test parts)."
-        ),
-    ] = None,
-    attributions: Annotated[
-        bool | None,
-        typer.Option(
-            "--attributions/--no-attributions",
-            help="Gene attributions of the best approaches (default: on).",
-        ),
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Pretraining epochs.")] = None,
-    top_genes: Annotated[
-        int | None,
-        typer.Option(
-            help="Keep the N most variable genes (chosen on each split's "
-            "pretraining pool); 5000 of 28k genes ran a small cohort "
-            "2.7x faster."
-        ),
-    ] = None,
-    jobs: Annotated[
-        int | None, typer.Option(help="Single-threaded worker processes (default: one per core).")
-    ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            help="Run pretraining and cells on a Dask cluster: its scheduler's address "
-            "(tcp://host:8786) or scheduler file (.json); the output directory must be on a "
-            "filesystem every worker sees. Needs pip install 'exprssl[dask]'."
-        ),
-    ] = None,
-    orientation: Annotated[
-        str | None,
-        typer.Option(
-            "--orientation",
-            help="For csv/tsv/parquet: auto (the way "
-            "round the sample sheet names, else longer axis = genes), "
-            "samples_in_rows or genes_in_rows.",
-        ),
-    ] = None,
+    given: dict,
+    top_genes: TopGenesOpt = None,
     config: ConfigOpt = None,
-    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+    progress: ProgressOpt = True,
     dry_run: Annotated[
         bool,
         typer.Option(
             "--dry-run",
-            help="Check everything, print the plan (pretrainings, cells, the estimated time "
-            "per stage and learner on this machine) and exit; nothing is trained or written.",
+            help=shown(
+                "Check everything, print the plan (pretrainings, cells, the estimated time per "
+                "stage and learner on this machine) and exit; nothing is trained or written.",
+                "off",
+            ),
         ),
     ] = False,
 ):
-    """Label-efficiency benchmark: SSL methods vs tuned supervised baselines, with a report."""
+    """Label-efficiency benchmark: SSL methods vs tuned supervised baselines, with a report.
+    Required options may come from --config instead of the command line; YAML-valued options
+    (--split, --encoder, ...) take flow text such as "{train: 0.75, test: 0.25}"."""
     from .evaluation.config import BenchmarkConfig
 
-    cfg = merge(
-        read_config(config),
-        data=data,
-        label=label,
-        out=str(out) if out else None,
-        labels=str(labels) if labels else None,
-        label_id_column=label_id_column,
-        methods=_csv(methods),
-        baselines=_csv(baselines),
-        fractions=_csv(fractions, float),
-        splits=splits,
-        seeds=seeds,
-        pretrain_seeds=pretrain_seeds,
-        group=group,
-        min_class_size=min_class_size,
-        pretrain_data=pretrain_data or None,
-        models=model or None,
-        min_model_coverage=min_model_coverage,
-        pool_scaling=pool_scaling,
-        transductive=transductive,
-        tune=tune,
-        protocol=protocol,
-        epochs=epochs,
-        jobs=jobs,
-        scheduler=scheduler,
-        orientation=orientation,
-        attributions=attributions,
-    )
-    for key in ("data", "label", "out"):
-        if not cfg.get(key):
-            raise ConfigError(f"--{key} is required (on the command line or in --config)")
+    cfg = merge(read_config(config), **given)
+    for key, flag in BENCHMARK_FLAGS.items():
+        if flag.required and not cfg.get(key):
+            raise ConfigError(
+                f"{flag.spellings(key)[0]} is required (on the command line or in --config)"
+            )
     if top_genes is not None:
         cfg["preprocessing"] = _preprocessing(cfg.get("preprocessing"), top_genes)
     cfg = BenchmarkConfig.from_dict(cfg)
@@ -1027,7 +1057,7 @@ def demo(
     jobs: Annotated[
         int | None, typer.Option(help="Single-threaded worker processes (default: one per core).")
     ] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+    progress: ProgressOpt = True,
 ):
     """The benchmark on the bundled real dataset (all_leukemia, molecular subtype), in minutes
     on a CPU."""
@@ -1036,22 +1066,6 @@ def demo(
     from .evaluation.config import demo_config
 
     _run_benchmark(replace(demo_config(str(out)), jobs=jobs), progress)
-
-
-def _csv(value: str | None, cast=str):
-    if value is None:
-        return None
-    try:
-        values = [cast(v.strip()) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(
-            f"could not parse '{value}' as a comma-separated list of numbers"
-        ) from None
-    if not values:
-        raise ConfigError(
-            f"'{value}' lists nothing; give comma-separated values, or leave the option out"
-        )
-    return values
 
 
 def _run_benchmark(cfg, progress: bool) -> None:

@@ -288,7 +288,7 @@ def require_label(adata: ad.AnnData, column: str, min_classes: int = 2) -> pd.Se
     if column not in adata.obs.columns:
         raise LabelColumnError(
             f"label column '{column}' not found; available: "
-            + (", ".join(map(str, adata.obs.columns)) or "(none: add a sample sheet with --labels)")
+            + (", ".join(map(str, adata.obs.columns)) or "(none: give a --sample-sheet)")
         )
     n = looks_continuous(adata.obs[column])
     if n is not None:

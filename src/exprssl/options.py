@@ -246,6 +246,13 @@ def _fields(cls: type) -> tuple[_Field, ...]:
     return tuple(out)
 
 
+def option_fields(cls: type) -> tuple[_Field, ...]:
+    """The declared options of ``cls``, in order: name, type (``None`` unwrapped), whether None
+    is allowed, the ``Spec`` and the default (a factory called); what the CLI builds its flags
+    from."""
+    return _fields(cls)
+
+
 def option_error(where: str, name: str, requirement: str, value: Any) -> ConfigError:
     """The one message format for a bad option value: ``'{where}: {name} must be
     {requirement}, got {value!r}'`` (a check that is not per field, such as one option bounded

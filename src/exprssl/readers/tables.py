@@ -150,7 +150,7 @@ def orient(df: pd.DataFrame, orientation: str, source: str, sheet_keys=None) -> 
                 "%s: orientation 'auto' takes the longer axis as genes, so this %d x %d table is "
                 "read as %d samples x %d genes (%s in rows), a guess for a table this shape; "
                 "pass --orientation samples_in_rows|genes_in_rows (orientation= in Python), or "
-                "--labels with a sample sheet, to choose",
+                "--sample-sheet, to choose",
                 source,
                 n_rows,
                 n_cols,
