@@ -437,7 +437,14 @@ class SSLModel(TransformerMixin, BaseEstimator):
         self._check_fitted()
         return model_config(self)
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def save(
+        self,
+        path: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        license: str | None = None,
+        datasets: list[str] | None = None,
+    ) -> Path:
         """Write the model directory: it appears whole or not at all (``exprssl.model_io``).
 
         Refused with a one-line OutputPathError, before anything is written: a path that exists
@@ -451,6 +458,11 @@ class SSLModel(TransformerMixin, BaseEstimator):
             The model directory to write.
         overwrite
             Replace an existing model directory there.
+        license
+            The card's Hub license id (e.g. ``"cc-by-4.0"``); ``"unknown"`` when not given, as
+            the weights derive from training data whose terms exprssl cannot know.
+        datasets
+            Hub dataset ids of the training data, listed in the card's ``datasets``.
 
         Returns
         -------
@@ -460,7 +472,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
         from .model_io import save_model
 
         self._check_fitted()
-        return save_model(self, Path(path), overwrite=overwrite)
+        return save_model(self, Path(path), overwrite=overwrite, license=license, datasets=datasets)
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str = "cpu") -> SSLModel:
