@@ -56,6 +56,13 @@ OrientOpt = Annotated[
         "samples_in_rows or genes_in_rows.",
     ),
 ]
+LayerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--layer",
+        help="For AnnData (.h5ad): the layer holding the values, e.g. counts (default: X).",
+    ),
+]
 StreamOpt = Annotated[
     bool | None,
     typer.Option(
@@ -239,6 +246,7 @@ def _load(
     labels: Path | None = None,
     label_id_column: str | None = None,
     orientation: str = "auto",
+    layer: str | None = None,
 ):
     from .sources import ExpressionSource
 
@@ -247,6 +255,7 @@ def _load(
         labels=str(labels) if labels else None,
         label_id_column=label_id_column,
         orientation=orientation,
+        layer=layer,
     ).data
 
 
@@ -279,12 +288,13 @@ def info(
     labels: LabelsOpt = None,
     label_id_column: LabelIdOpt = None,
     orientation: OrientOpt = "auto",
+    layer: LayerOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ):
     """Shape, value range and scale, and label columns with class counts."""
     from .io import summarize
 
-    adata = _load(data, labels, label_id_column, orientation)
+    adata = _load(data, labels, label_id_column, orientation, layer)
     s = summarize(adata)
     if as_json:
         console.print_json(json.dumps(s, default=str))
@@ -389,6 +399,7 @@ def pretrain(
     ] = None,
     config: ConfigOpt = None,
     orientation: OrientOpt = "auto",
+    layer: LayerOpt = None,
     stream: StreamOpt = None,
     overwrite: OverwriteOpt = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -442,7 +453,7 @@ def pretrain(
         check_output(log_dir, "log", inputs=[data_path, config, out_dir])
     from .sources import ExpressionSource
 
-    source = ExpressionSource.resolve(data_path, stream, orientation=orientation)
+    source = ExpressionSource.resolve(data_path, stream, layer=layer, orientation=orientation)
     check_top_genes((prep or {}).get("top_k_variance"), source.shape[1], data_path)
     console.print(
         f"pretraining [bold]{name}[/] on {source.describe()} from {data_path}", highlight=False
@@ -512,6 +523,7 @@ def embed(
     labels: LabelsOpt = None,
     label_id_column: LabelIdOpt = None,
     orientation: OrientOpt = "auto",
+    layer: LayerOpt = None,
     key: Annotated[str | None, typer.Option(help="obsm key (default X_<method>).")] = None,
     stream: StreamOpt = None,
     overwrite: OverwriteOpt = False,
@@ -531,6 +543,7 @@ def embed(
     source = ExpressionSource.resolve(
         data,
         stream,
+        layer=layer,
         labels=str(labels) if labels else None,
         label_id_column=label_id_column,
         orientation=orientation,
@@ -961,6 +974,7 @@ def benchmark(
             "samples_in_rows or genes_in_rows.",
         ),
     ] = None,
+    layer: LayerOpt = None,
     config: ConfigOpt = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
     dry_run: Annotated[
@@ -1001,6 +1015,7 @@ def benchmark(
         jobs=jobs,
         scheduler=scheduler,
         orientation=orientation,
+        layer=layer,
         attributions=attributions,
     )
     for key in ("data", "label", "out"):
