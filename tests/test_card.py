@@ -259,3 +259,43 @@ def test_fit_transform_records_the_data_as_fit_does(kind, tmp_path):
     m.fit_transform(X)
     assert m.data_sources_ == fitted
     assert fitted[0]["name"] == (X if kind == "path" else "in-memory DataFrame")
+
+
+def test_the_card_carries_the_hub_keys_and_round_trips_through_model_card(saved, tmp_path):
+    hf = pytest.importorskip("huggingface_hub")
+    card = hf.ModelCard.load(saved / CARD_FILE)
+    assert card.data.library_name == "exprssl" and card.data.license == "unknown"
+    assert card.data.pipeline_tag == "feature-extraction" and "scarf" in card.data.tags
+    assert card.data.to_dict().get("datasets") is None  # none given: none claimed
+    d = shutil.copytree(saved, tmp_path / "resaved")
+    card.save(d / CARD_FILE)  # the Hub's own writer: exprssl still reads and verifies it
+    assert verify(d) == read_card(saved)
+    m = SSLModel.load(d)
+    m.save(tmp_path / "licensed", license="cc-by-4.0", datasets=["org/cohort"])
+    data = hf.ModelCard.load(tmp_path / "licensed" / CARD_FILE).data
+    assert (data.license, data.datasets, data.library_name) == (
+        "cc-by-4.0",
+        ["org/cohort"],
+        "exprssl",
+    )
+
+
+def test_card_is_read_without_huggingface_hub_as_with_it(saved, monkeypatch):
+    with_hub = read_card(saved)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if not installed
+    assert read_card(saved) == with_hub
+
+
+@pytest.mark.parametrize("hub", [True, False])
+def test_unreadable_card_metadata_is_one_line(saved, tmp_path, monkeypatch, hub):
+    if not hub:
+        monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    d = shutil.copytree(saved, tmp_path / "m")
+    (d / CARD_FILE).write_text("---\nlibrary_name: [exprssl\n---\n# text\n")
+    with pytest.raises(DataFileError) as e:
+        read_card(d)
+    assert _one_line(e).startswith(f"{d / CARD_FILE}: unreadable card metadata (")
+    (d / CARD_FILE).write_text("---\n- a list\n---\n")  # YAML, but not a mapping
+    with pytest.raises(DataFileError) as e:
+        read_card(d)
+    assert _one_line(e).startswith(f"{d / CARD_FILE}: ")

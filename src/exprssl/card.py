@@ -99,8 +99,19 @@ def _history_summary(history: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def card_metadata(model, directory: Path) -> dict[str, Any]:
-    """The machine-readable part: everything the text says, and the files' hashes."""
+DEFAULT_LICENSE = "unknown"  # the weights derive from the training data, whose terms we cannot know
+PIPELINE_TAG = "feature-extraction"  # profiles in, embeddings out
+
+
+def card_metadata(
+    model,
+    directory: Path,
+    license: str | None = None,
+    datasets: list[str] | None = None,
+) -> dict[str, Any]:
+    """The machine-readable part: the keys the Hugging Face Hub indexes (``library_name``,
+    ``license``, ``datasets``, ``tags``, ``pipeline_tag``), then everything the text says and
+    the files' hashes under ``exprssl``."""
     import torch
 
     from . import __version__
@@ -116,9 +127,13 @@ def card_metadata(model, directory: Path) -> dict[str, Any]:
         for p in sorted(directory.iterdir())
         if p.is_file() and p.name != CARD_FILE and not p.name.startswith(".")
     }
+    hub = {"library_name": "exprssl", "license": license or DEFAULT_LICENSE}
+    if datasets:
+        hub["datasets"] = [str(d) for d in datasets]
+    hub["tags"] = ["exprssl", "gene-expression", "self-supervised", model.method]
+    hub["pipeline_tag"] = PIPELINE_TAG
     return {
-        "library_name": "exprssl",
-        "tags": ["exprssl", "gene-expression", "self-supervised", model.method],
+        **hub,
         "exprssl": {
             "card_version": CARD_VERSION,
             "method": model.method,
@@ -144,9 +159,7 @@ def _fmt(x: Any) -> str:
     return f"{x:.4g}" if isinstance(x, float) and math.isfinite(x) else str(x)
 
 
-def render(meta: dict[str, Any]) -> str:
-    """The card's text: YAML front matter, then the human-readable sections."""
-    m = meta["exprssl"]
+def _intro(m: dict[str, Any]) -> list[str]:
     lines = [
         f"# exprssl {m['method'].upper()} encoder",
         "",
@@ -161,8 +174,11 @@ def render(meta: dict[str, Any]) -> str:
         f"- method: `{m['method']}`",
     ]
     lines += [f"- {k}: `{v}`" for k, v in m["method_options"].items()]
-    lines += [f"- training {k}: `{v}`" for k, v in m["train_options"].items()]
-    lines += ["", "## Training data", ""]
+    return lines + [f"- training {k}: `{v}`" for k, v in m["train_options"].items()]
+
+
+def _data_and_genes(m: dict[str, Any]) -> list[str]:
+    lines = ["", "## Training data", ""]
     if m["data_sources"]:
         lines += ["| source | profiles | genes | sha256 (of) |", "| --- | ---: | ---: | --- |"]
         lines += [
@@ -185,34 +201,39 @@ def render(meta: dict[str, Any]) -> str:
         "## Preprocessing",
         "",
     ]
-    lines += [f"- {k}: `{v}`" for k, v in m["preprocessing"].items()]
-    t = m["training"]
-    lines += ["", "## Training curve", ""]
-    if t:
-        lines.append(f"{t['epochs']} epochs.")
-        for col in ("train_loss", "val_loss"):
+    return lines + [f"- {k}: `{v}`" for k, v in m["preprocessing"].items()]
+
+
+def _training_curve(t: dict[str, Any]) -> list[str]:
+    lines = ["", "## Training curve", ""]
+    if not t:
+        return lines + ["No training history was saved."]
+    lines.append(f"{t['epochs']} epochs.")
+    for col in ("train_loss", "val_loss"):
+        if col in t:
+            c = t[col]
+            lines.append(
+                f"- {col}: first {_fmt(c['first'])}, best {_fmt(c['best'])} (epoch "
+                f"{c['best_epoch']}), last {_fmt(c['last'])}"
+            )
+    if "eff_rank" in t or "emb_std" in t:
+        lines += [
+            "",
+            "Collapse monitors (on held-out rows; an effective rank near 1 means "
+            "collapsed embeddings):",
+        ]
+        for col in ("eff_rank", "emb_std"):
             if col in t:
                 c = t[col]
                 lines.append(
-                    f"- {col}: first {_fmt(c['first'])}, best {_fmt(c['best'])} (epoch "
-                    f"{c['best_epoch']}), last {_fmt(c['last'])}"
+                    f"- {col}: first {_fmt(c['first'])}, last {_fmt(c['last'])}, "
+                    f"min {_fmt(c['min'])}"
                 )
-        if "eff_rank" in t or "emb_std" in t:
-            lines += [
-                "",
-                "Collapse monitors (on held-out rows; an effective rank near 1 means "
-                "collapsed embeddings):",
-            ]
-            for col in ("eff_rank", "emb_std"):
-                if col in t:
-                    c = t[col]
-                    lines.append(
-                        f"- {col}: first {_fmt(c['first'])}, last {_fmt(c['last'])}, "
-                        f"min {_fmt(c['min'])}"
-                    )
-    else:
-        lines.append("No training history was saved.")
-    lines += [
+    return lines
+
+
+def _software_and_limits(m: dict[str, Any]) -> list[str]:
+    return [
         "",
         "## Software",
         "",
@@ -230,16 +251,50 @@ def render(meta: dict[str, Any]) -> str:
         "`exprssl benchmark` compares it with supervised baselines on the same splits.",
         "",
     ]
+
+
+def render(meta: dict[str, Any]) -> str:
+    """The card's text: YAML front matter, then the human-readable sections."""
+    m = meta["exprssl"]
+    lines = _intro(m) + _data_and_genes(m) + _training_curve(m["training"])
+    lines += _software_and_limits(m)
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=100)
     return f"{_FENCE}{front}{_FENCE}\n" + "\n".join(lines)
 
 
-def write_card(model, directory: str | os.PathLike) -> Path:
-    """Write README.md into a model directory whose other files are written (they are hashed)."""
+def write_card(
+    model,
+    directory: str | os.PathLike,
+    license: str | None = None,
+    datasets: list[str] | None = None,
+) -> Path:
+    """Write README.md into a model directory whose other files are written (they are hashed).
+    ``license`` (a Hub license id) defaults to ``"unknown"``; ``datasets`` are Hub dataset ids."""
     directory = Path(directory)
     path = directory / CARD_FILE
-    path.write_text(render(card_metadata(model, directory)), encoding="utf-8")
+    meta = card_metadata(model, directory, license=license, datasets=datasets)
+    path.write_text(render(meta), encoding="utf-8")
     return path
+
+
+def front_matter(text: str, path: Path) -> Any:
+    """The card's YAML front matter, through ``huggingface_hub.ModelCard`` (the Hub's own
+    reading) when it is installed, else parsed here; an unreadable block is a DataFileError."""
+    if not text.startswith(_FENCE) or _FENCE not in text[len(_FENCE) :]:
+        raise DataFileError(f"{path}: a model card without its metadata block (--- YAML ---)")
+    try:
+        from huggingface_hub import ModelCard
+    except ImportError:
+        ModelCard = None
+    try:
+        if ModelCard is not None:
+            return ModelCard(text, ignore_metadata_errors=True).data.to_dict()
+        block = text[len(_FENCE) : text.index("\n" + _FENCE, len(_FENCE) - 1) + 1]
+        return yaml.safe_load(block)
+    except (yaml.YAMLError, ValueError) as e:
+        raise DataFileError(
+            f"{path}: unreadable card metadata ({str(e).splitlines()[0]})"
+        ) from None
 
 
 def read_card(directory: str | os.PathLike) -> dict[str, Any] | None:
@@ -258,16 +313,7 @@ def read_card(directory: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(directory) / CARD_FILE
     if not path.is_file():
         return None
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if not text.startswith(_FENCE) or _FENCE not in text[len(_FENCE) :]:
-        raise DataFileError(f"{path}: a model card without its metadata block (--- YAML ---)")
-    block = text[len(_FENCE) : text.index("\n" + _FENCE, len(_FENCE) - 1) + 1]
-    try:
-        meta = yaml.safe_load(block)
-    except yaml.YAMLError as e:
-        raise DataFileError(
-            f"{path}: unreadable card metadata ({str(e).splitlines()[0]})"
-        ) from None
+    meta = front_matter(path.read_text(encoding="utf-8", errors="replace"), path)
     if not isinstance(meta, dict) or not isinstance(meta.get("exprssl"), dict):
         raise DataFileError(f"{path}: the card's metadata has no 'exprssl' section")
     return meta["exprssl"]

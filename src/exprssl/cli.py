@@ -135,6 +135,13 @@ OrientOpt = Annotated[
         "samples_in_rows or genes_in_rows.",
     ),
 ]
+LayerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--layer",
+        help="For AnnData (.h5ad): the layer holding the values, e.g. counts (default: X).",
+    ),
+]
 StreamOpt = Annotated[
     bool | None,
     typer.Option(
@@ -354,6 +361,7 @@ def _load(
     labels: Path | None = None,
     label_id_column: str | None = None,
     orientation: str = "auto",
+    layer: str | None = None,
 ):
     from .sources import ExpressionSource
 
@@ -362,6 +370,7 @@ def _load(
         labels=str(labels) if labels else None,
         label_id_column=label_id_column,
         orientation=orientation,
+        layer=layer,
     ).data
 
 
@@ -394,12 +403,13 @@ def info(
     labels: LabelsOpt = None,
     label_id_column: LabelIdOpt = None,
     orientation: OrientOpt = "auto",
+    layer: LayerOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ):
     """Shape, value range and scale, and label columns with class counts."""
     from .io import summarize
 
-    adata = _load(data, labels, label_id_column, orientation)
+    adata = _load(data, labels, label_id_column, orientation, layer)
     s = summarize(adata)
     if as_json:
         console.print_json(json.dumps(s, default=str))
@@ -520,6 +530,7 @@ def pretrain(
     ] = None,
     config: ConfigOpt = None,
     orientation: OrientOpt = "auto",
+    layer: LayerOpt = None,
     stream: StreamOpt = None,
     overwrite: OverwriteOpt = False,
 ):
@@ -554,7 +565,7 @@ def pretrain(
         check_output(log_dir, "log", inputs=[data_path, config, out_dir])
     from .sources import ExpressionSource
 
-    source = ExpressionSource.resolve(data_path, stream, orientation=orientation)
+    source = ExpressionSource.resolve(data_path, stream, layer=layer, orientation=orientation)
     check_top_genes((prep or {}).get("top_k_variance"), source.shape[1], data_path)
     console.print(
         f"pretraining [bold]{name}[/] on {source.describe()} from {data_path}", highlight=False
@@ -615,6 +626,7 @@ def embed(
     labels: LabelsOpt = None,
     label_id_column: LabelIdOpt = None,
     orientation: OrientOpt = "auto",
+    layer: LayerOpt = None,
     key: Annotated[str | None, typer.Option(help="obsm key (default X_<method>).")] = None,
     stream: StreamOpt = None,
     overwrite: OverwriteOpt = False,
@@ -634,6 +646,7 @@ def embed(
     source = ExpressionSource.resolve(
         data,
         stream,
+        layer=layer,
         labels=str(labels) if labels else None,
         label_id_column=label_id_column,
         orientation=orientation,
@@ -999,6 +1012,7 @@ BENCHMARK_FLAGS = {
     "accelerator": Flag(str),
     "devices": Flag(str),
     "orientation": Flag(str),
+    "layer": Flag(str),
 }
 ProgressOpt = Annotated[
     bool, typer.Option(help=shown("Show progress.", "--progress"), show_default=False)

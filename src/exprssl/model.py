@@ -210,7 +210,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
                 "this SSLModel is not fitted yet: call fit(X) or SSLModel.load(path)"
             )
 
-    def fit(self, X, y=None, *, stream: bool | None = None) -> SSLModel:
+    def fit(self, X, y=None, *, stream: bool | None = None, layer: str | None = None) -> SSLModel:
         """Pretrain on the samples of ``X`` (``y`` and labels, if any, are ignored).
 
         ``X`` is an AnnData, a pandas DataFrame (columns = genes, index = samples), an array, a
@@ -228,6 +228,10 @@ class SSLModel(TransformerMixin, BaseEstimator):
             Ignored.
         stream
             Stream an h5ad path in bounded memory; None decides from its size.
+        layer
+            Read the values from this AnnData layer instead of ``X`` (an AnnData or an h5ad
+            path; e.g. ``"counts"``, where scanpy keeps raw counts). An unknown layer is a
+            one-line error naming the layers there are.
 
         Returns
         -------
@@ -242,7 +246,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
         """
         check_ignored_y(y, ExpressionSource.count_samples(X), "SSLModel.fit")
         params = self.check_params()
-        source = ExpressionSource.resolve(X, stream)
+        source = ExpressionSource.resolve(X, stream, layer=layer)
         train = params.train
         prep = source.fit_preprocessor(params.preprocessor, seed=train.seed)
 
@@ -301,6 +305,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
         return_anndata: bool = False,
         stream: bool | None = None,
         progress: Callable[[int, int], Any] | None = None,
+        layer: str | None = None,
     ):
         """Embed ``X`` (genes aligned by name): a float32 array (n_samples, embedding_dim_).
 
@@ -310,7 +315,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
         array), the embeddings in ``obsm[key or "X_<method>"]``, and ``uns["exprssl"]`` with the
         model directory, method, source and number of model genes. A store is read block by
         block so that only the embeddings are held in memory; ``progress(done, total)`` is
-        called after each block. ``stream`` as in ``fit``.
+        called after each block. ``stream`` and ``layer`` as in ``fit``.
 
         Parameters
         ----------
@@ -324,6 +329,8 @@ class SSLModel(TransformerMixin, BaseEstimator):
             As in ``fit``.
         progress
             Called as ``progress(done, total)`` after each block of a store.
+        layer
+            As in ``fit``.
 
         Returns
         -------
@@ -337,7 +344,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
         """
         self._check_fitted()
         return self._transform(
-            ExpressionSource.resolve(X, stream),
+            ExpressionSource.resolve(X, stream, layer=layer),
             key=key,
             return_anndata=return_anndata,
             progress=progress,
@@ -386,6 +393,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
         key: str | None = None,
         return_anndata: bool = False,
         stream: bool | None = None,
+        layer: str | None = None,
     ):
         """``fit`` then ``transform`` the same samples (read once); ``y`` is ignored, so a
         Pipeline's labels are never taken for an obsm key.
@@ -396,7 +404,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
             The samples to fit on and embed (anything ``fit`` takes).
         y
             Ignored.
-        key, return_anndata, stream
+        key, return_anndata, stream, layer
             As in ``transform``.
 
         Returns
@@ -404,7 +412,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
         numpy.ndarray or anndata.AnnData
             As ``transform``.
         """
-        source = ExpressionSource.resolve(X, stream)
+        source = ExpressionSource.resolve(X, stream, layer=layer)
         self.fit(source, y)
         return self._transform(source, key=key, return_anndata=return_anndata)
 
@@ -437,7 +445,14 @@ class SSLModel(TransformerMixin, BaseEstimator):
         self._check_fitted()
         return model_config(self)
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def save(
+        self,
+        path: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        license: str | None = None,
+        datasets: list[str] | None = None,
+    ) -> Path:
         """Write the model directory: it appears whole or not at all (``exprssl.model_io``).
 
         Refused with a one-line OutputPathError, before anything is written: a path that exists
@@ -451,6 +466,11 @@ class SSLModel(TransformerMixin, BaseEstimator):
             The model directory to write.
         overwrite
             Replace an existing model directory there.
+        license
+            The card's Hub license id (e.g. ``"cc-by-4.0"``); ``"unknown"`` when not given, as
+            the weights derive from training data whose terms exprssl cannot know.
+        datasets
+            Hub dataset ids of the training data, listed in the card's ``datasets``.
 
         Returns
         -------
@@ -460,7 +480,7 @@ class SSLModel(TransformerMixin, BaseEstimator):
         from .model_io import save_model
 
         self._check_fitted()
-        return save_model(self, Path(path), overwrite=overwrite)
+        return save_model(self, Path(path), overwrite=overwrite, license=license, datasets=datasets)
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str = "cpu") -> SSLModel:

@@ -72,7 +72,14 @@ def model_config(model) -> dict[str, Any]:
     }
 
 
-def save_model(model, path: Path, *, overwrite: bool = False) -> Path:
+def save_model(
+    model,
+    path: Path,
+    *,
+    overwrite: bool = False,
+    license: str | None = None,
+    datasets: list[str] | None = None,
+) -> Path:
     """Write ``model``'s directory at ``path`` (see ``SSLModel.save``)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         if torch.distributed.get_rank() != 0:  # under DDP every rank holds the same weights
@@ -84,7 +91,9 @@ def save_model(model, path: Path, *, overwrite: bool = False) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
         try:
             _write_files(model, tmp)
-            write_card(model, tmp)  # last: it hashes the other files
+            write_card(
+                model, tmp, license=license, datasets=datasets
+            )  # last: it hashes the other files
             _move_into_place(tmp, path)
         except OSError as e:
             raise OutputPathError(

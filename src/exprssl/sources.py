@@ -21,12 +21,29 @@ from .errors import ConfigError
 STREAM_FIT_ROWS = 10_000  # rows of a streamed store the preprocessing is fit on
 
 
+def check_layer(source: ExpressionSource, layer: str) -> str:
+    """``layer`` if ``source`` (an AnnData) has it; otherwise one line naming the layers it has."""
+    if source.kind != "anndata":
+        what = "a store" if source.kind == "store" else f"a {type(source.data).__name__}"
+        raise ConfigError(f"layer '{layer}' names an AnnData layer, and {what} has none")
+    layers = list(source.data.layers.keys())
+    if layer not in layers:
+        raise ConfigError(
+            f"{source.given_path or source.name}: no layer '{layer}' "
+            f"(its layers: {', '.join(map(str, layers)) or 'none'})"
+        )
+    return layer
+
+
 class ExpressionSource:
     """Expression profiles in memory (``data``: AnnData, DataFrame, array, sparse matrix) or
     streamed from disk (``store``: an ``exprssl.store.ExpressionStore``); ``given`` is what the
-    user passed (a path is recorded as the source of embeddings)."""
+    user passed (a path is recorded as the source of embeddings); ``layer`` names the AnnData
+    layer read instead of ``X`` (scanpy keeps raw counts in ``layers["counts"]``)."""
 
-    def __init__(self, *, data: Any = None, store: Any = None, given: Any = None):
+    def __init__(
+        self, *, data: Any = None, store: Any = None, given: Any = None, layer: str | None = None
+    ):
         self.data, self.store = data, store
         self.given = given if given is not None else (store if store is not None else data)
         if store is not None:
@@ -37,10 +54,13 @@ class ExpressionSource:
             self.kind = "frame"
         else:  # numpy or scipy sparse matrices, lists, array-likes
             self.kind = "array"
+        self.layer = None if layer is None else check_layer(self, layer)
 
     # ------------------------------------------------------------------ resolvers
     @classmethod
-    def resolve(cls, X: Any, stream: bool | None = None, **load_options: Any) -> ExpressionSource:
+    def resolve(
+        cls, X: Any, stream: bool | None = None, layer: str | None = None, **load_options: Any
+    ) -> ExpressionSource:
         """``X`` as a source: a store (or an h5ad to stream, see ``exprssl.store.open_streamed``)
         streams; any other path or bundled-dataset name is loaded (``exprssl.io.load_dataset``,
         with ``load_options``); objects in memory are taken as they are.
@@ -51,6 +71,9 @@ class ExpressionSource:
             An AnnData, DataFrame, array, store, path or bundled dataset's name.
         stream
             Stream an h5ad path; None decides from its size.
+        layer
+            The AnnData layer holding the values (``X`` when None); a path with a layer is read
+            whole (streaming reads ``X``).
         **load_options
             Passed to ``exprssl.io.load_dataset`` for a path that is loaded.
 
@@ -64,25 +87,43 @@ class ExpressionSource:
         if isinstance(X, ExpressionSource):
             return X
         if isinstance(X, ExpressionStore):
-            return cls(store=X)
+            return cls(store=X, layer=layer)
         if isinstance(X, (str, os.PathLike)):
-            store = open_streamed(X, stream)
+            if layer is not None and stream:
+                raise ConfigError(
+                    f"{X}: streaming reads an h5ad's X only; drop stream to read layer "
+                    f"'{layer}' in memory"
+                )
+            store = open_streamed(X, False if layer is not None else stream)
             if store is not None:
-                return cls(store=store, given=X)
-        return cls.load(X, **load_options)
+                return cls(store=store, given=X, layer=layer)
+            return cls.load(X, layer=layer, **load_options)
+        return cls(data=X, layer=layer)
 
     @classmethod
-    def load(cls, X: Any, **load_options: Any) -> ExpressionSource:
+    def load(cls, X: Any, layer: str | None = None, **load_options: Any) -> ExpressionSource:
         """``X`` in memory: a path or a bundled dataset's name read whole
         (``exprssl.io.load_dataset`` with ``load_options``: a sample sheet, the orientation),
-        anything else taken as it is. What the benchmark's cohort and ``exprssl info`` read."""
+        anything else taken as it is. What the benchmark's cohort and ``exprssl info`` read:
+        with a ``layer``, the source's AnnData holds that layer as its ``X``."""
         if isinstance(X, ExpressionSource):
             return X
         if isinstance(X, (str, os.PathLike)):
-            from .io import load_dataset
+            from .io import data_file, load_dataset
 
-            return cls(data=load_dataset(X, **load_options), given=X)
-        return cls(data=X)
+            if data_file(X) is not None:  # a file: its reader reads the layer as X
+                return cls(data=load_dataset(X, layer=layer, **load_options), given=X)
+            return cls(data=load_dataset(X, **load_options), given=X, layer=layer).layer_as_x()
+        return cls(data=X, layer=layer).layer_as_x()
+
+    def layer_as_x(self) -> ExpressionSource:
+        """This source with its layer as an AnnData's ``X`` (the arrays shared, not copied): for
+        code that reads ``.data.X``. The caller's AnnData is left as it is."""
+        if self.layer is None:
+            return self
+        a = self.data
+        data = ad.AnnData(X=a.layers[self.layer], obs=a.obs, var=a.var, uns=dict(a.uns))
+        return ExpressionSource(data=data, given=self.given)
 
     @classmethod
     def in_memory(cls, X: Any) -> ExpressionSource:
@@ -161,7 +202,8 @@ class ExpressionSource:
             )
         data = self.data
         if self.kind == "anndata":
-            return data.X, data.var_names, data.obs_names
+            X = data.X if self.layer is None else data.layers[self.layer]
+            return X, data.var_names, data.obs_names
         if self.kind == "frame":
             return data.to_numpy(), data.columns, data.index
         return data, None, None

@@ -70,6 +70,7 @@ def load_cohort(cfg: BenchmarkConfig) -> Cohort:
         labels=cfg.labels,
         label_id_column=cfg.label_id_column,
         orientation=cfg.orientation,
+        layer=cfg.layer,
     ).data
     labels = require_label(adata, cfg.label)  # class names as `exprssl info` shows them
     if cfg.group is not None and cfg.group not in adata.obs.columns:

@@ -242,6 +242,9 @@ class BenchmarkConfig:
         "a csv/tsv/parquet table's orientation (auto: the way round the sample sheet's ids match)",
         choices=ORIENTATIONS,
     )
+    layer: str | None = option(
+        None, "the AnnData layer holding the cohort's values, e.g. counts (default: X)"
+    )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BenchmarkConfig:

@@ -21,9 +21,9 @@ def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"exprssl": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "lightning", "anndata", "numpy", "scikit-learn", "xgboost"):
-        try:
-            out[pkg] = md.version(pkg)
+    for pkg in ("torch", "lightning", "anndata", "numpy", "scikit-learn", "xgboost", "xgboost-cpu"):
+        try:  # xgboost-cpu (the default on Linux and Windows) provides the xgboost import
+            out.setdefault(pkg.removesuffix("-cpu"), md.version(pkg))
         except md.PackageNotFoundError:
             pass
     return out

@@ -127,6 +127,7 @@ def read_file(
     counts_expected: bool = False,
     sample_id_column: str | None = None,
     sheet_keys=None,
+    layer: str | None = None,
 ) -> ad.AnnData:
     """Read an expression file as AnnData: samples in ``obs``, genes in ``var``, float32 ``X``.
 
@@ -157,6 +158,8 @@ def read_file(
         The column holding sample ids; None takes the index or the first column.
     sheet_keys
         Sample ids of a sample sheet, to decide the orientation.
+    layer
+        An h5ad's layer read instead of ``X`` (e.g. ``"counts"``, where scanpy keeps them).
 
     Returns
     -------
@@ -170,7 +173,11 @@ def read_file(
     """
     path, source = Path(path), str(path)
     reader = _checked_reader(path, format, orientation)
-    request = ReadRequest(orientation, samples, genes, sample_id_column, sheet_keys)
+    if layer is not None and not reader.layers:
+        raise ConfigError(
+            f"{path}: layer '{layer}' names an AnnData layer, and a {reader.name} file has none"
+        )
+    request = ReadRequest(orientation, samples, genes, sample_id_column, sheet_keys, layer)
     matrix = reader.read(path, request)
     if matrix.selected:  # already applied on disk
         samples = genes = None

@@ -33,6 +33,7 @@ class ReadRequest(NamedTuple):
     genes: Any = None
     sample_id_column: str | None = None
     sheet_keys: Any = None  # a sample sheet's ids and match mode, to orient a table
+    layer: str | None = None  # an AnnData layer read as X (h5ad only)
 
 
 class Matrix(NamedTuple):
@@ -118,6 +119,7 @@ class Reader:
     streams: ClassVar[bool] = False  # rows can be read from disk (``rows``)
     always_streams: ClassVar[bool] = False  # streamed whenever it is given (a store)
     sheets: ClassVar[bool] = False  # sample sheets are written in it (``read_sheet``)
+    layers: ClassVar[bool] = False  # holds AnnData layers, one of which can be read as X
 
     @classmethod
     def sniff(cls, path: Path) -> bool:

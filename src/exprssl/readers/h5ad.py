@@ -62,14 +62,26 @@ def _open_anndata(path: Path, **options) -> ad.AnnData:
         ) from None
 
 
+def _layer_as_x(adata: ad.AnnData, layer: str, path: Path) -> ad.AnnData:
+    """``adata`` with ``layers[layer]`` as its X (the other layers dropped: nothing reads them),
+    or one line naming the file and the layers it has."""
+    if layer not in adata.layers:
+        names = ", ".join(map(str, adata.layers.keys())) or "none"
+        raise DataFileError(f"{path}: no layer '{layer}' (its layers: {names})")
+    return ad.AnnData(X=adata.layers[layer], obs=adata.obs, var=adata.var, uns=adata.uns)
+
+
 @register("h5ad", suffixes=(".h5ad",))
 class H5adReader(Reader):
     """AnnData files: samples in ``obs``, genes in ``var``."""
 
     streams = True
+    layers = True
 
     def read(self, path: Path, request: ReadRequest) -> Matrix:
         adata = _open_anndata(path)
+        if request.layer is not None:
+            adata = _layer_as_x(adata, request.layer, path)
         if adata.X is None:
             raise DataFileError(f"{path}: h5ad file has no X matrix")
         check_not_bool(adata.X.dtype, str(path))
