@@ -417,9 +417,9 @@ def attribution_genes_figure(
     part = table[table["approach"] == approach]
     ref = table[(table["approach"] == reference) & (table["rank"] <= k)]
     classes = sorted(part["class"].unique(), key=str)
-    ncol = min(4, len(classes))
+    ncol = min(2, len(classes))  # tall rather than wide: it sits beside its table
     nrow = math.ceil(len(classes) / ncol)
-    fig = new_figure(figsize=(3.4 * ncol, 0.28 * shown * nrow + 1.2 * nrow + 0.6))
+    fig = new_figure(figsize=(3.6 * ncol, 0.26 * shown * nrow + 0.9 * nrow + 0.9))
     axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
     for ax, cls in zip(axes, classes, strict=False):
         rows = part[part["class"] == cls]
@@ -440,14 +440,14 @@ def attribution_genes_figure(
     for ax in axes[len(classes) :]:
         ax.axis("off")
     n = part["split"].nunique()
+    shared_note = (
+        f"; dark: in {_text(reference)}'s top {k} too"
+        if reference in set(table["approach"])
+        else ""
+    )
     fig.suptitle(
-        f"{_text(approach)}: top {shown} genes per class, |attribution| relative to the class's "
-        f"first (bar: mean over {n} split{'s' * (n > 1)}, dots: each split)"
-        + (
-            f"; dark: also in {_text(reference)}'s top {k}"
-            if reference in set(table["approach"])
-            else ""
-        ),
+        f"{_text(approach)}: top {shown} genes per class\n|attribution| relative to the class's "
+        f"first; bar: mean over {n} split{'s' * (n > 1)}, dots: each split{shared_note}",
         fontsize=9,
     )
     fig.tight_layout()
