@@ -29,10 +29,11 @@ def png_bytes(fig, dpi: int = 130) -> bytes:
     return buf.getvalue()
 
 
-def save_png(fig, path: Path, dpi: int = 130) -> Path:
-    """Write the figure to ``path`` atomically (a crash leaves no partial image)."""
+def save_png(fig, path: Path, dpi: int = 130, tight: bool = True) -> Path:
+    """Write the figure to ``path`` atomically (a crash leaves no partial image); ``tight``:
+    crop to the drawn content (one more draw; not needed after ``tight_layout``)."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     return path
 
 
@@ -53,4 +54,4 @@ def plot_loss_curve(history: pd.DataFrame, path: Path, title: str = "") -> Path 
     ax.legend(frameon=False, fontsize=9)
     ax.set_title(title or "Pretraining loss", fontsize=10)
     fig.tight_layout()
-    return save_png(fig, path, dpi=110)
+    return save_png(fig, path, dpi=110, tight=False)  # saved with every model: one draw
