@@ -5,7 +5,8 @@ Reads what the benchmark wrote into its output directory (summary.csv, tuning.cs
 embeddings/, predictions/best.npz, manifest.json); any missing piece is noted, never fatal.
 User-derived text is escaped in both documents. Every file is written atomically. The package:
 ``blocks`` (the document and its renderers), ``tables``, ``answer`` (the first screen),
-``plots``, ``sections`` (their order) and ``write_report`` here.
+``plots``, ``sections`` (their order), ``explain_page`` (the page ``exprssl explain`` writes)
+and ``write_report`` here.
 """
 
 from __future__ import annotations
