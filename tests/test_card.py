@@ -75,6 +75,7 @@ def test_save_writes_a_card_with_data_genes_training_and_hashes(saved):
         "weights.safetensors",
         "features_in.txt",
         "history.csv",
+        "loss.png",
     }
     text = (saved / CARD_FILE).read_text()
     assert (

@@ -8,6 +8,7 @@ import json
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
+import pytest
 from fake_cells import cell
 
 from exprssl.evaluation.schema import Layout, Manifest
@@ -332,7 +333,7 @@ def test_plot_styles_tell_every_baseline_and_the_control_apart(tmp_path, monkeyp
     assert all(ln.get_linestyle() == "-" for name, ln in lines.items() if "+" in name)
 
 
-def test_flags_are_summarised_first_and_detailed_after_the_plots(tmp_path):
+def test_flags_are_summarised_first_and_detailed_in_their_section(tmp_path):
     always_one_class = (("barlow", "ssl", "finetune", 0.0),)  # acc 0: always (y + 1) % 3
     out, summary = _bench_dir(tmp_path, gap=0.1, extra=always_one_class)
     p = pd.read_csv(Layout(out).summary)
@@ -353,18 +354,21 @@ def test_flags_are_summarised_first_and_detailed_after_the_plots(tmp_path):
     first = _sections(md)[""]
     flag_lines = [line for line in first.splitlines() if line.startswith(("- Flagged", "- Left"))]
     assert flag_lines == [
-        "- Flagged as degenerate (collapsed predictions or chance; details after the plots): "
+        "- Flagged as degenerate (collapsed predictions or chance; details under Degenerate "
+        "approaches): "
         "vime+linear\\_probe (10%), barlow+finetune (10%, 50%, 100%).",
         "- Left out of the best for it: barlow+finetune (10%, 50%, 100%); the others stay "
         "eligible (their collapsed cells only lowered their means).",
     ] or flag_lines == [
-        "- Flagged as degenerate (collapsed predictions or chance; details after the plots): "
+        "- Flagged as degenerate (collapsed predictions or chance; details under Degenerate "
+        "approaches): "
         "barlow+finetune (10%, 50%, 100%), vime+linear\\_probe (10%).",
         "- Left out of the best for it: barlow+finetune (10%, 50%, 100%); the others stay "
         "eligible (their collapsed cells only lowered their means).",
     ]
     order = [h.split("\n")[0] for h in md.split("\n## ")[1:]]
-    assert order.index("Plots") < order.index("Degenerate approaches")
+    comparison = "Paired comparison: best SSL approach minus best baseline"
+    assert order.index(comparison) < order.index("Degenerate approaches")
     table = _sections(md)["Degenerate approaches"]
     assert (
         "| 100% (n=50) | barlow+finetune |" in table and "| 100% | predictions collapsed" in table
@@ -409,3 +413,152 @@ def test_transfer_gets_its_comparison_and_the_answer_names_the_model(tmp_path):
     assert "transfer better" in section and "| random\\_encoder |" in section
     text = answer(summary, Manifest.read(out), "balanced_accuracy", plain=True)
     assert any(t.startswith("Transfer: compendium (pretrained on archs4.h5ad") for t in text)
+
+
+# ------------------------------------------------------------ plots beside tables, contents, pages
+def _attributions(classes=("a", "b", "c"), n_genes=30, splits=2, fraction=1.0):
+    """An attributions table: per class its own 5 strong genes (g{5c}..), in every split; the
+    SSL approach and logreg share the first 3 of them."""
+    from exprssl.attributions import attribution_table
+
+    rng = np.random.default_rng(1)
+    genes = [f"g{i}" for i in range(n_genes)]
+    parts = []
+    for split in range(splits):
+        for approach, shared in (("scarf+finetune", 5), ("logreg", 3)):
+            values = rng.normal(0, 0.05, (len(classes), n_genes))
+            for c in range(len(classes)):
+                values[c, 5 * c : 5 * c + shared] = np.linspace(2.0, 1.0, shared) + 0.1 * split
+            parts.append(attribution_table(values, genes, classes, approach, split, fraction))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_each_plot_sits_beside_its_table_under_a_table_of_contents(tmp_path):
+    out, _ = _bench_dir(tmp_path, gap=0.2)
+    _attributions().to_csv(Layout(out).attributions, index=False)
+    _manifest_edit(
+        out,
+        attributions={
+            "fraction": 1.0,
+            "approaches": ["scarf+finetune", "logreg"],
+            "reference": "logreg",
+        },
+    )
+    written = write_report(out)
+    for key in ("attribution_genes", "attribution_stability"):
+        img = mpimg.imread(written[key])
+        assert img.ndim == 3 and img.shape[0] > 150 and img.shape[1] > 300, key
+    md = (out / "report.md").read_text()
+    sec = _sections(md)
+    assert "## Plots" not in md
+    links = [line for line in sec[""].splitlines() if line.startswith("- [")]
+    assert [line.split("](#")[0][3:] for line in links] == list(sec)[1:]  # every section, in order
+    assert "- [Genes carrying the prediction](#genes-carrying-the-prediction)" in links
+    # the plot right after the table it illustrates
+    for title, image in (
+        ("Balanced accuracy on the test set", "label_efficiency"),
+        ("Paired comparison", "paired_differences"),
+        ("Genes carrying the prediction", "attribution_genes"),
+    ):
+        body = next(v for k, v in sec.items() if k.startswith(title))
+        table_end = body.rindex("|\n")
+        assert body[table_end:].lstrip("|\n").startswith(f"![{image}]({image}.png)"), title
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 7 and html.count('<div class="beside">') == 3
+    assert '<a href="#genes-carrying-the-prediction">' in html
+    assert '<h2 id="genes-carrying-the-prediction">' in html
+    assert "default-src 'none'" in html and "http://" not in html and "https://" not in html
+
+
+def test_the_top_genes_plot_draws_the_attributions_it_reads():
+    """Bars: mean |attribution| over splits relative to the class's first gene, best first; dark
+    where the reference also ranks the gene in its top k."""
+    from exprssl.attributions import stability
+    from exprssl.report.plots import attribution_genes_figure, attribution_stability_figure
+
+    table = _attributions()
+    fig = attribution_genes_figure(table, "scarf+finetune", "logreg", k=3, shown=5)
+    ax = fig.axes[1]  # class "b": genes g5..g9
+    top_down = sorted(zip(ax.get_yticks(), ax.get_yticklabels(), strict=True), reverse=True)
+    assert [t.get_text() for _, t in top_down] == ["g5", "g6", "g7", "g8", "g9"]  # best on top
+    bars = sorted(ax.patches, key=lambda p: -p.get_y())
+    widths = [p.get_width() for p in bars]
+    assert widths[0] == pytest.approx(1.0) and widths[4] == pytest.approx(1.05 / 2.05, abs=0.03)
+    dark = [p.get_facecolor()[:3] for p in bars]
+    assert dark[0] == dark[2] != dark[3]  # g5-g7 in logreg's top 3, g8 not
+    assert len(ax.get_lines()) == 2  # a dot series per split
+    stable = attribution_stability_figure(table, k=5)
+    expected = stability(table, 5).set_index(["approach", "class"])
+    rho = stable.axes[0].get_lines()[0].get_ydata()  # logreg (approaches by name)
+    assert np.allclose(rho, expected.loc["logreg", "spearman"])
+    jaccard = stable.axes[1].get_lines()[1].get_ydata()  # scarf+finetune: its 5 genes every split
+    assert np.allclose(jaccard, 1.0)
+    assert attribution_stability_figure(table[table["split"] == 0]) is None  # one split
+
+
+def test_explain_page_is_self_contained_and_refuses_a_users_file(tmp_path):
+    from exprssl.errors import OutputPathError
+    from exprssl.report.explain_page import check_page_output, page_path, write_explain_page
+
+    evil = "<img src=x onerror=alert(1)>"
+    table = _attributions(classes=("a", evil))
+    page = page_path(tmp_path / "attributions.csv")
+    assert page.name == "attributions.html"
+    write_explain_page(table, page, title=f"exprssl explain: m — {evil}", k=3)
+    html = page.read_text()
+    assert html.count("data:image/png;base64,") == 2 and "<script" not in html
+    assert evil not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "http://" not in html and "https://" not in html
+    with pytest.raises(OutputPathError, match="--overwrite"):
+        check_page_output(page)
+    assert check_page_output(page, overwrite=True) == page
+    mine = tmp_path / "mine.html"
+    mine.write_text("<p>my notes</p>")
+    with pytest.raises(OutputPathError, match="never replaces"):
+        check_page_output(mine, overwrite=True)
+    assert mine.read_text() == "<p>my notes</p>"
+
+
+def test_a_saved_model_carries_its_loss_curve_and_explain_writes_a_page(tmp_path):
+    from typer.testing import CliRunner
+
+    from exprssl import SSLModel
+    from exprssl.card import read_card
+    from exprssl.cli import app
+    from exprssl.datasets import synthetic
+    from exprssl.io import write_h5ad
+
+    a = synthetic(60, 40, 2, seed=0)
+    data = tmp_path / "cohort.h5ad"
+    write_h5ad(a, data)
+    model = tmp_path / "model"
+    m = SSLModel("scarf", epochs=3, progress=False, method_params={"hidden_dims": [16]}).fit(a)
+    m.save(model)
+    img = mpimg.imread(model / "loss.png")
+    assert img.ndim == 3 and img.shape[0] > 150 and img.shape[1] > 250
+    assert "loss.png" in read_card(model)["files_sha256"]  # hashed like the model's other files
+    assert SSLModel.load(model).history_["epoch"].tolist() == [1, 2, 3]
+    r = CliRunner().invoke(
+        app,
+        [
+            "explain",
+            "--model",
+            str(model),
+            "--data",
+            str(data),
+            "--label",
+            "label",
+            "--out",
+            str(tmp_path / "why"),
+            "--splits",
+            "2",
+            "--top",
+            "5",
+        ],
+        catch_exceptions=False,
+    )
+    assert r.exit_code == 0, r.output
+    t = pd.read_csv(tmp_path / "why" / "attributions.csv")
+    assert len(t) == 40 * 2 * 2 * 2  # genes x classes x approaches x splits
+    html = (tmp_path / "why" / "attributions.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "logreg" in html

@@ -722,7 +722,9 @@ def explain(
             "-o",
             help=(
                 "attributions.csv to write "
-                "(gene, class, approach, split, fraction, attribution, rank)."
+                "(gene, class, approach, split, fraction, attribution, rank), or a directory to "
+                "write it into; a self-contained page with its table and plots goes beside it "
+                "(attributions.html)."
             ),
         ),
     ] = None,
@@ -745,20 +747,26 @@ def explain(
     from .attributions import explain as explain_model
     from .model import SSLModel
     from .outputs import check_output
+    from .report.explain_page import check_page_output, page_path, write_explain_page
 
     if top < 1 or head not in HEADS or splits < 1:
         raise ConfigError(
             f"--top and --splits must be >= 1 and --head one of {', '.join(HEADS)}, got "
             f"{top}, {splits} and '{head}'"
         )
+    page = None
     if out is not None:
+        if out.is_dir() or (not out.exists() and out.suffix.lower() != ".csv"):
+            out = out / "attributions.csv"  # a directory: the table and its page go in it
         check_output(out, "attributions", overwrite=overwrite, inputs=[data, model, labels])
+        page = check_page_output(page_path(out), overwrite=overwrite)
     m = SSLModel.load(model)
     table = explain_model(
         m, _load(data, labels, label_id_column, orientation), label, head=head, splits=splits
     )
     if out is not None:
         write_attributions(table, out, overwrite=overwrite, inputs=[data, model, labels])
+        write_explain_page(table, page, title=f"exprssl explain: {model} — {label}", k=top)
     best = top_genes(table, top)
     shared = overlap(table, "logreg", top).set_index(["approach", "class"]).iloc[:, 0]
     steady = stability(table, top).set_index(["approach", "class"])
@@ -785,7 +793,7 @@ def explain(
         )
     console.print(t)
     if out is not None:
-        console.print(f"wrote {len(table)} rows to {out}", highlight=False)
+        console.print(f"wrote {len(table)} rows to {out}, and {page}", highlight=False)
 
 
 @app.command()

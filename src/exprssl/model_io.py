@@ -5,7 +5,8 @@ errors naming the file at fault.
 A model directory holds ``config.json`` (method, its options, the training options, the input
 width and, for inputs with gene names, ``features_in.txt``), ``preprocessor.json`` (the fitted
 preprocessing), ``genes.txt``, ``weights.safetensors`` (no code runs on load; a 0.3
-``weights.pt`` is read with ``weights_only=True``), ``history.csv`` and the card. ``load_model``
+``weights.pt`` is read with ``weights_only=True``), ``history.csv``, its curve ``loss.png`` and
+the card. ``load_model``
 sets the fitted state through ``SSLModel.set_fitted_state``, the method ``fit`` uses, so a round
 trip keeps ``n_features_in_`` and ``feature_names_in_``.
 """
@@ -36,6 +37,7 @@ from .errors import (
     OutputPathError,
     TrainingDivergedError,
 )
+from .figures import plot_loss_curve
 from .hub import resolve_model
 from .methods import build_method, get_method
 from .model_layout import FORMAT_VERSION, ModelLayout
@@ -126,6 +128,7 @@ def _write_files(model, directory: Path) -> None:
         files.features_in.write_text("\n".join(map(str, names)) + "\n")
     save_weights(model.method_.state_dict(), model.method, files.weights)
     model.history_.to_csv(files.history, index=False)
+    plot_loss_curve(model.history_, files.loss_plot, f"{model.method}: pretraining loss")
 
 
 def save_weights(state: dict[str, torch.Tensor], method: str, file: Path) -> None:

@@ -5,7 +5,8 @@ Reads what the benchmark wrote into its output directory (summary.csv, tuning.cs
 embeddings/, predictions/best.npz, manifest.json); any missing piece is noted, never fatal.
 User-derived text is escaped in both documents. Every file is written atomically. The package:
 ``blocks`` (the document and its renderers), ``tables``, ``answer`` (the first screen),
-``plots``, ``sections`` (their order) and ``write_report`` here.
+``plots``, ``sections`` (their order), ``explain_page`` (the page ``exprssl explain`` writes)
+and ``write_report`` here.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def write_report(out_dir: str | Path, *, main_metric: str | None = None) -> dict
     manifest = Manifest.read(layout.manifest)
     metric = main_metric or manifest.setting("main_metric")
     summary = read_summary(layout.summary)
-    figures, notes = draw_figures(out, summary, metric)
+    figures, notes = draw_figures(out, summary, metric, manifest)
     ds = manifest.dataset
     title = f"exprssl benchmark: {ds.source or out.name} — {ds.label or ''}"
     blocks: list = [Heading(1, [User(title)])]

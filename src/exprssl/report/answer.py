@@ -147,7 +147,7 @@ def _transfer_tally(verdicts: pd.Series) -> list:
 
 
 def flag_notes(summary: pd.DataFrame) -> list[list]:
-    """The degenerate flags in two lines at most (details: the section after the plots): which
+    """The degenerate flags in two lines at most (details: "Degenerate approaches"): which
     approaches were flagged and at which fractions, and which of those flags left an approach
     out of "the best"."""
     if summary.empty or "degenerate" not in summary:
@@ -176,7 +176,8 @@ def flag_notes(summary: pd.DataFrame) -> list[list]:
             "; the others stay eligible (their collapsed cells only lowered their means).",
         ]
     first = [
-        "Flagged as degenerate (collapsed predictions or chance; details after the plots): ",
+        "Flagged as degenerate (collapsed predictions or chance; details under Degenerate "
+        "approaches): ",
         *flagged,
         ".",
     ]

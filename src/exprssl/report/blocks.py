@@ -1,13 +1,14 @@
 """The report as a document: inline content (our words, ``User`` text from the data,
-``Bold``, ``Code``) in blocks (``Heading``, ``Para``, ``Bullets``, ``Table``, ``Image``),
+``Bold``, ``Code``) in blocks (``Heading``, ``Para``, ``Bullets``, ``Table``, ``Image``,
+``Beside``: a table and the plots that illustrate it, ``Contents``: the table of contents),
 rendered to Markdown, plain text and one self-contained HTML file from the same blocks: nothing
-is parsed back, and user text is escaped in every format."""
+is parsed back, and user text is escaped in every format. The HTML fetches nothing: images are
+data URIs and its Content-Security-Policy forbids any other source."""
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,46 @@ class Table:
 
 @dataclass
 class Image:
+    """A PNG: a file beside the report (``path``), or bytes (``png``) for a page that has no
+    files beside it; ``caption``: our words under it."""
+
     key: str
-    path: Path
+    path: Path | None = None
+    png: bytes | None = None
+    caption: str = ""
+
+    def data(self) -> bytes | None:
+        if self.png is not None:
+            return self.png
+        return self.path.read_bytes() if self.path is not None and self.path.exists() else None
+
+
+@dataclass
+class Beside:
+    """Blocks shown side by side in HTML (a table and the plots that illustrate it; one under
+    the other on a narrow screen), in turn in Markdown."""
+
+    blocks: list
+
+
+@dataclass
+class Contents:
+    """The table of contents: a link to every level-2 heading of the document."""
+
+
+def anchors(blocks: list) -> dict[int, str]:
+    """A unique anchor per level-2 heading (by ``id`` of the block), as GitHub makes them from
+    the heading's text (lower case, punctuation dropped, spaces as hyphens), so the Markdown
+    table of contents also works on a rendered report.md."""
+    out: dict[int, str] = {}
+    seen: dict[str, int] = {}
+    for b in blocks:
+        if isinstance(b, Heading) and b.level == 2:
+            slug = re.sub(r"[^\w\- ]", "", to_text(b.text).strip().lower()).replace(" ", "-")
+            n = seen.get(slug, 0)
+            seen[slug] = n + 1
+            out[id(b)] = f"{slug}-{n}" if n else slug
+    return out
 
 
 def to_text(parts: list) -> str:
@@ -109,9 +148,19 @@ def _inline_html(parts: list) -> str:
 
 
 def render_markdown(blocks: list) -> str:
+    return "\n".join(_markdown_lines(blocks, blocks)).rstrip("\n") + "\n"
+
+
+def _markdown_lines(blocks: list, document: list) -> list[str]:
     lines: list[str] = []
     for b in blocks:
-        if isinstance(b, Heading):
+        if isinstance(b, Beside):
+            lines += _markdown_lines(b.blocks, document)
+        elif isinstance(b, Contents):
+            ids = anchors(document)
+            heads = [h for h in document if id(h) in ids]
+            lines += [f"- [{to_markdown(h.text)}](#{ids[id(h)]})" for h in heads] + [""]
+        elif isinstance(b, Heading):
             lines += ["#" * b.level + " " + to_markdown(b.text), ""]
         elif isinstance(b, Para):
             lines += [to_markdown(b.text), ""]
@@ -121,44 +170,70 @@ def render_markdown(blocks: list) -> str:
             lines += ["| " + " | ".join(b.header) + " |", "|" + "---|" * len(b.header)]
             lines += ["| " + " | ".join(to_markdown(c) for c in row) + " |" for row in b.rows]
             lines += [""]
-        elif isinstance(b, Image):
-            lines += [f"![{b.key}]({b.path.name})", ""]
-    return "\n".join(lines).rstrip("\n") + "\n"
+        elif isinstance(b, Image) and b.path is not None:
+            lines += [f"![{b.key}]({b.path.name})", ""] + ([f"*{b.caption}*", ""] * bool(b.caption))
+    return lines
 
 
 def render_html(title: str, blocks: list) -> str:
-    """Self-contained HTML (images as data URIs, no external assets)."""
-    body = []
-    for b in blocks:
-        if isinstance(b, Heading):
-            body.append(f"<h{b.level}>{_inline_html(b.text)}</h{b.level}>")
-        elif isinstance(b, Para):
-            body.append(f"<p>{_inline_html(b.text)}</p>")
-        elif isinstance(b, Bullets):
-            body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b.items) + "</ul>")
-        elif isinstance(b, Table):
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>"
-                for row in b.rows
-            )
-            body.append(f"<table><tr>{head}</tr>{rows}</table>")
-        elif isinstance(b, Image) and b.path.exists():
-            b64 = base64.b64encode(b.path.read_bytes()).decode()
-            body.append(f'<img alt="{html.escape(b.path.name)}" src="data:image/png;base64,{b64}">')
-    buf = io.StringIO()
-    buf.write(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-        f"</title><style>{_CSS}</style></head><body>\n"
+    """Self-contained HTML (images as data URIs, no external assets, nothing fetched)."""
+    ids = anchors(blocks)
+    body = "\n".join(_html_block(b, blocks, ids) for b in blocks)
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<meta http-equiv='Content-Security-Policy' content=\"{_CSP}\">"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<meta name='generator' content='{GENERATOR}'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n"
     )
-    buf.write("\n".join(body))
-    buf.write("\n</body></html>\n")
-    return buf.getvalue()
 
 
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
+GENERATOR = "exprssl"  # the <meta name=generator> that marks a page exprssl wrote
+# nothing but inline styles and data: images; no script, no request leaving the file
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'"
+
+
+def _html_block(b, document: list, ids: dict[int, str]) -> str:
+    if isinstance(b, Heading):
+        anchor = f' id="{ids[id(b)]}"' if id(b) in ids else ""
+        return f"<h{b.level}{anchor}>{_inline_html(b.text)}</h{b.level}>"
+    if isinstance(b, Para):
+        return f"<p>{_inline_html(b.text)}</p>"
+    if isinstance(b, Bullets):
+        return "<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b.items) + "</ul>"
+    if isinstance(b, Table):
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>" for row in b.rows
+        )
+        return f"<table><tr>{head}</tr>{rows}</table>"
+    if isinstance(b, Image):
+        data = b.data()
+        if data is None:
+            return ""
+        b64 = base64.b64encode(data).decode()
+        caption = f"<figcaption>{html.escape(b.caption)}</figcaption>" if b.caption else ""
+        alt = html.escape(b.caption or b.key, quote=True)
+        return f'<figure><img alt="{alt}" src="data:image/png;base64,{b64}">{caption}</figure>'
+    if isinstance(b, Beside):
+        inner = "".join(f"<div>{_html_block(x, document, ids)}</div>" for x in b.blocks)
+        return f'<div class="beside">{inner}</div>'
+    if isinstance(b, Contents):
+        heads = [h for h in document if id(h) in ids]
+        items = "".join(
+            f'<li><a href="#{ids[id(h)]}">{_inline_html(h.text)}</a></li>' for h in heads
+        )
+        return f'<nav class="toc"><b>Contents</b><ol>{items}</ol></nav>'
+    return ""
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1400px;
 margin:2em auto;padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{border-bottom:1px
 solid #ddd;padding-bottom:.2em;margin-top:1.6em}table{border-collapse:collapse;font-size:.9em;
 margin:1em 0;display:block;overflow-x:auto}td,th{border:1px solid #ddd;padding:.3em .6em;
 text-align:right}th{background:#f4f6f8}td:first-child{text-align:left}img{max-width:100%;
-border:1px solid #eee;margin:.5em 0}code{background:#f4f4f4;padding:0 .2em}li{margin:.2em 0}"""
+border:1px solid #eee;margin:.5em 0}code{background:#f4f4f4;padding:0 .2em}li{margin:.2em 0}
+figure{margin:.5em 0}figcaption{font-size:.85em;color:#555}.beside{display:flex;
+flex-wrap:wrap;gap:1.2em;align-items:flex-start}.beside>div{flex:1 1 440px;min-width:0}
+.toc{background:#f8f9fa;border:1px solid #e4e6e8;padding:.4em 1em;margin:1em 0}
+.toc ol{margin:.3em 0;columns:2}"""

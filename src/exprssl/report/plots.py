@@ -335,7 +335,7 @@ def plot_confusion(pred_file: Path, path: Path) -> Path | None:
 
 
 def draw_figures(
-    out: Path, summary: pd.DataFrame, metric: str
+    out: Path, summary: pd.DataFrame, metric: str, manifest=None
 ) -> tuple[dict[str, Path], list[str]]:
     """Every plot the run's files allow, and a note for each one skipped."""
     figures: dict[str, Path] = {}
@@ -360,4 +360,126 @@ def draw_figures(
             notes.append(f"{name}: no input ({src.relative_to(out)} missing), skipped.")
         else:
             figures[key] = p
+    figures.update(draw_attribution_figures(out, getattr(manifest, "attributions", None)))
     return figures, notes
+
+
+def draw_attribution_figures(out: Path, info=None, k: int = 20) -> dict[str, Path]:
+    """The attribution plots of ``attributions.csv`` at its largest fraction (the report's
+    table): the best SSL approach's top genes per class, and the stability across splits."""
+    from ..figures import save_png
+
+    path = Layout(out).attributions
+    if not path.exists():
+        return {}
+    table = pd.read_csv(path, dtype={"gene": str, "class": str})
+    if table.empty:
+        return {}
+    if "fraction" in table:
+        table = table[np.isclose(table["fraction"], table["fraction"].max())]
+    reference = getattr(info, "reference", None)
+    approach = explained_approach(table, getattr(info, "approaches", None) or (), reference)
+    k = min(k, table["gene"].nunique())
+    figures = {
+        "attribution_genes": save_png(
+            attribution_genes_figure(table, approach, reference, k), out / "attribution_genes.png"
+        )
+    }
+    stable = attribution_stability_figure(table, k)
+    if stable is not None:
+        figures["attribution_stability"] = save_png(stable, out / "attribution_stability.png")
+    return figures
+
+
+def _text(s) -> str:
+    """Text from the data as a matplotlib label: ``$`` would start mathtext."""
+    return str(s).replace("$", r"\$")
+
+
+def explained_approach(table: pd.DataFrame, approaches=(), reference: str | None = None) -> str:
+    """The approach an attributions plot shows: the first of ``approaches`` (the best SSL
+    approach) in the table, else the first one that is not the linear reference."""
+    present = list(dict.fromkeys(table["approach"]))
+    for a in [*approaches, *(a for a in present if a != reference), *present]:
+        if a in present:
+            return a
+    raise ValueError("an empty attributions table")
+
+
+def attribution_genes_figure(
+    table: pd.DataFrame, approach: str, reference: str | None = None, k: int = 20, shown: int = 8
+):
+    """Per class, ``approach``'s top ``shown`` genes (best mean rank over splits): a bar for the
+    mean |attribution| over splits (relative to the class's first gene), a dot per split (how
+    stable it is) and a dark bar for a gene also in the ``reference``'s top ``k``."""
+    from ..figures import new_figure
+
+    part = table[table["approach"] == approach]
+    ref = table[(table["approach"] == reference) & (table["rank"] <= k)]
+    classes = sorted(part["class"].unique(), key=str)
+    ncol = min(2, len(classes))  # tall rather than wide: it sits beside its table
+    nrow = math.ceil(len(classes) / ncol)
+    fig = new_figure(figsize=(3.6 * ncol, 0.26 * shown * nrow + 0.9 * nrow + 0.9))
+    axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
+    for ax, cls in zip(axes, classes, strict=False):
+        rows = part[part["class"] == cls]
+        mean_rank = rows.groupby("gene")["rank"].mean().nsmallest(shown)
+        imp = rows.pivot_table(index="gene", columns="split", values="attribution", aggfunc="first")
+        imp = imp.abs().loc[mean_rank.index]
+        scale = float(imp.mean(axis=1).max()) or 1.0
+        shared = set(ref.loc[ref["class"] == cls, "gene"])
+        y = np.arange(len(imp))[::-1]
+        colors = ["#0072B2" if g in shared else "#9ECAE1" for g in imp.index]
+        ax.barh(y, imp.mean(axis=1) / scale, color=colors, height=0.7)
+        for j in range(imp.shape[1]):
+            ax.plot(imp.iloc[:, j] / scale, y, "o", ms=2.5, color="#222222", alpha=0.7)
+        ax.set_yticks(y, [_text(g) for g in imp.index], fontsize=8)
+        ax.set_title(_text(cls), fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(alpha=0.3, axis="x")
+    for ax in axes[len(classes) :]:
+        ax.axis("off")
+    n = part["split"].nunique()
+    shared_note = (
+        f"; dark: in {_text(reference)}'s top {k} too"
+        if reference in set(table["approach"])
+        else ""
+    )
+    fig.suptitle(
+        f"{_text(approach)}: top {shown} genes per class\n|attribution| relative to the class's "
+        f"first; bar: mean over {n} split{'s' * (n > 1)}, dots: each split{shared_note}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def attribution_stability_figure(table: pd.DataFrame, k: int = 20):
+    """Per class and approach: Spearman ρ of the attributions and Jaccard overlap of the top
+    ``k`` genes between splits (``attributions.stability``); None with fewer than two splits."""
+    from ..attributions import stability
+    from ..figures import new_figure
+
+    st = stability(table, k)
+    st = st[st["n_splits"] >= 2]
+    if st.empty:
+        return None
+    classes = sorted(st["class"].unique(), key=str)
+    fig = new_figure(figsize=(min(14, 3 + 0.45 * len(classes)) * 1.6, 3.6))
+    axes = fig.subplots(1, 2)
+    x = {c: i for i, c in enumerate(classes)}
+    for i, (approach, g) in enumerate(st.groupby("approach", sort=True)):
+        color = _SSL_COLORS[i % len(_SSL_COLORS)]
+        for ax, col in zip(axes, ("spearman", f"jaccard_top{k}"), strict=True):
+            ax.plot(g["class"].map(x), g[col], "o", color=color, label=_text(approach), ms=6)
+    for ax, what in zip(
+        axes, ("Spearman ρ of |attribution|", f"Jaccard of the top {k}"), strict=True
+    ):
+        ax.set_xticks(range(len(classes)), [_text(c) for c in classes], rotation=40, ha="right")
+        ax.set_ylim(-0.05 if what.startswith("J") else -1.05, 1.05)
+        ax.set_ylabel(what, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, frameon=False)
+    fig.suptitle("Stability of the attributions across splits (1: every split agrees)", fontsize=10)
+    fig.tight_layout()
+    return fig

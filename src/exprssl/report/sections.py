@@ -1,5 +1,7 @@
 """The report's sections: each one function of (summary, manifest, metric, out, figures)
-returning blocks; ``SECTIONS`` is the order. Adding a section is one function and one entry."""
+returning blocks; ``SECTIONS`` is the order. Adding a section is one function and one entry.
+Each plot sits beside the table it illustrates (``Beside``); the table of contents follows the
+first screen."""
 
 from __future__ import annotations
 
@@ -13,8 +15,35 @@ from ..evaluation.schema import (
 from ..evaluation.stats import COLLAPSE_SCORE
 from ..utils import plural
 from .answer import answer_blocks, class_counts, data_source
-from .blocks import Bold, Bullets, Code, Heading, Image, Para, Table, User, listing
+from .blocks import (
+    Beside,
+    Bold,
+    Bullets,
+    Code,
+    Contents,
+    Heading,
+    Image,
+    Para,
+    Table,
+    User,
+    listing,
+)
 from .tables import comparisons, fmt_fraction, matrix_cells
+
+
+def _figure(figures: dict, key: str, caption: str = "") -> list:
+    """The plot ``key`` as a block, if it was drawn."""
+    return [Image(key, figures[key], caption=caption)] if key in figures else []
+
+
+def _beside(table, figures: dict, key: str, caption: str = ""):
+    """A table with the plot that illustrates it beside it (the table alone if not drawn)."""
+    image = _figure(figures, key, caption)
+    return Beside([table, *image]) if image else table
+
+
+def _contents_section(summary, manifest, metric, out, figures) -> list:
+    return [Contents()]
 
 
 def _answer_section(summary, manifest, metric, out, figures) -> list:
@@ -86,7 +115,21 @@ def _scores_section(summary, manifest, metric, out, figures) -> list:
         f"{metric.replace('_', ' ').capitalize()} on the test set (mean [95% CI]; best per "
         "column in bold)"
     )
-    return [Heading(2, [title]), Table(header, rows)]
+    return [
+        Heading(2, [title]),
+        _beside(
+            Table(header, rows),
+            figures,
+            "label_efficiency",
+            "Label efficiency: the table's means against the number of labelled samples.",
+        ),
+        *_figure(
+            figures,
+            "confusion_matrix",
+            "Test predictions of the best approach at the largest fraction, pooled over splits and "
+            "label subsets.",
+        ),
+    ]
 
 
 def _comparison_section(summary, manifest, metric, out, figures) -> list:
@@ -105,12 +148,19 @@ def _comparison_section(summary, manifest, metric, out, figures) -> list:
     ]
     return [
         Heading(2, ["Paired comparison: best SSL approach minus best baseline"]),
-        Table(["fraction", "SSL approach", "baseline", "difference [95% CI]", "verdict"], rows),
+        _beside(
+            Table(["fraction", "SSL approach", "baseline", "difference [95% CI]", "verdict"], rows),
+            figures,
+            "paired_differences",
+            "The table's differences with their intervals; zero: no difference.",
+        ),
     ]
 
 
-def _plots_section(summary, manifest, metric, out, figures) -> list:
-    return [Heading(2, ["Plots"]), *[Image(k, p) for k, p in figures.items()]]
+def _pretraining_section(summary, manifest, metric, out, figures) -> list:
+    """What pretraining did: its losses per epoch, and the test embeddings it produced."""
+    shown = [*_figure(figures, "pretraining_loss"), *_figure(figures, "embeddings")]
+    return [Heading(2, ["Pretraining: losses and embeddings"]), *shown] if shown else []
 
 
 def _tuning_section(summary, manifest, metric, out, figures) -> list:
@@ -191,16 +241,21 @@ def _attributions_section(
                 "linear baseline's (same split). All rows (every fraction): attributions.csv."
             ]
         ),
-        Table(
-            [
-                "class",
-                "approach",
-                f"top {shown} genes",
-                "stability across splits",
-                f"top-{k} overlap with {ref or 'a linear baseline'}",
-            ],
-            _attribution_rows(table, ref, k, shown),
+        _beside(
+            Table(
+                [
+                    "class",
+                    "approach",
+                    f"top {shown} genes",
+                    "stability across splits",
+                    f"top-{k} overlap with {ref or 'a linear baseline'}",
+                ],
+                _attribution_rows(table, ref, k, shown),
+            ),
+            figures,
+            "attribution_genes",
         ),
+        *_figure(figures, "attribution_stability"),
         *_across_fractions(every, summary, k),
     ]
 
@@ -438,11 +493,12 @@ SECTIONS = (
     _protocol_section,
     _pooling_section,
     _models_section,
+    _contents_section,
     _scores_section,
     _comparison_section,
     _transfer_section,
-    _plots_section,
     _degenerate_section,
+    _pretraining_section,
     _attributions_section,
     _tuning_section,
     _run_section,
