@@ -321,7 +321,7 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     )
     labels("unknown.xlsx", UnknownFormatError, "unknown format").write_text(sheet_text)
     ad.AnnData(frame.astype(np.float32)).write_h5ad(
-        labels("sheet.h5ad", UnknownFormatError, "csv, tsv or parquet")
+        labels("sheet.h5ad", UnknownFormatError, "csv, parquet or tsv")
     )
     os.mkfifo(labels("fifo.csv", DataFileError, "named pipe"))
     loop = labels("link_loop.csv", DataFileError, "symbolic link loop")

@@ -291,29 +291,12 @@ class BenchmarkRun:
 def run_benchmark(
     cfg: BenchmarkConfig, *, progress: bool = True, client=None, dry_run: bool = False
 ) -> BenchmarkRun | RunPlan:
-    """Run (or resume) the benchmark into ``cfg.out``; the report is written by the caller
-    (``exprssl.benchmark`` or the CLI).
-
-    Parameters
-    ----------
-    cfg
-        Every option; checked before anything is read or written.
-    progress
-        Show a progress bar per stage (and the plan above them).
-    client
-        A ``dask.distributed.Client`` to run on (``cfg.scheduler`` records its address).
-    dry_run
-        Check everything a run checks (options, data, models, a resumed directory's
-        settings, the cluster's address), then return the plan and its estimate without
-        writing anything.
-
-    Returns
-    -------
-    BenchmarkRun or RunPlan
-        The output directory, every finished cell (``results``), the per-approach and fraction
-        ``summary`` with paired verdicts, and the ``manifest``; with ``dry_run``, the
-        ``estimate.RunPlan``.
-    """
+    """Run (or resume) the benchmark into ``cfg.out`` (the caller writes the report): every
+    option checked before anything is read or written; ``progress``: a bar per stage, the plan
+    above them; ``client``: a ``dask.distributed.Client`` to run on. Returns the output
+    directory, every finished cell (``results``), the ``summary`` with paired verdicts and the
+    ``manifest``; with ``dry_run``, after every check a run makes, the ``estimate.RunPlan``
+    alone, nothing written."""
     t0 = time.perf_counter()
     cfg.validate()  # then the devices, the output path and the cluster's address: before any work
     devices = cell_devices(cfg)  # a GPU that is not there is refused here
@@ -324,10 +307,7 @@ def run_benchmark(
     cohort.fingerprint.update({f"model:{m.name}": m.weights_sha256 for m in given})
     cfg = resolve_config(cfg, len(cohort.labelled))
     plan = plan_benchmark(cfg, cohort)
-    # single-threaded worker processes never spin on a busy core: with neighbours each gets its fair
-    # share, so every core of ours is used (one worker next to two busy processes made the demo
-    # 3x slower)
-    jobs = worker_count(cfg, devices)
+    jobs = worker_count(cfg, devices)  # single-threaded workers: one per core (or GPU)
     timings = {"loading": time.perf_counter() - t0}
     if dry_run:  # every check of a run, nothing written
         with cluster:
