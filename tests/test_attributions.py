@@ -345,3 +345,43 @@ def test_explain_through_a_fine_tuned_encoder():
             + ["class_0"],
             splits=3,
         )
+
+
+# ----------------------------------------------------------------------------- the report
+def test_the_report_says_why_an_approach_has_no_gene_table(tmp_path):
+    """A registered baseline that cannot be attributed gets one line with its reason in the
+    report's attributions section, beside the gene table or without one."""
+    from exprssl.evaluation.attribution_stage import not_attributable
+    from exprssl.evaluation.baselines import BASELINES, Baseline, register
+    from exprssl.evaluation.schema import AttributionInfo, Layout, Manifest
+    from exprssl.report.blocks import render_markdown
+    from exprssl.report.sections import _attributions_section
+
+    before = dict(BASELINES)
+    try:
+
+        @register("sealed_vote")
+        class SealedVote(Baseline):
+            why_not = "its committee's votes are sealed"
+
+        reasons = not_attributable(["scarf+linear_probe", "sealed_vote", "logreg", "xgboost"])
+    finally:
+        BASELINES.clear()
+        BASELINES.update(before)
+    assert list(reasons) == ["sealed_vote", "xgboost"]
+    manifest = Manifest(attributions=AttributionInfo(fraction=1.0, not_attributable=reasons))
+
+    def section() -> str:
+        blocks = _attributions_section(pd.DataFrame(), manifest, "balanced_accuracy", tmp_path, {})
+        return render_markdown(blocks)
+
+    without_table = section()
+    table = attribution_table(np.eye(2, 3), ["g1", "g2", "g3"], ["a", "b"], "logreg")
+    table.to_csv(Layout(tmp_path).attributions, index=False)
+    with_table = section()
+    for md in (without_table, with_table):
+        assert "Genes carrying the prediction" in md
+        lines = [x for x in md.splitlines() if "has no gene table" in x]
+        assert lines[0] == "- sealed\\_vote has no gene table: its committee's votes are sealed."
+        assert len(lines) == 2 and lines[1].startswith("- xgboost has no gene table: a tree")
+    assert "| a | logreg | g1, g2, g3 |" in with_table and "| logreg |" not in without_table

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from exprssl.evaluation.features import random_encoder
@@ -150,3 +151,131 @@ def test_elastic_net_is_the_best_baseline_when_it_scores_highest():
     assert (s.loc[s["best_ssl"], "vs"] == "elasticnet").all()
     explained = chosen_approaches(s, ["logreg", "elasticnet", "random_encoder"])
     assert explained == {f: ["scarf+linear_probe", "elasticnet"] for f in (0.2, 1.0)}
+
+
+# ------------------------------------------------------------------ registries and attribution
+@pytest.fixture
+def registry_restored():
+    """Baselines a test registers are gone again after it."""
+    from exprssl.evaluation.baselines import BASELINES
+
+    before = dict(BASELINES)
+    yield
+    BASELINES.clear()
+    BASELINES.update(before)
+
+
+def test_every_learner_says_how_its_approach_is_attributed():
+    """Each SSL head and baseline declares its attribution, or that it has none and why."""
+    from exprssl.attributions import HEADS
+    from exprssl.evaluation.baselines import BASELINES
+    from exprssl.evaluation.explainers import COEFFICIENTS, INTEGRATED_GRADIENTS, PCA_LOADINGS
+    from exprssl.evaluation.ssl_heads import SSL_HEADS
+
+    assert tuple(SSL_HEADS) == ("linear_probe", "finetune") == HEADS  # one list of heads
+    how = {name: x.describe() for name, x in {**SSL_HEADS, **BASELINES}.items()}
+    opaque = {n: how.pop(n) for n in ("xgboost", "random_encoder")}
+    assert how == {
+        "linear_probe": INTEGRATED_GRADIENTS,
+        "finetune": INTEGRATED_GRADIENTS,
+        "logreg": COEFFICIENTS,
+        "pca_logreg": PCA_LOADINGS,
+        "mlp": INTEGRATED_GRADIENTS,
+        "elasticnet": COEFFICIENTS,
+    }
+    assert all(d.startswith("not attributable: ") and len(d) > 40 for d in opaque.values())
+    assert [n for n, b in BASELINES.items() if b.linear] == ["logreg", "pca_logreg", "elasticnet"]
+
+
+def test_one_approach_name_rule_read_both_ways():
+    import pandas as pd
+
+    from exprssl.evaluation.schema import approach_name, approach_names, method_and_head
+
+    frame = pd.DataFrame(
+        {"method": ["scarf", "logreg"], "kind": ["ssl", "baseline"], "head": ["finetune", "logreg"]}
+    )
+    names = approach_names(frame)
+    assert (
+        list(names)
+        == ["scarf+finetune", "logreg"]
+        == [approach_name(*r) for r in frame[["method", "kind", "head"]].itertuples(index=False)]
+    )
+    assert [method_and_head(a) for a in names] == [("scarf", "finetune"), ("logreg", "logreg")]
+
+
+def test_a_registered_baseline_is_explained_without_editing_the_stage(tmp_path, registry_restored):
+    """A baseline registered here with an explain capability is chosen (as the best linear
+    baseline), explained by its own ``explain`` and taken as the linear reference; XGBoost, the
+    best baseline, is left out with its reason. The stage never names either."""
+    import inspect
+
+    import pandas as pd
+
+    from exprssl.evaluation import attribution_stage as stage
+    from exprssl.evaluation.baselines import Baseline, get_baseline, register
+    from exprssl.evaluation.explainers import COEFFICIENTS, AttributionTask
+
+    @register("class_means")
+    class ClassMeans(Baseline):
+        attribution = COEFFICIENTS
+
+        def fit_predict(self, F_lab, y_lab, F_test, folds, job):
+            raise AssertionError("not scored here")
+
+        def explain(self, task, method, params):
+            X = task.labelled(task.genes_key(method))
+            means = [X[task.y_lab == c].mean(0) for c in range(task.n_classes)]
+            return params["scale"] * np.stack(means)
+
+    assert "class_means" not in inspect.getsource(stage)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 4)).astype(np.float32), np.repeat([0, 1], 10)
+    np.save(tmp_path / "X.npy", X)
+    task = AttributionTask(
+        0,
+        1.0,
+        [("class_means", "class_means", "class_means", {"scale": 2.0})],
+        lab=np.arange(20),
+        val=np.array([], dtype=int),
+        rows=np.arange(20),
+        y=y,
+        n_classes=2,
+        features={GENES: str(tmp_path / "X.npy")},
+    )
+    values = stage.explain_split(task)
+    np.testing.assert_allclose(
+        values["class_means"], 2 * np.stack([X[:10].mean(0), X[10:].mean(0)])
+    )
+    summary = pd.DataFrame(
+        {
+            "fraction": 1.0,
+            "approach": ["scarf+finetune", "xgboost", "class_means", "logreg"],
+            "mean": [0.8, 0.9, 0.85, 0.7],
+            "best_ssl": [True, False, False, False],
+            "best_baseline": [False, True, False, False],
+        }
+    )
+    baselines = ["xgboost", "class_means", "logreg"]
+    assert stage.learner("class_means").linear and not stage.learner("scarf+finetune").linear
+    assert stage.chosen_approaches(summary, baselines) == {1.0: ["scarf+finetune", "class_means"]}
+    assert stage.not_attributable(summary["approach"]) == {
+        "xgboost": get_baseline("xgboost").why_not
+    }
+
+
+def test_an_incomplete_explain_capability_is_refused_at_registration(registry_restored):
+    from exprssl.evaluation.baselines import Baseline, register
+    from exprssl.evaluation.explainers import COEFFICIENTS
+
+    with pytest.raises(TypeError, match="without explain"):
+
+        @register("claims_coefficients")
+        class Claims(Baseline):
+            attribution = COEFFICIENTS
+
+    with pytest.raises(TypeError, match="attribution must be one of"):
+
+        @register("unknown_method")
+        class Unknown(Baseline):
+            attribution = "saliency"

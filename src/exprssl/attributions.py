@@ -20,220 +20,36 @@ largest |attribution| in its class; fraction = the share of the labels the model
 approach finds the same genes on every split (Spearman correlation of the per-split vectors,
 Jaccard overlap of the top-k sets), ``overlap`` whether it agrees with a reference approach
 (the linear baseline).
+
+The attribution methods live in ``evaluation.explainers`` (with the ``explain`` capability each
+registered learner declares) and are re-exported here.
 """
 
 from __future__ import annotations
 
-import copy
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
 from .errors import ConfigError, LabelColumnError
+from .evaluation.explainers import IG_BATCH as IG_BATCH  # the methods, re-exported
+from .evaluation.explainers import IG_STEPS as IG_STEPS
+from .evaluation.explainers import integrated_gradients as integrated_gradients
+from .evaluation.explainers import logistic_weights as logistic_weights
+from .evaluation.explainers import pca_gene_weights as pca_gene_weights
+from .evaluation.explainers import probe_network as probe_network
+from .evaluation.explainers import stacked_member as stacked_member
+from .evaluation.explainers import train_network as train_network
+from .evaluation.schema import approach_name
+from .evaluation.ssl_heads import SSL_HEADS
 from .outputs import ATTRIBUTIONS_HEADER
 
 COLUMNS = ATTRIBUTIONS_HEADER.split(",")  # gene, class, approach, split, fraction, attribution, ...
-HEADS = ("linear_probe", "finetune")
-IG_STEPS = 32  # Gauss-Legendre points along the path: attributions add up to the logit difference
-# within 2-3% on the default encoder (16 points: 4-7%; ranks need fewer than sums)
-IG_BATCH = (
-    32  # samples per Captum call: at most IG_BATCH * IG_STEPS interpolated profiles in memory
-)
-
-
-# ----------------------------------------------------------------------------- networks
-class _StackedMember(nn.Module):
-    """Model ``m`` of a ``StackedMLP`` as a plain (n, genes) -> (n, classes) network."""
-
-    def __init__(self, net: nn.Module, m: int = 0):
-        super().__init__()
-        self.net, self.m = net, int(m)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)[self.m]
-
-
-def stacked_member(net: nn.Module, m: int = 0) -> nn.Module:
-    """Model ``m`` of an ``evaluation.heads.StackedMLP`` (a fine-tuned encoder + head, or the MLP
-    baseline), as a network integrated gradients can run through."""
-    return _StackedMember(net, m).eval()
-
-
-def probe_network(encoder: nn.Module, weight: np.ndarray, bias: np.ndarray) -> nn.Module:
-    """A frozen encoder followed by a linear probe ``z @ weight.T + bias`` (``weight``: classes x
-    embedding dims, in the encoder's output units, as ``logistic_weights`` returns)."""
-    head = nn.Linear(weight.shape[1], weight.shape[0])
-    with torch.no_grad():
-        head.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
-        head.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
-    return nn.Sequential(copy.deepcopy(encoder), head).eval()
-
-
-def integrated_gradients(
-    network: nn.Module | Callable,
-    X: np.ndarray,
-    n_classes: int,
-    y: np.ndarray | None = None,
-    *,
-    samples: str = "class",
-    signed: bool = False,
-    target: str = "logit",
-    n_steps: int = IG_STEPS,
-    batch_size: int = IG_BATCH,
-) -> np.ndarray:
-    """Per-class gene attributions (n_classes, n_genes) of ``network`` on standardised rows ``X``.
-
-    Baseline: the mean profile (zeros). ``target``: each class's ``"logit"`` or ``"probability"``.
-    ``samples="class"`` averages over the rows labelled that class (``y``: class codes; a class
-    without rows gets zeros), ``"all"`` over every row. Memory is bounded by ``batch_size`` rows
-    at a time: Captum holds ``batch_size * n_steps`` interpolated profiles (and their gradients)
-    at once, e.g. 32 * 32 * 20,000 genes * 4 bytes = 82 MB each; only the per-class sums are kept.
-
-    Parameters
-    ----------
-    network
-        Maps standardised rows to class logits.
-    X
-        Standardised rows (n_samples, n_genes).
-    n_classes
-        Number of classes (the network's outputs).
-    y
-        Class codes of the rows, for ``samples="class"``.
-    samples
-        ``"class"`` or ``"all"``.
-    signed
-        Average signed attributions; False averages their absolute values.
-    target
-        ``"logit"`` or ``"probability"``.
-    n_steps
-        Integration points along the path.
-    batch_size
-        Rows per Captum call.
-
-    Returns
-    -------
-    numpy.ndarray
-        float (n_classes, n_genes).
-
-    Raises
-    ------
-    exprssl.errors.ConfigError
-        An unknown ``samples`` or ``target``, or ``samples="class"`` without ``y``.
-    """
-    from captum.attr import IntegratedGradients
-
-    if samples not in ("class", "all"):
-        raise ConfigError(f"samples must be 'class' or 'all', got {samples!r}")
-    if target not in ("logit", "probability"):
-        raise ConfigError(f"target must be 'logit' or 'probability', got {target!r}")
-    if samples == "class" and y is None:
-        raise ConfigError("samples='class' needs the class of each row (y)")
-    if isinstance(network, nn.Module):
-        network.eval()  # BatchNorm's running statistics and no dropout: the model as it predicts
-    forward = network if target == "logit" else (lambda x: torch.softmax(network(x), -1))
-    ig = IntegratedGradients(forward)
-    X = np.asarray(X, dtype=np.float32)
-    y = None if y is None else np.asarray(y)
-    totals = np.zeros((n_classes, X.shape[1]), dtype=np.float64)
-    counts = np.zeros(n_classes, dtype=np.float64)
-    with torch.enable_grad():
-        for c in range(n_classes):
-            rows = np.flatnonzero(y == c) if samples == "class" else np.arange(len(X))
-            counts[c] = len(rows)
-            for start in range(0, len(rows), batch_size):
-                x = torch.from_numpy(X[rows[start : start + batch_size]])
-                a = ig.attribute(
-                    x, baselines=torch.zeros_like(x), target=c, n_steps=n_steps
-                ).detach()
-                totals[c] += (a if signed else a.abs()).sum(0).double().numpy()
-    return (totals / np.maximum(counts, 1)[:, None]).astype(np.float32)
-
-
-def train_network(
-    encoder: nn.Module | None,
-    X: np.ndarray,
-    y: np.ndarray,
-    n_classes: int,
-    *,
-    freeze_encoder: bool = False,
-    recipe=None,
-    val_fraction: float = 0.2,
-    seed: int = 0,
-) -> nn.Module:
-    """An encoder (pretrained or random-init) + softmax head trained by the benchmark's fine-tuning
-    recipe (``evaluation.heads``), early-stopping on a stratified ``val_fraction`` of the rows
-    when every class has two; returned as a plain network for ``integrated_gradients``."""
-    from .evaluation.heads import HeadRecipe, StackedMLP, train_stacked
-
-    recipe = recipe if recipe is not None else HeadRecipe()
-    y = np.array(y, dtype=np.int64)  # a writable copy: torch shares its memory
-    torch.manual_seed(seed)
-    net = StackedMLP(
-        copy.deepcopy(encoder) if encoder is not None else None,
-        X.shape[1],
-        n_classes,
-        1,
-        freeze_encoder=freeze_encoder,
-        seed=seed,
-    )
-    val = np.zeros(len(y), dtype=bool)
-    if val_fraction > 0 and np.bincount(y, minlength=n_classes)[np.unique(y)].min() >= 2:
-        rng = np.random.default_rng(seed)
-        for c in np.unique(y):  # at least one row of each class stays in training
-            rows = rng.permutation(np.flatnonzero(y == c))
-            val[rows[: min(len(rows) - 1, max(1, round(val_fraction * len(rows))))]] = True
-    Xt = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32)
-    train_stacked(
-        net,
-        Xt,
-        torch.as_tensor(y, dtype=torch.long),
-        torch.from_numpy(~val)[None],
-        torch.from_numpy(val)[None] if val.any() else None,
-        recipe,
-        seed=seed,
-    )
-    return stacked_member(net)
-
-
-# ----------------------------------------------------------------------------- linear models
-def logistic_weights(model, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(weight (n_classes, d), bias (n_classes,)) of a fitted scikit-learn logistic regression (or a
-    pipeline ending in one, after an optional StandardScaler), in the units of its input, as
-    softmax logits. Two classes: ``+-w/2``, which give sklearn's probabilities; classes the fit
-    did not see get zeros."""
-    steps = getattr(model, "steps", None)
-    clf = steps[-1][1] if steps else model
-    coef, intercept = (
-        np.asarray(clf.coef_, dtype=np.float64),
-        np.asarray(clf.intercept_, dtype=np.float64),
-    )
-    if steps and len(steps) > 1:  # StandardScaler: logit = ((x - mean) / scale) @ coef.T + b
-        scaler = steps[0][1]
-        coef = coef / scaler.scale_
-        intercept = intercept - coef @ scaler.mean_
-    if coef.shape[0] == 1:
-        coef, intercept = (
-            np.vstack([-coef / 2, coef / 2]),
-            np.array([-intercept[0] / 2, intercept[0] / 2]),
-        )
-    W, b = np.zeros((n_classes, coef.shape[1])), np.zeros(n_classes)
-    seen = np.asarray(clf.classes_, dtype=int)
-    W[seen], b[seen] = coef, intercept
-    return W.astype(np.float32), b.astype(np.float32)
-
-
-def pca_gene_weights(score_weights: np.ndarray, components: np.ndarray) -> np.ndarray:
-    """Coefficients of a model on PCA scores ((n_classes, k), in score units) mapped back to the
-    genes through the loadings (``components``: (>= k, n_genes), as ``PCA.components_``): a
-    score is ``(x - mean) @ components.T``, so d logit / d x_g = sum_j w_j * components[j, g]."""
-    k = score_weights.shape[1]
-    return (score_weights @ np.asarray(components)[:k]).astype(np.float32)
+HEADS = tuple(SSL_HEADS)  # the heads ``explain`` fits: the benchmark's (``ssl_heads``)
 
 
 # ----------------------------------------------------------------------------- the table
@@ -473,8 +289,37 @@ def explain(
     """
     from sklearn.model_selection import StratifiedKFold
 
-    from .evaluation.learners import fit_logistic
+    model, adata, X, y, classes = _explained_data(model, adata, labels, head, splits)
+    genes = list(model.genes_)
+    parts = (
+        [np.arange(len(y))]
+        if splits == 1
+        else [
+            fit for fit, _ in StratifiedKFold(splits, shuffle=True, random_state=seed).split(X, y)
+        ]
+    )
+    name = approach_name(model.method, "ssl", head)
+    tables = []
+    ig: dict[str, Any] = {
+        "samples": samples,
+        "signed": signed,
+        "target": target,
+        "n_steps": n_steps,
+        "batch_size": batch_size,
+    }
+    for split, fit in enumerate(parts):
+        net = _head_network(model, head, X[fit], y[fit], len(classes), C, recipe, seed, split)
+        values = integrated_gradients(net, X, len(classes), y, **ig)
+        tables.append(attribution_table(values, genes, classes, name, split))
+        if baseline:
+            W, _ = logistic_weights(_logistic(X[fit], y[fit], C, seed), len(classes))
+            tables.append(attribution_table(W, genes, classes, "logreg", split))
+    return pd.concat(tables, ignore_index=True)
 
+
+def _explained_data(model, adata, labels, head: str, splits: int):
+    """``explain``'s inputs checked and loaded: (model, adata, standardised labelled rows, class
+    codes, class names)."""
     if head not in HEADS:
         raise ConfigError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
     if not isinstance(splits, int) or splits < 1:
@@ -503,39 +348,23 @@ def explain(
             f"{splits} splits; use fewer splits"
         )
     X = model.preprocessor_.transform(adata[keep] if not keep.all() else adata)
-    genes = list(model.genes_)
-    encoder = model.method_.encoder
-    parts = (
-        [np.arange(len(y))]
-        if splits == 1
-        else [
-            fit for fit, _ in StratifiedKFold(splits, shuffle=True, random_state=seed).split(X, y)
-        ]
-    )
-    name = f"{model.method}+{head}"
-    tables = []
-    ig: dict[str, Any] = {
-        "samples": samples,
-        "signed": signed,
-        "target": target,
-        "n_steps": n_steps,
-        "batch_size": batch_size,
-    }
-    for split, fit in enumerate(parts):
-        if head == "linear_probe":
-            Z = model.embed_preprocessed(X[fit])
-            W, b = logistic_weights(fit_logistic(Z, y[fit], {"C": C}, seed), len(classes))
-            net = probe_network(encoder, W, b)
-        else:
-            net = train_network(
-                encoder, X[fit], y[fit], len(classes), recipe=recipe, seed=seed + split
-            )
-        values = integrated_gradients(net, X, len(classes), y, **ig)
-        tables.append(attribution_table(values, genes, classes, name, split))
-        if baseline:
-            W, _ = logistic_weights(fit_logistic(X[fit], y[fit], {"C": C}, seed), len(classes))
-            tables.append(attribution_table(W, genes, classes, "logreg", split))
-    return pd.concat(tables, ignore_index=True)
+    return model, adata, X, y, classes
+
+
+def _head_network(model, head: str, X, y, n_classes: int, C, recipe, seed: int, split: int):
+    """The network of ``head`` fit on (``X``, ``y``) of one split, as integrated gradients run
+    through it: encoder + logistic probe (C = ``C``), or encoder + head fine-tuned."""
+    if head == "linear_probe":
+        Z = model.embed_preprocessed(X)
+        W, b = logistic_weights(_logistic(Z, y, C, seed), n_classes)
+        return probe_network(model.method_.encoder, W, b)
+    return train_network(model.method_.encoder, X, y, n_classes, recipe=recipe, seed=seed + split)
+
+
+def _logistic(F, y, C: float, seed: int):
+    from .evaluation.learners import fit_logistic
+
+    return fit_logistic(F, y, {"C": C}, seed)
 
 
 def write_attributions(

@@ -3,13 +3,15 @@ approach and the best baseline (and the best linear baseline, the reference for 
 each label fraction, one re-fit per (split, fraction) on that fraction's seed-0 labelled subset
 with the hyperparameters its cell chose (``tuning.csv``), written to ``attributions.csv``.
 
-Networks (a fine-tuned encoder + head, an encoder + logistic probe, the MLP baseline) are
-explained by integrated gradients (``exprssl.attributions``) over the split's test samples of
-each class (at most ``MAX_SAMPLES`` per split, in bounded batches); linear models by their
-coefficients on the same standardised genes (PCA + logistic regression mapped back through the
-loadings). Every fraction: "with few labels, does the model lean on the same genes?" is the
-question; the cost is one fit per chosen approach, split and fraction (resumable on each).
-XGBoost has no per-class gene attributions here and is skipped (the report says so).
+Each approach is explained by its learner's ``explain`` capability (its SSL head in
+``ssl_heads``, its baseline in ``baselines/``; ``explainers``): networks (a fine-tuned encoder +
+head, an encoder + logistic probe, the MLP baseline) by integrated gradients over the split's
+test samples of each class (at most ``MAX_SAMPLES`` per split, in bounded batches), linear
+models by their coefficients on the same standardised genes (PCA + logistic regression mapped
+back through the loadings). Every fraction: "with few labels, does the model lean on the same
+genes?" is the question; the cost is one fit per chosen approach, split and fraction (resumable
+on each). A learner that cannot be attributed (XGBoost, the random-encoder control) says why;
+the manifest keeps the reason and the report prints it.
 """
 
 from __future__ import annotations
@@ -17,50 +19,50 @@ from __future__ import annotations
 import functools
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..splits import label_fraction_subsets
 from ..utils import atomic_path
+from .baselines import BASELINES
+from .explainers import AttributionTask as AttributionTask  # re-exported: tests build one
+from .explainers import Explainer
 from .heads import HeadRecipe
 from .planning import carve_validation
-from .schema import (
-    ATTRIBUTION_COLUMNS,
-    GENES,
-    PCA_SCORES,
-    POOL,
-    AttributionInfo,
-    FeatureKey,
-    Features,
-    Layout,
-)
+from .schema import ATTRIBUTION_COLUMNS, AttributionInfo, Layout, method_and_head
+from .ssl_heads import SSL_HEADS
 
-LINEAR_BASELINES = ("elasticnet", "logreg", "pca_logreg")  # explained by their coefficients
-EXPLAINABLE_BASELINES = (*LINEAR_BASELINES, "mlp")
 MAX_SAMPLES = 256  # test rows per split explained by integrated gradients (a stratified subset)
 SEED = 0  # the label subset (and head initialisation) re-fitted: the seed-0 cell's
 
 
-@dataclass
-class AttributionTask:
-    """Plain data for one split: runs the same in a worker process or inline."""
+def learner(approach: str) -> Explainer | None:
+    """The registered learner of an approach (its SSL head or its baseline); None if unknown."""
+    return _registered(method_and_head(approach)[1])
 
-    split: int
-    fraction: float
-    approaches: list[tuple[str, str, str, dict[str, Any]]]  # (name, method, head, chosen params)
-    lab: np.ndarray
-    val: np.ndarray
-    rows: np.ndarray  # the test rows explained
-    y: np.ndarray
-    n_classes: int
-    features: Features  # the split's derived features (GENES, POOL, PCA, embeddings)
-    models: dict[str, str] = field(default_factory=dict)  # SSL method or given model -> directory
-    encoder: dict[str, Any] = field(default_factory=dict)
-    recipe: HeadRecipe = field(default_factory=HeadRecipe)
+
+def _registered(head: str) -> Explainer | None:
+    return SSL_HEADS.get(head) or BASELINES.get(head)
+
+
+def _explainable(approach: str, baselines: list[str]) -> bool:
+    """Attributable, and an SSL approach or one of the run's baselines."""
+    found = learner(approach)
+    ssl = method_and_head(approach)[1] in SSL_HEADS
+    return found is not None and found.attributable and (ssl or approach in baselines)
+
+
+def _linear(approach: str) -> bool:
+    found = learner(approach)
+    return found is not None and found.linear
+
+
+def not_attributable(approaches) -> dict[str, str]:
+    """Why each of ``approaches`` that its learner cannot attribute has no gene table."""
+    found = {a: learner(a) for a in dict.fromkeys(approaches)}
+    return {a: x.why_not for a, x in found.items() if x is not None and not x.attributable}
 
 
 def chosen_approaches(summary: pd.DataFrame, baselines: list[str]) -> dict[float, list[str]]:
@@ -79,77 +81,19 @@ def _chosen_at(last: pd.DataFrame, baselines: list[str]) -> list[str]:
         for col in ("best_ssl", "best_baseline")
         if col in last and last[col].any()
     ]
-    linear = last[last["approach"].isin(LINEAR_BASELINES)]
+    linear = last[np.array([_linear(a) for a in last["approach"]], dtype=bool)]
     if len(linear):
         picked.append(linear.loc[linear["mean"].idxmax(), "approach"])
-    explainable = [
-        a
-        for a in dict.fromkeys(picked)
-        if "+" in a or (a in EXPLAINABLE_BASELINES and a in baselines)
-    ]
-    return explainable
+    return [a for a in dict.fromkeys(picked) if _explainable(a, baselines)]
 
 
 def explain_split(task: AttributionTask) -> dict[str, np.ndarray]:
-    """Per approach of the task: (n_classes, n_genes) attributions on the standardised genes."""
-    import torch
-
-    from ..attributions import (
-        integrated_gradients,
-        logistic_weights,
-        pca_gene_weights,
-        probe_network,
-        stacked_member,
-    )
-    from ..encoders import MLPEncoder
-    from ..model import SSLModel
-    from .baselines.elasticnet import _fit as fit_elasticnet
-    from .features import fit_pool_pca
-    from .learners import fit_logistic, train_torch
-
-    out = {}
-    y_lab, y_rows = task.y[task.lab], task.y[task.rows]
-    for name, method, head, params in task.approaches:
-        given = is_given(task.features, method)  # a pretrained model: its own inputs and genes
-        X = np.load(task.features[FeatureKey.genes(method) if given else GENES], mmap_mode="r")
-        X_lab, X_rows = np.asarray(X[task.lab]), np.asarray(X[task.rows])
-        if head == "linear_probe":
-            model = SSLModel.load(task.models[method])
-            key = FeatureKey.embedding(method) if given else FeatureKey.embedding(method, 0)
-            Z = np.load(task.features[key], mmap_mode="r")
-            W, b = logistic_weights(
-                fit_logistic(np.asarray(Z[task.lab]), y_lab, params, SEED), task.n_classes
-            )
-            net = probe_network(model.method_.encoder, W, b)
-        elif head in ("finetune", "mlp"):
-            torch.manual_seed(SEED)
-            encoder = (
-                SSLModel.load(task.models[method]).method_.encoder
-                if head == "finetune"
-                else MLPEncoder(X.shape[1], task.encoder["hidden_dims"], task.encoder["dropout"])
-            )
-            net = stacked_member(train_torch(X_lab, y_lab, encoder, params, task))
-        elif head in ("logreg", "elasticnet"):
-            fit = fit_logistic if head == "logreg" else fit_elasticnet
-            out[name] = logistic_weights(fit(X_lab, y_lab, params, SEED), task.n_classes)[0]
-            continue
-        elif head == "pca_logreg":
-            pca = fit_pool_pca(np.load(task.features[POOL]))  # the fit its features came from
-            F = np.load(task.features[PCA_SCORES], mmap_mode="r")
-            W, _ = logistic_weights(
-                fit_logistic(np.asarray(F[task.lab]), y_lab, params, SEED), task.n_classes
-            )
-            out[name] = pca_gene_weights(W[:, : params.get("k", W.shape[1])], pca.components_)
-            continue
-        else:
-            continue
-        out[name] = integrated_gradients(net, X_rows, task.n_classes, y_rows)
-    return out
-
-
-def is_given(features: Features, method: str) -> bool:
-    """Whether ``method`` is a given pretrained model (it has its own inputs, ``X:<name>``)."""
-    return FeatureKey.genes(method) in features
+    """Per approach of the task: (n_classes, n_genes) attributions on the standardised genes,
+    each by its registered learner's ``explain``."""
+    return {
+        name: _registered(head).explain(task, method, params)
+        for name, method, head, params in task.approaches
+    }
 
 
 def attribution_tasks(
@@ -182,7 +126,7 @@ def attribution_tasks(
         for fraction, approaches in chosen_by_fraction.items():
             f = _nearest(plan.fractions, fraction)
             todo = [
-                (a, *_method_head(a), chosen[s.index, f, a])
+                (a, *method_and_head(a), chosen[s.index, f, a])
                 for a in approaches
                 if (a, s.index, f) not in done and (s.index, f, a) in chosen
             ]
@@ -208,12 +152,8 @@ def _task(cfg, cohort, artefacts, recipe, s, fraction, todo, lab, rows) -> Attri
         models={m: d for (k, m, p), d in artefacts["models"].items() if k == s.index and p == 0},
         encoder=cfg.encoder,
         recipe=recipe,
+        seed=SEED,
     )
-
-
-def _method_head(approach: str) -> tuple[str, str]:
-    method, _, head = approach.partition("+")
-    return method, head or method
 
 
 def _nearest(fractions: list[float], fraction: float) -> float:
@@ -250,10 +190,10 @@ def attribution_stage(
     split_genes = functools.cache(lambda split: _split_genes(out, split))  # read once per split
     for task, values in _results(tasks, jobs):
         for a, v in values.items():
-            method = _method_head(a)[0]
+            method = method_and_head(a)[0]
             genes = (
                 _model_genes(task.models[method])
-                if is_given(task.features, method)
+                if task.is_given(method)
                 else split_genes(task.split)
             )  # each split's preprocessing keeps its own
             tables.append(attribution_table(v, genes, classes, a, task.split, task.fraction))
@@ -265,7 +205,7 @@ def attribution_stage(
             table[ATTRIBUTION_COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
     fraction = max(by_fraction, default=1.0)
     approaches = by_fraction.get(fraction, [])
-    reference = next((a for a in approaches if a in LINEAR_BASELINES), None)
+    reference = next((a for a in approaches if _linear(a)), None)
     return AttributionInfo(
         fractions=sorted(by_fraction),
         by_fraction={f"{f:g}": a for f, a in sorted(by_fraction.items())},
@@ -275,6 +215,7 @@ def attribution_stage(
         max_samples_per_split=MAX_SAMPLES,
         computed=sum(len(t.approaches) for t in tasks),
         seconds=round(time.perf_counter() - t0, 2),
+        not_attributable=not_attributable(summary.get("approach", [])),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -19,24 +19,12 @@ import numpy as np
 from ..model_layout import ModelLayout
 from ..utils import plural
 from .baselines import get_baseline
-from .heads import HeadRecipe
+from .jobs import Approach as Approach  # re-exported: planning, results and estimate read it
+from .jobs import GroupJob as GroupJob
 from .learners import fit_linear, fit_torch
 from .metrics import classification_metrics
-from .schema import GENES, FeatureKey, Features, approach_name
+from .schema import GENES, FeatureKey
 from .tuning import MAX_FOLDS, cv_note, inner_folds
-
-
-@dataclass(frozen=True)
-class Approach:
-    """What is scored: an SSL method with a head, a supervised baseline, or a control."""
-
-    method: str  # SSL method or baseline name
-    kind: str  # "ssl", "baseline" or "control"
-    head: str  # "linear_probe" / "finetune" for SSL; the baseline's name otherwise
-
-    @property
-    def name(self) -> str:
-        return approach_name(self.method, self.kind, self.head)
 
 
 def ssl_learner(a: Approach) -> tuple[str, FeatureKey]:
@@ -45,29 +33,6 @@ def ssl_learner(a: Approach) -> tuple[str, FeatureKey]:
     if a.head == "finetune":
         return "torch", GENES
     return "logistic", FeatureKey.embedding(a.method)
-
-
-@dataclass
-class GroupJob:
-    split: int
-    seed: int
-    fraction: float
-    lab: np.ndarray  # cohort positions of the labelled subset
-    val: np.ndarray  # its part carved out for early stopping of the torch heads
-    test: np.ndarray
-    y: np.ndarray  # class code per cohort position (-1: not in the task)
-    n_classes: int
-    approaches: list[Approach]
-    features: Features  # the split's derived features (GENES, PCA, random, embeddings)
-    models: dict[str, str] = field(
-        default_factory=dict
-    )  # method -> model directory, for fine-tuning
-    encoder: dict[str, Any] = field(default_factory=dict)  # the MLP baseline's architecture
-    recipe: HeadRecipe = field(default_factory=HeadRecipe)
-    tune: bool = True
-    metric: str = "balanced_accuracy"
-    classes: np.ndarray | None = None  # class names, for the tuning notes
-    device: str = "cpu"  # torch device of the torch heads and XGBoost ("cuda:0": that GPU)
 
 
 @dataclass

@@ -13,16 +13,14 @@ run on the cell's device (``GroupJob.device``); scikit-learn's linear models on 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .heads import StackedMLP, predict_proba, train_stacked
+from .jobs import GroupJob
 from .metrics import score
 from .tuning import GRIDS, pick, regularisation_paths
-
-if TYPE_CHECKING:
-    from .cells import GroupJob
 
 
 def full_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from .cells import Approach
 from .cohort import Cohort
 from .config import BenchmarkConfig
 from .models import check_model_names
-from .schema import SSL_HEADS
+from .ssl_heads import SSL_HEADS
 
 
 @dataclass

@@ -4,8 +4,9 @@ verdicts, the columns of ``results.csv`` / ``predictions.parquet`` / ``tuning.cs
 of the output directory (``Layout``). The runner writes through it; ``results``, ``stats``,
 ``report``, the CLI and the tests read through it.
 
-- An approach is named ``"<method>+<head>"`` for an SSL method with a head (``scarf+finetune``)
-  and by its own name for a baseline or control (``logreg``): ``approach_name``.
+- An approach is named ``"<method>+<head>"`` for an SSL method with a head (``scarf+finetune``;
+  the heads: ``ssl_heads``) and by its own name for a baseline or control (``logreg``):
+  ``approach_name``, read back by ``method_and_head``.
 - A feature key names one ``.npy`` of derived features (``FeatureKey``, the key of every
   ``Features`` mapping): ``GENES`` (the preprocessed genes; ``FeatureKey.genes(model)`` a given
   model's own preprocessing of them), ``POOL`` / ``POOL_RAW`` (the split's pretraining pool,
@@ -33,7 +34,7 @@ from .keys import POOL_RAW as POOL_RAW
 from .keys import FeatureKey as FeatureKey
 from .keys import Features as Features
 
-SSL_HEADS = ("linear_probe", "finetune")
+APPROACH_SEPARATOR = "+"  # between an SSL method and its head: scarf+finetune
 
 
 class Verdict:
@@ -59,12 +60,19 @@ class TransferVerdict:
 
 def approach_name(method: str, kind: str, head: str) -> str:
     """The one naming rule: ``method+head`` for SSL, the method's name otherwise."""
-    return f"{method}+{head}" if kind == "ssl" else method
+    return f"{method}{APPROACH_SEPARATOR}{head}" if kind == "ssl" else method
 
 
 def approach_names(frame: pd.DataFrame) -> np.ndarray:
     """``approach_name`` of every row of a frame with method, kind and head columns."""
-    return np.where(frame["kind"] == "ssl", frame["method"] + "+" + frame["head"], frame["method"])
+    rows = zip(frame["method"], frame["kind"], frame["head"], strict=True)
+    return np.array([approach_name(*row) for row in rows], dtype=object)
+
+
+def method_and_head(approach: str) -> tuple[str, str]:
+    """``approach_name`` read back: (method, head); a baseline's head is its own name."""
+    method, _, head = str(approach).partition(APPROACH_SEPARATOR)
+    return method, head or method
 
 
 # ----------------------------------------------------------------------------- result files
@@ -298,6 +306,8 @@ class AttributionInfo:
     max_samples_per_split: int | None = None
     computed: int = 0
     seconds: float = 0.0
+    # approach -> why it has no gene table (its learner cannot be attributed; the report says so)
+    not_attributable: dict[str, str] = field(default_factory=dict)
 
 
 _PARTS = {

@@ -215,8 +215,9 @@ def _attributions_section(
     leans on the same genes with the fewest labels."""
     path = Layout(out).attributions
     info = manifest.attributions or AttributionInfo()
+    why_not = _not_attributable(info)
     if not path.exists():
-        return []
+        return [Heading(2, ["Genes carrying the prediction"]), *why_not] if why_not else []
     every = pd.read_csv(path, dtype={"gene": str, "class": str})
     if every.empty:
         return []
@@ -257,7 +258,15 @@ def _attributions_section(
         ),
         *_figure(figures, "attribution_stability"),
         *_across_fractions(every, summary, k),
+        *why_not,
     ]
+
+
+def _not_attributable(info: AttributionInfo) -> list:
+    """One line per approach whose learner cannot be attributed: why it has no gene table."""
+    reasons = info.not_attributable or {}
+    lines = [[User(a), f" has no gene table: {why}."] for a, why in reasons.items()]
+    return [Bullets(lines)] if lines else []
 
 
 def _attribution_rows(table: pd.DataFrame, ref: str | None, k: int, shown: int) -> list:

@@ -12,7 +12,9 @@ heads (``cells.evaluate_group``). Its file declares:
 - ``grid`` (hyperparameters, default first) and ``max_folds`` (inner-CV folds at most);
 - ``fit_predict(F_lab, y_lab, F_test, folds, job)``: class probabilities of the test rows
   over every class of the task, and the chosen hyperparameters;
-- ``order``: its place in the default list, the run and the report.
+- ``order``: its place in the default list, the run and the report;
+- ``attribution`` and ``explain(task, method, params)``: how its approach is attributed to genes
+  (``explainers.Explainer``), or ``why_not`` when it is not attributable (the report says why).
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ import pkgutil
 from typing import Any, ClassVar
 
 from ...errors import ConfigError
+from ..explainers import Explainer
 from ..keys import FeatureKey
 
 KINDS = ("baseline", "control")
 FEATURE_FAMILIES = ("X", "pca", "random")
 
 
-class Baseline:
+class Baseline(Explainer):
     """The interface every registered baseline implements (see the module docstring)."""
 
     name: ClassVar[str] = ""
@@ -59,6 +62,7 @@ def register(name: str):
                 f"baseline {name}: kind must be one of {KINDS} and features one of "
                 f"{FEATURE_FAMILIES}"
             )
+        cls.check_capability(f"baseline {name}")
         cls.name = name
         BASELINES[name] = cls()
         ordered = sorted(BASELINES.items(), key=lambda kv: (kv[1].order, kv[0]))

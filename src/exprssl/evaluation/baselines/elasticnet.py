@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 
+from ..explainers import COEFFICIENTS, coefficients
 from ..learners import fit_by_path
 from . import Baseline, register
 
@@ -63,6 +64,11 @@ class ElasticNet(Baseline):
     ]
     max_folds = 2  # the costly learners get two inner folds (as XGBoost and the torch heads)
     order = 50
+    attribution = COEFFICIENTS
 
     def fit_predict(self, F_lab, y_lab, F_test, folds, job):
         return fit_by_path(F_lab, y_lab, F_test, self.grid, folds, job, _classifier, quiet=True)
+
+    def explain(self, task, method, params):
+        X_lab = task.labelled(task.genes_key(method))
+        return coefficients(_fit(X_lab, task.y_lab, params, task.seed), task.n_classes)

@@ -16,6 +16,11 @@ class RandomEncoder(Baseline):
     grid = GRIDS["logistic"]
     max_folds = MAX_FOLDS["logistic"]
     order = 90
+    why_not = (
+        "the control's random encoder is not kept (only its features are), so there is no "
+        "network to attribute through; what an untrained encoder leans on says nothing about "
+        "pretraining"
+    )
 
     def fit_predict(self, F_lab, y_lab, F_test, folds, job):
         return fit_linear(F_lab, y_lab, F_test, "logistic", folds, job)

@@ -15,6 +15,10 @@ class XGBoost(Baseline):
     grid = GRIDS["xgboost"]
     max_folds = MAX_FOLDS["xgboost"]
     order = 30
+    why_not = (
+        "a tree ensemble has neither per-gene coefficients nor gradients to integrate "
+        "(tree SHAP values would be needed; not computed)"
+    )
 
     def fit_predict(self, F_lab, y_lab, F_test, folds, job):
         return fit_xgboost(F_lab, y_lab, F_test, folds, job)
