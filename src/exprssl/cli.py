@@ -12,11 +12,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from .errors import ConfigError, ExprsslError
+from .text import literal
 
 app = typer.Typer(
     name="exprssl",
@@ -76,7 +76,9 @@ ConfigOpt = Annotated[
 
 
 def _fail(message: str) -> None:
-    err_console.print(f"[bold red]exprssl: error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(
+        f"[bold red]exprssl: error:[/] {literal(message)}", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(2)
 
 
@@ -103,7 +105,8 @@ def user_errors(fn):
                 raise
             err_console.print(
                 f"[bold red]exprssl: internal error:[/] {type(e).__name__}: "
-                f"{str(e).strip().splitlines()[0] if str(e).strip() else ''} (a bug: please report "
+                f"{literal(str(e).strip().splitlines()[0]) if str(e).strip() else ''} (a bug: "
+                "please report "
                 "it; EXPRSSL_DEBUG=1 shows the traceback)",
                 highlight=False,
                 soft_wrap=True,
@@ -289,20 +292,22 @@ def info(
     if as_json:
         console.print_json(json.dumps(s, default=str))
         return
-    console.print(f"[bold]{data}[/]: {s['n_samples']} samples x {s['n_genes']} genes")
+    console.print(f"[bold]{literal(data)}[/]: {s['n_samples']} samples x {s['n_genes']} genes")
     if s["orientation"]:
-        console.print(f"orientation: {s['orientation']}", highlight=False)
+        console.print(f"orientation: {literal(s['orientation'])}", highlight=False)
     console.print(
         f"values: min {s['min']:.4g}, median {s['median']:.4g}, max {s['max']:.4g}, "
         f"{100 * s['fraction_zeros']:.1f}% zeros; {s.get('scale_description', s['scale'])}"
     )
     for col, counts in s.get("label_columns", {}).items():
-        parts = ", ".join(f"{k}: {v}" for k, v in counts.items())  # '1: 27', not '1 27'
-        console.print(f"label [cyan]{col}[/] ({len(counts)} classes): {parts}", highlight=False)
+        parts = ", ".join(f"{literal(k)}: {v}" for k, v in counts.items())  # '1: 27', not '1 27'
+        console.print(
+            f"label [cyan]{literal(col)}[/] ({len(counts)} classes): {parts}", highlight=False
+        )
     for col, r in s.get("numeric_columns", {}).items():
         console.print(
-            f"numeric [cyan]{col}[/]: {r['min']:.4g} to {r['max']:.4g}, median {r['median']:.4g} "
-            f"({r['n']} samples)",
+            f"numeric [cyan]{literal(col)}[/]: {r['min']:.4g} to {r['max']:.4g}, "
+            f"median {r['median']:.4g} ({r['n']} samples)",
             highlight=False,
         )
 
@@ -445,12 +450,14 @@ def pretrain(
     source = ExpressionSource.resolve(data_path, stream, orientation=orientation)
     check_top_genes((prep or {}).get("top_k_variance"), source.shape[1], data_path)
     console.print(
-        f"pretraining [bold]{name}[/] on {source.describe()} from {data_path}", highlight=False
+        f"pretraining [bold]{literal(name)}[/] on {literal(source.describe())} from "
+        f"{literal(data_path)}",
+        highlight=False,
     )
     model.fit(source)
     model.save(out_dir, overwrite=overwrite)
     if _rank() == 0:
-        console.print(_fit_summary(model, out_dir), highlight=False)
+        console.print(_fit_summary(model, out_dir), highlight=False, markup=False)
     _end_distributed()
 
 
@@ -554,7 +561,9 @@ def embed(
     key = key or f"X_{m.method}"
     Z = result.obsm[key]
     console.print(
-        f"wrote {Z.shape[0]} x {Z.shape[1]} embeddings to {out} (obsm['{key}'])", highlight=False
+        f"wrote {Z.shape[0]} x {Z.shape[1]} embeddings to {out} (obsm['{key}'])",
+        highlight=False,
+        markup=False,
     )
 
 
@@ -578,6 +587,7 @@ def push(
     console.print(
         f"pushed {model_dir} to {url}; load it with SSLModel.load('hf://{repo_id.removeprefix('hf://')}')",
         highlight=False,
+        markup=False,
     )
 
 
@@ -648,7 +658,7 @@ def explain(
     steady = stability(table, top).set_index(["approach", "class"])
     n = table["split"].nunique()
     t = Table(
-        title=f"top {top} genes per class ({label}; "
+        title=f"top {top} genes per class ({literal(label)}; "
         + (
             f"the genes of split 0, overlap and stability over {n} splits)"
             if n > 1
@@ -661,15 +671,15 @@ def explain(
     for (cls, approach), part in best[best["split"] == 0].groupby(["class", "approach"], sort=True):
         s = steady.loc[(approach, cls)]
         t.add_row(
-            str(cls),
-            approach,
-            ", ".join(part["gene"]),
+            literal(cls),
+            literal(approach),
+            literal(", ".join(part["gene"])),
             f"{shared.get((approach, cls), float('nan')):.0%}" if approach != "logreg" else "",
             "" if s["n_splits"] < 2 else f"rho {s['spearman']:.2f}, Jaccard {s.iloc[-1]:.2f}",
         )
     console.print(t)
     if out is not None:
-        console.print(f"wrote {len(table)} rows to {out}", highlight=False)
+        console.print(f"wrote {len(table)} rows to {out}", highlight=False, markup=False)
 
 
 @app.command()
@@ -740,7 +750,7 @@ def convert(
 
         def progress(done: int, total: int, stage: str) -> None:
             if stage not in tasks:
-                tasks[stage] = bar.add_task(f"{stage} {src.name}", total=total)
+                tasks[stage] = bar.add_task(f"{stage} {literal(src.name)}", total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
         convert_store(
@@ -759,6 +769,7 @@ def convert(
         f"wrote {out}: {s.n_samples} samples x {len(s.genes)} genes, {s.chunk_rows} samples per "
         f"chunk, {codec}, {out.stat().st_size / 1e6:.1f} MB",
         highlight=False,
+        markup=False,
     )
 
 
@@ -1062,8 +1073,8 @@ def _run_benchmark(cfg, progress: bool) -> None:
     metric = run.manifest.setting("main_metric")
     table = summary_matrix(run.summary, ci=False, plain=True)
     t = Table(
-        title=f"{cfg.data}: {cfg.label} — {metric.replace('_', ' ')} on the test set, mean over "
-        "splits x seeds (intervals and verdicts in the report)"
+        title=f"{literal(cfg.data)}: {literal(cfg.label)} — {metric.replace('_', ' ')} on the test "
+        "set, mean over splits x seeds (intervals and verdicts in the report)"
     )
     for col in table.columns:  # "12% (n=7)" on two lines keeps 5-6 fractions within 80 columns
         t.add_column(str(col).replace(" (", "\n("), no_wrap=True)
@@ -1076,6 +1087,7 @@ def _run_benchmark(cfg, progress: bool) -> None:
     console.print(
         f"report: {run.out / 'report.html'} (also report.md, summary.csv, results.csv, plots)",
         highlight=False,
+        markup=False,
     )
 
 
@@ -1111,7 +1123,7 @@ def main(argv: list[str] | None = None) -> None:
             where = e.ctx.command_path if e.ctx is not None else _command_path(args)
             message = f"{e.format_message().rstrip('.')} (see '{where} --help')"
             err_console.print(
-                f"[bold red]exprssl: error:[/] {escape(message)}", highlight=False, soft_wrap=True
+                f"[bold red]exprssl: error:[/] {literal(message)}", highlight=False, soft_wrap=True
             )
         code = 2
     except typer.Abort:

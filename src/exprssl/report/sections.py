@@ -13,7 +13,7 @@ from ..evaluation.schema import (
 from ..evaluation.stats import COLLAPSE_SCORE
 from ..utils import plural
 from .answer import answer_blocks, class_counts, data_source
-from .blocks import Bold, Bullets, Code, Heading, Image, Para, Table, User, listing
+from .blocks import Bold, BoldUser, Bullets, Code, Heading, Image, Para, Table, User, listing
 from .tables import comparisons, fmt_fraction, matrix_cells
 
 
@@ -294,19 +294,23 @@ def _models_section(summary, manifest, metric, out, figures) -> list:
         options = ", ".join(f"{k}={v}" for k, v in m.method_options.items())
         items.append(
             [
-                Bold(name),
+                BoldUser(name),
                 " (",
                 User(m.given),
                 "): pretrained with ",
                 User(m.method),
-                f" ({options}) for {m.epochs_trained} epochs (at most {m.max_epochs}), "
-                f"exprssl {m.exprssl_version}, on ",
+                " (",
+                User(options),
+                f") for {m.epochs_trained} epochs (at most {m.max_epochs}), exprssl ",
+                User(m.exprssl_version),
+                ", on ",
                 *(sources or ["data its card does not record"]),
-                f"; {genes.get('count')} genes ({genes.get('id_system')}), "
-                f"{100 * m.gene_coverage:.1f}% of them found in this cohort (",
+                f"; {genes.get('count')} genes (",
+                User(genes.get("id_system")),
+                f"), {100 * m.gene_coverage:.1f}% of them found in this cohort (",
                 User(m.alignment),
                 "); cohort scaled by ",
-                m.input_scaling or "?",
+                User(m.input_scaling or "?"),
                 "; weights sha256 ",
                 Code(str(m.weights_sha256)[:16]),
                 ".",
