@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 import yaml
 
+from .config_file import load_yaml
 from .errors import DataFileError
 from .model_layout import ModelLayout
 from .sources import ExpressionSource
@@ -263,7 +264,7 @@ def read_card(directory: str | os.PathLike) -> dict[str, Any] | None:
         raise DataFileError(f"{path}: a model card without its metadata block (--- YAML ---)")
     block = text[len(_FENCE) : text.index("\n" + _FENCE, len(_FENCE) - 1) + 1]
     try:
-        meta = yaml.safe_load(block)
+        meta = load_yaml(block)
     except yaml.YAMLError as e:
         raise DataFileError(
             f"{path}: unreadable card metadata ({str(e).splitlines()[0]})"

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .config_file import check_mapping, check_single_values, parse_set_value, read_config
 from .errors import ConfigError, ExprsslError
 from .text import literal
 
@@ -176,35 +177,6 @@ def _main(
         _fail(str(e))
 
 
-def read_config(path: Path | None) -> dict:
-    if path is None:
-        return {}
-    import yaml
-
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory; --config takes a YAML file")
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
-    if not path.is_file():
-        raise ConfigError(
-            f"{path}: not a regular file (a pipe or device); --config takes a YAML file"
-        )
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as e:
-        raise ConfigError(
-            f"{path}: not UTF-8 text (invalid byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-            "save the YAML file as UTF-8"
-        ) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(
-            f"{path}: not valid YAML ({e.__class__.__name__}: {' '.join(str(e).split())})"
-        ) from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: expected a mapping of option: value at the top level")
-    return {str(k).replace("-", "_"): v for k, v in cfg.items()}
-
-
 def merge(config: dict, **flags: Any) -> dict:
     """Config-file values overridden by the flags that were actually given (not None)."""
     out = dict(config)
@@ -226,14 +198,12 @@ def _preprocessing(prep: Any, top_genes: int | None) -> dict:
 
 def parse_sets(pairs: list[str] | None) -> dict:
     """`--set key=value` pairs, values parsed as YAML scalars/lists (0.3, true, [512, 256])."""
-    import yaml
-
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise ConfigError(f"--set expects key=value, got '{pair}'")
         key, value = pair.split("=", 1)
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        out[key.strip().replace("-", "_")] = parse_set_value(key.strip(), value)
     return out
 
 
@@ -328,9 +298,9 @@ def _split_options(options: dict) -> tuple[dict, dict]:
     from .training import TrainConfig
 
     train_keys = set(TrainConfig.__dataclass_fields__)
-    method_params = dict(
-        options.pop("method_params", None) or options.pop("method_config", None) or {}
-    )
+    key = "method_params" if "method_params" in options else "method_config"
+    method_params = check_mapping(options.pop(key, None), key, "pretrain")
+    options.pop("method_config", None)
     train = {}
     for key, value in options.items():
         (train if key in train_keys else method_params)[key] = value
@@ -424,6 +394,7 @@ def pretrain(
         num_workers=num_workers,
     )
     cfg.update(parse_sets(set_))
+    check_single_values(cfg, ("method", "data", "out"), "pretrain")
     for key in ("method", "data", "out"):
         if not cfg.get(key):
             raise ConfigError(f"--{key} is required (on the command line or in --config)")
