@@ -504,6 +504,8 @@ def embed(
         raise ConfigError(f"{out}: --out must end in .h5ad")
     if key is not None and not key.strip():
         raise ConfigError("--key must be a non-empty obsm name (default X_<method>)")
+    if key is not None and "/" in key:  # h5py makes 'a/b' a nested group anndata cannot read
+        raise ConfigError(f"--key '{key}': an obsm name cannot hold '/'; use e.g. '_' instead")
     check_output(out, "embedding", overwrite=overwrite, inputs=[data, model, labels])
     m = SSLModel.load(model)
     source = ExpressionSource.resolve(
