@@ -26,7 +26,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(soft_wrap=True)
+
+
+class _StdoutClosed(Exception):
+    """Whoever read our output went away (``exprssl methods | head -n 1``): not an error."""
+
+
+def _silence_stdout() -> None:
+    """Python's recipe for a closed pipe (the signal module's SIGPIPE note): stdout to devnull,
+    so that the interpreter's last flush does not fail on it again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (a test runner)
+        pass
+
+
+class _StdoutConsole(Console):
+    def on_broken_pipe(self) -> None:  # rich's own handler exits 1
+        _silence_stdout()
+        raise _StdoutClosed
+
+
+console = _StdoutConsole(soft_wrap=True)
 err_console = Console(stderr=True)
 
 DataOpt = Annotated[
@@ -99,7 +121,7 @@ def user_errors(fn):
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130) from None
-        except typer.Exit:
+        except (typer.Exit, _StdoutClosed):
             raise
         except Exception as e:  # a bug, not the user's input: one line, the traceback on request
             if os.environ.get("EXPRSSL_DEBUG"):
@@ -1073,7 +1095,7 @@ def _print_whole(renderable) -> None:
     from rich.measure import Measurement
 
     width = Measurement.get(console, console.options.update(width=10_000), renderable).maximum
-    Console(width=max(80, width), soft_wrap=True).print(renderable)
+    _StdoutConsole(width=max(80, width), soft_wrap=True).print(renderable)
 
 
 def _command_path(args: list[str]) -> str:
@@ -1102,6 +1124,9 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         err_console.print("aborted", highlight=False)
         code = 130
+    except (_StdoutClosed, BrokenPipeError):  # a reader that stopped early: nothing to say
+        _silence_stdout()
+        code = 0
     sys.exit(code if isinstance(code, int) else 0)
 
 
