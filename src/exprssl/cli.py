@@ -442,11 +442,8 @@ def pretrain(
 
     source = ExpressionSource.resolve(data_path, stream, orientation=orientation)
     check_top_genes((prep or {}).get("top_k_variance"), source.shape[1], data_path)
-    console.print(
-        f"pretraining [bold]{literal(name)}[/] on {literal(source.describe())} from "
-        f"{literal(data_path)}",
-        highlight=False,
-    )
+    what = f"{literal(source.describe())} from {literal(data_path)}"
+    console.print(f"pretraining [bold]{literal(name)}[/] on {what}", highlight=False)
     model.fit(source)
     model.save(out_dir, overwrite=overwrite)
     if _rank() == 0:
