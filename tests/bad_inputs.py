@@ -361,3 +361,66 @@ def bad_input_corpus(tmp_path: Path) -> dict[str, BadInput]:
     frame.T.to_csv(source("no_id_column.csv", DataFileError, "no id column"), index=False)
     flags.to_csv(source("true_false.tsv", NonNumericError, "true/false"), sep="\t")
     return cases
+
+
+# ============================================================================ round four (issue 28)
+# Hostile names, config files that lie, output names that break the format, labels as real sheets
+# write them and a closed pipe. Tables, not files: tests/test_io_bad_inputs.py runs the names and
+# labels through the library, tests/test_cli_bad_inputs.py the rest through the commands.
+
+# user text that is markup somewhere: rich ([...]), matplotlib ($...$, a legend's leading _),
+# Markdown and HTML; each must be shown as written
+HOSTILE_NAMES = (
+    "[bold]A",
+    "weight [kg]",
+    "$\\mathrm{x$",
+    "$x$ and $y$",
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(1)</script>",
+    "_hidden",
+    "data[/x].csv",
+    "back\\slash\\",
+    "T&NK_[1]*",
+)
+
+# (command, YAML body, what the one line says): every value is checked by type, the loader
+# refuses an alias bomb or a document that contains itself before anything walks it
+_BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10)
+)
+LYING_CONFIGS = (
+    ("pretrain", "data: [a.csv, b.csv]\n", "pretrain: data must be a single name or path"),
+    ("pretrain", "out: 2024\n", "out must be a single name or path (quote it in YAML"),
+    ("pretrain", "method: {name: scarf}\n", "method must be a single name or path"),
+    ("pretrain", "method_params: [1, 2]\n", "method_params must be a mapping of option: value"),
+    ("pretrain", _BOMB, "aliases expand to more than 100,000 values"),
+    ("pretrain", "loop: &a [*a]\n", "refers to the value that contains it"),
+    ("benchmark", "data: [a.csv]\n", "benchmark: data must be a single name or path"),
+    ("benchmark", "labels: 5\n", "labels must be a single name or path"),
+    ("benchmark", "method_options: {scarf: [1]}\n", "method_options must be a mapping of method"),
+    ("benchmark", "models: {a: 1}\n", "models must be a list of names"),
+    ("benchmark", _BOMB, "aliases expand to more than 100,000 values"),
+)
+
+# (label values as a sheet writes them, the classes they are, values read as missing)
+SHEET_LABELS = (
+    (["lung", "lung\u200b", "liver", "liver"], ["liver", "lung"], 0),
+    (["côlon", "co\u0302lon", "lung", "lung"], ["côlon", "lung"], 0),  # NFC and NFD
+    (["\ufefflung", "lung\u2060", " lung\u00a0", "skin"], ["lung", "skin"], 0),
+    (["lung", "[Not Available]", "skin", "[Discrepancy]"], ["lung", "skin"], 2),
+    (["lung", "[Not Evaluated]", "[Unknown]", "[Not Applicable]"], ["lung"], 3),
+    (["a\u200c", "a", "b\u200d", "b"], ["a", "b"], 0),
+)
+
+# embed/benchmark names that would write or read the wrong thing: (argument, what the line says)
+BAD_KEYS = (
+    ("X_scarf/v2", "cannot hold '/'"),
+    ("/X", "cannot hold '/'"),
+    (" ", "--key must be a non-empty"),
+)
+BAD_MODELS = (  # LOOP and DANGLING are made by the test
+    ("LOOP", "a symbolic link loop, not a model directory"),
+    ("DANGLING", "a symbolic link to a missing target"),
+    ("hf:/org/x", "a hub id starts with hf://"),
+    ("HF://org/x", "a hub id starts with hf://"),
+)

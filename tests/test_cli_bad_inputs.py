@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bad_inputs import bad_input_corpus, good_counts
+from bad_inputs import (
+    BAD_KEYS,
+    BAD_MODELS,
+    LYING_CONFIGS,
+    bad_input_corpus,
+    good_counts,
+)
 from typer.testing import CliRunner
 
 from exprssl.cli import app
@@ -839,3 +845,160 @@ def test_warnings_are_one_line_through_the_logger(env, tmp_path):
     assert r.exit_code == 0, r.output
     assert "UserWarning" not in r.output and ".py:" not in r.output, r.output
     assert "exprssl: warning: scarf: embeddings look collapsed" in r.stderr
+
+
+# ============================================================================ round four (issue 28)
+def test_hostile_names_in_info_are_shown_as_written(env, tmp_path):
+    """`exprssl info` shows a column `weight [kg]` and classes `[bold]A`, `$\\mathrm{x$`, from a
+    file under `proj/[old]/`, literally (rich read them as markup and dropped them)."""
+    _, _, good, _ = env
+    data = tmp_path / "proj" / "[old]" / "counts.csv"
+    data.parent.mkdir(parents=True)
+    data.write_bytes(good.read_bytes())
+    sheet = tmp_path / "sheet.csv"
+    classes = ["[bold]A", "$\\mathrm{x$"]
+    sheet.write_text(
+        "sample,weight [kg],cls\n"
+        + "".join(f"S{i},{'ab'[i % 2]},{classes[i % 2]}\n" for i in range(30))
+    )
+    r = runner.invoke(app, ["info", str(data), "--labels", str(sheet)])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith(f"{data}: 30 samples x 60 genes"), r.stdout
+    assert "label weight [kg] (2 classes): a: 15, b: 15" in r.stdout
+    assert "label cls (2 classes): " in r.stdout and "[bold]A: 15" in r.stdout
+    assert "$\\mathrm{x$: 15" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "name", ["data[/x].csv", "proj/[old]/counts.csv", "[bold]x.csv", "a\\[red]b.csv"]
+)
+def test_bracketed_paths_in_messages(env, name):
+    root, _, _, _ = env
+    path = root / "missing" / name
+    line = assert_refused(["info", path], root, "no such file")
+    assert f"{path}: no such file" in line, line
+
+
+@pytest.mark.parametrize("command,yaml_text,needle", LYING_CONFIGS)
+def test_config_files_that_lie(env, command, yaml_text, needle):
+    """Every YAML value is checked by type (one line naming the key), and an alias bomb or a
+    document containing itself is refused at load, before anything expands it."""
+    root, _, good, _ = env
+    cfg = root / "lying.yaml"
+    base = {
+        "pretrain": f"method: scarf\ndata: {good}\nout: {root / 'out' / 'm'}\n",
+        "benchmark": f"data: {good}\nlabel: x\nout: {root / 'out' / 'b'}\n",
+    }[command]
+    cfg.write_text(base + yaml_text)  # a key given again: the last one wins, as YAML reads it
+    try:
+        assert_refused([command, "--config", cfg], root, needle, gone=[root / "out"])
+    finally:
+        cfg.unlink()
+
+
+def test_set_value_that_is_not_yaml(env):
+    root, _, good, _ = env
+    assert_refused(
+        ["pretrain", "--method", "scarf", "--data", good, "--out", root / "out" / "m"]
+        + ["--set", "hidden_dims=[1"],
+        root,
+        "--set hidden_dims: '[1' is not a YAML value",
+        gone=[root / "out"],
+    )
+
+
+@pytest.mark.parametrize("key,needle", BAD_KEYS)
+def test_embed_keys_that_break_the_format(env, key, needle):
+    root, _, good, model = env
+    assert_refused(
+        ["embed", "--model", model, "--data", good, "--out", root / "out" / "e.h5ad"]
+        + ["--key", key],
+        root,
+        needle,
+        gone=[root / "out"],
+    )
+
+
+@pytest.mark.parametrize("given,needle", BAD_MODELS)
+@pytest.mark.parametrize("command", ["embed", "benchmark"])
+def test_models_through_links_and_mistyped_hub_ids(env, command, given, needle):
+    root, _, good, _ = env
+    links = root / "model_links"
+    links.mkdir(exist_ok=True)
+    where = {"LOOP": links / "loop", "DANGLING": links / "dangling"}
+    if not where["LOOP"].is_symlink():
+        where["LOOP"].symlink_to(where["LOOP"])
+        where["DANGLING"].symlink_to(links / "nowhere")
+    given = str(where.get(given, given))
+    data, sheet = _small_cohort(root)
+    args = {
+        "embed": ["embed", "--data", good, "--out", root / "out" / "e.h5ad"],
+        "benchmark": ["benchmark", "--data", data, "--labels", sheet, "--label", "L"]
+        + ["--methods", "none", "--out", root / "out" / "b"],
+    }[command]
+    line = assert_refused([*args, "--model", given], root, needle, gone=[root / "out"])
+    assert line.startswith(f"exprssl: error: {given}: "), line
+
+
+def test_report_with_hostile_class_and_model_names(tmp_path):
+    """TeX in a class label, markup in a model's name and card: the report is written, the
+    names escaped in report.md and report.html, and every plot drawn."""
+    from test_report import _bench_dir
+
+    from exprssl.report import write_report
+
+    model = "<img src=x onerror=alert(1)>"
+    models = {model: {"given": model, "method": "<script>x</script>", "alignment": "$x$"}}
+    out, _ = _bench_dir(
+        tmp_path, gap=0.0, classes=("$\\mathrm{x$", "[bold]A", "_hidden"), models=models
+    )
+    written = write_report(out)
+    assert {"embeddings", "confusion_matrix", "label_efficiency"} <= set(written)
+    md = (out / "report.md").read_text()
+    assert "\\$\\\\mathrm{x\\$" in md and "\\[bold\\]A" in md and "\\_hidden" in md
+    assert "<img" not in md and "<script" not in md and "&lt;img src=x onerror=alert" in md
+    html = (out / "report.html").read_text()
+    assert "<img src=x" not in html and "<script" not in html and "$\\mathrm{x$" in html
+
+
+def test_labels_as_sheets_write_them_info_and_benchmark_agree(env, tmp_path):
+    """'lung' and 'lung' + zero-width space, 'côlon' in NFC and NFD: one class each; TCGA's
+    missing markers are no class, the same in `info` and the benchmark's cohort."""
+    from exprssl.evaluation.protocol import BenchmarkConfig, load_cohort
+
+    root, _, _, _ = env
+    data, _ = _small_cohort(root)
+    values = ["lung", "lung\u200b", "côlon", "co\u0302lon", "[Not Available]", "[Discrepancy]"]
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(
+        "sample,L\n" + "".join(f"S{i},{values[i % 6]}\n" for i in range(40)), encoding="utf-8"
+    )
+    r = runner.invoke(app, ["info", str(data), "--labels", str(sheet)])
+    assert r.exit_code == 0, r.output
+    assert "label L (2 classes): " in r.stdout and "lung: 14" in r.stdout, r.stdout
+    assert "côlon: 14" in r.stdout
+    assert "invisible (zero-width) characters, removed" in r.stderr
+    cohort = load_cohort(BenchmarkConfig(data=str(data), labels=str(sheet), label="L"))
+    assert sorted(cohort.classes) == ["côlon", "lung"] and cohort.n_missing == 12
+    assert np.bincount(cohort.y[cohort.y >= 0]).tolist() == [14, 14]
+
+
+@pytest.mark.parametrize("command", ["methods", "options"])
+def test_closed_pipe_ends_quietly(command):
+    """`exprssl methods | head -n 1`: the reader left; exit 0, nothing on stderr (was exit 1)."""
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before anything is written: every write meets EPIPE
+    try:
+        r = subprocess.run(
+            [sys.executable, "-c", "from exprssl.cli import main; main()", command],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert r.returncode == 0 and r.stderr == "", r.stderr

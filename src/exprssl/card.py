@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 import yaml
 
+from .config_file import load_yaml
 from .errors import DataFileError
 from .model_layout import ModelLayout
 from .sources import ExpressionSource
@@ -287,10 +288,11 @@ def front_matter(text: str, path: Path) -> Any:
     except ImportError:
         ModelCard = None
     try:
+        block = text[len(_FENCE) : text.index("\n" + _FENCE, len(_FENCE) - 1) + 1]
+        meta = load_yaml(block)  # bounded: an alias bomb is refused before any expansion
         if ModelCard is not None:
             return ModelCard(text, ignore_metadata_errors=True).data.to_dict()
-        block = text[len(_FENCE) : text.index("\n" + _FENCE, len(_FENCE) - 1) + 1]
-        return yaml.safe_load(block)
+        return meta
     except (yaml.YAMLError, ValueError) as e:
         raise DataFileError(
             f"{path}: unreadable card metadata ({str(e).splitlines()[0]})"

@@ -17,8 +17,10 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from .config_file import check_mapping, check_single_values, parse_set_value, read_config
 from .errors import ConfigError, ExprsslError
 from .flags import FieldFlagsCommand, Flag, field_flags, stated_default
+from .text import literal
 
 
 class _Commands(TyperGroup):
@@ -84,7 +86,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(soft_wrap=True)
+
+
+class _StdoutClosed(Exception):
+    """Whoever read our output went away (``exprssl methods | head -n 1``): not an error."""
+
+
+def _silence_stdout() -> None:
+    """Python's recipe for a closed pipe (the signal module's SIGPIPE note): stdout to devnull,
+    so that the interpreter's last flush does not fail on it again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (a test runner)
+        pass
+
+
+class _StdoutConsole(Console):
+    def on_broken_pipe(self) -> None:  # rich's own handler exits 1
+        _silence_stdout()
+        raise _StdoutClosed
+
+
+console = _StdoutConsole(soft_wrap=True)
 err_console = Console(stderr=True)
 
 REQUIRED = escape("[required]")
@@ -169,7 +193,9 @@ ConfigOpt = Annotated[
 
 
 def _fail(message: str) -> None:
-    err_console.print(f"[bold red]exprssl: error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(
+        f"[bold red]exprssl: error:[/] {literal(message)}", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(2)
 
 
@@ -189,14 +215,15 @@ def user_errors(fn):
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130) from None
-        except typer.Exit:
+        except (typer.Exit, _StdoutClosed):
             raise
         except Exception as e:  # a bug, not the user's input: one line, the traceback on request
             if os.environ.get("EXPRSSL_DEBUG"):
                 raise
             err_console.print(
                 f"[bold red]exprssl: internal error:[/] {type(e).__name__}: "
-                f"{str(e).strip().splitlines()[0] if str(e).strip() else ''} (a bug: please report "
+                f"{literal(str(e).strip().splitlines()[0]) if str(e).strip() else ''} (a bug: "
+                "please report "
                 "it; EXPRSSL_DEBUG=1 shows the traceback)",
                 highlight=False,
                 soft_wrap=True,
@@ -295,35 +322,6 @@ def _main(
         _fail(str(e))
 
 
-def read_config(path: Path | None) -> dict:
-    if path is None:
-        return {}
-    import yaml
-
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory; --config takes a YAML file")
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
-    if not path.is_file():
-        raise ConfigError(
-            f"{path}: not a regular file (a pipe or device); --config takes a YAML file"
-        )
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as e:
-        raise ConfigError(
-            f"{path}: not UTF-8 text (invalid byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-            "save the YAML file as UTF-8"
-        ) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(
-            f"{path}: not valid YAML ({e.__class__.__name__}: {' '.join(str(e).split())})"
-        ) from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: expected a mapping of option: value at the top level")
-    return {str(k).replace("-", "_"): v for k, v in cfg.items()}
-
-
 def merge(config: dict, **flags: Any) -> dict:
     """Config-file values overridden by the flags that were actually given (not None)."""
     out = dict(config)
@@ -345,14 +343,12 @@ def _preprocessing(prep: Any, top_genes: int | None) -> dict:
 
 def parse_sets(pairs: list[str] | None) -> dict:
     """`--set key=value` pairs, values parsed as YAML scalars/lists (0.3, true, [512, 256])."""
-    import yaml
-
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise ConfigError(f"--set expects key=value, got '{pair}'")
         key, value = pair.split("=", 1)
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        out[key.strip().replace("-", "_")] = parse_set_value(key.strip(), value)
     return out
 
 
@@ -414,20 +410,22 @@ def info(
     if as_json:
         console.print_json(json.dumps(s, default=str))
         return
-    console.print(f"[bold]{data}[/]: {s['n_samples']} samples x {s['n_genes']} genes")
+    console.print(f"[bold]{literal(data)}[/]: {s['n_samples']} samples x {s['n_genes']} genes")
     if s["orientation"]:
-        console.print(f"orientation: {s['orientation']}", highlight=False)
+        console.print(f"orientation: {literal(s['orientation'])}", highlight=False)
     console.print(
         f"values: min {s['min']:.4g}, median {s['median']:.4g}, max {s['max']:.4g}, "
         f"{100 * s['fraction_zeros']:.1f}% zeros; {s.get('scale_description', s['scale'])}"
     )
     for col, counts in s.get("label_columns", {}).items():
-        parts = ", ".join(f"{k}: {v}" for k, v in counts.items())  # '1: 27', not '1 27'
-        console.print(f"label [cyan]{col}[/] ({len(counts)} classes): {parts}", highlight=False)
+        parts = ", ".join(f"{literal(k)}: {v}" for k, v in counts.items())  # '1: 27', not '1 27'
+        console.print(
+            f"label [cyan]{literal(col)}[/] ({len(counts)} classes): {parts}", highlight=False
+        )
     for col, r in s.get("numeric_columns", {}).items():
         console.print(
-            f"numeric [cyan]{col}[/]: {r['min']:.4g} to {r['max']:.4g}, median {r['median']:.4g} "
-            f"({r['n']} samples)",
+            f"numeric [cyan]{literal(col)}[/]: {r['min']:.4g} to {r['max']:.4g}, "
+            f"median {r['median']:.4g} ({r['n']} samples)",
             highlight=False,
         )
 
@@ -450,9 +448,9 @@ def _split_options(options: dict) -> tuple[dict, dict]:
     from .training import TrainConfig
 
     train_keys = set(TrainConfig.__dataclass_fields__)
-    method_params = dict(
-        options.pop("method_params", None) or options.pop("method_config", None) or {}
-    )
+    key = "method_params" if "method_params" in options else "method_config"
+    method_params = check_mapping(options.pop(key, None), key, "pretrain")
+    options.pop("method_config", None)
     train = {}
     for key, value in options.items():
         (train if key in train_keys else method_params)[key] = value
@@ -544,6 +542,7 @@ def pretrain(
     cfg = merge(read_config(config), method=method, data=data, out=str(out) if out else None)
     cfg.update(given)
     cfg.update(parse_sets(set_))
+    check_single_values(cfg, ("method", "data", "out"), "pretrain")
     for key in ("method", "data", "out"):
         if not cfg.get(key):
             raise ConfigError(f"--{key} is required (on the command line or in --config)")
@@ -567,13 +566,12 @@ def pretrain(
 
     source = ExpressionSource.resolve(data_path, stream, layer=layer, orientation=orientation)
     check_top_genes((prep or {}).get("top_k_variance"), source.shape[1], data_path)
-    console.print(
-        f"pretraining [bold]{name}[/] on {source.describe()} from {data_path}", highlight=False
-    )
+    what = f"{literal(source.describe())} from {literal(data_path)}"
+    console.print(f"pretraining [bold]{literal(name)}[/] on {what}", highlight=False)
     model.fit(source)
     model.save(out_dir, overwrite=overwrite)
     if _rank() == 0:
-        console.print(_fit_summary(model, out_dir), highlight=False)
+        console.print(_fit_summary(model, out_dir), highlight=False, markup=False)
     _end_distributed()
 
 
@@ -641,6 +639,8 @@ def embed(
         raise ConfigError(f"{out}: --out must end in .h5ad")
     if key is not None and not key.strip():
         raise ConfigError("--key must be a non-empty obsm name (default X_<method>)")
+    if key is not None and "/" in key:  # h5py makes 'a/b' a nested group anndata cannot read
+        raise ConfigError(f"--key '{key}': an obsm name cannot hold '/'; use e.g. '_' instead")
     check_output(out, "embedding", overwrite=overwrite, inputs=[data, model, labels])
     m = SSLModel.load(model)
     source = ExpressionSource.resolve(
@@ -670,7 +670,9 @@ def embed(
     key = key or f"X_{m.method}"
     Z = result.obsm[key]
     console.print(
-        f"wrote {Z.shape[0]} x {Z.shape[1]} embeddings to {out} (obsm['{key}'])", highlight=False
+        f"wrote {Z.shape[0]} x {Z.shape[1]} embeddings to {out} (obsm['{key}'])",
+        highlight=False,
+        markup=False,
     )
 
 
@@ -694,6 +696,7 @@ def push(
     console.print(
         f"pushed {model_dir} to {url}; load it with SSLModel.load('hf://{repo_id.removeprefix('hf://')}')",
         highlight=False,
+        markup=False,
     )
 
 
@@ -772,7 +775,7 @@ def explain(
     steady = stability(table, top).set_index(["approach", "class"])
     n = table["split"].nunique()
     t = Table(
-        title=f"top {top} genes per class ({label}; "
+        title=f"top {top} genes per class ({literal(label)}; "
         + (
             f"the genes of split 0, overlap and stability over {n} splits)"
             if n > 1
@@ -785,15 +788,17 @@ def explain(
     for (cls, approach), part in best[best["split"] == 0].groupby(["class", "approach"], sort=True):
         s = steady.loc[(approach, cls)]
         t.add_row(
-            str(cls),
-            approach,
-            ", ".join(part["gene"]),
+            literal(cls),
+            literal(approach),
+            literal(", ".join(part["gene"])),
             f"{shared.get((approach, cls), float('nan')):.0%}" if approach != "logreg" else "",
             "" if s["n_splits"] < 2 else f"rho {s['spearman']:.2f}, Jaccard {s.iloc[-1]:.2f}",
         )
     console.print(t)
     if out is not None:
-        console.print(f"wrote {len(table)} rows to {out}, and {page}", highlight=False)
+        console.print(
+            f"wrote {len(table)} rows to {out}, and {page}", highlight=False, markup=False
+        )
 
 
 @app.command()
@@ -864,7 +869,7 @@ def convert(
 
         def progress(done: int, total: int, stage: str) -> None:
             if stage not in tasks:
-                tasks[stage] = bar.add_task(f"{stage} {src.name}", total=total)
+                tasks[stage] = bar.add_task(f"{stage} {literal(src.name)}", total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
         convert_store(
@@ -883,6 +888,7 @@ def convert(
         f"wrote {out}: {s.n_samples} samples x {len(s.genes)} genes, {s.chunk_rows} samples per "
         f"chunk, {codec}, {out.stat().st_size / 1e6:.1f} MB",
         highlight=False,
+        markup=False,
     )
 
 
@@ -1098,8 +1104,8 @@ def _run_benchmark(cfg, progress: bool) -> None:
     metric = run.manifest.setting("main_metric")
     table = summary_matrix(run.summary, ci=False, plain=True)
     t = Table(
-        title=f"{cfg.data}: {cfg.label} — {metric.replace('_', ' ')} on the test set, mean over "
-        "splits x seeds (intervals and verdicts in the report)"
+        title=f"{literal(cfg.data)}: {literal(cfg.label)} — {metric.replace('_', ' ')} on the test "
+        "set, mean over splits x seeds (intervals and verdicts in the report)"
     )
     for col in table.columns:  # "12% (n=7)" on two lines keeps 5-6 fractions within 80 columns
         t.add_column(str(col).replace(" (", "\n("), no_wrap=True)
@@ -1112,6 +1118,7 @@ def _run_benchmark(cfg, progress: bool) -> None:
     console.print(
         f"report: {run.out / 'report.html'} (also report.md, summary.csv, results.csv, plots)",
         highlight=False,
+        markup=False,
     )
 
 
@@ -1124,7 +1131,7 @@ def _print_whole(renderable) -> None:
     from rich.measure import Measurement
 
     width = Measurement.get(console, console.options.update(width=10_000), renderable).maximum
-    Console(width=max(80, width), soft_wrap=True).print(renderable)
+    _StdoutConsole(width=max(80, width), soft_wrap=True).print(renderable)
 
 
 def _command_path(args: list[str]) -> str:
@@ -1147,12 +1154,15 @@ def main(argv: list[str] | None = None) -> None:
             where = e.ctx.command_path if e.ctx is not None else _command_path(args)
             message = f"{e.format_message().rstrip('.')} (see '{where} --help')"
             err_console.print(
-                f"[bold red]exprssl: error:[/] {escape(message)}", highlight=False, soft_wrap=True
+                f"[bold red]exprssl: error:[/] {literal(message)}", highlight=False, soft_wrap=True
             )
         code = 2
     except typer.Abort:
         err_console.print("aborted", highlight=False)
         code = 130
+    except (_StdoutClosed, BrokenPipeError):  # a reader that stopped early: nothing to say
+        _silence_stdout()
+        code = 0
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -7,6 +7,7 @@ before use. huggingface_hub is an optional extra: ``pip install 'exprssl[hub]'``
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,36 @@ def _hf():
     return huggingface_hub
 
 
+def local_model_path(path: str | os.PathLike) -> Path:
+    """A local model path, refused in one line when it is a hub id mistyped (``hf:/org/x``,
+    ``HF://org/x``), a symbolic link loop or a link to nothing (not "no such directory")."""
+    text = os.fspath(path)
+    local = Path(text)
+    if text.lower().startswith("hf:") and not is_hub_id(text) and not local.exists():
+        raise ConfigError(
+            f"{text}: not a model directory, nor a hub id: a hub id starts with {HUB_PREFIX} "
+            f"(hf://org/name[@revision])"
+        )
+    try:
+        local.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 raises this for a loop
+        raise ModelNotFoundError(f"{text}: a symbolic link loop, not a model directory") from None
+    except OSError as e:
+        if local.is_symlink():
+            what = (
+                "a symbolic link loop"
+                if e.errno == errno.ELOOP
+                else "a symbolic link to a missing target"
+            )
+            raise ModelNotFoundError(f"{text}: {what}, not a model directory") from None
+    return local
+
+
 def resolve_model(path: str | os.PathLike) -> tuple[Path, dict[str, Any] | None]:
     """``resolve_model_path``'s directory and, for a hub id, the card it was verified against
     (None for a local path: nothing read yet), so a loader need not read and hash it again."""
     if not is_hub_id(path):
-        return Path(path), None
+        return local_model_path(path), None
     repo, revision = parse_hub_id(str(path))
     hf = _hf()
     try:

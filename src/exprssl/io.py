@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -223,18 +224,37 @@ def _match_hint(sheet_keys: pd.Index, sample_keys: pd.Index, adata: ad.AnnData, 
     return ""
 
 
-MISSING_LABELS = frozenset({"", "nan", "NaN", "NA", "N/A", "None", "<NA>"})
+# TCGA's clinical sheets mark a value nobody recorded in brackets; they are not classes
+TCGA_MISSING = frozenset(
+    {"[Not Available]", "[Discrepancy]", "[Not Evaluated]", "[Unknown]", "[Not Applicable]"}
+)
+MISSING_LABELS = frozenset({"", "nan", "NaN", "NA", "N/A", "None", "<NA>"}) | TCGA_MISSING
+_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")  # zero-width spaces, joiners, BOM
+
+
+def label_text(values) -> pd.Series:
+    """Class names as a reader compares them: one Unicode form (NFC: 'côlon' typed with a
+    combining accent is 'côlon'), zero-width characters removed, surrounding whitespace trimmed
+    (``'lung\\u200b '`` is ``'lung'``)."""
+    text = pd.Series(values).astype(str).str.normalize("NFC")
+    return text.str.replace(_INVISIBLE, "", regex=True).str.strip()
+
+
+def is_missing_label(values) -> np.ndarray:
+    """Where a label column holds no value: NaN, empty, NA, or one of TCGA's markers."""
+    raw = pd.Series(values)
+    return raw.isna().to_numpy() | label_text(raw).isin(MISSING_LABELS).to_numpy()
 
 
 def label_values(values, column: str, *, quiet: bool = False) -> pd.Series:
     """A label column as class names, the same for ``exprssl info`` and the benchmark: strings
-    without surrounding whitespace (``'Tumor '`` is ``'Tumor'``), missing values (empty, NA,
-    nan) as NaN. Says so, in one warning each, when whitespace was removed and when classes
-    differ only in upper/lower case (kept apart: ``'tumor'`` and ``'Tumor'`` may be a typo or
-    two classes; the sheet decides)."""
+    as ``label_text`` compares them (``'Tumor '`` is ``'Tumor'``), missing values (empty, NA,
+    nan, TCGA's ``[Not Available]``...) as NaN. Says so, in one warning each, when whitespace or
+    invisible characters were removed and when classes differ only in upper/lower case (kept
+    apart: ``'tumor'`` and ``'Tumor'`` may be a typo or two classes; the sheet decides)."""
     raw = pd.Series(values)
-    text = raw.astype(str).str.strip()
-    missing = raw.isna().to_numpy() | text.isin(MISSING_LABELS).to_numpy()
+    text = label_text(raw)
+    missing = is_missing_label(raw)
     out = text.where(~missing)
     numbers = pd.to_numeric(out.dropna(), errors="coerce")
     if len(numbers) and numbers.notna().all():  # class codes: '1' and '1.0' are one class
@@ -247,15 +267,7 @@ def label_values(values, column: str, *, quiet: bool = False) -> pd.Series:
             )
         out = out.where(missing, canonical.reindex(out.index))
     if not quiet:
-        spaced = (raw.astype(str) != text).to_numpy() & ~missing
-        if spaced.any():
-            log.warning(
-                "label column '%s': %d values had surrounding spaces, removed (e.g. %r -> %r)",
-                column,
-                int(spaced.sum()),
-                str(raw[spaced].iloc[0]),
-                text[spaced].iloc[0],
-            )
+        _say_cleaned(raw, text, missing, column)
         classes = pd.Index(out.dropna().unique())
         folded = classes.str.lower()
         if folded.duplicated().any():
@@ -269,10 +281,42 @@ def label_values(values, column: str, *, quiet: bool = False) -> pd.Series:
     return out
 
 
+def _say_cleaned(raw: pd.Series, text: pd.Series, missing: np.ndarray, column: str) -> None:
+    """One warning each for values trimmed of spaces or of invisible characters, one note for
+    TCGA's missing-value markers."""
+    as_str = raw.astype(str)
+    for changed, what in (
+        (as_str.str.contains(_INVISIBLE), "invisible (zero-width) characters"),
+        (
+            as_str.str.normalize("NFC").str.strip() != as_str.str.normalize("NFC"),
+            "surrounding spaces",
+        ),
+    ):
+        changed = changed.to_numpy() & ~missing
+        if changed.any():
+            log.warning(
+                "label column '%s': %d values had %s, removed (e.g. %r -> %r)",
+                column,
+                int(changed.sum()),
+                what,
+                str(raw[changed].iloc[0]),
+                text[changed].iloc[0],
+            )
+    markers = label_text(raw).isin(TCGA_MISSING)
+    if markers.any():
+        log.info(
+            "label column '%s': %d values are TCGA's missing-value markers (%s), read as missing",
+            column,
+            int(markers.sum()),
+            ", ".join(sorted(set(label_text(raw)[markers]))),
+        )
+
+
 def looks_continuous(values: pd.Series) -> int | None:
     """The number of distinct values when a label column is a measurement (age, purity) rather
     than classes: all numbers, more than 10 distinct ones. None otherwise."""
     s = pd.Series(values).dropna()
+    s = s[~is_missing_label(s)]  # an age column with TCGA's '[Not Available]' is still numbers
     if s.empty or pd.api.types.is_bool_dtype(s):
         return None
     numbers = pd.to_numeric(s, errors="coerce") if not pd.api.types.is_numeric_dtype(s) else s
@@ -421,7 +465,7 @@ def summarize(adata: ad.AnnData, max_classes: int = 50) -> dict[str, Any]:
             continue
         if looks_continuous(s) is not None:
             # a measurement (age, purity, ...), not a phenotype to predict: a range, not 40 classes
-            x = pd.to_numeric(s)
+            x = pd.to_numeric(s[~is_missing_label(s)])
             numeric[str(col)] = {
                 "n": int(len(x)),
                 "min": float(x.min()),
@@ -470,6 +514,9 @@ __all__ = [
     "decode_strings",
     "detect_format",
     "id_keys",
+    "TCGA_MISSING",
+    "is_missing_label",
+    "label_text",
     "label_values",
     "load_data",
     "load_dataset",

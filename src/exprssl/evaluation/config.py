@@ -83,6 +83,13 @@ def _mapping(v: Any) -> dict[str, Any]:
     return dict(v)
 
 
+def _mapping_of_mappings(v: Any) -> dict[str, dict[str, Any]]:
+    """``method_options``: a mapping of method name to its mapping of option: value."""
+    if not isinstance(v, Mapping) or not all(isinstance(x, Mapping) for x in v.values()):
+        raise OptionValueError("a mapping of method: {option: value}")
+    return {str(k): dict(x) for k, x in v.items()}
+
+
 def _scheduler(v: Any) -> str:
     """An address (``tcp://host:8786``) or a scheduler file's path; reached in ``cluster``."""
     if not isinstance(v, str) or not v.strip() or any(c.isspace() for c in v.strip()):
@@ -190,7 +197,7 @@ class BenchmarkConfig:
     batch_size: int = option(128, "pretraining batch size", ge=2)
     patience: int = option(10, "pretraining early-stopping patience", ge=0)
     method_options: dict[str, dict[str, Any]] = option(
-        None, "per-method options", factory=dict, parse=_mapping
+        None, "per-method options", factory=dict, parse=_mapping_of_mappings
     )
     encoder: dict[str, Any] = option(
         None, "the encoder's architecture (every method's)", factory=default_encoder, parse=_mapping
@@ -267,7 +274,7 @@ class BenchmarkConfig:
         for name in ("data", "label", "out", "labels", "label_id_column", "group"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
-                raise ConfigError(f"{name} must be a single name or path, got {value!r}")
+                raise option_error("benchmark", name, "a single name or path", value)
         check_instance(self, "benchmark")
         jobs_limit = max(64, 4 * cpu_count())  # each job is a process
         if self.jobs is not None and self.jobs > jobs_limit:

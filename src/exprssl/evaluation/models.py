@@ -72,11 +72,11 @@ class PretrainedModel:
 def model_name(given: str) -> str:
     """The approach name of a model: a hub id's repo name (``hf://org/name@rev`` -> ``name``), or
     a directory's name."""
-    from ..hub import is_hub_id, parse_hub_id
+    from ..hub import is_hub_id, local_model_path, parse_hub_id
 
     if is_hub_id(given):
         return parse_hub_id(given)[0].split("/")[1]
-    return Path(given).resolve().name
+    return local_model_path(given).resolve().name
 
 
 def check_model_names(cfg: BenchmarkConfig) -> list[str]:

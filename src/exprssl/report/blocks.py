@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..text import literal
+
 
 def listing(items, sep: str = ", ") -> list:
     """Inline content: each item (a list of inline pieces) in turn, ``sep`` between them."""
@@ -22,14 +24,10 @@ def listing(items, sep: str = ", ") -> list:
     return out
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]()#!|>])")
-
-
 def md_escape(text) -> str:
     """User-derived text (class names, column names, paths) as literal Markdown: ``<script>``
     and ``![x](http://...)`` must render as text, never as HTML or a remote image."""
-    s = str(text).replace("&", "&amp;").replace("<", "&lt;")
-    return _MD_SPECIAL.sub(r"\\\1", s)
+    return literal(text, "markdown")
 
 
 # A report is a list of blocks whose text is inline content: a list of plain strings (our own
@@ -41,6 +39,10 @@ class User(str):
 
 class Bold(str):
     """Emphasised text of our own."""
+
+
+class BoldUser(User, Bold):
+    """A name from the user shown in bold (a given model's): escaped like ``User``."""
 
 
 class Code(str):
@@ -123,7 +125,7 @@ def to_markdown(parts: list) -> str:
     out = []
     for p in parts:
         if isinstance(p, Bold):
-            out.append(f"**{p}**")
+            out.append(f"**{md_escape(p) if isinstance(p, User) else p}**")
         elif isinstance(p, Code):
             out.append(f"`{md_escape(p)}`")
         elif isinstance(p, User):
@@ -136,7 +138,7 @@ def to_markdown(parts: list) -> str:
 def _inline_html(parts: list) -> str:
     out = []
     for p in parts:
-        text = html.escape(str(p))
+        text = literal(p, "html")
         out.append(
             f"<b>{text}</b>"
             if isinstance(p, Bold)

@@ -13,6 +13,7 @@ from ..evaluation.schema import (
     Layout,
     Verdict,
 )
+from ..text import literal
 from ..utils import atomic_path
 from .tables import comparisons, fmt_fraction
 
@@ -95,7 +96,9 @@ def plot_label_efficiency(summary: pd.DataFrame, metric: str, path: Path) -> Pat
             ms=5 if ssl else 4,
             lw=2.2 if ssl else 1.5,
             color=color,
-            label=f"{approach} (control)" if row["kind"] == "control" else approach,
+            label=literal(
+                f"{approach} (control)" if row["kind"] == "control" else approach, "plot"
+            ),
         )
         if approach in banded:
             ax.fill_between(
@@ -166,7 +169,7 @@ def plot_paired_differences(summary: pd.DataFrame, metric: str, path: Path) -> P
             lw=2,
         )
         ax.annotate(
-            f"{r.approach}\nvs {r.vs}",
+            literal(f"{r.approach}\nvs {r.vs}", "plot"),
             (i, r.diff_hi),
             textcoords="offset points",
             xytext=(0, 6),
@@ -226,8 +229,11 @@ def plot_embeddings(emb_dir: Path, path: Path) -> Path | None:
         xy, how = _project_2d(np.asarray(d["Z"], dtype=np.float64))
         for i, lab in enumerate(labels_all):
             sel = d["labels"] == lab
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=14, color=cmap(i), label=lab, alpha=0.85, lw=0)
-        ax.set_title("raw genes (preprocessed)" if name == "raw" else name, fontsize=11)
+            label = literal(lab, "plot")
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=14, color=cmap(i), label=label, alpha=0.85, lw=0)
+        ax.set_title(
+            "raw genes (preprocessed)" if name == "raw" else literal(name, "plot"), fontsize=11
+        )
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in axes.ravel()[len(data) :]:
@@ -261,7 +267,7 @@ def plot_histories(hist_dir: Path, path: Path) -> Path | None:
         ax.plot(h["epoch"], h["train_loss"], color=color, label="train")
         if "val_loss" in h and h["val_loss"].notna().any():
             ax.plot(h["epoch"], h["val_loss"], "--", color=color, label="validation")
-        ax.set_title(f.stem, fontsize=11)
+        ax.set_title(literal(f.stem, "plot"), fontsize=11)
         parts = [
             c
             for c in h.columns
@@ -310,6 +316,7 @@ def plot_confusion(pred_file: Path, path: Path) -> Path | None:
 
     d = np.load(pred_file, allow_pickle=False)
     classes = [str(c) for c in d["classes"]]
+    names = [literal(c, "plot") for c in classes]
     cm = confusion_matrix(d["y_true"], d["y_pred"], labels=classes)
     norm = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
     fig, ax = plt.subplots(figsize=(1.1 * len(classes) + 2.5, 1.0 * len(classes) + 2))
@@ -325,11 +332,11 @@ def plot_confusion(pred_file: Path, path: Path) -> Path | None:
                 fontsize=9,
                 color="white" if norm[i, j] > 0.6 else "black",
             )
-    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xticks(range(len(classes)), names, rotation=30, ha="right")
+    ax.set_yticks(range(len(classes)), names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"Confusion matrix: {d['title']}", fontsize=10)
+    ax.set_title(f"Confusion matrix: {literal(d['title'], 'plot')}", fontsize=10)
     fig.tight_layout()
     return _savefig(fig, path)
 
@@ -338,6 +345,13 @@ def draw_figures(
     out: Path, summary: pd.DataFrame, metric: str, manifest=None
 ) -> tuple[dict[str, Path], list[str]]:
     """Every plot the run's files allow, and a note for each one skipped."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.usetex": False}):  # a user's TeX setting parses every name
+        return _draw_figures(out, summary, metric, manifest)
+
+
+def _draw_figures(out: Path, summary: pd.DataFrame, metric: str, manifest=None):
     figures: dict[str, Path] = {}
     notes: list[str] = []
     if summary.empty:

@@ -18,6 +18,7 @@ from .answer import answer_blocks, class_counts, data_source
 from .blocks import (
     Beside,
     Bold,
+    BoldUser,
     Bullets,
     Code,
     Contents,
@@ -358,19 +359,23 @@ def _models_section(summary, manifest, metric, out, figures) -> list:
         options = ", ".join(f"{k}={v}" for k, v in m.method_options.items())
         items.append(
             [
-                Bold(name),
+                BoldUser(name),
                 " (",
                 User(m.given),
                 "): pretrained with ",
                 User(m.method),
-                f" ({options}) for {m.epochs_trained} epochs (at most {m.max_epochs}), "
-                f"exprssl {m.exprssl_version}, on ",
+                " (",
+                User(options),
+                f") for {m.epochs_trained} epochs (at most {m.max_epochs}), exprssl ",
+                User(m.exprssl_version),
+                ", on ",
                 *(sources or ["data its card does not record"]),
-                f"; {genes.get('count')} genes ({genes.get('id_system')}), "
-                f"{100 * m.gene_coverage:.1f}% of them found in this cohort (",
+                f"; {genes.get('count')} genes (",
+                User(genes.get("id_system")),
+                f"), {100 * m.gene_coverage:.1f}% of them found in this cohort (",
                 User(m.alignment),
                 "); cohort scaled by ",
-                m.input_scaling or "?",
+                User(m.input_scaling or "?"),
                 "; weights sha256 ",
                 Code(str(m.weights_sha256)[:16]),
                 ".",
