@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import ConfigError, ExprsslError
+from .signals import Terminated, handle_signals
 
 app = typer.Typer(
     name="exprssl",
@@ -93,9 +94,9 @@ def user_errors(fn):
             _fail(f"{e.filename or e}: no such file")
         except OSError as e:  # a disk that filled up, a permission that changed mid-run
             _fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
-        except KeyboardInterrupt:
-            err_console.print("interrupted")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (signals.Terminated)
+            err_console.print("terminated" if isinstance(e, Terminated) else "interrupted")
+            raise typer.Exit(getattr(e, "exit_code", 130)) from None
         except typer.Exit:
             raise
         except Exception as e:  # a bug, not the user's input: one line, the traceback on request
@@ -1103,6 +1104,7 @@ def main(argv: list[str] | None = None) -> None:
     one line on stderr and exit 2, like every other bad input (not a boxed message)."""
     # click's UsageError, whether typer vendors click (>= 0.2x) or uses it
     usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    handle_signals()  # SIGTERM ends the run as Ctrl-C does (workers too); SIGXFSZ is an error
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         code = app(args=args, prog_name="exprssl", standalone_mode=False)
@@ -1114,9 +1116,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"[bold red]exprssl: error:[/] {escape(message)}", highlight=False, soft_wrap=True
             )
         code = 2
-    except typer.Abort:
+    except typer.Abort as e:
         err_console.print("aborted", highlight=False)
-        code = 130
+        code = getattr(e.__cause__, "exit_code", 130)  # 143 for SIGTERM (signals.Terminated)
     sys.exit(code if isinstance(code, int) else 0)
 
 
