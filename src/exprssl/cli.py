@@ -1119,6 +1119,10 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort as e:
         err_console.print("aborted", highlight=False)
         code = getattr(e.__cause__, "exit_code", 130)  # 143 for SIGTERM (signals.Terminated)
+    if code == Terminated.exit_code:  # a scheduler is waiting: skip the teardown's collection
+        import gc
+
+        gc.freeze()
     sys.exit(code if isinstance(code, int) else 0)
 
 
