@@ -231,13 +231,13 @@ def _bad_results(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _bad_predictions(frame: pd.DataFrame) -> np.ndarray:
-    """Rows without their numbers; cells predicting a sample twice, or a number of samples
-    unlike the split's other cells (its test part is the same for every cell)."""
+    """Rows without their numbers; cells predicting a sample twice, or missing a sample some
+    other cell of the split predicts (a split's cells share its test part)."""
     bad = frame[["test_index", "y_true", "y_pred"]].isna().any(axis=1)
     bad |= frame.duplicated([*CELL_KEY, "test_index"], keep=False)
-    size = frame.groupby(CELL_KEY, dropna=False)["test_index"].transform("size")
-    usual = size.groupby(frame["split"]).transform(lambda n: n.mode().max())
-    bad |= size != usual
+    predicted = frame.groupby(CELL_KEY, dropna=False)["test_index"].transform("nunique")
+    tested = frame.groupby("split")["test_index"].transform("nunique")
+    bad |= predicted != tested
     return bad.to_numpy()
 
 
