@@ -1123,6 +1123,12 @@ def main(argv: list[str] | None = None) -> None:
         import gc
 
         gc.freeze()
+    from .utils import hdf5_left_open
+
+    if code and hdf5_left_open():  # a write out of room: HDF5's own clean-up would crash
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code if isinstance(code, int) else 0)
 
 

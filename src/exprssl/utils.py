@@ -132,6 +132,20 @@ def room_errors(
             excepthook(*args) if isinstance(args, tuple) else hook(args)
 
 
+def hdf5_left_open() -> bool:
+    """Whether HDF5 datasets, groups or files are still open: after a write that ran out of
+    room, HDF5 keeps the objects whose flush failed, and its own clean-up at interpreter exit
+    then crashes the process (a segmentation fault after the message); the command line exits
+    without that clean-up instead."""
+    h5py = sys.modules.get("h5py")
+    if h5py is None:
+        return False
+    kinds = h5py.h5f.OBJ_DATASET | h5py.h5f.OBJ_GROUP | h5py.h5f.OBJ_FILE
+    with contextlib.suppress(Exception):
+        return bool(h5py.h5f.get_obj_ids(types=kinds))
+    return False
+
+
 def _no_room(path: str | os.PathLike, cause: str):
     from .errors import OutputSpaceError
 
