@@ -94,6 +94,7 @@ def _limited(kib: int):
     return limit
 
 
+@pytest.mark.slow  # a child process per command, then the command again
 @pytest.mark.parametrize("name", sorted(DISK_FULL_CASES))
 def test_a_write_out_of_room_is_one_line_and_the_same_command_then_succeeds(name, user, tmp_path):
     case = DISK_FULL_CASES[name]
@@ -259,6 +260,7 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and /dev/shm")
 def test_sigterm_leaves_no_worker_and_no_shared_memory(tmp_path):
     data = tmp_path / "syn.h5ad"
