@@ -526,9 +526,9 @@ class CostModel:
             grid = GRIDS["xgboost"]  # another size: one group of comparable points
             grid = grid if spec.grid == len(grid) else [{}] * spec.grid
             rounds = searched_rounds(grid, XGB_ROUNDS.expected)
-            seconds = k * self.xgboost_fit(n_fold, spec.width, classes, rounds) + self.xgboost_fit(
-                n, spec.width, classes, final
-            )
+            seconds = k * self.xgboost_fit(
+                n_fold, spec.width, classes, rounds
+            ) + self.xgboost_fit(n, spec.width, classes, final)
             return Span.of(seconds, XGB_ROUNDS)
         fit = self.linear_fit
         seconds = cv_fits * fit(spec.family, n_fold, spec.width, classes) + fit(
