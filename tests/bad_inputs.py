@@ -424,3 +424,196 @@ BAD_MODELS = (  # LOOP and DANGLING are made by the test
     ("hf:/org/x", "a hub id starts with hf://"),
     ("HF://org/x", "a hub id starts with hf://"),
 )
+
+
+# =============================================================================================
+# round four (issue 28), disks, resumes and pools: writes that run out of room, result files
+# damaged between two runs, pretraining sources that are the cohort or say nothing
+# =============================================================================================
+
+
+class NoRoom(NamedTuple):
+    """An exception as a library raises it when a write runs out of room, and the cause
+    ``exprssl.utils.no_room_cause`` must read from it (None: not a lack of room)."""
+
+    error: BaseException
+    cause: str | None
+
+
+def _chained(outer: BaseException, inner: BaseException) -> BaseException:
+    outer.__cause__ = inner
+    return outer
+
+
+NO_ROOM_CASES = {
+    "oserror_enospc": NoRoom(OSError(28, "No space left on device"), "no space left on device"),
+    "oserror_efbig": NoRoom(OSError(27, "File too large"), "file too large"),
+    "oserror_edquot": NoRoom(OSError(122, "Disk quota exceeded"), "disk quota exceeded"),
+    "hdf5_errno_text": NoRoom(
+        RuntimeError("Set slist enabled failed (file write failed: errno = 27, error message"),
+        "file too large",
+    ),
+    "safetensors_os_error": NoRoom(
+        Exception("Error while serializing: I/O error: No space left on device (os error 28)"),
+        "no space left on device",
+    ),
+    "chained_from_oserror": NoRoom(
+        _chained(RuntimeError("unexpected pos 4544 vs 4438"), OSError(28, "No space")),
+        "no space left on device",
+    ),
+    "permission_is_not_room": NoRoom(PermissionError(13, "Permission denied"), None),
+    "unrelated_error": NoRoom(ValueError("could not convert string to float"), None),
+}
+
+
+class DiskFull(NamedTuple):
+    """A command that writes, run under a file-size limit (``ulimit -f``, in KiB) that its
+    output exceeds: it must fail in one line naming ``out`` and leave no partial file, and the
+    same command without the limit must succeed. ``{data}``, ``{labels}``, ``{model}`` and
+    ``{out}`` are filled in by the test."""
+
+    args: tuple[str, ...]
+    out: str
+    limit_kib: int
+
+
+DISK_FULL_CASES = {
+    "pretrain": DiskFull(
+        (
+            "pretrain", "--method", "scarf", "--epochs", "1", "--data", "{data}",
+            "--orientation", "samples_in_rows", "--set", "hidden_dims=[64]", "--no-progress",
+            "--out", "{out}",
+        ),
+        "model",
+        24,
+    ),
+    "embed": DiskFull(
+        (
+            "embed", "--model", "{model}", "--data", "{data}", "--orientation",
+            "samples_in_rows", "--out", "{out}",
+        ),
+        "emb.h5ad",
+        4,
+    ),
+    "convert": DiskFull(("convert", "{data}", "--out", "{out}"), "store.h5ad", 12),
+    "benchmark": DiskFull(
+        (
+            "benchmark", "--data", "{data}", "--labels", "{labels}", "--label", "tissue",
+            "--orientation", "samples_in_rows", "--methods", "none", "--baselines", "logreg",
+            "--splits", "1", "--seeds", "1", "--fractions", "1", "--no-attributions",
+            "--no-progress", "--out", "{out}",
+        ),
+        "bench",
+        24,
+    ),
+}  # fmt: skip
+
+
+def _cut_in_half(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _cut_in_a_number(path: Path) -> None:
+    """The last line cut inside its number: what remains still parses as a (wrong) number."""
+    text = path.read_text()
+    path.write_text(text.rstrip("\n")[:-3])
+
+
+def _drop_column(name: str):
+    def damage(path: Path) -> None:
+        pd.read_csv(path).drop(columns=name).to_csv(path, index=False)
+
+    return damage
+
+
+def _predictions_row_dropped(path: Path) -> None:
+    frame = pd.read_parquet(path)
+    frame.drop(index=frame.index[-1]).to_parquet(path, index=False)
+
+
+def _predictions_row_doubled(path: Path) -> None:
+    frame = pd.read_parquet(path)
+    pd.concat([frame, frame.iloc[-1:]]).to_parquet(path, index=False)
+
+
+def _tuning_params_cut(path: Path) -> None:
+    frame = pd.read_csv(path)
+    frame.loc[frame.index[-1], "params"] = '{"C": 0.0'
+    frame.to_csv(path, index=False)
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(_binary(512, seed=5))
+
+
+class DamagedResult(NamedTuple):
+    """A finished benchmark's result file damaged between two runs (``file`` in the output
+    directory, ``damage(path)``); ``lost`` is how many finished cells must then be recomputed
+    (None: every cell recorded in that file's part)."""
+
+    file: str
+    damage: object
+    lost: int | None
+
+
+# a finished tiny run has 2 cells (fractions 0.5 and 1, one baseline, one split, one seed)
+DAMAGED_RESULT_CASES = {
+    "results_cut_in_half": DamagedResult("results.csv", _cut_in_half, 2),
+    "results_cut_in_a_number": DamagedResult("results.csv", _cut_in_a_number, 1),
+    "results_no_value_column": DamagedResult("results.csv", _drop_column("value"), 2),
+    "results_garbage": DamagedResult("results.csv", _garbage, 2),
+    "predictions_truncated": DamagedResult("predictions.parquet", _cut_in_half, 2),
+    "predictions_garbage": DamagedResult("predictions.parquet", _garbage, 2),
+    "predictions_row_missing": DamagedResult("predictions.parquet", _predictions_row_dropped, 1),
+    "predictions_row_twice": DamagedResult("predictions.parquet", _predictions_row_doubled, 1),
+    "tuning_params_cut": DamagedResult("tuning.csv", _tuning_params_cut, 1),
+    "tuning_cut_in_half": DamagedResult("tuning.csv", _cut_in_half, 2),
+}
+
+
+class PoolSource(NamedTuple):
+    """A ``--pretrain-data`` table made from the cohort ``frame`` (samples x genes):
+    ``kept`` profiles of it must reach the pools, or ``error`` names it with ``expect``."""
+
+    make: object
+    kept: int | None = None
+    error: type[ExprsslError] | None = None
+    expect: str = ""
+
+
+def _renamed(frame: pd.DataFrame, prefix: str = "copy") -> pd.DataFrame:
+    return frame.set_axis([f"{prefix}{i}" for i in range(len(frame))], axis=0)
+
+
+def _fresh(frame: pd.DataFrame, n: int, seed: int = 9) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    values = rng.poisson(150, (n, frame.shape[1]))
+    return pd.DataFrame(values, index=[f"new{i}" for i in range(n)], columns=frame.columns)
+
+
+POOL_SOURCE_CASES = {
+    "cohort_copy_renamed": PoolSource(lambda f: _renamed(f), kept=0),
+    "cohort_copy_same_ids": PoolSource(lambda f: f.copy(), kept=0),
+    "cohort_copy_as_floats": PoolSource(lambda f: _renamed(f.astype(np.float64)), kept=0),
+    "cohort_same_ids_reprocessed": PoolSource(lambda f: np.log1p(f).astype(np.float32), kept=0),
+    "cohort_part_and_new": PoolSource(
+        lambda f: pd.concat([_renamed(f.iloc[:10]), _fresh(f, 20)]), kept=20
+    ),
+    "new_profiles_only": PoolSource(lambda f: _fresh(f, 25), kept=25),
+    "all_zero": PoolSource(
+        lambda f: _fresh(f, 20) * 0, error=DataFileError, expect="every value on the shared"
+    ),
+    "constant": PoolSource(
+        lambda f: _fresh(f, 20) * 0 + 7, error=DataFileError, expect="every value on the shared"
+    ),
+    "one_profile_repeated": PoolSource(
+        lambda f: pd.DataFrame(
+            np.repeat(_fresh(f, 1).to_numpy(), 20, axis=0),
+            index=[f"r{i}" for i in range(20)],
+            columns=f.columns,
+        ),
+        error=DataFileError,
+        expect="all 20 profiles are the same",
+    ),
+}

@@ -284,6 +284,7 @@ def test_pretrain_data_adds_to_the_pool_and_transductive_adds_the_test_profiles(
     tmp_path, data_file, caplog
 ):
     other = synthetic(50, 150, 3, seed=9, n_informative=60, module_size=10)
+    other.obs_names = [f"other_{i}" for i in range(50)]  # not the cohort's samples (sample_<i>)
     keep = np.random.default_rng(0).permutation(150)[:120]  # shuffled order, 30 genes missing
     extra = tmp_path / "extra.h5ad"
     write_h5ad(other[:, keep].copy(), extra)

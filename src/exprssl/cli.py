@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 from .config_file import check_mapping, check_single_values, parse_set_value, read_config
 from .errors import ConfigError, ExprsslError
 from .flags import FieldFlagsCommand, Flag, field_flags, stated_default
+from .signals import Terminated, handle_signals
 from .text import literal
 
 
@@ -212,9 +213,9 @@ def user_errors(fn):
             _fail(f"{e.filename or e}: no such file")
         except OSError as e:  # a disk that filled up, a permission that changed mid-run
             _fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
-        except KeyboardInterrupt:
-            err_console.print("interrupted")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (signals.Terminated)
+            err_console.print("terminated" if isinstance(e, Terminated) else "interrupted")
+            raise typer.Exit(getattr(e, "exit_code", 130)) from None
         except (typer.Exit, _StdoutClosed):
             raise
         except Exception as e:  # a bug, not the user's input: one line, the traceback on request
@@ -1146,6 +1147,7 @@ def main(argv: list[str] | None = None) -> None:
     one line on stderr and exit 2, like every other bad input (not a boxed message)."""
     # click's UsageError, whether typer vendors click (>= 0.2x) or uses it
     usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    handle_signals()  # SIGTERM ends the run as Ctrl-C does (workers too); SIGXFSZ is an error
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         code = app(args=args, prog_name="exprssl", standalone_mode=False)
@@ -1157,12 +1159,22 @@ def main(argv: list[str] | None = None) -> None:
                 f"[bold red]exprssl: error:[/] {literal(message)}", highlight=False, soft_wrap=True
             )
         code = 2
-    except typer.Abort:
+    except typer.Abort as e:
         err_console.print("aborted", highlight=False)
-        code = 130
+        code = getattr(e.__cause__, "exit_code", 130)  # 143 for SIGTERM (signals.Terminated)
     except (_StdoutClosed, BrokenPipeError):  # a reader that stopped early: nothing to say
         _silence_stdout()
         code = 0
+    if code == Terminated.exit_code:  # a scheduler is waiting: skip the teardown's collection
+        import gc
+
+        gc.freeze()
+    from .utils import hdf5_left_open
+
+    if code and hdf5_left_open():  # a write out of room: HDF5's own clean-up would crash
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -79,6 +79,11 @@ class OutputPathError(ExprsslError):
     be written."""
 
 
+class OutputSpaceError(OutputPathError):
+    """A write that ran out of room: a full disk, a quota, a file-size limit (``ulimit -f``).
+    Nothing half-written is left, and the same command succeeds once there is room."""
+
+
 class TrainingDivergedError(ExprsslError):
     """Training produced a non-finite loss or weights (learning rate too high, bad data scale)."""
 

@@ -44,6 +44,7 @@ from .model_layout import FORMAT_VERSION, ModelLayout
 from .outputs import artifact_kind, check_output, output_lock
 from .preprocessing import Preprocessor
 from .training import TrainConfig
+from .utils import _umask, room_errors
 from .validation import (
     WEIGHTS_METHOD_KEY,
     check_finite_preprocessor,
@@ -90,13 +91,14 @@ def save_model(
     check_output(path, "model", overwrite=overwrite)  # refuse before touching anything there
     with output_lock(path):
         check_output(path, "model", overwrite=overwrite)  # and again: a save may just have ended
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        with room_errors(path):
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
         try:
-            _write_files(model, tmp)
-            write_card(
-                model, tmp, license=license, datasets=datasets
-            )  # last: it hashes the other files
-            _move_into_place(tmp, path)
+            with room_errors(path, tmp):  # a full disk: one line, the earlier model unchanged
+                _write_files(model, tmp)
+                write_card(model, tmp, license=license, datasets=datasets)  # last: hashes the rest
+                os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual mode
+                _move_into_place(tmp, path)
         except OSError as e:
             raise OutputPathError(
                 f"{path}: could not write the model ({e.strerror or e})"

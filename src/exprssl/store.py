@@ -45,7 +45,14 @@ from .readers.h5ad import H5AD_CHUNK_ROWS as H5AD_CHUNK_ROWS  # re-exported
 from .readers.h5ad import STORE_KEY
 from .readers.store import LEGACY_STORE_FORMAT as LEGACY_STORE_FORMAT  # re-exported
 from .readers.store import is_store as is_store  # re-exported
-from .utils import _umask, atomic_write_text, available_memory, make_parents, remove_empty
+from .utils import (
+    _umask,
+    atomic_write_text,
+    available_memory,
+    make_parents,
+    remove_empty,
+    room_errors,
+)
 from .validation import check_streamed_h5ad, check_unique_samples
 
 log = logging.getLogger("exprssl")
@@ -376,28 +383,29 @@ def convert(
         partial, record = _partial_paths(out)
         created = make_parents(out)
         try:
-            _copy(
-                source,
-                src,
-                out,
-                partial,
-                record,
-                key,
-                n,
-                width,
-                genes,
-                listed,
-                top_genes,
-                chunk_rows,
-                codec,
-                progress,
-            )
-        except ExprsslError:  # a broken source or a bad selection: resuming would fail the same way
-            _unlink(partial, record)
+            with room_errors(out, partial):  # out of room: one line, and no partial store left
+                _copy(
+                    source,
+                    src,
+                    out,
+                    partial,
+                    record,
+                    key,
+                    n,
+                    width,
+                    genes,
+                    listed,
+                    top_genes,
+                    chunk_rows,
+                    codec,
+                    progress,
+                )
+                os.chmod(partial, 0o666 & ~_umask())
+                os.replace(partial, out)
+        except ExprsslError:  # a broken source, a bad selection, a full disk: resuming would not
+            _unlink(partial, record)  # help (and a write that failed may have damaged the file)
             remove_empty(created)
             raise
-        os.chmod(partial, 0o666 & ~_umask())
-        os.replace(partial, out)
         record.unlink()
     return out
 

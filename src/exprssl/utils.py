@@ -1,12 +1,16 @@
-"""Small shared helpers: atomic file writes, seeding, the available-memory probe, deprecated
-names."""
+"""Small shared helpers: atomic file writes (and what a write that runs out of room says),
+seeding, the available-memory probe, deprecated names."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import gc
 import os
 import random
+import re
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -14,27 +18,169 @@ from pathlib import Path
 
 import numpy as np
 
+# the failures of a write that ran out of room, as the one line says them
+NO_ROOM = {
+    errno.ENOSPC: "no space left on device",
+    errno.EFBIG: "file too large",
+    errno.EDQUOT: "disk quota exceeded",
+}
+_STRERRORS = {code: os.strerror(code).lower() for code in NO_ROOM}
+# how HDF5 ("errno = 27") and Rust libraries ("os error 27") quote the C library's error
+_QUOTED_ERRNO = re.compile(r"(?:errno\s*=?\s*|os error\s*)(\d+)", re.IGNORECASE)
+_NEAR_FULL = 1 << 20  # free bytes below which a failed write is put down to a full disk
+
+
+def no_room_cause(exc: BaseException, written: Path | None = None) -> str | None:
+    """Why a write failed when it ran out of room (``NO_ROOM``'s words), else None.
+
+    Libraries report the C library's error in their own words (HDF5's ``errno = 27``,
+    safetensors' ``os error 27``, numpy's ``35200 requested and 16352 written``), so the
+    exception chain and its text are read first, then ``written`` (the file or directory being
+    written) is compared with the file-size limit and its file system's free space.
+    """
+    code = _quoted_errno(exc)
+    if code is None and written is not None:
+        code = _probed_errno(Path(written))
+    if code is None:
+        return None
+    limit = _size_limit()
+    if code == errno.EFBIG and limit is not None:
+        return f"{NO_ROOM[code]}: the file-size limit (ulimit -f) is {plural(limit, 'byte')}"
+    return NO_ROOM[code]
+
+
+def _quoted_errno(exc: BaseException | None) -> int | None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in NO_ROOM:
+            return exc.errno
+        text = str(exc).lower()
+        for m in _QUOTED_ERRNO.finditer(text):
+            if int(m.group(1)) in NO_ROOM:
+                return int(m.group(1))
+        for code, words in _STRERRORS.items():
+            if words in text:
+                return code
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _size_limit() -> int | None:
+    """The soft file-size limit in bytes (``ulimit -f``), None when unlimited or unknown."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        return None if limit == resource.RLIM_INFINITY else int(limit)
+    except (ImportError, OSError, ValueError):
+        return None
+
+
+def _probed_errno(written: Path) -> int | None:
+    """EFBIG when a file under ``written`` reached the file-size limit, ENOSPC when its file
+    system has (almost) no room left; None when neither explains a failed write."""
+    limit = _size_limit()
+    with contextlib.suppress(OSError):
+        files = [written] if written.is_file() else []
+        if written.is_dir():
+            files = [p for p in written.rglob("*") if p.is_file()]
+        if limit is not None and any(p.stat().st_size >= limit for p in files):
+            return errno.EFBIG
+    place = written
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    with contextlib.suppress(OSError, AttributeError):
+        st = os.statvfs(place)
+        if st.f_bavail * st.f_frsize < _NEAR_FULL:
+            return errno.ENOSPC
+    return None
+
+
+@contextlib.contextmanager
+def room_errors(
+    path: str | os.PathLike, written: str | os.PathLike | None = None
+) -> Iterator[None]:
+    """Turn a write that runs out of room (full disk, quota, ``ulimit -f``) into one
+    ``OutputSpaceError`` naming ``path`` and the cause. ``written`` is the temporary file or
+    directory the block writes (what the probe measures); the caller removes it. What HDF5's
+    objects report while they are torn down after such a failure is not printed."""
+    from .errors import OutputSpaceError
+
+    # Cython's ``__dealloc__`` reports through both hooks: held, and said only if not ours
+    hook, excepthook, held = sys.unraisablehook, sys.excepthook, []
+    sys.unraisablehook = held.append
+    sys.excepthook = lambda *exc: held.append(exc)
+    failure = None
+    try:
+        try:
+            yield
+        except OutputSpaceError as e:  # a nested write (a file inside a model directory)
+            failure = _no_room(path, e.cause)
+        except Exception as e:
+            cause = no_room_cause(e, Path(written) if written is not None else None)
+            if cause is None:
+                raise
+            failure = _no_room(path, cause)
+        if failure is not None:
+            raise failure  # outside the except clause: the library's frames are freed first
+    finally:
+        if failure is not None:
+            gc.collect()
+        sys.unraisablehook, sys.excepthook = hook, excepthook
+        for args in held if failure is None else ():
+            excepthook(*args) if isinstance(args, tuple) else hook(args)
+
+
+def hdf5_left_open() -> bool:
+    """Whether HDF5 datasets, groups or files are still open: after a write that ran out of
+    room, HDF5 keeps the objects whose flush failed, and its own clean-up at interpreter exit
+    then crashes the process (a segmentation fault after the message); the command line exits
+    without that clean-up instead."""
+    h5py = sys.modules.get("h5py")
+    if h5py is None:
+        return False
+    kinds = h5py.h5f.OBJ_DATASET | h5py.h5f.OBJ_GROUP | h5py.h5f.OBJ_FILE
+    with contextlib.suppress(Exception):
+        return bool(h5py.h5f.get_obj_ids(types=kinds))
+    return False
+
+
+def _no_room(path: str | os.PathLike, cause: str):
+    from .errors import OutputSpaceError
+
+    error = OutputSpaceError(
+        f"{path}: not written ({cause}); any earlier {Path(path).name} there is unchanged: "
+        "make room, then run the same command again"
+    )
+    error.cause = cause
+    return error
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
 
     A crash or exception mid-write leaves the user's existing file untouched, no partial file,
-    and no directory created for it.
+    and no directory created for it; a write that runs out of room raises one
+    ``OutputSpaceError`` (``room_errors``).
     """
     path = Path(path)
     created = make_parents(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     done = False
     try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp_path, path)
+        with room_errors(path):  # a file system out of inodes fails here
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+        tmp_path = Path(tmp)
+        with room_errors(path, tmp_path):
+            yield tmp_path
+            os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
+            os.replace(tmp_path, path)
         done = True
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
         if not done:
             remove_empty(created)
@@ -63,6 +209,13 @@ def _umask() -> int:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def atomic_save(path: str | os.PathLike, array: np.ndarray) -> None:
+    """``np.save`` through a temp file (written to an open file: ``np.save`` given a name
+    without ``.npy`` would add it)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
 
 
 def atomic_savez(path: str | os.PathLike, **arrays) -> None:

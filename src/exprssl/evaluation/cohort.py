@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..errors import LabelColumnError, SingleClassError
+from ..errors import DataFileError, LabelColumnError, SingleClassError
 from ..io import require_label
 from ..sources import ExpressionSource
 from ..splits import drop_rare_classes
+from ..utils import plural
 
 if TYPE_CHECKING:
     from .config import BenchmarkConfig
@@ -131,4 +132,66 @@ def _pool_sources(adata, paths: list[str]):
         return adata, []
     shared = set(genes)
     genes = [g for g in adata.var_names if g in shared]
-    return adata[:, genes].copy(), [(name, src[:, genes].copy(), cov) for name, src, cov in sources]
+    adata = adata[:, genes].copy()
+    sources = [(name, src[:, genes].copy(), cov) for name, src, cov in sources]
+    for name, src, _ in sources:
+        _require_signal(name, src.X)
+    return adata, _without_cohort(adata, sources)
+
+
+def _require_signal(name: str, X) -> None:
+    """Refuse a source with nothing to learn from: one value everywhere (an all-zero export),
+    or one profile repeated; pooled, it would only dilute the cohort's."""
+    X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
+    if not X.size:
+        return
+    lo, hi = np.nanmin(X), np.nanmax(X)
+    if lo == hi:
+        raise DataFileError(
+            f"pretraining data {name}: every value on the shared genes is {lo:g}: no signal to "
+            "pretrain on (an empty export?); leave it out of --pretrain-data"
+        )
+    if len(X) > 1 and not np.ptp(X, axis=0).any():
+        raise DataFileError(
+            f"pretraining data {name}: all {len(X):,} profiles are the same on the shared genes: "
+            "no signal to pretrain on; leave it out of --pretrain-data"
+        )
+
+
+def _without_cohort(adata, sources: list) -> list:
+    """Each source without the cohort's own profiles: the same sample id (the same sample,
+    perhaps processed again) or the same values on the shared genes (a copy under another
+    name). Each split's pool takes the cohort's profiles its split allows, never its test
+    part; a copy in a source would put them in every pool. Said in one line per source."""
+    ids, rows = set(adata.obs_names), set(_row_hashes(adata.X))
+    kept = []
+    for name, src, cov in sources:
+        by_id = src.obs_names.isin(list(ids))
+        by_values = np.isin(_row_hashes(src.X), list(rows)) & ~by_id
+        drop = by_id | by_values
+        if drop.any():
+            log.warning(
+                "pretraining data %s: %s of its %s are the cohort's own (%d by sample id, %d by "
+                "their values on the shared genes): left out, so no split's test profiles are "
+                "pretrained on%s",
+                name,
+                f"{int(drop.sum()):,}",
+                plural(src.n_obs, "profile"),
+                int(by_id.sum()),
+                int(by_values.sum()),
+                "; nothing of it is left to pool" if drop.all() else "",
+            )
+        if not drop.all():
+            kept.append((name, src[~drop].copy() if drop.any() else src, cov))
+    return kept
+
+
+def _row_hashes(X, block: int = 1024) -> list[bytes]:
+    """A digest of each profile's values (float32, -0.0 as 0.0), read in blocks of rows."""
+    out = []
+    for start in range(0, X.shape[0], block):
+        part = X[start : start + block]
+        part = part.toarray() if hasattr(part, "toarray") else np.asarray(part)
+        part = np.ascontiguousarray(part, dtype=np.float32) + np.float32(0.0)
+        out.extend(hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in part)
+    return out

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..utils import atomic_savez, atomic_write_text
+from ..utils import atomic_save, atomic_savez, atomic_write_text
 from .schema import GENES, PCA_SCORES, POOL, FeatureKey, Layout
 
 if TYPE_CHECKING:
@@ -52,10 +52,10 @@ def write_features(cfg, cohort: Cohort, s: Split, feats: dict[str, str], models,
     _write_embeddings(cfg, cohort, s, feats, models, out, X)
     families = {get_baseline(b).features for b in cfg.baselines}
     if "pca" in families:
-        np.save(cache / "pca.npy", pca_scores(pool_x, X))
+        atomic_save(cache / "pca.npy", pca_scores(pool_x, X))
         feats[PCA_SCORES] = str(cache / "pca.npy")
     for seed in range(cfg.seeds) if "random" in families else ():
-        np.save(cache / f"random_{seed}.npy", random_features(X, pool_x, cfg.encoder, seed))
+        atomic_save(cache / f"random_{seed}.npy", random_features(X, pool_x, cfg.encoder, seed))
         feats[FeatureKey.random(seed)] = str(cache / f"random_{seed}.npy")
     if s.index == 0:
         atomic_savez(
@@ -78,7 +78,7 @@ def _write_embeddings(
             path = cache / f"Z_{method}_{p}.npy"
             model = SSLModel.load(models[s.index, method, p])
             Z = model.embed_preprocessed(np.asarray(X))
-            np.save(path, Z)
+            atomic_save(path, Z)
             feats[FeatureKey.embedding(method, p)] = str(path)
             if s.index == 0 and p == 0:
                 atomic_write_text(Layout(out).history(method), model.history_.to_csv(index=False))

@@ -200,7 +200,7 @@ def write_model_features(
     used); the first split's test embeddings and the model's pretraining history go to the
     report's plots."""
     from ..model import SSLModel
-    from ..utils import atomic_savez, atomic_write_text
+    from ..utils import atomic_save, atomic_savez, atomic_write_text
 
     per_split = pool_scaling == "standardize"
     test0 = splits[0].test
@@ -215,8 +215,8 @@ def write_model_features(
             paths = (cache / f"model_{m.name}_X.npy", cache / f"model_{m.name}_Z.npy")
             if per_split or shared is None:
                 X, Z = model_inputs(cohort, model, s.pool if per_split else None, unscaled)
-                np.save(paths[0], X)
-                np.save(paths[1], Z)
+                atomic_save(paths[0], X)
+                atomic_save(paths[1], Z)
                 shared = Z if shared is None else shared
             features[s.index][FeatureKey.genes(m.name)] = str(paths[0])
             features[s.index][FeatureKey.embedding(m.name)] = str(paths[1])

@@ -5,6 +5,7 @@ each item's modelled cost."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from rich.progress import ProgressColumn
 from rich.text import Text
 
+from ..signals import die_with_parent
 from ..threads import limit_threads
 from .cluster import active
 
@@ -41,9 +43,14 @@ def run_tasks(fn: Callable, tasks: list, jobs: int) -> Iterator:
 
 
 def _single_threaded(fn):
+    """``fn`` for a pool worker: one thread, and killed with this process (``die_with_parent``:
+    a worker that outlives a SIGKILLed parent keeps the CPU busy for nothing)."""
+    parent = os.getpid()
+
     def run(task):
         import torch
 
+        die_with_parent(parent)
         torch.set_num_threads(1)
         return fn(task)
 

@@ -15,7 +15,7 @@ import pandas as pd
 from ..model_layout import ModelLayout
 from ..outputs import check_output, output_lock
 from ..splits import label_fraction_subsets
-from ..utils import atomic_savez, atomic_write_text
+from ..utils import atomic_save, atomic_savez, atomic_write_text
 from .attribution_stage import attribution_stage
 from .cache import prepare_output
 from .cells import GroupJob, evaluate_group
@@ -131,9 +131,9 @@ def _prepare_split(cfg: BenchmarkConfig, cohort: Cohort, s: Split, out: Path):
     )
     pool = np.concatenate([cohort_X[s.pool], *sources])
     prep = Preprocessor.from_options(cfg.preprocessing).fit(pool, genes=genes)
-    np.save(cache / "pool_raw.npy", pool)
-    np.save(cache / "pool.npy", prep.transform(pool, genes))
-    np.save(cache / "X.npy", prep.transform(cohort_X, genes))
+    atomic_save(cache / "pool_raw.npy", pool)
+    atomic_save(cache / "pool.npy", prep.transform(pool, genes))
+    atomic_save(cache / "X.npy", prep.transform(cohort_X, genes))
     prep.save(Layout(out).preprocessor(s.index))
     paths = {
         GENES: str(cache / "X.npy"),
