@@ -25,6 +25,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "errors",
             "utils",
+            "text",
+            "signals",
+            "config_file",
             "options",
             "threads",
             "validation",
