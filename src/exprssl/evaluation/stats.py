@@ -27,6 +27,8 @@ import pandas as pd
 from .schema import SUMMARY_COLUMNS, TransferVerdict, Verdict, approach_name, approach_names
 
 PAIRED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+# a claim needs at least this many test samples per class and split, on average (``too_small``)
+MIN_TEST_PER_CLASS = 3.0
 
 
 @dataclass
@@ -171,7 +173,7 @@ def summarize(
     metric: str,
     n_classes: int,
     n_test_per_split: float,
-    min_test_per_class: float = 3.0,
+    min_test_per_class: float = MIN_TEST_PER_CLASS,
     n_boot: int = 2000,
     seed: int = 0,
     given: Mapping[str, str] | None = None,
