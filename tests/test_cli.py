@@ -38,7 +38,7 @@ def test_datasets_lists_all_leukemia():
 def test_info_bundled_shape_and_labels():
     r = run("info", "all_leukemia")
     assert r.exit_code == 0, r.output
-    assert "128 samples x 12625 genes" in r.output
+    assert "128 samples x 12625 probe sets" in r.output  # as `exprssl datasets` says
     assert "log" in r.output.lower()
     # molecular subtype counts from the source
     assert "BCR/ABL: 37" in r.output and "NEG: 74" in r.output

@@ -20,6 +20,10 @@ DEFAULT_SPLITS = {
     "paper": {"pretrain": 0.6, "finetune": 0.2, "test": 0.2},
 }
 
+# a claim needs at least this many test samples per class and split, on average
+# (``evaluation.stats.too_small``): what `exprssl info` warns about before a run
+MIN_TEST_PER_CLASS = 3.0
+
 
 def default_outer_splits(n_labelled: int) -> int:
     """Outer splits when none are asked for: five below 1,000 labelled profiles (the intervals

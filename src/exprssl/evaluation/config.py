@@ -18,12 +18,11 @@ from ..methods import available as available_methods
 from ..methods import check_method_params
 from ..options import OptionValueError, check_instance, option, option_error, options_class
 from ..preprocessing import Preprocessor
-from ..splits import DEFAULT_SPLITS, SPLIT_PARTS, default_outer_splits
+from ..splits import DEFAULT_SPLITS, MIN_TEST_PER_CLASS, SPLIT_PARTS, default_outer_splits
 from ..threads import cpu_count
 from .baselines import default_baselines, get_baseline
 from .heads import HeadRecipe
 from .metrics import METRICS
-from .stats import MIN_TEST_PER_CLASS
 
 log = logging.getLogger("exprssl")
 PROTOCOLS = ("default", "paper")

@@ -24,11 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..splits import MIN_TEST_PER_CLASS
 from .schema import SUMMARY_COLUMNS, TransferVerdict, Verdict, approach_name, approach_names
 
 PAIRED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
-# a claim needs at least this many test samples per class and split, on average (``too_small``)
-MIN_TEST_PER_CLASS = 3.0
 
 
 @dataclass
