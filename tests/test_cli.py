@@ -38,7 +38,7 @@ def test_datasets_lists_all_leukemia():
 def test_info_bundled_shape_and_labels():
     r = run("info", "all_leukemia")
     assert r.exit_code == 0, r.output
-    assert "128 samples x 12625 genes" in r.output
+    assert "128 samples x 12625 probe sets" in r.output  # as `exprssl datasets` says
     assert "log" in r.output.lower()
     # molecular subtype counts from the source
     assert "BCR/ABL: 37" in r.output and "NEG: 74" in r.output
@@ -186,12 +186,24 @@ def test_bad_labels_are_one_line_exit_2(tmp_path):
         tmp_path / "b",
     )
     _assert_one_line_error(r, "2.0 is outside (0, 1]")
-    r = run("benchmark", "--data", "all_leukemia", "--label", "mol.biol", "--out", tmp_path / "b")
+    r = run(  # --min-class-size 1 keeps every class: 0.3's refusal (the default runs on)
+        "benchmark",
+        "--data",
+        "all_leukemia",
+        "--label",
+        "mol.biol",
+        "--min-class-size",
+        1,
+        "--out",
+        tmp_path / "b",
+    )
     _assert_one_line_error(r, "class 'NUP-98' has 1 samples", "--min-class-size N")
     assert not (tmp_path / "b").exists()
 
 
-def test_benchmark_min_class_size_drops_rare_classes(tmp_path):
+def test_benchmark_sends_classes_too_small_for_the_split_to_the_pool(tmp_path):
+    """The first run a newcomer tries: no --min-class-size, two 1-patient classes only pretrain
+    and one warning line, the manifest and the console say so."""
     out = tmp_path / "b"
     r = run(
         "benchmark",
@@ -199,8 +211,6 @@ def test_benchmark_min_class_size_drops_rare_classes(tmp_path):
         "all_leukemia",
         "--label",
         "mol.biol",
-        "--min-class-size",
-        5,
         "--methods",
         "scarf",
         "--baselines",
@@ -233,6 +243,13 @@ def test_benchmark_min_class_size_drops_rare_classes(tmp_path):
     assert manifest.config["preprocessing"] == {"top_k_variance": 300}
     assert "top 300 genes by variance" in (out / "report.md").read_text()
     assert manifest.dataset.dropped_classes == {"NUP-98": 1, "p15/p16": 1}
+    assert manifest.dataset.dropped_rule.startswith("fewer than 2 samples")
+    warned = [x for x in r.stderr.splitlines() if "too small for the split" in x]
+    assert len(warned) == 1 and "'NUP-98' (1 sample), 'p15/p16' (1 sample)" in warned[0]
+    assert (
+        "without their labels (fewer than 2 samples, one for each part of the split: train "
+        "and test): NUP-98: 1, p15/p16: 1." in r.stdout
+    )
     assert set(manifest.dataset.classes) == {"ALL1/AF4", "BCR/ABL", "E2A/PBX1", "NEG"}
     assert "logreg" in r.output and "scarf+finetune" in r.output
 

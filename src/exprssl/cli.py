@@ -401,34 +401,25 @@ def info(
     label_id_column: LabelIdOpt = None,
     orientation: OrientOpt = "auto",
     layer: LayerOpt = None,
+    label: Annotated[
+        str | None,
+        typer.Option(help="The label column to check for a benchmark (default: the likely one)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ):
-    """Shape, value range and scale, and label columns with class counts."""
-    from .io import summarize
+    """Shape, value range and scale, label columns with class counts and missing labels, the
+    classes too small for the default protocol, and the benchmark command to run."""
+    from .overview import describe, info_lines
 
     adata = _load(data, labels, label_id_column, orientation, layer)
-    s = summarize(adata)
+    s = describe(
+        adata, data, label, labels=labels, label_id_column=label_id_column, orientation=orientation
+    )
     if as_json:
         console.print_json(json.dumps(s, default=str))
         return
-    console.print(f"[bold]{literal(data)}[/]: {s['n_samples']} samples x {s['n_genes']} genes")
-    if s["orientation"]:
-        console.print(f"orientation: {literal(s['orientation'])}", highlight=False)
-    console.print(
-        f"values: min {s['min']:.4g}, median {s['median']:.4g}, max {s['max']:.4g}, "
-        f"{100 * s['fraction_zeros']:.1f}% zeros; {s.get('scale_description', s['scale'])}"
-    )
-    for col, counts in s.get("label_columns", {}).items():
-        parts = ", ".join(f"{literal(k)}: {v}" for k, v in counts.items())  # '1: 27', not '1 27'
-        console.print(
-            f"label [cyan]{literal(col)}[/] ({len(counts)} classes): {parts}", highlight=False
-        )
-    for col, r in s.get("numeric_columns", {}).items():
-        console.print(
-            f"numeric [cyan]{literal(col)}[/]: {r['min']:.4g} to {r['max']:.4g}, "
-            f"median {r['median']:.4g} ({r['n']} samples)",
-            highlight=False,
-        )
+    for line in info_lines(s, data):
+        console.print(line, highlight=False, markup=False)
 
 
 # --------------------------------------------------------------------------- pretrain / embed

@@ -10,6 +10,26 @@ import pandas as pd
 
 from .errors import ConfigError, RareClassError
 
+# the parts of a benchmark's ``split`` per protocol: the default tests on one part and trains
+# (pretraining pool and every label) on the rest; the paper protocol (0.2's default) keeps
+# disjoint parts. Here, not in the benchmark's config, so that `exprssl info` can say what a run
+# would do without importing the training stack.
+SPLIT_PARTS = {"default": ("train", "test"), "paper": ("pretrain", "finetune", "test")}
+DEFAULT_SPLITS = {
+    "default": {"train": 0.8, "test": 0.2},
+    "paper": {"pretrain": 0.6, "finetune": 0.2, "test": 0.2},
+}
+
+# a claim needs at least this many test samples per class and split, on average
+# (``evaluation.stats.too_small``): what `exprssl info` warns about before a run
+MIN_TEST_PER_CLASS = 3.0
+
+
+def default_outer_splits(n_labelled: int) -> int:
+    """Outer splits when none are asked for: five below 1,000 labelled profiles (the intervals
+    need the test-set variance of several splits), one above (the test set alone is large)."""
+    return 5 if n_labelled < 1000 else 1
+
 
 def _labels(labels) -> np.ndarray:
     return np.asarray(pd.Series(labels).astype(str).to_numpy())
@@ -76,26 +96,9 @@ def split_indices(
         raise ConfigError(f"split fractions must be positive and sum to 1, got {dict(parts)}")
     rng = np.random.default_rng(seed)
     classes, y_code = np.unique(y, return_inverse=True)
-    if groups is None:  # every sample its own unit, ordered by the string of its position
-        unit_of_sample = np.arange(len(y))
-        unit_class = y_code
-        unit_order = np.argsort(unit_of_sample.astype(str), kind="stable")
-        what = "samples"
-    else:
-        g = _labels(groups)
-        if len(g) != len(y):
-            raise ConfigError(f"{len(g)} group values for {len(y)} samples")
-        _, unit_of_sample = np.unique(g, return_inverse=True)  # units in sorted group-name order
-        unit_order = np.arange(unit_of_sample.max() + 1)
-        # a group's class: its most frequent label (ties: the label seen first in the group)
-        pair, first, count = np.unique(
-            unit_of_sample * len(classes) + y_code, return_index=True, return_counts=True
-        )
-        pick = np.lexsort((first, -count, pair // len(classes)))
-        pair_unit = (pair // len(classes))[pick]
-        unit_class = (pair % len(classes))[pick][np.r_[True, np.diff(pair_unit) != 0]]
-        unit_size = np.bincount(unit_of_sample)
-        what = "groups"
+    unit_of_sample, unit_class, unit_order = _units(y_code, len(classes), groups)
+    what = "samples" if groups is None else "groups"
+    unit_size = np.bincount(unit_of_sample)
     part_of_unit = np.full(len(unit_class), -1)
     for c, cls in enumerate(classes):
         members = unit_order[unit_class[unit_order] == c]
@@ -114,6 +117,54 @@ def split_indices(
             part_of_unit[members] = _deal_groups(unit_size[members], frac, rng)
     part_of_sample = part_of_unit[unit_of_sample]
     return {name: np.flatnonzero(part_of_sample == i) for i, name in enumerate(names)}
+
+
+def _units(y_code: np.ndarray, n_classes: int, groups) -> tuple[np.ndarray, ...]:
+    """What a split deals: per sample its unit (itself, or its group), per unit its class, and
+    the units' dealing order. A group's class is its most frequent label (ties: the label seen
+    first in the group)."""
+    if groups is None:  # every sample its own unit, ordered by the string of its position
+        unit_of_sample = np.arange(len(y_code))
+        return unit_of_sample, y_code, np.argsort(unit_of_sample.astype(str), kind="stable")
+    g = _labels(groups)
+    if len(g) != len(y_code):
+        raise ConfigError(f"{len(g)} group values for {len(y_code)} samples")
+    _, unit_of_sample = np.unique(g, return_inverse=True)  # units in sorted group-name order
+    pair, first, count = np.unique(
+        unit_of_sample * n_classes + y_code, return_index=True, return_counts=True
+    )
+    pick = np.lexsort((first, -count, pair // n_classes))
+    pair_unit = (pair // n_classes)[pick]
+    unit_class = (pair % n_classes)[pick][np.r_[True, np.diff(pair_unit) != 0]]
+    return unit_of_sample, unit_class, np.arange(unit_of_sample.max() + 1)
+
+
+def too_small_for_split(labels, n_parts: int, *, groups=None) -> dict[str, int]:
+    """Classes that ``split_indices`` cannot deal into ``n_parts`` parts (fewer samples, or
+    groups, than parts), with their numbers of samples, largest first. With groups, a group
+    goes with its most frequent class: once a class leaves, its groups may lead another class
+    into the same shortage, so this repeats until every class left can be split."""
+    y = _labels(labels)
+    g = None if groups is None else _labels(groups)
+    left = np.ones(len(y), dtype=bool)
+    small: dict[str, int] = {}
+    while left.any():
+        classes, y_code = np.unique(y[left], return_inverse=True)
+        _, unit_class, _ = _units(y_code, len(classes), None if g is None else g[left])
+        units = np.bincount(unit_class, minlength=len(classes))
+        short = classes[(units > 0) & (units < n_parts)]
+        if not len(short):
+            break
+        small.update({str(c): int((y == c).sum()) for c in short})
+        left &= ~np.isin(y, short)
+    return dict(sorted(small.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def part_sizes(n: int, parts: Mapping[str, float]) -> dict[str, int]:
+    """How many of a class's ``n`` samples each part gets (no groups): ``split_indices`` deals
+    exactly these numbers in every split."""
+    sizes = _allocate(n, np.array([float(v) for v in parts.values()]))
+    return {name: int(k) for name, k in zip(parts, sizes, strict=True)}
 
 
 def label_fraction_subsets(

@@ -16,7 +16,7 @@ import pandas as pd
 from ..errors import DataFileError, LabelColumnError, SingleClassError
 from ..io import require_label
 from ..sources import ExpressionSource
-from ..splits import drop_rare_classes
+from ..splits import DEFAULT_SPLITS, drop_rare_classes, too_small_for_split
 from ..utils import plural
 
 if TYPE_CHECKING:
@@ -31,12 +31,13 @@ class Cohort:
     y: np.ndarray  # class code per profile; -1: no label for this task (it only pretrains)
     classes: np.ndarray
     groups: np.ndarray | None
-    dropped: dict[str, int]  # classes below min_class_size (their profiles only pretrain)
+    dropped: dict[str, int]  # classes too small for the task, their profiles only pretrain
     n_missing: int  # profiles without the label
     sources: list[
         tuple[str, Any, float]
     ]  # extra pretraining data: name, AnnData on the shared genes, coverage
     fingerprint: dict[str, str]  # content hashes: a resumed run must see the same data
+    dropped_rule: str = ""  # why they were too small: "fewer than 2 samples (...)"
 
     @property
     def labelled(self) -> np.ndarray:
@@ -81,11 +82,11 @@ def load_cohort(cfg: BenchmarkConfig) -> Cohort:
         )
     missing = labels.isna().to_numpy()
     text = labels.fillna("")
-    dropped: dict[str, int] = {}
     in_task = ~missing
-    if cfg.min_class_size:
-        keep, dropped = drop_rare_classes(text[in_task], cfg.min_class_size)
-        in_task[np.flatnonzero(in_task)[~keep]] = False
+    dropped, rule = _too_small(
+        cfg, text[in_task], adata.obs[cfg.group][in_task] if cfg.group else None
+    )
+    in_task[np.flatnonzero(in_task)[np.isin(text[in_task], list(dropped))]] = False
     classes = np.unique(text[in_task])
     if len(classes) < 2:
         raise SingleClassError(
@@ -110,7 +111,33 @@ def load_cohort(cfg: BenchmarkConfig) -> Cohort:
     }
     for name, src, _ in sources:
         fingerprint[f"pretrain_data:{name}"] = _digest(np.asarray(src.X), list(src.obs_names))
-    return Cohort(adata, y, classes, groups, dropped, int(missing.sum()), sources, fingerprint)
+    n_missing = int(missing.sum())
+    return Cohort(adata, y, classes, groups, dropped, n_missing, sources, fingerprint, rule)
+
+
+def _too_small(cfg: BenchmarkConfig, labels: pd.Series, groups) -> tuple[dict[str, int], str]:
+    """The classes that leave the task (their profiles only pretrain) and why. An explicit
+    ``min_class_size`` drops the classes below it and nothing else (1 keeps every class: a
+    class the split cannot deal then refuses the run, as in 0.3); 0, the default, drops the
+    classes the split cannot deal into each of its parts, and warns once, naming them."""
+    if cfg.min_class_size:
+        _, dropped = drop_rare_classes(labels, cfg.min_class_size)
+        return dropped, f"fewer than {plural(cfg.min_class_size, 'sample')} (min_class_size)"
+    parts = list(cfg.split or DEFAULT_SPLITS[cfg.protocol])
+    dropped = too_small_for_split(labels, len(parts), groups=groups)
+    unit = "sample" if groups is None else f"'{cfg.group}' group"
+    named = " and ".join([", ".join(parts[:-1]), parts[-1]])
+    rule = f"fewer than {plural(len(parts), unit)}, one for each part of the split: {named}"
+    if dropped:
+        log.warning(
+            "label '%s': %s too small for the split only pretrain, without their labels: %s "
+            "(%s; --min-class-size 1 refuses the run instead)",
+            cfg.label,
+            plural(len(dropped), "class", "classes"),
+            ", ".join(f"'{c}' ({plural(n, 'sample')})" for c, n in dropped.items()),
+            rule,
+        )
+    return dropped, rule
 
 
 def _pool_sources(adata, paths: list[str]):

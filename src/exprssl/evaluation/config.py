@@ -18,6 +18,7 @@ from ..methods import available as available_methods
 from ..methods import check_method_params
 from ..options import OptionValueError, check_instance, option, option_error, options_class
 from ..preprocessing import Preprocessor
+from ..splits import DEFAULT_SPLITS, MIN_TEST_PER_CLASS, SPLIT_PARTS, default_outer_splits
 from ..threads import cpu_count
 from .baselines import default_baselines, get_baseline
 from .heads import HeadRecipe
@@ -26,13 +27,6 @@ from .metrics import METRICS
 log = logging.getLogger("exprssl")
 PROTOCOLS = ("default", "paper")
 POOL_SCALINGS = ("standardize", "quantile", "none")
-# the parts of ``split`` per protocol: the default tests on one part and trains (pretraining pool
-# and every label) on the rest; the paper protocol (0.2's default) keeps disjoint parts
-SPLIT_PARTS = {"default": ("train", "test"), "paper": ("pretrain", "finetune", "test")}
-DEFAULT_SPLITS = {
-    "default": {"train": 0.8, "test": 0.2},
-    "paper": {"pretrain": 0.6, "finetune": 0.2, "test": 0.2},
-}
 
 
 def unique_entries(name: str, values: list) -> list:
@@ -191,7 +185,11 @@ class BenchmarkConfig:
     )
     split_seed: int = option(0, "seed of the first outer split", ge=0)
     min_class_size: int = option(
-        0, "smaller classes leave the task; their profiles still pretrain", ge=0
+        0,
+        "smaller classes leave the task, their profiles still pretrain (0: the classes the split "
+        "cannot deal into every part, with a warning naming them; 1: keep every class and refuse "
+        "a run whose split cannot, 0.3's behaviour)",
+        ge=0,
     )
     epochs: int = option(100, "pretraining epochs (at most)", ge=1)
     batch_size: int = option(128, "pretraining batch size", ge=2)
@@ -214,7 +212,7 @@ class BenchmarkConfig:
     tune: bool = option(True, "inner-CV hyperparameters for every baseline and head")
     main_metric: str = option("balanced_accuracy", "the metric verdicts use", choices=METRICS)
     min_test_per_class: float = option(
-        3.0, "below this many test samples per class and split: no claim", ge=0
+        MIN_TEST_PER_CLASS, "below this many test samples per class and split: no claim", ge=0
     )
     attributions: bool = option(
         True,
@@ -380,7 +378,7 @@ def resolve_config(cfg: BenchmarkConfig, n_labelled: int) -> BenchmarkConfig:
     elif cfg.split is None:
         cfg = replace(cfg, split=dict(DEFAULT_SPLITS["default"]))
     if cfg.splits is None:
-        cfg = replace(cfg, splits=5 if n_labelled < 1000 else 1)
+        cfg = replace(cfg, splits=default_outer_splits(n_labelled))
     if cfg.seeds is None:
         cfg = replace(cfg, seeds=max(3 if cfg.splits == 1 else 2, cfg.pretrain_seeds))
     return cfg

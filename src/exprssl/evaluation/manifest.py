@@ -76,6 +76,7 @@ def write_manifest(
             label=cfg.label,
             classes=counts,
             dropped_classes=cohort.dropped,
+            dropped_rule=cohort.dropped_rule if cohort.dropped else "",
             n_without_label=cohort.n_missing,
             description=cohort.adata.uns.get("dataset", {}).get("description", ""),
         ),

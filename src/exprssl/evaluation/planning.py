@@ -71,7 +71,7 @@ def plan_benchmark(cfg: BenchmarkConfig, cohort: Cohort) -> Plan:
         except RareClassError as e:
             raise ConfigError(
                 f"{e}: --min-class-size N (min_class_size in a config) drops classes smaller "
-                "than N and lists them in the report"
+                "than N; left at 0, the classes the split cannot deal only pretrain"
             ) from None
         if k == 0:  # the classes can be split: now bound the options by the data, before any work
             check_against_data(cfg, cohort)

@@ -249,7 +249,8 @@ class DatasetInfo:
     n_genes: int | None = None
     label: str | None = None
     classes: dict[str, int] = field(default_factory=dict)  # labelled profiles per class
-    dropped_classes: dict[str, int] = field(default_factory=dict)  # too small for the split
+    dropped_classes: dict[str, int] = field(default_factory=dict)  # too small: only pretrain
+    dropped_rule: str = ""  # what too small meant: "fewer than 2 samples: one per part ..."
     n_without_label: int = 0
     description: str = ""
 

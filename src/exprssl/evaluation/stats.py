@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..splits import MIN_TEST_PER_CLASS
 from .schema import SUMMARY_COLUMNS, TransferVerdict, Verdict, approach_name, approach_names
 
 PAIRED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
@@ -171,7 +172,7 @@ def summarize(
     metric: str,
     n_classes: int,
     n_test_per_split: float,
-    min_test_per_class: float = 3.0,
+    min_test_per_class: float = MIN_TEST_PER_CLASS,
     n_boot: int = 2000,
     seed: int = 0,
     given: Mapping[str, str] | None = None,

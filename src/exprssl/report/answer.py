@@ -30,8 +30,10 @@ def answer_blocks(
 ) -> tuple[list[list], list[list]]:
     """(paragraphs, caveats) of the first screen, as inline content."""
     comp = comparisons(summary)
+    pool_only = [x for x in [_pool_only_classes(manifest)] if x]
     if comp.empty:
-        return [["No paired comparison yet: the run has no SSL approach or no baseline."]], []
+        first = ["No paired comparison yet: the run has no SSL approach or no baseline."]
+        return [first, *pool_only], []
     m = metric.replace("_", " ")
     better = comp[comp["verdict"] == Verdict.BETTER]
     worse = comp[comp["verdict"] == Verdict.WORSE]
@@ -81,7 +83,7 @@ def answer_blocks(
             ").",
         ]
     lines = [first, *transfer_lines(summary, manifest)]
-    lines += [x for x in (_full_labels(manifest), _labels_saved(summary)) if x]
+    lines += [x for x in (_full_labels(manifest), _labels_saved(summary)) if x] + pool_only
     return lines, _caveats(manifest) + flag_notes(summary)
 
 
@@ -289,14 +291,6 @@ def _pool_caveats(manifest: Manifest) -> list[list]:
                 "); test profiles " + joined,
             ]
         )
-    if ds.dropped_classes:
-        out.append(
-            [
-                "Classes dropped as too small for the split (their profiles only pretrain): ",
-                *class_counts(ds.dropped_classes),
-                ".",
-            ]
-        )
     if ds.n_without_label:
         out.append([f"{ds.n_without_label} profiles without the label only pretrain."])
     for keep, group in manifest.merged_fractions.items():
@@ -307,6 +301,20 @@ def _pool_caveats(manifest: Manifest) -> list[list]:
             ]
         )
     return out
+
+
+def _pool_only_classes(manifest: Manifest) -> list:
+    """The classes too small for the task (they only pretrain): on the first screen and in the
+    console, since the run went on without them."""
+    ds = manifest.dataset
+    if not ds.dropped_classes:
+        return []
+    why = f" ({ds.dropped_rule})" if ds.dropped_rule else ""
+    return [
+        f"Classes too small for the task only pretrain, without their labels{why}: ",
+        *class_counts(ds.dropped_classes),
+        ".",
+    ]
 
 
 def class_counts(counts: dict) -> list:
