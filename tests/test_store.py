@@ -635,3 +635,14 @@ def test_convert_gene_list_of_symbols_selects_a_source_in_ensembl_ids(tmp_path):
     np.testing.assert_array_equal(a.X[:], X[[0, 2, 3]].T)
     assert a.uns["exprssl_store"]["gene_selection"]["n_listed_found"] == 3
     a.file.close()
+
+
+def test_convert_refuses_more_top_genes_than_the_source_has_and_writes_nothing(tmp_path):
+    """`convert --top-genes 5000` on fewer genes kept them all without a word (issue 28); it is
+    refused as pretrain and benchmark refuse it, before the store is started."""
+    from exprssl.errors import ConfigError
+
+    _archs4(tmp_path / "a.h5", n_genes=40, n_samples=200)
+    with pytest.raises(ConfigError, match="--top-genes 5000 is more than the 40 genes"):
+        convert(tmp_path / "a.h5", tmp_path / "s.h5ad", top_genes=5000, chunk_rows=32)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5"]

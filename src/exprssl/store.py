@@ -53,7 +53,7 @@ from .utils import (
     remove_empty,
     room_errors,
 )
-from .validation import check_streamed_h5ad, check_unique_samples
+from .validation import check_streamed_h5ad, check_top_genes, check_unique_samples
 
 log = logging.getLogger("exprssl")
 STORE_FORMAT = "exprssl-store-2"  # uns["exprssl_store"]["format"] of a store written by convert
@@ -207,6 +207,7 @@ def _select_genes(
             n_listed_found=len(found),
         )
     var = pd.DataFrame(index=pd.Index([str(source.genes[i]) for i in keep], dtype=object))
+    check_top_genes(top_genes, len(keep), str(src))  # as pretrain and benchmark refuse it
     if top_genes is not None:
         counts = source.dtype.kind in "iu"
         mean, variance = _gene_stats(source, width, len(source.samples), counts, progress)
