@@ -646,3 +646,22 @@ def test_convert_refuses_more_top_genes_than_the_source_has_and_writes_nothing(t
     with pytest.raises(ConfigError, match="--top-genes 5000 is more than the 40 genes"):
         convert(tmp_path / "a.h5", tmp_path / "s.h5ad", top_genes=5000, chunk_rows=32)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5"]
+
+
+def test_convert_says_a_listed_symbol_is_ambiguous_not_missing(tmp_path, caplog):
+    """MLL2 is an alias of KMT2D and KMT2B, both in the file: 0.3 called it "not in" the file."""
+    genes = ["ENSG00000167548", "ENSG00000272333", "ENSG00000141510"] + [
+        f"ENSG{i:011d}" for i in range(9)
+    ]
+    _archs4(tmp_path / "a.h5", n_genes=12, n_samples=200, genes=genes)
+    with caplog.at_level("WARNING", logger="exprssl"):
+        out = convert(
+            tmp_path / "a.h5", tmp_path / "s.h5ad", genes=["MLL2", "TP53", "NOPE1"], chunk_rows=32
+        )
+    text = caplog.text
+    assert "1 of 3 listed genes are not in" in text and "NOPE1" in text
+    assert "1 listed genes are ambiguous" in text and "MLL2: " in text
+    assert "MLL2" not in text.split("not in")[1].split("\n")[0]
+    import anndata as ad
+
+    assert list(ad.read_h5ad(out, backed="r").var_names) == ["ENSG00000141510"]

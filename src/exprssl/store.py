@@ -125,6 +125,33 @@ def _block_width(source: BlockSource, block_samples: int | None) -> int:
     return max(unit, target // unit * unit)
 
 
+def _warn_unmatched(genes, listed, pos, ambiguous: dict, src: Path) -> None:
+    """A listed gene the source lacks, and one that names several of its genes (never guessed),
+    said apart: an ambiguous symbol is in the file, under more than one id."""
+    name = genes if isinstance(genes, (str, os.PathLike)) else "genes"
+    unmatched = [str(g) for g, p in zip(listed, pos, strict=True) if p < 0]
+    several = [g for g in unmatched if g in ambiguous]
+    missing = [g for g in unmatched if g not in ambiguous]
+    if missing:
+        log.warning(
+            "%s: %d of %d listed genes are not in %s, e.g. %s",
+            name,
+            len(missing),
+            len(listed),
+            src,
+            ", ".join(missing[:5]),
+        )
+    if several:
+        log.warning(
+            "%s: %d listed genes are ambiguous in %s (each names several of its genes, none "
+            "kept: list the ids instead), e.g. %s",
+            name,
+            len(several),
+            src,
+            "; ".join(f"{g}: {'|'.join(ambiguous[g][:3])}" for g in several[:3]),
+        )
+
+
 def _gene_stats(
     source: BlockSource, width: int, n: int, counts: bool, progress
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -182,7 +209,10 @@ def _select_genes(
     keep = np.arange(d)
     record: dict = {"n_source_genes": d}
     if listed is not None:
-        pos = match_gene_list(listed, source.genes)
+        from .genes import match_genes
+
+        report = match_genes([str(g) for g in source.genes], [str(g) for g in listed])
+        pos = report.index
         found = np.unique(pos[pos >= 0])
         if not len(found):
             raise DataFileError(
@@ -190,16 +220,7 @@ def _select_genes(
                 f"{len(listed)} listed genes is in {src} (e.g. {', '.join(listed[:3])}; the source "
                 f"has e.g. {', '.join(map(str, source.genes[:3]))})"
             )
-        missing = [g for g, p in zip(listed, pos, strict=True) if p < 0]
-        if missing:
-            log.warning(
-                "%s: %d of %d listed genes are not in %s, e.g. %s",
-                genes if isinstance(genes, (str, os.PathLike)) else "genes",
-                len(missing),
-                len(listed),
-                src,
-                ", ".join(missing[:5]),
-            )
+        _warn_unmatched(genes, listed, pos, report.ambiguous, src)
         keep = found
         record.update(
             gene_list=str(genes) if isinstance(genes, (str, os.PathLike)) else "given",
