@@ -41,6 +41,7 @@ CLI_ONLY = {
         "set_",
         "config",
         "orientation",
+        "layer",
         "stream",
         "overwrite",
     },
