@@ -110,7 +110,11 @@ def test_the_device_choice_reaches_every_learner(tmp_path, two_gpus, moves):
     on the CPU as before."""
     from exprssl.evaluation.protocol import run_benchmark
 
-    run = run_benchmark(_config(tmp_path, jobs=1), progress=False)  # inline: the spies see it
+    cfg = _config(tmp_path, jobs=1)
+    run_benchmark(cfg, progress=False, dry_run=True)  # the cost model's probe: CPU, measured once
+    for seen in moves.values():
+        seen.clear()
+    run = run_benchmark(cfg, progress=False)  # inline: the spies see every cell
     assert set(run.results["method"]) == {"mlp", "xgboost", "logreg"}
     assert moves["module"] and set(moves["module"]) == {"cuda:0"}  # one job: the first GPU
     assert len(moves["tensor"]) >= 3 and set(moves["tensor"]) == {"cuda:0"}  # X, test X, y
