@@ -975,7 +975,9 @@ def test_labels_as_sheets_write_them_info_and_benchmark_agree(env, tmp_path):
     )
     r = runner.invoke(app, ["info", str(data), "--sample-sheet", str(sheet)])
     assert r.exit_code == 0, r.output
-    assert "label L (2 classes, 28 of 40 labelled): " in r.stdout and "lung: 14" in r.stdout, r.stdout
+    assert "label L (2 classes, 28 of 40 labelled): " in r.stdout and "lung: 14" in r.stdout, (
+        r.stdout
+    )
     assert "côlon: 14" in r.stdout
     assert "invisible (zero-width) characters, removed" in r.stderr
     cohort = load_cohort(BenchmarkConfig(data=str(data), labels=str(sheet), label="L"))

@@ -63,7 +63,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("evaluation", ("evaluation", "attributions")),
     ("report", ("report",)),
-    ("cli", ("api", "flags", "cli")),
+    ("cli", ("api", "flags", "overview", "cli")),
 ]
 CHECKED = tuple(name for name, _ in LAYERS)
 

@@ -91,35 +91,21 @@ def integrated_gradients(
         Number of classes (the network's outputs).
     y
         Class codes of the rows, for ``samples="class"``.
-    samples
-        ``"class"`` or ``"all"``.
+    samples, target
+        See above; an unknown value, or ``samples="class"`` without ``y``: ConfigError.
     signed
         Average signed attributions; False averages their absolute values.
-    target
-        ``"logit"`` or ``"probability"``.
-    n_steps
-        Integration points along the path.
-    batch_size
-        Rows per Captum call.
+    n_steps, batch_size
+        Integration points along the path; rows per Captum call.
 
     Returns
     -------
     numpy.ndarray
         float (n_classes, n_genes).
-
-    Raises
-    ------
-    exprssl.errors.ConfigError
-        An unknown ``samples`` or ``target``, or ``samples="class"`` without ``y``.
     """
     from captum.attr import IntegratedGradients
 
-    if samples not in ("class", "all"):
-        raise ConfigError(f"samples must be 'class' or 'all', got {samples!r}")
-    if target not in ("logit", "probability"):
-        raise ConfigError(f"target must be 'logit' or 'probability', got {target!r}")
-    if samples == "class" and y is None:
-        raise ConfigError("samples='class' needs the class of each row (y)")
+    _check_ig_options(samples, target, y)
     if isinstance(network, nn.Module):
         network.eval()  # BatchNorm's running statistics and no dropout: the model as it predicts
     forward = network if target == "logit" else (lambda x: torch.softmax(network(x), -1))
@@ -132,13 +118,27 @@ def integrated_gradients(
         for c in range(n_classes):
             rows = np.flatnonzero(y == c) if samples == "class" else np.arange(len(X))
             counts[c] = len(rows)
-            for start in range(0, len(rows), batch_size):
-                x = torch.from_numpy(X[rows[start : start + batch_size]])
-                a = ig.attribute(
-                    x, baselines=torch.zeros_like(x), target=c, n_steps=n_steps
-                ).detach()
-                totals[c] += (a if signed else a.abs()).sum(0).double().numpy()
+            totals[c] = _ig_sum(ig, X, rows, c, signed, n_steps, batch_size)
     return (totals / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+def _check_ig_options(samples: str, target: str, y) -> None:
+    if samples not in ("class", "all"):
+        raise ConfigError(f"samples must be 'class' or 'all', got {samples!r}")
+    if target not in ("logit", "probability"):
+        raise ConfigError(f"target must be 'logit' or 'probability', got {target!r}")
+    if samples == "class" and y is None:
+        raise ConfigError("samples='class' needs the class of each row (y)")
+
+
+def _ig_sum(ig, X, rows, c: int, signed: bool, n_steps: int, batch_size: int) -> np.ndarray:
+    """Class ``c``'s attributions summed over ``rows``, ``batch_size`` rows per Captum call."""
+    total = np.zeros(X.shape[1], dtype=np.float64)
+    for start in range(0, len(rows), batch_size):
+        x = torch.from_numpy(X[rows[start : start + batch_size]])
+        a = ig.attribute(x, baselines=torch.zeros_like(x), target=c, n_steps=n_steps).detach()
+        total += (a if signed else a.abs()).sum(0).double().numpy()
+    return total
 
 
 def train_network(

@@ -63,23 +63,12 @@ def write_manifest(
     from .baselines import all_grids
     from .tuning import describe_grids
 
-    counts = {str(c): int((cohort.y == i).sum()) for i, c in enumerate(cohort.classes)}
     prep = Preprocessor.load(Layout(out).preprocessor(0))
     manifest = Manifest(
         config=asdict(cfg),
         versions=_versions(),
         git_revision=_git_revision(),
-        dataset=DatasetInfo(
-            source=cfg.data,
-            n_samples=int(cohort.adata.n_obs),
-            n_genes=int(cohort.adata.n_vars),
-            label=cfg.label,
-            classes=counts,
-            dropped_classes=cohort.dropped,
-            dropped_rule=cohort.dropped_rule if cohort.dropped else "",
-            n_without_label=cohort.n_missing,
-            description=cohort.adata.uns.get("dataset", {}).get("description", ""),
-        ),
+        dataset=_describe_dataset(cfg, cohort),
         pool=_describe_pool(cfg, cohort, plan),
         test_per_class={
             str(c): float(np.mean([(cohort.y[s.test] == i).sum() for s in plan.splits]))
@@ -106,6 +95,20 @@ def write_manifest(
     )
     manifest.write(Layout(out).manifest)
     return manifest
+
+
+def _describe_dataset(cfg: BenchmarkConfig, cohort: Cohort) -> DatasetInfo:
+    return DatasetInfo(
+        source=cfg.data,
+        n_samples=int(cohort.adata.n_obs),
+        n_genes=int(cohort.adata.n_vars),
+        label=cfg.label,
+        classes={str(c): int((cohort.y == i).sum()) for i, c in enumerate(cohort.classes)},
+        dropped_classes=cohort.dropped,
+        dropped_rule=cohort.dropped_rule if cohort.dropped else "",
+        n_without_label=cohort.n_missing,
+        description=cohort.adata.uns.get("dataset", {}).get("description", ""),
+    )
 
 
 def _describe_pool(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan) -> PoolInfo:
