@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import exprssl
 from exprssl import io
 from exprssl.errors import (
     DataFileError,
@@ -790,3 +791,38 @@ def test_unreadable_file_is_one_line(tmp_path, monkeypatch):
     )  # as root, chmod 000 would not stop a read
     with pytest.raises(DataFileError, match=r"locked\.csv: cannot be read \(Permission denied\)"):
         io.read_file(p)
+
+
+@pytest.mark.parametrize(
+    "sep, cells, expected",
+    [
+        # European exports: '.' groups thousands where a cell shows it for certain
+        (
+            ";",
+            ["1.523", "12.034.567", "523,25", "7", "2.000,5"],
+            [1523, 12034567, 523.25, 7, 2000.5],
+        ),
+        (";", ["1.523", "2.401", "523,25", "7", "12"], [1523, 2401, 523.25, 7, 12]),
+        # a decimal point as usual: a value below one, or other decimals, says so
+        (";", ["1.523", "0.401", "7", "12", "3.000"], [1.523, 0.401, 7, 12, 3]),
+        (";", ["1,5", "2,25", "7", "12", "0,5"], [1.5, 2.25, 7, 12, 0.5]),
+        # a tab table of 3-decimal values stays decimal
+        ("\t", ["1.523", "2.401", "7", "12", "3.000"], [1.523, 2.401, 7, 12, 3]),
+    ],
+)
+def test_thousands_separators_in_european_tables(tmp_path, sep, cells, expected):
+    """Issue 28: `1.523` in a semicolon table with thousands separators was read as 1.523."""
+    path = tmp_path / ("t.csv" if sep == ";" else "t.tsv")
+    genes = [f"G{i}" for i in range(5)]
+    rows = [sep.join([f"S{j}", *cells]) for j in range(4)]
+    path.write_text(sep.join(["sample", *genes]) + "\n" + "\n".join(rows) + "\n")
+    a = exprssl.read_file(path, orientation="samples_in_rows")
+    np.testing.assert_allclose(a.X[0], expected, rtol=1e-6)
+
+
+def test_digits_that_may_be_grouped_or_decimal_are_refused_in_a_semicolon_table(tmp_path):
+    path = tmp_path / "t.csv"
+    rows = [";".join([f"S{j}", "1.523", "2.401", "7", "12"]) for j in range(4)]
+    path.write_text("sample;A;B;C;D\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataFileError, match="'1.523' could have a thousands separator"):
+        exprssl.read_file(path, orientation="samples_in_rows")

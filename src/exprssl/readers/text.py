@@ -94,6 +94,7 @@ class Dialect(NamedTuple):
     skip_lines: int = (
         0  # lines before the header: '#' comments (featureCounts' command line), GCT's two
     )
+    thousands: str | None = None  # '.' in European exports that group digits: 12.034,5
 
 
 SEPARATORS = {",": "comma", "\t": "tab", ";": "semicolon"}
@@ -123,6 +124,33 @@ def _split_line(line: str, sep: str) -> list[str]:
         return next(csv.reader([line], delimiter=sep), [])
     except csv.Error:
         return line.split(sep)
+
+
+_GROUPED = re.compile(r"^[-+]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?$")  # 1.523, 12.034.567, 1.523,5
+
+
+def _thousands(path: Path, cells: list[str], ambiguous_refused: bool) -> bool:
+    """Whether number cells group thousands with '.' (and so use decimal commas): certain when a
+    cell has two groups (12.034.567) or a group and a decimal comma (1.523,5), and every dotted
+    cell is grouped. Cells that only look grouped (1.523, and no 0.5 or 1.52 beside them) could
+    be either: in a semicolon table (a European export) refused in one line instead of read as
+    1.523 or 1523; elsewhere (tab tables of 3-decimal values) read with a decimal point."""
+    dotted = [c for c in cells if "." in c and _NUMBER.match(c)]
+    if not dotted or not all(_GROUPED.match(c) for c in dotted):
+        return False
+    if any(c.count(".") > 1 or "," in c for c in dotted):
+        return True
+    if any(_DECIMAL_COMMA.match(c) for c in cells):  # 523,25 beside 1.523: grouped
+        return True
+    if not ambiguous_refused:
+        return False
+    raise DataFileError(
+        f"{path}: numbers such as '{dotted[0]}' could have a thousands separator or a decimal "
+        "point; export them without thousands separators"
+    )
+
+
+_NUMBER = re.compile(r"^[-+]?[\d.,]+(?:[eE][-+]?\d+)?$")
 
 
 def sniff_dialect(path: Path, fmt: str, encoding: str, skip_lines: int = 0) -> Dialect:
@@ -164,6 +192,9 @@ def sniff_dialect(path: Path, fmt: str, encoding: str, skip_lines: int = 0) -> D
     decimal = "."
     if sep != ",":
         cells = [c.strip().strip('"') for ln in body[:20] for c in _split_line(ln, sep)[1:]]
+        grouped = _thousands(path, cells, ambiguous_refused=sep == ";")
+        if grouped:
+            return Dialect(sep, ",", i, ".")
         commas = [c for c in cells if _DECIMAL_COMMA.match(c)]
         if commas and not any(_DECIMAL_POINT.match(c) for c in cells):
             if all(re.fullmatch(r"[-+]?\d{1,3},\d{3}", c) for c in commas):
@@ -296,6 +327,7 @@ def _parse(path, fmt, dialect: Dialect, encoding, index_col, as_strings, what) -
             path,
             sep=dialect.sep,
             decimal=dialect.decimal,
+            thousands=dialect.thousands,
             index_col=index_col,
             skiprows=dialect.skip_lines,
             encoding=encoding,
