@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import OutputPathError
 from ..utils import atomic_write_text
-from .blocks import GENERATOR, Beside, Heading, Image, Para, Table, User, render_html
+from .blocks import GENERATOR, Beside, Heading, Image, Para, User, render_html
 from .plots import attribution_genes_figure, attribution_stability_figure, explained_approach
 
 _MARK = f"<meta name='generator' content='{GENERATOR}'>"
@@ -60,7 +60,7 @@ def write_explain_page(
     ``reference``'s top ``k`` (the terminal's table), the top-genes plot beside it and the
     stability plot when there are several splits."""
     from ..figures import png_bytes
-    from .sections import _attribution_rows
+    from .sections import attribution_table
 
     path = Path(path)
     if "fraction" in table and table["fraction"].nunique() > 1:  # a benchmark's: its largest
@@ -89,16 +89,7 @@ def write_explain_page(
         ),
         Beside(
             [
-                Table(
-                    [
-                        "class",
-                        "approach",
-                        f"top {shown} genes",
-                        "stability across splits",
-                        f"top-{k} overlap with {ref or 'a linear baseline'}",
-                    ],
-                    _attribution_rows(table, ref, k, shown),
-                ),
+                attribution_table(table, ref, k, shown),
                 genes,
             ]
         ),

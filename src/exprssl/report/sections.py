@@ -244,16 +244,7 @@ def _attributions_section(
             ]
         ),
         _beside(
-            Table(
-                [
-                    "class",
-                    "approach",
-                    f"top {shown} genes",
-                    "stability across splits",
-                    f"top-{k} overlap with {ref or 'a linear baseline'}",
-                ],
-                _attribution_rows(table, ref, k, shown),
-            ),
+            attribution_table(table, ref, k, shown),
             figures,
             "attribution_genes",
         ),
@@ -268,6 +259,21 @@ def _not_attributable(info: AttributionInfo) -> list:
     reasons = info.not_attributable or {}
     lines = [[User(a), f" has no gene table: {why}."] for a, why in reasons.items()]
     return [Bullets(lines)] if lines else []
+
+
+def attribution_table(table: pd.DataFrame, ref: str | None, k: int, shown: int) -> Table:
+    """The top genes per class and approach, their stability and overlap with ``ref``: the
+    report's attributions table and the explain page's."""
+    return Table(
+        [
+            "class",
+            "approach",
+            f"top {shown} genes",
+            "stability across splits",
+            f"top-{k} overlap with {ref or 'a linear baseline'}",
+        ],
+        _attribution_rows(table, ref, k, shown),
+    )
 
 
 def _attribution_rows(table: pd.DataFrame, ref: str | None, k: int, shown: int) -> list:
