@@ -343,3 +343,11 @@ def test_a_given_model_is_compared_with_in_cohort_pretraining_and_with_none(
     first = report.split("\n## ")[0]
     assert "**Transfer**: m1 (pretrained on " in first
     assert "Transfer: m1 (pretrained on " in r.output  # the terminal's first screen too
+    # every fraction's best SSL approach (a given model or not) has its gene table, beside the
+    # baselines' (the case where only the linear baseline was explained)
+    attr = pd.read_csv(Layout(out).attributions)
+    best = s.reset_index()
+    for f, part in best[best["best_ssl"]].groupby("fraction"):
+        approach = part["approach"].iloc[0]
+        mine = attr[(attr["approach"] == approach) & np.isclose(attr["fraction"], f)]
+        assert len(mine) and np.isfinite(mine["attribution"]).all(), (approach, f)

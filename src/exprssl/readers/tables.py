@@ -173,18 +173,35 @@ def _orientation(df: pd.DataFrame, orientation: str, sheet_keys) -> tuple[bool, 
         return True, "featureCounts layout (annotation or alignment-file columns)"
     if sheet_keys is not None:
         keys, match = sheet_keys
-        in_rows = int(id_keys(df.index, match).isin(keys).sum())
-        in_cols = int(id_keys(df.columns, match).isin(keys).sum())
-        if in_rows != in_cols:
-            axis = "columns" if in_cols > in_rows else "rows"
-            return (
-                in_cols > in_rows,
-                f"the sample sheet names {max(in_rows, in_cols)} of its {axis}",
-            )
+        named = _sheet_named(df, keys, match)
+        if named is not None:
+            return named
     by_ids = _orientation_by_ids(df.index, df.columns)
     if by_ids is not None:
         return by_ids
     return df.shape[0] > df.shape[1], "the longer axis taken as genes (neither axis's names tell)"
+
+
+def _sheet_named(df: pd.DataFrame, keys, match) -> tuple[bool, str] | None:
+    """(transpose, why) from the sheet's ids: the axis it names more of, or, when it names as
+    many on both (numeric sample ids beside an Entrez-id header: samples 1..40 and genes
+    1..300), the axis it names a larger share of; None when even the shares tie."""
+    in_rows = int(id_keys(df.index, match).isin(keys).sum())
+    in_cols = int(id_keys(df.columns, match).isin(keys).sum())
+    if in_rows != in_cols:
+        axis = "columns" if in_cols > in_rows else "rows"
+        return in_cols > in_rows, f"the sample sheet names {max(in_rows, in_cols)} of its {axis}"
+    n_rows, n_cols = df.shape
+    if in_rows == 0 or n_rows == n_cols:
+        return None
+    axis, n = ("rows", n_rows) if n_rows < n_cols else ("columns", n_cols)
+    return axis == "columns", (
+        f"the sample sheet names all {in_rows} of its {axis} (and {in_cols} of the "
+        f"{max(n_rows, n_cols)} {'columns' if axis == 'rows' else 'rows'})"
+        if in_rows == n
+        else f"the sample sheet names {in_rows} of its {n} {axis}, a larger share than of the "
+        f"{max(n_rows, n_cols)} {'columns' if axis == 'rows' else 'rows'}"
+    )
 
 
 def _orientation_by_ids(rows: pd.Index, cols: pd.Index) -> tuple[bool, str] | None:
