@@ -88,6 +88,38 @@ def test_xgboost_and_linear_learners_tune_on_the_labelled_subset_only(tmp_path):
     assert default == GRIDS["logistic"][0]
 
 
+def test_xgboost_fits_see_their_own_training_rows_top_genes(monkeypatch):
+    """Each XGBoost fit reads the genes of largest ANOVA F on its own training rows (inner folds
+    on their training part, the final model on the labelled subset): informative genes are kept,
+    constant ones rank last, held-out and test rows never choose, and with no more genes than
+    the screen keeps nothing changes."""
+    from exprssl.evaluation import boosting
+    from exprssl.evaluation.learners import fit_xgboost
+    from exprssl.evaluation.tuning import inner_folds
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 16)
+    X = rng.normal(size=(48, 40)).astype(np.float32)
+    X[:, [3, 17, 29]] += 2.0 * y[:, None]
+    X[:, 5] = 1.0  # constant: F undefined
+    assert boosting.screened(X, y, 3).tolist() == [3, 17, 29]
+    assert 5 not in boosting.screened(X, y, 39)
+    assert boosting.screened(X, y, 40).tolist() == list(range(40))
+    seen = []
+    real = boosting.quantised
+    monkeypatch.setattr(boosting, "SCREEN_GENES", 4)
+    monkeypatch.setattr(
+        boosting, "quantised", lambda X, *a, **k: seen.append(X.shape) or real(X, *a, **k)
+    )
+    folds = inner_folds(y, 0, 2)
+    garbage = np.full((3, 40), 1e6, np.float32)  # test rows: never read by the screen
+    p1, params = fit_xgboost(X, y, X[:3], folds, _job(y, n_test=3))
+    assert {s[1] for s in seen} == {4} and len(seen) == 2 * len(folds) + 1
+    p2, same = fit_xgboost(X, y, garbage, folds, _job(y, n_test=3))
+    assert params == same and p1.shape == p2.shape == (3, 3)
+    assert p1[:, :].argmax(1).tolist() == y[:3].tolist()
+
+
 def test_baseline_registry_and_the_elastic_net_file():
     """A baseline is one registered file: the elastic net is among the defaults, counted as a
     baseline (not a control), and tunes C and l1_ratio by inner CV on the labelled subset."""

@@ -190,8 +190,12 @@ def test_cell_cost_counts_fits_and_epochs():
     assert model.cell(lr, 300, 60, 4, 3).expected == pytest.approx(12 * fold_fit + one_fit)
     assert model.cell(lr, 300, 60, 4, None).expected == pytest.approx(one_fit)  # defaults
     head = CellSpec("torch", 1024, 2, 2)
-    # without validation rows a head runs every epoch; with them, early stopping is expected
-    assert model.head_epochs(0).expected == 30 and model.head_epochs(10).expected == 15
+    # without validation rows a head runs every epoch; with them, early stopping is expected:
+    # a random init soon, a pretrained encoder after the epochs holding its steps to the best
+    assert model.head_epochs(40, 0).expected == 30 and model.head_epochs(40, 10).expected == 15
+    assert model.head_epochs(40, 10, pretrained=True).expected == 30  # 2 batches an epoch
+    big = [model.head_epochs(n, 2000, pretrained=True).expected for n in (8000, 16000)]
+    assert big == [5 + 4, 3 + 4]  # 250 and 500 batches an epoch: 800 steps, then patience + 1
     assert model.cell(head, 100, 0, 4, None).expected > model.cell(head, 100, 20, 4, None).expected
     cfg = BenchmarkConfig(epochs=10, batch_size=64)
     short, long = model.pretraining("scarf", 1000, cfg), model.pretraining("scarf", 4000, cfg)

@@ -13,10 +13,18 @@ are never compared at equal rounds (a smaller rate needs proportionally more rou
 always look worse early), and a grid point whose folds have all early-stopped is never pruned
 (its rounds are spent). The survivors are chosen among by the usual rule (best mean inner-CV
 score at each fold's best round, ties by held-out loss).
+
+A round's cost grows with the genes it bins (histograms over every gene, column sampling does
+not skip them: 22 s a round at 2,000 rows x 20,000 genes, 19 classes, one thread). Each fit
+therefore sees the ``SCREEN_GENES`` genes of the largest ANOVA F on *its own training rows*
+(sure independence screening, Fan & Lv 2008): inside each inner fold on the fold's training
+part, and for the final model on the whole labelled subset, so no held-out or test row chooses
+genes. With fewer genes than that nothing changes.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +36,7 @@ from .tuning import pick
 PATIENCE = 20  # rounds without a lower held-out loss before a fold stops
 MAX_ROUNDS = 300
 FIRST_RUNG = 50  # rounds every grid point trains before the first halving
+SCREEN_GENES = 2000  # genes each fit sees: the top by ANOVA F on its own training rows
 FIXED = {"subsample": 0.8, "colsample_bytree": 0.5, "tree_method": "hist", "max_bin": 64}
 
 
@@ -42,6 +51,21 @@ def booster_params(params: dict[str, Any], n_classes: int, seed: int, device: st
     )
     where = device if str(device).startswith("cuda") else "cpu"
     return {**task, **FIXED, "nthread": 1, "seed": seed, "verbosity": 0, "device": where, **params}
+
+
+def screened(X: np.ndarray, y: np.ndarray, keep: int | None = None) -> np.ndarray:
+    """Sorted positions of the ``keep`` (default ``SCREEN_GENES``) genes with the largest ANOVA
+    F of ``y`` on these rows (all genes when there are not more); constant genes (F undefined)
+    rank last, ties by position."""
+    keep = SCREEN_GENES if keep is None else keep
+    if X.shape[1] <= keep:
+        return np.arange(X.shape[1])
+    from sklearn.feature_selection import f_classif
+
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Features [...] are constant"
+        f = np.nan_to_num(f_classif(X, y)[0], nan=-1.0, posinf=np.finfo(np.float64).max)
+    return np.sort(np.argsort(-f, kind="stable")[:keep])
 
 
 def quantised(X: np.ndarray, y: np.ndarray, ref=None):
@@ -103,10 +127,10 @@ def search(F_lab, y, folds, grid, n_classes: int, seed: int, metric: str, device
     quantised_folds = []
     for hold in folds:
         fit = np.setdiff1d(np.arange(len(y)), hold)
-        train = quantised(F_lab[fit], y[fit])
-        quantised_folds.append(
-            Fold(train, quantised(F_lab[hold], y[hold], train), F_lab[hold], y[hold])
-        )
+        genes = screened(F_lab[fit], y[fit])
+        train = quantised(F_lab[np.ix_(fit, genes)], y[fit])
+        X_held = F_lab[np.ix_(hold, genes)]
+        quantised_folds.append(Fold(train, quantised(X_held, y[hold], train), X_held, y[hold]))
     runs = [
         [FoldRun(booster_params(p, n_classes, seed, device), f) for f in quantised_folds]
         for p in grid

@@ -140,7 +140,8 @@ def fit_xgboost(F_lab, y_lab, F_test, folds, job: GroupJob, default_rounds: int 
     """XGBoost with depth / min_child_weight / learning rate chosen by inner CV, each fold
     early-stopping on its held-out part, the grid searched by successive halving
     (``boosting.search``); the final model, fit on the whole labelled subset, runs the chosen
-    setting's median best number of rounds."""
+    setting's median best number of rounds. Every fit sees its own training rows' top genes by
+    ANOVA F (``boosting.screened``)."""
     import xgboost as xgb
     from sklearn.preprocessing import LabelEncoder
 
@@ -157,12 +158,13 @@ def fit_xgboost(F_lab, y_lab, F_test, folds, job: GroupJob, default_rounds: int 
             F_lab, y, folds, grid, k, job.seed, job.metric, job.device
         )
         params = grid[best]
+    genes = boosting.screened(F_lab, y)  # the final model's genes: on all its labelled rows
     model = xgb.train(
         boosting.booster_params(params, k, job.seed, job.device),
-        boosting.quantised(F_lab, y),
+        boosting.quantised(F_lab[:, genes], y),
         num_boost_round=rounds,
     )
-    proba = boosting.class_proba(model, F_test, rounds)
+    proba = boosting.class_proba(model, F_test[:, genes], rounds)
     return full_proba(proba, enc.classes_, job.n_classes), {**params, "n_estimators": rounds}
 
 
