@@ -418,6 +418,18 @@ BAD_KEYS = (
     ("/X", "cannot hold '/'"),
     (" ", "--key must be a non-empty"),
 )
+# a reader that leaves before the first byte (`exprssl --help | head -n 1`): every output, typer's
+# help and --version included, ends quietly with exit 0
+CLOSED_PIPE_COMMANDS = (
+    ("methods",),
+    ("options",),
+    ("datasets",),
+    ("--help",),
+    ("--version",),
+    ("benchmark", "--help"),
+    ("embed", "--help"),
+    ("info", "--help"),
+)
 BAD_MODELS = (  # LOOP and DANGLING are made by the test
     ("LOOP", "a symbolic link loop, not a model directory"),
     ("DANGLING", "a symbolic link to a missing target"),

@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import typer
 from bad_inputs import (
     BAD_KEYS,
     BAD_MODELS,
+    CLOSED_PIPE_COMMANDS,
     LYING_CONFIGS,
     bad_input_corpus,
     good_counts,
@@ -985,22 +987,38 @@ def test_labels_as_sheets_write_them_info_and_benchmark_agree(env, tmp_path):
     assert np.bincount(cohort.y[cohort.y >= 0]).tolist() == [14, 14]
 
 
-@pytest.mark.parametrize("command", ["methods", "options"])
-def test_closed_pipe_ends_quietly(command):
-    """`exprssl methods | head -n 1`: the reader left; exit 0, nothing on stderr (was exit 1)."""
+def test_closed_pipe_ends_quietly():
+    """`exprssl --help | head -n 1`, `exprssl methods | head -n 1`: the reader left; exit 0,
+    nothing on stderr (was exit 1: typer's help console and rich's own handler exit 1)."""
     import subprocess
     import sys
 
     read_end, write_end = os.pipe()
     os.close(read_end)  # closed before anything is written: every write meets EPIPE
-    try:
-        r = subprocess.run(
-            [sys.executable, "-c", "from exprssl.cli import main; main()", command],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-        )
+    try:  # all at once: each is a fresh interpreter
+        runs = {
+            args: subprocess.Popen(
+                [sys.executable, "-c", "from exprssl.cli import main; main()", *args],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for args in CLOSED_PIPE_COMMANDS
+        }
+        ended = {args: (p.wait(timeout=120), p.stderr.read()) for args, p in runs.items()}
     finally:
         os.close(write_end)
-    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert {args: e for args, e in ended.items() if e != (0, "")} == {}
+
+
+def test_broken_pipe_that_is_not_stdout_is_an_error():
+    """A BrokenPipeError from another pipe (a child's) is no closed stdout: one line, exit 2."""
+    from exprssl.cli import user_errors
+
+    @user_errors
+    def writes_to_a_child():
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(typer.Exit) as ended:
+        writes_to_a_child()
+    assert ended.value.exit_code == 2
