@@ -413,10 +413,23 @@ SHEET_LABELS = (
 )
 
 # embed/benchmark names that would write or read the wrong thing: (argument, what the line says)
+# (embed --key, or SSLModel.transform's key=: the same check, the same line)
 BAD_KEYS = (
     ("X_scarf/v2", "cannot hold '/'"),
     ("/X", "cannot hold '/'"),
-    (" ", "--key must be a non-empty"),
+    ("X/", "cannot hold '/'"),
+    (" ", "must be a non-empty name"),
+    ("", "must be a non-empty name"),
+    (".", "a name h5py reserves"),
+)
+BAD_PYTHON_KEYS = (  # what a command line cannot carry
+    ("a\x00b", "a name h5py reserves"),
+    (3, "must be a non-empty name"),
+)
+# sample-sheet columns that become obs columns of `embed --sample-sheet`'s .h5ad
+BAD_SHEET_COLUMNS = (
+    (".", "obs column '.' cannot be written"),
+    ("_index", "obs column '_index' cannot be written"),
 )
 # a reader that leaves before the first byte (`exprssl --help | head -n 1`): every output, typer's
 # help and --version included, ends quietly with exit 0

@@ -13,6 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pytest
 import torch
@@ -20,6 +21,8 @@ import typer
 from bad_inputs import (
     BAD_KEYS,
     BAD_MODELS,
+    BAD_PYTHON_KEYS,
+    BAD_SHEET_COLUMNS,
     CLOSED_PIPE_COMMANDS,
     LYING_CONFIGS,
     bad_input_corpus,
@@ -915,6 +918,49 @@ def test_embed_keys_that_break_the_format(env, key, needle):
     assert_refused(
         ["embed", "--model", model, "--data", good, "--out", root / "out" / "e.h5ad"]
         + ["--key", key],
+        root,
+        needle,
+        gone=[root / "out"],
+    )
+
+
+@pytest.mark.parametrize("key,needle", BAD_KEYS + BAD_PYTHON_KEYS)
+def test_python_keys_that_break_the_format(env, key, needle):
+    """SSLModel.transform / fit_transform refuse what `embed --key` refuses, in its words, before
+    any work (fit_transform: before the fit)."""
+    from exprssl import SSLModel
+    from exprssl.errors import ConfigError
+
+    root, _, good, model = env
+    adata = ad.AnnData(good_counts().astype(np.float32))
+    with pytest.raises(ConfigError) as refused:
+        SSLModel.load(model).transform(adata, key=key)
+    message = str(refused.value)
+    assert needle in message and "\n" not in message and list(adata.obsm) == []
+    unfitted = SSLModel(method="scarf", epochs=1)
+    with pytest.raises(ConfigError, match=needle.replace("'", ".").replace("(", ".")):
+        unfitted.fit_transform(adata, key=key)
+    assert not unfitted.__sklearn_is_fitted__()
+    if isinstance(key, str) and "\x00" not in key:  # the command line's line is the same
+        r = runner.invoke(
+            app,
+            ["embed", "--model", str(model), "--data", str(good), "--key", key, "--out"]
+            + [str(root / "out" / "k.h5ad")],
+        )
+        assert r.exit_code == 2 and message in r.stderr.replace("\n", ""), r.stderr
+
+
+@pytest.mark.parametrize("column,needle", BAD_SHEET_COLUMNS)
+def test_embed_sheet_columns_that_break_the_format(env, tmp_path, column, needle):
+    root, _, good, model = env
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(
+        "sample,tissue\n".replace("tissue", column)
+        + "".join(f"S{i},{'ab'[i % 2]}\n" for i in range(30))
+    )
+    assert_refused(
+        ["embed", "--model", model, "--data", good, "--sample-sheet", sheet, "--out"]
+        + [root / "out" / "s.h5ad"],
         root,
         needle,
         gone=[root / "out"],

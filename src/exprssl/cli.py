@@ -651,13 +651,12 @@ def embed(
     from .model import SSLModel
     from .outputs import check_output
     from .sources import ExpressionSource
+    from .validation import check_key, check_keys
 
     if out.suffix != ".h5ad":
         raise ConfigError(f"{out}: --out must end in .h5ad")
-    if key is not None and not key.strip():
-        raise ConfigError("--key must be a non-empty obsm name (default X_<method>)")
-    if key is not None and "/" in key:  # h5py makes 'a/b' a nested group anndata cannot read
-        raise ConfigError(f"--key '{key}': an obsm name cannot hold '/'; use e.g. '_' instead")
+    if key is not None:
+        check_key(key)  # before any work; transform checks it again, in the same words
     check_output(out, "embedding", overwrite=overwrite, inputs=[data, model, labels])
     m = SSLModel.load(model)
     source = ExpressionSource.resolve(
@@ -683,6 +682,7 @@ def embed(
             result = add_labels(result, labels, id_column=label_id_column)
     else:
         result = m.transform(source, key=key, return_anndata=True)
+    check_keys(result)  # a sheet's column '.' or '_index': one line, not HDF5's error
     write_h5ad(result, out)
     key = key or f"X_{m.method}"
     Z = result.obsm[key]
