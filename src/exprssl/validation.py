@@ -205,7 +205,9 @@ def check_key(key: object, where: str = "obsm key", *, nested: bool = True) -> s
             "this name); use e.g. '_' instead"
         )
     if text == "." or "\x00" in text or (not nested and text == "_index"):
-        raise ConfigError(f"{where} {key!r} cannot be written to .h5ad (a name h5py reserves)")
+        raise ConfigError(
+            f"{where} {key!r} cannot be written to .h5ad (a name h5py or anndata reserves)"
+        )
     return text
 
 
