@@ -420,10 +420,10 @@ BAD_KEYS = (
     ("X/", "cannot hold '/'"),
     (" ", "must be a non-empty name"),
     ("", "must be a non-empty name"),
-    (".", "a name h5py reserves"),
+    (".", "a name h5py or anndata reserves"),
 )
 BAD_PYTHON_KEYS = (  # what a command line cannot carry
-    ("a\x00b", "a name h5py reserves"),
+    ("a\x00b", "a name h5py or anndata reserves"),
     (3, "must be a non-empty name"),
 )
 # sample-sheet columns that become obs columns of `embed --sample-sheet`'s .h5ad

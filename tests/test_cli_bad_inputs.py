@@ -531,7 +531,7 @@ def test_embed_options(env):
     assert_refused(
         ["embed", "--model", model, "--data", good, "--out", root / "out" / "e.h5ad", "--key", " "],
         root,
-        "--key must be a non-empty",
+        "obsm key ' ': must be a non-empty name",
         gone=[root / "out"],
     )
     assert_refused(
