@@ -413,10 +413,35 @@ SHEET_LABELS = (
 )
 
 # embed/benchmark names that would write or read the wrong thing: (argument, what the line says)
+# (embed --key, or SSLModel.transform's key=: the same check, the same line)
 BAD_KEYS = (
     ("X_scarf/v2", "cannot hold '/'"),
     ("/X", "cannot hold '/'"),
-    (" ", "--key must be a non-empty"),
+    ("X/", "cannot hold '/'"),
+    (" ", "must be a non-empty name"),
+    ("", "must be a non-empty name"),
+    (".", "a name h5py or anndata reserves"),
+)
+BAD_PYTHON_KEYS = (  # what a command line cannot carry
+    ("a\x00b", "a name h5py or anndata reserves"),
+    (3, "must be a non-empty name"),
+)
+# sample-sheet columns that become obs columns of `embed --sample-sheet`'s .h5ad
+BAD_SHEET_COLUMNS = (
+    (".", "obs column '.' cannot be written"),
+    ("_index", "obs column '_index' cannot be written"),
+)
+# a reader that leaves before the first byte (`exprssl --help | head -n 1`): every output, typer's
+# help and --version included, ends quietly with exit 0
+CLOSED_PIPE_COMMANDS = (
+    ("methods",),
+    ("options",),
+    ("datasets",),
+    ("--help",),
+    ("--version",),
+    ("benchmark", "--help"),
+    ("embed", "--help"),
+    ("info", "--help"),
 )
 BAD_MODELS = (  # LOOP and DANGLING are made by the test
     ("LOOP", "a symbolic link loop, not a model directory"),
@@ -616,4 +641,73 @@ POOL_SOURCE_CASES = {
         error=DataFileError,
         expect="all 20 profiles are the same",
     ),
+}
+
+
+def _splits_out_of_range(path: Path) -> None:
+    """Valid JSON, but row numbers the cohort does not have."""
+    import json
+
+    splits = json.loads(path.read_text())
+    path.write_text(
+        json.dumps(
+            {k: {p: [i + 10_000 for i in v] for p, v in s.items()} for k, s in splits.items()}
+        )
+    )
+
+
+def _splits_not_rows(path: Path) -> None:
+    path.write_text('{"0": {"test": ["S1", "S2"], "pool": 3}}')
+
+
+def _json_list(path: Path) -> None:
+    path.write_text("[1, 2, 3]")
+
+
+class DamagedRun(NamedTuple):
+    """A benchmark directory interrupted after pretraining (its result files gone, so the rerun
+    computes every cell from the caches) with ``file`` (a glob in it) damaged: the rerun either
+    recomputes the part and says ``expect`` in one warning, its results equal to an
+    uninterrupted run's, or, for what defines the run, refuses in one line saying ``expect``
+    and changes nothing."""
+
+    file: str
+    damage: object
+    refused: bool
+    expect: str
+
+
+DAMAGED_RUN_CASES = {
+    "settings_cut_in_half": DamagedRun(
+        "settings.json", _cut_in_half, True, "settings.json: damaged"
+    ),
+    "settings_garbage": DamagedRun("settings.json", _garbage, True, "settings.json: damaged"),
+    "settings_not_an_object": DamagedRun(
+        "settings.json", _json_list, True, "settings.json: damaged"
+    ),
+    "splits_cut_in_half": DamagedRun("splits.json", _cut_in_half, False, "splits.json was damaged"),
+    "splits_garbage": DamagedRun("splits.json", _garbage, False, "splits.json was damaged"),
+    "splits_out_of_range": DamagedRun(
+        "splits.json", _splits_out_of_range, False, "splits.json was damaged"
+    ),
+    "splits_not_row_numbers": DamagedRun(
+        "splits.json", _splits_not_rows, False, "splits.json was damaged"
+    ),
+    "model_weights_cut_in_half": DamagedRun(
+        "models/split0/scarf/weights.safetensors",
+        _cut_in_half,
+        False,
+        "1 pretrained model(s) damaged",
+    ),
+    "model_weights_garbled": DamagedRun(
+        "models/split0/scarf/weights.safetensors",
+        _corrupt_middle,
+        False,
+        "1 pretrained model(s) damaged",
+    ),
+    "model_config_garbage": DamagedRun(
+        "models/split0/scarf/config.json", _garbage, False, "1 pretrained model(s) damaged"
+    ),
+    "features_cut_in_half": DamagedRun("cache/split0/X.npy", _cut_in_half, False, ""),
+    "embeddings_cache_garbage": DamagedRun("cache/split0/Z_scarf_0.npy", _garbage, False, ""),
 }

@@ -13,12 +13,17 @@ import os
 import tempfile
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pytest
 import torch
+import typer
 from bad_inputs import (
     BAD_KEYS,
     BAD_MODELS,
+    BAD_PYTHON_KEYS,
+    BAD_SHEET_COLUMNS,
+    CLOSED_PIPE_COMMANDS,
     LYING_CONFIGS,
     bad_input_corpus,
     good_counts,
@@ -526,7 +531,7 @@ def test_embed_options(env):
     assert_refused(
         ["embed", "--model", model, "--data", good, "--out", root / "out" / "e.h5ad", "--key", " "],
         root,
-        "--key must be a non-empty",
+        "obsm key ' ': must be a non-empty name",
         gone=[root / "out"],
     )
     assert_refused(
@@ -919,6 +924,49 @@ def test_embed_keys_that_break_the_format(env, key, needle):
     )
 
 
+@pytest.mark.parametrize("key,needle", BAD_KEYS + BAD_PYTHON_KEYS)
+def test_python_keys_that_break_the_format(env, key, needle):
+    """SSLModel.transform / fit_transform refuse what `embed --key` refuses, in its words, before
+    any work (fit_transform: before the fit)."""
+    from exprssl import SSLModel
+    from exprssl.errors import ConfigError
+
+    root, _, good, model = env
+    adata = ad.AnnData(good_counts().astype(np.float32))
+    with pytest.raises(ConfigError) as refused:
+        SSLModel.load(model).transform(adata, key=key)
+    message = str(refused.value)
+    assert needle in message and "\n" not in message and list(adata.obsm) == []
+    unfitted = SSLModel(method="scarf", epochs=1)
+    with pytest.raises(ConfigError, match=needle.replace("'", ".").replace("(", ".")):
+        unfitted.fit_transform(adata, key=key)
+    assert not unfitted.__sklearn_is_fitted__()
+    if isinstance(key, str) and "\x00" not in key:  # the command line's line is the same
+        r = runner.invoke(
+            app,
+            ["embed", "--model", str(model), "--data", str(good), "--key", key, "--out"]
+            + [str(root / "out" / "k.h5ad")],
+        )
+        assert r.exit_code == 2 and message in r.stderr.replace("\n", ""), r.stderr
+
+
+@pytest.mark.parametrize("column,needle", BAD_SHEET_COLUMNS)
+def test_embed_sheet_columns_that_break_the_format(env, tmp_path, column, needle):
+    root, _, good, model = env
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(
+        "sample,tissue\n".replace("tissue", column)
+        + "".join(f"S{i},{'ab'[i % 2]}\n" for i in range(30))
+    )
+    assert_refused(
+        ["embed", "--model", model, "--data", good, "--sample-sheet", sheet, "--out"]
+        + [root / "out" / "s.h5ad"],
+        root,
+        needle,
+        gone=[root / "out"],
+    )
+
+
 @pytest.mark.parametrize("given,needle", BAD_MODELS)
 @pytest.mark.parametrize("command", ["embed", "benchmark"])
 def test_models_through_links_and_mistyped_hub_ids(env, command, given, needle):
@@ -985,22 +1033,38 @@ def test_labels_as_sheets_write_them_info_and_benchmark_agree(env, tmp_path):
     assert np.bincount(cohort.y[cohort.y >= 0]).tolist() == [14, 14]
 
 
-@pytest.mark.parametrize("command", ["methods", "options"])
-def test_closed_pipe_ends_quietly(command):
-    """`exprssl methods | head -n 1`: the reader left; exit 0, nothing on stderr (was exit 1)."""
+def test_closed_pipe_ends_quietly():
+    """`exprssl --help | head -n 1`, `exprssl methods | head -n 1`: the reader left; exit 0,
+    nothing on stderr (was exit 1: typer's help console and rich's own handler exit 1)."""
     import subprocess
     import sys
 
     read_end, write_end = os.pipe()
     os.close(read_end)  # closed before anything is written: every write meets EPIPE
-    try:
-        r = subprocess.run(
-            [sys.executable, "-c", "from exprssl.cli import main; main()", command],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-        )
+    try:  # all at once: each is a fresh interpreter
+        runs = {
+            args: subprocess.Popen(
+                [sys.executable, "-c", "from exprssl.cli import main; main()", *args],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for args in CLOSED_PIPE_COMMANDS
+        }
+        ended = {args: (p.wait(timeout=120), p.stderr.read()) for args, p in runs.items()}
     finally:
         os.close(write_end)
-    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert {args: e for args, e in ended.items() if e != (0, "")} == {}
+
+
+def test_broken_pipe_that_is_not_stdout_is_an_error():
+    """A BrokenPipeError from another pipe (a child's) is no closed stdout: one line, exit 2."""
+    from exprssl.cli import user_errors
+
+    @user_errors
+    def writes_to_a_child():
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(typer.Exit) as ended:
+        writes_to_a_child()
+    assert ended.value.exit_code == 2

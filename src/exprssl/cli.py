@@ -103,10 +103,30 @@ def _silence_stdout() -> None:
         pass
 
 
+def _end_on_closed_stdout(self: Console) -> None:
+    """rich's hook for a closed stdout (its own exits 1), for every console of the process: ours,
+    and typer's help and ``--version`` output (``exprssl --help | head -n 1``). ``main`` ends
+    the run quietly with exit 0."""
+    self.quiet = True
+    _silence_stdout()
+    raise _StdoutClosed
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether the process's stdout is a pipe whose reader left (a BrokenPipeError may also come
+    from a child's pipe, which is an error)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), 0)
+        return any(event & select.POLLERR for _, event in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (a test runner)
+        return False
+
+
 class _StdoutConsole(Console):
-    def on_broken_pipe(self) -> None:  # rich's own handler exits 1
-        _silence_stdout()
-        raise _StdoutClosed
+    on_broken_pipe = _end_on_closed_stdout
 
 
 console = _StdoutConsole(soft_wrap=True)
@@ -211,6 +231,11 @@ def user_errors(fn):
             _fail(str(e))
         except FileNotFoundError as e:
             _fail(f"{e.filename or e}: no such file")
+        except BrokenPipeError as e:  # print() or a library's write to a stdout nobody reads
+            if not _stdout_reader_gone():
+                _fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
+            _silence_stdout()
+            raise _StdoutClosed from None
         except OSError as e:  # a disk that filled up, a permission that changed mid-run
             _fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (signals.Terminated)
@@ -626,13 +651,12 @@ def embed(
     from .model import SSLModel
     from .outputs import check_output
     from .sources import ExpressionSource
+    from .validation import check_key, check_keys
 
     if out.suffix != ".h5ad":
         raise ConfigError(f"{out}: --out must end in .h5ad")
-    if key is not None and not key.strip():
-        raise ConfigError("--key must be a non-empty obsm name (default X_<method>)")
-    if key is not None and "/" in key:  # h5py makes 'a/b' a nested group anndata cannot read
-        raise ConfigError(f"--key '{key}': an obsm name cannot hold '/'; use e.g. '_' instead")
+    if key is not None:
+        check_key(key)  # before any work; transform checks it again, in the same words
     check_output(out, "embedding", overwrite=overwrite, inputs=[data, model, labels])
     m = SSLModel.load(model)
     source = ExpressionSource.resolve(
@@ -658,6 +682,7 @@ def embed(
             result = add_labels(result, labels, id_column=label_id_column)
     else:
         result = m.transform(source, key=key, return_anndata=True)
+    check_keys(result)  # a sheet's column '.' or '_index': one line, not HDF5's error
     write_h5ad(result, out)
     key = key or f"X_{m.method}"
     Z = result.obsm[key]
@@ -1139,6 +1164,7 @@ def main(argv: list[str] | None = None) -> None:
     # click's UsageError, whether typer vendors click (>= 0.2x) or uses it
     usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     handle_signals()  # SIGTERM ends the run as Ctrl-C does (workers too); SIGXFSZ is an error
+    Console.on_broken_pipe = _end_on_closed_stdout  # typer's help consoles too: `| head` is fine
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         code = app(args=args, prog_name="exprssl", standalone_mode=False)

@@ -37,6 +37,7 @@ from .preprocessing import Preprocessor, check_ignored_y
 from .sources import ExpressionSource
 from .training import TrainConfig
 from .utils import seed_everything
+from .validation import check_key
 
 log = logging.getLogger("exprssl")
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -343,6 +344,8 @@ class SSLModel(TransformerMixin, BaseEstimator):
             Too few of the model's genes in ``X``.
         """
         self._check_fitted()
+        if key is not None:  # the embed command's check, in the same words
+            check_key(key)
         return self._transform(
             ExpressionSource.resolve(X, stream, layer=layer),
             key=key,
@@ -412,6 +415,8 @@ class SSLModel(TransformerMixin, BaseEstimator):
         numpy.ndarray or anndata.AnnData
             As ``transform``.
         """
+        if key is not None:  # before the fit, not after it
+            check_key(key)
         source = ExpressionSource.resolve(X, stream, layer=layer)
         self.fit(source, y)
         return self._transform(source, key=key, return_anndata=return_anndata)

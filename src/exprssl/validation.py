@@ -190,3 +190,32 @@ def check_not_bool(dtype: np.dtype, source: str) -> None:
         raise NonNumericError(
             f"{source}: X holds true/false values (dtype bool); expected expression values"
         )
+
+
+def check_key(key: object, where: str = "obsm key", *, nested: bool = True) -> str:
+    """``key`` as a name anndata writes and reads back as given (an obsm key, an obs column), or
+    one line: h5py and zarr make ``a/b`` a nested group (``nested``: a mapping's key, not a
+    table's column), ``.`` is the group itself, a NUL ends the name, ``_index`` is anndata's."""
+    text = key if isinstance(key, str) else ""
+    if not text.strip():
+        raise ConfigError(f"{where} {key!r}: must be a non-empty name")
+    if nested and "/" in text:
+        raise ConfigError(
+            f"{where} {key!r} cannot hold '/' (.h5ad and zarr read it as a nested group, not "
+            "this name); use e.g. '_' instead"
+        )
+    if text == "." or "\x00" in text or (not nested and text == "_index"):
+        raise ConfigError(
+            f"{where} {key!r} cannot be written to .h5ad (a name h5py or anndata reserves)"
+        )
+    return text
+
+
+def check_keys(adata) -> None:
+    """Every key ``adata`` would write as a name (``check_key``), before anything is written."""
+    for where, names in (("obsm key", adata.obsm), ("layer", adata.layers)):
+        for name in names:
+            check_key(name, where)
+    for where, frame in (("obs column", adata.obs), ("var column", adata.var)):
+        for name in frame.columns:
+            check_key(name, where, nested=False)

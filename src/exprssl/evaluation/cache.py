@@ -4,6 +4,7 @@ splits compared with the recorded ones before anything is written."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from .cohort import Cohort
 from .config import BenchmarkConfig
 from .planning import Plan
 from .schema import Layout
+
+log = logging.getLogger("exprssl")
 
 # options a rerun may change: they add cells or only change how results are summarised
 _RESUMABLE = {
@@ -50,15 +53,25 @@ def _settings(cfg: BenchmarkConfig, cohort: Cohort) -> dict:
     return settings
 
 
+def check_benchmark_output(cfg: BenchmarkConfig) -> Path:
+    """The output rules (``outputs.check_output``) for ``cfg.out``, after its recorded settings:
+    damaged ones are named (the rules would call the directory "not a benchmark"), in a
+    directory that holds a run's other records (a user's own settings.json is the rules')."""
+    layout = Layout(Path(cfg.out))
+    if any(p.exists() for p in (layout.splits, layout.results, layout.shared_cache)):
+        _recorded_settings(layout.settings)
+    return check_output(cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data])
+
+
 def prepare_output(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, write: bool = True) -> Path:
     """Refuse an output directory that is not a benchmark (or empty), or whose finished cells used
     other settings or other data; then record settings and splits (unless ``write`` is False: a
     dry run). Nothing is written before."""
-    out = check_output(cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data])
+    out = check_benchmark_output(cfg)
     settings = _settings(cfg, cohort)
     settings_file, split_file = Layout(out).settings, Layout(out).splits
     if settings_file.exists():
-        before = json.loads(settings_file.read_text())
+        before = _recorded_settings(settings_file)
         if before.get("layout") != LAYOUT:
             raise ConfigError(
                 f"{out}: a benchmark directory of exprssl "
@@ -83,7 +96,7 @@ def prepare_output(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, write: bool
         for s in plan.splits
     }
     if split_file.exists():
-        recorded = json.loads(split_file.read_text())
+        recorded = _recorded_splits(split_file, cohort.adata.n_obs)
         if any(recorded.get(k, v) != v for k, v in splits.items()):
             raise ConfigError(
                 f"{out}: holds results of different splits; use a new --out directory"
@@ -95,6 +108,49 @@ def prepare_output(cfg: BenchmarkConfig, cohort: Cohort, plan: Plan, write: bool
     atomic_write_text(settings_file, json.dumps(settings, indent=2))
     atomic_write_text(split_file, json.dumps(splits))
     return out
+
+
+def _read_json(path: Path) -> dict | None:
+    """A JSON object exprssl wrote, or None when it is damaged (cut short, garbled)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _recorded_settings(path: Path) -> dict | None:
+    """``settings.json`` as recorded (None: there is none), refused in one line when it is
+    damaged: it defines the run, so it is never guessed."""
+    if not path.is_file():
+        return None
+    recorded = _read_json(path)
+    if recorded is None or "exprssl_version" not in recorded:
+        raise ConfigError(
+            f"{path}: damaged (cut short or garbled: not the settings of an exprssl benchmark), "
+            "and a run's results cannot be resumed without them; restore the file, or use a "
+            "new --out directory"
+        )
+    return recorded
+
+
+def _recorded_splits(path: Path, n_samples: int) -> dict:
+    """``splits.json`` as recorded, or nothing when it is damaged (not JSON, parts that are not
+    lists of row numbers of the cohort): the settings, already found equal, draw the same
+    splits again, and the file is rewritten from them (said in one line)."""
+    recorded = _read_json(path)
+    parts = (None,) if recorded is None else recorded.values()
+    if all(
+        isinstance(p, dict)
+        and all(
+            isinstance(rows, list) and all(type(i) is int and 0 <= i < n_samples for i in rows)
+            for rows in p.values()
+        )
+        for p in parts
+    ):
+        return recorded
+    log.warning("%s was damaged: written again from the settings (the same splits)", path)
+    return {}
 
 
 def _describe_changes(before: dict, after: dict, changed: list[str]) -> str:

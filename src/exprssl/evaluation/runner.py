@@ -3,6 +3,7 @@ which runs every stage in order (see ``exprssl.evaluation.protocol`` for the ove
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,12 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..model_layout import ModelLayout
-from ..outputs import check_output, output_lock
+from ..model_layout import MODEL_FILES, ModelLayout
+from ..outputs import output_lock
 from ..splits import label_fraction_subsets
 from ..utils import atomic_save, atomic_savez, atomic_write_text
 from .attribution_stage import attribution_stage
-from .cache import prepare_output
+from .cache import check_benchmark_output, prepare_output
 from .cells import GroupJob, evaluate_group
 from .cluster import connect
 from .cohort import Cohort, load_cohort
@@ -33,6 +34,8 @@ from .results import ResultStore
 from .scaling import scale_pool
 from .schema import GENES, POOL, POOL_RAW, FeatureKey, Features, Layout, Manifest
 from .stats import best_approach, summarize
+
+log = logging.getLogger("exprssl")
 
 
 @dataclass
@@ -80,14 +83,16 @@ def pretrain_stage(
     split). Returns the feature paths and model directories."""
     features: dict[int, Features] = {}
     models: dict[tuple[int, str, int], str] = {}
-    tasks, timings = [], {}
+    tasks, timings, damaged = [], {}, 0
     for s in plan.splits:
         features[s.index], prep = _prepare_split(cfg, cohort, s, out)
         for method in cfg.methods:
             for p in range(cfg.pretrain_seeds):
                 mdir = Layout(out).model(s.index, method, p)
                 models[s.index, method, p] = str(mdir)
-                if not ModelLayout(mdir).is_model():  # pretrained by an earlier run
+                cached = _cached_model(mdir)  # pretrained by an earlier run
+                damaged += cached == "damaged"
+                if cached != "usable":
                     tasks.append(
                         PretrainTask(
                             str(mdir),
@@ -99,6 +104,13 @@ def pretrain_stage(
                             cfg.split_seed + s.index * 1000 + p,
                         )
                     )
+    if damaged:
+        log.warning(
+            "%s: %d pretrained model(s) damaged (weights or files that do not match their "
+            "card): pretrained again",
+            Layout(out).out / "models",
+            damaged,
+        )
     t0 = time.perf_counter()
     for _ in run_tasks(pretrain_one, tasks, jobs):
         progress(1)
@@ -111,6 +123,26 @@ def pretrain_stage(
             for p in range(cfg.pretrain_seeds):
                 models.update({(s.index, m.name, p): m.directory for m in given})
     return {"features": features, "models": models, "timings": timings, "n_pretrained": len(tasks)}
+
+
+def _cached_model(directory: Path) -> str:
+    """An earlier run's model in ``models/``: "usable", "missing" or "damaged" (cut short by a
+    full disk, changed since: loading checks every file against the card's hashes); a cache,
+    so a damaged one is pretrained again (the same seed: the same model) and replaced."""
+    from ..errors import ExprsslError
+    from ..model import SSLModel
+
+    if not directory.exists():
+        return "missing"
+    if not ModelLayout(directory).is_model():  # its config garbled: the save would refuse it
+        for name in MODEL_FILES:  # this run's own files only (anything else stays, and the
+            (directory / name).unlink(missing_ok=True)  # save refuses the directory)
+        return "damaged"
+    try:
+        SSLModel.load(directory)
+    except (ExprsslError, OSError, ValueError, RuntimeError):  # torch's and safetensors' words
+        return "damaged"
+    return "usable"
 
 
 def _prepare_split(cfg: BenchmarkConfig, cohort: Cohort, s: Split, out: Path):
@@ -300,7 +332,7 @@ def run_benchmark(
     t0 = time.perf_counter()
     cfg.validate()  # then the devices, the output path and the cluster's address: before any work
     devices = cell_devices(cfg)  # a GPU that is not there is refused here
-    check_output(cfg.out, "benchmark", inputs=[cfg.data, cfg.labels, *cfg.pretrain_data])
+    check_benchmark_output(cfg)
     cluster = connect(cfg.scheduler if client is None else client, cfg.out)
     cohort = load_cohort(cfg)
     given = load_models(cfg, cohort)  # refused here (names, cards, gene coverage), before any work

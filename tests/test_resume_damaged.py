@@ -1,0 +1,98 @@
+"""Resume reads back more than the result files: the settings and splits it records, the
+encoders it pretrained (``models/``) and the features it cached. A damaged cache is recomputed
+(said in one line) and the rerun's results equal an uninterrupted run's; damaged settings, which
+define the run, are refused in one line that names the file (issue 28)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from bad_inputs import DAMAGED_RUN_CASES
+from typer.testing import CliRunner
+
+from exprssl.cli import app
+from exprssl.datasets import synthetic
+from exprssl.evaluation.config import BenchmarkConfig
+from exprssl.evaluation.runner import run_benchmark
+from exprssl.evaluation.schema import Layout
+from exprssl.io import write_h5ad
+
+RESULT_FILES = ("results.csv", "predictions.parquet", "tuning.csv", "summary.csv")
+
+
+def _tiny(data: Path, out: Path) -> BenchmarkConfig:
+    """One SSL method (so that models/ holds an encoder) and one baseline, one split and seed."""
+    return BenchmarkConfig(
+        data=str(data),
+        label="label",
+        out=str(out),
+        methods=["scarf"],
+        baselines=["logreg"],
+        fractions=[0.5, 1.0],
+        splits=1,
+        seeds=1,
+        epochs=1,
+        batch_size=32,
+        jobs=1,
+        bootstrap=100,
+        attributions=False,
+        encoder={"hidden_dims": [16], "dropout": 0.1},
+        finetune={"epochs": 2, "batch_size": 16, "patience": 1},
+    )
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    data = root / "syn.h5ad"
+    write_h5ad(synthetic(60, 30, 3, seed=0, n_informative=10, module_size=5), data)
+    run_benchmark(_tiny(data, root / "whole"), progress=False)
+    return data, root / "whole"
+
+
+def _interrupted_and_damaged(finished, name: str, tmp_path: Path) -> Path:
+    """The finished run as if killed after pretraining (no result files), then damaged."""
+    _, whole = finished
+    out = tmp_path / "run"
+    shutil.copytree(whole, out)
+    for f in RESULT_FILES:
+        (out / f).unlink()
+    (path,) = out.glob(DAMAGED_RUN_CASES[name].file)
+    DAMAGED_RUN_CASES[name].damage(path)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGED_RUN_CASES))
+def test_resume_with_damaged_records_and_caches(name, finished, tmp_path, caplog):
+    data, whole = finished
+    case = DAMAGED_RUN_CASES[name]
+    out = _interrupted_and_damaged(finished, name, tmp_path)
+    if case.refused:
+        before = snapshot(tmp_path)
+        args = ["benchmark", "--data", str(data), "--label", "label", "--out", str(out)]
+        r = CliRunner().invoke(app, args, catch_exceptions=False)
+        errors = [line for line in r.stderr.splitlines() if line.startswith("exprssl: error:")]
+        assert r.exit_code == 2 and "Traceback" not in r.output and len(errors) == 1, r.output
+        assert case.expect in errors[0] and "new --out directory" in errors[0], errors[0]
+        assert snapshot(tmp_path) == before
+        return
+    with caplog.at_level(logging.WARNING, logger="exprssl"):
+        run_benchmark(_tiny(data, out), progress=False)
+    said = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    assert len(said) == (1 if case.expect else 0) and all(case.expect in s for s in said), said
+    for f in ("results.csv", "summary.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(out / f), pd.read_csv(whole / f))
+    assert Layout(out).splits.read_text() == Layout(whole).splits.read_text()
