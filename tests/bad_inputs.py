@@ -521,6 +521,14 @@ DISK_FULL_CASES = {
         4,
     ),
     "convert": DiskFull(("convert", "{data}", "--out", "{out}"), "store.h5ad", 12),
+    "explain": DiskFull(
+        (
+            "explain", "--model", "{model}", "--data", "{data}", "--labels", "{labels}",
+            "--label", "tissue", "--orientation", "samples_in_rows", "--out", "{out}",
+        ),
+        "attributions.csv",
+        4,
+    ),
     "benchmark": DiskFull(
         (
             "benchmark", "--data", "{data}", "--labels", "{labels}", "--label", "tissue",

@@ -96,3 +96,60 @@ def test_resume_with_damaged_records_and_caches(name, finished, tmp_path, caplog
     for f in ("results.csv", "summary.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(out / f), pd.read_csv(whole / f))
     assert Layout(out).splits.read_text() == Layout(whole).splits.read_text()
+
+
+def _cut(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _nan_row(path: Path) -> None:
+    frame = pd.read_csv(path)
+    frame.loc[3, "attribution"] = float("nan")
+    frame.to_csv(path, index=False)
+
+
+def _duplicate_row(path: Path) -> None:
+    frame = pd.read_csv(path)
+    pd.concat([frame, frame.iloc[[5]]]).to_csv(path, index=False)
+
+
+DAMAGED_ATTRIBUTIONS = {
+    "cut_in_half": (_cut, "damaged or incomplete"),
+    "garbage": (lambda p: p.write_bytes(b"\x00\xff" * 64), "computed again"),
+    "not_finite": (_nan_row, "damaged or incomplete"),
+    "duplicated": (_duplicate_row, "damaged or incomplete"),
+    "no_fraction_column": (
+        lambda p: pd.read_csv(p).drop(columns="fraction").to_csv(p, index=False),
+        "no fraction column",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def explained(finished, tmp_path_factory):
+    """The tiny run with its attributions."""
+    data, _ = finished
+    out = tmp_path_factory.mktemp("explained") / "run"
+    cfg = _tiny(data, out)
+    cfg.attributions = True
+    run_benchmark(cfg, progress=False)
+    return cfg, out
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGED_ATTRIBUTIONS))
+def test_damaged_attributions_are_computed_again(name, explained, tmp_path, caplog):
+    cfg, whole = explained
+    damage, expect = DAMAGED_ATTRIBUTIONS[name]
+    out = tmp_path / "run"
+    shutil.copytree(whole, out)
+    damage(Layout(out).attributions)
+    cfg = _tiny(cfg.data, out)
+    cfg.attributions = True
+    with caplog.at_level(logging.WARNING, logger="exprssl"):
+        run_benchmark(cfg, progress=False)
+    said = [r.getMessage() for r in caplog.records if "attributions.csv" in r.getMessage()]
+    assert len(said) == 1 and expect in said[0], said
+    order = ["approach", "split", "fraction", "class", "gene"]
+    a, b = (pd.read_csv(Layout(d).attributions).sort_values(order) for d in (out, whole))
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))

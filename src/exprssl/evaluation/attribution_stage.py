@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from .planning import carve_validation
 from .schema import ATTRIBUTION_COLUMNS, AttributionInfo, Layout, method_and_head
 from .ssl_heads import SSL_HEADS
 
+log = logging.getLogger("exprssl")
 MAX_SAMPLES = 256  # test rows per split explained by integrated gradients (a stratified subset)
 SEED = 0  # the label subset (and head initialisation) re-fitted: the seed-0 cell's
 
@@ -161,6 +163,46 @@ def _nearest(fractions: list[float], fraction: float) -> float:
     return min(fractions, key=lambda f: abs(f - float(fraction)))
 
 
+def kept_attributions(path: Path, n_classes: int) -> pd.DataFrame:
+    """The sound records of an earlier ``attributions.csv``: a file that does not parse, lacks
+    the columns (0.3 development builds had no fraction) or rows of a (approach, split,
+    fraction) record that are missing (each of the ``n_classes`` classes holds every gene of the
+    record), duplicated or not finite (a copy cut short, a full disk) lose those records, which
+    are computed again, said in one line."""
+    empty = pd.DataFrame(columns=ATTRIBUTION_COLUMNS)
+    if not path.exists():
+        return empty
+    try:
+        old = pd.read_csv(path, dtype={"gene": str, "class": str})
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        log.warning("%s: unreadable (%s); every attribution is computed again", path, e)
+        return empty
+    if not set(ATTRIBUTION_COLUMNS) <= set(old.columns):
+        missing = sorted(set(ATTRIBUTION_COLUMNS) - set(old.columns))
+        log.warning("%s: no %s column; every attribution is computed again", path, missing[0])
+        return empty
+    record = ["approach", "split", "fraction"]
+    for col in ("split", "fraction", "attribution", "rank"):
+        old[col] = pd.to_numeric(old[col], errors="coerce")
+    sound = old[ATTRIBUTION_COLUMNS].notna().all(axis=1) & np.isfinite(old["attribution"])
+    sound &= ~old.duplicated(["gene", "class", *record], keep=False)
+    groups = old.assign(sound=sound).groupby(record, dropna=False)
+    whole = (
+        groups["sound"].transform("all")
+        & (groups["class"].transform("nunique") == n_classes)
+        & (groups["gene"].transform("nunique") * n_classes == groups["gene"].transform("size"))
+    )
+    lost = old.loc[~whole, record].drop_duplicates()
+    if len(lost):
+        log.warning(
+            "%s: %d damaged or incomplete attribution record(s) (approach, split, fraction) "
+            "computed again",
+            path,
+            len(lost),
+        )
+    return old[whole].reset_index(drop=True)
+
+
 def attribution_stage(
     cfg, cohort, plan, summary: pd.DataFrame, artefacts, out: Path, jobs: int
 ) -> AttributionInfo:
@@ -176,9 +218,7 @@ def attribution_stage(
         _nearest(plan.fractions, f): a for f, a in chosen_approaches(summary, cfg.baselines).items()
     }
     path = Layout(out).attributions
-    old = pd.read_csv(path, dtype={"gene": str, "class": str}) if path.exists() else None
-    if old is None or "fraction" not in old:
-        old = pd.DataFrame(columns=ATTRIBUTION_COLUMNS)
+    old = kept_attributions(path, len(cohort.classes))
     old = old.assign(fraction=[_nearest(plan.fractions, f) for f in old["fraction"]])
     wanted = {(a, f) for f, approaches in by_fraction.items() for a in approaches}
     pairs = zip(old["approach"], old["fraction"], strict=True)
