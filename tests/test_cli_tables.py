@@ -165,6 +165,39 @@ def test_sample_sheet_decides_the_orientation(tmp_path):
         )  # explicit wins
 
 
+ENTREZ_HEADER_CASES = {
+    # (samples, genes, sample ids, gene ids, file): Entrez ids are bare numbers, which name no
+    # axis by themselves; the sheet decides, also when it names as many rows as columns
+    "more_samples_than_genes": (120, 60, "p{}", lambda i: str(1000 + 7 * i), "t.tsv"),
+    "numeric_sample_ids": (40, 300, "{}", lambda i: str(i + 1), "t.csv"),
+    "numeric_ids_more_samples": (300, 40, "{}", lambda i: str(i + 1), "t.csv"),
+    "parquet_integer_columns": (120, 60, "p{}", lambda i: 1000 + 7 * i, "t.parquet"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ENTREZ_HEADER_CASES))
+@pytest.mark.parametrize("transposed", [False, True])
+def test_an_entrez_id_header_with_a_sheet_is_read_the_right_way_round(case, transposed, tmp_path):
+    n, g, sample, gene, name = ENTREZ_HEADER_CASES[case]
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        rng.lognormal(2, 1, (n, g)).round(3),
+        index=[sample.format(i + 1) for i in range(n)],
+        columns=[gene(i) for i in range(g)],
+    )
+    y = rng.choice(["a", "b"], n)
+    pd.DataFrame({"sample": frame.index, "L": y}).to_csv(tmp_path / "s.csv", index=False)
+    table = frame.T if transposed else frame
+    if name.endswith(".parquet"):
+        table.to_parquet(tmp_path / name)
+    else:
+        table.to_csv(tmp_path / name, sep="\t" if name.endswith(".tsv") else ",")
+    a = io.load_dataset(tmp_path / name, labels=tmp_path / "s.csv")
+    assert a.shape == (n, g) and list(a.obs_names) == list(frame.index)
+    assert a.obs["L"].tolist() == list(y)
+    assert "the sample sheet names" in a.uns["exprssl"]["orientation"]
+
+
 def test_ids_with_surrounding_spaces_match(tmp_path):
     frame, y = _cohort(n=20, genes=30)
     spaced = frame.copy()
