@@ -107,6 +107,9 @@ def test_xgboost_fits_see_their_own_training_rows_top_genes(monkeypatch):
     assert boosting.screened(X, y, 40).tolist() == list(range(40))
     seen = []
     real = boosting.quantised
+    assert boosting.screen_width(48) == 5_000_000 // 48  # a small fit keeps every gene
+    assert boosting.screen_width(7486) == 2000 and boosting.screen_width(1200) == 4166
+    monkeypatch.setattr(boosting, "SCREEN_CELLS", 4 * 48)
     monkeypatch.setattr(boosting, "SCREEN_GENES", 4)
     monkeypatch.setattr(
         boosting, "quantised", lambda X, *a, **k: seen.append(X.shape) or real(X, *a, **k)
@@ -114,7 +117,8 @@ def test_xgboost_fits_see_their_own_training_rows_top_genes(monkeypatch):
     folds = inner_folds(y, 0, 2)
     garbage = np.full((3, 40), 1e6, np.float32)  # test rows: never read by the screen
     p1, params = fit_xgboost(X, y, X[:3], folds, _job(y, n_test=3))
-    assert {s[1] for s in seen} == {4} and len(seen) == 2 * len(folds) + 1
+    # 24-row folds read 192 // 24 = 8 genes, the 48-row final model 4
+    assert [s[1] for s in seen] == [8, 8, 8, 8, 4] and len(seen) == 2 * len(folds) + 1
     p2, same = fit_xgboost(X, y, garbage, folds, _job(y, n_test=3))
     assert params == same and p1.shape == p2.shape == (3, 3)
     assert p1[:, :].argmax(1).tolist() == y[:3].tolist()

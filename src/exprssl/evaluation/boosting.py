@@ -15,11 +15,16 @@ always look worse early), and a grid point whose folds have all early-stopped is
 score at each fold's best round, ties by held-out loss).
 
 A round's cost grows with the genes it bins (histograms over every gene, column sampling does
-not skip them: 22 s a round at 2,000 rows x 20,000 genes, 19 classes, one thread). Each fit
-therefore sees the ``SCREEN_GENES`` genes of the largest ANOVA F on *its own training rows*
-(sure independence screening, Fan & Lv 2008): inside each inner fold on the fold's training
-part, and for the final model on the whole labelled subset, so no held-out or test row chooses
-genes. With fewer genes than that nothing changes.
+not skip them: 22 s a round at 2,000 rows x 20,000 genes, 19 classes, one thread). A fit on many
+rows therefore sees only the genes of largest ANOVA F on *its own training rows* (sure
+independence screening, Fan & Lv 2008), as many as keep its rows x genes within
+``SCREEN_CELLS`` and never fewer than ``SCREEN_GENES``: inside each inner fold on the fold's
+training part, and for the final model on the labelled subset, so no held-out or test row
+chooses genes. Small labelled subsets, where a fit is cheap and an F ranking noisy, keep every
+gene (the bundled cohorts: about 100 rows x 12,625-28,057 genes, never screened); at 7,486 rows
+a fit reads 2,000 of 20,000 genes. On all_leukemia a screen of 2,000 genes at every size moved
+XGBoost's mean balanced accuracy at 100% of the labels from 0.807 to 0.727 (6 cells, verdicts
+unchanged): the screen is for the sizes where the ranking is reliable and the cost prohibitive.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from .tuning import pick
 PATIENCE = 20  # rounds without a lower held-out loss before a fold stops
 MAX_ROUNDS = 300
 FIRST_RUNG = 50  # rounds every grid point trains before the first halving
-SCREEN_GENES = 2000  # genes each fit sees: the top by ANOVA F on its own training rows
+SCREEN_CELLS = 5_000_000  # rows x genes a fit bins at most (its genes: the top by ANOVA F)
+SCREEN_GENES = 2000  # ... but never fewer genes than this
 FIXED = {"subsample": 0.8, "colsample_bytree": 0.5, "tree_method": "hist", "max_bin": 64}
 
 
@@ -53,11 +59,16 @@ def booster_params(params: dict[str, Any], n_classes: int, seed: int, device: st
     return {**task, **FIXED, "nthread": 1, "seed": seed, "verbosity": 0, "device": where, **params}
 
 
+def screen_width(rows: float) -> int:
+    """Genes a fit on ``rows`` rows reads at most (``SCREEN_CELLS``, ``SCREEN_GENES``)."""
+    return int(max(SCREEN_GENES, SCREEN_CELLS // max(rows, 1)))
+
+
 def screened(X: np.ndarray, y: np.ndarray, keep: int | None = None) -> np.ndarray:
-    """Sorted positions of the ``keep`` (default ``SCREEN_GENES``) genes with the largest ANOVA
-    F of ``y`` on these rows (all genes when there are not more); constant genes (F undefined)
-    rank last, ties by position."""
-    keep = SCREEN_GENES if keep is None else keep
+    """Sorted positions of the ``keep`` (default ``screen_width`` of these rows) genes with the
+    largest ANOVA F of ``y`` on these rows (all genes when there are not more); constant genes
+    (F undefined) rank last, ties by position."""
+    keep = screen_width(len(X)) if keep is None else keep
     if X.shape[1] <= keep:
         return np.arange(X.shape[1])
     from sklearn.feature_selection import f_classif

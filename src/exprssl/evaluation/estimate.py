@@ -34,7 +34,7 @@ import numpy as np
 
 from ..threads import cpu_count, limit_threads
 from .baselines import get_baseline
-from .boosting import SCREEN_GENES, searched_rounds
+from .boosting import screen_width, searched_rounds
 from .cells import Approach, ssl_learner
 from .heads import HeadRecipe
 from .pool import RemainingTime, duration_text
@@ -534,9 +534,10 @@ class CostModel:
             grid = GRIDS["xgboost"]  # another size: one group of comparable points
             grid = grid if spec.grid == len(grid) else [{}] * spec.grid
             rounds = searched_rounds(grid, XGB_ROUNDS.expected)
-            seconds = k * self.xgboost_fit(n_fold, spec.width, classes, rounds) + self.xgboost_fit(
-                n, spec.width, classes, final
-            )
+            fold_width, width = (min(spec.width, screen_width(m)) for m in (n_fold, n))
+            seconds = k * self.xgboost_fit(n_fold, fold_width, classes, rounds) + self.xgboost_fit(
+                n, width, classes, final
+            )  # each fit on its screened genes (boosting.screened)
             return Span.of(seconds, XGB_ROUNDS)
         fit = self.linear_fit
         seconds = cv_fits * fit(spec.family, n_fold, spec.width, classes) + fit(
@@ -728,8 +729,6 @@ def approach_spec(a: Approach, widths: Widths) -> CellSpec:
     baseline = get_baseline(a.method)
     width = {"pca": widths.pca, "random": widths.latent}.get(baseline.features, widths.genes)
     family = FAMILIES.get(a.method, "logistic")
-    if family == "xgboost":  # each fit reads its screened genes (boosting.screened)
-        width = min(width, SCREEN_GENES)
     return CellSpec(family, width, max(1, len(baseline.grid)), baseline.max_folds)
 
 
