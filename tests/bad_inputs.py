@@ -15,6 +15,7 @@ names ``case.path`` and contains ``case.expect``.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -719,3 +720,22 @@ DAMAGED_RUN_CASES = {
     "features_cut_in_half": DamagedRun("cache/split0/X.npy", _cut_in_half, False, ""),
     "embeddings_cache_garbage": DamagedRun("cache/split0/Z_scarf_0.npy", _garbage, False, ""),
 }
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root`` with a hash of its bytes: what must not change."""
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def tiny_cohort(root: Path) -> Path:
+    """The resume tests' cohort: 60 seeded synthetic profiles x 30 genes, 3 classes, as .h5ad."""
+    from exprssl.datasets import synthetic
+    from exprssl.io import write_h5ad
+
+    data = root / "syn.h5ad"
+    write_h5ad(synthetic(60, 30, 3, seed=0, n_informative=10, module_size=5), data)
+    return data

@@ -5,7 +5,6 @@ SIGTERM leaves no worker and no shared-memory entry behind. Cases: ``tests/bad_i
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -25,6 +24,8 @@ from bad_inputs import (
     NO_ROOM_CASES,
     POOL_SOURCE_CASES,
     good_counts,
+    snapshot,
+    tiny_cohort,
 )
 from typer.testing import CliRunner
 
@@ -42,14 +43,6 @@ from exprssl.utils import no_room_cause
 
 runner = CliRunner()
 SRC = str(Path(exprssl.__file__).parents[1])  # this checkout's exprssl, for child processes
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def leftovers(root: Path) -> list[Path]:
@@ -148,8 +141,7 @@ def _tiny(data: Path, out: Path) -> BenchmarkConfig:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
-    data = root / "syn.h5ad"
-    write_h5ad(synthetic(60, 30, 3, seed=0, n_informative=10, module_size=5), data)
+    data = tiny_cohort(root)
     run_benchmark(_tiny(data, root / "whole"), progress=False)
     return data, root / "whole"
 

@@ -8,7 +8,6 @@ replace or lose a user's files.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from bad_inputs import (
     LYING_CONFIGS,
     bad_input_corpus,
     good_counts,
+    snapshot,
 )
 from typer.testing import CliRunner
 
@@ -35,15 +35,6 @@ from exprssl.cli import app
 runner = CliRunner()
 with tempfile.TemporaryDirectory() as _d:
     CASES = sorted(bad_input_corpus(Path(_d)))
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every file under ``root`` with a hash of its bytes: what must not change."""
-    return {
-        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def assert_refused(args, root: Path, *needles: str, gone: list[Path] = ()):

@@ -5,22 +5,19 @@ define the run, are refused in one line that names the file (issue 28)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from bad_inputs import DAMAGED_RUN_CASES
+from bad_inputs import DAMAGED_RUN_CASES, snapshot, tiny_cohort
 from typer.testing import CliRunner
 
 from exprssl.cli import app
-from exprssl.datasets import synthetic
 from exprssl.evaluation.config import BenchmarkConfig
 from exprssl.evaluation.runner import run_benchmark
 from exprssl.evaluation.schema import Layout
-from exprssl.io import write_h5ad
 
 RESULT_FILES = ("results.csv", "predictions.parquet", "tuning.csv", "summary.csv")
 
@@ -46,19 +43,10 @@ def _tiny(data: Path, out: Path) -> BenchmarkConfig:
     )
 
 
-def snapshot(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
-    data = root / "syn.h5ad"
-    write_h5ad(synthetic(60, 30, 3, seed=0, n_informative=10, module_size=5), data)
+    data = tiny_cohort(root)
     run_benchmark(_tiny(data, root / "whole"), progress=False)
     return data, root / "whole"
 
