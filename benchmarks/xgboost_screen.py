@@ -28,7 +28,7 @@ def main() -> None:
     import xgboost as xgb
 
     import exprssl
-    from exprssl.evaluation import boosting
+    from exprssl.evaluation import boosting, screening
 
     sizes = [int(s) for s in args.labels.split(",")]
     a = exprssl.datasets.synthetic(max(sizes), args.genes, 19, counts=False, seed=0)
@@ -37,12 +37,12 @@ def main() -> None:
     y = a.obs["label"].astype("category").cat.codes.to_numpy()
     grid_point = {"max_depth": 4, "min_child_weight": 1.0, "learning_rate": 0.1}
     params = boosting.booster_params(grid_point, 19, 0, "cpu")
-    print(f"{args.genes} genes, screen {boosting.SCREEN_GENES}; load {os.getloadavg()[0]:.1f}")
+    print(f"{args.genes} genes, screen {screening.SCREEN_GENES}; load {os.getloadavg()[0]:.1f}")
     for n in sizes:
         out = {}
         for name in ("all", "screened"):
             t = time.process_time()
-            genes = boosting.screened(X[:n], y[:n]) if name == "screened" else slice(None)
+            genes = screening.screened(X[:n], y[:n]) if name == "screened" else slice(None)
             d = boosting.quantised(X[:n][:, genes], y[:n])
             setup = time.process_time() - t
             booster, t = xgb.Booster(params, [d]), time.process_time()

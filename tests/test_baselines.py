@@ -93,7 +93,7 @@ def test_xgboost_fits_see_their_own_training_rows_top_genes(monkeypatch):
     on their training part, the final model on the labelled subset): informative genes are kept,
     constant ones rank last, held-out and test rows never choose, and with no more genes than
     the screen keeps nothing changes."""
-    from exprssl.evaluation import boosting
+    from exprssl.evaluation import boosting, screening
     from exprssl.evaluation.learners import fit_xgboost
     from exprssl.evaluation.tuning import inner_folds
 
@@ -102,15 +102,15 @@ def test_xgboost_fits_see_their_own_training_rows_top_genes(monkeypatch):
     X = rng.normal(size=(48, 40)).astype(np.float32)
     X[:, [3, 17, 29]] += 2.0 * y[:, None]
     X[:, 5] = 1.0  # constant: F undefined
-    assert boosting.screened(X, y, 3).tolist() == [3, 17, 29]
-    assert 5 not in boosting.screened(X, y, 39)
-    assert boosting.screened(X, y, 40).tolist() == list(range(40))
+    assert screening.screened(X, y, 3).tolist() == [3, 17, 29]
+    assert 5 not in screening.screened(X, y, 39)
+    assert screening.screened(X, y, 40).tolist() == list(range(40))
     seen = []
     real = boosting.quantised
-    assert boosting.screen_width(48) == 5_000_000 // 48  # a small fit keeps every gene
-    assert boosting.screen_width(7486) == 2000 and boosting.screen_width(1200) == 4166
-    monkeypatch.setattr(boosting, "SCREEN_CELLS", 4 * 48)
-    monkeypatch.setattr(boosting, "SCREEN_GENES", 4)
+    assert screening.screen_width(48) == 5_000_000 // 48  # a small fit keeps every gene
+    assert screening.screen_width(7486) == 2000 and screening.screen_width(1200) == 4166
+    monkeypatch.setattr(screening, "SCREEN_CELLS", 4 * 48)
+    monkeypatch.setattr(screening, "SCREEN_GENES", 4)
     monkeypatch.setattr(
         boosting, "quantised", lambda X, *a, **k: seen.append(X.shape) or real(X, *a, **k)
     )
@@ -147,6 +147,48 @@ def test_baseline_registry_and_the_elastic_net_file():
     assert (proba.argmax(1) == y[:6]).mean() >= 0.8
     _, default = net.fit_predict(X, y, X[:6], None, job)
     assert default == net.grid[0]
+
+
+def test_elastic_net_fits_see_their_own_training_rows_top_genes(monkeypatch):
+    """Above the screen's budget each elastic-net fit reads its own training rows' top genes by
+    ANOVA F (folds: their training part; the final model and its attributions: the labelled
+    subset): test rows never choose, and the attributions are zero off the screened genes."""
+    from types import SimpleNamespace
+
+    from exprssl.evaluation import screening
+    from exprssl.evaluation.baselines import elasticnet, get_baseline
+    from exprssl.evaluation.tuning import inner_folds
+
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1, 2], 16)
+    X = rng.normal(size=(48, 40)).astype(np.float32)
+    X[:, [3, 17, 29]] += 2.0 * y[:, None]
+    monkeypatch.setattr(screening, "SCREEN_CELLS", 4 * 48)
+    monkeypatch.setattr(screening, "SCREEN_GENES", 4)
+    widths = []
+    real = elasticnet._classifier
+
+    def spy(params, seed, warm_start=False):
+        clf = real(params, seed, warm_start)
+        fit = clf.fit
+        clf.fit = lambda Z, yy: widths.append(Z.shape[1]) or fit(Z, yy)
+        return clf
+
+    monkeypatch.setattr(elasticnet, "_classifier", spy)
+    net, folds = get_baseline("elasticnet"), inner_folds(y, 0, 2)
+    garbage = np.full((3, 40), 1e6, np.float32)
+    p1, params = net.fit_predict(X, y, X[:3], folds, _job(y, n_test=3))
+    # 24-row folds read 192 // 24 = 8 genes (four grid points each), the final model 4
+    assert widths[:8] == [8] * 8 and widths[-1] == 4
+    _, same = net.fit_predict(X, y, garbage, folds, _job(y, n_test=3))
+    assert same == params and p1.argmax(1).tolist() == y[:3].tolist()
+    task = SimpleNamespace(
+        labelled=lambda key: X, genes_key=lambda m: None, y_lab=y, n_classes=3, seed=0
+    )
+    weights = net.explain(task, None, params)
+    assert weights.shape == (3, 40)
+    assert set(np.flatnonzero(np.abs(weights).sum(0))) <= set(screening.screened(X, y, 4))
+    assert {3, 17, 29} & set(np.flatnonzero(np.abs(weights).sum(0)))
 
 
 def test_elastic_net_is_the_best_baseline_when_it_scores_highest():

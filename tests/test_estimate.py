@@ -181,6 +181,24 @@ def test_cell_cost_grows_with_rows_genes_and_classes(family):
     assert span.low < span.expected < span.high
 
 
+@pytest.mark.parametrize("family", ["elasticnet", "xgboost"])
+def test_screened_learners_cost_their_screened_width(family):
+    """XGBoost and the elastic net read at most ``screen_width`` genes per fit: at 7,486
+    labelled rows 20,000 genes cost what 2,000 do; a small fit reads (and costs) every gene."""
+    model = CostModel(_calibration(19), HeadRecipe())
+
+    def cost(n, width):
+        return model.cell(CellSpec(family, width, 4, 3), n, 0, 19, 2).expected
+
+    assert cost(7486, 20000) == pytest.approx(cost(7486, 2000))
+    assert cost(100, 20000) > 5 * cost(100, 2000)
+
+    def logistic(width):  # not screened
+        return model.cell(CellSpec("logistic", width, 4, 3), 7486, 0, 19, 2).expected
+
+    assert logistic(20000) > 5 * logistic(2000)
+
+
 def test_cell_cost_counts_fits_and_epochs():
     cal = _calibration()
     model = CostModel(cal, HeadRecipe(epochs=30, patience=4))
@@ -195,7 +213,9 @@ def test_cell_cost_counts_fits_and_epochs():
     assert model.head_epochs(40, 0).expected == 30 and model.head_epochs(40, 10).expected == 15
     assert model.head_epochs(40, 10, pretrained=True).expected == 30  # 2 batches an epoch
     big = [model.head_epochs(n, 2000, pretrained=True).expected for n in (8000, 16000)]
-    assert big == [5 + 4, 3 + 4]  # 250 and 500 batches an epoch: 800 steps, then patience + 1
+    # 250 and 500 batches an epoch: 800 steps, then patience + 1, the patience of 4 epochs of 32
+    # batches (128 steps) held by fewer long epochs, at least 2 (heads.patience_epochs)
+    assert big == [4 + 3, 2 + 3]
     assert model.cell(head, 100, 0, 4, None).expected > model.cell(head, 100, 20, 4, None).expected
     cfg = BenchmarkConfig(epochs=10, batch_size=64)
     short, long = model.pretraining("scarf", 1000, cfg), model.pretraining("scarf", 4000, cfg)

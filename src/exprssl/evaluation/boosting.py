@@ -15,17 +15,9 @@ always look worse early), and a grid point whose folds have all early-stopped is
 score at each fold's best round, ties by held-out loss).
 
 A round's cost grows with the genes it bins (histograms over every gene, column sampling does
-not skip them: 22 s a round at 2,000 rows x 20,000 genes, 19 classes, one thread). A fit on many
-rows therefore sees only the genes of largest ANOVA F on *its own training rows* (sure
-independence screening, Fan & Lv 2008), as many as keep its rows x genes within
-``SCREEN_CELLS`` and never fewer than ``SCREEN_GENES``: inside each inner fold on the fold's
-training part, and for the final model on the labelled subset, so no held-out or test row
-chooses genes. Small labelled subsets, where an F ranking is noisy, keep more genes (the
-bundled cohorts: about 100 rows x 12,625-28,057 genes, never screened); at 7,486 rows
-a fit reads 2,000 of 20,000 genes. On all_leukemia a screen of 2,000 genes at every size moved
-XGBoost's mean balanced accuracy at 100% of the labels from 0.807 to 0.727 (6 cells, verdicts
-unchanged): the screen is for the sizes where the ranking is reliable. At few rows a round's cost
-is set by the genes (split finding over their bins), so mid-sized fits stay costly.
+not skip them: 22 s a round at 2,000 rows x 20,000 genes, 19 classes, one thread), so a fit on
+many rows reads its own training rows' top genes (``screening.screened``). At few rows a round's
+cost is set by the genes (split finding over their bins), so mid-sized fits stay costly.
 """
 
 from __future__ import annotations
@@ -36,13 +28,12 @@ from typing import Any
 import numpy as np
 
 from .metrics import score
+from .screening import screened
 from .tuning import pick
 
 PATIENCE = 20  # rounds without a lower held-out loss before a fold stops
 MAX_ROUNDS = 300
 FIRST_RUNG = 50  # rounds every grid point trains before the first halving
-SCREEN_CELLS = 5_000_000  # rows x genes a fit bins at most (its genes: the top by ANOVA F)
-SCREEN_GENES = 2000  # ... but never fewer genes than this
 FIXED = {"subsample": 0.8, "colsample_bytree": 0.5, "tree_method": "hist", "max_bin": 64}
 
 
@@ -57,47 +48,6 @@ def booster_params(params: dict[str, Any], n_classes: int, seed: int, device: st
     )
     where = device if str(device).startswith("cuda") else "cpu"
     return {**task, **FIXED, "nthread": 1, "seed": seed, "verbosity": 0, "device": where, **params}
-
-
-def screen_width(rows: float) -> int:
-    """Genes a fit on ``rows`` rows reads at most (``SCREEN_CELLS``, ``SCREEN_GENES``)."""
-    return int(max(SCREEN_GENES, SCREEN_CELLS // max(rows, 1)))
-
-
-def screened(
-    X: np.ndarray, y: np.ndarray, keep: int | None = None, rows: np.ndarray | None = None
-) -> np.ndarray:
-    """Sorted positions of the ``keep`` (default ``screen_width`` of the rows) genes with the
-    largest ANOVA F of ``y`` on ``X``'s ``rows`` (default: all; ``y`` is theirs), all genes when
-    there are not more; constant genes (F undefined) rank last, ties by position."""
-    n = len(X) if rows is None else len(rows)
-    keep = screen_width(n) if keep is None else keep
-    if X.shape[1] <= keep:
-        return np.arange(X.shape[1])
-    f = np.nan_to_num(anova_f(X, y, rows), nan=-1.0, posinf=np.finfo(np.float64).max)
-    return np.sort(np.argsort(-f, kind="stable")[:keep])
-
-
-def anova_f(X: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None, block: int = 2048):
-    """scikit-learn's ``f_classif`` F statistic per gene, a block of genes at a time from
-    ``X[rows]``: f_classif copies the rows per class (920 MB at a fold of 3,743 x 20,000), this
-    holds one float64 block. NaN for a constant gene, inf for one constant within classes."""
-    codes = np.unique(y, return_inverse=True)[1]
-    k, n = int(codes.max()) + 1, len(codes)
-    member = np.zeros((k, n))
-    member[codes, np.arange(n)] = 1.0
-    counts = member.sum(1)[:, None]
-    f = np.empty(X.shape[1])
-    for lo in range(0, X.shape[1], block):
-        part = X[:, lo : lo + block] if rows is None else X[rows, lo : lo + block]
-        part = part.astype(np.float64)
-        sums = member @ part
-        centre = sums.sum(0) ** 2 / n
-        between = (sums**2 / counts).sum(0) - centre
-        within = (part**2).sum(0) - centre - between
-        with np.errstate(divide="ignore", invalid="ignore"):
-            f[lo : lo + block] = (between / (k - 1)) / (np.maximum(within, 0.0) / (n - k))
-    return f
 
 
 def quantised(X: np.ndarray, y: np.ndarray, ref=None):

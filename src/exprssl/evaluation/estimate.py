@@ -34,11 +34,12 @@ import numpy as np
 
 from ..threads import cpu_count, limit_threads
 from .baselines import get_baseline
-from .boosting import screen_width, searched_rounds
+from .boosting import searched_rounds
 from .cells import Approach, ssl_learner
-from .heads import HeadRecipe
+from .heads import HeadRecipe, patience_epochs
 from .pool import RemainingTime, duration_text
 from .schema import cell_key
+from .screening import screen_width
 from .tuning import GRIDS, MAX_FOLDS, inner_folds
 
 if TYPE_CHECKING:
@@ -473,18 +474,20 @@ class CostModel:
     def head_epochs(self, n_train: float, n_val: int, pretrained: bool = False) -> Count:
         """Epochs of a torch head on ``n_train`` training rows: every epoch without validation
         rows (or patience), else the epochs holding ``HEAD_STEPS_TO_BEST`` optimizer steps and
-        then ``patience + 1`` more. Steps, not epochs, are what a head needs: with 3 batches an
-        epoch a pretrained encoder (at its slower learning rate) improves for all 100 epochs,
-        with 187 (7,479 labelled profiles) it stopped after 14. A random-init network stops
+        then ``patience + 1`` more (patience in epochs of that length: ``patience_epochs``).
+        Steps, not epochs, are what a head needs: with 3 batches an epoch a pretrained encoder
+        (at its slower learning rate) improves for all 100 epochs, with 187 (7,479 labelled
+        profiles) it stopped after 14 with a patience of 10 epochs. A random-init network stops
         sooner, after at most ``3 (patience + 1)``."""
         r = self.recipe
         if n_val == 0 or r.patience == 0:
             return Count(r.epochs, r.epochs, r.epochs)
-        low = min(r.epochs, r.patience + 1)
         batches = max(1, math.ceil(n_train / max(2, r.batch_size)))
-        expected = min(r.epochs, r.patience + 1 + math.ceil(HEAD_STEPS_TO_BEST / batches))
+        patience = patience_epochs(r.patience, batches)
+        low = min(r.epochs, patience + 1)
+        expected = min(r.epochs, patience + 1 + math.ceil(HEAD_STEPS_TO_BEST / batches))
         if not pretrained:
-            expected = min(expected, 3 * (r.patience + 1))
+            expected = min(expected, 3 * (patience + 1))
         return Count(expected, low, r.epochs)
 
     def linear_fit(self, family: str, n: float, width: int, classes: int) -> float:
@@ -537,11 +540,14 @@ class CostModel:
             fold_width, width = (min(spec.width, screen_width(m)) for m in (n_fold, n))
             seconds = k * self.xgboost_fit(n_fold, fold_width, classes, rounds) + self.xgboost_fit(
                 n, width, classes, final
-            )  # each fit on its screened genes (boosting.screened)
+            )  # each fit on its screened genes (screening.screened)
             return Span.of(seconds, XGB_ROUNDS)
+        fold_width, width = spec.width, spec.width
+        if spec.family == "elasticnet":  # screened as XGBoost
+            fold_width, width = (min(spec.width, screen_width(m)) for m in (n_fold, n))
         fit = self.linear_fit
-        seconds = cv_fits * fit(spec.family, n_fold, spec.width, classes) + fit(
-            spec.family, n, spec.width, classes
+        seconds = cv_fits * fit(spec.family, n_fold, fold_width, classes) + fit(
+            spec.family, n, width, classes
         )
         return Span.of(seconds, SAGA_EPOCHS if spec.family == "elasticnet" else LBFGS)
 

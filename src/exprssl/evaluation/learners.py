@@ -20,6 +20,7 @@ import numpy as np
 from .heads import StackedMLP, predict_proba, train_stacked
 from .jobs import GroupJob
 from .metrics import score
+from .screening import screened
 from .tuning import GRIDS, pick, regularisation_paths
 
 
@@ -96,13 +97,16 @@ def _logistic(params: dict[str, Any], seed: int, warm_start: bool = False):
     )
 
 
-def fit_by_path(F_lab, y_lab, F_test, grid, folds, job: GroupJob, make: Callable, quiet=False):
+def fit_by_path(
+    F_lab, y_lab, F_test, grid, folds, job: GroupJob, make: Callable, quiet=False, screen=False
+):
     """``fit_by_inner_cv`` for a standardised linear model (same grid, folds and choice rule),
     each fold fitted along warm-started regularisation paths (``tuning.regularisation_paths``):
     one scaler per fold, and each grid point starting from the previous one's solution on its
     path, strongest regularisation first. ``make(params, seed, warm_start)`` builds the
     classifier; the final model is fit from scratch on the whole labelled subset, as before.
-    ``quiet`` silences the iteration cap's convergence warnings."""
+    ``quiet`` silences the iteration cap's convergence warnings; ``screen``: every fit reads its
+    own training rows' top genes by ANOVA F (``screening.screened``; all of them when few)."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -116,8 +120,10 @@ def fit_by_path(F_lab, y_lab, F_test, grid, folds, job: GroupJob, make: Callable
             warnings.simplefilter("ignore", ConvergenceWarning)
         for j, hold in enumerate(folds if len(grid) > 1 else []):
             rows = np.setdiff1d(np.arange(len(y_lab)), hold)
-            scaler = StandardScaler().fit(F_lab[rows])
-            Z, Z_hold = scaler.transform(F_lab[rows]), scaler.transform(F_lab[hold])
+            genes = screened(F_lab, y_lab[rows], rows=rows) if screen else None
+            part = _part(F_lab, rows, genes)
+            scaler = StandardScaler().fit(part)
+            Z, Z_hold = scaler.transform(part), scaler.transform(_part(F_lab, hold, genes))
             for path in regularisation_paths(grid):
                 model = make(grid[path[0]], job.seed, warm_start=True)
                 for i in path:
@@ -127,8 +133,17 @@ def fit_by_path(F_lab, y_lab, F_test, grid, folds, job: GroupJob, make: Callable
                     proba = full_proba(model.predict_proba(Z_hold), model.classes_, job.n_classes)
                     scores[i, j] = score(y_lab[hold], proba.argmax(1), job.metric)
         params = grid[pick(scores.mean(1).tolist())] if scores.size else grid[0]
-        model = make_pipeline(StandardScaler(), make(params, job.seed)).fit(F_lab, y_lab)
-    return logistic_proba(model, F_test, params, job.n_classes), params
+        genes = screened(F_lab, y_lab) if screen else None
+        model = make_pipeline(StandardScaler(), make(params, job.seed))
+        model.fit(_part(F_lab, None, genes), y_lab)
+    return logistic_proba(model, _part(F_test, None, genes), params, job.n_classes), params
+
+
+def _part(X: np.ndarray, rows: np.ndarray | None, genes: np.ndarray | None) -> np.ndarray:
+    """``X``'s ``rows`` (None: all) and ``genes`` (None: all), copying no more than those."""
+    if genes is None:
+        return X if rows is None else X[rows]
+    return X[:, genes] if rows is None else X[np.ix_(rows, genes)]
 
 
 def _path_free(params: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +156,7 @@ def fit_xgboost(F_lab, y_lab, F_test, folds, job: GroupJob, default_rounds: int 
     early-stopping on its held-out part, the grid searched by successive halving
     (``boosting.search``); the final model, fit on the whole labelled subset, runs the chosen
     setting's median best number of rounds. Every fit sees its own training rows' top genes by
-    ANOVA F (``boosting.screened``)."""
+    ANOVA F (``screening.screened``)."""
     import xgboost as xgb
     from sklearn.preprocessing import LabelEncoder
 
@@ -158,7 +173,7 @@ def fit_xgboost(F_lab, y_lab, F_test, folds, job: GroupJob, default_rounds: int 
             F_lab, y, folds, grid, k, job.seed, job.metric, job.device
         )
         params = grid[best]
-    genes = boosting.screened(F_lab, y)  # the final model's genes: on all its labelled rows
+    genes = screened(F_lab, y)  # the final model's genes: on all its labelled rows
     model = xgb.train(
         boosting.booster_params(params, k, job.seed, job.device),
         boosting.quantised(F_lab[:, genes], y),

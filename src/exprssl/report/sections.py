@@ -167,7 +167,7 @@ def _pretraining_section(summary, manifest, metric, out, figures) -> list:
 def _tuning_section(summary, manifest, metric, out, figures) -> list:
     """Grids, then per approach the hyperparameters its cells chose, and why defaults were kept."""
     from ..evaluation.baselines import BASELINES, all_grids
-    from ..evaluation.boosting import SCREEN_CELLS, SCREEN_GENES
+    from ..evaluation.screening import SCREEN_CELLS, SCREEN_GENES
     from ..evaluation.tuning import MAX_FOLDS, describe_grids
 
     folds = max([*MAX_FOLDS.values(), *(b.max_folds for b in BASELINES.values())])
@@ -185,7 +185,8 @@ def _tuning_section(summary, manifest, metric, out, figures) -> list:
         Bullets([[f"{name}: ", User(grid)] for name, grid in describe_grids(all_grids()).items()]),
         Para(
             [
-                f"An XGBoost fit on many rows reads the genes of largest ANOVA F on its own "
+                "An XGBoost or elastic-net fit on many rows reads the genes of largest ANOVA F on "
+                f"its own "
                 f"training rows, as many as keep rows x genes within {SCREEN_CELLS:,} and at "
                 f"least {SCREEN_GENES:,} (an inner fold's training part, or the labelled subset "
                 "for the final model), so no held-out or test row chooses genes; smaller fits "

@@ -1,14 +1,23 @@
 """Elastic-net logistic regression on the standardised preprocessed genes (saga): C and the
 L1 share (l1_ratio) tuned by the inner CV, each fold along one warm-started path over C per L1
 share (``learners.fit_by_path``). A sparse linear model over thousands of genes is the classic
-strong baseline for expression data; iterations are bounded to keep a cell fast."""
+strong baseline for expression data; iterations are bounded to keep a cell fast.
+
+A saga epoch visits every coefficient of every row (rows x genes x classes), so a fit on many
+rows reads its own training rows' top genes by ANOVA F, as XGBoost does (``screening``: at 7,486
+rows x 20,000 genes, 2,000 of them; the bundled cohorts, ~100 rows, keep every gene). Screening
+before a sparse fit is what sure independence screening was designed for (Fan & Lv 2008); the
+attributions are the screened fit's coefficients, zero for the genes it did not read."""
 
 from __future__ import annotations
 
 import warnings
 
+import numpy as np
+
 from ..explainers import COEFFICIENTS, coefficients
 from ..learners import fit_by_path
+from ..screening import screened
 from . import Baseline, register
 
 MAX_ITER = 100  # saga epochs at most; with tol=1e-2 a fit takes well under a second
@@ -67,8 +76,14 @@ class ElasticNet(Baseline):
     attribution = COEFFICIENTS
 
     def fit_predict(self, F_lab, y_lab, F_test, folds, job):
-        return fit_by_path(F_lab, y_lab, F_test, self.grid, folds, job, _classifier, quiet=True)
+        return fit_by_path(
+            F_lab, y_lab, F_test, self.grid, folds, job, _classifier, quiet=True, screen=True
+        )
 
     def explain(self, task, method, params):
         X_lab = task.labelled(task.genes_key(method))
-        return coefficients(_fit(X_lab, task.y_lab, params, task.seed), task.n_classes)
+        genes = screened(X_lab, task.y_lab)  # the final model's genes, as in fit_predict
+        weights = np.zeros((task.n_classes, X_lab.shape[1]), np.float32)
+        model = _fit(X_lab[:, genes], task.y_lab, params, task.seed)
+        weights[:, genes] = coefficients(model, task.n_classes)
+        return weights
