@@ -243,3 +243,31 @@ def test_a_model_trained_alone_later_trains_as_it_did_beside_the_others():
     np.testing.assert_allclose(best_folds[:2], best_together[:2], rtol=1e-9)
     np.testing.assert_allclose(best_final[2], best_together[2], rtol=1e-9)
     np.testing.assert_allclose(predict_proba(apart, X), predict_proba(together, X), atol=1e-9)
+
+
+@pytest.mark.parametrize(("rows", "patience"), [(64, 10), (200, 4), (1000, 2)])
+def test_patience_counts_steps_once_epochs_are_long(monkeypatch, rows, patience):
+    """Validation losses that only worsen after the first epoch: a model stops after
+    ``patience_epochs`` more epochs: the recipe's 10 up to 32 batches an epoch (every bundled
+    cohort), then as many epochs as hold 10 x 32 steps (100 batches: 4), at least 2."""
+    from exprssl.evaluation import heads
+
+    assert heads.patience_epochs(10, 32) == 10 and heads.patience_epochs(10, 234) == 2
+    assert heads.patience_epochs(0, 500) == 0 and heads.patience_epochs(1, 500) == 1
+    assert heads.patience_epochs(rows // 2, rows // 2) >= 2
+    calls = []
+
+    def worsening(net, X, y, val_mask):
+        calls.append(1)
+        return torch.full((val_mask.shape[0],), float(len(calls)))
+
+    monkeypatch.setattr(heads, "_validation_losses", worsening)
+    torch.manual_seed(0)
+    X, y = torch.randn(rows + 8, 4), torch.randint(0, 2, (rows + 8,))
+    train = torch.zeros(1, rows + 8, dtype=torch.bool)
+    train[:, :rows] = True
+    net = StackedMLP(MLPEncoder(4, [4], dropout=0.0), 4, 2, 1, seed=0)
+    recipe = HeadRecipe(epochs=50, batch_size=2, patience=10)
+    train_stacked(net, X, y, train, ~train, recipe)
+    assert heads.patience_epochs(10, rows // 2) == patience
+    assert len(calls) == 1 + patience
