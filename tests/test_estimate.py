@@ -149,6 +149,7 @@ def test_cli_dry_run_prints_the_plan_and_exits_0(data_file, tmp_path):
     assert "plan: 2 pretraining(s)" in r.output
     assert "12 cell(s) (2 split(s) x 1 seed(s) x 2 fraction(s) x 3 approach(es))" in r.output
     assert "estimate: about" in r.output and "evaluation by learner:" in r.output
+    assert "on this machine's idle cores" in r.output and "load average now" in r.output
     assert not out.exists()
 
 
@@ -247,6 +248,20 @@ def test_probe_times_each_kind_of_work_and_leaves_random_state_alone():
     assert cal.xgb_setup.width == 32 and cal.ssl_step["scarf"] > 0
     assert cal.element_s > 0 and cal.flops_per_s > 0
     assert probe(spec).logistic == cal.logistic  # timed once per process
+
+
+def test_the_probe_times_cpu_not_the_machines_load():
+    """A probe charges the CPU its work uses, not the time it waited for a core: a busy machine
+    (another process holding the cores) does not inflate the estimate; multi-threaded work
+    (``cpu=False``) is timed on the wall clock."""
+    import time
+
+    from exprssl.evaluation import estimate
+
+    assert estimate._once(lambda: time.sleep(0.3)) < 0.05
+    assert estimate._once(lambda: time.sleep(0.3), cpu=False) >= 0.3
+    busy = estimate._once(lambda: sum(i * i for i in range(300_000)))
+    assert busy > 0
 
 
 def test_span_text_and_line_through():

@@ -25,6 +25,7 @@ import contextlib
 import heapq
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -264,10 +265,15 @@ def _timed(fn, warm: bool = False) -> float:
     return best
 
 
-def _once(fn) -> float:
-    t0 = time.perf_counter()
+def _once(fn, cpu: bool = True) -> float:
+    """CPU seconds of ``fn()``: the probe's work is single-threaded, so this is what a worker
+    pays on a core of its own, whatever the machine's load at the moment of probing (wall
+    seconds swung the same plan 3x with the load); ``cpu=False``: wall seconds, for work on
+    several threads."""
+    clock = time.process_time if cpu else time.perf_counter
+    t0 = clock()
     fn()
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def _probe_data(n: int, width: int, classes: int, seed: int = 0):
@@ -410,7 +416,7 @@ def _probe_ssl(method: str, params: str, spec: ProbeSpec) -> float:
     model.train()
     with limit_threads(threads):
         step()  # warm-up: allocations, kernel choice
-        seconds = min(_once(step) for _ in range(2))
+        seconds = min(_once(step, cpu=threads == 1) for _ in range(2))
     return seconds * full / step_flops(model, batch)
 
 
@@ -600,6 +606,7 @@ class RunPlan:
     cell_seconds: dict[tuple, float] = field(default_factory=dict, repr=False)
     pretrain_seconds: list[float] = field(default_factory=list, repr=False)
     approach_learners: dict[str, str] = field(default_factory=dict, repr=False)
+    load: float | None = None  # the machine's load average when planned
 
     @property
     def total(self) -> Span:
@@ -641,9 +648,11 @@ class RunPlan:
 
     def _estimate(self) -> str:
         parts = ", ".join(f"{k} {duration_text(v.expected)}" for k, v in self.stages.items())
+        load = "" if self.load is None else f"; load average now {self.load:.1f}"
         return (
-            f"estimate: {self.total.text()} on this machine ({parts}; cost model probed in "
-            f"{self.probe_seconds:.1f} s; loading and the report not included)"
+            f"estimate: {self.total.text()} on this machine's idle cores ({parts}; cost model "
+            f"probed in {self.probe_seconds:.1f} s{load}: a busy machine takes longer; loading "
+            "and the report not included)"
         )
 
     def _dominant(self) -> str:
@@ -682,6 +691,7 @@ class RunPlan:
             "cells_finished": self.cells_finished,
             "workers": self.workers,
             "probe_s": round(self.probe_seconds, 2),
+            "load_average": None if self.load is None else round(self.load, 2),
             "stages": {k: v.to_dict() for k, v in self.stages.items()},
             "learners": {k: {"estimated_s": round(v, 2)} for k, v in self.learners.items()},
             "approaches": {k: {"estimated_s": round(v, 2)} for k, v in self.per_approach.items()},
@@ -806,7 +816,16 @@ def plan_work(
         cell_seconds={k: v.expected for k, v in costs.items()},
         pretrain_seconds=[s.expected for s in pre],
         approach_learners={name: spec.family for name, spec in specs.items()},
+        load=_load(),
     )
+
+
+def _load() -> float | None:
+    """The one-minute load average (None where the system has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def _stages(cfg, cohort, plan, widths, model, pre, rows, costs, workers, jobs) -> dict[str, Span]:
