@@ -5,6 +5,11 @@ the units go to whichever worker is free, in collection order. The longest modul
 the front under xdist so that neither worker is left with one of them at the end while the other
 idles (xdist's own reordering, by number of tests, would put them last; `make test` turns it off).
 A plain serial run keeps pytest's order.
+
+Child processes (the xdist workers and the tests' own subprocesses) get the environment pytest was
+started with: pytest imports readline, which exports its idea of the terminal's size (COLUMNS=80,
+LINES=24) to the C environment but not to ``os.environ``. A worker then started with COLUMNS=80
+and `exprssl.cli`'s console, made at import, kept 80 columns whatever a test set later.
 """
 
 from __future__ import annotations
@@ -12,6 +17,12 @@ from __future__ import annotations
 import os
 
 import pytest
+
+for _name in ("COLUMNS", "LINES"):  # what readline exported, undone (see above)
+    if _name in os.environ:
+        os.putenv(_name, os.environ[_name])
+    else:
+        os.unsetenv(_name)
 
 # modules of more than about a minute in a serial run (2 cores, `--durations`), longest first
 LONGEST_FIRST = (
