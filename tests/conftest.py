@@ -30,11 +30,12 @@ LONGEST_FIRST = (
     "test_protocol.py",
     "test_store.py",
     "test_controls.py",
-    "test_distributed.py",
+    "test_cli_bad_inputs.py",
     "test_bad_io.py",
     "test_model.py",
     "test_docs.py",
-    "test_cli_bad_inputs.py",
+    "test_cli.py",
+    "test_distributed.py",
 )
 
 
