@@ -4,7 +4,8 @@ long it will take on this machine, said before the first model trains. ``exprssl
 it and records it beside the actual seconds in ``manifest.json``.
 
 The cost model. A short probe (``probe``: a second or two for a small run, a few seconds at the
-paper's size) times each kind of work the run will do, single-threaded as the workers run it, on
+paper's size) times, in CPU seconds (the estimate is for idle cores, whatever the load while
+probing), each kind of work the run will do, single-threaded as the workers run it, on
 seeded random data with the run's classes and gene width (at most ``PROBE_MAX_WIDTH`` features,
 at two row counts up to ``PROBE_MAX_ROWS``): a logistic regression fit (lbfgs) per feature width,
 an epoch of the elastic net's saga solver, XGBoost's set-up and one boosting round, an epoch of
