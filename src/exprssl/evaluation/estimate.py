@@ -92,6 +92,7 @@ FAMILIES = {
     "xgboost": "xgboost",
     "mlp": "torch",
 }
+SCREENED = ("xgboost", "elasticnet")  # families whose fits read screened genes
 FAMILY_NAMES = {
     "logistic": "logistic regression",
     "elasticnet": "elastic net",
@@ -539,19 +540,18 @@ class CostModel:
             return Span.of(seconds, epochs)
         n_fold = n * (k - 1) / k if k else 0.0
         cv_fits = spec.grid * k if k and (spec.grid > 1 or spec.family == "xgboost") else 0
+        fold_width, width = spec.width, spec.width
+        if spec.family in SCREENED:  # each fit on its screened genes (screening.screened)
+            fold_width, width = (min(spec.width, screen_width(m)) for m in (n_fold, n))
         if spec.family == "xgboost":  # a fold quantised once, its grid searched by halving
             final = XGB_ROUNDS.expected if k else XGB_DEFAULT_ROUNDS
             grid = GRIDS["xgboost"]  # another size: one group of comparable points
             grid = grid if spec.grid == len(grid) else [{}] * spec.grid
             rounds = searched_rounds(grid, XGB_ROUNDS.expected)
-            fold_width, width = (min(spec.width, screen_width(m)) for m in (n_fold, n))
             seconds = k * self.xgboost_fit(n_fold, fold_width, classes, rounds) + self.xgboost_fit(
                 n, width, classes, final
-            )  # each fit on its screened genes (screening.screened)
+            )
             return Span.of(seconds, XGB_ROUNDS)
-        fold_width, width = spec.width, spec.width
-        if spec.family == "elasticnet":  # screened as XGBoost
-            fold_width, width = (min(spec.width, screen_width(m)) for m in (n_fold, n))
         fit = self.linear_fit
         seconds = cv_fits * fit(spec.family, n_fold, fold_width, classes) + fit(
             spec.family, n, width, classes

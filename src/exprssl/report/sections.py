@@ -185,12 +185,11 @@ def _tuning_section(summary, manifest, metric, out, figures) -> list:
         Bullets([[f"{name}: ", User(grid)] for name, grid in describe_grids(all_grids()).items()]),
         Para(
             [
-                "An XGBoost or elastic-net fit on many rows reads the genes of largest ANOVA F on "
-                f"its own "
-                f"training rows, as many as keep rows x genes within {SCREEN_CELLS:,} and at "
-                f"least {SCREEN_GENES:,} (an inner fold's training part, or the labelled subset "
-                "for the final model), so no held-out or test row chooses genes; smaller fits "
-                "read every gene."
+                "An XGBoost or elastic-net fit on many rows reads the genes of largest ANOVA F "
+                f"on its own training rows, as many as keep rows x genes within {SCREEN_CELLS:,} "
+                f"and at least {SCREEN_GENES:,} (an inner fold's training part, or the labelled "
+                "subset for the final model), so no held-out or test row chooses genes; smaller "
+                "fits read every gene."
             ]
         ),
     ]
